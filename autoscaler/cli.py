@@ -1,0 +1,187 @@
+"""The ``autoscaler`` command line.
+
+Every expected failure (bad option, bad trace, bad spec) ends as one line on stderr naming
+what is wrong and where, with exit code 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from autoscaler.core.spec import PolicyKind
+from autoscaler.errors import AutoscalerError, SpecError
+
+EXIT_USAGE = 2
+
+
+def _positive_float(name: str) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a number") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{name}: {text!r} must be a finite number > 0")
+        return value
+    return parse
+
+
+def _policies(text: str) -> list[PolicyKind]:
+    out: list[PolicyKind] = []
+    allowed = ", ".join(k.value for k in PolicyKind)
+    for part in text.split(","):
+        name = part.strip().lower()
+        if not name:
+            continue
+        try:
+            out.append(PolicyKind(name))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--policies: unknown policy {name!r}; allowed: {allowed}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"--policies: empty; allowed: {allowed}")
+    return out
+
+
+def _add_replay(sub: Any) -> None:
+    p = sub.add_parser("replay", help="replay a trace through simulated fleets, one per policy",
+                       description="Replay a request trace through a simulated inference "
+                       "fleet under each policy and compare SLO attainment and GPU-hours.")
+    p.add_argument("--trace", help="trace file or folder (default: the embedded synthetic "
+                   "workload)")
+    p.add_argument("--trace-format", choices=["azure", "mooncake", "counts", "servegen", "csv"],
+                   help="skip auto-detection")
+    p.add_argument("--policies", type=_policies,
+                   default=_policies("hpa,kpa,predictive,oracle,static"),
+                   help="comma-separated: hpa,kpa,predictive,oracle,static")
+    p.add_argument("--profile", default="llama3-8b-h100",
+                   help="replica profile: a built-in name or a YAML file")
+    p.add_argument("--slo-ttft", type=_positive_float("--slo-ttft"), default=2.0,
+                   help="time-to-first-token SLO, seconds (default 2)")
+    p.add_argument("--cold-start", type=_positive_float("--cold-start"),
+                   help="replica cold start, seconds (default: the profile's)")
+    p.add_argument("--engine", choices=["auto", "request", "fluid"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-replicas", type=int, default=1)
+    p.add_argument("--max-replicas", type=int)
+    p.add_argument("--rate-scale", type=_positive_float("--rate-scale"), default=1.0,
+                   help="multiply the trace's request rate")
+    p.add_argument("--time-scale", type=_positive_float("--time-scale"), default=1.0,
+                   help="stretch the trace's time axis")
+    p.add_argument("--spec", action="append", default=[], metavar="FILE",
+                   help="an autoscaler spec YAML replacing the built-in one of its policy "
+                   "(repeatable)")
+    p.add_argument("--json", metavar="FILE|-", help="write results as JSON ('-' = stdout)")
+    p.add_argument("--report", metavar="DIR", help="write an HTML report with plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from autoscaler.config import load_spec
+    from autoscaler.replaying import ReplayOptions, compare, comparison_json, format_table
+    from autoscaler.sim.profiles import load_profile
+    from autoscaler.traces import default_workload, load_trace, scale_trace
+
+    trace = (load_trace(args.trace, format=args.trace_format) if args.trace
+             else default_workload(seed=args.seed))
+    if args.rate_scale != 1.0 or args.time_scale != 1.0:
+        trace = scale_trace(trace, rate=args.rate_scale, time=args.time_scale)
+    profile = load_profile(args.profile)
+    overrides = {}
+    for path in args.spec:
+        spec = load_spec(path)
+        overrides[spec.policy] = spec
+    if args.min_replicas < 0:
+        raise SpecError("--min-replicas", args.min_replicas, ">= 0")
+    if args.max_replicas is not None and args.max_replicas < 1:
+        raise SpecError("--max-replicas", args.max_replicas, ">= 1")
+    options = ReplayOptions(
+        slo_ttft_s=args.slo_ttft, cold_start_s=args.cold_start, engine=args.engine,
+        seed=args.seed, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
+        progress=not args.no_progress and sys.stderr.isatty(), overrides=overrides)
+    comparison = compare(trace, profile, args.policies, options)
+    doc = comparison_json(comparison)
+    to_stdout = args.json == "-"
+    out = sys.stderr if to_stdout else sys.stdout
+    print(format_table(doc), file=out)
+    if args.json:
+        text = json.dumps(doc, indent=2)
+        if to_stdout:
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+    if args.report:
+        from autoscaler.report import write_report
+
+        index = write_report(comparison, Path(args.report))
+        print(f"report: {index}", file=out)
+    return 0
+
+
+def _add_profiles(sub: Any) -> None:
+    sub.add_parser("profiles", help="list the built-in replica profiles")
+
+
+def _run_profiles(args: argparse.Namespace) -> int:
+    from autoscaler.sim.profiles import builtin_profiles, load_profile
+
+    for name in builtin_profiles():
+        p = load_profile(name)
+        print(f"{name}: {p.gpus_per_replica} GPU(s), cold start {p.cold_start_s:g} s")
+    return 0
+
+
+def _add_validate(sub: Any) -> None:
+    p = sub.add_parser("validate", help="check an autoscaler spec YAML")
+    p.add_argument("spec", metavar="FILE")
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from autoscaler.config import load_spec
+
+    spec = load_spec(args.spec)
+    print(f"{args.spec}: valid {spec.policy.value} spec, replicas {spec.min_replicas}.."
+          f"{spec.max_replicas}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoscaler", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_replay(sub)
+    _add_profiles(sub)
+    _add_validate(sub)
+    try:
+        from autoscaler.forecast_cli import add_forecast_parser
+    except ImportError:  # the forecasting CLI is optional while it is being built
+        pass
+    else:
+        add_forecast_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    runners = {"replay": _run_replay, "profiles": _run_profiles, "validate": _run_validate}
+    try:
+        if args.command == "forecast":
+            from autoscaler.forecast_cli import run_forecast
+
+            return run_forecast(args)
+        return runners[args.command](args)
+    except AutoscalerError as exc:
+        print(f"autoscaler {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The one entry point of the decision core."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from autoscaler.core.policies import hpa, kpa, oracle, predictive, static
+from autoscaler.core.spec import PolicyKind, Spec
+from autoscaler.core.types import Decision, Snapshot, State
+
+Policy = Callable[[Snapshot, State, Spec, float], tuple[Decision, State]]
+"""Every policy has this shape: pure, time passed in, state returned anew."""
+
+POLICIES: dict[PolicyKind, Policy] = {
+    PolicyKind.HPA: hpa.decide,
+    PolicyKind.KPA: kpa.decide,
+    PolicyKind.PREDICTIVE: predictive.decide,
+    PolicyKind.ORACLE: oracle.decide,
+    PolicyKind.STATIC: static.decide,
+}
+
+
+def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[Decision, State]:
+    """Decide the desired replicas for one target at time ``now`` (seconds).
+
+    Pure: the same arguments always give the same result. When the inputs are missing or
+    stale the decision is ``valid=False`` with ``replicas == snapshot.current_replicas``:
+    the caller holds, and in particular never scales down.
+    """
+    return POLICIES[PolicyKind(spec.policy)](snapshot, state, spec, now)

@@ -1,0 +1,76 @@
+"""Every default of the decision core, in one place, with its unit and where it comes from.
+
+Numbers marked *upstream* are the Kubernetes / Knative defaults; keep them in step with
+their sources (named next to each).
+"""
+
+from __future__ import annotations
+
+# --- HPA (kube-controller-manager, autoscaling/v2) -------------------------------------
+HPA_SYNC_PERIOD_S = 15.0
+"""Seconds between HPA reconciliations (--horizontal-pod-autoscaler-sync-period). *upstream*"""
+HPA_TOLERANCE = 0.1
+"""Relative change below which the HPA does not scale
+(--horizontal-pod-autoscaler-tolerance). *upstream*"""
+HPA_DOWNSCALE_STABILIZATION_S = 300
+"""Scale-down stabilisation window, seconds
+(--horizontal-pod-autoscaler-downscale-stabilization; also the default scaleDown
+window). *upstream*"""
+HPA_SCALE_UP_LIMIT_FACTOR = 2.0
+"""Legacy path (no ``behavior``): at most this multiple of current replicas per step.
+*upstream*"""
+HPA_SCALE_UP_LIMIT_MINIMUM = 4
+"""Legacy path (no ``behavior``): but always allow scaling up to at least this many. *upstream*"""
+HPA_DEFAULT_SCALE_UP_PERCENT = 100
+"""Default scaleUp Percent policy value (per 15 s period). *upstream*"""
+HPA_DEFAULT_SCALE_UP_PODS = 4
+"""Default scaleUp Pods policy value (per 15 s period). *upstream*"""
+HPA_DEFAULT_SCALE_DOWN_PERCENT = 100
+"""Default scaleDown Percent policy value (per 15 s period). *upstream*"""
+HPA_DEFAULT_POLICY_PERIOD_S = 15
+"""Default periodSeconds of the default policies. *upstream*"""
+HPA_MAX_STABILIZATION_S = 3600
+"""Upper bound of stabilizationWindowSeconds accepted by API validation. *upstream*"""
+HPA_MAX_POLICY_PERIOD_S = 1800
+"""Upper bound of a policy's periodSeconds accepted by API validation. *upstream*"""
+
+# --- Knative KPA (config-autoscaler ConfigMap) -----------------------------------------
+KPA_STABLE_WINDOW_S = 60.0
+"""stable-window, seconds. *upstream*"""
+KPA_PANIC_WINDOW_PERCENTAGE = 10.0
+"""panic-window-percentage: the panic window is this % of the stable window (6 s). *upstream*"""
+KPA_PANIC_THRESHOLD_PERCENTAGE = 200.0
+"""panic-threshold-percentage: panic when panic-window demand >= 200% of current
+capacity. *upstream*"""
+KPA_TARGET_UTILIZATION = 0.70
+"""container-concurrency-target-percentage (70%), as a fraction. *upstream*"""
+KPA_MAX_SCALE_UP_RATE = 1000.0
+"""max-scale-up-rate: at most this multiple of ready pods in one step. *upstream*"""
+KPA_MAX_SCALE_DOWN_RATE = 2.0
+"""max-scale-down-rate: at most divide ready pods by this in one step. *upstream*"""
+KPA_SCALE_DOWN_DELAY_S = 0.0
+"""scale-down-delay, seconds (max over this window of recommendations). *upstream*"""
+KPA_TICK_S = 2.0
+"""Knative's decider ticks every 2 s; the replay may run it at the sync period instead."""
+
+# --- Our own --------------------------------------------------------------------------
+MAX_METRIC_AGE_S = 60.0
+"""A sample older than this (seconds) counts as stale: the decision is invalid (hold)."""
+COLD_START_S = 120.0
+"""Seconds from asking for a replica to it serving (image pull, weights load, warm-up)."""
+SLO_TTFT_S = 2.0
+"""Time-to-first-token objective, seconds."""
+SLO_TARGET_ATTAINMENT = 0.99
+"""Fraction of requests that must meet the TTFT objective."""
+PREDICTIVE_HEADROOM_QUANTILE = 0.9
+"""Plan for this quantile of the forecast demand (0.5 = the point forecast)."""
+PREDICTIVE_HISTORY_S = 1800.0
+"""Seconds of demand history the simple trend forecaster keeps."""
+PREDICTIVE_BACKLOG_DRAIN_S = 30.0
+"""When a queue builds, add capacity to drain it within this many seconds."""
+PREDICTIVE_TARGET_UTILIZATION = 0.85
+"""Plan each replica at this fraction of its capacity at the SLO."""
+PREDICTIVE_SCALE_DOWN_WINDOW_S = 120.0
+"""Scale down only to the max recommendation seen over this many seconds."""
+MAX_REPLICAS_LIMIT = 100_000
+"""Sanity bound on maxReplicas."""

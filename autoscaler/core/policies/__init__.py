@@ -1,0 +1,1 @@
+"""Decision policies. Each module exposes ``decide(snapshot, state, spec, now)``."""

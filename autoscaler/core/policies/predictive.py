@@ -1,0 +1,214 @@
+"""``predictive``: plan capacity for the demand forecast over the cold start, correct on SLO slips.
+
+A replica asked for now serves only after ``cold_start_s``, and the next decision comes one
+``sync_period_s`` later, so the count chosen now must carry the demand over the *lead time*
+[now, now + cold start + sync]. Each step:
+
+1. Demand: REQUEST_RATE (requests/s, a ~60 s ``rate()``) joins a history in state (the last
+   ``predictive.history_s`` seconds) and updates the trend forecaster incrementally (O(1)).
+   Missing or stale => hold (``valid=False``): the caller does not scale.
+2. Forecast: the ``headroom_quantile`` (p90 by default) of the forecast demand at each step of
+   the lead time; plan for its peak, and never for less than the demand observed now.
+3. Capacity: ceil(planned / (capacity.requestsPerSecond x predictive.targetUtilization)).
+4. Reactive corrections: a queue adds ceil(queue / (capacity.requestsPerSecond x
+   backlogDrainSeconds)) replicas (BacklogDrain). A TTFT percentile above the SLO forbids
+   scaling down and asks for at least one more replica than are *ready* (SLOCorrection):
+   counting from ready rather than from asked-for replicas means a slip that lasts through a
+   cold start asks for one extra replica, not one more every step.
+5. Scale down only to the highest recommendation of the last ``scale_down_window_s``
+   (ForecastHold), then HPA-shaped behaviour (``apply_behavior``) and min/max.
+
+Partial data: a missing QUEUE_DEPTH or TTFT signal does not block the decision, but then the
+count may only go up (reason MetricsMissing when that is what holds it).
+
+Worked example (defaults: capacity 4 req/s, utilisation 0.8, cold start 120 s, sync 15 s):
+the lead time is 135 s = 9 steps. If the p90 forecast peaks at 14.1 req/s within it, the
+plan is ceil(14.1 / 3.2) = ceil(4.41) = 5 replicas, even when 12 req/s (4 replicas) is all
+that arrives now.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from autoscaler.core.behavior import apply_behavior
+from autoscaler.core.policies.common import clamp, hold
+from autoscaler.core.spec import Spec
+from autoscaler.core.trend import TrendForecaster, TrendResult
+from autoscaler.core.types import Decision, PolicyState, Reason, Signal, Snapshot, State
+from autoscaler.errors import SpecError
+
+# Slack so that a demand of exactly k x per-replica rate (after float noise) needs k replicas.
+_EPS = 1e-9
+
+TREND = "trend"
+"""The built-in forecaster's name (``predictive.forecaster``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PredictiveState(PolicyState):
+    """The predictive policy's memory between steps."""
+
+    history: tuple[tuple[float, float], ...] = ()
+    """(time, observed request rate) within the last ``history_s`` seconds."""
+    trend: TrendResult | None = None
+    """The trend forecaster's smoothed state after the last observation."""
+    recent: tuple[tuple[float, int], ...] = ()
+    """(time, recommendation) within the last ``scale_down_window_s`` seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemandForecast:
+    """What a forecaster says about the lead time: the point and the planning quantile."""
+
+    mean_peak: float
+    """Peak of the point forecast over the lead time, requests/s."""
+    quantile_peak: float
+    """Peak of the ``headroom_quantile`` over the lead time, requests/s."""
+
+
+def trend_forecaster(spec: Spec) -> TrendForecaster:
+    """The built-in forecaster, one step per decision period."""
+    return TrendForecaster(step_s=spec.sync_period_s)
+
+
+def _lead_steps(spec: Spec) -> int:
+    # Worked number: cold start 120 s + sync 15 s = 135 s = 9 steps of 15 s.
+    return max(1, math.ceil((spec.cold_start_s + spec.sync_period_s) / spec.sync_period_s
+                            - _EPS))
+
+
+def _updated_trend(prev: PredictiveState, history: tuple[tuple[float, float], ...],
+                   spec: Spec, now: float, rate: float) -> TrendResult:
+    """The forecaster state after this step's observation; refit from history if the model
+    changed (a new sync period) or the last observation is older than the whole history."""
+    model = trend_forecaster(spec)
+    result = prev.trend
+    if (result is None or result.model != model
+            or (result.n > 0 and now - result.last_time > spec.predictive.history_s)):
+        return model.fit([t for t, _ in history], [v for _, v in history])
+    return result.update(now, rate)
+
+
+def forecast_demand(state: PredictiveState, spec: Spec) -> DemandForecast:
+    """The seam for forecasters: ``trend`` is built in; other names will route to
+    ``autoscaler.forecast`` (not wired yet, so they are a spec error for now)."""
+    name = spec.predictive.forecaster
+    if name != TREND or state.trend is None:
+        raise SpecError("predictive.forecaster", name, f"{TREND!r} (the only one wired so far)")
+    fc = state.trend.forecast(_lead_steps(spec))
+    q = fc.quantile(spec.predictive.headroom_quantile)
+    return DemandForecast(mean_peak=max(fc.mean), quantile_peak=max(q))
+
+
+def _replicas_for(rate_rps: float, per_replica_rps: float) -> int:
+    if rate_rps <= 0:
+        return 0
+    return max(1, math.ceil(rate_rps / per_replica_rps - _EPS))
+
+
+def _ttft_slip(snapshot: Snapshot, spec: Spec, now: float) -> tuple[float | None, str]:
+    """The TTFT percentile that matches the attainment target (p99 above 95 %, else p95),
+    falling back to the other one; None when neither is fresh."""
+    first, second = ((Signal.TTFT_P99, Signal.TTFT_P95) if spec.slo.target_attainment > 0.95
+                     else (Signal.TTFT_P95, Signal.TTFT_P99))
+    for sig in (first, second):
+        value = snapshot.get(sig, now, spec.max_metric_age_s)
+        if value is not None:
+            return value, "p99" if sig == Signal.TTFT_P99 else "p95"
+    return None, ""
+
+
+def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[Decision, State]:
+    params = spec.predictive
+    rate = snapshot.get(Signal.REQUEST_RATE, now, spec.max_metric_age_s)
+    if rate is None:
+        if Signal.REQUEST_RATE in snapshot.metrics:
+            return hold(snapshot, state, Reason.METRICS_STALE,
+                        f"the request-rate sample is older than {spec.max_metric_age_s:g} s "
+                        "or not a number; holding")
+        return hold(snapshot, state, Reason.METRICS_MISSING, "no request-rate sample; holding")
+    rate = max(0.0, rate)
+
+    prev = state.policy if isinstance(state.policy, PredictiveState) else PredictiveState()
+    cutoff = now - params.history_s
+    old = prev.history
+    if old and old[-1][0] >= now:
+        # A repeated call at the same time (or a clock that went back): replace, not append.
+        old = tuple(s for s in old if s[0] < now)
+    # History is time-ordered, so only its front can be too old: O(dropped), not O(history).
+    i = 0
+    while i < len(old) and old[i][0] <= cutoff:
+        i += 1
+    history = (*old[i:], (now, rate))
+    trend = _updated_trend(prev, history, spec, now, rate)
+    fc = forecast_demand(replace(prev, trend=trend), spec)
+
+    current = snapshot.current_replicas
+    ready = snapshot.ready_replicas
+    capacity = spec.capacity.requests_per_second
+    per_replica = capacity * params.target_utilization
+    planned = max(fc.quantile_peak, rate)
+    rec = _replicas_for(planned, per_replica)
+    reason = Reason.FORECAST
+    lead_s = _lead_steps(spec) * spec.sync_period_s
+    q_label = f"p{params.headroom_quantile * 100:g}"
+    notes: list[str] = []
+
+    queue = snapshot.get(Signal.QUEUE_DEPTH, now, spec.max_metric_age_s)
+    if queue is not None and queue > 0:
+        # Worked number: 120 waiting at 4 req/s per replica, drained within 30 s, needs
+        # ceil(120 / (4 x 30)) = 1 extra replica; 121 waiting need 2.
+        extra = math.ceil(queue / (capacity * params.backlog_drain_s) - _EPS)
+        if extra > 0:
+            rec += extra
+            reason = Reason.BACKLOG_DRAIN
+            notes.append(f"{queue:.0f} queued need {extra} more to drain within "
+                         f"{params.backlog_drain_s:g} s")
+
+    ttft, ttft_label = _ttft_slip(snapshot, spec, now)
+    if ttft is not None and ttft > spec.slo.ttft_seconds:
+        floor = max(current, ready + 1)
+        if floor > rec:
+            rec = floor
+            reason = Reason.SLO_CORRECTION
+        notes.append(f"TTFT {ttft_label} {ttft:.2f} s is above the {spec.slo.ttft_seconds:g} s "
+                     "SLO: no scale-down")
+
+    missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
+               if value is None]
+    if missing and rec < current:
+        rec = current
+        reason = Reason.METRICS_MISSING
+        notes.append(f"{' and '.join(missing)} missing: scale up only")
+
+    down_cutoff = now - params.scale_down_window_s
+    recent = (*(r for r in prev.recent if down_cutoff < r[0] < now), (now, rec))
+    held = max(r for _, r in recent)
+    if held > rec:
+        notes.append(f"holding {held} (highest in the last {params.scale_down_window_s:g} s)")
+        reason = Reason.FORECAST_HOLD
+
+    outcome = apply_behavior(held, current=current, state=state, spec=spec, now=now)
+    replicas, bound = clamp(outcome.replicas, spec)
+    if bound is not None and replicas != outcome.replicas:
+        reason = bound
+    elif outcome.reason is not None:
+        reason = outcome.reason
+        notes.append(outcome.message)
+
+    message = (f"forecast {fc.mean_peak:.1f} req/s ({q_label} {fc.quantile_peak:.1f}) over the "
+               f"next {lead_s:.0f} s, {rate:.1f} req/s now, needs "
+               f"{_replicas_for(planned, per_replica)} replicas at {per_replica:.1f} req/s each")
+    if notes:
+        message += "; " + "; ".join(notes)
+    new_policy = PredictiveState(history=history, trend=trend, recent=recent)
+    new_state = replace(outcome.state, policy=new_policy)
+    if replicas != current and new_state.last_scale_time != now:
+        new_state = replace(new_state, last_scale_time=now)
+    return (
+        Decision(replicas=replicas, reason=reason, message=message, recommendation=held,
+                 forecast_rps=planned, demand_rps=rate),
+        new_state,
+    )

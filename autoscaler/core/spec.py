@@ -1,0 +1,293 @@
+"""The autoscaler spec as plain, validated, immutable dataclasses.
+
+Field names are Python-style; the user-facing (YAML / CR) names are HPA-style camelCase and
+appear in every error message (``behavior.scaleUp.policies[0].periodSeconds``), because that
+is what the user wrote. Parsing YAML into these lives at the boundary (``autoscaler.config``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from autoscaler.core import defaults as d
+from autoscaler.errors import SpecError
+
+
+def _check_range(
+    path: str, value: float, lo: float, hi: float, *, lo_open: bool = False
+) -> None:
+    bad = (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or math.isnan(value)
+        or value > hi
+        or (value <= lo if lo_open else value < lo)
+    )
+    if bad:
+        lo_s = f"> {lo:g}" if lo_open else f">= {lo:g}"
+        raise SpecError(path, value, f"{lo_s} and <= {hi:g}")
+
+
+class PolicyKind(StrEnum):
+    """Which decision policy the spec runs."""
+
+    HPA = "hpa"
+    KPA = "kpa"
+    PREDICTIVE = "predictive"
+    ORACLE = "oracle"
+    STATIC = "static"
+
+
+class MetricTargetType(StrEnum):
+    VALUE = "Value"
+    AVERAGE_VALUE = "AverageValue"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricTarget:
+    """An HPA External-metric target on one signal (see ``Signal``)."""
+
+    signal: str
+    type: MetricTargetType
+    value: float
+    """Target value in the signal's unit; for AverageValue, per replica."""
+
+    def validate(self, path: str) -> None:
+        if not self.signal:
+            raise SpecError(f"{path}.metric", self.signal, "a non-empty signal name")
+        _check_range(f"{path}.target.value", self.value, 0.0, 1e12, lo_open=True)
+
+
+class ScalingPolicyType(StrEnum):
+    PODS = "Pods"
+    PERCENT = "Percent"
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingPolicy:
+    """One HPA rate-limit policy: at most ``value`` Pods (or Percent) per ``period_seconds``."""
+
+    type: ScalingPolicyType
+    value: int
+    period_seconds: int
+
+    def validate(self, path: str) -> None:
+        _check_range(f"{path}.value", self.value, 0, 1e9, lo_open=True)
+        _check_range(f"{path}.periodSeconds", self.period_seconds, 0, d.HPA_MAX_POLICY_PERIOD_S,
+                     lo_open=True)
+
+
+class SelectPolicy(StrEnum):
+    MAX = "Max"
+    MIN = "Min"
+    DISABLED = "Disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingRules:
+    """HPA ``HPAScalingRules`` for one direction."""
+
+    stabilization_window_seconds: int
+    """Seconds of past recommendations considered (min over them for up, max for down)."""
+    policies: tuple[ScalingPolicy, ...]
+    select_policy: SelectPolicy = SelectPolicy.MAX
+    tolerance: float | None = None
+    """Relative tolerance for this direction; None = the global 0.1."""
+
+    def validate(self, path: str) -> None:
+        _check_range(f"{path}.stabilizationWindowSeconds", self.stabilization_window_seconds,
+                     0, d.HPA_MAX_STABILIZATION_S)
+        if self.select_policy != SelectPolicy.DISABLED and not self.policies:
+            raise SpecError(f"{path}.policies", [], "at least one policy unless selectPolicy "
+                            "is Disabled")
+        for i, p in enumerate(self.policies):
+            p.validate(f"{path}.policies[{i}]")
+        if self.tolerance is not None:
+            _check_range(f"{path}.tolerance", self.tolerance, 0.0, 1.0)
+
+
+def default_scale_up_rules() -> ScalingRules:
+    """The HPA's default scaleUp rules (as kube-apiserver defaults them)."""
+    return ScalingRules(
+        stabilization_window_seconds=0,
+        policies=(
+            ScalingPolicy(ScalingPolicyType.PERCENT, d.HPA_DEFAULT_SCALE_UP_PERCENT,
+                          d.HPA_DEFAULT_POLICY_PERIOD_S),
+            ScalingPolicy(ScalingPolicyType.PODS, d.HPA_DEFAULT_SCALE_UP_PODS,
+                          d.HPA_DEFAULT_POLICY_PERIOD_S),
+        ),
+        select_policy=SelectPolicy.MAX,
+    )
+
+
+def default_scale_down_rules() -> ScalingRules:
+    """The HPA's default scaleDown rules (as kube-apiserver defaults them)."""
+    return ScalingRules(
+        stabilization_window_seconds=d.HPA_DOWNSCALE_STABILIZATION_S,
+        policies=(
+            ScalingPolicy(ScalingPolicyType.PERCENT, d.HPA_DEFAULT_SCALE_DOWN_PERCENT,
+                          d.HPA_DEFAULT_POLICY_PERIOD_S),
+        ),
+        select_policy=SelectPolicy.MAX,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Behavior:
+    """HPA v2 ``behavior``. A side left out gets the upstream default rules."""
+
+    scale_up: ScalingRules = field(default_factory=default_scale_up_rules)
+    scale_down: ScalingRules = field(default_factory=default_scale_down_rules)
+
+    def validate(self, path: str = "behavior") -> None:
+        self.scale_up.validate(f"{path}.scaleUp")
+        self.scale_down.validate(f"{path}.scaleDown")
+
+
+@dataclass(frozen=True, slots=True)
+class SLO:
+    ttft_seconds: float = d.SLO_TTFT_S
+    """Time-to-first-token objective, seconds."""
+    target_attainment: float = d.SLO_TARGET_ATTAINMENT
+    """Fraction of requests that must meet it, 0..1."""
+
+    def validate(self, path: str = "slo") -> None:
+        _check_range(f"{path}.ttftSeconds", self.ttft_seconds, 0.0, 3600.0, lo_open=True)
+        _check_range(f"{path}.targetAttainment", self.target_attainment, 0.0, 1.0, lo_open=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """The capacity model of one replica at the SLO."""
+
+    requests_per_second: float
+    """Arrival rate one replica sustains while meeting the TTFT SLO (requests/s)."""
+    concurrency: float
+    """Requests in flight on one replica at that rate (Little's law: rate x latency)."""
+
+    def validate(self, path: str = "capacity") -> None:
+        _check_range(f"{path}.requestsPerSecond", self.requests_per_second, 0.0, 1e9,
+                     lo_open=True)
+        _check_range(f"{path}.concurrency", self.concurrency, 0.0, 1e9, lo_open=True)
+
+
+@dataclass(frozen=True, slots=True)
+class KpaParams:
+    """Knative KPA settings (config-autoscaler names in the docs)."""
+
+    target_concurrency: float | None = None
+    """Per-replica concurrency target before utilisation; None = ``capacity.concurrency``."""
+    target_utilization: float = d.KPA_TARGET_UTILIZATION
+    stable_window_s: float = d.KPA_STABLE_WINDOW_S
+    panic_window_percentage: float = d.KPA_PANIC_WINDOW_PERCENTAGE
+    panic_threshold_percentage: float = d.KPA_PANIC_THRESHOLD_PERCENTAGE
+    max_scale_up_rate: float = d.KPA_MAX_SCALE_UP_RATE
+    max_scale_down_rate: float = d.KPA_MAX_SCALE_DOWN_RATE
+    scale_down_delay_s: float = d.KPA_SCALE_DOWN_DELAY_S
+
+    def validate(self, path: str = "kpa") -> None:
+        if self.target_concurrency is not None:
+            _check_range(f"{path}.targetConcurrency", self.target_concurrency, 0.0, 1e9,
+                         lo_open=True)
+        _check_range(f"{path}.targetUtilization", self.target_utilization, 0.0, 1.0,
+                     lo_open=True)
+        _check_range(f"{path}.stableWindowSeconds", self.stable_window_s, 5.0, 3600.0)
+        _check_range(f"{path}.panicWindowPercentage", self.panic_window_percentage, 1.0, 100.0)
+        _check_range(f"{path}.panicThresholdPercentage", self.panic_threshold_percentage,
+                     110.0, 1000.0)
+        _check_range(f"{path}.maxScaleUpRate", self.max_scale_up_rate, 1.0, 1e6, lo_open=True)
+        _check_range(f"{path}.maxScaleDownRate", self.max_scale_down_rate, 1.0, 1e6,
+                     lo_open=True)
+        _check_range(f"{path}.scaleDownDelaySeconds", self.scale_down_delay_s, 0.0, 3600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictiveParams:
+    """Our predictive policy's settings."""
+
+    headroom_quantile: float = d.PREDICTIVE_HEADROOM_QUANTILE
+    """Plan for this quantile of the forecast demand, 0.5..0.999."""
+    target_utilization: float = d.PREDICTIVE_TARGET_UTILIZATION
+    """Plan each replica at this fraction of ``capacity.requestsPerSecond``, 0..1."""
+    history_s: float = d.PREDICTIVE_HISTORY_S
+    """Seconds of demand history kept for the forecaster."""
+    backlog_drain_s: float = d.PREDICTIVE_BACKLOG_DRAIN_S
+    """Drain a visible queue within this many seconds (reactive correction)."""
+    scale_down_window_s: float = d.PREDICTIVE_SCALE_DOWN_WINDOW_S
+    """Scale down only to the max recommendation over this many seconds."""
+    forecaster: str = "trend"
+    """Forecaster name; ``trend`` is the built-in simple one."""
+
+    def validate(self, path: str = "predictive") -> None:
+        _check_range(f"{path}.headroomQuantile", self.headroom_quantile, 0.5, 0.999)
+        _check_range(f"{path}.targetUtilization", self.target_utilization, 0.0, 1.0,
+                     lo_open=True)
+        _check_range(f"{path}.historySeconds", self.history_s, 60.0, 30 * 86400.0)
+        _check_range(f"{path}.backlogDrainSeconds", self.backlog_drain_s, 1.0, 3600.0)
+        _check_range(f"{path}.scaleDownWindowSeconds", self.scale_down_window_s, 0.0, 86400.0)
+
+
+def default_hpa_metrics() -> tuple[MetricTarget, ...]:
+    """Empty: the replay fills an HPA target from the capacity model when none is given."""
+    return ()
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One autoscaler: what to scale, on which signals, within which bounds and SLO."""
+
+    max_replicas: int
+    capacity: Capacity
+    policy: PolicyKind = PolicyKind.PREDICTIVE
+    min_replicas: int = 1
+    metrics: tuple[MetricTarget, ...] = field(default_factory=default_hpa_metrics)
+    """HPA-style External-metric targets (used by the ``hpa`` policy)."""
+    behavior: Behavior | None = field(default_factory=Behavior)
+    """HPA-shaped behaviour; None = the HPA's legacy path (no behavior field)."""
+    slo: SLO = field(default_factory=SLO)
+    cold_start_s: float = d.COLD_START_S
+    """Seconds from asking for a replica until it serves (the forecast lead time)."""
+    sync_period_s: float = d.HPA_SYNC_PERIOD_S
+    """Seconds between decisions."""
+    max_metric_age_s: float = d.MAX_METRIC_AGE_S
+    """Samples older than this many seconds are stale (hold)."""
+    static_replicas: int | None = None
+    """For the ``static`` policy: the fixed count (None = ``max_replicas``)."""
+    kpa: KpaParams = field(default_factory=KpaParams)
+    predictive: PredictiveParams = field(default_factory=PredictiveParams)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        try:
+            PolicyKind(self.policy)
+        except ValueError as exc:
+            raise SpecError("policy", self.policy,
+                            ", ".join(k.value for k in PolicyKind)) from exc
+        _check_range("minReplicas", self.min_replicas, 0, d.MAX_REPLICAS_LIMIT)
+        _check_range("maxReplicas", self.max_replicas, 1, d.MAX_REPLICAS_LIMIT)
+        if not isinstance(self.min_replicas, int) or not isinstance(self.max_replicas, int):
+            raise SpecError("minReplicas/maxReplicas", (self.min_replicas, self.max_replicas),
+                            "integers")
+        if self.min_replicas > self.max_replicas:
+            raise SpecError("minReplicas", self.min_replicas,
+                            f"<= maxReplicas ({self.max_replicas})")
+        self.capacity.validate()
+        for i, m in enumerate(self.metrics):
+            m.validate(f"metrics[{i}]")
+        if self.policy == PolicyKind.HPA and not self.metrics:
+            raise SpecError("metrics", [], "at least one metric target for the hpa policy")
+        if self.behavior is not None:
+            self.behavior.validate()
+        self.slo.validate()
+        _check_range("coldStartSeconds", self.cold_start_s, 0.0, 3600.0)
+        _check_range("syncPeriodSeconds", self.sync_period_s, 1.0, 3600.0)
+        _check_range("maxMetricAgeSeconds", self.max_metric_age_s, 1.0, 86400.0)
+        if self.static_replicas is not None:
+            _check_range("staticReplicas", self.static_replicas, self.min_replicas,
+                         self.max_replicas)
+        self.kpa.validate()
+        self.predictive.validate()

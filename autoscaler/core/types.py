@@ -1,0 +1,143 @@
+"""The data the decision core takes and returns: snapshots, decisions, reasons, state.
+
+Everything here is immutable. Time is always a float in seconds on one monotonic axis
+chosen by the caller (epoch seconds in the live loop, seconds since trace start in the
+replay); the core never reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Signal(StrEnum):
+    """Names of the fleet-level signals a snapshot may carry (all summed or averaged over
+    the target's replicas, as Prometheus would show them)."""
+
+    REQUEST_RATE = "request_rate"
+    """Requests arriving per second (``rate()`` of the request counter), summed."""
+    QUEUE_DEPTH = "queue_depth"
+    """Requests waiting to be admitted into a batch, summed (vLLM ``num_requests_waiting``)."""
+    RUNNING = "running_requests"
+    """Requests inside a running batch, summed (vLLM ``num_requests_running``)."""
+    CONCURRENCY = "concurrency"
+    """Requests in flight (waiting + running), summed: Knative's concurrency signal."""
+    TTFT_P50 = "ttft_p50_s"
+    """Time to first token, median over the rate window, seconds."""
+    TTFT_P95 = "ttft_p95_s"
+    """Time to first token, 95th percentile over the rate window, seconds."""
+    TTFT_P99 = "ttft_p99_s"
+    """Time to first token, 99th percentile over the rate window, seconds."""
+    KV_CACHE_USAGE = "kv_cache_usage"
+    """KV-cache blocks in use, fraction 0..1, mean over replicas."""
+    GPU_UTILIZATION = "gpu_utilization"
+    """GPU busy fraction 0..1 (DCGM ``DCGM_FI_DEV_GPU_UTIL`` / 100), mean over replicas."""
+    PROMPT_TOKENS_RATE = "prompt_tokens_rate"
+    """Prompt (prefill) tokens per second, summed."""
+    GENERATION_TOKENS_RATE = "generation_tokens_rate"
+    """Generated (decode) tokens per second, summed."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricValue:
+    """One observed value and the time of the sample it came from (seconds)."""
+
+    value: float
+    observed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the autoscaler can see at one decision time.
+
+    A signal that Prometheus did not return is simply absent from ``metrics``; one that
+    came back NaN should be left out by the adapter as well. Absent is never zero.
+    """
+
+    current_replicas: int
+    """The scale target's ``spec.replicas`` (what was last asked for)."""
+    ready_replicas: int
+    """Replicas that are serving (started and ready)."""
+    metrics: Mapping[str, MetricValue] = field(default_factory=dict)
+    future_rates: tuple[float, ...] | None = None
+    """Perfect foresight, filled only by the replay for the ``oracle`` policy: the true
+    arrival rate (requests/s) for each ``future_resolution_s`` bin starting at ``now``."""
+    future_resolution_s: float = 1.0
+
+    def get(self, signal: str, now: float, max_age_s: float) -> float | None:
+        """The value of ``signal`` if present, finite and not older than ``max_age_s``."""
+        mv = self.metrics.get(signal)
+        if mv is None or mv.value != mv.value:  # NaN != NaN
+            return None
+        if now - mv.observed_at > max_age_s:
+            return None
+        return mv.value
+
+
+class Reason(StrEnum):
+    """Why a decision came out as it did. The HPA's own condition reasons are reused
+    where the meaning is the same, so operators read familiar words."""
+
+    DESIRED_WITHIN_RANGE = "DesiredWithinRange"
+    WITHIN_TOLERANCE = "WithinTolerance"
+    TOO_FEW_REPLICAS = "TooFewReplicas"
+    TOO_MANY_REPLICAS = "TooManyReplicas"
+    SCALE_UP_LIMIT = "ScaleUpLimit"
+    SCALE_DOWN_LIMIT = "ScaleDownLimit"
+    SCALE_UP_STABILIZED = "ScaleUpStabilized"
+    SCALE_DOWN_STABILIZED = "ScaleDownStabilized"
+    SCALING_DISABLED = "ScalingDisabled"
+    METRICS_MISSING = "MetricsMissing"
+    METRICS_STALE = "MetricsStale"
+    FORECAST = "Forecast"
+    FORECAST_HOLD = "ForecastHold"
+    BACKLOG_DRAIN = "BacklogDrain"
+    SLO_CORRECTION = "SLOCorrection"
+    PANIC = "PanicMode"
+    SCALE_DOWN_DELAYED = "ScaleDownDelayed"
+    FIXED = "Fixed"
+    FORESIGHT = "Foresight"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one decision step."""
+
+    replicas: int
+    """Desired replicas. Equal to the current replicas when ``valid`` is False."""
+    reason: Reason
+    message: str
+    """One human sentence, fit for an Event or a status condition."""
+    valid: bool = True
+    """False when the inputs were missing or stale: the caller must not scale."""
+    recommendation: int | None = None
+    """The policy's raw recommendation before behaviour (stabilisation, rate limits, bounds)."""
+    forecast_rps: float | None = None
+    """The demand (requests/s) the policy planned for, when it forecasts."""
+    demand_rps: float | None = None
+    """The demand (requests/s) it observed now, when it reads one."""
+
+
+class PolicyState:
+    """Base of the per-policy immutable state (KPA windows, forecaster history, ...).
+
+    Subclasses are frozen dataclasses defined next to their policy.
+    """
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Everything the core remembers between steps; returned anew by every step."""
+
+    recommendations: tuple[tuple[float, int], ...] = ()
+    """(time, replicas) of past raw recommendations, for stabilisation windows."""
+    scale_up_events: tuple[tuple[float, int], ...] = ()
+    """(time, replicas added) of past scale-ups, for rate-limit periods."""
+    scale_down_events: tuple[tuple[float, int], ...] = ()
+    """(time, replicas removed) of past scale-downs, for rate-limit periods."""
+    last_scale_time: float | None = None
+    policy: PolicyState | None = None

@@ -1,0 +1,139 @@
+"""A fake Prometheus: what a policy sees instead of the engine's truth.
+
+Every ``scrape_interval_s`` the engine's exporter view (``EngineSample``) is stored, unless
+a metrics outage hides it. At decision time the snapshot is built from stored samples
+only, the way PromQL would:
+
+* counters through ``rate()`` over ``(now - window, now]`` (Prometheus 3 ranges are
+  left-open): (last - first) / (t_last - t_first) of the samples in the window, at least
+  two needed. Prometheus also extrapolates the increase towards the window edges; for
+  evenly spaced samples that scales increase and span alike, so the per-second rate is
+  the same and we leave it out;
+* TTFT quantiles through ``histogram_quantile()`` on the per-bucket increase over the
+  same window (linear interpolation inside the bucket; the +Inf bucket answers with the
+  highest finite bound);
+* gauges from the newest sample, if it is within Prometheus' 5-minute lookback.
+
+Each ``MetricValue.observed_at`` is the scrape time of the newest sample it uses, so the
+core's staleness check works on the replay exactly as on a cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+
+from autoscaler.core.types import MetricValue, Signal
+from autoscaler.sim.fleet import TTFT_BUCKETS_S, EngineSample
+
+LOOKBACK_S = 300.0
+"""Prometheus' default query lookback delta for instant vectors (5 minutes)."""
+
+
+def prom_rate(points: Sequence[tuple[float, float]]) -> float | None:
+    """Per-second rate of a counter from its (time, value) samples inside the window.
+
+    Counter resets (a drop in value) are handled like Prometheus: the value before the
+    drop is added back. None with fewer than two samples.
+    """
+    if len(points) < 2:
+        return None
+    increase = 0.0
+    for (_, prev), (_, cur) in zip(points, points[1:], strict=False):
+        increase += cur - prev if cur >= prev else cur
+    span = points[-1][0] - points[0][0]
+    return increase / span if span > 0 else None
+
+
+def histogram_quantile(q: float, bounds: Sequence[float], cumulative: Sequence[float]) -> float:
+    """Prometheus' ``histogram_quantile``: ``bounds`` are the finite ``le`` bounds,
+    ``cumulative`` the cumulative counts per bound followed by the +Inf count. NaN when
+    the histogram is empty."""
+    if len(cumulative) != len(bounds) + 1:
+        raise ValueError("cumulative needs one count per bound plus the +Inf count")
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    total = cumulative[-1]
+    if total <= 0 or math.isnan(total):
+        return math.nan
+    rank = q * total
+    b = 0
+    while b < len(bounds) and cumulative[b] < rank:
+        b += 1
+    if b == len(bounds):  # in the +Inf bucket
+        return bounds[-1]
+    upper = bounds[b]
+    if b == 0 and upper <= 0:
+        return upper
+    lower = 0.0 if b == 0 else bounds[b - 1]
+    before = 0.0 if b == 0 else cumulative[b - 1]
+    inside = cumulative[b] - before
+    if inside <= 0:
+        return upper
+    return lower + (upper - lower) * (rank - before) / inside
+
+
+class FakePrometheus:
+    """Scrapes an engine and answers the snapshot queries a policy would run."""
+
+    def __init__(
+        self,
+        *,
+        rate_window_s: float = 60.0,
+        outages: Sequence[tuple[float, float]] = (),
+    ) -> None:
+        self.rate_window_s = rate_window_s
+        self.outages = tuple(outages)
+        self._samples: deque[EngineSample] = deque()
+
+    def in_outage(self, t: float) -> bool:
+        return any(lo <= t < hi for lo, hi in self.outages)
+
+    def scrape(self, sample: EngineSample) -> None:
+        """Store a sample unless an outage hides it; forget what no query can reach."""
+        if self.in_outage(sample.t):
+            return
+        self._samples.append(sample)
+        horizon = sample.t - max(self.rate_window_s, LOOKBACK_S) - 1.0
+        while self._samples and self._samples[0].t < horizon:
+            self._samples.popleft()
+
+    def query(self, now: float) -> dict[str, MetricValue]:
+        """Every ``Signal`` that can be computed at ``now``; absent ones are left out."""
+        out: dict[str, MetricValue] = {}
+        visible = [s for s in self._samples if s.t <= now]
+        if not visible:
+            return out
+        latest = visible[-1]
+        window = [s for s in visible if s.t > now - self.rate_window_s]
+        if len(window) >= 2:
+            t_obs = window[-1].t
+            for signal, attr in (
+                (Signal.REQUEST_RATE, "requests_total"),
+                (Signal.PROMPT_TOKENS_RATE, "prompt_tokens_total"),
+                (Signal.GENERATION_TOKENS_RATE, "generation_tokens_total"),
+            ):
+                r = prom_rate([(s.t, float(getattr(s, attr))) for s in window])
+                if r is not None:
+                    out[signal] = MetricValue(r, t_obs)
+            busy = prom_rate([(s.t, s.gpu_busy_seconds_total) for s in window])
+            if busy is not None and window[-1].ready_replicas > 0:
+                out[Signal.GPU_UTILIZATION] = MetricValue(
+                    min(1.0, busy / window[-1].ready_replicas), t_obs)
+            first, last = window[0].ttft_buckets, window[-1].ttft_buckets
+            inc = [b - a for a, b in zip(first, last, strict=True)]
+            for signal, q in ((Signal.TTFT_P50, 0.5), (Signal.TTFT_P95, 0.95),
+                              (Signal.TTFT_P99, 0.99)):
+                v = histogram_quantile(q, TTFT_BUCKETS_S, inc)
+                if not math.isnan(v):
+                    out[signal] = MetricValue(v, t_obs)
+        if now - latest.t <= LOOKBACK_S:
+            out[Signal.QUEUE_DEPTH] = MetricValue(latest.waiting, latest.t)
+            out[Signal.RUNNING] = MetricValue(latest.running, latest.t)
+            out[Signal.CONCURRENCY] = MetricValue(latest.waiting + latest.running, latest.t)
+            if not math.isnan(latest.kv_usage):
+                out[Signal.KV_CACHE_USAGE] = MetricValue(latest.kv_usage, latest.t)
+        return out

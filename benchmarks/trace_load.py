@@ -1,0 +1,76 @@
+"""Time and memory to load each real trace (and to generate the synthetic workload).
+
+Usage: ``python benchmarks/trace_load.py [TRACE_DIR]`` (default ``/work/shared/traces``).
+
+For each trace it prints the best wall time of ``--repeat`` loads (without tracing, which
+would slow numpy down) and the peak Python-heap allocation during one extra load measured
+with ``tracemalloc`` (numpy reports its buffers to tracemalloc). The process's maximum
+resident set size (``ru_maxrss``) is printed at the end; it covers the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import resource
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+from autoscaler.traces import Trace, default_workload, load_trace
+
+REAL_TRACES = (
+    "AzureLLMInferenceTrace_conv.csv",
+    "AzureLLMInferenceTrace_code.csv",
+    "nasa_http_1995/workload.tbz2",
+    "servegen_language_m-small",
+)
+
+
+def _measure(load: Callable[[], Trace], repeat: int) -> tuple[float, float, Trace]:
+    best = float("inf")
+    trace = load()  # warm-up: imports, page cache
+    for _ in range(repeat):
+        start = time.perf_counter()
+        trace = load()
+        best = min(best, time.perf_counter() - start)
+    tracemalloc.start()
+    load()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return best, peak / 2**20, trace
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trace_dir", nargs="?", default="/work/shared/traces", type=Path)
+    parser.add_argument("--repeat", type=int, default=3, help="timed loads per trace")
+    args = parser.parse_args(argv)
+
+    jobs: list[tuple[str, Callable[[], Trace]]] = []
+    for rel in REAL_TRACES:
+        path = args.trace_dir / rel
+        if path.exists():
+            jobs.append((rel, functools.partial(load_trace, path)))
+        else:
+            print(f"skip {rel}: not found under {args.trace_dir}", file=sys.stderr)
+    jobs.append(("default_workload(seed=0)", lambda: default_workload(0)))
+
+    print(f"{'trace':<36} {'best s':>8} {'peak MiB':>9} {'requests':>14} {'bins':>10}")
+    for label, load in jobs:
+        seconds, peak_mib, trace = _measure(load, args.repeat)
+        bins = "-" if trace.rates_rps is None else f"{trace.rates_rps.size:,}"
+        print(
+            f"{label:<36} {seconds:>8.3f} {peak_mib:>9.1f} {trace.request_count:>14,.0f} "
+            f"{bins:>10}"
+        )
+    # ru_maxrss is in KiB on Linux.
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"max resident set size of this process: {rss_mib:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

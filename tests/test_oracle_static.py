@@ -1,0 +1,97 @@
+"""The oracle (perfect foresight) and the static policy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autoscaler.core import PolicyKind, Reason, Snapshot, State, decide
+from autoscaler.core.spec import Capacity, Spec
+
+CAP = Capacity(requests_per_second=4.0, concurrency=20.0)
+
+
+def _oracle(**kw: object) -> Spec:
+    base: dict[str, object] = {"max_replicas": 50, "capacity": CAP, "policy": PolicyKind.ORACLE,
+                               "cold_start_s": 120.0, "sync_period_s": 15.0}
+    base.update(kw)
+    return Spec(**base)  # type: ignore[arg-type]
+
+
+def test_the_oracle_provisions_for_a_jump_one_cold_start_ahead() -> None:
+    # The worked example of the oracle's docstring: 10 req/s now, 13 req/s from now + 130 s,
+    # 5 s bins; the window [now, now + 135 s] holds the jump, so 4 replicas, not 3.
+    rates = tuple([10.0] * 26 + [13.0] * 10)
+    decision, _ = decide(Snapshot(current_replicas=3, ready_replicas=3, future_rates=rates,
+                                  future_resolution_s=5.0), State(), _oracle(), 0.0)
+    assert decision.valid
+    assert decision.replicas == 4
+    assert decision.reason == Reason.FORESIGHT
+
+
+def test_the_oracle_ignores_demand_beyond_its_window() -> None:
+    rates = tuple([10.0] * 27 + [40.0] * 10)  # the jump starts at 135 s: outside [0, 135)
+    decision, _ = decide(Snapshot(3, 3, future_rates=rates, future_resolution_s=5.0), State(),
+                         _oracle(), 0.0)
+    assert decision.replicas == 3
+
+
+@pytest.mark.parametrize(
+    ("rate", "expected"),
+    [
+        pytest.param(0.0, 1, id="idle holds min replicas"),
+        pytest.param(8.0, 2, id="exactly two replicas of load needs two"),
+        pytest.param(8.000000001, 2, id="float noise above a multiple does not add one"),
+        pytest.param(8.1, 3, id="just above two replicas of load needs three"),
+        pytest.param(1000.0, 50, id="clamped at max replicas"),
+    ],
+)
+def test_the_oracle_takes_the_fewest_replicas_that_cover_the_peak(
+    rate: float, expected: int
+) -> None:
+    decision, _ = decide(Snapshot(1, 1, future_rates=(rate,) * 40, future_resolution_s=5.0),
+                         State(), _oracle(), 0.0)
+    assert decision.replicas == expected
+
+
+def test_the_oracle_without_foresight_holds_and_says_why() -> None:
+    decision, state = decide(Snapshot(3, 3), State(), _oracle(), 0.0)
+    assert not decision.valid
+    assert decision.replicas == 3
+    assert decision.reason == Reason.METRICS_MISSING
+    assert state == State()
+
+
+@given(rates=st.lists(st.floats(min_value=0.0, max_value=500.0), min_size=1, max_size=60),
+       min_r=st.integers(0, 5), extra=st.integers(0, 40))
+@settings(max_examples=200, deadline=None)
+def test_the_oracle_stays_in_bounds_and_is_minimal(
+    rates: list[float], min_r: int, extra: int
+) -> None:
+    spec = _oracle(min_replicas=min_r, max_replicas=max(1, min_r + extra))
+    decision, _ = decide(Snapshot(1, 1, future_rates=tuple(rates), future_resolution_s=5.0),
+                         State(), spec, 0.0)
+    assert spec.min_replicas <= decision.replicas <= spec.max_replicas
+    window = rates[: math.ceil(135 / 5)]
+    peak = max(window)
+    if spec.min_replicas < decision.replicas < spec.max_replicas:
+        # Enough for the peak, and one fewer would not be.
+        assert decision.replicas * CAP.requests_per_second >= peak - 1e-6
+        assert (decision.replicas - 1) * CAP.requests_per_second < peak
+
+
+@pytest.mark.parametrize(
+    ("static", "expected"),
+    [pytest.param(None, 10, id="defaults to max replicas"),
+     pytest.param(4, 4, id="holds the configured count")],
+)
+def test_the_static_policy_holds_its_count_whatever_the_metrics(
+    static: int | None, expected: int
+) -> None:
+    spec = Spec(max_replicas=10, capacity=CAP, policy=PolicyKind.STATIC, static_replicas=static)
+    decision, state = decide(Snapshot(7, 7), State(), spec, 100.0)
+    assert (decision.replicas, decision.reason, decision.valid) == (expected, Reason.FIXED, True)
+    assert state == State()

@@ -1,0 +1,262 @@
+"""Our predictive policy: forecast-led scale-up, reactive corrections, holds and bounds."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autoscaler.core.policies import predictive
+from autoscaler.core.policies.predictive import PredictiveState
+from autoscaler.core.spec import (
+    Behavior,
+    Capacity,
+    PolicyKind,
+    PredictiveParams,
+    ScalingPolicy,
+    ScalingPolicyType,
+    ScalingRules,
+    Spec,
+)
+from autoscaler.core.types import Decision, MetricValue, Reason, Signal, Snapshot, State
+from autoscaler.errors import SpecError
+
+# 4 req/s per replica at the SLO, planned at 80 %: 3.2 req/s per replica.
+CAPACITY = Capacity(requests_per_second=4.0, concurrency=8.0)
+PER_REPLICA = 3.2
+
+# Scale down at once on the behaviour side, so tests see the policy's own holds.
+NO_DOWN_STABILIZATION = Behavior(
+    scale_down=ScalingRules(
+        stabilization_window_seconds=0,
+        policies=(ScalingPolicy(ScalingPolicyType.PERCENT, 100, 15),)))
+
+
+def make_spec(*, scale_down_window_s: float = 0.0, **overrides: object) -> Spec:
+    base = Spec(max_replicas=200, min_replicas=1, capacity=CAPACITY,
+                policy=PolicyKind.PREDICTIVE, behavior=NO_DOWN_STABILIZATION,
+                predictive=PredictiveParams(target_utilization=0.8,
+                                            scale_down_window_s=scale_down_window_s))
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def snap(*, at: float, current: int, ready: int | None = None, rate: float | None = None,
+         queue: float | None = 0.0, ttft: float | None = 0.5) -> Snapshot:
+    metrics: dict[str, MetricValue] = {}
+    for sig, value in ((Signal.REQUEST_RATE, rate), (Signal.QUEUE_DEPTH, queue),
+                       (Signal.TTFT_P99, ttft)):
+        if value is not None:
+            metrics[sig] = MetricValue(value, at)
+    return Snapshot(current_replicas=current,
+                    ready_replicas=current if ready is None else ready, metrics=metrics)
+
+
+def run(spec: Spec, rates: list[float], *, start: float = 0.0, current: int = 1,
+        state: State | None = None) -> tuple[list[Decision], State, int]:
+    """One decision per sync period; replicas become ready at once (a policy-level test)."""
+    state = state or State()
+    out: list[Decision] = []
+    for i, r in enumerate(rates):
+        t = start + i * spec.sync_period_s
+        d, state = predictive.decide(snap(at=t, current=current, rate=r), state, spec, t)
+        current = d.replicas
+        out.append(d)
+    return out, state, current
+
+
+def test_a_rising_ramp_is_served_before_the_load_arrives() -> None:
+    spec = make_spec()
+    # 10 req/s growing by 0.1 req/s every second (1.5 per 15 s step), for 10 minutes.
+    def rate(t: float) -> float:
+        return 10.0 + 0.1 * t
+
+    rates = [rate(15.0 * i) for i in range(41)]
+    decisions, _, _ = run(spec, rates)
+    for i in range(20, 41):  # once the trend has been learned (5 minutes)
+        d = decisions[i]
+        now = 15.0 * i
+        assert d.demand_rps == pytest.approx(rate(now))
+        # It plans for more than it sees now ...
+        assert d.forecast_rps is not None and d.forecast_rps > rate(now) + 5.0
+        assert d.replicas > math.ceil(rate(now) / PER_REPLICA)
+        # ... enough that the replicas asked for now carry the demand of the moment they
+        # can serve (now + 120 s cold start) at full capacity: 4 req/s each.
+        assert d.replicas >= math.ceil(rate(now + spec.cold_start_s) / 4.0)
+        assert d.reason == Reason.FORECAST
+
+
+def test_a_steady_demand_asks_for_exactly_what_it_needs() -> None:
+    # 9.6 req/s = 3 x 3.2: exactly three replicas (float noise must not make it four).
+    decisions, _, current = run(make_spec(), [9.6] * 30, current=5)
+    assert current == 3
+    assert decisions[-1].forecast_rps == pytest.approx(9.6)
+    assert "needs 3 replicas at 3.2 req/s each" in decisions[-1].message
+
+
+@pytest.mark.parametrize(("queue", "expected", "reason"), [
+    pytest.param(0.0, 3, Reason.FORECAST, id="no queue"),
+    # Drain within 30 s at 4 req/s per replica: each extra replica drains 120 requests.
+    pytest.param(120.0, 4, Reason.BACKLOG_DRAIN, id="120 queued add one replica"),
+    pytest.param(121.0, 5, Reason.BACKLOG_DRAIN, id="121 queued add two"),
+    pytest.param(480.0, 7, Reason.BACKLOG_DRAIN, id="480 queued add four"),
+])
+def test_a_backlog_adds_replicas_to_drain_it(queue: float, expected: int, reason: Reason) -> None:
+    # 9 req/s needs ceil(9 / 3.2) = 3 replicas before the backlog.
+    d, _ = predictive.decide(snap(at=0.0, current=3, rate=9.0, queue=queue), State(),
+                             make_spec(), 0.0)
+    assert (d.replicas, d.reason) == (expected, reason)
+
+
+@pytest.mark.parametrize(("ttft", "current", "ready", "expected", "reason"), [
+    # Control: TTFT within the SLO, 3 req/s needs 1 replica, so 10 fall to 1.
+    pytest.param(0.5, 10, 10, 1, Reason.FORECAST, id="within SLO scales down"),
+    # TTFT p99 3 s > 2 s: no scale-down, one more than the 10 ready.
+    pytest.param(3.0, 10, 10, 11, Reason.SLO_CORRECTION, id="slip adds one replica"),
+    # Two replicas are still starting (12 asked, 10 ready): they are the correction, so it
+    # holds 12 rather than asking for a 13th every step of the cold start.
+    pytest.param(3.0, 12, 10, 12, Reason.SLO_CORRECTION, id="slip while replicas start holds"),
+    # Exactly at the SLO is not a slip.
+    pytest.param(2.0, 10, 10, 1, Reason.FORECAST, id="exactly at the SLO is no slip"),
+])
+def test_ttft_above_the_slo_blocks_scale_down(
+    ttft: float, current: int, ready: int, expected: int, reason: Reason
+) -> None:
+    s = snap(at=0.0, current=current, ready=ready, rate=3.0, ttft=ttft)
+    d, _ = predictive.decide(s, State(), make_spec(), 0.0)
+    assert (d.replicas, d.reason) == (expected, reason)
+
+
+def test_ttft_p95_is_read_when_p99_is_absent() -> None:
+    s = Snapshot(current_replicas=10, ready_replicas=10, metrics={
+        Signal.REQUEST_RATE: MetricValue(3.0, 0.0), Signal.QUEUE_DEPTH: MetricValue(0.0, 0.0),
+        Signal.TTFT_P95: MetricValue(2.5, 0.0)})
+    d, _ = predictive.decide(s, State(), make_spec(), 0.0)
+    assert (d.replicas, d.reason) == (11, Reason.SLO_CORRECTION)
+
+
+@pytest.mark.parametrize(("metrics", "reason"), [
+    pytest.param({}, Reason.METRICS_MISSING, id="nothing at all"),
+    pytest.param({Signal.QUEUE_DEPTH: MetricValue(0.0, 100.0)}, Reason.METRICS_MISSING,
+                 id="queue but no request rate"),
+    pytest.param({Signal.REQUEST_RATE: MetricValue(50.0, 30.0)}, Reason.METRICS_STALE,
+                 id="request rate older than 60 s"),
+])
+def test_missing_or_stale_request_rate_holds(
+    metrics: dict[str, MetricValue], reason: Reason
+) -> None:
+    spec = make_spec()
+    _, state, _ = run(spec, [9.0] * 5, current=3)
+    s = Snapshot(current_replicas=3, ready_replicas=3, metrics=metrics)
+    d, new_state = predictive.decide(s, state, spec, 100.0)
+    assert (d.valid, d.replicas, d.reason) == (False, 3, reason)
+    assert new_state is state
+
+
+@pytest.mark.parametrize(("rate", "queue", "ttft", "expected", "reason"), [
+    pytest.param(3.0, 0.0, 0.5, 1, Reason.FORECAST, id="all signals: scales down"),
+    pytest.param(3.0, None, 0.5, 10, Reason.METRICS_MISSING, id="no queue: holds"),
+    pytest.param(3.0, 0.0, None, 10, Reason.METRICS_MISSING, id="no TTFT: holds"),
+    # 64 req/s needs ceil(64 / 3.2) = 20; 10 -> 20 is within the 100 % per 15 s limit.
+    pytest.param(64.0, None, None, 20, Reason.FORECAST, id="no queue nor TTFT: still scales up"),
+])
+def test_partial_data_only_scales_up(
+    rate: float, queue: float | None, ttft: float | None, expected: int, reason: Reason
+) -> None:
+    s = snap(at=0.0, current=10, rate=rate, queue=queue, ttft=ttft)
+    d, _ = predictive.decide(s, State(), make_spec(), 0.0)
+    assert (d.valid, d.replicas, d.reason) == (True, expected, reason)
+
+
+def test_scale_down_waits_for_the_scale_down_window() -> None:
+    spec = make_spec(scale_down_window_s=120.0)
+    # 32 req/s (10 replicas) for 5 minutes, then 3.2 req/s (1 replica).
+    rates = [32.0] * 20 + [3.2] * 20
+    decisions, _, _ = run(spec, rates, current=10)
+    drop = 20  # index of the first low sample, t = 300 s
+    # Recommendations newer than now - 120 s still include a 10 until t = 300 + 105: the
+    # last high one is at t = 285, and 285 > now - 120 holds for now <= 404.
+    for i in range(drop, drop + 8):  # t = 300 .. 405 s
+        assert decisions[i].replicas == 10, i
+        assert decisions[i].reason == Reason.FORECAST_HOLD
+    assert decisions[drop + 8].replicas < 10  # t = 420 s: the window no longer holds a 10
+    assert decisions[-1].replicas == 1
+
+
+def test_the_behavior_scale_down_stabilization_also_applies() -> None:
+    spec = replace(make_spec(), behavior=Behavior())  # HPA defaults: 300 s down window
+    decisions, _, _ = run(spec, [32.0] * 4 + [3.2] * 4, current=10)
+    assert [d.replicas for d in decisions] == [10] * 8
+    assert decisions[-1].reason == Reason.SCALE_DOWN_STABILIZED
+
+
+def test_decisions_are_deterministic() -> None:
+    spec = make_spec(scale_down_window_s=60.0)
+    rates = [10 + 8 * math.sin(i / 5) + (i % 7) for i in range(120)]
+    a = run(spec, rates, current=4)
+    b = run(spec, rates, current=4)
+    assert a[0] == b[0]
+    assert a[1] == b[1]
+
+
+def test_history_keeps_only_history_seconds() -> None:
+    spec = make_spec()
+    _, state, _ = run(spec, [5.0] * 200)
+    assert isinstance(state.policy, PredictiveState)
+    times = [t for t, _ in state.policy.history]
+    # Last sample at 199 x 15 = 2985 s; kept are those newer than 2985 - 1800 = 1185 s.
+    assert times[0] == 1200.0 and times[-1] == 2985.0 and len(times) == 120
+
+
+def test_an_unknown_forecaster_is_a_spec_error_naming_the_field() -> None:
+    spec = replace(make_spec(), predictive=PredictiveParams(forecaster="prophet"))
+    with pytest.raises(SpecError) as err:
+        predictive.decide(snap(at=0.0, current=1, rate=1.0), State(), spec, 0.0)
+    assert err.value.field == "predictive.forecaster"
+
+
+def test_the_message_states_forecast_quantile_lead_time_and_per_replica_rate() -> None:
+    d, _ = predictive.decide(snap(at=0.0, current=3, rate=9.0), State(), make_spec(), 0.0)
+    assert d.message.startswith("forecast 9.0 req/s (p90 9.0) over the next 135 s")
+    assert "needs 3 replicas at 3.2 req/s each" in d.message
+    assert d.forecast_rps == pytest.approx(9.0) and d.demand_rps == pytest.approx(9.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    lo=st.integers(min_value=0, max_value=5),
+    span=st.integers(min_value=0, max_value=30),
+    steps=st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e4)),
+            st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e5)),
+            st.one_of(st.none(), st.floats(min_value=0.0, max_value=60.0)),
+            st.integers(min_value=0, max_value=50),
+            st.sampled_from([15.0, 15.0, 15.0, 30.0, 3600.0]),
+        ),
+        min_size=1, max_size=40),
+    default_behavior=st.booleans(),
+)
+def test_replicas_stay_within_bounds_for_any_metric_sequence(
+    lo: int, span: int, steps: list[tuple[float | None, float | None, float | None, int, float]],
+    default_behavior: bool,
+) -> None:
+    hi = max(1, lo + span)
+    spec = replace(make_spec(scale_down_window_s=60.0), min_replicas=lo, max_replicas=hi)
+    if default_behavior:
+        spec = replace(spec, behavior=Behavior())
+    state = State()
+    current = max(1, lo)
+    now = 0.0
+    for rate, queue, ttft, ready_seed, dt in steps:
+        now += dt
+        s = snap(at=now, current=current, ready=min(ready_seed, current), rate=rate,
+                 queue=queue, ttft=ttft)
+        d, state = predictive.decide(s, state, spec, now)
+        if d.valid:
+            assert lo <= d.replicas <= hi
+        else:
+            assert d.replicas == current
+        current = d.replicas

@@ -130,7 +130,7 @@ def reference_limit(rules: ScalingRules, current: int, history: list[tuple[float
 series_st = st.lists(st.tuples(metric, metric), min_size=1, max_size=40)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(spec=specs(), start_frac=st.floats(0, 1), series=series_st)
 def test_bounds_limits_and_invalid_metrics(spec: Spec, start_frac: float,
                                            series: list[tuple[object, object]]) -> None:

@@ -7,6 +7,8 @@ are in milli-units; here 8600 m is 8.6.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import pytest
 
 from autoscaler.core import decide
@@ -47,10 +49,11 @@ def hpa_spec(*metrics: MetricTarget, behavior: Behavior | None = _DEFAULT, min_r
                 policy=PolicyKind.HPA, metrics=metrics, behavior=behavior)
 
 
-def snap(current: int, ready: int | None = None, now: float = 0.0,
-         **values: float | tuple[float, float]) -> Snapshot:
+def snap(current: int, values: Mapping[str, float | tuple[float, float]] | None = None, *,
+         ready: int | None = None, now: float = 0.0) -> Snapshot:
+    """A snapshot; a metric given as (value, observed_at) has its own sample time."""
     metrics = {}
-    for k, v in values.items():
+    for k, v in (values or {}).items():
         value, at = v if isinstance(v, tuple) else (v, now)
         metrics[k] = MetricValue(value, at)
     return Snapshot(current_replicas=current,
@@ -115,7 +118,7 @@ def test_milli_units_decide_a_tolerance_edge() -> None:
     # the tolerance, so 10 replicas stay. The raw float ratio 1.1004 would ask for 12.
     assert usage_milli(1.1004) == 1100
     spec = hpa_spec(MetricTarget(QUEUE, VAL, 1.0))
-    d, _ = decide(snap(10, **{QUEUE: 1.1004}), State(), spec, 0.0)
+    d, _ = decide(snap(10, {QUEUE: 1.1004}), State(), spec, 0.0)
     assert d.replicas == 10
     assert d.reason == Reason.WITHIN_TOLERANCE
 
@@ -139,13 +142,13 @@ def test_per_direction_tolerance_from_behavior() -> None:
     spec = hpa_spec(MetricTarget(RATE, AVG, 10.0), behavior=Behavior(up, down))
     tol = tolerances_for(spec)
     assert (tol.scale_up, tol.scale_down) == (0.02, 0.2)
-    d_up, _ = decide(snap(10, **{RATE: 105.0}), State(), spec, 0.0)
+    d_up, _ = decide(snap(10, {RATE: 105.0}), State(), spec, 0.0)
     assert d_up.replicas == 11  # ceil(105 / 10)
-    d_down, _ = decide(snap(10, **{RATE: 85.0}), State(), spec, 0.0)
+    d_down, _ = decide(snap(10, {RATE: 85.0}), State(), spec, 0.0)
     assert d_down.replicas == 10
     assert d_down.reason == Reason.WITHIN_TOLERANCE
     # Without behaviour, the global 0.1 both ways: 1.05 holds.
-    d_legacy, _ = decide(snap(10, **{RATE: 105.0}), State(),
+    d_legacy, _ = decide(snap(10, {RATE: 105.0}), State(),
                          hpa_spec(MetricTarget(RATE, AVG, 10.0)), 0.0)
     assert d_legacy.replicas == 10
 
@@ -154,7 +157,7 @@ def test_the_highest_proposal_wins_and_demand_is_reported() -> None:
     spec = hpa_spec(MetricTarget(RATE, AVG, 10.0), MetricTarget(QUEUE, VAL, 5.0))
     # rate: ceil(50 / 10) = 5; queue: ratio 30/5 = 6 x 4 ready = 24 -> capped by the
     # default scale-up rate max(4 + 4, 4 x 2) = 8.
-    d, _ = decide(snap(4, **{RATE: 50.0, QUEUE: 30.0}), State(), spec, 0.0)
+    d, _ = decide(snap(4, {RATE: 50.0, QUEUE: 30.0}), State(), spec, 0.0)
     assert d.recommendation == 24
     assert d.replicas == 8
     assert d.reason == Reason.SCALE_UP_LIMIT
@@ -176,7 +179,7 @@ def test_the_highest_proposal_wins_and_demand_is_reported() -> None:
 def test_pre_checks_ignore_metrics(current: int, min_r: int, max_r: int, expected: int,
                                    reason: Reason) -> None:
     spec = hpa_spec(MetricTarget(RATE, AVG, 10.0), min_r=min_r, max_r=max_r)
-    d, state = decide(snap(current, **{RATE: 55.0}), State(), spec, 0.0)
+    d, state = decide(snap(current, {RATE: 55.0}), State(), spec, 0.0)
     assert (d.replicas, d.reason, d.valid) == (expected, reason, True)
     # Seeded, but no recommendation recorded from metrics.
     assert state.recommendations == ((0.0, current),)
@@ -192,7 +195,7 @@ def test_a_pre_check_rescale_is_a_scale_event_with_behavior_only() -> None:
 
 def test_scale_to_zero_target_with_min_zero_scales_from_zero() -> None:
     spec = hpa_spec(MetricTarget(QUEUE, VAL, 4.0), min_r=0)
-    d, _ = decide(snap(0, **{QUEUE: 10.0}), State(), spec, 0.0)
+    d, _ = decide(snap(0, {QUEUE: 10.0}), State(), spec, 0.0)
     assert d.replicas == 3  # ceil(10 / 4) = 3, under the default up limit max(0 + 4, 0) = 4
 
 
@@ -206,14 +209,14 @@ def test_all_metrics_missing_holds_and_only_seeds_state() -> None:
 
 def test_a_stale_metric_is_told_apart_from_a_missing_one() -> None:
     spec = hpa_spec(MetricTarget(RATE, AVG, 10.0))
-    d, _ = decide(snap(5, now=1000.0, **{RATE: (1.0, 900.0)}), State(), spec, 1000.0)
+    d, _ = decide(snap(5, {RATE: (1.0, 900.0)}, now=1000.0), State(), spec, 1000.0)
     assert (d.replicas, d.valid, d.reason) == (5, False, Reason.METRICS_STALE)
     assert "100 s old" in d.message
 
 
 def test_a_nan_metric_counts_as_missing() -> None:
     spec = hpa_spec(MetricTarget(RATE, AVG, 10.0))
-    d, _ = decide(snap(5, **{RATE: float("nan")}), State(), spec, 0.0)
+    d, _ = decide(snap(5, {RATE: float("nan")}), State(), spec, 0.0)
     assert (d.valid, d.reason) == (False, Reason.METRICS_MISSING)
 
 
@@ -229,7 +232,7 @@ def test_a_nan_metric_counts_as_missing() -> None:
 )
 def test_partial_metrics_scale_up_only(rate: float, expected: int, valid: bool) -> None:
     spec = hpa_spec(MetricTarget(RATE, AVG, 10.0), MetricTarget(QUEUE, VAL, 5.0))
-    d, _ = decide(snap(5, **{RATE: rate}), State(), spec, 0.0)
+    d, _ = decide(snap(5, {RATE: rate}), State(), spec, 0.0)
     assert (d.replicas, d.valid) == (expected, valid)
     if not valid:
         assert d.reason == Reason.METRICS_MISSING
@@ -237,14 +240,14 @@ def test_partial_metrics_scale_up_only(rate: float, expected: int, valid: bool) 
 
 # --- sequences over time --------------------------------------------------------------------
 
-def run(spec: Spec, rates: list[float | None], current: int, dt: float = 15.0
+def run(spec: Spec, rates: Sequence[float | None], current: int, dt: float = 15.0
         ) -> list[Decision]:
     """Feed one rate per sync period to a target that becomes ready at once."""
     state, out = State(), []
     for i, rate in enumerate(rates):
         now = i * dt
-        values = {} if rate is None else {RATE: rate}
-        d, state = decide(snap(current, now=now, **values), state, spec, now)
+        values: dict[str, float | tuple[float, float]] = {} if rate is None else {RATE: rate}
+        d, state = decide(snap(current, values, now=now), state, spec, now)
         out.append(d)
         current = d.replicas
     return out
@@ -254,7 +257,7 @@ def test_spike_then_drop_scales_down_only_after_the_window_then_by_policy() -> N
     # AverageValue 10 req/s per replica; scale-down at most 2 pods per 60 s.
     down = ScalingRules(300, (ScalingPolicy(ScalingPolicyType.PODS, 2, 60),))
     spec = hpa_spec(MetricTarget(RATE, AVG, 10.0), behavior=Behavior(scale_down=down))
-    rates: list[float | None] = [20.0, 100.0, 100.0] + [20.0] * 27
+    rates: Sequence[float | None] = [20.0, 100.0, 100.0] + [20.0] * 27
     reps = [d.replicas for d in run(spec, rates, current=2)]
     # t=0: ratio 20/20 = 1 holds 2. t=15: ceil(100/10) = 10, limited to max(2+4, 2x2) = 6.
     # t=30: the t=15 event is exactly 15 s old, out; limit max(6+4, 12) -> 10.
@@ -269,7 +272,7 @@ def test_spike_then_drop_scales_down_only_after_the_window_then_by_policy() -> N
 
 def test_legacy_path_holds_300s_then_drops_at_once() -> None:
     spec = hpa_spec(MetricTarget(RATE, AVG, 10.0), behavior=None)
-    rates: list[float | None] = [100.0, 20.0] + [20.0] * 22
+    rates: Sequence[float | None] = [100.0, 20.0] + [20.0] * 22
     reps = [d.replicas for d in run(spec, rates, current=10)]
     # The 10 recorded at t=0 counts while t - 300 <= 0 (legacy: at-or-after), so 10 through
     # t=300 and 2 from t=315, with no rate limit on the way down.
@@ -288,6 +291,6 @@ def test_missing_data_in_a_sequence_never_scales_down() -> None:
 
 def test_decide_is_deterministic() -> None:
     spec = hpa_spec(MetricTarget(RATE, AVG, 10.0))
-    s = snap(3, **{RATE: 77.0})
+    s = snap(3, {RATE: 77.0})
     state = State(recommendations=((-20.0, 4),), scale_up_events=((-5.0, 1),))
     assert decide(s, state, spec, 0.0) == decide(s, state, spec, 0.0)

@@ -19,12 +19,13 @@ CAPACITY = Capacity(requests_per_second=4.0, concurrency=10.0)
 
 def make_spec(**kpa_overrides: float) -> Spec:
     return Spec(max_replicas=100, min_replicas=1, capacity=CAPACITY, policy=PolicyKind.KPA,
-                sync_period_s=2.0, kpa=KpaParams(**kpa_overrides))  # type: ignore[arg-type]
+                sync_period_s=2.0, kpa=KpaParams(**kpa_overrides))
 
 
 def snap(concurrency: float | None, *, current: int, ready: int | None = None,
          at: float = 0.0) -> Snapshot:
-    metrics = {} if concurrency is None else {Signal.CONCURRENCY: MetricValue(concurrency, at)}
+    metrics: dict[str, MetricValue] = (
+        {} if concurrency is None else {Signal.CONCURRENCY: MetricValue(concurrency, at)})
     return Snapshot(current_replicas=current,
                     ready_replicas=current if ready is None else ready, metrics=metrics)
 
@@ -118,6 +119,10 @@ def test_a_fresh_autoscaler_with_several_ready_pods_starts_in_panic() -> None:
     # (18 / 3 = 600 % does not panic).
     pytest.param(126.0, 3, {"max_scale_up_rate": 1.1, "panic_threshold_percentage": 1000.0},
                  4, Reason.SCALE_UP_LIMIT, id="slow rate still grows by one"),
+    # 140 in flight wants 20 pods, 20 / 2 = exactly the 1000 % threshold: panics (>=), and
+    # 2 ready at the default rate 1000 allow up to 2000, so 20.
+    pytest.param(140.0, 2, {"panic_threshold_percentage": 1000.0}, 20, Reason.PANIC,
+                 id="ratio exactly at the threshold panics"),
     # No ready pods count as one: 14 in flight -> 2 pods, 2 / 1 >= 2, panic to 2.
     pytest.param(14.0, 0, {}, 2, Reason.PANIC, id="zero ready counts as one"),
     # In panic the rate limit still applies: 700 in flight wants 100 pods, 10 ready at rate

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -122,13 +121,6 @@ def test_shorter_duration_keeps_the_shape_within_the_window() -> None:
     rate = default_workload_rate(grid, 1800.0)
     expected = float(np.sum((rate[1:] + rate[:-1]) / 2 * np.diff(grid)))
     assert abs(a.size - expected) < 5 * math.sqrt(expected)
-
-
-def test_generation_is_fast() -> None:
-    start = time.perf_counter()
-    default_workload(4)
-    # Measured about 0.1 s; the bound leaves room for a busy CI machine.
-    assert time.perf_counter() - start < 1.0
 
 
 @pytest.mark.parametrize(

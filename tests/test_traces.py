@@ -7,7 +7,6 @@ import gzip
 import io
 import math
 import tarfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -351,9 +350,7 @@ def test_real_azure_traces_match_the_documented_figures(
 ) -> None:
     path = REAL / filename
     assert detect_format(path) == "azure"
-    start = time.perf_counter()
     trace = load_trace(path)
-    elapsed = time.perf_counter() - start
     assert trace.arrivals_s is not None and trace.prompt_tokens is not None
     assert trace.output_tokens is not None
     assert trace.request_count == rows
@@ -363,23 +360,19 @@ def test_real_azure_traces_match_the_documented_figures(
     slow_arrivals, slow_prompt = _slow_azure_arrivals(path)
     np.testing.assert_allclose(trace.arrivals_s, slow_arrivals, rtol=0, atol=1e-6)
     assert trace.prompt_tokens.tolist() == slow_prompt
-    assert elapsed < 0.5, f"loading {filename} took {elapsed:.2f} s"
 
 
 @needs_real
 def test_real_nasa_counts_match_the_documented_figures() -> None:
     path = REAL / "nasa_http_1995" / "workload.tbz2"
     assert detect_format(path) == "counts"
-    start = time.perf_counter()
     trace = load_trace(path)
-    elapsed = time.perf_counter() - start
     assert trace.rates_rps is not None
     assert trace.rates_rps.size == 5_059_950 and trace.duration_s == 5_059_950
     assert trace.resolution_s == 1.0
     assert trace.request_count == 3_461_610
     assert trace.rates_rps.max() == 20  # "the max 20" per second in SOURCES.md
     assert trace.name == "nasa_http_1995/workload"
-    assert elapsed < 5.0, f"loading NASA took {elapsed:.2f} s"
 
 
 @needs_real

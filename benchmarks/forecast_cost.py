@@ -1,10 +1,23 @@
 """Forecast cost: incremental update (goal < 1 ms) and refit on 14 days of 1-minute data
 (goal < 250 ms), per model, on the NASA-HTTP 1995 trace.
 
-    .venv/bin/python benchmarks/forecast_cost.py
+    .venv/bin/python benchmarks/forecast_cost.py [--blas-threads N]
+
+BLAS threads default to 1 here: the fits are small (4320-sample windows), and on a 2-core
+machine shared with other work OpenBLAS' spinning worker threads made the ``auto`` refit
+3x slower (measured 300-400 ms against 110 ms single-threaded). A controller process
+should run with ``OPENBLAS_NUM_THREADS=1`` for the same reason.
 """
 
 from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__":
+    _n = sys.argv[sys.argv.index("--blas-threads") + 1] if "--blas-threads" in sys.argv else "1"
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _n  # must be set before numpy is imported
 
 import time
 
@@ -18,12 +31,12 @@ def main() -> None:
     y = load_trace("/work/shared/traces/nasa_http_1995/workload.tbz2").binned_rates(60.0)
     hist = History(0.0, 60.0, y[: 14 * 1440])
     nxt = y[14 * 1440: 14 * 1440 + 2000]
-    print(f"{'model':<20}{'refit ms (best of 3)':>22}{'update us (median)':>20}"
+    print(f"{'model':<20}{'refit ms (best of 5)':>22}{'update us (median)':>20}"
           f"{'update+forecast(30) us':>24}  used")
     for name in MODEL_NAMES:
         fc = make_forecaster(name, resolution_s=60.0)
         fits = []
-        for _ in range(3):
+        for _ in range(5):
             t = time.perf_counter()
             res = fc.fit(hist)
             fits.append(time.perf_counter() - t)

@@ -266,3 +266,75 @@ def test_make_forecaster_rejects_unknown_names_and_options(
         name: str, options: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         make_forecaster(name, resolution_s=RES, **options)
+
+
+def test_error_quantiles_with_missing_errors_equal_numpy_per_column() -> None:
+    rng = np.random.default_rng(7)
+    errs = rng.standard_normal((300, 5)) * np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    errs[rng.random(errs.shape) < 0.2] = np.nan  # missing targets, scattered
+    off = error_quantiles(errs)
+    for j in range(5):
+        col = errs[:, j][np.isfinite(errs[:, j])]
+        np.testing.assert_allclose(off[:, j], np.quantile(col, QUANTILE_LEVELS), rtol=1e-12)
+
+
+def _slow_choice(y: np.ndarray, rows: int, hmax: int) -> list[str]:
+    """Per-horizon winner between last value and seasonal naive from their textbook errors:
+    last predicts y[t] for y[t+h], seasonal naive y[t+h-DAY]; origins are the last ``rows``
+    samples, targets past the end are skipped; the earlier (simpler) model keeps a tie
+    unless beaten by more than 0.5 %."""
+    n = y.size
+    out = []
+    for h in range(1, hmax + 1):
+        ts = [t for t in range(n - rows, n) if t + h < n]
+        mae_last = np.mean([abs(y[t + h] - y[t]) for t in ts])
+        mae_seas = np.mean([abs(y[t + h] - y[t + h - DAY]) for t in ts])
+        out.append("seasonal_daily" if mae_seas < mae_last * (1 - 0.005) else "last")
+    return out
+
+
+def test_auto_chooses_per_horizon_as_a_slow_walk_forward_does() -> None:
+    # A strong daily cycle plus a slow random walk: one step ahead the last value is hard
+    # to beat, hours ahead the value a day ago is better (or the other way round; the
+    # slow reference decides, not this comment).
+    rng = np.random.default_rng(11)
+    t = np.arange(9 * DAY)
+    y = 300 + 200 * np.sin(2 * np.pi * t / DAY) + np.cumsum(rng.normal(0, 1.0, t.size))
+    hmax = 36  # 6 hours of 10-minute steps
+    res = make_forecaster("auto", resolution_s=RES, candidates=("last", "seasonal_daily"),
+                          max_horizon_s=hmax * RES, combine=False).fit(hist(y))
+    rows = 3 * DAY  # the default 3-day validation window (a third of 9 days)
+    want = _slow_choice(y, rows, hmax)
+    assert list(res.chosen_by_horizon) == want  # type: ignore[attr-defined]
+    assert len(set(want)) == 2, "the data should make each model win somewhere"
+    # Each forecast step comes from that horizon's winner.
+    f = res.forecast(hmax)
+    solo = {m: make_forecaster(m, resolution_s=RES, max_horizon_s=hmax * RES).fit(hist(y))
+            for m in ("last", "seasonal_daily")}
+    for h in (1, hmax // 2, hmax):
+        assert f.mean[h - 1] == pytest.approx(solo[want[h - 1]].forecast(hmax).mean[h - 1])
+
+
+def test_auto_averages_two_models_where_the_mean_beats_both() -> None:
+    # Two models with independent errors of equal size: their mean has ~1/sqrt(2) of the
+    # error, so the pair must win. The cycle is seen by seasonal naive (noise from a day
+    # ago) and by last value (noise now plus the cycle's slope), errors nearly independent.
+    rng = np.random.default_rng(3)
+    t = np.arange(9 * DAY)
+    y = 500 + 10 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, 5.0, t.size)
+    hmax = 3
+    kw = {"resolution_s": RES, "max_horizon_s": hmax * RES}
+    res = make_forecaster("auto", candidates=("last", "seasonal_daily"), **kw).fit(hist(y))
+    assert res.chosen_by_horizon == ("last+seasonal_daily",) * hmax  # type: ignore[attr-defined]
+    solo = [make_forecaster(m, **kw).fit(hist(y)).forecast(hmax) for m in
+            ("last", "seasonal_daily")]
+    f = res.forecast(hmax)
+    np.testing.assert_allclose(f.mean[0], (solo[0].mean[0] + solo[1].mean[0]) / 2)
+    # The pair's score (at the longest horizon, 3 steps) is the slow MAE of the averaged
+    # forecast over origins in the last 3 days: (y[k] + y[k+3-DAY]) / 2 predicts y[k+3].
+    rows = 3 * DAY
+    ts = range(y.size - rows, y.size - hmax)
+    slow = np.mean([abs(y[k + hmax] - (y[k] + y[k + hmax - DAY]) / 2) for k in ts])
+    assert res.recent_mae == pytest.approx(slow)  # type: ignore[attr-defined]
+    lo, hi = f.interval(0.9)
+    assert np.all(lo <= f.mean) and np.all(f.mean <= hi)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +25,7 @@ from autoscaler.core.spec import (
 )
 from autoscaler.core.types import Decision, MetricValue, Reason, Signal, Snapshot, State
 from autoscaler.errors import SpecError
+from autoscaler.forecast import Forecast
 
 # 4 req/s per replica at the SLO, planned at 80 %: 3.2 req/s per replica.
 CAPACITY = Capacity(requests_per_second=4.0, concurrency=8.0)
@@ -211,10 +214,11 @@ def test_history_keeps_only_history_seconds() -> None:
 
 
 def test_an_unknown_forecaster_is_a_spec_error_naming_the_field() -> None:
-    spec = replace(make_spec(), predictive=PredictiveParams(forecaster="prophet"))
+    # Caught when the spec is built (spec validation), before any decision runs.
     with pytest.raises(SpecError) as err:
-        predictive.decide(snap(at=0.0, current=1, rate=1.0), State(), spec, 0.0)
+        replace(make_spec(), predictive=PredictiveParams(forecaster="prophet"))
     assert err.value.field == "predictive.forecaster"
+    assert "auto" in err.value.allowed and "trend" in err.value.allowed
 
 
 def test_the_message_states_forecast_quantile_lead_time_and_per_replica_rate() -> None:
@@ -260,3 +264,96 @@ def test_replicas_stay_within_bounds_for_any_metric_sequence(
         else:
             assert d.replicas == current
         current = d.replicas
+
+
+# --- named forecasters (autoscaler.forecast) behind the seam --------------------------------
+
+
+def named(forecaster: str) -> Spec:
+    return replace(make_spec(), predictive=PredictiveParams(
+        target_utilization=0.8, scale_down_window_s=0.0, forecaster=forecaster))
+
+
+def run_until(spec: Spec, rate_at: Callable[[float], float], *, start: float, end: float,
+              current: int = 3) -> tuple[list[Decision], list[State]]:
+    state, out, states = State(), [], []
+    t = start
+    while t < end:
+        d, state = predictive.decide(snap(at=t, current=current, rate=rate_at(t)), state,
+                                     spec, t)
+        current = d.replicas
+        out.append(d)
+        states.append(state)
+        t += spec.sync_period_s
+    return out, states
+
+
+def test_a_named_forecaster_plans_from_its_own_model_once_history_suffices() -> None:
+    # 9.6 req/s (3 replicas at 3.2) for 7 hours, then 3.2 req/s from 7:00 on. The ``last``
+    # model forecasts the last completed 60-s bin, 9.6, so the first step of the drop still
+    # plans 3 replicas; the trend forecaster (alpha 0.5) would already plan for ~6.4.
+    drop = 7 * 3600.0
+
+    def rate(t: float) -> float:
+        return 9.6 if t < drop else 3.2
+
+    ds, _ = run_until(named("last"), rate, start=0.0, end=drop + 15.0)
+    assert ds[-1].forecast_model == "last->last"
+    assert ds[-1].forecast_rps == pytest.approx(9.6)
+    assert ds[-1].replicas == 3
+    assert "model last->last" in ds[-1].message
+    trend_ds, _ = run_until(make_spec(), rate, start=0.0, end=drop + 15.0)
+    assert trend_ds[-1].forecast_model == "trend"
+    assert trend_ds[-1].forecast_rps is not None and trend_ds[-1].forecast_rps < 8.0
+
+
+def test_short_history_falls_back_to_trend_and_counts_each_fallback() -> None:
+    ds, states = run_until(named("auto"), lambda t: 5.0 + (t % 600) / 100, start=0.0,
+                           end=3600.0)
+    assert all(d.forecast_model == "trend (fallback)" for d in ds)
+    last = states[-1].policy
+    assert isinstance(last, PredictiveState)
+    assert last.forecast_fallbacks == len(ds) == 240 and last.model is None
+    # The plan is the trend's: same numbers as the trend-only policy.
+    trend_ds, _ = run_until(make_spec(), lambda t: 5.0 + (t % 600) / 100, start=0.0,
+                            end=3600.0)
+    assert [d.forecast_rps for d in ds] == [d.forecast_rps for d in trend_ds]
+
+
+def test_refits_happen_at_six_hour_boundaries_once_six_hours_of_bins_exist() -> None:
+    # Start at 1000 s: the first bin is 16 (960-1020 s). 360 completed bins exist once bin
+    # 376 opens (22,560 s); the first decision then is 1000 + 15 x 1438 = 22,570 s. The next
+    # 6-hour boundary is 43,200 s; the first decision at or after it is 43,210 s.
+    _, states = run_until(named("last"), lambda t: 4.0 + math.sin(t / 3000.0), start=1000.0,
+                          end=50_000.0)
+    fits = sorted({s.policy.fitted_at for s in states
+                   if isinstance(s.policy, PredictiveState) and s.policy.fitted_at is not None})
+    assert fits == [22_570.0, 43_210.0]
+
+
+def test_named_forecaster_decisions_are_deterministic() -> None:
+    def rate(t: float) -> float:
+        return 20.0 + 10.0 * math.sin(2 * math.pi * t / 7200.0) + (int(t) % 7)
+
+    a, sa = run_until(named("auto"), rate, start=0.0, end=7 * 3600.0)
+    b, sb = run_until(named("auto"), rate, start=0.0, end=7 * 3600.0)
+    assert a == b
+    assert a[-1].forecast_model is not None and a[-1].forecast_model.startswith("auto->")
+    pa, pb = sa[-1].policy, sb[-1].policy
+    assert isinstance(pa, PredictiveState) and isinstance(pb, PredictiveState)
+    assert (pa.fitted_at, pa.forecast_error, pa.bins) == (pb.fitted_at, pb.forecast_error, pb.bins)
+    assert math.isfinite(pa.forecast_error)
+
+
+@pytest.mark.parametrize(("q", "expected"), [
+    pytest.param(0.9, 12.0, id="a stored level is read as is"),
+    # Midway between 0.9 (12) and 0.95 (14).
+    pytest.param(0.925, 13.0, id="between levels interpolates linearly"),
+    # Past 0.99: q50 + (q99 - q50) x z(0.999)/z(0.99) = 10 + 6 x 3.0902/2.3263.
+    pytest.param(0.999, 10 + 6 * 3.090232 / 2.326348, id="past the top extrapolates"),
+])
+def test_headroom_quantiles_between_and_beyond_the_forecast_levels(
+        q: float, expected: float) -> None:
+    levels = {0.01: 5.0, 0.05: 6.0, 0.5: 10.0, 0.9: 12.0, 0.95: 14.0, 0.99: 16.0}
+    f = Forecast(np.array([10.0]), {k: np.array([v]) for k, v in levels.items()})
+    assert predictive._quantile(f, q)[0] == pytest.approx(expected, rel=1e-5)

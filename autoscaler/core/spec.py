@@ -218,7 +218,8 @@ class PredictiveParams:
     scale_down_window_s: float = d.PREDICTIVE_SCALE_DOWN_WINDOW_S
     """Scale down only to the max recommendation over this many seconds."""
     forecaster: str = "trend"
-    """Forecaster name; ``trend`` is the built-in simple one."""
+    """Forecaster name: ``trend`` (the built-in simple one) or an ``autoscaler.forecast``
+    model name (``auto``, ``profile``, ``damped``, ...)."""
 
     def validate(self, path: str = "predictive") -> None:
         _check_range(f"{path}.headroomQuantile", self.headroom_quantile, 0.5, 0.999)
@@ -227,6 +228,13 @@ class PredictiveParams:
         _check_range(f"{path}.historySeconds", self.history_s, 60.0, 30 * 86400.0)
         _check_range(f"{path}.backlogDrainSeconds", self.backlog_drain_s, 1.0, 3600.0)
         _check_range(f"{path}.scaleDownWindowSeconds", self.scale_down_window_s, 0.0, 86400.0)
+        # Imported here: the forecasting package (numpy) is only needed once a spec is
+        # checked, and the name list lives with the models it names.
+        from autoscaler.forecast import MODEL_NAMES
+
+        allowed = ("trend", *MODEL_NAMES)
+        if self.forecaster not in allowed:
+            raise SpecError(f"{path}.forecaster", self.forecaster, f"one of {', '.join(allowed)}")
 
 
 def default_hpa_metrics() -> tuple[MetricTarget, ...]:

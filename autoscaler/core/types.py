@@ -118,6 +118,9 @@ class Decision:
     """The demand (requests/s) the policy planned for, when it forecasts."""
     demand_rps: float | None = None
     """The demand (requests/s) it observed now, when it reads one."""
+    forecast_model: str | None = None
+    """The forecasting model that set ``forecast_rps`` (``trend``, ``auto->profile``, or
+    ``trend (fallback)`` while a named forecaster still lacks history), when it forecasts."""
 
 
 class PolicyState:

@@ -1,130 +1,258 @@
-"""Automatic model choice per workload by a rolling-origin backtest on its own history.
+"""Automatic model choice per workload *and per horizon*, scored on the workload's own history.
 
-``fit`` holds back the last ``validation_s`` of history, fits every candidate on the rest,
-then walks forward one step at a time exactly as the live loop would (``update`` per
-step, no refit) and scores each candidate by its MAE at ``horizon_s`` ahead. The winner
-is refitted on the whole history. The result exposes the choice (``chosen``), every
-candidate's score, and a running 1-step error so the controller can publish them.
+``fit`` fits every candidate once on the whole history. Each fit already walks its filter
+over the last ``interval_window_s`` of history exactly as the live loop would (one
+``update`` per sample, forecasts from every origin), recording the h-step errors that give
+the intervals; ``auto`` reuses that error matrix as its validation set, so choosing costs no
+extra pass. For every horizon h = 1..H it takes the candidate with the lowest MAE at h, and
+the result forecasts step h with that horizon's winner: a 1-minute-ahead forecast may come
+from ``last`` while the 30-minute-ahead one comes from ``profile``.
+
+What is in- and out-of-sample: the filter *state* is walked forward, so every scored
+forecast uses only data before its origin. The few smoothing constants (2 to 5 numbers)
+are estimated on ``fit_window_s`` of history that overlaps the scored window, and the
+``profile`` shape is a median over all days including the scored ones (one day in 14 moves
+a median little). That in-sample part is the price of one fit per candidate instead of
+two (a held-back fit plus a refit of the winner), which is what keeps a refit on 14 days
+of 1-minute data inside its budget. Nothing after the history's end is ever seen.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from autoscaler.forecast.ets import EtsResult, point_forecast
+from autoscaler.forecast.ets import EtsResult, error_quantiles, point_forecast
 from autoscaler.forecast.models import DAY_S, Settings, fit_with_fallback
-from autoscaler.forecast.types import Forecast, History
+from autoscaler.forecast.types import FloatArray, Forecast, History
 
 DEFAULT_CANDIDATES: tuple[str, ...] = (
-    "last", "seasonal_daily", "seasonal_weekly", "ses", "damped", "holt_winters", "profile",
+    "last", "seasonal_daily", "seasonal_weekly", "ses", "damped", "profile",
 )
-"""Simplest first: on a tie the simpler model wins."""
+"""Simplest first: on a tie the simpler model wins. ``holt_winters`` is left out by default:
+it is the costliest fit (about a third of the refit budget on its own) and on both real
+traces ``profile`` models the daily cycle at least as well; pass ``candidates`` to add it."""
 
 _ERROR_EWMA_WEIGHT = 0.05
 """Weight of the newest 1-step absolute error in ``recent_abs_error`` (~20-step memory)."""
 
+_TIE = 0.005
+"""A candidate must beat an earlier (simpler) one by more than 0.5 % of MAE to win."""
 
-def validation_mae(res: EtsResult, actual: np.ndarray, steps: int) -> float:
-    """MAE of ``res``'s ``steps``-ahead point forecast over ``actual``, walking forward
-    with ``update`` (origins where the target is missing are skipped)."""
-    total, count = 0.0, 0
-    r = res
-    n = int(actual.shape[0])
-    for i in range(n):
-        if i + steps - 1 < n:
-            target = float(actual[i + steps - 1])
-            if math.isfinite(target):
-                pred = max(float(point_forecast(r.params, r.state, steps)[-1]), 0.0)
-                total += abs(target - pred)
-                count += 1
-        r = r.update(float(actual[i]))
-    return total / count if count else math.inf
+_MIN_SCORED = 20
+"""Fewer scored origins than this at a horizon and that horizon is not compared."""
+
+
+def horizon_mae(errors: FloatArray, rows: int) -> FloatArray:
+    """MAE per horizon (column) over the last ``rows`` origins, NaN where fewer than
+    ``_MIN_SCORED`` targets were present."""
+    e = np.abs(errors[errors.shape[0] - rows:]) if rows > 0 else np.empty((0, errors.shape[1]))
+    ok = np.isfinite(e)
+    cnt = ok.sum(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mae = np.where(cnt >= _MIN_SCORED, np.nansum(e, axis=0) / np.maximum(cnt, 1), np.nan)
+    return np.asarray(mae, dtype=np.float64)
+
+
+def extend_offsets(off: FloatArray, steps: int) -> FloatArray:
+    """Offsets for steps 1..steps: measured columns, then random-walk (sqrt h) growth."""
+    hmax = off.shape[1]
+    if hmax == 0:
+        return np.zeros((off.shape[0], steps))
+    if steps <= hmax:
+        return off[:, :steps]
+    extra = np.arange(hmax + 1, steps + 1, dtype=np.float64)
+    return np.concatenate((off, off[:, -1:] * np.sqrt(extra / hmax)[None, :]), axis=1)
+
+
+def _aligned_mean(mats: list[FloatArray]) -> FloatArray:
+    """Mean of error matrices aligned on their last row and first column (the origins end
+    at the history's end in every fit): the errors of the mean forecast, exactly, because
+    each error is actual minus that model's (clipped) point forecast."""
+    r = min(m.shape[0] for m in mats)
+    c = min(m.shape[1] for m in mats)
+    return np.asarray(sum(m[m.shape[0] - r:, :c] for m in mats) / len(mats), dtype=np.float64)
 
 
 @dataclass(frozen=True)
 class AutoResult:
-    """The chosen model's result plus what the choice was based on."""
+    """The winners' results and which one (or which equal-weight pair) forecasts each step."""
 
-    inner: EtsResult
-    chosen: str
-    """The candidate that won the backtest (``model`` may differ if its refit fell back)."""
+    members: tuple[EtsResult, ...]
+    """One result per model used anywhere in the plan."""
+    combos: tuple[tuple[int, ...], ...]
+    """Each entry: the ``members`` averaged (one = that model alone)."""
+    offsets: tuple[FloatArray, ...]
+    """Per combo, error quantiles (levels x measured horizons) of its own errors."""
+    plan: tuple[int, ...]
+    """``plan[h-1]`` indexes ``combos`` for step h; steps past the plan use its last entry."""
     scores: tuple[tuple[str, float], ...] = ()
-    """(candidate, validation MAE at ``horizon_s``) for every candidate tried."""
+    """(candidate, validation MAE at the longest scored horizon) for every candidate."""
     recent_mae: float = math.nan
-    """The winner's validation MAE (requests/s)."""
+    """The plan's validation MAE at the longest scored horizon (requests/s)."""
     recent_abs_error: float = math.nan
     """Running mean (EWMA) of the 1-step absolute error since the fit."""
     extra_fallbacks: int = 0
     extra_reason: str | None = None
+    chosen_by_horizon: tuple[str, ...] = ()
+    """What forecasts steps 1..H, by name (``damped+profile`` for an averaged pair)."""
     model: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "model", self.inner.model)
+        object.__setattr__(self, "model", self._combo_name(self.plan[-1]))
+
+    def _combo_name(self, c: int) -> str:
+        return "+".join(self.members[i].model for i in self.combos[c])
+
+    @property
+    def chosen(self) -> str:
+        """What forecasts the longest scored horizon."""
+        return self.chosen_by_horizon[-1] if self.chosen_by_horizon else self.model
 
     @property
     def fallbacks(self) -> int:
-        return self.inner.fallbacks + self.extra_fallbacks
+        return sum(m.fallbacks for m in self.members) + self.extra_fallbacks
 
     @property
     def fallback_reason(self) -> str | None:
-        return self.inner.fallback_reason or self.extra_reason
+        return next((m.fallback_reason for m in self.members if m.fallback_reason),
+                    self.extra_reason)
 
     @property
     def valid(self) -> bool:
-        return self.inner.valid
+        return all(m.valid for m in self.members)
 
     def forecast(self, steps: int) -> Forecast:
-        return self.inner.forecast(steps)
+        steps = max(1, int(steps))
+        if len(self.combos) == 1 and len(self.combos[0]) == 1:
+            return self.members[0].forecast(steps)
+        means = [m.forecast(steps).mean for m in self.members]
+        idx = np.asarray(self.plan[:steps], dtype=np.intp)
+        if idx.size < steps:
+            idx = np.concatenate((idx, np.full(steps - idx.size, self.plan[-1], np.intp)))
+        cols = np.arange(steps)
+        mean_c = np.stack([np.mean([means[i] for i in c], axis=0) for c in self.combos])
+        off_c = np.stack([extend_offsets(o, steps) for o in self.offsets])  # combo, level, h
+        mean = mean_c[idx, cols]
+        off = off_c[idx, :, cols]  # h x level
+        levels = self.members[0].levels
+        qs = {lv: np.maximum(mean + off[:, i], 0.0) for i, lv in enumerate(levels)}
+        return Forecast(np.asarray(mean, dtype=np.float64), qs)
 
     def update(self, value: float) -> AutoResult:
         err = math.nan
-        if math.isfinite(value) and self.inner.valid:
-            pred = max(float(point_forecast(self.inner.params, self.inner.state, 1)[0]), 0.0)
+        if math.isfinite(value) and self.valid:
+            first = [self.members[i] for i in self.combos[self.plan[0]]]
+            pred = sum(max(float(point_forecast(m.params, m.state, 1)[0]), 0.0)
+                       for m in first) / len(first)
             err = abs(value - pred)
         ewma = self.recent_abs_error
         if math.isfinite(err):
             w = _ERROR_EWMA_WEIGHT
             ewma = err if math.isnan(ewma) else (1 - w) * ewma + w * err
-        return replace(self, inner=self.inner.update(value), recent_abs_error=ewma)
+        return replace(self, members=tuple(m.update(value) for m in self.members),
+                       recent_abs_error=ewma)
+
+
+def _single(res: EtsResult, chosen: str, reason: str | None = None) -> AutoResult:
+    return AutoResult((replace(res, errors=None),), ((0,),), (res.offsets,), (0,),
+                      chosen_by_horizon=(chosen,), extra_fallbacks=1 if reason else 0,
+                      extra_reason=reason)
 
 
 @dataclass(frozen=True)
 class AutoForecaster:
     settings: Settings
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
-    horizon_s: float = 900.0
-    """Score candidates at this lead time (the policy's look-ahead)."""
-    validation_s: float = DAY_S
-    """Held-back history walked forward for the score (at most a third of the history)."""
+    horizon_s: float | None = None
+    """Longest horizon compared (default ``settings.max_horizon_s``); longer steps use its
+    winner."""
+    validation_s: float = 3 * DAY_S
+    """Scored origins: the last this-many seconds (capped by ``interval_window_s`` and by
+    a third of the history)."""
+    combine: bool = True
+    """Also score the equal-weight mean of each horizon's two best models (forecast
+    combination); it wins a horizon only by beating the best single model."""
     name: str = "auto"
 
     def fit(self, history: History) -> AutoResult:
         s = self.settings
         n = len(history)
-        steps = s.steps(self.horizon_s)
-        v = min(s.steps(self.validation_s), n // 3)
-        if v < steps + 10:
-            # Too short to compare on held-back data: take the robust simple model.
-            inner = fit_with_fallback("ses", history, s)
-            return AutoResult(inner, chosen="ses", extra_fallbacks=1,
-                              extra_reason=f"auto: history too short for a backtest ({n})")
-        head = History(history.start_s, history.resolution_s, history.values[: n - v])
-        actual = np.asarray(history.values[n - v:])
-        scores: list[tuple[str, float]] = []
+        hmax = min(s.steps(self.horizon_s if self.horizon_s is not None else s.max_horizon_s),
+                   s.steps(s.max_horizon_s))
+        rows = min(s.steps(self.validation_s), s.steps(s.interval_window_s), n // 3)
+        if rows < hmax + _MIN_SCORED:
+            # Too short to compare on held-back origins: take the robust simple model.
+            return _single(fit_with_fallback("ses", history, s), "ses",
+                           f"auto: history too short for a backtest ({n} samples)")
+        fits: list[EtsResult] = []
+        errs: list[FloatArray] = []
         seen: set[str] = set()
+        quick = replace(s, quantiles=False)
         for cand in self.candidates:
-            r = fit_with_fallback(cand, head, s)
-            if r.model in seen or not r.valid:
+            r = fit_with_fallback(cand, history, quick, keep_errors=True)
+            if r.model in seen or not r.valid or r.errors is None or r.errors.shape[0] == 0:
                 continue  # it fell back to a model already scored
             seen.add(r.model)
-            scores.append((r.model, validation_mae(r, actual, steps)))
-        if not scores:
-            inner = fit_with_fallback("last", history, s)
-            return AutoResult(inner, chosen="last", extra_fallbacks=1,
-                              extra_reason="auto: no candidate could be fitted")
-        best = min(scores, key=lambda kv: kv[1])
-        inner = fit_with_fallback(best[0], history, s)
-        return AutoResult(inner, chosen=best[0], scores=tuple(scores), recent_mae=best[1])
+            fits.append(r)
+            errs.append(r.errors)
+        if not fits:
+            return _single(fit_with_fallback("last", history, s), "last",
+                           "auto: no candidate could be fitted")
+        # Every fit's error rows end at the history's end, so the last ``rows`` rows are the
+        # same origins for every candidate (a shorter matrix scores fewer).
+        table = np.full((len(fits), hmax), np.nan)  # candidates x horizons
+        for i, e in enumerate(errs):
+            got = horizon_mae(e, min(rows, e.shape[0]))[:hmax]
+            table[i, : got.size] = got
+        picks: list[tuple[int, ...]] = []
+        maes: list[float] = []
+        pair_mae: dict[tuple[int, int], FloatArray] = {}
+        for h in range(hmax):
+            col = table[:, h]
+            best = -1
+            for i, v in enumerate(col):
+                if math.isfinite(v) and (best < 0 or v < col[best] * (1 - _TIE)):
+                    best = i
+            if best < 0:
+                picks.append(picks[-1] if picks else ())
+                maes.append(maes[-1] if maes else math.nan)
+                continue
+            pick: tuple[int, ...] = (best,)
+            mae = float(col[best])
+            ranked = [i for i in np.argsort(col, kind="stable") if math.isfinite(col[i])]
+            if self.combine and len(ranked) >= 2:
+                pair = (int(min(ranked[0], ranked[1])), int(max(ranked[0], ranked[1])))
+                if pair not in pair_mae:
+                    both = _aligned_mean([errs[pair[0]], errs[pair[1]]])
+                    m = np.full(hmax, np.nan)
+                    got = horizon_mae(both, min(rows, both.shape[0]))[:hmax]
+                    m[: got.size] = got
+                    pair_mae[pair] = m
+                pm = float(pair_mae[pair][h])
+                if math.isfinite(pm) and pm < mae * (1 - _TIE):
+                    pick, mae = pair, pm
+            picks.append(pick)
+            maes.append(mae)
+        if not picks[-1]:
+            return _single(fit_with_fallback("ses", history, s), "ses",
+                           "auto: no horizon had enough scored origins")
+        picks = [p if p else picks[-1] for p in picks]
+        used = sorted({i for p in picks for i in p})
+        combos_l = list(dict.fromkeys(picks))
+        members = tuple(replace(fits[i], errors=None,
+                                offsets=error_quantiles(errs[i])) for i in used)
+        pos = {i: k for k, i in enumerate(used)}
+        combos = tuple(tuple(pos[i] for i in c) for c in combos_l)
+        offsets = tuple(members[c[0]].offsets if len(c) == 1
+                        else error_quantiles(_aligned_mean([errs[used[i]] for i in c]))
+                        for c in combos)
+        plan = tuple(combos_l.index(p) for p in picks)
+        scores = tuple((f.model, float(table[i, -1])) for i, f in enumerate(fits))
+        names = tuple("+".join(fits[i].model for i in p) for p in picks)
+        return AutoResult(members, combos, offsets, plan, scores=scores,
+                          recent_mae=maes[-1], chosen_by_horizon=names)

@@ -74,8 +74,6 @@ def backtest(values: FloatArray, *, resolution_s: float, horizons_s: Sequence[in
     results: dict[str, tuple[dict[int, list[float]], int, Counter[str]]] = {}
     for name in names:
         opts = dict(options)
-        if name == "auto" and "horizon_s" not in opts:
-            opts["horizon_s"] = float(max(horizons_s))
         fc = make_forecaster(name, resolution_s=resolution_s, **opts)
         res: ForecastResult = fc.fit(History(start_s, resolution_s, y[:train_steps]))
         fallbacks, used = res.fallbacks, Counter([res.model])

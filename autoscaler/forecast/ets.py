@@ -24,7 +24,7 @@ p-quantile of the forecast. No distribution is assumed; the measured coverage is
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -176,14 +176,20 @@ def error_quantiles(errors: FloatArray, levels: tuple[float, ...] = QUANTILE_LEV
     lv = np.asarray(levels)
     if counts[0] == 0:
         return off
-    one = errors[:, 0][np.isfinite(errors[:, 0])]
-    one_q = np.quantile(one, lv)
-    for j in range(hmax):
-        if counts[j] >= _MIN_ERRORS_PER_HORIZON:
-            col = errors[:, j]
-            off[:, j] = np.quantile(col[np.isfinite(col)], lv)
-        else:
-            off[:, j] = one_q * math.sqrt(j + 1)
+    # Every column's quantiles at once, numpy's default ("linear") definition: sort with
+    # NaN last, then interpolate between order statistics floor/ceil of q*(count-1).
+    # Worked number: 5 finite errors, q = 0.9 -> position 3.6 -> 0.4*e(3) + 0.6*e(4).
+    srt = np.sort(errors, axis=0)
+    pos = lv[:, None] * (np.maximum(counts, 1) - 1)[None, :]
+    lo_i = np.floor(pos).astype(np.intp)
+    hi_i = np.minimum(lo_i + 1, np.maximum(counts, 1)[None, :] - 1)
+    frac = pos - lo_i
+    lo_v = np.take_along_axis(srt, lo_i, axis=0)
+    hi_v = np.take_along_axis(srt, hi_i, axis=0)
+    measured = lo_v + frac * (hi_v - lo_v)
+    one_q = measured[:, 0]
+    grown = one_q[:, None] * np.sqrt(np.arange(1, hmax + 1))[None, :]
+    off = np.where((counts >= _MIN_ERRORS_PER_HORIZON)[None, :], measured, grown)
     off = np.sort(off, axis=0)
     # The median is left as measured (it is a bias correction, not a width).
     upper, lower = lv > 0.5, lv < 0.5
@@ -206,6 +212,10 @@ class EtsResult:
     fallback_reason: str | None = None
     valid: bool = True
     """False when there was no usable data at all: forecasts are then NaN."""
+    errors: FloatArray | None = field(default=None, repr=False, compare=False)
+    """The fit's in-sample h-step errors (``run``'s matrix), kept only when the caller
+    asked for them (``auto`` scores candidates on them); None otherwise, so a result held
+    in the policy's state stays small."""
 
     def forecast(self, steps: int) -> Forecast:
         steps = max(1, int(steps))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from autoscaler.forecast.ets import EtsParams, EtsResult, EtsState, error_quantiles, run
-from autoscaler.forecast.types import FloatArray, History
+from autoscaler.forecast.types import QUANTILE_LEVELS, FloatArray, History
 
 DAY_S = 86_400.0
 WEEK_S = 7 * DAY_S
@@ -49,6 +49,9 @@ class Settings:
     """Horizons up to this are measured for the quantiles; beyond, they grow as sqrt(h)."""
     max_history_s: float = 28 * DAY_S
     """Older history is ignored (the ``profile`` model's shape uses all of the rest)."""
+    quantiles: bool = True
+    """False leaves ``offsets`` empty (no intervals): ``auto`` fits its candidates so and
+    computes intervals only for the winners, from the kept error matrix."""
 
     def steps(self, seconds: float) -> int:
         return max(1, math.ceil(seconds / self.resolution_s - 1e-9))
@@ -83,7 +86,8 @@ def _finish(model: str, p: EtsParams, st0: EtsState, y: FloatArray, s: Settings)
     end, errors = run(p, st0, y, s.steps(s.max_horizon_s), s.steps(s.interval_window_s))
     if not (math.isfinite(end.level) and math.isfinite(end.trend)):
         raise Unfit("filter diverged")
-    return EtsResult(model=model, params=p, state=end, offsets=error_quantiles(errors))
+    offsets = error_quantiles(errors) if s.quantiles else np.zeros((len(QUANTILE_LEVELS), 0))
+    return EtsResult(model=model, params=p, state=end, offsets=offsets, errors=errors)
 
 
 def _no_season() -> FloatArray:
@@ -289,8 +293,10 @@ def empty_result(reason: str, fallbacks: int) -> EtsResult:
                      valid=False)
 
 
-def fit_with_fallback(name: str, h: History, s: Settings) -> EtsResult:
-    """Fit ``name``; on ``Unfit`` walk down ``FALLBACK`` counting each step."""
+def fit_with_fallback(name: str, h: History, s: Settings, *,
+                      keep_errors: bool = False) -> EtsResult:
+    """Fit ``name``; on ``Unfit`` walk down ``FALLBACK`` counting each step. The in-sample
+    error matrix is dropped unless ``keep_errors``."""
     fallbacks = 0
     reason: str | None = None
     if not np.isfinite(h.values).any():
@@ -304,7 +310,8 @@ def fit_with_fallback(name: str, h: History, s: Settings) -> EtsResult:
             reason = f"{current}: {exc}"
             current = FALLBACK.get(current)
             continue
-        return replace(res, fallbacks=fallbacks, fallback_reason=reason)
+        return replace(res, fallbacks=fallbacks, fallback_reason=reason,
+                       errors=res.errors if keep_errors else None)
     return empty_result(reason or "no model could be fitted", fallbacks)
 
 

@@ -10,10 +10,10 @@ scaled), so TTFT grows smoothly with the rate and the bisection is well behaved.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+import numpy.typing as npt
 
 from autoscaler.core.spec import Capacity
 from autoscaler.errors import SpecError
@@ -28,7 +28,8 @@ MAX_SAMPLES = 2000
 _ITERATIONS = 12  # bisection steps: the rate is known to 1/4096 of the bracket
 
 
-TokenInput = TokenMix | tuple[float, float] | tuple[Sequence[int], Sequence[int]]
+TokenInput = TokenMix | tuple[float, float] | tuple[npt.ArrayLike, npt.ArrayLike]
+"""A ``TokenMix``, one (prompt, output) pair, or (prompt samples, output samples)."""
 
 
 def _pairs(token_mix: TokenInput) -> tuple[tuple[int, int], ...]:

@@ -83,10 +83,14 @@ class ColdStarts:
         self._jitter = profile.cold_start_jitter_s
         self._rng = np.random.default_rng(seed)
 
+        self._batch: list[float] = []
+
     def draw(self) -> float:
         if self._jitter <= 0:
             return self._base
-        return self._base + float(self._rng.uniform(0.0, self._jitter))
+        if not self._batch:  # draw in blocks: one numpy call per 1,024 replicas
+            self._batch = self._rng.uniform(0.0, self._jitter, 1024).tolist()[::-1]
+        return self._base + self._batch.pop()
 
 
 def gpu_seconds(records: list[ReplicaRecord], t_end: float, gpus_per_replica: int) -> float:

@@ -24,6 +24,8 @@ request engine:
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
+from itertools import accumulate
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +34,8 @@ from autoscaler.sim.fleet import TTFT_BUCKETS_S, ColdStarts, EngineSample, Repli
 from autoscaler.sim.profiles import ReplicaProfile
 
 _BOUNDS = np.asarray(TTFT_BUCKETS_S, dtype=np.float64)
+_SCALAR_MAX_TICKS = 12
+"""Stretches up to this many ticks run in plain Python (numpy's call overhead dominates)."""
 
 
 class FluidEngine:
@@ -74,7 +78,8 @@ class FluidEngine:
         self._records: list[ReplicaRecord] = []
         self._ready: list[ReplicaRecord] = []
         self._starting: list[ReplicaRecord] = []
-        self._hist = np.zeros(len(TTFT_BUCKETS_S) + 1)
+        self._draining: list[ReplicaRecord] = []
+        self._hist = [0.0] * (len(TTFT_BUCKETS_S) + 1)
         self._ttft_sum = 0.0
         self._req_total = 0.0
         self._served_total = 0.0
@@ -116,7 +121,10 @@ class FluidEngine:
         return len(self._ready)
 
     def provisioned_count(self) -> int:
-        return sum(1 for r in self._records if r.ended_at is None)
+        now = self._k * self.tick_s
+        self._draining = [r for r in self._draining if r.ended_at is not None
+                          and r.ended_at > now]
+        return len(self._ready) + len(self._starting) + len(self._draining)
 
     def set_target(self, replicas: int, t: float) -> None:
         active = len(self._starting) + len(self._ready)
@@ -124,11 +132,10 @@ class FluidEngine:
             for _ in range(replicas - active):
                 rec = ReplicaRecord(requested_at=t, ready_at=t + self._cold.draw())
                 self._records.append(rec)
-                self._starting.append(rec)
+                insort(self._starting, rec, key=lambda r: r.ready_at)
             return
         remove = active - replicas
-        self._starting.sort(key=lambda r: r.ready_at)
-        while remove and self._starting:
+        while remove and self._starting:  # kept sorted by ready time: latest last
             rec = self._starting.pop()
             rec.removal_at = rec.ended_at = t
             remove -= 1
@@ -137,15 +144,16 @@ class FluidEngine:
             rec = self._ready.pop()
             rec.removal_at = t
             rec.ended_at = t + drain
+            self._draining.append(rec)
 
     # --- simulation -------------------------------------------------------------------
     def advance(self, t: float) -> None:
         """Simulate every whole tick ending at or before ``t``."""
-        k_end = min(len(self._a), int(math.floor(t / self.tick_s + 1e-9)))
+        k_end = min(len(self._a), math.floor(t / self.tick_s + 1e-9))
         self._promote()
         while self._k < k_end:
             # A replica becoming ready inside the stretch splits it at its (next) tick.
-            nxt = min((r.ready_at for r in self._starting), default=math.inf)
+            nxt = self._starting[0].ready_at if self._starting else math.inf
             k_ready = math.ceil(nxt / self.tick_s - 1e-9) if nxt < math.inf else k_end
             self._run(self._k, max(self._k + 1, min(k_end, k_ready)))
             self._promote()
@@ -153,13 +161,20 @@ class FluidEngine:
     def _promote(self) -> None:
         """Starting replicas whose ready time has come (at the current tick) serve."""
         now = self._k * self.tick_s + 1e-9
-        if any(r.ready_at <= now for r in self._starting):
-            self._ready.extend(r for r in self._starting if r.ready_at <= now)
-            self._starting = [r for r in self._starting if r.ready_at > now]
+        st = self._starting
+        i = 0
+        while i < len(st) and st[i].ready_at <= now:
+            i += 1
+        if i:
+            self._ready.extend(st[:i])
+            del st[:i]
 
     def _run(self, k0: int, k1: int) -> None:
-        a = self._a[k0:k1]
         R = len(self._ready)
+        if R > 0 and k1 - k0 <= _SCALAR_MAX_TICKS:
+            self._run_scalar(k0, k1, R)
+            return
+        a = self._a[k0:k1]
         dt = self.tick_s
         cap = R * self._mu * dt
         s = np.cumsum(a - cap)
@@ -169,7 +184,27 @@ class FluidEngine:
         b_start[0] = self._backlog
         b_start[1:] = b_end[:-1]
         served = b_start + a - b_end
-        total_served = float(served.sum())
+        total_served = self._backlog + float(a.sum()) - float(b_end[-1])
+        if R > 0 and self._backlog == 0.0 and s[-1] <= 0.0 and float(s.max()) <= 0.0:
+            # Under capacity the whole stretch: no backlog, every arrival sees the same
+            # TTFT, one histogram bucket.
+            n = k1 - k0
+            lam = total_served / (R * dt * n)
+            rho = min(0.99, lam * self._p)
+            p_eff = self._p + rho * self._p / (2.0 * (1.0 - rho))
+            self.ttft[k0:k1] = p_eff
+            self.met[k0:k1] = 1.0 if p_eff <= self._slo else 0.0
+            a_sum = float(a.sum())
+            self._hist[int(np.searchsorted(_BOUNDS, p_eff, side="left"))] += a_sum
+            self._ttft_sum += a_sum * p_eff
+            b, f = self._decoding(lam)
+            self._busy += R * min(1.0, f + (1.0 - f) * (1.0 - math.exp(-b))) * dt * n
+            self._last_lam = float(a[-1]) / (R * dt)
+            self._req_total += a_sum
+            self._served_total += total_served
+            self._backlog = 0.0
+            self._k = k1
+            return
         if R > 0:
             rate = R * self._mu
             lam = total_served / (R * dt * (k1 - k0))
@@ -196,12 +231,65 @@ class FluidEngine:
         self.ttft[k0:k1] = ttft
         self.met[k0:k1] = met
         idx = np.searchsorted(_BOUNDS, ttft, side="left")
-        self._hist += np.bincount(idx, weights=a, minlength=len(self._hist))
+        add = np.bincount(idx, weights=a, minlength=len(self._hist)).tolist()
+        self._hist = [h + x for h, x in zip(self._hist, add, strict=True)]
         finite = np.isfinite(ttft)
         self._ttft_sum += float(np.dot(a[finite], ttft[finite]))
         self._req_total += float(a.sum())
         self._served_total += total_served
         self._backlog = float(b_end[-1])
+        self._k = k1
+
+    def _run_scalar(self, k0: int, k1: int, R: int) -> None:
+        """The same arithmetic as the vectorised path, tick by tick: cheaper than numpy's
+        per-call overhead for the short stretches between frequent fleet changes."""
+        a = self._a[k0:k1].tolist()
+        dt = self.tick_s
+        rate = R * self._mu
+        cap = rate * dt
+        b = b0 = self._backlog
+        ends = []
+        for x in a:
+            b = b + x - cap
+            if b < 0.0:
+                b = 0.0
+            ends.append(b)
+        n = k1 - k0
+        a_sum = sum(a)
+        total_served = b0 + a_sum - b
+        lam = total_served / (R * dt * n)
+        rho = min(0.99, lam * self._p)
+        p_eff = self._p + rho * self._p / (2.0 * (1.0 - rho))
+        wstar = self._slo - p_eff
+        ttfts, mets = [], []
+        hist = self._hist
+        tsum = 0.0
+        prev = b0
+        for x, be in zip(a, ends, strict=True):
+            w0, w1 = prev / rate, be / rate
+            prev = be
+            tt = p_eff + 0.5 * (w0 + w1)
+            if w1 == w0:
+                m = 1.0 if w0 <= wstar else 0.0
+            else:
+                tau = (wstar - w0) / (w1 - w0)
+                if w1 < w0:
+                    tau = 1.0 - tau
+                m = 0.0 if tau < 0.0 else (1.0 if tau > 1.0 else tau)
+            ttfts.append(tt)
+            mets.append(m)
+            hist[bisect_left(TTFT_BUCKETS_S, tt)] += x
+            tsum += x * tt
+        self.ttft[k0:k1] = ttfts
+        self.met[k0:k1] = mets
+        self._ttft_sum += tsum
+        bb, f = self._decoding(lam)
+        self._busy += R * min(1.0, f + (1.0 - f) * (1.0 - math.exp(-bb))) * dt * n
+        self._last_lam = (ends[-2] if n > 1 else b0) + a[-1] - ends[-1]
+        self._last_lam /= R * dt
+        self._req_total += a_sum
+        self._served_total += total_served
+        self._backlog = b
         self._k = k1
 
     def sample(self, t: float) -> EngineSample:
@@ -217,7 +305,7 @@ class FluidEngine:
             t=t, requests_total=self._req_total,
             prompt_tokens_total=self._served_total * self._P,
             generation_tokens_total=self._served_total * self._O,
-            ttft_buckets=tuple(np.cumsum(self._hist).tolist()), ttft_sum=self._ttft_sum,
+            ttft_buckets=tuple(accumulate(self._hist)), ttft_sum=self._ttft_sum,
             waiting=self._backlog, running=running, kv_usage=kv,
             gpu_busy_seconds_total=self._busy, ready_replicas=R,
         )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
+from itertools import pairwise
 
 from autoscaler.core.types import MetricValue, Signal
 from autoscaler.sim.fleet import TTFT_BUCKETS_S, EngineSample
@@ -40,7 +41,7 @@ def prom_rate(points: Sequence[tuple[float, float]]) -> float | None:
     if len(points) < 2:
         return None
     increase = 0.0
-    for (_, prev), (_, cur) in zip(points, points[1:], strict=False):
+    for (_, prev), (_, cur) in pairwise(points):
         increase += cur - prev if cur >= prev else cur
     span = points[-1][0] - points[0][0]
     return increase / span if span > 0 else None
@@ -97,8 +98,10 @@ class FakePrometheus:
         if self.in_outage(sample.t):
             return
         self._samples.append(sample)
-        horizon = sample.t - max(self.rate_window_s, LOOKBACK_S) - 1.0
-        while self._samples and self._samples[0].t < horizon:
+        # Queries come at or after the newest scrape, so older samples than one window
+        # back can only serve gauges, and the newest sample does that.
+        horizon = sample.t - self.rate_window_s
+        while len(self._samples) > 1 and self._samples[0].t <= horizon:
             self._samples.popleft()
 
     def query(self, now: float) -> dict[str, MetricValue]:

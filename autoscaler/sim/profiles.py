@@ -94,7 +94,8 @@ def builtin_profiles() -> list[str]:
 def _read(name_or_path: str) -> tuple[str, str]:
     """(source name for messages, YAML text) of a built-in name or a file path."""
     if name_or_path in builtin_profiles():
-        res = resources.files("autoscaler.sim").joinpath("profiles").joinpath(f"{name_or_path}.yaml")
+        folder = resources.files("autoscaler.sim").joinpath("profiles")
+        res = folder.joinpath(f"{name_or_path}.yaml")
         return f"{name_or_path}.yaml", res.read_text(encoding="utf-8")
     path = Path(name_or_path)
     try:

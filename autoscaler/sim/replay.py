@@ -56,7 +56,7 @@ def _cumulative(trace: Trace) -> Callable[[FloatArray], FloatArray]:
         arr = trace.arrivals_s
 
         def cum_req(t: FloatArray) -> FloatArray:
-            return np.searchsorted(arr, t, side="left").astype(np.float64)
+            return np.asarray(np.searchsorted(arr, t, side="left"), dtype=np.float64)
 
         return cum_req
     assert trace.rates_rps is not None and trace.resolution_s is not None
@@ -72,7 +72,7 @@ def _cumulative(trace: Trace) -> Callable[[FloatArray], FloatArray]:
 def _future_rates(cum: Callable[[FloatArray], FloatArray], now: float, horizon_s: float,
                   res: float) -> tuple[float, ...]:
     n = max(1, math.ceil(horizon_s / res - 1e-9))
-    c = cum(now + np.arange(n + 1) * res)
+    c = cum(now + np.arange(n + 1, dtype=np.float64) * res)
     return tuple((np.diff(c) / res).tolist())
 
 
@@ -301,7 +301,7 @@ def replay(
         return np.asarray(arrays[k, j], dtype=np.float64)
 
     timeline = Timeline(
-        t_s=np.arange(nb) * bin_s, arrival_rps=trace.binned_rates(bin_s)[:nb],
+        t_s=np.arange(nb, dtype=np.float64) * bin_s, arrival_rps=trace.binned_rates(bin_s)[:nb],
         desired_replicas=col(1), ready_replicas=col(2), provisioned_replicas=col(3),
         ttft_p95_s=np.asarray(bin_p95, dtype=np.float64), queue_depth=col(4),
         attainment=np.asarray(bin_att, dtype=np.float64),

@@ -225,7 +225,12 @@ class RequestEngine:
             self._ready.append(r)
             self._route_pending(t)
             return
+        decode_due = r.prefill_end == _INF and bool(r.dec)
         self._sync(r, t)
+        if decode_due:
+            # This event was scheduled for the head's finish: snap V to it, so float
+            # rounding at large t (t + 1e-12 == t) can never stall the clock.
+            r.v = max(r.v, r.dec[0][0])
         if r.prefill_end <= t + _EPS:
             i = r.prefill_q.popleft()
             r.prefill_end = _INF

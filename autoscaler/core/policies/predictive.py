@@ -9,6 +9,14 @@ A replica asked for now serves only after ``cold_start_s``, and the next decisio
    Missing or stale => hold (``valid=False``): the caller does not scale.
 2. Forecast: the ``headroom_quantile`` (p90 by default) of the forecast demand at each step of
    the lead time; plan for its peak, and never for less than the demand observed now.
+   With ``predictive.forecaster`` set to an ``autoscaler.forecast`` model (``auto``,
+   ``profile``, ``damped``, ...) the samples are also averaged into 60-s bins (a chunked
+   immutable history, ``RateBins``, of up to 28 days); each completed bin updates the model
+   (O(1)), the model is refitted at every 6-hour boundary of the time axis
+   (``floor(now / 21600)`` changes; ``auto`` re-chooses its models then), and the plan is the
+   peak of its quantile over the bins that overlap the lead time. Until 6 hours of bins
+   exist (or when no model could be fitted) the trend forecaster stands in and the state
+   counts the fallback (``forecast_fallbacks``); the Decision names the model used.
 3. Capacity: ceil(planned / (capacity.requestsPerSecond x predictive.targetUtilization)).
 4. Reactive corrections: a queue adds ceil(queue / (capacity.requestsPerSecond x
    backlogDrainSeconds)) replicas (BacklogDrain). A TTFT percentile above the SLO forbids
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 
 from autoscaler.core.behavior import apply_behavior
 from autoscaler.core.policies.common import clamp, hold
@@ -38,12 +47,27 @@ from autoscaler.core.spec import Spec
 from autoscaler.core.trend import TrendForecaster, TrendResult
 from autoscaler.core.types import Decision, PolicyState, Reason, Signal, Snapshot, State
 from autoscaler.errors import SpecError
+from autoscaler.forecast import MODEL_NAMES, Forecast, ForecastResult, make_forecaster
+from autoscaler.forecast.binning import RateBins
 
 # Slack so that a demand of exactly k x per-replica rate (after float noise) needs k replicas.
 _EPS = 1e-9
 
 TREND = "trend"
 """The built-in forecaster's name (``predictive.forecaster``)."""
+
+BIN_S = 60.0
+"""Resolution of the history kept for the ``autoscaler.forecast`` models (seconds)."""
+MODEL_HISTORY_S = 28 * 86_400.0
+"""Bins kept for them: four weeks, the models' own ``max_history_s``."""
+REFIT_EVERY_S = 6 * 3600.0
+"""Refit at every multiple of this on the time axis (00:00, 06:00, ... when it starts at a
+midnight): deterministic, and 56 fits in a 14-day replay (~0.1 s each for ``auto``)."""
+MIN_MODEL_HISTORY_S = 6 * 3600.0
+"""Less history than this (360 bins) and the trend forecaster stands in: a model fitted on
+minutes of data knows no level, let alone a daily cycle."""
+_ERROR_WEIGHT = 0.05
+"""Weight of the newest 1-bin absolute error in ``forecast_error`` (~20 bins of memory)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +80,16 @@ class PredictiveState(PolicyState):
     """The trend forecaster's smoothed state after the last observation."""
     recent: tuple[tuple[float, int], ...] = ()
     """(time, recommendation) within the last ``scale_down_window_s`` seconds."""
+    bins: RateBins | None = None
+    """60-s bins of the request rate, for a named (non-trend) forecaster; None with trend."""
+    model: ForecastResult | None = None
+    """The named forecaster's fitted result, updated per completed bin; None until fitted."""
+    fitted_at: float | None = None
+    """Time of the last (re)fit of ``model``."""
+    forecast_error: float = math.nan
+    """EWMA of |bin value - the model's 1-bin-ahead forecast| (requests/s)."""
+    forecast_fallbacks: int = 0
+    """Decisions that fell back to the trend forecaster while a named one was configured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +100,8 @@ class DemandForecast:
     """Peak of the point forecast over the lead time, requests/s."""
     quantile_peak: float
     """Peak of the ``headroom_quantile`` over the lead time, requests/s."""
+    model: str = TREND
+    """Which model produced it."""
 
 
 def trend_forecaster(spec: Spec) -> TrendForecaster:
@@ -91,15 +127,84 @@ def _updated_trend(prev: PredictiveState, history: tuple[tuple[float, float], ..
     return result.update(now, rate)
 
 
-def forecast_demand(state: PredictiveState, spec: Spec) -> DemandForecast:
-    """The seam for forecasters: ``trend`` is built in; other names will route to
-    ``autoscaler.forecast`` (not wired yet, so they are a spec error for now)."""
+def forecast_demand(state: PredictiveState, spec: Spec, now: float | None = None
+                    ) -> DemandForecast:
+    """The seam for forecasters: the named model's forecast when ``state.model`` holds one
+    (and ``now`` is given), else the built-in trend."""
     name = spec.predictive.forecaster
-    if name != TREND or state.trend is None:
-        raise SpecError("predictive.forecaster", name, f"{TREND!r} (the only one wired so far)")
+    if name != TREND and name not in MODEL_NAMES:
+        raise SpecError("predictive.forecaster", name,
+                        f"one of {', '.join((TREND, *MODEL_NAMES))}")
+    if name != TREND and state.model is not None and state.bins is not None and now is not None:
+        lead_s = _lead_steps(spec) * spec.sync_period_s
+        # Bins overlapping [now, now + lead]; step 1 is the bin after the last completed one
+        # (the bin now is in). Worked number: now = 615 s, lead 135 s, completed bins end at
+        # index 10 (600 s): the window reaches bin floor(750 / 60) = 12, so steps 1..3.
+        steps = math.floor((now + lead_s) / BIN_S) - state.bins.end_index + 1
+        f = state.model.forecast(max(1, steps))
+        q = _quantile(f, spec.predictive.headroom_quantile)
+        mean_peak, q_peak = float(max(f.mean)), float(max(q))
+        if math.isfinite(mean_peak) and math.isfinite(q_peak):
+            return DemandForecast(mean_peak=mean_peak, quantile_peak=q_peak,
+                                  model=f"{name}->{state.model.model}")
+    if state.trend is None:
+        raise SpecError("predictive.forecaster", name, "a forecaster with at least one sample")
     fc = state.trend.forecast(_lead_steps(spec))
-    q = fc.quantile(spec.predictive.headroom_quantile)
-    return DemandForecast(mean_peak=max(fc.mean), quantile_peak=max(q))
+    q_t = fc.quantile(spec.predictive.headroom_quantile)
+    return DemandForecast(mean_peak=max(fc.mean), quantile_peak=max(q_t),
+                          model=TREND if name == TREND else f"{TREND} (fallback)")
+
+
+def _quantile(f: Forecast, q: float) -> tuple[float, ...]:
+    """The ``q`` quantile per step, interpolated linearly in level between the forecast's
+    levels (0.9 and 0.95 give 0.925 as their midpoint). Past the top level (0.99) it is
+    extrapolated on the normal scale from the median: q(0.999) = q50 + (q99 - q50) x
+    z(0.999) / z(0.99) = q50 + 1.33 x (q99 - q50)."""
+    levels = sorted(f.quantiles)
+    if q in f.quantiles:
+        return tuple(float(v) for v in f.quantiles[q])
+    top = levels[-1]
+    if q > top and 0.5 in f.quantiles:
+        k = _z(q) / _z(top)
+        med, hi = f.quantiles[0.5], f.quantiles[top]
+        return tuple(float(max(0.0, m + k * (h - m))) for m, h in zip(med, hi, strict=True))
+    lo_l = max((lv for lv in levels if lv < q), default=levels[0])
+    hi_l = min((lv for lv in levels if lv > q), default=levels[-1])
+    w = 0.0 if hi_l == lo_l else (q - lo_l) / (hi_l - lo_l)
+    lo_v, hi_v = f.quantiles[lo_l], f.quantiles[hi_l]
+    return tuple(float(a + w * (b - a)) for a, b in zip(lo_v, hi_v, strict=True))
+
+
+def _z(q: float) -> float:
+    return NormalDist().inv_cdf(q)
+
+
+def _updated_model(prev: PredictiveState, spec: Spec, now: float, rate: float
+                   ) -> tuple[RateBins, ForecastResult | None, float | None, float]:
+    """Bins, fitted model, fit time and running error after this step's sample."""
+    bins = (prev.bins if prev.bins is not None
+            else RateBins(BIN_S, round(MODEL_HISTORY_S / BIN_S)))
+    bins, done = bins.add(now, rate)
+    model, fitted_at, err = prev.model, prev.fitted_at, prev.forecast_error
+    if prev.bins is not None and bins.open_index is not None and not done \
+            and len(bins) < len(prev.bins):
+        model = None  # the history started afresh after a long silence
+    if model is not None:
+        for v in done:
+            if math.isfinite(v):
+                pred = float(model.forecast(1).mean[0])
+                if math.isfinite(pred):
+                    e = abs(v - pred)
+                    err = e if math.isnan(err) else (1 - _ERROR_WEIGHT) * err + _ERROR_WEIGHT * e
+            model = model.update(v)
+    due = (model is None or fitted_at is None
+           or math.floor(now / REFIT_EVERY_S) > math.floor(fitted_at / REFIT_EVERY_S))
+    if due and len(bins) * BIN_S >= MIN_MODEL_HISTORY_S:
+        fitted = make_forecaster(spec.predictive.forecaster, resolution_s=BIN_S).fit(
+            bins.history())
+        model = fitted if math.isfinite(float(fitted.forecast(1).mean[0])) else None
+        fitted_at = now
+    return bins, model, fitted_at, err
 
 
 def _replicas_for(rate_rps: float, per_replica_rps: float) -> int:
@@ -143,7 +248,14 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         i += 1
     history = (*old[i:], (now, rate))
     trend = _updated_trend(prev, history, spec, now, rate)
-    fc = forecast_demand(replace(prev, trend=trend), spec)
+    new_policy = replace(prev, history=history, trend=trend)
+    if params.forecaster != TREND:
+        bins, model, fitted_at, err = _updated_model(prev, spec, now, rate)
+        new_policy = replace(new_policy, bins=bins, model=model, fitted_at=fitted_at,
+                             forecast_error=err)
+    fc = forecast_demand(new_policy, spec, now)
+    if fc.model.endswith("(fallback)"):
+        new_policy = replace(new_policy, forecast_fallbacks=prev.forecast_fallbacks + 1)
 
     current = snapshot.current_replicas
     ready = snapshot.ready_replicas
@@ -201,14 +313,18 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     message = (f"forecast {fc.mean_peak:.1f} req/s ({q_label} {fc.quantile_peak:.1f}) over the "
                f"next {lead_s:.0f} s, {rate:.1f} req/s now, needs "
                f"{_replicas_for(planned, per_replica)} replicas at {per_replica:.1f} req/s each")
+    if fc.model != TREND:
+        err_note = (f", recent 1-min error {new_policy.forecast_error:.1f} req/s"
+                    if math.isfinite(new_policy.forecast_error) else "")
+        message += f" (model {fc.model}{err_note})"
     if notes:
         message += "; " + "; ".join(notes)
-    new_policy = PredictiveState(history=history, trend=trend, recent=recent)
+    new_policy = replace(new_policy, recent=recent)
     new_state = replace(outcome.state, policy=new_policy)
     if replicas != current and new_state.last_scale_time != now:
         new_state = replace(new_state, last_scale_time=now)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,
-                 forecast_rps=planned, demand_rps=rate),
+                 forecast_rps=planned, demand_rps=rate, forecast_model=fc.model),
         new_state,
     )

@@ -139,7 +139,7 @@ class SpecModel(_Model):
     max_replicas: int = Field(alias="maxReplicas", ge=1, le=d.MAX_REPLICAS_LIMIT)
     metrics: list[MetricModel] = Field(default_factory=list)
     behavior: BehaviorModel | None = None
-    slo: SLOModel = Field(default_factory=lambda: SLOModel())
+    slo: SLOModel = Field(default_factory=lambda: SLOModel.model_validate({}))
     capacity: CapacityModel
     cold_start_seconds: float = Field(d.COLD_START_S, alias="coldStartSeconds", ge=0, le=3600)
     sync_period_seconds: float = Field(d.HPA_SYNC_PERIOD_S, alias="syncPeriodSeconds", ge=1,
@@ -147,8 +147,8 @@ class SpecModel(_Model):
     max_metric_age_seconds: float = Field(d.MAX_METRIC_AGE_S, alias="maxMetricAgeSeconds",
                                           ge=1, le=86400)
     static_replicas: int | None = Field(None, alias="staticReplicas", ge=0)
-    kpa: KpaModel = Field(default_factory=lambda: KpaModel())
-    predictive: PredictiveModel = Field(default_factory=lambda: PredictiveModel())
+    kpa: KpaModel = Field(default_factory=lambda: KpaModel.model_validate({}))
+    predictive: PredictiveModel = Field(default_factory=lambda: PredictiveModel.model_validate({}))
 
     def to_core(self) -> Spec:
         return Spec(

@@ -160,7 +160,7 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
             "reasons": dict(result.reasons),
         })
     return {
-        "trace": {"name": trace.name, "requests": int(round(trace.request_count)),
+        "trace": {"name": trace.name, "requests": round(trace.request_count),
                   "duration_s": float(trace.duration_s)},
         "slo": {"ttft_s": comparison.options.slo_ttft_s},
         "profile": comparison.profile.name,

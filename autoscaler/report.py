@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from autoscaler.errors import AutoscalerError  # noqa: E402
+from autoscaler.errors import AutoscalerError
 
 if TYPE_CHECKING:
     from autoscaler.replaying import Comparison

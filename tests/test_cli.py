@@ -1,0 +1,146 @@
+"""The command line as a user runs it: documented JSON, a report, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoscaler.cli import main
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "traces"
+RESULT_KEYS = {"policy", "slo_attainment", "gpu_hours", "ttft_p50_s", "ttft_p95_s",
+               "ttft_p99_s", "scale_events", "mean_replicas", "max_replicas"}
+
+
+def _azure_csv(path: Path, n: int = 1500, seconds: float = 900.0, seed: int = 3) -> Path:
+    """A small trace in the Azure format: a ramp from 0.5 to 3 req/s."""
+    rng = np.random.default_rng(seed)
+    u = np.sort(rng.random(n))
+    t = seconds * np.sqrt(u)  # density grows linearly in time: a ramp
+    lines = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    for x in t:
+        whole = int(x)
+        frac = int((x - whole) * 1e7)
+        lines.append(f"2023-11-16 18:{whole // 60:02d}:{whole % 60:02d}.{frac:07d},"
+                     f"{int(rng.integers(200, 2000))},{int(rng.integers(20, 300))}")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def test_replay_writes_the_documented_json_shape(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = _azure_csv(tmp_path / "t.csv")
+    code = main(["replay", "--trace", str(trace), "--json", "-", "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
+    assert doc["trace"] == {"name": doc["trace"]["name"], "requests": 1500,
+                            "duration_s": doc["trace"]["duration_s"]}
+    # Arrivals count from the first request (about 23 s in for this ramp).
+    assert 850 <= doc["trace"]["duration_s"] <= 901
+    assert doc["slo"] == {"ttft_s": 2.0}
+    assert [r["policy"] for r in doc["results"]] == ["hpa", "kpa", "predictive", "oracle",
+                                                      "static"]
+    for r in doc["results"]:
+        assert set(r) >= RESULT_KEYS
+        assert 0.0 <= r["slo_attainment"] <= 1.0
+        assert r["gpu_hours"] > 0
+        assert r["ttft_p50_s"] <= r["ttft_p95_s"] <= r["ttft_p99_s"]
+        assert r["max_replicas"] >= r["mean_replicas"] > 0
+    # The table goes to stderr when the JSON takes stdout, so stdout stays parseable.
+    assert "policy" in out.err and "SLO att." in out.err
+
+
+def test_replay_writes_an_html_report_with_plots(tmp_path: Path) -> None:
+    trace = _azure_csv(tmp_path / "t.csv", n=600, seconds=600.0)
+    report = tmp_path / "report"
+    assert main(["replay", "--trace", str(trace), "--policies", "hpa,oracle", "--report",
+                 str(report), "--json", str(tmp_path / "r.json"), "--no-progress"]) == 0
+    html = (report / "index.html").read_text()
+    for png in ("demand.png", "replicas.png", "latency.png", "tradeoff.png"):
+        assert f'src="{png}"' in html
+        assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert [r["policy"] for r in doc["results"]] == ["hpa", "oracle"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        pytest.param(["--policies", "hpa,bogus"], "unknown policy 'bogus'", id="unknown policy"),
+        pytest.param(["--slo-ttft", "-1"], "--slo-ttft", id="negative SLO"),
+        pytest.param(["--cold-start", "abc"], "--cold-start", id="non-numeric cold start"),
+        pytest.param(["--profile", "no-such-profile"], "no-such-profile", id="unknown profile"),
+        pytest.param(["--trace", "/nonexistent/trace.csv"], "/nonexistent/trace.csv",
+                     id="missing trace"),
+    ],
+)
+def test_a_bad_option_is_one_line_and_exit_code_two(
+    args: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        code = main(["replay", "--no-progress", *args])
+        raise SystemExit(code)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+def test_a_malformed_trace_names_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                   "2023-11-16 18:15:46.6805900,374,44\n"
+                   "2023-11-16 18:15:50.9951690,abc,109\n")
+    assert main(["replay", "--trace", str(bad), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{bad}:3" in err and "ContextTokens" in err
+
+
+def test_a_bad_spec_file_names_file_line_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("policy: predictive\nmaxReplicas: 4\ncapacity: {requestsPerSecond: 4, "
+                    "concurrency: 20}\npredictive:\n  headroomQuantile: 1.5\n")
+    assert main(["replay", "--spec", str(spec), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{spec}:5: predictive.headroomQuantile: 1.5" in err
+
+
+def test_validate_accepts_a_shipped_example(capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).resolve().parents[1] / "deploy" / "examples" / "hpa-concurrency.yaml"
+    assert main(["validate", str(example)]) == 0
+    assert "valid hpa spec" in capsys.readouterr().out
+
+
+def test_the_console_script_runs_without_a_terminal(tmp_path: Path) -> None:
+    trace = _azure_csv(tmp_path / "t.csv", n=300, seconds=300.0)
+    proc = subprocess.run(
+        [sys.executable, "-m", "autoscaler.cli", "replay", "--trace", str(trace),
+         "--policies", "static", "--json", "-"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["policy"] == "static"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/traces is not beside the clone")
+def test_the_real_azure_conversation_trace_replays_with_every_policy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = REAL / "AzureLLMInferenceTrace_conv.csv"
+    assert main(["replay", "--trace", str(path), "--json", "-", "--no-progress"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["trace"]["requests"] == 19_366
+    by = {r["policy"]: r for r in doc["results"]}
+    # Perfect foresight never pays more than a fleet fixed at the peak.
+    assert by["oracle"]["gpu_hours"] <= by["static"]["gpu_hours"] + 1e-9

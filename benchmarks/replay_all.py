@@ -20,8 +20,13 @@ from pathlib import Path
 
 from autoscaler.core.spec import MetricTarget, MetricTargetType, PolicyKind
 from autoscaler.core.types import Signal
-from autoscaler.replaying import DEFAULT_POLICIES, ReplayOptions, compare, default_specs
-from autoscaler.sim.calibrate import capacity_at_slo
+from autoscaler.replaying import (
+    DEFAULT_POLICIES,
+    ReplayOptions,
+    capacity_for,
+    compare,
+    default_specs,
+)
 from autoscaler.sim.profiles import load_profile
 from autoscaler.sim.replay import replay
 from autoscaler.traces import default_workload, load_trace, scale_trace
@@ -30,8 +35,8 @@ from autoscaler.traces.model import Trace
 HERE = Path(__file__).resolve().parent
 DEFAULT_TRACES = HERE.parent.parent / "shared" / "traces"
 
-HPA_UTILIZATION_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-"""HPA target = this fraction of one replica's in-flight requests at the SLO."""
+HPA_UTILIZATION_GRID = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0)
+"""HPA target = this fraction of one replica's request rate at the SLO."""
 
 
 def traces(root: Path) -> list[tuple[str, Trace]]:
@@ -62,19 +67,14 @@ def tuned_hpa(trace: Trace, options: ReplayOptions, attainment: float) -> tuple[
     Returns (utilisation, gpu_hours, attainment); (nan, nan, best attainment) if none does.
     """
     profile = load_profile("llama3-8b-h100")
-    mix = trace.token_mix
-    if trace.is_request_level and trace.prompt_tokens is not None:
-        from autoscaler.replaying import _mix_of
-
-        mix = _mix_of(trace)
-    capacity = capacity_at_slo(profile, options.slo_ttft_s, mix)
+    capacity = capacity_for(trace, profile, options.slo_ttft_s)
     base = default_specs(trace, profile, capacity, options)[PolicyKind.HPA]
     best: tuple[float, float, float] | None = None
     best_att = 0.0
     for u in HPA_UTILIZATION_GRID:
         spec = replace(base, metrics=(MetricTarget(
-            Signal.CONCURRENCY.value, MetricTargetType.AVERAGE_VALUE,
-            round(capacity.concurrency * u, 3)),))
+            Signal.REQUEST_RATE.value, MetricTargetType.AVERAGE_VALUE,
+            round(capacity.requests_per_second * u, 3)),))
         s = replay(trace, spec, profile, engine=options.engine, seed=options.seed).summary
         best_att = max(best_att, s.slo_attainment)
         if s.slo_attainment >= attainment and (best is None or s.gpu_hours < best[1]):

@@ -33,7 +33,7 @@ import numpy as np
 from autoscaler.core import decide
 from autoscaler.core.policies.oracle import replicas_for_rate
 from autoscaler.core.spec import PolicyKind, Spec
-from autoscaler.core.types import Snapshot, State
+from autoscaler.core.types import Decision, Snapshot, State
 from autoscaler.errors import SpecError
 from autoscaler.sim.fleet import Engine, gpu_seconds, provisioned_stats
 from autoscaler.sim.fluid_engine import FluidEngine
@@ -134,12 +134,15 @@ def replay(
     actuation_delay_s: float = 2.0,
     progress: bool = False,
     metrics_outage: Sequence[tuple[float, float]] = (),
+    on_decision: Callable[[float, Snapshot, Decision], None] | None = None,
 ) -> ReplayResult:
     """Replay ``trace`` with ``spec``'s policy on replicas of ``profile``.
 
     ``engine``: ``request`` (every request simulated), ``fluid`` (1 s ticks of rates) or
     ``auto`` (request for request-level traces up to 2,000,000 requests, else fluid).
     ``metrics_outage``: [start, end) windows in which no scrape is stored.
+    ``on_decision``: called with (now, snapshot, decision) after every decision, e.g. to
+    keep a decision log that explains each step.
     """
     if engine not in ("auto", "request", "fluid"):
         raise SpecError("engine", engine, "auto, request or fluid")
@@ -226,6 +229,8 @@ def replay(
                 future_resolution_s=ORACLE_RESOLUTION_S,
             )
             decision, state = decide(snap, state, spec, t)
+            if on_decision is not None:
+                on_decision(t, snap, decision)
             decisions += 1
             reasons[str(decision.reason)] = reasons.get(str(decision.reason), 0) + 1
             if decision.valid and decision.replicas != desired:

@@ -102,7 +102,9 @@ class SLOModel(_Model):
 
 
 class KpaModel(_Model):
+    metric: Literal["concurrency", "rps"] = d.KPA_METRIC  # type: ignore[assignment]
     target_concurrency: float | None = Field(None, alias="targetConcurrency", gt=0)
+    target_rps: float | None = Field(None, alias="targetRps", gt=0)
     target_utilization: float = Field(d.KPA_TARGET_UTILIZATION, alias="targetUtilization",
                                       gt=0, le=1)
     stable_window_s: float = Field(d.KPA_STABLE_WINDOW_S, alias="stableWindowSeconds", ge=5,
@@ -278,7 +280,8 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
         doc["staticReplicas"] = spec.static_replicas
     k = spec.kpa
     doc["kpa"] = {k2: v for k2, v in {
-        "targetConcurrency": k.target_concurrency, "targetUtilization": k.target_utilization,
+        "metric": k.metric, "targetConcurrency": k.target_concurrency,
+        "targetRps": k.target_rps, "targetUtilization": k.target_utilization,
         "stableWindowSeconds": k.stable_window_s,
         "panicWindowPercentage": k.panic_window_percentage,
         "panicThresholdPercentage": k.panic_threshold_percentage,

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autoscaler.core import decide
 from autoscaler.core.policies import kpa
 from autoscaler.core.policies.kpa import KpaState
 from autoscaler.core.spec import Capacity, KpaParams, PolicyKind, Spec
@@ -227,3 +228,35 @@ def test_replicas_stay_within_bounds_for_any_metric_sequence(
             assert d.replicas == current
         current = d.replicas
         assert lo <= current <= hi
+
+
+@pytest.mark.parametrize(
+    ("rate", "target_rps", "expected"),
+    [
+        pytest.param(14.0, None, 5, id="capacity rps 4 x 70% = 2.8 per pod: 14 rps needs 5"),
+        pytest.param(14.0, 10.0, 2, id="explicit target 10 x 70% = 7 per pod: 14 rps needs 2"),
+    ],
+)
+def test_the_rps_metric_scales_on_request_rate_against_a_per_replica_target(
+    rate: float, target_rps: float | None, expected: int
+) -> None:
+    spec = Spec(max_replicas=20, capacity=Capacity(requests_per_second=4.0, concurrency=500.0),
+                policy=PolicyKind.KPA, kpa=KpaParams(metric="rps", target_rps=target_rps))
+    snap = Snapshot(current_replicas=1, ready_replicas=1, metrics={
+        Signal.REQUEST_RATE: MetricValue(rate, 0.0),
+        # A concurrency sample that would give a different answer must be ignored.
+        Signal.CONCURRENCY: MetricValue(1.0, 0.0)})
+    decision, _ = decide(snap, State(), spec, 0.0)
+    assert decision.valid
+    assert decision.replicas == expected
+    assert "request rate" in decision.message
+
+
+def test_the_rps_metric_holds_without_a_request_rate() -> None:
+    spec = Spec(max_replicas=20, capacity=Capacity(requests_per_second=4.0, concurrency=500.0),
+                policy=PolicyKind.KPA, kpa=KpaParams(metric="rps"))
+    snap = Snapshot(current_replicas=3, ready_replicas=3,
+                    metrics={Signal.CONCURRENCY: MetricValue(100.0, 0.0)})
+    decision, _ = decide(snap, State(), spec, 0.0)
+    assert (decision.valid, decision.replicas, decision.reason) == (
+        False, 3, Reason.METRICS_MISSING)

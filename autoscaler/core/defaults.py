@@ -50,6 +50,8 @@ KPA_MAX_SCALE_DOWN_RATE = 2.0
 """max-scale-down-rate: at most divide ready pods by this in one step. *upstream*"""
 KPA_SCALE_DOWN_DELAY_S = 0.0
 """scale-down-delay, seconds (max over this window of recommendations). *upstream*"""
+KPA_METRIC = "concurrency"
+"""Knative's default autoscaling metric (``autoscaling.knative.dev/metric``). *upstream*"""
 KPA_TICK_S = 2.0
 """Knative's decider ticks every 2 s; the replay may run it at the sync period instead."""
 

@@ -177,8 +177,13 @@ class Capacity:
 class KpaParams:
     """Knative KPA settings (config-autoscaler names in the docs)."""
 
+    metric: str = d.KPA_METRIC
+    """``concurrency`` (requests in flight, Knative's default) or ``rps`` (requests/s)."""
     target_concurrency: float | None = None
     """Per-replica concurrency target before utilisation; None = ``capacity.concurrency``."""
+    target_rps: float | None = None
+    """Per-replica requests/s target before utilisation (``rps`` metric); None =
+    ``capacity.requestsPerSecond``."""
     target_utilization: float = d.KPA_TARGET_UTILIZATION
     stable_window_s: float = d.KPA_STABLE_WINDOW_S
     panic_window_percentage: float = d.KPA_PANIC_WINDOW_PERCENTAGE
@@ -188,6 +193,10 @@ class KpaParams:
     scale_down_delay_s: float = d.KPA_SCALE_DOWN_DELAY_S
 
     def validate(self, path: str = "kpa") -> None:
+        if self.metric not in ("concurrency", "rps"):
+            raise SpecError(f"{path}.metric", self.metric, "concurrency or rps")
+        if self.target_rps is not None:
+            _check_range(f"{path}.targetRps", self.target_rps, 0.0, 1e9, lo_open=True)
         if self.target_concurrency is not None:
             _check_range(f"{path}.targetConcurrency", self.target_concurrency, 0.0, 1e9,
                          lo_open=True)

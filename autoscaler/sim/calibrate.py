@@ -45,9 +45,9 @@ def _pairs(token_mix: TokenInput) -> tuple[tuple[int, int], ...]:
     if isinstance(token_mix, TokenMix):
         # Real requests vary in length, and the variation is what makes queues form below
         # full load; draw the same lognormal mix a rate-level trace is expanded with.
-        prompts, outputs = sample_token_lengths(np.random.default_rng(0), MAX_SAMPLES,
+        drawn_p, drawn_o = sample_token_lengths(np.random.default_rng(0), MAX_SAMPLES,
                                                 token_mix)
-        return tuple(zip(prompts.tolist(), outputs.tolist(), strict=True))
+        return tuple(zip(drawn_p.tolist(), drawn_o.tolist(), strict=True))
     prompts, outputs = token_mix
     if isinstance(prompts, int | float) and isinstance(outputs, int | float):
         return ((round(prompts), round(outputs)),)

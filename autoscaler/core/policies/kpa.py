@@ -2,7 +2,9 @@
 
 Follows ``pkg/autoscaler/scaling`` in knative/serving with the ``config-autoscaler``
 defaults (all in ``core/defaults.py``), on the CONCURRENCY signal (requests in flight,
-summed over the fleet):
+summed over the fleet), or, with ``kpa.metric: rps``, on REQUEST_RATE (requests/s) against a
+per-replica ``targetRps`` (default ``capacity.requestsPerSecond``), as Knative's ``rps``
+metric does; everything below is the same for both:
 
 * Every step's sample ``(now, concurrency)`` joins a window kept in state. The stable value
   is the plain mean of the samples newer than ``now − stable window`` (60 s); the panic value
@@ -31,8 +33,8 @@ concurrency jumps to 70: the panic window holds the last three samples (t, t −
 window holds 29 x 14 and one 70, mean 15.87, ceil(15.87 / 7) = 3. Panic takes max(3, 5) = 5.
 
 Not modelled: scale-to-zero grace period and activator (scale to 0 happens when the stable
-count is 0 and ``minReplicas`` is 0, on that step), activation scale, excess burst capacity,
-the RPS metric. Knative ticks every 2 s; here a sample arrives once per ``decide`` call, so
+count is 0 and ``minReplicas`` is 0, on that step), activation scale, excess burst capacity.
+Knative ticks every 2 s; here a sample arrives once per ``decide`` call, so
 with a 15 s sync the 6 s panic window holds only the current sample and the 60 s stable window
 four samples.
 """
@@ -82,14 +84,17 @@ def _pods_for(value: float, target: float) -> int:
 
 def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[Decision, State]:
     params = spec.kpa
-    concurrency = snapshot.get(Signal.CONCURRENCY, now, spec.max_metric_age_s)
+    rps = params.metric == "rps"
+    signal = Signal.REQUEST_RATE if rps else Signal.CONCURRENCY
+    what = "request rate" if rps else "concurrency"
+    concurrency = snapshot.get(signal, now, spec.max_metric_age_s)
     if concurrency is None:
-        if Signal.CONCURRENCY in snapshot.metrics:
+        if signal in snapshot.metrics:
             return hold(snapshot, state, Reason.METRICS_STALE,
-                        f"the concurrency sample is older than {spec.max_metric_age_s:g} s "
+                        f"the {what} sample is older than {spec.max_metric_age_s:g} s "
                         "or not a number; holding")
         return hold(snapshot, state, Reason.METRICS_MISSING,
-                    "no concurrency sample; holding")
+                    f"no {what} sample; holding")
 
     prev = state.policy if isinstance(state.policy, KpaState) else None
     ready_obs = snapshot.ready_replicas
@@ -105,8 +110,12 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     stable_value = _mean_since(samples, stable_cutoff)
     panic_value = _mean_since(samples, now - panic_window)
 
-    target_conc = (params.target_concurrency if params.target_concurrency is not None
-                   else spec.capacity.concurrency)
+    if rps:
+        target_conc = (params.target_rps if params.target_rps is not None
+                       else spec.capacity.requests_per_second)
+    else:
+        target_conc = (params.target_concurrency if params.target_concurrency is not None
+                       else spec.capacity.concurrency)
     target = target_conc * params.target_utilization
 
     # Knative counts zero ready pods as one, so a cold service can still panic and scale.
@@ -160,7 +169,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
 
     replicas, bound = clamp(desired, spec)
     mode = "panic" if panic_since is not None else "stable"
-    facts = (f"{mode} mode: stable concurrency {stable_value:.2f} and panic concurrency "
+    facts = (f"{mode} mode: stable {what} {stable_value:.2f} and panic {what} "
              f"{panic_value:.2f} over {ready_obs} ready pods at a target of {target:.2f} each")
     if bound is not None:
         reason = bound

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.core import PolicyKind, Reason, Snapshot, State, decide
+from autoscaler.core.policies.oracle import BURST_DRAIN_FRACTION, STEADY_BIN_S
 from autoscaler.core.spec import Capacity, Spec
 
 CAP = Capacity(requests_per_second=4.0, concurrency=20.0)
@@ -65,21 +66,53 @@ def test_the_oracle_without_foresight_holds_and_says_why() -> None:
     assert state == State()
 
 
+def _slow_oracle(rates: list[float], res: float, cap: float, slo: float) -> int:
+    """The definition, spelled out: try n = 0, 1, 2, ... until both tests pass."""
+    k = max(1, round(STEADY_BIN_S / res))
+    n = 1 if max(rates) > 0 else 0  # any demand at all needs a replica
+    while True:
+        steady_ok = all(
+            sum(rates[i:i + k]) / len(rates[i:i + k]) <= n * cap + 1e-9
+            for i in range(0, len(rates), k))
+        backlog, worst = 0.0, 0.0
+        for r in rates:  # Lindley's recursion, one bin at a time
+            backlog = max(0.0, backlog + r * res - n * cap * res)
+            worst = max(worst, backlog)
+        if steady_ok and worst <= n * cap * slo * BURST_DRAIN_FRACTION + 1e-9:
+            return n
+        n += 1
+
+
 @given(rates=st.lists(st.floats(min_value=0.0, max_value=500.0), min_size=1, max_size=60),
-       min_r=st.integers(0, 5), extra=st.integers(0, 40))
+       res=st.sampled_from([1.0, 5.0]), min_r=st.integers(0, 5), extra=st.integers(0, 200))
 @settings(max_examples=200, deadline=None)
-def test_the_oracle_stays_in_bounds_and_is_minimal(
-    rates: list[float], min_r: int, extra: int
+def test_the_oracle_is_the_fewest_replicas_passing_both_tests_within_bounds(
+    rates: list[float], res: float, min_r: int, extra: int
 ) -> None:
     spec = _oracle(min_replicas=min_r, max_replicas=max(1, min_r + extra))
-    decision, _ = decide(Snapshot(1, 1, future_rates=tuple(rates), future_resolution_s=5.0),
+    decision, _ = decide(Snapshot(1, 1, future_rates=tuple(rates), future_resolution_s=res),
                          State(), spec, 0.0)
     assert spec.min_replicas <= decision.replicas <= spec.max_replicas
-    peak = max(rates)
-    if spec.min_replicas < decision.replicas < spec.max_replicas:
-        # Enough for the peak, and one fewer would not be.
-        assert decision.replicas * CAP.requests_per_second >= peak - 1e-6
-        assert (decision.replicas - 1) * CAP.requests_per_second < peak
+    expected = _slow_oracle(rates, res, CAP.requests_per_second, spec.slo.ttft_seconds)
+    assert decision.recommendation == expected
+    assert decision.replicas == min(spec.max_replicas, max(spec.min_replicas, expected))
+
+
+@pytest.mark.parametrize(
+    ("rates", "expected"),
+    [
+        pytest.param([0.0] * 9 + [30.0] + [0.0] * 5, 4,
+                     id="a 30-request spike needs 4 replicas of 4 req/s, not the 1 its mean needs"),
+        pytest.param([8.0] * 15, 2, id="steady 8 req/s needs exactly 2"),
+    ],
+)
+def test_the_oracle_covers_bursts_shorter_than_its_averaging_bin(
+    rates: list[float], expected: int
+) -> None:
+    # The worked example of replicas_for_window: with SLO 2 s the backlog must drain in 1 s.
+    decision, _ = decide(Snapshot(1, 1, future_rates=tuple(rates), future_resolution_s=1.0),
+                         State(), _oracle(), 0.0)
+    assert decision.replicas == expected
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ TARGET = 0.99
 
 HPA_UTILIZATION_GRID = (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9)
 """HPA target = this fraction of one replica's request rate at the SLO."""
-PREDICTIVE_GRID = tuple(itertools.product((0.5, 0.75, 0.9, 0.97, 0.99), (0.7, 0.85, 1.0)))
+PREDICTIVE_GRID = tuple(itertools.product((0.5, 0.75, 0.9, 0.97, 0.99), (0.5, 0.7, 0.85, 1.0)))
 """(headroom quantile, target utilisation) pairs tried for the predictive policy."""
 
 

@@ -338,3 +338,13 @@ def test_auto_averages_two_models_where_the_mean_beats_both() -> None:
     assert res.recent_mae == pytest.approx(slow)  # type: ignore[attr-defined]
     lo, hi = f.interval(0.9)
     assert np.all(lo <= f.mean) and np.all(f.mean <= hi)
+
+
+def test_quantiles_past_the_measured_horizon_only_widen() -> None:
+    # Found by hypothesis: with history [4, 3] the only measured error is -1, so the upper
+    # offsets are negative; growing them by sqrt(h) used to lower the p95 past step 12.
+    res = make_forecaster("last", resolution_s=RES, max_horizon_s=12 * RES).fit(
+        hist(np.array([4.0, 3.0])))
+    f = res.forecast(30)
+    assert np.all(np.diff(f.quantiles[0.95]) >= -1e-12)
+    assert np.all(np.diff(f.quantiles[0.05]) <= 1e-12)

@@ -357,3 +357,55 @@ def test_headroom_quantiles_between_and_beyond_the_forecast_levels(
     levels = {0.01: 5.0, 0.05: 6.0, 0.5: 10.0, 0.9: 12.0, 0.95: 14.0, 0.99: 16.0}
     f = Forecast(np.array([10.0]), {k: np.array([v]) for k, v in levels.items()})
     assert predictive._quantile(f, q)[0] == pytest.approx(expected, rel=1e-5)
+
+
+# --- calibrated headroom: the plan learns the forecaster's real lead-time error ------------
+
+
+def test_forecasts_are_scored_once_their_lead_time_has_passed() -> None:
+    # Lead 120 s + 15 s = 135 s. A forecast made at t=0 promising 10 req/s is scored at
+    # t=135 against the highest rate seen in (0, 135]: 13 req/s -> error +3.
+    prev = predictive.PredictiveState(pending=((0.0, 10.0), (15.0, 11.0)))
+    history = tuple((t, 13.0 if t == 60.0 else 9.0) for t in range(15, 151, 15))
+    pending, errors = predictive._resolved_errors(prev, history, 135.0, 135.0)
+    assert errors == (3.0,)
+    assert pending == ((15.0, 11.0),)  # its window ends at 150 s: not yet
+
+
+def test_a_window_without_samples_is_not_scored() -> None:
+    prev = predictive.PredictiveState(pending=((0.0, 10.0),))
+    pending, errors = predictive._resolved_errors(prev, (), 135.0, 200.0)
+    assert (pending, errors) == ((), ())
+
+
+@pytest.mark.parametrize(
+    ("errors", "q", "expected"),
+    [
+        pytest.param(tuple(float(i) for i in range(1, 101)), 0.9, 10.0 + 90.0,
+                     id="nearest rank: the 90th of 100 errors"),
+        pytest.param(tuple(-1.0 for _ in range(50)), 0.9, 10.0,
+                     id="over-forecasts never plan below the mean peak"),
+        pytest.param(tuple(1.0 for _ in range(39)), 0.9, None,
+                     id="39 errors are too few: the forecaster's own interval plans"),
+    ],
+)
+def test_the_calibrated_peak_is_the_mean_peak_plus_an_error_quantile(
+    errors: tuple[float, ...], q: float, expected: float | None
+) -> None:
+    assert predictive._calibrated_peak(10.0, errors, q) == expected
+
+
+def test_after_a_burst_the_plan_keeps_headroom_for_the_next_one() -> None:
+    # 20 minutes steady at 6.4 req/s (2 replicas at 3.2), a 3-minute burst to 16 req/s,
+    # then steady again. Once the burst has been scored as a lead-time error, the p99 plan
+    # carries headroom that the steady forecast alone does not.
+    spec = make_spec(predictive=PredictiveParams(target_utilization=0.8, headroom_quantile=0.99))
+    steady, burst = [6.4] * 80, [16.0] * 12
+    decisions, state, _ = run(spec, steady + burst + steady * 2)
+    assert decisions[79].replicas == 2  # before the burst: exactly what is needed
+    after = decisions[-1]
+    assert after.replicas > 2
+    policy = state.policy
+    assert isinstance(policy, predictive.PredictiveState)
+    assert max(policy.lead_errors) >= 16.0 - 6.4 - 1.0
+    assert len(policy.lead_errors) <= predictive.LEAD_ERROR_SAMPLES

@@ -233,9 +233,16 @@ class EtsResult:
             return np.zeros((len(self.levels), steps))
         if steps <= hmax:
             return self.offsets[:, :steps]
-        # Past the measured horizons: grow like a random walk (sqrt of the horizon).
+        # Past the measured horizons: grow like a random walk (sqrt of the horizon), outward
+        # only. An upper offset can be negative when the measured errors all lie below the
+        # forecast (history [4, 3] under `last`: the one error is -1), and scaling -1 by
+        # sqrt(h) would pull the upper quantile *down* with the horizon.
         extra = np.arange(hmax + 1, steps + 1, dtype=np.float64)
-        tail = self.offsets[:, -1:] * np.sqrt(extra / hmax)[None, :]
+        last = self.offsets[:, -1:]
+        scaled = last * np.sqrt(extra / hmax)[None, :]
+        levels = np.asarray(self.levels, dtype=np.float64)[:, None]
+        tail = np.where(levels > 0.5, np.maximum(last, scaled),
+                        np.where(levels < 0.5, np.minimum(last, scaled), last))
         return np.concatenate((self.offsets, tail), axis=1)
 
     def update(self, value: float) -> EtsResult:

@@ -114,7 +114,11 @@ def _run_replay(args: argparse.Namespace) -> int:
         if to_stdout:
             print(text)
         else:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
+            try:
+                Path(args.json).write_text(text + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise AutoscalerError(f"--json {args.json}: cannot write: "
+                                      f"{exc.strerror or exc}") from exc
     if args.report:
         from autoscaler.report import write_report
 

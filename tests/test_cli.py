@@ -146,3 +146,14 @@ def test_the_real_azure_conversation_trace_replays_with_every_policy(
     assert by["oracle"]["slo_attainment"] >= 0.99
     assert set(by) == {"hpa", "kpa", "predictive", "oracle", "static"}
     assert all(r["gpu_hours"] >= 0.9 for r in by.values())  # >= 1 replica for ~58 min
+
+
+def test_an_unwritable_json_path_is_one_line_and_exit_code_two(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = _azure_csv(tmp_path / "t.csv", n=200, seconds=200.0)
+    target = tmp_path / "no-such-dir" / "r.json"
+    assert main(["replay", "--trace", str(trace), "--policies", "static", "--json",
+                 str(target), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"--json {target}: cannot write" in err and "Traceback" not in err

@@ -112,3 +112,29 @@ def test_an_outage_leaves_only_old_samples_and_then_nothing() -> None:
     assert during[Signal.QUEUE_DEPTH].observed_at == 90.0  # the newest seen, old
     late = prom.query(395.0)
     assert Signal.QUEUE_DEPTH not in late  # beyond the 5-minute lookback
+
+
+@given(steps=st.lists(st.floats(min_value=0.0, max_value=50.0), min_size=3, max_size=40),
+       resets=st.sets(st.integers(min_value=1, max_value=39), max_size=4))
+@settings(max_examples=100, deadline=None)
+def test_query_rates_equal_prom_rate_on_the_raw_window_even_across_resets(
+    steps: list[float], resets: set[int]
+) -> None:
+    # A counter that grows by `steps` and restarts from 0 (a replica restart) at `resets`.
+    raw: list[tuple[float, float]] = []
+    value = 0.0
+    prom = FakePrometheus(rate_window_s=60.0)
+    for k, inc in enumerate(steps, start=1):
+        value = inc if k in resets else value + inc
+        t = 15.0 * k
+        raw.append((t, value))
+        prom.scrape(EngineSample(
+            t=t, requests_total=value, prompt_tokens_total=0.0, generation_tokens_total=0.0,
+            ttft_buckets=tuple([0.0] * (len(TTFT_BUCKETS_S) + 1)), ttft_sum=0.0, waiting=0.0,
+            running=0.0, kv_usage=0.0, gpu_busy_seconds_total=0.0, ready_replicas=1))
+    now = raw[-1][0]
+    window = [(t, v) for t, v in raw if t > now - 60.0]
+    expected = prom_rate(window)
+    got = prom.query(now).get(Signal.REQUEST_RATE)
+    assert expected is not None and got is not None
+    assert got.value == pytest.approx(expected, rel=1e-9, abs=1e-9)

@@ -77,8 +77,18 @@ def histogram_quantile(q: float, bounds: Sequence[float], cumulative: Sequence[f
     return lower + (upper - lower) * (rank - before) / inside
 
 
+_COUNTERS = ("requests_total", "prompt_tokens_total", "generation_tokens_total",
+             "gpu_busy_seconds_total")
+
+
 class FakePrometheus:
-    """Scrapes an engine and answers the snapshot queries a policy would run."""
+    """Scrapes an engine and answers the snapshot queries a policy would run.
+
+    Counters are stored reset-corrected (each scrape adds ``cur - prev``, or ``cur`` after a
+    drop, to a running total), so ``rate()`` over a window is (last - first) / span of the
+    corrected values: the same number ``prom_rate`` gives on the raw samples, in O(1) per
+    query. That matters for a KPA deciding every 2 s over 14 days (604,800 queries).
+    """
 
     def __init__(
         self,
@@ -89,6 +99,8 @@ class FakePrometheus:
         self.rate_window_s = rate_window_s
         self.outages = tuple(outages)
         self._samples: deque[EngineSample] = deque()
+        self._corrected: deque[tuple[float, ...]] = deque()
+        self._raw_last: tuple[float, ...] | None = None
 
     def in_outage(self, t: float) -> bool:
         return any(lo <= t < hi for lo, hi in self.outages)
@@ -97,37 +109,50 @@ class FakePrometheus:
         """Store a sample unless an outage hides it; forget what no query can reach."""
         if self.in_outage(sample.t):
             return
+        raw = tuple(float(getattr(sample, name)) for name in _COUNTERS)
+        if self._raw_last is None or not self._corrected:
+            corrected = raw
+        else:
+            corrected = tuple(
+                c + (cur - prev if cur >= prev else cur)
+                for c, prev, cur in zip(self._corrected[-1], self._raw_last, raw, strict=True))
+        self._raw_last = raw
         self._samples.append(sample)
+        self._corrected.append(corrected)
         # Queries come at or after the newest scrape, so older samples than one window
         # back can only serve gauges, and the newest sample does that.
         horizon = sample.t - self.rate_window_s
         while len(self._samples) > 1 and self._samples[0].t <= horizon:
             self._samples.popleft()
+            self._corrected.popleft()
 
     def query(self, now: float) -> dict[str, MetricValue]:
         """Every ``Signal`` that can be computed at ``now``; absent ones are left out."""
         out: dict[str, MetricValue] = {}
-        visible = [s for s in self._samples if s.t <= now]
-        if not visible:
+        samples, corrected = self._samples, self._corrected
+        n = len(samples)
+        while n and samples[n - 1].t > now:  # a query before the newest scrape
+            n -= 1
+        if n == 0:
             return out
-        latest = visible[-1]
-        window = [s for s in visible if s.t > now - self.rate_window_s]
-        if len(window) >= 2:
-            t_obs = window[-1].t
-            for signal, attr in (
-                (Signal.REQUEST_RATE, "requests_total"),
-                (Signal.PROMPT_TOKENS_RATE, "prompt_tokens_total"),
-                (Signal.GENERATION_TOKENS_RATE, "generation_tokens_total"),
-            ):
-                r = prom_rate([(s.t, float(getattr(s, attr))) for s in window])
-                if r is not None:
-                    out[signal] = MetricValue(r, t_obs)
-            busy = prom_rate([(s.t, s.gpu_busy_seconds_total) for s in window])
-            if busy is not None and window[-1].ready_replicas > 0:
-                out[Signal.GPU_UTILIZATION] = MetricValue(
-                    min(1.0, busy / window[-1].ready_replicas), t_obs)
-            first, last = window[0].ttft_buckets, window[-1].ttft_buckets
-            inc = [b - a for a, b in zip(first, last, strict=True)]
+        latest = samples[n - 1]
+        start = 0
+        while start < n and samples[start].t <= now - self.rate_window_s:
+            start += 1
+        if n - start >= 2:
+            first, last = samples[start], samples[n - 1]
+            c_first, c_last = corrected[start], corrected[n - 1]
+            span = last.t - first.t
+            t_obs = last.t
+            if span > 0:
+                rates = [(b - a) / span for a, b in zip(c_first, c_last, strict=True)]
+                out[Signal.REQUEST_RATE] = MetricValue(rates[0], t_obs)
+                out[Signal.PROMPT_TOKENS_RATE] = MetricValue(rates[1], t_obs)
+                out[Signal.GENERATION_TOKENS_RATE] = MetricValue(rates[2], t_obs)
+                if last.ready_replicas > 0:
+                    out[Signal.GPU_UTILIZATION] = MetricValue(
+                        min(1.0, rates[3] / last.ready_replicas), t_obs)
+            inc = [b - a for a, b in zip(first.ttft_buckets, last.ttft_buckets, strict=True)]
             for signal, q in ((Signal.TTFT_P50, 0.5), (Signal.TTFT_P95, 0.95),
                               (Signal.TTFT_P99, 0.99)):
                 v = histogram_quantile(q, TTFT_BUCKETS_S, inc)

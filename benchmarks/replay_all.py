@@ -98,6 +98,11 @@ def cheapest(trace: Trace, profile: ReplicaProfile, specs: list[Spec],
     return (*best, best_att)
 
 
+def _f(value: float, spec: str) -> str:
+    """A table cell: the number, or '-' where there is none."""
+    return "-" if value != value else format(value, spec)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
@@ -148,8 +153,9 @@ def main() -> int:
                  else f"none reached {hpa_target:.2%} (best {h_best:.2%})")
         ratio_o = p_gpu / oracle_gpu if p_i is not None else float("nan")
         ratio_h = p_gpu / h_gpu if p_i is not None and h_i is not None else float("nan")
-        goal.append(f"| {name} | {oracle_gpu:,.1f} | {p_set} | {p_att:.2%} | {p_gpu:,.1f} | "
-                    f"{ratio_o:.2f} | {h_set} | {h_att:.2%} | {h_gpu:,.1f} | {ratio_h:.2f} |")
+        goal.append(f"| {name} | {oracle_gpu:,.1f} | {p_set} | {_f(p_att, '.2%')} | "
+                    f"{_f(p_gpu, ',.1f')} | {_f(ratio_o, '.2f')} | {h_set} | "
+                    f"{_f(h_att, '.2%')} | {_f(h_gpu, ',.1f')} | {_f(ratio_h, '.2f')} |")
         print(f"done: {name} ({time.perf_counter() - started:.0f} s so far)", file=sys.stderr,
               flush=True)
     text = ("\n".join(lines) + "\n\n" + "\n".join(goal) + "\n\n"

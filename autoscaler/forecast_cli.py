@@ -14,6 +14,7 @@ import numpy as np
 from autoscaler.errors import AutoscalerError, SpecError
 from autoscaler.forecast import MODEL_NAMES
 from autoscaler.forecast.backtest import BacktestRow, backtest
+from autoscaler.forecast.gaps import collection_gaps
 from autoscaler.traces import load_trace
 
 DEFAULT_HORIZONS = "300,900,1800"
@@ -35,6 +36,9 @@ def add_forecast_parser(subparsers: Any) -> None:
     bp.add_argument("--models", default=",".join(MODEL_NAMES),
                     help="comma-separated models (baselines are always added)")
     bp.add_argument("--train-days", default="7", help="days fitted before scoring (default 7)")
+    bp.add_argument("--no-gap-rule", action="store_true",
+                    help="score runs of exact zeros as real traffic (by default a run of zeros "
+                    "between bins that expected >= 100 requests is a collection gap: missing)")
     bp.add_argument("--json", dest="json_out", default=None, metavar="FILE|-",
                     help="write the results as JSON to FILE, or to stdout with '-'")
 
@@ -85,7 +89,11 @@ def run_forecast(args: argparse.Namespace) -> int:
     try:
         res, horizons, models, train_days = _parse(args)
         trace = load_trace(args.trace)
-        values = np.asarray(trace.binned_rates(float(res)), dtype=np.float64)
+        raw = np.asarray(trace.binned_rates(float(res)), dtype=np.float64)
+        # Same rule as the benchmark: a collection gap is missing data, not zero demand; it
+        # is neither trained on nor scored.
+        values = raw if args.no_gap_rule else collection_gaps(raw, resolution_s=float(res))
+        gaps = int(np.isnan(values).sum() - np.isnan(raw).sum())
         train = int(train_days * DAY_S // res)
         if train + max(horizons) // res >= values.shape[0]:
             raise SpecError("--train-days", args.train_days,
@@ -98,15 +106,20 @@ def run_forecast(args: argparse.Namespace) -> int:
         print(f"autoscaler forecast backtest: error: {exc}", file=sys.stderr)
         return 2
     doc = {"trace": {"name": trace.name}, "resolution_s": res,
-           "train_s": train * res, "refit_every_s": DAY_S,
+           "train_s": train * res, "refit_every_s": DAY_S, "collection_gaps": gaps,
            "results": [_row_json(r) for r in rows]}
     text = json.dumps(doc, indent=2)
     if args.json_out == "-":
         print(text)
         return 0
     if args.json_out:
-        with open(args.json_out, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+        try:
+            with open(args.json_out, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+        except OSError as exc:
+            print(f"autoscaler forecast backtest: error: --json {args.json_out}: cannot "
+                  f"write: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     print(format_table(rows))
     return 0
 

@@ -75,3 +75,24 @@ def test_backtest_writes_the_documented_json(counts_trace: Path,
         best = min(rows[(b, h)]["mae"] for b in ("last", "seasonal_daily", "seasonal_weekly")
                    if rows[(b, h)]["mae"] is not None)
         assert rows[("ses", h)]["relative_mae"] == pytest.approx(rows[("ses", h)]["mae"] / best)
+
+
+@pytest.mark.parametrize(
+    ("flags", "gaps"),
+    [pytest.param([], 3, id="by default a collection gap is missing data"),
+     pytest.param(["--no-gap-rule"], 0, id="--no-gap-rule scores the zeros as real")],
+)
+def test_a_run_of_zeros_inside_busy_traffic_is_a_collection_gap(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], gaps: int
+) -> None:
+    # 3 days at ~2 req/s (1,200 expected per 600-s bin) with 30 minutes of exact zeros:
+    # three 600-s bins that a real lull at that rate would leave empty with p ~ e^-1200.
+    counts = np.random.default_rng(1).poisson(2.0, 3 * 86_400)
+    counts[100_200:102_000] = 0
+    path = tmp_path / "counts.txt"
+    path.write_text(" ".join(map(str, counts)))
+    code = run_forecast(parse(["forecast", "backtest", "--trace", str(path), "--resolution",
+                               "600", "--horizons", "600", "--models", "ses",
+                               "--train-days", "2", "--json", "-", *flags]))
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["collection_gaps"] == gaps

@@ -78,12 +78,21 @@ def _add_replay(sub: Any) -> None:
                    "(repeatable)")
     p.add_argument("--json", metavar="FILE|-", help="write results as JSON ('-' = stdout)")
     p.add_argument("--report", metavar="DIR", help="write an HTML report with plots")
+    p.add_argument("--decisions", metavar="FILE",
+                   help="write every decision (what was seen, what was chosen, why) as JSON "
+                   "lines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _run_replay(args: argparse.Namespace) -> int:
     from autoscaler.config import load_spec
-    from autoscaler.replaying import ReplayOptions, compare, comparison_json, format_table
+    from autoscaler.replaying import (
+        ReplayOptions,
+        compare,
+        comparison_json,
+        decision_record,
+        format_table,
+    )
     from autoscaler.sim.profiles import load_profile
     from autoscaler.traces import default_workload, load_trace, scale_trace
 
@@ -104,7 +113,24 @@ def _run_replay(args: argparse.Namespace) -> int:
         slo_ttft_s=args.slo_ttft, cold_start_s=args.cold_start, engine=args.engine,
         seed=args.seed, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
         progress=not args.no_progress and sys.stderr.isatty(), overrides=overrides)
-    comparison = compare(trace, profile, args.policies, options)
+    log = None
+    if args.decisions:
+        try:
+            log = open(args.decisions, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise AutoscalerError(f"--decisions {args.decisions}: cannot write: "
+                                  f"{exc.strerror or exc}") from exc
+
+    def write_decision(kind: PolicyKind, t: float, snap: Any, d: Any) -> None:
+        assert log is not None
+        log.write(json.dumps(decision_record(kind, t, snap, d)) + "\n")
+
+    try:
+        comparison = compare(trace, profile, args.policies, options,
+                             on_decision=write_decision if log is not None else None)
+    finally:
+        if log is not None:
+            log.close()
     doc = comparison_json(comparison)
     to_stdout = args.json == "-"
     out = sys.stderr if to_stdout else sys.stdout

@@ -23,7 +23,7 @@ from autoscaler.core.spec import (
     SelectPolicy,
     Spec,
 )
-from autoscaler.core.types import Signal
+from autoscaler.core.types import Decision, Signal, Snapshot
 from autoscaler.errors import SpecError
 from autoscaler.sim.calibrate import capacity_at_slo
 from autoscaler.sim.profiles import ReplicaProfile
@@ -129,16 +129,24 @@ def compare(
     options: ReplayOptions | None = None,
     *,
     on_result: Callable[[PolicyKind, ReplayResult], None] | None = None,
+    on_decision: Callable[[PolicyKind, float, Snapshot, Decision], None] | None = None,
 ) -> Comparison:
-    """Replay ``trace`` under each policy with the same profile, seed and start."""
+    """Replay ``trace`` under each policy with the same profile, seed and start.
+
+    ``on_decision`` sees every decision of every policy (for a decision log)."""
     options = options or ReplayOptions()
     capacity = capacity_for(trace, profile, options.slo_ttft_s)
     specs = default_specs(trace, profile, capacity, options)
     results: dict[PolicyKind, ReplayResult] = {}
     for kind in policies:
         sync = specs[kind].sync_period_s
+        hook = None
+        if on_decision is not None:
+            def hook(t: float, snap: Snapshot, d: Decision, kind: PolicyKind = kind) -> None:
+                on_decision(kind, t, snap, d)
         result = replay(trace, specs[kind], profile, engine=options.engine, seed=options.seed,
-                        scrape_interval_s=min(15.0, sync), progress=options.progress)
+                        scrape_interval_s=min(15.0, sync), progress=options.progress,
+                        on_decision=hook)
         results[kind] = result
         if on_result is not None:
             on_result(kind, result)
@@ -151,6 +159,15 @@ def capacity_for(trace: Trace, profile: ReplicaProfile, slo_ttft_s: float) -> Ca
     if trace.prompt_tokens is not None and trace.output_tokens is not None:
         return capacity_at_slo(profile, slo_ttft_s, (trace.prompt_tokens, trace.output_tokens))
     return capacity_at_slo(profile, slo_ttft_s, trace.token_mix)
+
+
+def decision_record(kind: PolicyKind, t: float, snap: Snapshot, d: Decision) -> dict[str, Any]:
+    """One line of the decision log: what the policy saw, what it chose, and why."""
+    seen = {str(k): round(v.value, 4) for k, v in snap.metrics.items()}
+    return {"policy": kind.value, "t_s": t, "current": snap.current_replicas,
+            "ready": snap.ready_replicas, "replicas": d.replicas, "valid": d.valid,
+            "reason": d.reason.value, "message": d.message, "recommendation": d.recommendation,
+            "forecast_rps": d.forecast_rps, "demand_rps": d.demand_rps, "metrics": seen}
 
 
 def comparison_json(comparison: Comparison) -> dict[str, Any]:

@@ -157,3 +157,26 @@ def test_an_unwritable_json_path_is_one_line_and_exit_code_two(
                  str(target), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert f"--json {target}: cannot write" in err and "Traceback" not in err
+
+
+def test_the_decision_log_explains_every_decision(tmp_path: Path) -> None:
+    from autoscaler.core.types import Reason
+
+    trace = _azure_csv(tmp_path / "t.csv", n=600, seconds=600.0)
+    log = tmp_path / "decisions.jsonl"
+    assert main(["replay", "--trace", str(trace), "--policies", "hpa,predictive",
+                 "--decisions", str(log), "--no-progress"]) == 0
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    by_policy = {p: [r for r in lines if r["policy"] == p] for p in ("hpa", "predictive")}
+    # One decision per 15-s sync period over the trace, for each policy.
+    for records in by_policy.values():
+        assert len(records) >= 35
+        assert [r["t_s"] for r in records] == sorted(r["t_s"] for r in records)
+    reasons = {r.value for r in Reason}
+    for r in lines:
+        assert r["reason"] in reasons and r["message"]
+        if not r["valid"]:
+            assert r["replicas"] == r["current"]  # invalid means hold
+    # The first decisions come before two scrapes exist: no rate yet, so they hold.
+    assert by_policy["predictive"][0]["valid"] is False
+    assert any(r["valid"] and "request_rate" in r["metrics"] for r in by_policy["hpa"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from autoscaler.forecast.gaps import collection_gaps
 from autoscaler.forecast_cli import format_table
 from autoscaler.traces import load_trace
 
-TRACES = "/work/shared/traces"
+TRACES = str(Path(__file__).resolve().parents[2] / "shared" / "traces")
 
 
 def run(name: str, path: str, res: int, horizons: list[int], train_days: int,

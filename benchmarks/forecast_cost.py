@@ -20,6 +20,7 @@ if __name__ == "__main__":
         os.environ[_var] = _n  # must be set before numpy is imported
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -28,7 +29,8 @@ from autoscaler.traces import load_trace
 
 
 def main() -> None:
-    y = load_trace("/work/shared/traces/nasa_http_1995/workload.tbz2").binned_rates(60.0)
+    nasa = Path(__file__).resolve().parents[2] / "shared" / "traces" / "nasa_http_1995"
+    y = load_trace(nasa / "workload.tbz2").binned_rates(60.0)
     hist = History(0.0, 60.0, y[: 14 * 1440])
     nxt = y[14 * 1440: 14 * 1440 + 2000]
     print(f"{'model':<20}{'refit ms (best of 5)':>22}{'update us (median)':>20}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from autoscaler.core.spec import PolicyKind
 from autoscaler.replaying import ReplayOptions, default_specs
@@ -30,7 +31,7 @@ from autoscaler.sim.replay import replay
 from autoscaler.traces import load_trace, scale_trace
 from autoscaler.traces.model import Trace
 
-TRACES = "/work/shared/traces"
+TRACES = str(Path(__file__).resolve().parents[2] / "shared" / "traces")
 
 
 def first_days(trace: Trace, days: float) -> Trace:

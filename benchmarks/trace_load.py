@@ -1,6 +1,7 @@
 """Time and memory to load each real trace (and to generate the synthetic workload).
 
-Usage: ``python benchmarks/trace_load.py [TRACE_DIR]`` (default ``/work/shared/traces``).
+Usage: ``python benchmarks/trace_load.py [TRACE_DIR]`` (default: ``../shared/traces`` beside
+the clone).
 
 For each trace it prints the best wall time of ``--repeat`` loads (without tracing, which
 would slow numpy down) and the peak Python-heap allocation during one extra load measured
@@ -45,7 +46,8 @@ def _measure(load: Callable[[], Trace], repeat: int) -> tuple[float, float, Trac
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("trace_dir", nargs="?", default="/work/shared/traces", type=Path)
+    parser.add_argument("trace_dir", nargs="?", type=Path,
+                        default=Path(__file__).resolve().parents[2] / "shared" / "traces")
     parser.add_argument("--repeat", type=int, default=3, help="timed loads per trace")
     args = parser.parse_args(argv)
 

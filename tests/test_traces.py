@@ -27,9 +27,9 @@ from autoscaler.traces import (
     scale_trace,
 )
 
-REAL = Path("/work/shared/traces")
+REAL = Path(__file__).resolve().parents[2] / "shared" / "traces"
 needs_real = pytest.mark.skipif(
-    not REAL.is_dir(), reason="the real traces in /work/shared/traces are not on this machine"
+    not REAL.is_dir(), reason="../shared/traces is not beside the clone"
 )
 
 # ---------------------------------------------------------------------------- writers

@@ -46,12 +46,14 @@ one replica, overloads it, and flaps (measured: 130 scale events in 4 h on the d
 Request rate is linear in load, which is the HPA's best case; comparing against it is fair."""
 
 KPA_SYNC_PERIOD_S = 2.0
-# The replay's KPA uses Knative's ``rps`` metric: in-flight requests grow convexly with load
-# on an LLM replica (see HPA_DEFAULT_UTILIZATION), and a KPA on concurrency with the
-# capacity-derived target flaps between one replica and panic (measured on the demo workload:
-# 288 scale events in 4 h and 65% attainment).
 """Knative's autoscaler ticks every 2 s on metrics it scrapes from its own queue-proxies, not
 from Prometheus; the replay gives the KPA that faster loop so the comparison is fair to it."""
+
+KPA_METRIC = "rps"
+"""The replay's KPA uses Knative's ``rps`` metric: in-flight requests grow convexly with load
+on an LLM replica (see ``HPA_DEFAULT_UTILIZATION``), and a KPA on concurrency with the
+capacity-derived target flaps between one replica and panic (measured on the demo workload:
+288 scale events in 4 h and 65% attainment)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def default_specs(
         PolicyKind.HPA: replace(base, policy=PolicyKind.HPA, metrics=(
             MetricTarget(Signal.REQUEST_RATE.value, MetricTargetType.AVERAGE_VALUE, hpa_target),)),
         PolicyKind.KPA: replace(base, policy=PolicyKind.KPA, sync_period_s=KPA_SYNC_PERIOD_S,
-                                kpa=replace(base.kpa, metric="rps")),
+                                kpa=replace(base.kpa, metric=KPA_METRIC)),
         # Ours plans scale-down from its forecast, so the HPA-style scale-down window is
         # left to the policy's own (shorter, forecast-aware) hold instead of a blind 300 s.
         PolicyKind.PREDICTIVE: replace(base, policy=PolicyKind.PREDICTIVE, behavior=Behavior(

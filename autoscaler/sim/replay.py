@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from autoscaler.core import decide
-from autoscaler.core.policies.oracle import replicas_for_rate
+from autoscaler.core.policies.common import replicas_for_rate
 from autoscaler.core.spec import PolicyKind, Spec
 from autoscaler.core.types import Decision, Snapshot, State
 from autoscaler.errors import SpecError
@@ -52,10 +52,6 @@ One second, so that the oracle sees bursts: with 15-s means the Azure code trace
 spikes of ~300 req/s) kept the oracle's SLO attainment at 77%, and the oracle must be the
 bound every policy is measured against (see ``replicas_for_window``)."""
 
-
-def oracle_resolution(spec: Spec) -> float:
-    """Bin width of the oracle's future rates (the same for every spec)."""
-    return ORACLE_RESOLUTION_S
 MAX_TIMELINE_POINTS = 5000
 
 
@@ -125,7 +121,7 @@ def initial_fleet(trace: Trace, spec: Spec, profile: ReplicaProfile,
         return spec.static_replicas if spec.static_replicas is not None else spec.max_replicas
     horizon = (profile.cold_start_s + profile.cold_start_jitter_s + spec.sync_period_s
                + actuation_delay_s)
-    peak = max(_future_rates(_cumulative(trace), 0.0, horizon, oracle_resolution(spec)))
+    peak = max(_future_rates(_cumulative(trace), 0.0, horizon, ORACLE_RESOLUTION_S))
     n = replicas_for_rate(peak, spec.capacity.requests_per_second)
     return min(spec.max_replicas, max(spec.min_replicas, n))
 
@@ -197,7 +193,6 @@ def replay(
     prom = FakePrometheus(rate_window_s=rate_window_s, outages=metrics_outage)
     cum = _cumulative(trace)
     oracle = spec.policy == PolicyKind.ORACLE
-    oracle_res = oracle_resolution(spec)
     horizon = (profile.cold_start_s + profile.cold_start_jitter_s + spec.sync_period_s
                + actuation_delay_s)
     state = State()
@@ -234,9 +229,9 @@ def replay(
             snap = Snapshot(
                 current_replicas=desired, ready_replicas=eng.ready_count(),
                 metrics=prom.query(t),
-                future_rates=_future_rates(cum, t, horizon, oracle_res)
+                future_rates=_future_rates(cum, t, horizon, ORACLE_RESOLUTION_S)
                 if oracle else None,
-                future_resolution_s=oracle_res,
+                future_resolution_s=ORACLE_RESOLUTION_S,
             )
             decision, state = decide(snap, state, spec, t)
             if on_decision is not None:

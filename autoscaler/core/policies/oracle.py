@@ -21,25 +21,17 @@ contains the jump, so the oracle already asks for ceil(13 / 4) = 4 replicas (not
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from autoscaler.core.policies.common import clamp, hold
+from autoscaler.core.policies.common import clamp, hold, replicas_for_rate
 from autoscaler.core.spec import Spec
 from autoscaler.core.types import Decision, Reason, Snapshot, State
 
 # A tiny slack so that a rate of exactly k x capacity (after float noise such as
 # 8.000000000001) still needs k replicas, not k + 1.
 _EPS = 1e-9
-
-
-def replicas_for_rate(rate_rps: float, capacity_rps: float) -> int:
-    """Fewest replicas whose capacity at the SLO covers ``rate_rps``."""
-    if rate_rps <= 0:
-        return 0
-    return max(1, math.ceil(rate_rps / capacity_rps - _EPS))
 
 
 BURST_DRAIN_FRACTION = 0.5

@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 from autoscaler.core.behavior import apply_behavior
-from autoscaler.core.policies.common import clamp, hold
+from autoscaler.core.policies.common import clamp, hold, replicas_for_rate
 from autoscaler.core.spec import Spec
 from autoscaler.core.trend import TrendForecaster, TrendResult
 from autoscaler.core.types import Decision, PolicyState, Reason, Signal, Snapshot, State
@@ -255,12 +255,6 @@ def _calibrated_peak(mean_peak: float, errors: tuple[float, ...], q: float) -> f
     return mean_peak + max(0.0, ordered[k])
 
 
-def _replicas_for(rate_rps: float, per_replica_rps: float) -> int:
-    if rate_rps <= 0:
-        return 0
-    return max(1, math.ceil(rate_rps / per_replica_rps - _EPS))
-
-
 def _ttft_slip(snapshot: Snapshot, spec: Spec, now: float) -> tuple[float | None, str]:
     """The TTFT percentile that matches the attainment target (p99 above 95 %, else p95),
     falling back to the other one; None when neither is fresh."""
@@ -321,7 +315,8 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     capacity = spec.capacity.requests_per_second
     per_replica = capacity * params.target_utilization
     planned = max(fc.quantile_peak, rate)
-    rec = _replicas_for(planned, per_replica)
+    needed = replicas_for_rate(planned, per_replica)
+    rec = needed
     reason = Reason.FORECAST
     q_label = f"p{params.headroom_quantile * 100:g}"
     notes: list[str] = []
@@ -370,7 +365,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
 
     message = (f"forecast {fc.mean_peak:.1f} req/s ({q_label} {fc.quantile_peak:.1f}) over the "
                f"next {lead_s:.0f} s, {rate:.1f} req/s now, needs "
-               f"{_replicas_for(planned, per_replica)} replicas at {per_replica:.1f} req/s each")
+               f"{needed} replicas at {per_replica:.1f} req/s each")
     if fc.model != TREND:
         err_note = (f", recent 1-min error {new_policy.forecast_error:.1f} req/s"
                     if math.isfinite(new_policy.forecast_error) else "")

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint unit bench clean
+.PHONY: demo test lint unit e2e bench clean prometheus
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,15 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-unit: $(STAMP)
-	$(PY) -m pytest -q -n 2 -p no:cacheprovider
+## A real Prometheus for the tests that talk to one (Debian package; needs root to install)
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  echo "installing the Debian package prometheus"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+unit: $(STAMP) prometheus
+	$(PY) -m pytest -q -n 2 -p no:cacheprovider -m "not e2e"
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

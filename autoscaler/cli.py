@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,13 +186,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay(sub)
     _add_profiles(sub)
     _add_validate(sub)
-    try:
-        from autoscaler.forecast_cli import add_forecast_parser
-    except ImportError:  # the forecasting CLI is optional while it is being built
-        pass
-    else:
-        add_forecast_parser(sub)
+    for add, _ in _sub_clis().values():
+        add(sub)
     return parser
+
+
+SubCli = tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]
+
+
+def _sub_clis() -> dict[str, SubCli]:
+    """Command -> (add its parser, run it), for the commands that live in their own module
+    (imported here, lazily, so ``autoscaler replay`` does not load Prometheus or optuna)."""
+    from autoscaler.controller.main import add_controller_parser, run_controller
+    from autoscaler.forecast_cli import add_forecast_parser, run_forecast
+    from autoscaler.metrics_cli import add_metrics_parser, run_metrics
+
+    clis: dict[str, SubCli] = {"forecast": (add_forecast_parser, run_forecast),
+                               "metrics": (add_metrics_parser, run_metrics),
+                               "controller": (add_controller_parser, run_controller)}
+    try:  # TODO(lead): drop the guard when twin_cli and tune_cli land
+        from autoscaler.twin_cli import add_twin_parser, run_twin
+        clis["twin"] = (add_twin_parser, run_twin)
+    except ImportError:
+        pass
+    try:
+        from autoscaler.tune_cli import add_tune_parser, run_tune
+        clis["tune"] = (add_tune_parser, run_tune)
+    except ImportError:
+        pass
+    return clis
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,11 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runners = {"replay": _run_replay, "profiles": _run_profiles, "validate": _run_validate}
     try:
-        if args.command == "forecast":
-            from autoscaler.forecast_cli import run_forecast
-
-            return run_forecast(args)
-        return runners[args.command](args)
+        if args.command in runners:
+            return runners[args.command](args)
+        return _sub_clis()[args.command][1](args)
     except AutoscalerError as exc:
         print(f"autoscaler {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,141 @@
+"""Leader election on a ``coordination.k8s.io/v1`` Lease, with release on shutdown.
+
+The ``kubernetes`` client ships an elector, but it blocks in its own loops, cannot be
+stopped, and never releases the lease, so a rolling update would leave the cluster without a
+leader for a whole lease duration. This one is a ``step()`` the controller calls, with the
+semantics of client-go's: the holder renews every ``retry_period_s``; a candidate takes the
+lease when ``renewTime + leaseDurationSeconds`` has passed; every write carries the
+``resourceVersion`` it read, so two candidates racing for an expired lease cannot both win
+(one gets 409 Conflict); on shutdown the holder clears ``holderIdentity`` so a peer takes
+over at its next retry instead of after the lease runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from autoscaler.controller.kube import Conflict, KubeClient, KubeError, NotFound
+from autoscaler.errors import TransientError
+
+log = logging.getLogger("autoscaler.election")
+
+
+@dataclass(frozen=True, slots=True)
+class ElectionConfig:
+    namespace: str
+    name: str = "inference-autoscaler"
+    identity: str = ""
+    lease_duration_s: int = 15
+    """A dead leader's lease is taken over after at most this long (client-go: 15 s)."""
+    renew_deadline_s: float = 10.0
+    """A leader that could not renew for this long stops acting (before the lease expires,
+    so two leaders never act at once)."""
+    retry_period_s: float = 2.0
+
+
+def _fmt(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(text: str | None) -> float | None:
+    # MicroTime, e.g. 2026-11-23T23:59:01.123456Z (Python 3.11 reads the Z).
+    return datetime.fromisoformat(text).timestamp() if text else None
+
+
+class LeaseElector:
+    """Call ``step(now)`` every ``retry_period_s``; ``is_leader`` says whether to act."""
+
+    def __init__(self, kube: KubeClient, config: ElectionConfig) -> None:
+        self.kube = kube
+        self.config = config
+        self.is_leader = False
+        self.last_renew: float | None = None
+        self.transitions = 0
+        self._path = (f"/apis/coordination.k8s.io/v1/namespaces/{config.namespace}/leases/"
+                      f"{config.name}")
+
+    def _body(self, now: float, acquire: float, transitions: int, rv: str | None,
+              holder: str) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self.config.name, "namespace": self.config.namespace}
+        if rv is not None:
+            meta["resourceVersion"] = rv
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
+                "spec": {"holderIdentity": holder,
+                         "leaseDurationSeconds": self.config.lease_duration_s,
+                         "acquireTime": _fmt(acquire), "renewTime": _fmt(now),
+                         "leaseTransitions": transitions}}
+
+    def step(self, now: float) -> bool:
+        """Try to acquire or renew; returns whether this process leads now."""
+        try:
+            self._try(now)
+        except (TransientError, KubeError) as exc:
+            log.warning("lease %s: %s", self.config.name, exc)
+            if self.is_leader and self.last_renew is not None and \
+                    now - self.last_renew > self.config.renew_deadline_s:
+                log.error("could not renew the lease for %.0f s: stepping down",
+                          now - self.last_renew)
+                self.is_leader = False
+        return self.is_leader
+
+    def _try(self, now: float) -> None:
+        me = self.config.identity
+        try:
+            lease = self.kube.call("GET", self._path)
+        except NotFound:
+            coll = self._path.rsplit("/", 1)[0]
+            try:
+                self.kube.call("POST", coll, body=self._body(now, now, 0, None, me))
+            except Conflict:
+                return  # a peer created it first
+            self._became_leader(now)
+            return
+        spec = lease.get("spec", {})
+        rv = lease["metadata"]["resourceVersion"]
+        holder = spec.get("holderIdentity") or ""
+        renew = _parse(spec.get("renewTime"))
+        duration = float(spec.get("leaseDurationSeconds") or self.config.lease_duration_s)
+        transitions = int(spec.get("leaseTransitions") or 0)
+        if holder == me:
+            acquire = _parse(spec.get("acquireTime")) or now
+            self._write(self._body(now, acquire, transitions, rv, me), now)
+            return
+        self.is_leader = False
+        expired = not holder or renew is None or now > renew + duration
+        if expired:
+            self._write(self._body(now, now, transitions + 1, rv, me), now)
+
+    def _write(self, body: dict[str, Any], now: float) -> None:
+        try:
+            self.kube.call("PUT", self._path, body=body)
+        except Conflict:
+            self.is_leader = False  # someone else wrote in between: they win
+            return
+        self._became_leader(now)
+
+    def _became_leader(self, now: float) -> None:
+        if not self.is_leader:
+            self.transitions += 1
+            log.info("became leader", extra={"identity": self.config.identity})
+        self.is_leader = True
+        self.last_renew = now
+
+    def release(self, now: float) -> None:
+        """Give the lease up (on SIGTERM) so a peer takes over at its next retry."""
+        if not self.is_leader:
+            return
+        self.is_leader = False
+        try:
+            lease = self.kube.call("GET", self._path)
+            if (lease.get("spec", {}).get("holderIdentity") or "") != self.config.identity:
+                return
+            body = self._body(now, now, int(lease["spec"].get("leaseTransitions") or 0),
+                              lease["metadata"]["resourceVersion"], "")
+            body["spec"]["leaseDurationSeconds"] = 1
+            self.kube.call("PUT", self._path, body=body)
+            log.info("released the lease")
+        except (TransientError, KubeError) as exc:
+            log.warning("could not release the lease: %s", exc)

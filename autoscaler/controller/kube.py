@@ -1,0 +1,212 @@
+"""The Kubernetes edge: the few API calls the controller makes, as plain JSON.
+
+Responses are read raw (``_preload_content=False``) and parsed with ``json``: the generated
+model classes of the ``kubernetes`` client cost several times more CPU per object, which
+matters when one replica lists 1,000 autoscalers and their workloads every cycle.
+
+Errors are sorted at this edge: 404 -> ``NotFound``, 409 -> ``Conflict``, 401/403 ->
+``Forbidden`` (a configuration problem: RBAC), anything else (connection refused while the
+API server restarts, 5xx, timeouts) -> ``ApiUnavailable`` (transient: try next cycle).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from autoscaler.controller.resource import GROUP, PLURAL, VERSION, TargetRef
+from autoscaler.errors import AutoscalerError, TransientError
+
+APPS_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
+                "ReplicaSet": "replicasets"}
+"""apps/v1 kinds whose objects carry ``status.readyReplicas``; listed once per cycle."""
+REQUEST_TIMEOUT_S = 10.0
+
+
+class KubeError(AutoscalerError):
+    """A Kubernetes API call failed for a reason that is not transient."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    pass
+
+
+class Forbidden(KubeError):
+    pass
+
+
+class ApiUnavailable(TransientError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleInfo:
+    """What the controller needs to know about a workload this cycle."""
+
+    replicas: int
+    """``spec.replicas``: what was last asked for."""
+    ready: int
+    """Ready replicas (``status.readyReplicas``; the scale's ``status.replicas`` for kinds
+    that have no readiness count)."""
+    resource_version: str
+    """Of the workload: its ``scale`` shares it, so an update with it fails on a race."""
+
+
+class Kube(Protocol):
+    """What the controller loop needs from the cluster (a fake implements it in tests)."""
+
+    def list_autoscalers(self, namespace: str | None) -> list[dict[str, Any]]: ...
+
+    def list_workloads(self, kind: str, namespace: str | None
+                       ) -> dict[tuple[str, str], ScaleInfo]: ...
+
+    def get_scale(self, namespace: str, ref: TargetRef) -> ScaleInfo: ...
+
+    def update_scale(self, namespace: str, ref: TargetRef, replicas: int,
+                     resource_version: str) -> None: ...
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
+
+    def create_event(self, namespace: str, involved: Mapping[str, str], event_type: str,
+                     reason: str, message: str) -> None: ...
+
+
+class KubeClient:
+    """``Kube`` over the official client's ``ApiClient``."""
+
+    def __init__(self, api_client: k8s.ApiClient, component: str = "inference-autoscaler",
+                 instance: str = "") -> None:
+        self.api = api_client
+        self.component = component
+        self.instance = instance
+        self._plurals: dict[tuple[str, str], str] = {}
+        self.requests = 0
+        """API calls made so far (for the controller's own figures)."""
+
+    def call(self, method: str, path: str, body: Any = None,
+             query: list[tuple[str, str]] | None = None,
+             content_type: str = "application/json") -> Any:
+        self.requests += 1
+        try:
+            # param_serialize adds the server URL, the query string and the auth headers
+            # (bearer token or client certificate settings) exactly as generated calls do.
+            method_, url, headers, body_, post = self.api.param_serialize(
+                method, path, query_params=query or [], body=body,
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                auth_settings=["BearerToken"])
+            resp = self.api.call_api(method_, url, header_params=headers, body=body_,
+                                     post_params=post, _request_timeout=REQUEST_TIMEOUT_S)
+            data: bytes | None = resp.read()  # type: ignore[no-untyped-call]
+        except ApiException as exc:  # raised for transport-level failures in this client
+            raise ApiUnavailable(f"{method} {path}: {exc.reason}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        status = int(resp.status)
+        if status >= 300:
+            message = f"{method} {path}: HTTP {status}: {_status_message(data)}"
+            if status == 404:
+                raise NotFound(message, 404)
+            if status == 409:
+                raise Conflict(message, 409)
+            if status in (401, 403):
+                raise Forbidden(message, status)
+            if status in (400, 422):
+                raise KubeError(message, status)
+            raise ApiUnavailable(message)
+        return json.loads(data) if data else None
+
+    def list_autoscalers(self, namespace: str | None) -> list[dict[str, Any]]:
+        path = (f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}" if namespace
+                else f"/apis/{GROUP}/{VERSION}/{PLURAL}")
+        items: list[dict[str, Any]] = self.call("GET", path)["items"]
+        return items
+
+    def list_workloads(self, kind: str, namespace: str | None
+                       ) -> dict[tuple[str, str], ScaleInfo]:
+        plural = APPS_PLURALS[kind]
+        path = (f"/apis/apps/v1/namespaces/{namespace}/{plural}" if namespace
+                else f"/apis/apps/v1/{plural}")
+        # resourceVersion=0: served from the API server's watch cache, not from etcd.
+        doc = self.call("GET", path, query=[("resourceVersion", "0")])
+        out: dict[tuple[str, str], ScaleInfo] = {}
+        for item in doc["items"]:
+            meta, spec, status = item["metadata"], item.get("spec", {}), item.get("status", {})
+            out[(meta["namespace"], meta["name"])] = ScaleInfo(
+                replicas=int(spec.get("replicas", 1)),
+                ready=int(status.get("readyReplicas", 0) or 0),
+                resource_version=str(meta.get("resourceVersion", "")))
+        return out
+
+    def _plural(self, ref: TargetRef) -> str:
+        if ref.api_version == "apps/v1" and ref.kind in APPS_PLURALS:
+            return APPS_PLURALS[ref.kind]
+        key = (ref.api_version, ref.kind)
+        if key not in self._plurals:
+            base = f"/apis/{ref.api_version}" if ref.group else f"/api/{ref.version}"
+            for res in self.call("GET", base)["resources"]:
+                if res.get("kind") == ref.kind and "/" not in res["name"]:
+                    self._plurals[key] = res["name"]
+                    break
+            else:
+                raise NotFound(f"{ref.api_version} has no kind {ref.kind}", 404)
+        return self._plurals[key]
+
+    def _scale_path(self, namespace: str, ref: TargetRef) -> str:
+        base = f"/apis/{ref.api_version}" if ref.group else f"/api/{ref.version}"
+        return f"{base}/namespaces/{namespace}/{self._plural(ref)}/{ref.name}/scale"
+
+    def get_scale(self, namespace: str, ref: TargetRef) -> ScaleInfo:
+        doc = self.call("GET", self._scale_path(namespace, ref))
+        return ScaleInfo(replicas=int(doc.get("spec", {}).get("replicas", 0) or 0),
+                         ready=int(doc.get("status", {}).get("replicas", 0) or 0),
+                         resource_version=str(doc["metadata"].get("resourceVersion", "")))
+
+    def update_scale(self, namespace: str, ref: TargetRef, replicas: int,
+                     resource_version: str) -> None:
+        body = {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": ref.name, "namespace": namespace,
+                             "resourceVersion": resource_version},
+                "spec": {"replicas": replicas}}
+        self.call("PUT", self._scale_path(namespace, ref), body=body)
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+        self.call("PATCH", path, body={"status": dict(status)},
+                  content_type="application/merge-patch+json")
+
+    def create_event(self, namespace: str, involved: Mapping[str, str], event_type: str,
+                     reason: str, message: str) -> None:
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
+            "involvedObject": dict(involved), "type": event_type, "reason": reason,
+            "message": message[:1024], "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "source": {"component": self.component, "host": self.instance},
+            "reportingComponent": self.component, "reportingInstance": self.instance,
+        }
+        self.call("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
+
+
+def _status_message(data: bytes | None) -> str:
+    """The ``message`` of a Kubernetes ``Status`` body, or the body itself."""
+    try:
+        return str(json.loads(data or b"{}").get("message", ""))
+    except (TypeError, ValueError, AttributeError):
+        return (data or b"").decode(errors="replace")[:200]

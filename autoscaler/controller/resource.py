@@ -1,0 +1,174 @@
+"""The ``InferenceAutoscaler`` custom resource: its schema at the boundary (pydantic) and
+the plain data the controller works with.
+
+``spec`` is the autoscaler spec users already write for ``autoscaler validate`` and
+``--emit-spec`` (``SpecModel``: policy, min/max, HPA-shaped ``behavior``, SLO, capacity,
+forecast settings) plus what only a cluster needs: which workload to scale, how, where its
+metrics are, and what to do when they are missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from autoscaler.config import SpecModel, _Model, _path_of
+from autoscaler.core.spec import Spec
+from autoscaler.core.types import Signal
+from autoscaler.errors import SpecError
+
+GROUP = "inference.autoscaler.dev"
+VERSION = "v1alpha1"
+KIND = "InferenceAutoscaler"
+PLURAL = "inferenceautoscalers"
+SHORT_NAMES = ("ias",)
+
+
+class Mode(StrEnum):
+    SCALE = "Scale"
+    """Patch the target's ``scale`` subresource."""
+    METRICS = "Metrics"
+    """Decide and publish the decision through the external metrics API; a stock HPA scales."""
+    SHADOW = "Shadow"
+    """Decide and report (status, Events, metrics); never write the scale."""
+
+
+class ScaleTargetRefModel(_Model):
+    api_version: str = Field("apps/v1", alias="apiVersion", min_length=1,
+                             description="API group/version of the workload, e.g. apps/v1")
+    kind: str = Field("Deployment", min_length=1,
+                      description="Any kind with a scale subresource (Deployment, "
+                                  "StatefulSet, a custom workload)")
+    name: str = Field(min_length=1, max_length=253, description="Workload name, same namespace")
+
+
+class MetricsSourceModel(_Model):
+    preset: str = Field("vllm", description="Engine metric names: vllm, sglang, tgi, triton, "
+                                            "tensorrt-llm, dcgm, or custom (queries only)")
+    selector: str = Field("", description='Extra PromQL label matchers, e.g. job="vllm"')
+    namespace_label: str = Field("namespace", alias="namespaceLabel", min_length=1)
+    workload_label: str = Field("workload", alias="workloadLabel", min_length=1,
+                                description="Label naming the workload in Prometheus")
+    workload: str | None = Field(None, description="Value of workloadLabel for this target "
+                                                   "(default: scaleTargetRef.name)")
+    window: str = Field("1m", pattern=r"^[0-9]+(ms|s|m|h)$",
+                        description="rate() range, at least 4 scrape intervals")
+    queries: dict[str, str] = Field(
+        default_factory=dict,
+        description="Signal -> PromQL template ($sel, $by, $window) overriding the preset")
+
+    @model_validator(mode="after")
+    def _signals_known(self) -> MetricsSourceModel:
+        known = {s.value for s in Signal}
+        for name in self.queries:
+            if name not in known:
+                raise ValueError(f"queries key {name!r} is not a signal; allowed: "
+                                 f"{', '.join(sorted(known))}")
+        return self
+
+
+class FallbackModel(_Model):
+    failure_threshold: int = Field(3, alias="failureThreshold", ge=1, le=1000,
+                                   description="Consecutive cycles without usable metrics "
+                                               "before the fallback applies")
+    replicas: int = Field(ge=0, description="Replicas to hold at least, while metrics are "
+                                            "missing (never a scale-down)")
+
+
+class InferenceAutoscalerSpecModel(SpecModel):
+    scale_target_ref: ScaleTargetRefModel = Field(alias="scaleTargetRef")
+    mode: Literal["Scale", "Metrics", "Shadow"] = "Scale"
+    metrics_source: MetricsSourceModel = Field(
+        default_factory=lambda: MetricsSourceModel.model_validate({}), alias="metricsSource")
+    fallback: FallbackModel | None = None
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> InferenceAutoscalerSpecModel:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must be <= maxReplicas")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    api_version: str
+    kind: str
+    name: str
+
+    @property
+    def group(self) -> str:
+        return self.api_version.split("/", 1)[0] if "/" in self.api_version else ""
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSourceSpec:
+    preset: str
+    selector: str
+    namespace_label: str
+    workload_label: str
+    workload: str
+    window: str
+    queries: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    failure_threshold: int
+    replicas: int
+
+
+@dataclass(frozen=True, slots=True)
+class Autoscaler:
+    """One validated ``InferenceAutoscaler``, as the controller uses it."""
+
+    namespace: str
+    name: str
+    generation: int
+    uid: str
+    spec: Spec
+    target: TargetRef
+    mode: Mode
+    source: MetricsSourceSpec
+    fallback: Fallback | None = None
+    raw_status: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+def parse_autoscaler(obj: dict[str, Any]) -> Autoscaler:
+    """Validate a CR (as the API returns it). A bad spec is a ``SpecError`` whose field path
+    starts with ``spec.`` and whose source is ``namespace/name``."""
+    meta = obj.get("metadata") or {}
+    ns, name = meta.get("namespace", ""), meta.get("name", "")
+    where = f"{KIND} {ns}/{name}"
+    try:
+        model = InferenceAutoscalerSpecModel.model_validate(obj.get("spec") or {})
+        core = model.to_core()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        allowed = str(err["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")
+        raise SpecError("spec." + (_path_of(tuple(err["loc"])) or "(spec)"), err.get("input"),
+                        allowed, source=where) from exc
+    except SpecError as exc:
+        raise SpecError("spec." + exc.field, exc.value, exc.allowed, source=where) from exc
+    ref = model.scale_target_ref
+    src = model.metrics_source
+    return Autoscaler(
+        namespace=ns, name=name, generation=int(meta.get("generation") or 0),
+        uid=str(meta.get("uid") or ""), spec=core,
+        target=TargetRef(ref.api_version, ref.kind, ref.name), mode=Mode(model.mode),
+        source=MetricsSourceSpec(src.preset, src.selector, src.namespace_label,
+                                 src.workload_label, src.workload or ref.name, src.window,
+                                 tuple(sorted(src.queries.items()))),
+        fallback=(Fallback(model.fallback.failure_threshold, model.fallback.replicas)
+                  if model.fallback else None),
+        raw_status=dict(obj.get("status") or {}))

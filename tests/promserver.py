@@ -1,0 +1,332 @@
+"""A real Prometheus server for tests, plus the small real exporters and proxies they scrape.
+
+``PrometheusServer`` runs the Debian ``prometheus`` binary on 127.0.0.1 with a 1-s scrape
+interval and a throw-away TSDB. When the binary is missing it is installed with apt (the way
+CI, running as root, gets it); if that is impossible the tests fail with the reason rather
+than silently skipping, unless ``AUTOSCALER_PROMETHEUS=skip`` is set.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+SCRAPE_INTERVAL_S = 1.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found:
+        return found
+    if os.environ.get("AUTOSCALER_PROMETHEUS") == "skip":
+        pytest.skip("prometheus is not installed and AUTOSCALER_PROMETHEUS=skip")
+    if os.geteuid() != 0:
+        pytest.fail("the prometheus binary is missing; install the Debian package "
+                    "`prometheus` (make test does this when run as root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "prometheus"], check=True, env=env)
+    found = shutil.which("prometheus")
+    if not found:
+        pytest.fail("apt-get installed prometheus but the binary is not on PATH")
+    return found
+
+
+class PrometheusServer:
+    """A real Prometheus on loopback scraping the given ``host:port`` targets."""
+
+    def __init__(self, targets: Sequence[str], *, scrape_interval_s: float = SCRAPE_INTERVAL_S,
+                 scrape_timeout_s: float | None = None, web_config: str | None = None,
+                 tls_ca: str | None = None, basic_auth: tuple[str, str] | None = None) -> None:
+        self.binary = prometheus_binary()
+        self.port = free_port()
+        # With a web config (TLS and/or basic auth), readiness checks use the same.
+        self.web_config = web_config
+        self.tls_ca = tls_ca
+        self.basic_auth = basic_auth
+        scheme = "https" if tls_ca else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.dir = Path(tempfile.mkdtemp(prefix="prom-test-"))
+        self.scrape_interval_s = scrape_interval_s
+        self.scrape_timeout_s = scrape_timeout_s or scrape_interval_s
+        self.targets = list(targets)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._write_config()
+
+    def _write_config(self) -> None:
+        cfg: dict[str, Any] = {
+            "global": {"scrape_interval": f"{self.scrape_interval_s:g}s",
+                       "scrape_timeout": f"{self.scrape_timeout_s:g}s"},
+            # honor_labels: the exporters put namespace/workload/pod on their series, the
+            # way a Kubernetes service-discovery relabelling would.
+            "scrape_configs": [{"job_name": "fleet", "honor_labels": True,
+                                "static_configs": [{"targets": self.targets}]}],
+        }
+        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(cfg))
+
+    def start(self) -> PrometheusServer:
+        log = open(self.dir / "prometheus.log", "wb")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(
+            [self.binary, f"--config.file={self.dir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.dir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
+             "--log.level=warn",
+             *([f"--web.config.file={self.web_config}"] if self.web_config else [])],
+            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited: {self.log_tail()}")
+            try:
+                ready = requests.get(f"{self.url}/-/ready", timeout=1,
+                                     verify=self.tls_ca or True, auth=self.basic_auth)
+                if ready.status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"prometheus not ready in 30 s: {self.log_tail()}")
+
+    def log_tail(self, n: int = 20) -> str:
+        path = self.dir / "prometheus.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+
+    def set_targets(self, targets: Sequence[str]) -> None:
+        self.targets = list(targets)
+        self._write_config()
+        requests.post(f"{self.url}/-/reload", timeout=5).raise_for_status()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def wait_for(self, promql: str, predicate: Callable[[list[dict[str, Any]]], bool],
+                 timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """Poll an instant query until ``predicate(result)`` holds."""
+        deadline = time.monotonic() + timeout_s
+        result: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            r = requests.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5)
+            result = r.json()["data"]["result"]
+            if predicate(result):
+                return result
+            time.sleep(0.2)
+        raise AssertionError(f"{promql!r} never satisfied the condition; last: {result}\n"
+                             f"{self.log_tail()}")
+
+
+class ScriptedExporter:
+    """A real /metrics endpoint whose series the test sets directly (vLLM names).
+
+    ``families`` is rebuilt from ``state`` on every scrape, so a test changes values (or
+    removes a target, or resets a counter) between scrapes and Prometheus sees exactly that.
+    Counters advance with wall time at ``rates`` per second, like a live engine.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]],
+                            tuple[float, float, float]] = {}
+        """(name, labels) -> (value at t0, t0, rate per second)."""
+        self.delay_s = 0.0
+        self.port = free_port()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        outer = self
+
+        class SlowHandler(http.server.BaseHTTPRequestHandler):
+            # Always the classic text format: prometheus_client 0.26's OpenMetrics output
+            # (which Prometheus asks for first) rewrites the colons of sample names such as
+            # vllm:num_requests_running to underscores, while the text format keeps them.
+            def do_GET(self) -> None:
+                if outer.delay_s:
+                    time.sleep(outer.delay_s)
+                body = generate_latest(registry)
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), SlowHandler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> ScriptedExporter:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @staticmethod
+    def _labels(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted(labels.items()))
+
+    def set_gauge(self, name: str, labels: Mapping[str, str], value: float) -> None:
+        with self.lock:
+            self.gauges[(name, self._labels(labels))] = value
+
+    def set_counter_rate(self, name: str, labels: Mapping[str, str], rate: float) -> None:
+        """The counter grows at ``rate``/s from its current value (0 when new)."""
+        key = (name, self._labels(labels))
+        now = time.time()
+        with self.lock:
+            self.counters[key] = (self._counter_value(key, now), now, rate)
+
+    def set_histogram_rates(self, name: str, labels: Mapping[str, str],
+                            cumulative_rates: Mapping[str, float], sum_rate: float) -> None:
+        """A histogram whose cumulative bucket counts grow at the given rates per second
+        (keys are ``le`` bounds as strings, ``"+Inf"`` included)."""
+        for le, rate in cumulative_rates.items():
+            self.set_counter_rate(f"{name}_bucket", {**labels, "le": le}, rate)
+        self.set_counter_rate(f"{name}_sum", labels, sum_rate)
+        self.set_counter_rate(f"{name}_count", labels, cumulative_rates["+Inf"])
+
+    def reset_counters(self, labels: Mapping[str, str]) -> None:
+        """A pod restart: its counters start again from 0 at their current rates."""
+        now = time.time()
+        with self.lock:
+            for key, (_, _, rate) in list(self.counters.items()):
+                if {k: v for k, v in key[1] if k != "le"} == dict(labels):
+                    self.counters[key] = (0.0, now, rate)
+
+    def remove(self, labels: Mapping[str, str]) -> None:
+        """The pod goes away: all its series vanish from /metrics."""
+        with self.lock:
+            for d in (self.gauges, self.counters):
+                for key in [k for k in d if {a: b for a, b in k[1] if a != "le"} == dict(labels)]:
+                    del d[key]
+
+    def _counter_value(self, key: tuple[str, tuple[tuple[str, str], ...]], now: float) -> float:
+        if key not in self.counters:
+            return 0.0
+        v0, t0, rate = self.counters[key]
+        return v0 + rate * (now - t0)
+
+    def collect(self) -> Iterable[Metric]:
+        now = time.time()
+        with self.lock:
+            by_name: dict[str, Any] = {}
+            for (name, labels), value in self.gauges.items():
+                fam = by_name.setdefault(name, GaugeMetricFamily(
+                    name, name, labels=[k for k, _ in labels]))
+                fam.add_metric([v for _, v in labels], value)
+            histograms: dict[tuple[str, tuple[tuple[str, str], ...]],
+                             dict[str, float]] = {}
+            for (name, labels), _ in self.counters.items():
+                value = self._counter_value((name, labels), now)
+                for part in ("_bucket", "_sum", "_count"):
+                    if name.endswith(part):
+                        base = name.removesuffix(part)
+                        plain = tuple((k, v) for k, v in labels if k != "le")
+                        le = dict(labels).get("le", "")
+                        histograms.setdefault((base, plain), {})[part + le] = value
+                        break
+                else:
+                    base = name.removesuffix("_total")
+                    fam = by_name.setdefault(name, CounterMetricFamily(
+                        base, base, labels=[k for k, _ in labels]))
+                    fam.add_metric([v for _, v in labels], value)
+            for (base, plain), parts in histograms.items():
+                fam = by_name.setdefault(base, HistogramMetricFamily(
+                    base, base, labels=[k for k, _ in plain]))
+                buckets = sorted(((k.removeprefix("_bucket"), v) for k, v in parts.items()
+                                  if k.startswith("_bucket")), key=lambda kv: float(kv[0]))
+                fam.add_metric([v for _, v in plain], buckets=buckets,
+                               sum_value=parts.get("_sum", 0.0))
+            return list(by_name.values())
+
+
+class DelayProxy:
+    """An HTTP proxy on loopback that waits ``delay_s`` before forwarding to ``upstream``:
+    a slow Prometheus (or a slow network in front of it)."""
+
+    def __init__(self, upstream: str, delay_s: float, *,
+                 require_bearer: str | None = None) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.delay_s = delay_s
+        self.require_bearer = require_bearer
+        """When set, requests without ``Authorization: Bearer <it>`` get 401, the way
+        kube-rbac-proxy or an OAuth proxy guards a Prometheus."""
+        self.port = free_port()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                time.sleep(outer.delay_s)
+                want = outer.require_bearer
+                if want is not None and self.headers.get("Authorization") != f"Bearer {want}":
+                    self.send_error(401)
+                    return
+                try:
+                    r = requests.get(outer.upstream + self.path, timeout=10)
+                except requests.RequestException:
+                    self.send_error(502)
+                    return
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", r.headers.get("Content-Type", "text/plain"))
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

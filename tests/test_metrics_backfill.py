@@ -1,0 +1,120 @@
+"""History backfill from a real Prometheus whose TSDB holds hours of past samples.
+
+The past is written with ``promtool tsdb create-blocks-from openmetrics`` (Prometheus' own
+backfill tool): two targets whose request counters grew at known rates for 7 hours. The test
+then backfills through range queries and warms the predictive policy, which must forecast
+with its seasonal model from the very first live decision.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from promserver import PrometheusServer
+
+from autoscaler.config import parse_spec
+from autoscaler.core.decide import decide
+from autoscaler.core.types import MetricValue, Signal, Snapshot
+from autoscaler.core.warmup import warm_up
+from autoscaler.metrics.backfill import backfill
+from autoscaler.metrics.collect import CollectorConfig, TargetKey
+from autoscaler.metrics.presets import VLLM
+from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
+
+pytestmark = pytest.mark.prometheus
+
+HOURS = 7
+STEP_S = 15
+PERIOD_S = 3600.0
+PREDICTIVE_SPEC = Path(__file__).resolve().parents[1] / "deploy/examples/predictive-llama3-8b.yaml"
+
+
+def true_rate(workload: str, t: float) -> float:
+    """Requests/s of each synthetic target: chat swings 6 +- 3 over an hour, code is flat 2."""
+    if workload == "chat":
+        return 6.0 + 3.0 * math.sin(2 * math.pi * t / PERIOD_S)
+    return 2.0
+
+
+@pytest.fixture(scope="module")
+def history_prometheus() -> Iterator[tuple[PrometheusServer, float, float]]:
+    end = math.floor(time.time() / STEP_S) * STEP_S - 60.0
+    start = end - HOURS * 3600.0
+    prom = PrometheusServer([])
+    lines = ["# HELP vllm:time_to_first_token_seconds TTFT.",
+             "# TYPE vllm:time_to_first_token_seconds histogram"]
+    counts = {"chat": 0.0, "code": 0.0}
+    t = start
+    while t <= end:
+        for wl in counts:
+            # Counter = integral of the rate; a midpoint step is exact enough at 15 s.
+            counts[wl] += true_rate(wl, t - STEP_S / 2) * STEP_S
+            lab = f'namespace="llm",workload="{wl}",pod="{wl}-0"'
+            lines.append(
+                f"vllm:time_to_first_token_seconds_count{{{lab}}} {counts[wl]:.6f} {t:.0f}")
+        t += STEP_S
+    lines.append("# EOF")
+    source = prom.dir / "history.om"
+    source.write_text("\n".join(lines) + "\n")
+    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q", str(source),
+                    str(prom.dir / "data")], check=True, capture_output=True)
+    prom.start()
+    yield prom, start, end
+    prom.cleanup()
+
+
+def config() -> CollectorConfig:
+    return CollectorConfig(preset=VLLM, window="1m")
+
+
+def test_backfill_returns_each_targets_past_rate(
+        history_prometheus: tuple[PrometheusServer, float, float]) -> None:
+    prom, start, end = history_prometheus
+    source = PrometheusSource(PrometheusConfig(url=prom.url))
+    got = backfill(source, config(), start + 300, end, 60.0)
+    assert set(got) == {TargetKey("llm", "chat"), TargetKey("llm", "code")}
+    assert source.queries_sent == 1
+    for key, points in got.items():
+        assert len(points) == pytest.approx((end - start - 300) / 60 + 1, abs=1)
+        for t, v in points:
+            # rate() over 1m averages the rate over the minute before t; the sine moves at
+            # most 3 x 2pi / 3600 x 60 = 0.31 req/s in a minute, so 0.35 is a safe bound.
+            assert v == pytest.approx(true_rate(key.name, t - 30), abs=0.35)
+
+
+def test_a_long_backfill_is_chunked_and_gives_the_same_points(
+        history_prometheus: tuple[PrometheusServer, float, float]) -> None:
+    prom, start, end = history_prometheus
+    whole = backfill(PrometheusSource(PrometheusConfig(url=prom.url)), config(),
+                     start + 300, end, 60.0)
+    source = PrometheusSource(PrometheusConfig(url=prom.url))
+    chunked = backfill(source, config(), start + 300, end, 60.0, max_points=50)
+    n_points = len(whole[TargetKey("llm", "chat")])
+    assert source.queries_sent == math.ceil(n_points / 50)
+    assert chunked == whole
+
+
+def test_a_warmed_policy_forecasts_with_its_model_from_the_first_decision(
+        history_prometheus: tuple[PrometheusServer, float, float]) -> None:
+    prom, start, end = history_prometheus
+    chat = TargetKey("llm", "chat")
+    history = backfill(PrometheusSource(PrometheusConfig(url=prom.url)), config(),
+                       start + 300, end, STEP_S, [chat])[chat]
+    base = parse_spec(PREDICTIVE_SPEC.read_text(), source=str(PREDICTIVE_SPEC))
+    spec = replace(base, predictive=replace(base.predictive, forecaster="damped"))
+    now = end + STEP_S
+    snap = Snapshot(current_replicas=3, ready_replicas=3,
+                    metrics={Signal.REQUEST_RATE.value: MetricValue(true_rate("chat", now), now)})
+
+    cold, _ = decide(snap, warm_up(spec, [], 3), spec, now)
+    warm, _ = decide(snap, warm_up(spec, history, 3), spec, now)
+
+    assert cold.valid and warm.valid
+    assert cold.forecast_model == "trend (fallback)"  # no history: the trend stands in
+    assert warm.forecast_model == "damped->damped"  # configured -> fitted model

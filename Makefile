@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/autoscaler replay --report reports/demo
 
-## The whole test suite: lint (ruff, mypy, import contracts) then pytest
-test: lint unit
+## The whole test suite: lint (ruff, mypy, import contracts), unit tests, then the
+## end-to-end tier on a real Kubernetes control plane (built from Go modules on first use)
+test: lint unit e2e
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check autoscaler tests benchmarks
@@ -34,6 +35,11 @@ prometheus:
 
 unit: $(STAMP) prometheus
 	$(PY) -m pytest -q -n 2 -p no:cacheprovider -m "not e2e"
+
+## Real etcd + kube-apiserver + kube-controller-manager (cached in .cache/k8s/), one process
+e2e: $(STAMP) prometheus
+	tests/e2e/cluster/build.sh
+	$(PY) -m pytest -q -p no:cacheprovider -m e2e tests/e2e
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

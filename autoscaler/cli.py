@@ -172,12 +172,33 @@ def _add_validate(sub: Any) -> None:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from autoscaler.config import load_spec
+    import yaml
 
-    spec = load_spec(args.spec)
+    from autoscaler.config import load_spec
+    from autoscaler.controller.resource import KIND, parse_autoscaler
+
+    spec = load_spec(args.spec) if not _is_custom_resource(args.spec, KIND) else None
+    if spec is None:  # a whole InferenceAutoscaler: validate it as the controller will
+        with open(args.spec, encoding="utf-8") as fh:
+            obj = yaml.safe_load(fh)
+        try:
+            spec = parse_autoscaler(obj).spec
+        except SpecError as exc:
+            raise SpecError(exc.field, exc.value, exc.allowed, source=args.spec) from exc
     print(f"{args.spec}: valid {spec.policy.value} spec, replicas {spec.min_replicas}.."
           f"{spec.max_replicas}")
     return 0
+
+
+def _is_custom_resource(path: str, kind: str) -> bool:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError):
+        return False  # load_spec reports it with file and line
+    return isinstance(doc, dict) and doc.get("kind") == kind
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,16 +225,11 @@ def _sub_clis() -> dict[str, SubCli]:
     clis: dict[str, SubCli] = {"forecast": (add_forecast_parser, run_forecast),
                                "metrics": (add_metrics_parser, run_metrics),
                                "controller": (add_controller_parser, run_controller)}
-    try:  # TODO(lead): drop the guard when twin_cli and tune_cli land
-        from autoscaler.twin_cli import add_twin_parser, run_twin
-        clis["twin"] = (add_twin_parser, run_twin)
-    except ImportError:
-        pass
-    try:
-        from autoscaler.tune_cli import add_tune_parser, run_tune
-        clis["tune"] = (add_tune_parser, run_tune)
-    except ImportError:
-        pass
+    from autoscaler.tune_cli import add_tune_parser, run_tune
+    from autoscaler.twin_cli import add_twin_parser, run_twin
+
+    clis["twin"] = (add_twin_parser, run_twin)
+    clis["tune"] = (add_tune_parser, run_tune)
     return clis
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from autoscaler.cli import main
 
@@ -121,6 +122,28 @@ def test_validate_accepts_a_shipped_example(capsys: pytest.CaptureFixture[str]) 
     example = Path(__file__).resolve().parents[1] / "deploy" / "examples" / "hpa-concurrency.yaml"
     assert main(["validate", str(example)]) == 0
     assert "valid hpa spec" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    pytest.param(None, "valid predictive spec", id="a shipped InferenceAutoscaler is valid"),
+    pytest.param({"minReplicas": 9, "maxReplicas": 3}, "minReplicas must be <= maxReplicas",
+                 id="min above max is named"),
+    pytest.param({"fallback": {"replicas": 99}}, "spec.fallback",
+                 id="a fallback outside min..max is named"),
+])
+def test_validate_checks_a_whole_custom_resource(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: dict[str, object] | None,
+        expected: str) -> None:
+    example = Path(__file__).resolve().parents[1] / "deploy/examples/vllm-autoscaler.yaml"
+    doc = yaml.safe_load(example.read_text())
+    if edit:
+        doc["spec"].update(edit)
+    path = tmp_path / "cr.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    code = main(["validate", str(path)])
+    out = capsys.readouterr()
+    assert code == (0 if edit is None else 2)
+    assert expected in (out.out + out.err)
 
 
 def test_the_console_script_runs_without_a_terminal(tmp_path: Path) -> None:

@@ -197,10 +197,13 @@ def test_a_counter_reset_does_not_read_as_a_drop_in_load(
     time.sleep(3 * prom.scrape_interval_s)
     after = c.collect(time.time()).observations[CHAT].readings[Signal.PROMPT_TOKENS_RATE]
     assert before.value == pytest.approx(400.0, rel=0.05)
-    assert after.status is Status.OK
-    # rate() adds the pre-reset value back: the rate stays near 400/s rather than going
-    # negative or collapsing. Slack for the scrape that straddles the restart.
-    assert after.value == pytest.approx(400.0, rel=0.15)
+    assert after.status is Status.OK and after.value is not None
+    # rate() treats the drop as a reset and counts the new value from 0, so the rate stays
+    # near 400/s instead of going negative. What it cannot see are chat-1's increments
+    # between its last scrape before the restart and the restart itself: at most one
+    # scrape interval (1 s) of 300/s, spread over the 5-s window, 60/s. Allow two
+    # intervals for scheduling jitter: 400 - 2 x 300 / 5 = 280.
+    assert 280.0 <= after.value <= 420.0
 
 
 def test_a_vanished_target_is_missing_and_the_core_holds(tmp_path: Path) -> None:

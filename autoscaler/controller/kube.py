@@ -23,9 +23,9 @@ from kubernetes.client.exceptions import ApiException
 from autoscaler.controller.resource import GROUP, PLURAL, VERSION, TargetRef
 from autoscaler.errors import AutoscalerError, TransientError
 
-APPS_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
-                "ReplicaSet": "replicasets"}
-"""apps/v1 kinds whose objects carry ``status.readyReplicas``; listed once per cycle."""
+APPS_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
+"""apps/v1 kinds listed once per cycle (their objects carry ``status.readyReplicas``);
+deploy/rbac.yaml grants exactly these. Any other kind goes through its ``scale``."""
 REQUEST_TIMEOUT_S = 10.0
 
 

@@ -233,9 +233,12 @@ def run_controller(args: argparse.Namespace) -> int:
     def on_cycle(_start: float, seconds: float) -> None:
         metrics.cycle.observe(seconds)
 
+    def pause(seconds: float) -> None:
+        stop.wait(seconds)  # wakes at once on SIGTERM
+
     log.info("controller started", extra={"identity": args.identity})
     run_forever(controller, tick_s=args.tick, should_stop=stop.is_set, is_leader=is_leader,
-                sleep=lambda s: None if stop.wait(s) else None, on_cycle=on_cycle)
+                sleep=pause, on_cycle=on_cycle)
     if elector is not None:
         elector.release(time.time())
     server.shutdown()

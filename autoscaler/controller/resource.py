@@ -89,6 +89,9 @@ class InferenceAutoscalerSpecModel(SpecModel):
     def _min_le_max(self) -> InferenceAutoscalerSpecModel:
         if self.min_replicas > self.max_replicas:
             raise ValueError("minReplicas must be <= maxReplicas")
+        if self.fallback is not None and not (
+                self.min_replicas <= self.fallback.replicas <= self.max_replicas):
+            raise ValueError("fallback.replicas must be within [minReplicas, maxReplicas]")
         return self
 
 
@@ -144,6 +147,12 @@ class Autoscaler:
         return (self.namespace, self.name)
 
 
+def _lookup(doc: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        doc = doc.get(part) if isinstance(doc, dict) else None
+    return doc
+
+
 def parse_autoscaler(obj: dict[str, Any]) -> Autoscaler:
     """Validate a CR (as the API returns it). A bad spec is a ``SpecError`` whose field path
     starts with ``spec.`` and whose source is ``namespace/name``."""
@@ -156,8 +165,13 @@ def parse_autoscaler(obj: dict[str, Any]) -> Autoscaler:
     except ValidationError as exc:
         err = exc.errors()[0]
         allowed = str(err["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")
-        raise SpecError("spec." + (_path_of(tuple(err["loc"])) or "(spec)"), err.get("input"),
-                        allowed, source=where) from exc
+        path, value = _path_of(tuple(err["loc"])), err.get("input")
+        if not path:
+            # A cross-field rule ("minReplicas must be <= maxReplicas"): name the field the
+            # message starts with and show its value, not the whole spec.
+            path = allowed.split(" ", 1)[0]
+            value = _lookup(obj.get("spec") or {}, path)
+        raise SpecError("spec." + path, value, allowed, source=where) from exc
     except SpecError as exc:
         raise SpecError("spec." + exc.field, exc.value, exc.allowed, source=where) from exc
     ref = model.scale_target_ref

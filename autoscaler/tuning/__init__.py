@@ -1,0 +1,35 @@
+"""Parameter search on replayed traffic (``autoscaler tune``).
+
+``spaces`` holds every tuned knob and its bounds, ``pareto`` the front of (GPU-hours,
+attainment), ``searching`` the candidate evaluation, the optuna search, the deterministic
+sharded sweep and the per-policy outcome, ``reporting`` the HTML page and plot.
+
+Layering: above ``autoscaler.replaying`` / ``sim`` / ``traces`` (it replays through them),
+beside ``autoscaler.report`` (whose colours it reuses); nothing below imports it.
+"""
+
+from autoscaler.tuning.pareto import dominates, pareto_front
+from autoscaler.tuning.searching import (
+    Candidate,
+    Context,
+    Outcome,
+    TuneSettings,
+    candidate_list,
+    evaluate,
+    finish,
+    outcome_json,
+    prepare,
+    run_shard,
+    search,
+    shard_slice,
+    split_trace,
+    sweep,
+)
+from autoscaler.tuning.spaces import SPACES, TUNABLE, apply_params, from_unit, space_for
+
+__all__ = [
+    "SPACES", "TUNABLE", "Candidate", "Context", "Outcome", "TuneSettings", "apply_params",
+    "candidate_list", "dominates", "evaluate", "finish", "from_unit", "outcome_json",
+    "pareto_front", "prepare", "run_shard", "search", "shard_slice", "space_for",
+    "split_trace", "sweep",
+]

@@ -1,0 +1,570 @@
+"""Tune policies on a replayed trace: evaluate candidates, search with optuna or sweep a
+deterministic candidate list in shards, and sum it all up per policy.
+
+The goal is the fewest GPU-hours subject to SLO attainment >= a target. Every policy gets
+the same number of candidates (``budget``), so a comparison is always tuned against tuned;
+the oracle is replayed once as the floor.
+
+Overfitting guard: candidates are replayed on the first ``1 - holdout`` of the trace (time
+ordered); each policy's winner is then replayed on the untouched rest, next to the oracle on
+the same rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoscaler.core.spec import PolicyKind, Spec
+from autoscaler.errors import AutoscalerError, SpecError
+from autoscaler.replaying import ReplayOptions, capacity_for, default_specs
+from autoscaler.sim.profiles import ReplicaProfile
+from autoscaler.sim.replay import replay
+from autoscaler.traces.model import Trace
+from autoscaler.tuning.pareto import pareto_front
+from autoscaler.tuning.spaces import TUNABLE, Params, apply_params, from_unit, space_for, suggest
+
+MIN_PART_S = 600.0
+"""Each side of the holdout split must span at least 10 minutes (40 decisions at 15 s):
+less is not a replay worth tuning on, or judging by."""
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """What is searched and how (units in the names)."""
+
+    policies: tuple[PolicyKind, ...] = TUNABLE
+    budget: int = 40
+    """Candidates replayed per policy."""
+    attainment: float = 0.99
+    """SLO attainment target: a candidate is feasible when its attainment >= this."""
+    slo_ttft_s: float = 2.0
+    holdout: float = 0.25
+    """Fraction of the trace (its end) kept out of tuning; 0 = tune on all of it."""
+    seed: int = 0
+    engine: str = "auto"
+
+    def validate(self) -> None:
+        if not self.policies:
+            raise SpecError("--policy", "", f"one or more of {', '.join(TUNABLE)}")
+        for p in self.policies:
+            space_for(p)
+        if not (isinstance(self.budget, int) and self.budget >= 1):
+            raise SpecError("--budget", self.budget, "a whole number >= 1")
+        if not (0 < self.attainment <= 1):
+            raise SpecError("--attainment", self.attainment, "> 0 and <= 1")
+        if not (math.isfinite(self.slo_ttft_s) and self.slo_ttft_s > 0):
+            raise SpecError("--slo-ttft", self.slo_ttft_s, "a finite number of seconds > 0")
+        if not (0 <= self.holdout < 1):
+            raise SpecError("--holdout", self.holdout, ">= 0 and < 1")
+        if self.engine not in ("auto", "request", "fluid"):
+            raise SpecError("--engine", self.engine, "auto, request or fluid")
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a worker needs to replay a candidate (picklable)."""
+
+    settings: TuneSettings
+    trace: Trace
+    """The whole trace (its name and span are reported)."""
+    train: Trace
+    test: Trace | None
+    profile: ReplicaProfile
+    base: dict[PolicyKind, Spec]
+    """Each policy's replay default on the training part; candidates change tuned fields."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One replayed configuration and what it cost."""
+
+    policy: str
+    index: int
+    params: Params
+    gpu_hours: float = math.nan
+    attainment: float = math.nan
+    scale_events: int = 0
+    ttft_p99_s: float = math.nan
+    mean_replicas: float = math.nan
+    error: str | None = None
+    """Why it could not be replayed (its spec was invalid); then it has no figures."""
+
+    def feasible(self, target: float) -> bool:
+        return self.error is None and self.attainment >= target
+
+
+def split_trace(trace: Trace, holdout: float) -> tuple[Trace, Trace | None]:
+    """(first ``1 - holdout`` of the trace, the rest re-based to start at 0 s).
+
+    Rate-level traces are cut at a bin edge (the one at or before the exact cut). Worked
+    number: 60-s bins over 100 min with holdout 0.25 -> cut at 75 min exactly; over 90 min
+    -> 67.5 min, moved back to 67 min."""
+    if holdout == 0:
+        return trace, None
+    cut = trace.duration_s * (1.0 - holdout)
+    if trace.arrivals_s is not None:
+        k = int(np.searchsorted(trace.arrivals_s, cut, side="left"))
+
+        def part(sl: slice, shift: float, dur: float, tag: str) -> Trace:
+            assert trace.arrivals_s is not None
+            return replace(
+                trace, name=f"{trace.name}[{tag}]", duration_s=dur,
+                arrivals_s=np.asarray(trace.arrivals_s[sl] - shift, dtype=np.float64),
+                prompt_tokens=None if trace.prompt_tokens is None else trace.prompt_tokens[sl],
+                output_tokens=None if trace.output_tokens is None else trace.output_tokens[sl])
+
+        train = part(slice(0, k), 0.0, cut, "train")
+        test = part(slice(k, None), cut, trace.duration_s - cut, "holdout")
+    else:
+        assert trace.rates_rps is not None and trace.resolution_s is not None
+        res = trace.resolution_s
+        nb = int(cut // res)
+        cut = nb * res
+        train = replace(trace, name=f"{trace.name}[train]", duration_s=cut,
+                        rates_rps=trace.rates_rps[:nb])
+        test = replace(trace, name=f"{trace.name}[holdout]", duration_s=trace.duration_s - cut,
+                       rates_rps=trace.rates_rps[nb:])
+    for label, p in (("training", train), ("held-out", test)):
+        if p.duration_s < MIN_PART_S:
+            raise SpecError("--holdout", holdout, f"a split leaving >= {MIN_PART_S:g} s on each "
+                            f"side (the {label} part of this {trace.duration_s:g}-s trace "
+                            f"would last {p.duration_s:g} s)")
+    return train, test
+
+
+def prepare(trace: Trace, profile: ReplicaProfile, settings: TuneSettings) -> Context:
+    """Split the trace and build each policy's base spec from its training part only."""
+    settings.validate()
+    train, test = split_trace(trace, settings.holdout)
+    options = ReplayOptions(slo_ttft_s=settings.slo_ttft_s, engine=settings.engine,
+                            seed=settings.seed)
+    capacity = capacity_for(train, profile, settings.slo_ttft_s)
+    specs = default_specs(train, profile, capacity, options)
+    base = {k: replace(s, slo=replace(s.slo, target_attainment=settings.attainment))
+            for k, s in specs.items()
+            if k in (*settings.policies, PolicyKind.ORACLE)}
+    return Context(settings, trace, train, test, profile, base)
+
+
+def _replay(ctx: Context, spec: Spec, trace: Trace) -> Any:
+    return replay(trace, spec, ctx.profile, engine=ctx.settings.engine, seed=ctx.settings.seed,
+                  scrape_interval_s=min(15.0, spec.sync_period_s)).summary
+
+
+def evaluate(ctx: Context, policy: PolicyKind, index: int, params: Params) -> Candidate:
+    """Replay one candidate on the training part. An invalid spec is a failed candidate
+    (with its reason), not an exception: one bad point must not end a long search."""
+    try:
+        spec = apply_params(ctx.base[PolicyKind(policy)], params)
+    except SpecError as exc:
+        return Candidate(str(policy), index, dict(params), error=str(exc))
+    s = _replay(ctx, spec, ctx.train)
+    return Candidate(str(policy), index, dict(params), gpu_hours=float(s.gpu_hours),
+                     attainment=float(s.slo_attainment), scale_events=int(s.scale_events),
+                     ttft_p99_s=float(s.ttft_p99_s), mean_replicas=float(s.mean_replicas))
+
+
+# --- Deterministic candidate lists, shards and the local sweep ------------------------------
+
+def candidate_list(settings: TuneSettings) -> list[tuple[PolicyKind, int, Params]]:
+    """Every policy's ``budget`` candidates, policy by policy: the first ``budget`` points of
+    a scrambled Sobol sequence seeded by (seed, policy), mapped through ``from_unit``. The
+    same settings give the same list on any machine (scipy's Sobol is deterministic for a
+    seeded generator)."""
+    from scipy.stats import qmc
+
+    out: list[tuple[PolicyKind, int, Params]] = []
+    for kind in settings.policies:
+        d = len(space_for(kind))
+        rng = np.random.default_rng([settings.seed, TUNABLE.index(PolicyKind(kind))])
+        sobol = qmc.Sobol(d, scramble=True, seed=rng)
+        m = max(0, math.ceil(math.log2(settings.budget)))
+        points = sobol.random_base2(m)[: settings.budget]
+        out += [(PolicyKind(kind), i, from_unit(kind, p.tolist())) for i, p in enumerate(points)]
+    return out
+
+
+def shard_slice(n: int, index: int, shards: int) -> list[int]:
+    """Positions ``index, index + shards, ...`` of a list of ``n``: shard ``index`` of
+    ``shards``. Interleaving spreads each policy (and each expensive corner) over shards."""
+    if not (isinstance(shards, int) and shards >= 1):
+        raise SpecError("--shards", shards, "a whole number >= 1")
+    if not (isinstance(index, int) and 0 <= index < shards):
+        raise SpecError("--index", index, f">= 0 and < --shards ({shards})")
+    return list(range(index, n, shards))
+
+
+def run_shard(ctx: Context, index: int, shards: int) -> list[Candidate]:
+    """Evaluate shard ``index`` of ``shards`` of ``candidate_list(ctx.settings)``."""
+    cands = candidate_list(ctx.settings)
+    return [evaluate(ctx, *cands[i]) for i in shard_slice(len(cands), index, shards)]
+
+
+_WORKER_CTX: Context | None = None
+
+
+def _init_worker(ctx: Context) -> None:
+    global _WORKER_CTX  # one context per worker process, set once by the pool
+    _WORKER_CTX = ctx
+
+
+def _worker_shard(index: int, shards: int) -> list[Candidate]:
+    assert _WORKER_CTX is not None
+    return run_shard(_WORKER_CTX, index, shards)
+
+
+def _worker_eval(policy: PolicyKind, index: int, params: Params) -> Candidate:
+    assert _WORKER_CTX is not None
+    return evaluate(_WORKER_CTX, policy, index, params)
+
+
+def _pool(ctx: Context, workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(ctx,))
+
+
+def sweep(ctx: Context, *, shards: int, workers: int = 1,
+          on_shard: Callable[[int], None] | None = None) -> list[Candidate]:
+    """All shards of the candidate list, in a process pool of ``workers`` (inline for 1),
+    merged in candidate order: the same list ``shards`` separate ``run_shard`` calls give."""
+    if not (isinstance(workers, int) and workers >= 1):
+        raise SpecError("--workers", workers, "a whole number >= 1")
+    parts: list[list[Candidate]] = []
+    if workers == 1:
+        for i in range(shards):
+            parts.append(run_shard(ctx, i, shards))
+            if on_shard is not None:
+                on_shard(i)
+    else:
+        with _pool(ctx, workers) as pool:
+            futures = [pool.submit(_worker_shard, i, shards) for i in range(shards)]
+            for i, f in enumerate(futures):
+                parts.append(f.result())
+                if on_shard is not None:
+                    on_shard(i)
+    return merge_candidates(parts, ctx.settings)
+
+
+def merge_candidates(parts: Iterable[Sequence[Candidate]],
+                     settings: TuneSettings) -> list[Candidate]:
+    """Shard results back in candidate-list order; every candidate exactly once."""
+    order = {(str(k), i): pos for pos, (k, i, _) in enumerate(candidate_list(settings))}
+    seen: dict[int, Candidate] = {}
+    for part in parts:
+        for c in part:
+            pos = order.get((c.policy, c.index))
+            if pos is None:
+                raise AutoscalerError(f"merge: candidate {c.policy}#{c.index} is not in the "
+                                      "candidate list of these settings")
+            if pos in seen:
+                raise AutoscalerError(f"merge: candidate {c.policy}#{c.index} appears twice "
+                                      "(overlapping shard files?)")
+            seen[pos] = c
+    missing = [f"{k}#{i}" for pos, (k, i, _) in enumerate(candidate_list(settings))
+               if pos not in seen]
+    if missing:
+        raise AutoscalerError(f"merge: {len(missing)} candidate(s) missing, e.g. "
+                              f"{', '.join(missing[:3])} (a shard did not finish?)")
+    return [seen[pos] for pos in sorted(seen)]
+
+
+# --- The optuna search ----------------------------------------------------------------------
+
+def study_key(ctx: Context) -> str:
+    """Names a study by what its figures depend on (not the budget or workers), so a re-run
+    with the same inputs continues it and a different one never mixes with it."""
+    s = ctx.settings
+    ident = {"trace": ctx.trace.name, "duration_s": ctx.trace.duration_s,
+             "requests": ctx.trace.request_count, "profile": ctx.profile.name,
+             "attainment": s.attainment, "slo_ttft_s": s.slo_ttft_s, "holdout": s.holdout,
+             "seed": s.seed, "engine": s.engine}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _to_candidate(policy: PolicyKind, trial: Any) -> Candidate:
+    a = trial.user_attrs
+    return Candidate(str(policy), int(a.get("index", trial.number)), dict(trial.params),
+                     gpu_hours=float(a.get("gpu_hours", math.nan)),
+                     attainment=float(a.get("attainment", math.nan)),
+                     scale_events=int(a.get("scale_events", 0)),
+                     ttft_p99_s=float(a.get("ttft_p99_s", math.nan)),
+                     mean_replicas=float(a.get("mean_replicas", math.nan)),
+                     error=a.get("error"))
+
+
+def search(ctx: Context, *, storage: Path | None = None, workers: int = 1,
+           on_result: Callable[[Candidate], None] | None = None) -> list[Candidate]:
+    """TPE search with the attainment constraint, ``budget`` candidates per policy, asked
+    and told in batches of ``workers`` (the batch is replayed in a process pool).
+
+    ``storage``: an optuna journal file; a re-run with the same inputs continues each
+    policy's study up to the budget (a candidate interrupted mid-replay is marked failed and
+    not counted). None keeps the studies in memory."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if not (isinstance(workers, int) and workers >= 1):
+        raise SpecError("--workers", workers, "a whole number >= 1")
+    s = ctx.settings
+    if storage is not None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        try:
+            storage.parent.mkdir(parents=True, exist_ok=True)
+            store: Any = JournalStorage(JournalFileBackend(str(storage)))
+        except OSError as exc:
+            raise AutoscalerError(f"--storage {storage}: cannot open: {exc}") from exc
+    else:
+        store = None
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pool = _pool(ctx, workers) if workers > 1 else None
+    out: list[Candidate] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            for kind in s.policies:
+                study = optuna.create_study(
+                    study_name=f"tune-{kind}-{study_key(ctx)}", storage=store,
+                    direction="minimize", load_if_exists=True)
+                for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                    study.tell(stale.number, state=TrialState.FAIL)  # interrupted earlier
+
+                def counted(study: Any = study) -> list[Any]:
+                    return [ft for ft in study.get_trials(deepcopy=False)
+                            if ft.state == TrialState.COMPLETE
+                            or (ft.state == TrialState.FAIL and "error" in ft.user_attrs)]
+
+                done = len(counted())
+                # Reseeded by progress, so a resumed study does not redraw the random
+                # start-up points it already replayed.
+                study.sampler = optuna.samplers.TPESampler(
+                    seed=s.seed * 100_003 + done, n_startup_trials=max(4, min(10, s.budget // 4)))
+                while done < s.budget:
+                    batch = [study.ask() for _ in range(min(workers, s.budget - done))]
+                    params = [suggest(t, kind) for t in batch]
+                    if pool is None:
+                        results = [evaluate(ctx, kind, t.number, p)
+                                   for t, p in zip(batch, params, strict=True)]
+                    else:
+                        results = list(pool.map(_worker_eval, [kind] * len(batch),
+                                                [t.number for t in batch], params))
+                    for t, r in zip(batch, results, strict=True):
+                        t.set_user_attr("index", t.number)
+                        if r.error is not None:
+                            t.set_user_attr("error", r.error)
+                            study.tell(t, state=TrialState.FAIL)
+                        else:
+                            for key in ("gpu_hours", "attainment", "scale_events",
+                                        "ttft_p99_s", "mean_replicas"):
+                                t.set_user_attr(key, getattr(r, key))
+                            # TPE ranks infeasible trials (shortfall > 0) below every
+                            # feasible one, by shortfall; feasible ones by GPU-hours.
+                            t.set_constraint("attainment_shortfall", s.attainment - r.attainment)
+                            study.tell(t, r.gpu_hours)
+                        if on_result is not None:
+                            on_result(r)
+                    done += len(batch)
+                out += [_to_candidate(kind, ft) for ft in counted()[: s.budget]]
+    finally:
+        optuna.logging.set_verbosity(level)
+        if pool is not None:
+            pool.shutdown()
+    return out
+
+
+# --- Summing up -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Figures:
+    gpu_hours: float
+    attainment: float
+    gpu_vs_oracle: float
+    """GPU-hours / the oracle's on the same part (the part lengths differ, this does not)."""
+    scale_events: int
+
+
+@dataclass(frozen=True)
+class PolicyOutcome:
+    policy: str
+    best: Candidate | None
+    """Cheapest feasible candidate; if none is feasible, the highest attainment (check
+    ``feasible``); None if no candidate could be replayed."""
+    feasible: bool
+    spec: Spec | None
+    front: list[Candidate]
+    candidates: list[Candidate]
+    in_sample: Figures | None
+    held_out: Figures | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ctx: Context
+    method: str
+    oracle_in_sample: Figures
+    oracle_held_out: Figures | None
+    policies: dict[str, PolicyOutcome]
+
+
+def best_of(cands: Sequence[Candidate], target: float) -> tuple[Candidate | None, bool]:
+    """(the winner, whether it meets ``target``): fewest GPU-hours among feasible candidates
+    (ties: fewer scale events, then lower index); else the highest attainment."""
+    ok = [c for c in cands if c.error is None]
+    feas = [c for c in ok if c.attainment >= target]
+    if feas:
+        return min(feas, key=lambda c: (c.gpu_hours, c.scale_events, c.index)), True
+    if ok:
+        return min(ok, key=lambda c: (-c.attainment, c.gpu_hours, c.index)), False
+    return None, False
+
+
+def _figures(summary: Any, oracle_gpu: float) -> Figures:
+    return Figures(float(summary.gpu_hours), float(summary.slo_attainment),
+                   float(summary.gpu_hours) / oracle_gpu if oracle_gpu > 0 else math.nan,
+                   int(summary.scale_events))
+
+
+def finish(ctx: Context, candidates: Sequence[Candidate], method: str) -> Outcome:
+    """Best and Pareto front per policy, the oracle on both parts, and each winner replayed
+    on the held-out part."""
+    s = ctx.settings
+    o_train = _replay(ctx, ctx.base[PolicyKind.ORACLE], ctx.train)
+    oracle_in = _figures(o_train, float(o_train.gpu_hours))
+    oracle_out = None
+    o_test_gpu = math.nan
+    if ctx.test is not None:
+        o_test = _replay(ctx, ctx.base[PolicyKind.ORACLE], ctx.test)
+        o_test_gpu = float(o_test.gpu_hours)
+        oracle_out = _figures(o_test, o_test_gpu)
+    policies: dict[str, PolicyOutcome] = {}
+    for kind in s.policies:
+        mine = [c for c in candidates if c.policy == str(kind)]
+        ok = [c for c in mine if c.error is None]
+        front = [ok[i] for i in pareto_front([(c.gpu_hours, c.attainment) for c in ok])]
+        best, feasible = best_of(mine, s.attainment)
+        spec = in_fig = out_fig = None
+        if best is not None:
+            spec = apply_params(ctx.base[kind], best.params)
+            in_fig = Figures(best.gpu_hours, best.attainment,
+                             best.gpu_hours / oracle_in.gpu_hours
+                             if oracle_in.gpu_hours > 0 else math.nan, best.scale_events)
+            if ctx.test is not None:
+                out_fig = _figures(_replay(ctx, spec, ctx.test), o_test_gpu)
+        policies[str(kind)] = PolicyOutcome(str(kind), best, feasible, spec, front, mine,
+                                            in_fig, out_fig)
+    return Outcome(ctx, method, oracle_in, oracle_out, policies)
+
+
+def _num(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def candidate_json(c: Candidate) -> dict[str, Any]:
+    d = asdict(c)
+    for k in ("gpu_hours", "attainment", "ttft_p99_s", "mean_replicas"):
+        d[k] = _num(d[k])
+    return d
+
+
+def candidate_from_json(d: dict[str, Any]) -> Candidate:
+    def f(k: str) -> float:
+        v = d.get(k)
+        return math.nan if v is None else float(v)
+
+    return Candidate(str(d["policy"]), int(d["index"]), dict(d["params"]),
+                     gpu_hours=f("gpu_hours"), attainment=f("attainment"),
+                     scale_events=int(d.get("scale_events", 0)), ttft_p99_s=f("ttft_p99_s"),
+                     mean_replicas=f("mean_replicas"), error=d.get("error"))
+
+
+def _fig_json(f: Figures | None) -> dict[str, Any] | None:
+    if f is None:
+        return None
+    return {"gpu_hours": f.gpu_hours, "attainment": f.attainment,
+            "gpu_vs_oracle": _num(f.gpu_vs_oracle), "scale_events": f.scale_events}
+
+
+def settings_json(s: TuneSettings) -> dict[str, Any]:
+    return {"policies": [str(p) for p in s.policies], "budget": s.budget,
+            "attainment": s.attainment, "slo_ttft_s": s.slo_ttft_s, "holdout": s.holdout,
+            "seed": s.seed, "engine": s.engine}
+
+
+def settings_from_json(d: dict[str, Any]) -> TuneSettings:
+    try:
+        s = TuneSettings(policies=tuple(PolicyKind(p) for p in d["policies"]),
+                         budget=int(d["budget"]), attainment=float(d["attainment"]),
+                         slo_ttft_s=float(d["slo_ttft_s"]), holdout=float(d["holdout"]),
+                         seed=int(d["seed"]), engine=str(d["engine"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AutoscalerError(f"settings: malformed ({exc})") from exc
+    s.validate()
+    return s
+
+
+def outcome_json(out: Outcome) -> dict[str, Any]:
+    """The documented JSON shape: settings (budget, seed, ...), trace and split, the oracle,
+    and per policy the best candidate and its spec, the Pareto front, every candidate, and
+    in-sample against held-out figures."""
+    from autoscaler.config import spec_to_dict
+
+    ctx = out.ctx
+    policies: dict[str, Any] = {}
+    for name, po in out.policies.items():
+        degr = None
+        if po.in_sample is not None and po.held_out is not None:
+            degr = {
+                "attainment_drop": po.in_sample.attainment - po.held_out.attainment,
+                "gpu_vs_oracle_ratio": _num(po.held_out.gpu_vs_oracle
+                                            / po.in_sample.gpu_vs_oracle)
+                if po.in_sample.gpu_vs_oracle > 0 else None,
+                "meets_target_held_out": po.held_out.attainment >= ctx.settings.attainment,
+            }
+        policies[name] = {
+            "feasible": po.feasible,
+            "best": None if po.best is None else candidate_json(po.best),
+            "spec": None if po.spec is None else spec_to_dict(po.spec),
+            "in_sample": _fig_json(po.in_sample),
+            "held_out": _fig_json(po.held_out),
+            "degradation": degr,
+            "pareto": [candidate_json(c) for c in po.front],
+            "trials": len(po.candidates),
+            "feasible_trials": sum(c.feasible(ctx.settings.attainment) for c in po.candidates),
+            "failed_trials": sum(c.error is not None for c in po.candidates),
+            "candidates": [candidate_json(c) for c in po.candidates],
+        }
+    return {
+        "settings": settings_json(ctx.settings),
+        "budget": ctx.settings.budget,
+        "seed": ctx.settings.seed,
+        "method": out.method,
+        "trace": {"name": ctx.trace.name, "duration_s": float(ctx.trace.duration_s),
+                  "requests": round(ctx.trace.request_count)},
+        "split": {"holdout": ctx.settings.holdout, "train_s": float(ctx.train.duration_s),
+                  "held_out_s": None if ctx.test is None else float(ctx.test.duration_s)},
+        "profile": ctx.profile.name,
+        "capacity_rps": ctx.base[PolicyKind.ORACLE].capacity.requests_per_second,
+        "oracle": {"in_sample": _fig_json(out.oracle_in_sample),
+                   "held_out": _fig_json(out.oracle_held_out)},
+        "policies": policies,
+    }
+
+
+def overall_winner(out: Outcome) -> PolicyOutcome | None:
+    """The cheapest feasible winner over the tuned policies (in-sample GPU-hours; ties go to
+    the policy listed first); None if no policy met the target."""
+    feas = [po for po in out.policies.values() if po.feasible and po.best is not None]
+    if not feas:
+        return None
+    return min(feas, key=lambda po: po.best.gpu_hours if po.best is not None else math.inf)

@@ -1,0 +1,244 @@
+"""Search spaces: which knobs of each policy are tuned, within which bounds, in which unit.
+
+Every bound of the search lives in this module. A candidate is a plain ``dict`` of parameter
+name -> value; ``apply_params`` turns it into a full ``Spec`` on top of the policy's replay
+default (``autoscaler.replaying.default_specs``), so whatever is not tuned keeps the value
+the comparison replays with.
+
+Two ways to draw candidates from the same space:
+
+* ``suggest`` hands the space to an optuna trial (TPE learns where the cheap feasible
+  region is);
+* ``from_unit`` maps a point of the unit cube (one coordinate per parameter) to a candidate,
+  for the deterministic sweep whose candidate list is a scrambled Sobol sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from autoscaler.core import defaults as d
+from autoscaler.core.spec import (
+    Behavior,
+    MetricTarget,
+    MetricTargetType,
+    PolicyKind,
+    ScalingPolicy,
+    ScalingPolicyType,
+    ScalingRules,
+    SelectPolicy,
+    Spec,
+)
+from autoscaler.core.types import Signal
+from autoscaler.errors import SpecError
+from autoscaler.forecast import MODEL_NAMES
+
+if TYPE_CHECKING:
+    import optuna
+
+ParamValue = float | int | str
+Params = dict[str, ParamValue]
+
+TUNABLE: tuple[PolicyKind, ...] = (PolicyKind.PREDICTIVE, PolicyKind.HPA, PolicyKind.KPA)
+"""Policies with a search space (the oracle is the floor, static has one knob: its count)."""
+
+BEHAVIOR_PERIOD_S = d.HPA_DEFAULT_POLICY_PERIOD_S
+"""periodSeconds of every tuned behaviour policy (15 s, the upstream default): rates are
+tuned through the policy's value, which keeps the space one knob smaller per direction."""
+
+
+@dataclass(frozen=True)
+class FloatParam:
+    """A real-valued knob in [low, high] (``log``: sampled uniformly in log space)."""
+
+    name: str
+    low: float
+    high: float
+    unit: str
+    doc: str
+    log: bool = False
+
+    def suggest(self, trial: optuna.Trial) -> float:
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+    def from_unit(self, u: float) -> float:
+        if self.log:
+            return math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        return self.low + u * (self.high - self.low)
+
+
+@dataclass(frozen=True)
+class IntParam:
+    """A whole-number knob in [low, high] on a grid of ``step`` (high - low is a multiple)."""
+
+    name: str
+    low: int
+    high: int
+    unit: str
+    doc: str
+    step: int = 1
+
+    def suggest(self, trial: optuna.Trial) -> int:
+        return trial.suggest_int(self.name, self.low, self.high, step=self.step)
+
+    def from_unit(self, u: float) -> int:
+        # Equal-width cells, one per grid value: with [0, 600] step 15 there are 41 values
+        # and u in [40/41, 1) maps to 600; u == 1 is clipped into the last cell.
+        n = (self.high - self.low) // self.step + 1
+        return self.low + min(int(u * n), n - 1) * self.step
+
+
+@dataclass(frozen=True)
+class ChoiceParam:
+    """A categorical knob."""
+
+    name: str
+    choices: tuple[str, ...]
+    unit: str
+    doc: str
+
+    def suggest(self, trial: optuna.Trial) -> str:
+        return str(trial.suggest_categorical(self.name, self.choices))
+
+    def from_unit(self, u: float) -> str:
+        return self.choices[min(int(u * len(self.choices)), len(self.choices) - 1)]
+
+
+Param = FloatParam | IntParam | ChoiceParam
+
+FORECASTERS: tuple[str, ...] = ("trend", *MODEL_NAMES)
+"""The predictive policy's forecaster choices: the built-in trend and every
+``autoscaler.forecast`` model. On traces shorter than 6 h the named models have too little
+history and the trend stands in (see ``predictive.MIN_MODEL_HISTORY_S``), so there the choice
+is a no-op and the search learns to ignore it."""
+
+_SCALE_UP = (
+    IntParam("scale_up_percent", 50, 400, "% of current replicas per 15 s",
+             "behavior.scaleUp Percent policy (upstream default 100)", step=10),
+    IntParam("scale_up_pods", 1, 10, "replicas per 15 s",
+             "behavior.scaleUp Pods policy (upstream default 4); the larger of the two applies"),
+)
+_SCALE_DOWN = (
+    IntParam("scale_down_window_s", 0, 600, "s",
+             "behavior.scaleDown.stabilizationWindowSeconds (upstream default 300)", step=15),
+    IntParam("scale_down_percent", 10, 100, "% of current replicas per 15 s",
+             "behavior.scaleDown Percent policy (upstream default 100)", step=10),
+)
+
+SPACES: dict[PolicyKind, tuple[Param, ...]] = {
+    PolicyKind.PREDICTIVE: (
+        FloatParam("headroom_quantile", 0.5, 0.99, "quantile",
+                   "plan for this quantile of the forecast demand"),
+        FloatParam("target_utilization", 0.5, 1.0, "fraction of capacity at the SLO",
+                   "plan each replica at this fraction of its requests/s at the SLO"),
+        FloatParam("backlog_drain_s", 10.0, 300.0, "s",
+                   "drain a visible queue within this many seconds", log=True),
+        IntParam("hold_s", 0, 900, "s",
+                 "predictive.scaleDownWindowSeconds: scale down only to the max "
+                 "recommendation over this window", step=15),
+        ChoiceParam("forecaster", FORECASTERS, "name", "predictive.forecaster"),
+        *_SCALE_UP,
+        *_SCALE_DOWN,
+    ),
+    PolicyKind.HPA: (
+        FloatParam("target_fraction", 0.3, 1.0, "fraction of capacity at the SLO",
+                   "External request_rate AverageValue target = this x one replica's "
+                   "requests/s at the SLO"),
+        FloatParam("tolerance", 0.0, 0.2, "fraction",
+                   "relative change below which the HPA does not scale, both directions "
+                   "(upstream default 0.1)"),
+        *_SCALE_UP,
+        *_SCALE_DOWN,
+    ),
+    PolicyKind.KPA: (
+        FloatParam("target_utilization", 0.3, 1.0, "fraction of capacity at the SLO",
+                   "kpa.targetUtilization on the rps metric (upstream default 0.7)"),
+        FloatParam("stable_window_s", 10.0, 300.0, "s",
+                   "kpa.stableWindowSeconds (upstream default 60; allowed 6 s..1 h)", log=True),
+        FloatParam("panic_window_percentage", 5.0, 50.0, "% of the stable window",
+                   "kpa.panicWindowPercentage (upstream default 10)"),
+        FloatParam("panic_threshold_percentage", 110.0, 400.0, "% of current capacity",
+                   "kpa.panicThresholdPercentage (upstream default 200)"),
+        FloatParam("scale_down_delay_s", 0.0, 600.0, "s",
+                   "kpa.scaleDownDelaySeconds (upstream default 0)"),
+        FloatParam("max_scale_down_rate", 1.5, 10.0, "x per tick",
+                   "kpa.maxScaleDownRate (upstream default 2)"),
+    ),
+}
+"""Every tuned knob per policy with its bounds and unit. Bounds are chosen inside what the
+spec accepts (``core.spec``) and wide enough to contain the upstream default, so the default
+configuration is a point of the space and tuning can only match or beat it in-sample."""
+
+
+def space_for(policy: PolicyKind) -> tuple[Param, ...]:
+    """The search space of ``policy``; SpecError for a policy without one."""
+    try:
+        return SPACES[PolicyKind(policy)]
+    except (KeyError, ValueError) as exc:
+        raise SpecError("--policy", str(policy),
+                        f"one of {', '.join(k.value for k in TUNABLE)}") from exc
+
+
+def suggest(trial: optuna.Trial, policy: PolicyKind) -> Params:
+    """Draw one candidate for ``policy`` from an optuna trial."""
+    return {p.name: p.suggest(trial) for p in space_for(policy)}
+
+
+def from_unit(policy: PolicyKind, point: tuple[float, ...] | list[float]) -> Params:
+    """The candidate at ``point`` of the unit cube (one coordinate per parameter, in the
+    order of ``SPACES[policy]``)."""
+    space = space_for(policy)
+    if len(point) != len(space):
+        raise ValueError(f"{policy}: {len(point)} coordinates for {len(space)} parameters")
+    return {p.name: p.from_unit(float(u)) for p, u in zip(space, point, strict=True)}
+
+
+def _behavior(params: Mapping[str, ParamValue], up_tol: float | None = None,
+              down_tol: float | None = None) -> Behavior:
+    return Behavior(
+        scale_up=ScalingRules(
+            stabilization_window_seconds=0,
+            policies=(
+                ScalingPolicy(ScalingPolicyType.PERCENT, int(params["scale_up_percent"]),
+                              BEHAVIOR_PERIOD_S),
+                ScalingPolicy(ScalingPolicyType.PODS, int(params["scale_up_pods"]),
+                              BEHAVIOR_PERIOD_S)),
+            select_policy=SelectPolicy.MAX, tolerance=up_tol),
+        scale_down=ScalingRules(
+            stabilization_window_seconds=int(params["scale_down_window_s"]),
+            policies=(ScalingPolicy(ScalingPolicyType.PERCENT, int(params["scale_down_percent"]),
+                                    BEHAVIOR_PERIOD_S),),
+            select_policy=SelectPolicy.MAX, tolerance=down_tol),
+    )
+
+
+def apply_params(base: Spec, params: Mapping[str, ParamValue]) -> Spec:
+    """``base`` (the policy's replay default) with ``params`` applied. Raises SpecError if a
+    value is outside what the spec accepts (a hand-edited shard file, say)."""
+    kind = PolicyKind(base.policy)
+    names = {p.name for p in space_for(kind)}
+    if set(params) != names:
+        raise SpecError("params", sorted(params), f"exactly {', '.join(sorted(names))}")
+    f = {k: v for k, v in params.items()}
+    if kind == PolicyKind.PREDICTIVE:
+        return replace(base, behavior=_behavior(f), predictive=replace(
+            base.predictive, headroom_quantile=float(f["headroom_quantile"]),
+            target_utilization=float(f["target_utilization"]),
+            backlog_drain_s=float(f["backlog_drain_s"]),
+            scale_down_window_s=float(f["hold_s"]), forecaster=str(f["forecaster"])))
+    if kind == PolicyKind.HPA:
+        # Rounded to 3 decimals as the replay's default target is (what a person would type).
+        target = round(base.capacity.requests_per_second * float(f["target_fraction"]), 3)
+        tol = float(f["tolerance"])
+        return replace(base, behavior=_behavior(f, tol, tol), metrics=(MetricTarget(
+            Signal.REQUEST_RATE.value, MetricTargetType.AVERAGE_VALUE, max(target, 0.001)),))
+    return replace(base, kpa=replace(
+        base.kpa, target_utilization=float(f["target_utilization"]),
+        stable_window_s=float(f["stable_window_s"]),
+        panic_window_percentage=float(f["panic_window_percentage"]),
+        panic_threshold_percentage=float(f["panic_threshold_percentage"]),
+        scale_down_delay_s=float(f["scale_down_delay_s"]),
+        max_scale_down_rate=float(f["max_scale_down_rate"])))

@@ -1,0 +1,351 @@
+"""The controller against a real API server, with the CRD and RBAC from deploy/.
+
+The controller runs as a separate process (``autoscaler controller``), authenticated with a
+real token of the ServiceAccount the manifests create, reading a real Prometheus that scrapes
+a real exporter. Every assertion reads the cluster through the admin client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kube import ControlPlane, free_port
+from kubernetes import client as k8s
+from kubernetes import utils as k8s_utils
+from kubernetes.client.exceptions import ApiException
+from promserver import PrometheusServer, ScriptedExporter
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+GROUP, VERSION, PLURAL = "inference.autoscaler.dev", "v1alpha1", "inferenceautoscalers"
+SA_NAMESPACE, SA_NAME = "inference-autoscaler", "inference-autoscaler-controller"
+WINDOW = "5s"
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 60.0,
+               every_s: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; last: {last}")
+
+
+@pytest.fixture(scope="module")
+def installed(control_plane: ControlPlane, api_client: k8s.ApiClient) -> Path:
+    """deploy/'s CRD, namespace, ServiceAccount and RBAC applied as a user would; returns a
+    kubeconfig holding a real token of the controller's ServiceAccount."""
+    for name in ("namespace.yaml", "crd.yaml", "serviceaccount.yaml", "rbac.yaml"):
+        try:
+            k8s_utils.create_from_yaml(api_client, str(DEPLOY / name))
+        except k8s_utils.FailToCreateError as exc:  # tolerate re-runs in one session only
+            if any(e.status != 409 for e in exc.api_exceptions):
+                raise
+    ext = k8s.ApiextensionsV1Api(api_client)
+    wait_until("the CRD to be Established", lambda: any(
+        c.type == "Established" and c.status == "True"
+        for c in (ext.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status.conditions
+                  or [])))
+    return control_plane.service_account_kubeconfig(SA_NAMESPACE, SA_NAME)
+
+
+@pytest.fixture(scope="module")
+def metrics() -> Iterator[tuple[ScriptedExporter, PrometheusServer]]:
+    exporter = ScriptedExporter().start()
+    prom = PrometheusServer([exporter.address]).start()
+    yield exporter, prom
+    prom.cleanup()
+    exporter.stop()
+
+
+class ControllerProcess:
+    def __init__(self, kubeconfig: Path, prometheus_url: str, identity: str,
+                 workdir: Path, *, lease_duration: int = 6) -> None:
+        self.port = free_port()
+        self.log_path = workdir / f"controller-{identity}.log"
+        self.identity = identity
+        argv = [sys.executable, "-m", "autoscaler.cli", "controller",
+                "--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus_url,
+                "--leader-elect", "--lease-namespace", SA_NAMESPACE,
+                "--lease-duration", str(lease_duration), "--identity", identity,
+                "--metrics-host", "127.0.0.1", "--metrics-port", str(self.port),
+                "--tick", "1", "--backfill-seconds", "0"]
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=ROOT)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.alive():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+    def tail(self) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
+
+
+def deployment(api: k8s.ApiClient, namespace: str, name: str, replicas: int) -> None:
+    labels = {"app": name}
+    k8s.AppsV1Api(api).create_namespaced_deployment(namespace, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "vllm",
+                                                       "image": "vllm/vllm-openai:latest"}]}}}})
+
+
+def autoscaler_cr(namespace: str, name: str, *, mode: str = "Scale",
+                  **spec: Any) -> dict[str, Any]:
+    body = {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "mode": mode, "policy": "predictive", "minReplicas": 1, "maxReplicas": 12,
+            "capacity": {"requestsPerSecond": 4.0, "concurrency": 24},
+            "coldStartSeconds": 10, "syncPeriodSeconds": 2,
+            "metricsSource": {"preset": "vllm", "window": WINDOW}, **spec}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceAutoscaler",
+            "metadata": {"name": name, "namespace": namespace}, "spec": body}
+
+
+def create_cr(api: k8s.ApiClient, namespace: str, body: dict[str, Any]) -> None:
+    k8s.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                              PLURAL, body)
+
+
+def read_cr(api: k8s.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name)
+    return obj
+
+
+def replicas(api: k8s.ApiClient, namespace: str, name: str) -> int:
+    return int(k8s.AppsV1Api(api).read_namespaced_deployment(name, namespace).spec.replicas)
+
+
+def events(api: k8s.ApiClient, namespace: str, reason: str | None = None) -> list[Any]:
+    items = k8s.CoreV1Api(api).list_namespaced_event(namespace).items
+    return [e for e in items if reason is None or e.reason == reason]
+
+
+def serve_load(metrics: tuple[ScriptedExporter, PrometheusServer], namespace: str,
+               workload: str, rate: float) -> None:
+    """Export ``rate`` requests/s for the workload (two pods) and wait until Prometheus'
+    5-s rate() shows it: while the window fills, the rate ramps up from 0, and the trend
+    forecaster would rightly read a ramp as a surge (and then hold the surge's count for its
+    scale-down window)."""
+    exporter, prom = metrics
+    for pod in ("0", "1"):
+        labels = {"namespace": namespace, "workload": workload, "pod": f"{workload}-{pod}"}
+        exporter.set_gauge("vllm:num_requests_running", labels, 4.0)
+        exporter.set_gauge("vllm:num_requests_waiting", labels, 0.0)
+        exporter.set_histogram_rates("vllm:time_to_first_token_seconds", labels,
+                                     {"0.5": rate / 2, "+Inf": rate / 2}, sum_rate=0.1 * rate)
+    q = (f'sum(rate(vllm:time_to_first_token_seconds_count{{namespace="{namespace}",'
+         f'workload="{workload}"}}[{WINDOW}]))')
+    prom.wait_for(q, lambda r: bool(r) and abs(float(r[0]["value"][1]) - rate) < 0.05 * rate)
+    time.sleep(2)  # and stays there for a couple of scrapes
+
+
+@pytest.fixture
+def controller(installed: Path, metrics: tuple[ScriptedExporter, PrometheusServer],
+               tmp_path: Path) -> Iterator[Callable[[str], ControllerProcess]]:
+    started: list[ControllerProcess] = []
+
+    def start(identity: str) -> ControllerProcess:
+        proc = ControllerProcess(installed, metrics[1].url, identity, tmp_path)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def test_the_controller_as_its_service_account_scales_a_deployment_and_reports(
+        api_client: k8s.ApiClient, namespace: str,
+        metrics: tuple[ScriptedExporter, PrometheusServer],
+        controller: Callable[[str], ControllerProcess]) -> None:
+    serve_load(metrics, namespace, "chat", rate=20.0)  # needs ceil(20 / 3.4) = 6
+    deployment(api_client, namespace, "chat", 2)
+    create_cr(api_client, namespace, autoscaler_cr(namespace, "chat"))
+    proc = controller("a")
+    try:
+        wait_until("the Deployment to reach 6 replicas",
+                   lambda: replicas(api_client, namespace, "chat") == 6, timeout_s=90)
+    except AssertionError:
+        raise AssertionError(proc.tail()) from None
+    status = wait_until("status", lambda: read_cr(api_client, namespace, "chat").get("status"))
+    assert status["desiredReplicas"] == 6
+    conds = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conds["Ready"] == "True" and conds["MetricsAvailable"] == "True"
+    scaled = events(api_client, namespace, "SuccessfulRescale")
+    assert scaled and all(e.involved_object.kind == "InferenceAutoscaler" for e in scaled)
+    # The controller's own health and metrics endpoints.
+    import requests
+
+    base = f"http://127.0.0.1:{proc.port}"
+    assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+    assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
+    assert "autoscaler_decisions_total" in requests.get(f"{base}/metrics", timeout=5).text
+
+
+@pytest.mark.parametrize(("action", "call"), [
+    pytest.param("delete a Deployment", lambda api, ns: k8s.AppsV1Api(api)
+                 .delete_namespaced_deployment("chat", ns), id="cannot delete deployments"),
+    pytest.param("read Secrets", lambda api, ns: k8s.CoreV1Api(api).list_namespaced_secret(ns),
+                 id="cannot read secrets"),
+    pytest.param("patch a Deployment's pod template", lambda api, ns: k8s.AppsV1Api(api)
+                 .patch_namespaced_deployment("chat", ns, {"spec": {"template": {
+                     "metadata": {"labels": {"x": "y"}}}}}),
+                 id="cannot change a workload beyond its scale"),
+    pytest.param("create pods/exec", lambda api, ns: k8s.CoreV1Api(api)
+                 .list_namespaced_pod(ns), id="cannot list pods"),
+])
+def test_the_service_account_cannot_do_what_the_controller_does_not_need(
+        api_client: k8s.ApiClient, installed: Path, namespace: str, action: str,
+        call: Callable[[k8s.ApiClient, str], Any]) -> None:
+    deployment(api_client, namespace, "chat", 1)
+    from kube import client_from_kubeconfig
+
+    with client_from_kubeconfig(installed) as sa, pytest.raises(ApiException) as info:
+        call(sa, namespace)
+    assert info.value.status == 403, action
+
+
+def test_shadow_mode_decides_but_never_changes_the_scale(
+        api_client: k8s.ApiClient, namespace: str,
+        metrics: tuple[ScriptedExporter, PrometheusServer],
+        controller: Callable[[str], ControllerProcess]) -> None:
+    serve_load(metrics, namespace, "shadowed", rate=20.0)
+    deployment(api_client, namespace, "shadowed", 2)
+    create_cr(api_client, namespace, autoscaler_cr(namespace, "shadowed", mode="Shadow"))
+    controller("a")
+    status = wait_until("a shadow decision", lambda: (
+        read_cr(api_client, namespace, "shadowed").get("status") or {}).get("desiredReplicas"))
+    time.sleep(6)  # three more sync periods
+    assert status > 2
+    assert replicas(api_client, namespace, "shadowed") == 2
+    assert events(api_client, namespace, "SuccessfulRescale") == []
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    pytest.param({"minReplicas": 9, "maxReplicas": 3}, "minReplicas must be <= maxReplicas",
+                 id="min above max"),
+    pytest.param({"maxReplicas": 0}, "spec.maxReplicas", id="max below its minimum"),
+    pytest.param({"mode": "Sometimes"}, "spec.mode", id="an unknown mode"),
+])
+def test_invalid_autoscalers_are_rejected_by_the_api_server_with_readable_messages(
+        api_client: k8s.ApiClient, installed: Path, namespace: str, spec: dict[str, Any],
+        words: str) -> None:
+    body = autoscaler_cr(namespace, "bad")
+    body["spec"].update(spec)
+    with pytest.raises(ApiException) as info:
+        create_cr(api_client, namespace, body)
+    assert info.value.status == 422
+    assert words in json.loads(info.value.body)["message"]
+
+
+def test_missing_metrics_never_scale_down_and_say_why(
+        api_client: k8s.ApiClient, namespace: str,
+        controller: Callable[[str], ControllerProcess]) -> None:
+    # No exporter series for this workload at all: Prometheus has nothing for it.
+    deployment(api_client, namespace, "dark", 5)
+    create_cr(api_client, namespace, autoscaler_cr(namespace, "dark"))
+    controller("a")
+    status = wait_until("a status", lambda: read_cr(api_client, namespace, "dark").get("status"))
+    time.sleep(6)
+    assert replicas(api_client, namespace, "dark") == 5
+    conds = {c["type"]: c for c in read_cr(api_client, namespace, "dark")["status"]["conditions"]}
+    assert conds["MetricsAvailable"]["status"] == "False"
+    assert status["currentReplicas"] == 5
+    assert events(api_client, namespace, "MetricsUnavailable")
+
+
+def test_only_the_leader_acts_and_the_other_takes_over_when_it_dies(
+        api_client: k8s.ApiClient, namespace: str,
+        metrics: tuple[ScriptedExporter, PrometheusServer],
+        controller: Callable[[str], ControllerProcess]) -> None:
+    coord = k8s.CoordinationV1Api(api_client)
+
+    def holder() -> str | None:
+        try:
+            lease = coord.read_namespaced_lease("inference-autoscaler", SA_NAMESPACE)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return lease.spec.holder_identity  # type: ignore[no-any-return]
+
+    serve_load(metrics, namespace, "ha", rate=8.0)  # ceil(8 / 3.4) = 3
+    deployment(api_client, namespace, "ha", 1)
+    create_cr(api_client, namespace, autoscaler_cr(namespace, "ha"))
+    first = controller("first")
+    wait_until("a leader", lambda: holder() == "first", timeout_s=30)
+    second = controller("second")
+    try:
+        wait_until("3 replicas", lambda: replicas(api_client, namespace, "ha") == 3,
+                   timeout_s=60)
+    except AssertionError:
+        raise AssertionError(f"{read_cr(api_client, namespace, 'ha').get('status')}\n"
+                             f"{first.tail()}") from None
+    time.sleep(4)
+    assert holder() == "first"
+    hosts = {e.source.host for e in events(api_client, namespace, "SuccessfulRescale")}
+    assert hosts == {"first"}  # the follower never wrote
+
+    first.stop(signal.SIGKILL)  # no release: the lease must run out (6 s)
+    killed = time.monotonic()
+    wait_until("the second to lead", lambda: holder() == "second", timeout_s=30)
+    assert time.monotonic() - killed < 6 + 4  # lease duration + one retry period, roughly
+    serve_load(metrics, namespace, "ha", rate=16.0)  # ceil(16 / 3.4) = 5
+    # At least 5: the 8 -> 16 step is a ramp in a 5-s rate(), which the trend may overshoot.
+    wait_until("5 replicas", lambda: replicas(api_client, namespace, "ha") >= 5, timeout_s=60)
+    scaled = events(api_client, namespace, "SuccessfulRescale")
+    news = [e.message.split(";")[0] for e in scaled]
+    assert len(news) == len(set(news))  # each new size written once: no double scaling
+    assert second.stop() == 0  # SIGTERM: finishes its cycle, releases, exits cleanly
+    assert holder() in ("", None)
+
+
+def test_an_api_server_restart_and_a_hand_scale_are_survived_without_flapping(
+        api_client: k8s.ApiClient, control_plane: ControlPlane, namespace: str,
+        metrics: tuple[ScriptedExporter, PrometheusServer],
+        controller: Callable[[str], ControllerProcess]) -> None:
+    serve_load(metrics, namespace, "sturdy", rate=8.0)
+    deployment(api_client, namespace, "sturdy", 1)
+    create_cr(api_client, namespace, autoscaler_cr(namespace, "sturdy"))
+    proc = controller("a")
+    wait_until("3 replicas", lambda: replicas(api_client, namespace, "sturdy") == 3,
+               timeout_s=60)
+    control_plane.restart_apiserver()
+    with control_plane.api_client() as api:
+        k8s.AppsV1Api(api).patch_namespaced_deployment_scale("sturdy", namespace,
+                                                             {"spec": {"replicas": 1}})
+        wait_until("the controller to restore 3", lambda: replicas(api, namespace, "sturdy")
+                   == 3, timeout_s=60)
+        time.sleep(8)  # four sync periods of steady state
+        assert replicas(api, namespace, "sturdy") == 3
+        sizes = [e.message.split(";")[0] for e in events(api, namespace, "SuccessfulRescale")]
+    assert proc.alive(), proc.tail()
+    # Up to 3, (by hand to 1), back to 3: no oscillation in between.
+    assert len(sizes) <= 4, sizes

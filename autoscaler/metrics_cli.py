@@ -9,9 +9,12 @@ import math
 import time
 from typing import Any
 
+import yaml
+
 from autoscaler.errors import SpecError
 from autoscaler.metrics.collect import Collector, CollectorConfig, TargetKey
 from autoscaler.metrics.presets import PRESETS, get_preset
+from autoscaler.metrics.rules import rule_group
 from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
 
 DEFAULT_MAX_AGE_S = 60.0
@@ -52,6 +55,22 @@ def add_metrics_parser(subparsers: Any) -> None:
     sp.add_argument("--queries", action="store_true", help="also print each PromQL query")
     sp.add_argument("--json", dest="json_out", action="store_true",
                     help="print JSON instead of a table")
+    sp.add_argument("--recorded", action="store_true",
+                    help="read the recording rules of `metrics rules` instead of raw series")
+
+    rp = msub.add_parser(
+        "rules", help="print Prometheus recording rules for a preset (for ~1,000 targets)",
+        description="One recording rule per signal and one per histogram's bucket rates, "
+                    "so each control cycle reads pre-aggregated series. Load the output as a "
+                    "rule file, or apply it as a PrometheusRule with --kubernetes.")
+    rp.add_argument("--preset", default="vllm")
+    rp.add_argument("--selector", default="", metavar="MATCHERS")
+    rp.add_argument("--namespace-label", default="namespace")
+    rp.add_argument("--workload-label", default="workload")
+    rp.add_argument("--window", default="1m", help="rate() range (default 1m)")
+    rp.add_argument("--interval", default="15s", help="rule evaluation interval (default 15s)")
+    rp.add_argument("--kubernetes", action="store_true",
+                    help="wrap the group in a monitoring.coreos.com/v1 PrometheusRule")
 
 
 def _config(args: argparse.Namespace) -> PrometheusConfig:
@@ -71,13 +90,15 @@ def _config(args: argparse.Namespace) -> PrometheusConfig:
 
 
 def run_metrics(args: argparse.Namespace) -> int:
+    if args.metrics_command == "rules":
+        return _run_rules(args)
     target = TargetKey.parse(args.target)
     if args.ready is not None and args.ready < 0:
         raise SpecError("--ready", args.ready, ">= 0")
     cfg = CollectorConfig(preset=get_preset(args.preset), selector=args.selector,
                           namespace_label=args.namespace_label,
                           workload_label=args.workload_label, window=args.window,
-                          max_age_s=args.max_age)
+                          max_age_s=args.max_age, recorded=args.recorded)
     source = PrometheusSource(_config(args))
     now = time.time()
     cycle = Collector(source, cfg).collect(now, [target])
@@ -100,6 +121,21 @@ def run_metrics(args: argparse.Namespace) -> int:
     else:
         print(_table(doc, args.queries, known))
     return 1 if cycle.errors else 0
+
+
+def _run_rules(args: argparse.Namespace) -> int:
+    cfg = CollectorConfig(preset=get_preset(args.preset), selector=args.selector,
+                          namespace_label=args.namespace_label,
+                          workload_label=args.workload_label, window=args.window)
+    group = rule_group(cfg.recording_rules(), name=f"autoscaler-{cfg.preset.name}",
+                       interval=args.interval)
+    doc: dict[str, Any] = {"groups": [group]}
+    if args.kubernetes:
+        doc = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+               "metadata": {"name": f"autoscaler-{cfg.preset.name}".replace("+", "-")},
+               "spec": doc}
+    print(yaml.safe_dump(doc, sort_keys=False, width=200), end="")
+    return 0
 
 
 def _fmt(v: float | None) -> str:

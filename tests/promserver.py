@@ -64,7 +64,8 @@ class PrometheusServer:
 
     def __init__(self, targets: Sequence[str], *, scrape_interval_s: float = SCRAPE_INTERVAL_S,
                  scrape_timeout_s: float | None = None, web_config: str | None = None,
-                 tls_ca: str | None = None, basic_auth: tuple[str, str] | None = None) -> None:
+                 tls_ca: str | None = None, basic_auth: tuple[str, str] | None = None,
+                 rules: dict[str, Any] | None = None) -> None:
         self.binary = prometheus_binary()
         self.port = free_port()
         # With a web config (TLS and/or basic auth), readiness checks use the same.
@@ -77,6 +78,8 @@ class PrometheusServer:
         self.scrape_interval_s = scrape_interval_s
         self.scrape_timeout_s = scrape_timeout_s or scrape_interval_s
         self.targets = list(targets)
+        self.rules = rules
+        """A recording/alerting rule file's content (``{"groups": [...]}``), if any."""
         self.proc: subprocess.Popen[bytes] | None = None
         self._write_config()
 
@@ -89,6 +92,9 @@ class PrometheusServer:
             "scrape_configs": [{"job_name": "fleet", "honor_labels": True,
                                 "static_configs": [{"targets": self.targets}]}],
         }
+        if self.rules is not None:
+            (self.dir / "rules.yml").write_text(yaml.safe_dump(self.rules))
+            cfg["rule_files"] = [str(self.dir / "rules.yml")]
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(cfg))
 
     def start(self) -> PrometheusServer:

@@ -7,21 +7,31 @@ never copied from the code under test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from promserver import DelayProxy, PrometheusServer, ScriptedExporter
 
 from autoscaler.cli import main
 from autoscaler.config import parse_spec
 from autoscaler.core.decide import decide
 from autoscaler.core.types import Signal, State
-from autoscaler.metrics.collect import Collector, CollectorConfig, Status, TargetKey
-from autoscaler.metrics.presets import VLLM, Preset
+from autoscaler.metrics.collect import (
+    Collector,
+    CollectorConfig,
+    Status,
+    TargetKey,
+    plan_queries,
+)
+from autoscaler.metrics.presets import PRESETS, VLLM, Preset, get_preset
+from autoscaler.metrics.rules import rule_group
 from autoscaler.metrics.source import (
     PrometheusConfig,
     PrometheusSource,
@@ -119,10 +129,81 @@ def test_one_query_per_signal_serves_every_target(
     c = collector(prom.url)
     result = c.collect(time.time())
     assert set(result.observations) == {CHAT, CODE}
-    assert result.queries == len(VLLM.queries) + 2
+    # p50, p95 and p99 share one query of the TTFT buckets: 10 signals, 8 queries, + 2.
+    assert result.queries == len(VLLM.queries) - 2 + 2
     assert c.source.queries_sent == result.queries  # type: ignore[attr-defined]
     assert result.observations[CHAT].pods_reporting == 2
     assert result.observations[CODE].pods_reporting == 1
+
+
+@pytest.mark.parametrize("q", [0.5, 0.9, 0.95, 0.99])
+def test_quantiles_derived_locally_equal_prometheus_own_histogram_quantile(
+        fleet: tuple[ScriptedExporter, PrometheusServer], q: float) -> None:
+    _, prom = fleet
+    now = time.time()
+    inner = f'sum by (namespace, workload, le) (rate({TTFT}_bucket{{workload="chat"}}[{WINDOW}]))'
+    source = PrometheusSource(PrometheusConfig(url=prom.url))
+    theirs = source.query(f"histogram_quantile({q}, {inner})", now)[0].value
+    ours = Collector(source, CollectorConfig(preset=VLLM, window=WINDOW))._quantiles(
+        inner, [(Signal.TTFT_P50, q)], now)[Signal.TTFT_P50][CHAT][1]
+    assert ours == pytest.approx(theirs, rel=1e-9)
+
+
+def test_the_recorded_mode_reads_the_same_values_from_recording_rules() -> None:
+    exporter = ScriptedExporter().start()
+    load_exporter(exporter)
+    direct_cfg = CollectorConfig(preset=VLLM, window=WINDOW)
+    rules = {"groups": [rule_group(direct_cfg.recording_rules(), name="autoscaler",
+                                   interval="1s")]}
+    recorded_cfg = dataclasses.replace(direct_cfg, recorded=True)
+    (bucket_rule,) = recorded_cfg.plan()[1]
+    assert bucket_rule == "autoscaler:vllm:time_to_first_token_seconds_bucket_rate"
+    prom = PrometheusServer([exporter.address], rules=rules).start()
+    try:
+        prom.wait_for(bucket_rule, lambda r: len(r) >= 8)  # 2 targets x 4 buckets
+        time.sleep(6)  # full rate() windows for both readings
+        source = PrometheusSource(PrometheusConfig(url=prom.url))
+        now = time.time()
+        direct = Collector(source, direct_cfg).collect(now).observations[CHAT]
+        recorded = Collector(source, recorded_cfg).collect(now).observations[CHAT]
+        assert recorded_cfg.plan()[0][Signal.QUEUE_DEPTH] == "autoscaler:vllm:queue_depth"
+        assert recorded.readings[Signal.TTFT_P95].status is Status.OK
+        for signal in VLLM.queries:
+            a, b = direct.readings[signal], recorded.readings[signal]
+            assert a.status is b.status, (signal, a, b)  # ok, or missing in both
+            if a.status is Status.OK:
+                # Rules are evaluated up to 1 s before `now`; the rates are constant.
+                assert b.value == pytest.approx(a.value, rel=0.05, abs=1e-9), signal
+    finally:
+        prom.cleanup()
+        exporter.stop()
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_presets_recording_rules_pass_promtool(preset: str, tmp_path: Path) -> None:
+    cfg = CollectorConfig(preset=get_preset(preset), selector='job="x"')
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [rule_group(cfg.recording_rules(), name="a",
+                                                          interval="15s")]}))
+    result = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("query", "shared"), [
+    pytest.param("histogram_quantile(0.9, sum by (le) (rate(x_bucket[1m])))", True,
+                 id="a plain quantile is derived locally"),
+    pytest.param("histogram_quantile(0.9, sum by (le) (rate(x_bucket[1m]))) / 1000", False,
+                 id="arithmetic after the quantile is sent as written"),
+    pytest.param("histogram_quantile(0.9, a) + histogram_quantile(0.5, b)", False,
+                 id="two quantiles in one expression are sent as written"),
+    pytest.param("histogram_quantile(1.5, a)", False, id="an out-of-range quantile is sent"),
+    pytest.param("sum(rate(x[1m]))", False, id="anything else is sent"),
+])
+def test_only_bare_histogram_quantiles_are_derived_locally(query: str, shared: bool) -> None:
+    plain, quantiles = plan_queries({Signal.TTFT_P95: query})
+    assert bool(quantiles) is shared
+    assert (Signal.TTFT_P95 in plain) is not shared
 
 
 def test_an_empty_rate_window_is_nan_not_zero(
@@ -277,7 +358,7 @@ def test_metrics_show_prints_what_the_autoscaler_sees(
     assert rows["queue_depth"]["value"] == 1.0 and rows["queue_depth"]["status"] == "ok"
     # code-0 saw no requests: the TTFT quantile is NaN, shown as null with its reason.
     assert rows["ttft_p95_s"]["status"] == "nan" and rows["ttft_p95_s"]["value"] is None
-    assert doc["pods_reporting"] == 1 and doc["queries"] == len(VLLM.queries) + 2
+    assert doc["pods_reporting"] == 1 and doc["queries"] == len(VLLM.queries)
 
 
 @pytest.mark.parametrize(("args", "expect"), [

@@ -62,6 +62,9 @@ from autoscaler.metrics.source import MetricsSource
 
 log = logging.getLogger("autoscaler.controller")
 
+RELIST_S = 15.0
+"""Re-list the custom resources at least this often (s), even when none is due: a new or
+edited autoscaler is picked up within this time."""
 CONFLICT_WINDOW_S = 600.0
 CONFLICT_CHANGES = 3
 CONFLICT_BACKOFF_S = 600.0
@@ -136,18 +139,25 @@ class Controller:
         self.memory: dict[tuple[str, str], Memory] = {}
         self.outcomes: dict[tuple[str, str], Outcome] = {}
         """The newest outcome per autoscaler: what the external metrics API serves."""
+        self.relist_s = RELIST_S
+        self._last_list: float | None = None
 
     # -- one cycle ---------------------------------------------------------------------
 
     def cycle(self, now: float) -> list[Outcome]:
         """Reconcile every autoscaler that is due. Transient API failures end the cycle
         early (nothing is written on half-read state); the next cycle starts over."""
+        due_times = [m.next_due for m in self.memory.values() if m.invalid_generation is None]
+        if (self._last_list is not None and now - self._last_list < self.relist_s
+                and due_times and min(due_times) > now):
+            return []  # nothing due and the list is fresh: no API call at all this tick
         try:
             items = self.kube.list_autoscalers(self.namespace)
         except (TransientError, KubeError) as exc:
             self.hooks.error("api")
             log.warning("cannot list autoscalers: %s", exc)
             return []
+        self._last_list = now
         autoscalers = []
         seen: set[tuple[str, str]] = set()
         for obj in items:
@@ -213,7 +223,7 @@ class Controller:
         return CollectorConfig(preset=preset, selector=src.selector,
                                namespace_label=src.namespace_label,
                                workload_label=src.workload_label, window=src.window,
-                               max_age_s=a.spec.max_metric_age_s)
+                               max_age_s=a.spec.max_metric_age_s, recorded=src.recorded)
 
     def _observe(self, due: list[Autoscaler], now: float
                  ) -> dict[tuple[str, str], Observation | str]:

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 import threading
 import time
 from typing import Any
@@ -158,6 +159,19 @@ def add_controller_parser(subparsers: Any) -> None:
     p.add_argument("--backfill-seconds", type=float, default=None,
                    help="history to backfill per new autoscaler (default: its historySeconds)")
     p.add_argument("--log-format", choices=("json", "text"), default="json")
+    # The external.metrics.k8s.io API (autoscaler/controller/external_metrics.py).
+    p.add_argument("--external-metrics-port", type=int, default=0,
+                   help="serve external.metrics.k8s.io over TLS on this port (0 = off)")
+    p.add_argument("--external-metrics-host", default="0.0.0.0")
+    p.add_argument("--tls-cert-file", default=None, help="serving certificate (PEM)")
+    p.add_argument("--tls-key-file", default=None, help="its private key (PEM)")
+    p.add_argument("--requestheader-client-ca-file", default=None,
+                   help="CA that signs the aggregator's front-proxy client certificate "
+                        "(default: read kube-system/extension-apiserver-authentication)")
+    p.add_argument("--requestheader-allowed-names", default="",
+                   help="comma-separated CNs allowed (empty: any CN that CA signed)")
+    p.add_argument("--external-metrics-max-age", type=float, default=45.0,
+                   help="withhold decisions older than this many seconds")
 
 
 def _api_client(kubeconfig: str | None) -> k8s.ApiClient:
@@ -193,6 +207,24 @@ def run_controller(args: argparse.Namespace) -> int:
     controller = Controller(kube, source, namespace=args.namespace, hooks=metrics,
                             backfill_s=args.backfill_seconds)
     stop = threading.Event()
+    external = None
+    if args.external_metrics_port:
+        from autoscaler.controller.external_metrics import (
+            ExternalMetricsServer,
+            ServerConfig,
+            request_header_auth,
+        )
+
+        names = tuple(n.strip() for n in args.requestheader_allowed_names.split(",")
+                      if n.strip())
+        if args.requestheader_client_ca_file is None:  # what the cluster publishes
+            args.requestheader_client_ca_file, names = request_header_auth(
+                lambda path: kube.call("GET", path), tempfile.mkdtemp())
+        external = ExternalMetricsServer(lambda: controller.outcomes.copy(), ServerConfig(
+            port=args.external_metrics_port, host=args.external_metrics_host,
+            cert_file=args.tls_cert_file, key_file=args.tls_key_file,
+            client_ca_file=args.requestheader_client_ca_file, allowed_names=names,
+            max_age_s=args.external_metrics_max_age)).start()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("signal %d: finishing the cycle, then exiting", signum)
@@ -242,5 +274,7 @@ def run_controller(args: argparse.Namespace) -> int:
     if elector is not None:
         elector.release(time.time())
     server.shutdown()
+    if external is not None:
+        external.stop()
     log.info("controller stopped")
     return 0

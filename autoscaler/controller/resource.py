@@ -59,6 +59,10 @@ class MetricsSourceModel(_Model):
     queries: dict[str, str] = Field(
         default_factory=dict,
         description="Signal -> PromQL template ($sel, $by, $window) overriding the preset")
+    recording_rules: bool = Field(
+        False, alias="recordingRules",
+        description="Read the recording rules printed by `autoscaler metrics rules` instead "
+                    "of aggregating raw series each cycle (advised from ~500 targets)")
 
     @model_validator(mode="after")
     def _signals_known(self) -> MetricsSourceModel:
@@ -119,6 +123,7 @@ class MetricsSourceSpec:
     workload: str
     window: str
     queries: tuple[tuple[str, str], ...] = ()
+    recorded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +187,7 @@ def parse_autoscaler(obj: dict[str, Any]) -> Autoscaler:
         target=TargetRef(ref.api_version, ref.kind, ref.name), mode=Mode(model.mode),
         source=MetricsSourceSpec(src.preset, src.selector, src.namespace_label,
                                  src.workload_label, src.workload or ref.name, src.window,
-                                 tuple(sorted(src.queries.items()))),
+                                 tuple(sorted(src.queries.items())), src.recording_rules),
         fallback=(Fallback(model.fallback.failure_threshold, model.fallback.replicas)
                   if model.fallback else None),
         raw_status=dict(obj.get("status") or {}))

@@ -25,8 +25,11 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import pairwise
 
+from autoscaler.core.histogram import histogram_quantile
 from autoscaler.core.types import MetricValue, Signal
 from autoscaler.sim.fleet import TTFT_BUCKETS_S, EngineSample
+
+__all__ = ["FakePrometheus", "histogram_quantile", "prom_rate"]
 
 LOOKBACK_S = 300.0
 """Prometheus' default query lookback delta for instant vectors (5 minutes)."""
@@ -45,36 +48,6 @@ def prom_rate(points: Sequence[tuple[float, float]]) -> float | None:
         increase += cur - prev if cur >= prev else cur
     span = points[-1][0] - points[0][0]
     return increase / span if span > 0 else None
-
-
-def histogram_quantile(q: float, bounds: Sequence[float], cumulative: Sequence[float]) -> float:
-    """Prometheus' ``histogram_quantile``: ``bounds`` are the finite ``le`` bounds,
-    ``cumulative`` the cumulative counts per bound followed by the +Inf count. NaN when
-    the histogram is empty."""
-    if len(cumulative) != len(bounds) + 1:
-        raise ValueError("cumulative needs one count per bound plus the +Inf count")
-    if q < 0:
-        return -math.inf
-    if q > 1:
-        return math.inf
-    total = cumulative[-1]
-    if total <= 0 or math.isnan(total):
-        return math.nan
-    rank = q * total
-    b = 0
-    while b < len(bounds) and cumulative[b] < rank:
-        b += 1
-    if b == len(bounds):  # in the +Inf bucket
-        return bounds[-1]
-    upper = bounds[b]
-    if b == 0 and upper <= 0:
-        return upper
-    lower = 0.0 if b == 0 else bounds[b - 1]
-    before = 0.0 if b == 0 else cumulative[b - 1]
-    inside = cumulative[b] - before
-    if inside <= 0:
-        return upper
-    return lower + (upper - lower) * (rank - before) / inside
 
 
 _COUNTERS = ("requests_total", "prompt_tokens_total", "generation_tokens_total",

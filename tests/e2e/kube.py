@@ -432,12 +432,14 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when pytest dies, even by SIGKILL.
+    """In the child before exec: be killed when pytest dies, even by SIGKILL.
 
     Otherwise an interrupted run leaves etcd and the API server holding ports and CPU.
+    SIGKILL, not SIGTERM: etcd dies at the same moment, and an API server shutting down
+    gracefully without etcd was seen hanging for good.
     """
     if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _tail(path: Path, lines: int) -> str:

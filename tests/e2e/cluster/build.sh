@@ -57,7 +57,9 @@ build_one() { # <module dir> <package> <binary name> <ldflags>
     t0=$(date +%s)
     # Build to a temporary name and rename, so an interrupted build never leaves a
     # half-written binary that the next run would take as done.
-    (cd "$1" && go build -trimpath -ldflags "$4" -o "$target.tmp" "$2")
+    # -buildvcs=false: the repository's git state is not the binaries' version (and git
+    # may be missing or refuse a checkout owned by another user in CI).
+    (cd "$1" && go build -trimpath -buildvcs=false -ldflags "$4" -o "$target.tmp" "$2")
     mv -f "$target.tmp" "$target"
     echo "build.sh: built $3 in $(($(date +%s) - t0)) s"
 }

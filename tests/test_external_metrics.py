@@ -1,0 +1,408 @@
+"""The external.metrics.k8s.io server: quantities, selectors, what is served or withheld,
+Kubernetes-shaped errors, and client-certificate authentication over real TLS on loopback.
+
+The real aggregator and HPA talking to it are the e2e tier's job
+(tests/e2e/test_external_metrics_e2e.py).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autoscaler.controller.external_metrics import (
+    DEMAND_RPS,
+    DESIRED_REPLICAS,
+    FORECAST_RPS,
+    METRIC_NAMES,
+    Authenticator,
+    ExternalMetricsServer,
+    SelectorError,
+    ServerConfig,
+    canonical_quantity,
+    create_app,
+    milli_units,
+    parse_selector,
+    quantity,
+)
+from autoscaler.controller.loop import Outcome
+from autoscaler.controller.resource import Mode
+from autoscaler.core.policies.hpa import usage_milli
+from autoscaler.core.types import Decision, Reason
+
+NOW = 1_700_000_000.0
+BASE = "/apis/external.metrics.k8s.io/v1beta1"
+
+
+# --- quantities ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mantissa", "exponent", "expected"), [
+    pytest.param(0, -3, "0", id="zero has no suffix"),
+    pytest.param(3000, -3, "3", id="whole number: 3000m is 3"),
+    pytest.param(1500, -3, "1500m", id="one and a half stays in milli, no decimal point"),
+    pytest.param(100, -3, "100m", id="a tenth"),
+    pytest.param(1, -3, "1m", id="the smallest milli value"),
+    pytest.param(1_500_000, -3, "1500", id="1500 stays 1500, not 1.5k"),
+    pytest.param(2_000_000, -3, "2k", id="2000 becomes 2k"),
+    pytest.param(15, 11, "1500G", id="1.5e12 is 1500G (exponent lowered to 9)"),
+    pytest.param(1, 18, "1E", id="exa"),
+    pytest.param(1, 21, "1e21", id="beyond exa: exponent notation"),
+    pytest.param(1, -9, "1n", id="nano"),
+    pytest.param(1, -10, "100e-12", id="below nano: exponent notation"),
+    pytest.param(-1500, -3, "-1500m", id="negative"),
+    pytest.param(2**63 - 1, -3, "9223372036854775807m", id="int64 max milli"),
+    pytest.param(12_345, 0, "12345", id="no trailing zeros: exponent stays 0"),
+])
+def test_quantities_are_written_in_canonical_form(mantissa: int, exponent: int,
+                                                 expected: str) -> None:
+    assert canonical_quantity(mantissa, exponent) == expected
+
+
+_SUFFIX_EXP = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15,
+               "E": 18}
+
+
+def reference_canonical(mantissa: int, exponent: int) -> str:
+    """Slow and obvious: the value as an exact fraction; the canonical exponent is the
+    largest multiple of 3 that still leaves an integer mantissa."""
+    value = Fraction(mantissa) * Fraction(10) ** exponent
+    if value == 0:
+        return "0"
+    for e in range(60, -61, -3):
+        scaled = value / Fraction(10) ** e
+        if scaled.denominator == 1:
+            suffix = {v: k for k, v in _SUFFIX_EXP.items()}.get(e, f"e{e}")
+            return f"{scaled.numerator}{suffix}"
+    raise AssertionError("no exponent found")
+
+
+def parse_quantity(text: str) -> Fraction:
+    """Back from a canonical string to the exact value (the subset we write)."""
+    if "e" in text:
+        number, exp = text.split("e")
+        return Fraction(int(number)) * Fraction(10) ** int(exp)
+    if text[-1] in _SUFFIX_EXP and not text[-1].isdigit():
+        return Fraction(int(text[:-1])) * Fraction(10) ** _SUFFIX_EXP[text[-1]]
+    return Fraction(int(text))
+
+
+@given(st.integers(min_value=-(2**70), max_value=2**70), st.integers(min_value=-25, max_value=25))
+def test_canonical_quantities_match_the_slow_reference_and_round_trip(mantissa: int,
+                                                                      exponent: int) -> None:
+    text = canonical_quantity(mantissa, exponent)
+    assert text == reference_canonical(mantissa, exponent)
+    assert parse_quantity(text) == Fraction(mantissa) * Fraction(10) ** exponent
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    pytest.param(3.0, "3", id="an integer count"),
+    pytest.param(1.1004, "1100m", id="truncated to milli, as prometheus-adapter does"),
+    pytest.param(0.0009, "0", id="below one milli is zero"),
+    pytest.param(2.5e12, "2500G", id="large"),
+    pytest.param(1e30, "9223372036854775807m", id="clamped to int64 milli"),
+    pytest.param(float("nan"), None, id="NaN is not servable"),
+    pytest.param(float("inf"), None, id="infinity is not servable"),
+])
+def test_samples_become_milli_quantities(value: float, expected: str | None) -> None:
+    assert quantity(value) == expected
+
+
+@given(st.floats(min_value=0, max_value=1e9, allow_nan=False))
+def test_served_milli_units_are_what_the_replay_hpa_reads(value: float) -> None:
+    # The replay's hpa policy models prometheus-adapter's conversion; serving the same
+    # integers keeps the real HPA and the replay on the same arithmetic.
+    assert milli_units(value) == usage_milli(value)
+
+
+# --- selectors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "labels", "matches"), [
+    pytest.param("", {"autoscaler": "a"}, True, id="empty selects everything"),
+    pytest.param("autoscaler=chat", {"autoscaler": "chat"}, True, id="equality"),
+    pytest.param("autoscaler==chat", {"autoscaler": "chat"}, True, id="double equals"),
+    pytest.param("autoscaler=chat", {"autoscaler": "code"}, False, id="equality, other"),
+    pytest.param("autoscaler!=chat", {"autoscaler": "code"}, True, id="inequality"),
+    pytest.param("autoscaler!=chat", {}, True, id="inequality holds without the label"),
+    pytest.param("autoscaler in (a, b)", {"autoscaler": "b"}, True, id="set membership"),
+    pytest.param("autoscaler in (a,b)", {"autoscaler": "c"}, False, id="not in the set"),
+    pytest.param("autoscaler notin (a,b)", {"autoscaler": "c"}, True, id="notin"),
+    pytest.param("autoscaler", {"autoscaler": "x"}, True, id="exists"),
+    pytest.param("!autoscaler", {"autoscaler": "x"}, False, id="does not exist"),
+    pytest.param("autoscaler=chat,mode=Metrics", {"autoscaler": "chat", "mode": "Shadow"},
+                 False, id="every term must hold"),
+    pytest.param("app.kubernetes.io/name=x", {"app.kubernetes.io/name": "x"}, True,
+                 id="prefixed key"),
+])
+def test_selectors_match_like_kubernetes(text: str, labels: dict[str, str],
+                                         matches: bool) -> None:
+    assert all(r.matches(labels) for r in parse_selector(text)) is matches
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("=chat", id="no key"),
+    pytest.param("autoscaler=chat,", id="trailing comma"),
+    pytest.param("autoscaler in a,b", id="set without parentheses"),
+    pytest.param("autoscaler in ()", id="empty set"),
+    pytest.param("autoscaler=" + "x" * 64, id="value longer than 63"),
+    pytest.param("autoscaler=-chat", id="value starting with a dash"),
+    pytest.param("auto scaler=chat", id="space inside a key"),
+    pytest.param("autoscaler in (a,b", id="unclosed set"),
+])
+def test_malformed_selectors_are_rejected(text: str) -> None:
+    with pytest.raises(SelectorError):
+        parse_selector(text)
+
+
+# --- the app ------------------------------------------------------------------------------
+
+
+def outcome(name: str, *, namespace: str = "ml", mode: Mode = Mode.METRICS, desired: int = 3,
+            valid: bool = True, at: float = NOW, forecast: float | None = 12.5,
+            demand: float | None = 10.0) -> Outcome:
+    decision = Decision(replicas=desired, reason=Reason.DESIRED_WITHIN_RANGE, message="m",
+                        valid=valid, forecast_rps=forecast, demand_rps=demand)
+    return Outcome(namespace, name, mode, 2, desired, decision.reason.value, valid, False,
+                   decision, at)
+
+
+class Outcomes:
+    """A fake of the controller's outcome cache that the test fills."""
+
+    def __init__(self, *items: Outcome) -> None:
+        self.items = {(o.namespace, o.name): o for o in items}
+
+    def __call__(self) -> dict[tuple[str, str], Outcome]:
+        return dict(self.items)
+
+
+def client(*items: Outcome, now: float = NOW, max_age_s: float = 45.0) -> TestClient:
+    app = create_app(Outcomes(*items), auth=Authenticator(required=False),
+                     max_age_s=max_age_s, clock=lambda: now)
+    return TestClient(app)
+
+
+def test_discovery_documents_describe_the_group_and_every_metric() -> None:
+    c = client()
+    groups = c.get("/apis").json()
+    assert groups["kind"] == "APIGroupList"
+    (group,) = groups["groups"]
+    assert group == c.get("/apis/external.metrics.k8s.io").json() | {}
+    assert group["name"] == "external.metrics.k8s.io"
+    assert group["preferredVersion"] == {"groupVersion": "external.metrics.k8s.io/v1beta1",
+                                         "version": "v1beta1"}
+    resources = c.get(BASE).json()
+    assert (resources["kind"], resources["groupVersion"]) == (
+        "APIResourceList", "external.metrics.k8s.io/v1beta1")
+    assert {r["name"] for r in resources["resources"]} == set(METRIC_NAMES)
+    assert all(r["namespaced"] and r["verbs"] == ["get"] for r in resources["resources"])
+
+
+def test_openapi_documents_are_404_which_the_aggregator_skips() -> None:
+    for version in ("v2", "v3"):
+        r = client().get(f"/openapi/{version}")
+        assert r.status_code == 404 and r.json()["kind"] == "Status"
+
+
+def test_a_metric_is_served_per_autoscaler_with_its_labels() -> None:
+    c = client(outcome("chat", desired=7), outcome("code", desired=2))
+    body = c.get(f"{BASE}/namespaces/ml/{DESIRED_REPLICAS}",
+                 params={"labelSelector": "autoscaler=chat"}).json()
+    assert (body["kind"], body["apiVersion"]) == ("ExternalMetricValueList",
+                                                  "external.metrics.k8s.io/v1beta1")
+    (item,) = body["items"]
+    assert item == {"metricName": DESIRED_REPLICAS,
+                    "metricLabels": {"autoscaler": "chat", "mode": "Metrics"},
+                    "timestamp": "2023-11-14T22:13:20Z", "value": "7"}
+
+
+def test_without_a_selector_every_autoscaler_of_the_namespace_is_listed() -> None:
+    c = client(outcome("chat"), outcome("code"), outcome("other", namespace="elsewhere"))
+    items = c.get(f"{BASE}/namespaces/ml/{DESIRED_REPLICAS}").json()["items"]
+    assert [i["metricLabels"]["autoscaler"] for i in items] == ["chat", "code"]
+
+
+@pytest.mark.parametrize(("metric", "expected"), [
+    pytest.param(FORECAST_RPS, "12500m", id="forecast 12.5 rps"),
+    pytest.param(DEMAND_RPS, "10", id="demand 10 rps"),
+])
+def test_forecast_and_demand_are_served_as_quantities(metric: str, expected: str) -> None:
+    (item,) = client(outcome("chat")).get(f"{BASE}/namespaces/ml/{metric}").json()["items"]
+    assert item["value"] == expected
+
+
+@pytest.mark.parametrize(("served", "metric"), [
+    pytest.param(outcome("chat", at=NOW - 46), DESIRED_REPLICAS, id="older than max age"),
+    pytest.param(outcome("chat", valid=False), DESIRED_REPLICAS, id="invalid decision"),
+    pytest.param(outcome("chat", mode=Mode.SCALE), DESIRED_REPLICAS,
+                 id="scale mode writes its own scale"),
+    pytest.param(outcome("chat", forecast=None), FORECAST_RPS, id="no forecast"),
+    pytest.param(outcome("chat", demand=float("nan")), DEMAND_RPS, id="NaN demand"),
+])
+def test_stale_or_unusable_values_are_withheld_never_served_as_zero(served: Outcome,
+                                                                   metric: str) -> None:
+    body = client(served).get(f"{BASE}/namespaces/ml/{metric}").json()
+    assert body["items"] == []
+
+
+def test_a_value_just_inside_the_max_age_is_served() -> None:
+    items = client(outcome("chat", at=NOW - 44)).get(
+        f"{BASE}/namespaces/ml/{DESIRED_REPLICAS}").json()["items"]
+    assert [i["value"] for i in items] == ["3"]
+
+
+@pytest.mark.parametrize(("path", "code", "reason"), [
+    pytest.param(f"{BASE}/namespaces/ml/no_such_metric", 404, "NotFound", id="unknown metric"),
+    pytest.param(f"{BASE}/namespaces/ml/{DESIRED_REPLICAS}?labelSelector=autoscaler%20in",
+                 400, "BadRequest", id="bad selector"),
+])
+def test_errors_are_kubernetes_status_objects(path: str, code: int, reason: str) -> None:
+    r = client(outcome("chat")).get(path)
+    assert r.status_code == code
+    body = r.json()
+    assert (body["kind"], body["apiVersion"], body["status"]) == ("Status", "v1", "Failure")
+    assert (body["code"], body["reason"]) == (code, reason)
+    assert body["message"]
+
+
+def test_keda_reads_the_decision_as_json() -> None:
+    r = client(outcome("chat", desired=5)).get("/keda/ml/chat")
+    assert r.status_code == 200
+    assert r.json() == {"desiredReplicas": 5, "forecastRps": 12.5, "demandRps": 10.0,
+                        "timestamp": "2023-11-14T22:13:20Z"}
+
+
+@pytest.mark.parametrize(("served", "code"), [
+    pytest.param(outcome("chat", at=NOW - 100), 503, id="stale"),
+    pytest.param(outcome("chat", valid=False), 503, id="invalid"),
+    pytest.param(outcome("other"), 404, id="unknown autoscaler"),
+])
+def test_keda_gets_an_error_instead_of_a_withheld_value(served: Outcome, code: int) -> None:
+    r = client(served).get("/keda/ml/chat")
+    assert r.status_code == code and r.json()["kind"] == "Status"
+
+
+# --- TLS and client certificates ----------------------------------------------------------
+
+
+def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def _leaf(directory: Path, name: str, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+          cn: str, *, server: bool) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+               .issuer_name(ca[0].subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=1))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.ExtendedKeyUsage(
+                   [ExtendedKeyUsageOID.SERVER_AUTH if server else
+                    ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+    if server:
+        import ipaddress
+
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+    cert = builder.sign(ca[1], hashes.SHA256())
+    crt, pem = directory / f"{name}.crt", directory / f"{name}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    return str(crt), str(pem)
+
+
+def _write_ca(directory: Path, name: str,
+              ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> str:
+    path = directory / f"{name}.crt"
+    path.write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    d = tmp_path_factory.mktemp("pki")
+    serving_ca, front_ca, other_ca = _ca("serving"), _ca("front-proxy"), _ca("other")
+    cert, key = _leaf(d, "server", serving_ca, "metrics", server=True)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ExternalMetricsServer(Outcomes(outcome("chat", desired=4)), ServerConfig(
+        port=port, host="127.0.0.1", cert_file=cert, key_file=key,
+        client_ca_file=_write_ca(d, "front-ca", front_ca),
+        allowed_names=("front-proxy-client",)), clock=lambda: NOW).start()
+    yield {"url": f"https://127.0.0.1:{port}", "ca": _write_ca(d, "serving-ca", serving_ca),
+           "allowed": _leaf(d, "allowed", front_ca, "front-proxy-client", server=False),
+           "wrong_name": _leaf(d, "wrong", front_ca, "someone-else", server=False),
+           "other_ca": _leaf(d, "other", other_ca, "front-proxy-client", server=False)}
+    server.stop()
+
+
+def _get(srv: dict[str, Any], path: str, cert: tuple[str, str] | None) -> httpx.Response:
+    ctx = ssl.create_default_context(cafile=srv["ca"])
+    if cert is not None:
+        ctx.load_cert_chain(*cert)
+    with httpx.Client(verify=ctx, timeout=5) as c:
+        return c.get(srv["url"] + path)
+
+
+@pytest.mark.parametrize(("who", "code"), [
+    pytest.param(None, 401, id="no certificate: 401"),
+    pytest.param("wrong_name", 403, id="front-proxy CA but a CN not allowed: 403"),
+    pytest.param("allowed", 200, id="the aggregator's certificate: 200"),
+])
+def test_only_the_front_proxy_certificate_with_an_allowed_name_is_served(
+        tls_server: dict[str, Any], who: str | None, code: int) -> None:
+    r = _get(tls_server, f"{BASE}/namespaces/ml/{DESIRED_REPLICAS}",
+             tls_server[who] if who else None)
+    assert r.status_code == code
+    if code == 200:
+        assert [i["value"] for i in r.json()["items"]] == ["4"]
+    else:
+        assert r.json()["kind"] == "Status" and r.json()["code"] == code
+
+
+def test_a_certificate_from_another_ca_fails_the_handshake(tls_server: dict[str, Any]) -> None:
+    with pytest.raises(httpx.HTTPError):
+        _get(tls_server, BASE, tls_server["other_ca"])
+
+
+def test_keda_needs_no_client_certificate(tls_server: dict[str, Any]) -> None:
+    r = _get(tls_server, "/keda/ml/chat", None)
+    assert r.status_code == 200 and r.json()["desiredReplicas"] == 4
+
+
+def test_the_tls_server_refuses_to_start_without_its_files() -> None:
+    with pytest.raises(ValueError, match="serving certificate"):
+        ExternalMetricsServer(Outcomes(), ServerConfig(port=0, cert_file=None))

@@ -406,3 +406,92 @@ def test_keda_needs_no_client_certificate(tls_server: dict[str, Any]) -> None:
 def test_the_tls_server_refuses_to_start_without_its_files() -> None:
     with pytest.raises(ValueError, match="serving certificate"):
         ExternalMetricsServer(Outcomes(), ServerConfig(port=0, cert_file=None))
+
+
+# --- deploy/ ------------------------------------------------------------------------------
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    import yaml
+
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+
+
+def test_the_apiservice_points_at_the_controller_services_https_port() -> None:
+    (api,) = _docs(DEPLOY / "external-metrics" / "apiservice.yaml")
+    assert api["metadata"]["name"] == "v1beta1.external.metrics.k8s.io"
+    assert (api["spec"]["group"], api["spec"]["version"]) == ("external.metrics.k8s.io",
+                                                              "v1beta1")
+    services = {d["metadata"]["name"]: d for d in _docs(DEPLOY / "controller.yaml")
+                if d["kind"] == "Service"}
+    ref = api["spec"]["service"]
+    service = services[ref["name"]]
+    assert service["metadata"]["namespace"] == ref["namespace"]
+    ports = {p["port"]: p["targetPort"] for p in service["spec"]["ports"]}
+    assert ports[ref["port"]] == "https"
+    assert api["spec"]["insecureSkipTLSVerify"] is False
+
+
+def test_the_aggregated_server_rbac_binds_exactly_the_two_standard_roles() -> None:
+    docs = _docs(DEPLOY / "external-metrics" / "rbac.yaml")
+    refs = {(d["kind"], d["metadata"].get("namespace"), d["roleRef"]["kind"],
+             d["roleRef"]["name"]) for d in docs}
+    assert refs == {
+        ("ClusterRoleBinding", None, "ClusterRole", "system:auth-delegator"),
+        ("RoleBinding", "kube-system", "Role", "extension-apiserver-authentication-reader")}
+    for d in docs:
+        assert d["subjects"] == [{"kind": "ServiceAccount",
+                                  "name": "inference-autoscaler-controller",
+                                  "namespace": "inference-autoscaler"}]
+
+
+def test_the_external_metrics_kustomization_lists_its_files() -> None:
+    import yaml
+
+    kust = yaml.safe_load((DEPLOY / "external-metrics" / "kustomization.yaml").read_text())
+    assert sorted(kust["resources"]) == ["apiservice.yaml", "rbac.yaml"]
+
+
+def test_the_example_hpa_lands_on_our_count() -> None:
+    (hpa,) = _docs(DEPLOY / "examples" / "hpa-external.yaml")
+    (metric,) = hpa["spec"]["metrics"]
+    ext = metric["external"]
+    assert ext["metric"]["name"] == DESIRED_REPLICAS
+    assert ext["metric"]["selector"] == {"matchLabels": {"autoscaler": "chat"}}
+    assert ext["target"] == {"type": "AverageValue", "averageValue": "1"}
+    assert {hpa["spec"]["behavior"][side]["tolerance"] for side in ("scaleUp", "scaleDown")
+            } == {"0"}
+
+
+def test_the_keda_example_reads_the_keda_endpoint() -> None:
+    (obj,) = _docs(DEPLOY / "examples" / "keda-scaledobject.yaml")
+    (trigger,) = obj["spec"]["triggers"]
+    meta = trigger["metadata"]
+    assert trigger["type"] == "metrics-api" and trigger["metricType"] == "AverageValue"
+    assert meta["valueLocation"] == "desiredReplicas" and meta["targetValue"] == "1"
+    path = "/" + meta["url"].split("/", 3)[3]
+    ns, name = obj["metadata"]["namespace"], obj["spec"]["scaleTargetRef"]["name"]
+    assert path == f"/keda/{ns}/{name}"
+    # The path really is served, and returns the field the example reads.
+    body = client(outcome(name, namespace=ns, desired=6)).get(path).json()
+    assert body[meta["valueLocation"]] == 6
+
+
+def test_the_cluster_published_request_header_settings_are_read(tmp_path: Path) -> None:
+    from autoscaler.controller.external_metrics import AUTH_CONFIGMAP, request_header_auth
+
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    asked: list[str] = []
+
+    def get(path: str) -> dict[str, Any]:
+        asked.append(path)
+        return {"data": {"requestheader-client-ca-file": pem,
+                         "requestheader-allowed-names": '["front-proxy-client"]'}}
+
+    path, names = request_header_auth(get, str(tmp_path))
+    assert asked == [AUTH_CONFIGMAP]
+    assert Path(path).read_text() == pem and names == ("front-proxy-client",)
+    with pytest.raises(ValueError, match="requestheader-client-ca-file"):
+        request_header_auth(lambda _p: {"data": {}}, str(tmp_path))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -221,9 +222,13 @@ class CycleResult:
 class Collector:
     """Builds every target's observation from one round of grouped queries."""
 
-    def __init__(self, source: MetricsSource, config: CollectorConfig) -> None:
+    def __init__(self, source: MetricsSource, config: CollectorConfig, *,
+                 parallelism: int = 4) -> None:
         self.source = source
         self.config = config
+        self.parallelism = parallelism
+        """Queries in flight at once (the source must be thread-safe, as a requests
+        session is for concurrent GETs)."""
 
     def _key(self, labels: Mapping[str, str]) -> TargetKey | None:
         ns = labels.get(self.config.namespace_label)
@@ -254,40 +259,42 @@ class Collector:
         newest_q, count_q = cfg.liveness_queries()
         newest: dict[TargetKey, tuple[float, float]] = {}
         counts: dict[TargetKey, tuple[float, float]] = {}
-        liveness_ok = True
-        try:
-            queries += 1
-            newest = self._by_target(newest_q, at)
-            queries += 1
-            counts = self._by_target(count_q, at)
-        except TransientError as exc:
-            liveness_ok = False
-            errors["liveness"] = str(exc)
         values: dict[Signal, dict[TargetKey, tuple[float, float]] | None] = {}
         plain, quantiles = cfg.plan()
-        for signal, promql in plain.items():
-            if not liveness_ok:
+        # The queries of one cycle run concurrently: Prometheus evaluates them in parallel
+        # (20 at a time by default), and their JSON encoding, transfer and decoding overlap.
+        with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
+            live = [pool.submit(self._by_target, q, at) for q in (newest_q, count_q)]
+            queries += 2
+            try:
+                newest, counts = live[0].result(), live[1].result()
+                liveness_ok = True
+            except TransientError as exc:
                 # Prometheus just failed us: one error for the cycle, not one timeout per
                 # signal (10 signals x 5 s timeouts would stall the loop for a minute).
-                values[signal] = None
-                continue
-            queries += 1
-            try:
-                values[signal] = self._by_target(promql, at)
-            except TransientError as exc:
-                values[signal] = None
-                errors[signal.value] = str(exc)
-        for inner, wanted in quantiles.items():
-            if not liveness_ok:
-                values.update({signal: None for signal, _ in wanted})
-                continue
-            queries += 1
-            try:
-                values.update(self._quantiles(inner, wanted, at))
-            except TransientError as exc:
-                for signal, _ in wanted:
-                    values[signal] = None
-                    errors[signal.value] = str(exc)
+                liveness_ok = False
+                errors["liveness"] = str(exc)
+            if liveness_ok:
+                plain_f = {s: pool.submit(self._by_target, q, at) for s, q in plain.items()}
+                quant_f = {inner: pool.submit(self._quantiles, inner, wanted, at)
+                           for inner, wanted in quantiles.items()}
+                queries += len(plain_f) + len(quant_f)
+                for signal, fut in plain_f.items():
+                    try:
+                        values[signal] = fut.result()
+                    except TransientError as exc:
+                        values[signal] = None
+                        errors[signal.value] = str(exc)
+                for inner, qfut in quant_f.items():
+                    try:
+                        values.update(qfut.result())
+                    except TransientError as exc:
+                        for signal, _ in quantiles[inner]:
+                            values[signal] = None
+                            errors[signal.value] = str(exc)
+            else:
+                values = {s: None for s in plain}
+                values.update({s: None for wanted in quantiles.values() for s, _ in wanted})
         keys = set(targets or ()) | set(newest) | {k for v in values.values() if v for k in v}
         observations = {
             key: self._observe(key, at, newest.get(key), counts.get(key), values, liveness_ok)

@@ -42,7 +42,12 @@ def plan_recorded(preset: str, plain: dict[Signal, str],
                   quantiles: dict[str, list[tuple[Signal, float]]]
                   ) -> tuple[list[dict[str, str]], dict[Signal, str], dict[str, list[tuple[
                       Signal, float]]]]:
-    """(rules, plain queries reading them, quantile groups reading them)."""
+    """(rules, plain queries reading them, quantile groups reading them).
+
+    A histogram gets a rule for its per-target bucket rates and one per quantile over that
+    recorded series, so a cycle reads 1,000 rows per quantile instead of 23,000 bucket rows
+    (and Prometheus computes the quantiles once per rule interval, cheaply, from the
+    already aggregated buckets). Quantile groups are then empty: every read is plain."""
     rules: list[dict[str, str]] = []
     plain_q: dict[Signal, str] = {}
     quant_q: dict[str, list[tuple[Signal, float]]] = {}
@@ -58,7 +63,10 @@ def plan_recorded(preset: str, plain: dict[Signal, str],
                             "histograms with distinct bucket metric names")
         seen.add(name)
         rules.append({"record": name, "expr": inner})
-        quant_q[name] = wanted
+        for signal, q in wanted:
+            qname = record_name(preset, signal.value)
+            rules.append({"record": qname, "expr": f"histogram_quantile({q}, {name})"})
+            plain_q[signal] = qname
     return rules, plain_q, quant_q
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -141,6 +142,7 @@ class PrometheusSource:
         self.config = config
         self.queries_sent = 0
         """Queries (instant + range) sent so far, for the per-cycle figures."""
+        self._lock = threading.Lock()
         headers = dict(config.headers)
         self._headers = headers
         self._refresh_token()
@@ -173,7 +175,8 @@ class PrometheusSource:
         self._client._session.close()
 
     def _call(self, promql: str, fn: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        self.queries_sent += 1
+        with self._lock:
+            self.queries_sent += 1
         if self.config.bearer_token_file:
             self._refresh_token()
         try:

@@ -54,6 +54,11 @@ APISERVICE = "v1beta1.external.metrics.k8s.io"
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
 
 
+def raw(body: dict[str, Any]) -> Any:
+    """A manifest as a plain dict (the client serialises dicts as they are)."""
+    return body
+
+
 class Outcomes:
     """The outcome cache the server reads; tests set values as the control loop would."""
 
@@ -97,19 +102,19 @@ def served(control_plane: ControlPlane, api_client: k8s.ApiClient
         allowed_names=("front-proxy-client",), max_age_s=3600)).start()
     core = k8s.CoreV1Api(api_client)
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=SERVICE_NS)))
-    core.create_namespaced_service(SERVICE_NS, {
+    core.create_namespaced_service(SERVICE_NS, raw({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": SERVICE},
         "spec": {"type": "ExternalName", "externalName": "localhost",
-                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}})
+                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}}))
     reg = k8s.ApiregistrationV1Api(api_client)
-    reg.create_api_service({
+    reg.create_api_service(raw({
         "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
         "metadata": {"name": APISERVICE},
         "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
                  "service": {"namespace": SERVICE_NS, "name": SERVICE, "port": port},
                  "caBundle": base64.b64encode(control_plane.certs.ca.cert.read_bytes()
                                               ).decode(),
-                 "groupPriorityMinimum": 100, "versionPriority": 100}})
+                 "groupPriorityMinimum": 100, "versionPriority": 100}}))
     try:
         yield outcomes, port
     finally:
@@ -128,7 +133,7 @@ def admin_get(control_plane: ControlPlane, path: str, **params: str) -> httpx.Re
 
 def available(api_client: k8s.ApiClient) -> dict[str, Any] | None:
     svc = k8s.ApiregistrationV1Api(api_client).read_api_service(APISERVICE)
-    for cond in svc.status.conditions or []:
+    for cond in (svc.status.conditions if svc.status else None) or []:
         if cond.type == "Available":
             return {"status": cond.status, "reason": cond.reason, "message": cond.message}
     return None
@@ -136,22 +141,23 @@ def available(api_client: k8s.ApiClient) -> dict[str, Any] | None:
 
 def deployment(api: k8s.ApiClient, namespace: str, name: str, replicas: int) -> None:
     labels = {"app": name}
-    k8s.AppsV1Api(api).create_namespaced_deployment(namespace, {
+    k8s.AppsV1Api(api).create_namespaced_deployment(namespace, raw({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                  "template": {"metadata": {"labels": labels},
                               "spec": {"containers": [{"name": "vllm",
-                                                       "image": "vllm/vllm-openai:latest"}]}}}})
+                                                       "image": "vllm/vllm-openai:latest"}]}}}}))
 
 
 def replicas(api: k8s.ApiClient, namespace: str, name: str) -> int:
-    return int(k8s.AppsV1Api(api).read_namespaced_deployment(name, namespace).spec.replicas)
+    spec = k8s.AppsV1Api(api).read_namespaced_deployment(name, namespace).spec
+    return int(spec.replicas or 0) if spec is not None else 0
 
 
 def hpa(api: k8s.ApiClient, namespace: str, name: str, behavior: dict[str, Any],
         *, max_replicas: int = 20) -> None:
-    k8s.AutoscalingV2Api(api).create_namespaced_horizontal_pod_autoscaler(namespace, {
+    k8s.AutoscalingV2Api(api).create_namespaced_horizontal_pod_autoscaler(namespace, raw({
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": name},
         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
@@ -161,7 +167,7 @@ def hpa(api: k8s.ApiClient, namespace: str, name: str, behavior: dict[str, Any],
                      "metric": {"name": DESIRED_REPLICAS,
                                 "selector": {"matchLabels": {"autoscaler": name}}},
                      "target": {"type": "AverageValue", "averageValue": "1"}}}],
-                 "behavior": behavior}})
+                 "behavior": behavior}}))
 
 
 def hpa_has_read_a_value(api: k8s.ApiClient, namespace: str, name: str) -> bool:

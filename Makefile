@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint unit e2e bench clean prometheus
+HELM_VERSION := v3.22.0
+HELM := .cache/bin/helm
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,7 +35,11 @@ prometheus:
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 
-unit: $(STAMP) prometheus
+## helm, for the chart tests (built from the Go module proxy once, cached in .cache/bin)
+$(HELM):
+	GOBIN=$(CURDIR)/.cache/bin go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+unit: $(STAMP) prometheus $(HELM)
 	$(PY) -m pytest -q -n 2 -p no:cacheprovider -m "not e2e"
 
 ## Real etcd + kube-apiserver + kube-controller-manager (cached in .cache/k8s/), one process

@@ -398,11 +398,16 @@ def _handler(twin: Twin) -> type[BaseHTTPRequestHandler]:
             log.debug("twin http: " + format, *args)
 
         def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                # The scraper gave up (its scrape timeout passed while a 1,000-target
+                # exposition was rendered): nothing to answer, and not an error of ours.
+                log.debug("twin http: client went away")
 
         def _json(self, status: int, obj: object) -> None:
             self._send(status, json.dumps(obj).encode())

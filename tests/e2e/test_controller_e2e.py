@@ -72,7 +72,8 @@ def metrics() -> Iterator[tuple[ScriptedExporter, PrometheusServer]]:
 
 class ControllerProcess:
     def __init__(self, kubeconfig: Path, prometheus_url: str, identity: str,
-                 workdir: Path, *, lease_duration: int = 6) -> None:
+                 workdir: Path, *, lease_duration: int = 6,
+                 extra: list[str] | None = None) -> None:
         self.port = free_port()
         self.log_path = workdir / f"controller-{identity}.log"
         self.identity = identity
@@ -81,7 +82,7 @@ class ControllerProcess:
                 "--leader-elect", "--lease-namespace", SA_NAMESPACE,
                 "--lease-duration", str(lease_duration), "--identity", identity,
                 "--metrics-host", "127.0.0.1", "--metrics-port", str(self.port),
-                "--tick", "1", "--backfill-seconds", "0"]
+                "--tick", "1", "--backfill-seconds", "0", *(extra or [])]
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env,

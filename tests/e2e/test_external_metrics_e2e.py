@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -84,6 +84,34 @@ class Outcomes:
                                       o.reason, o.valid, o.wrote_scale, o.decision, time.time())
 
 
+def register_apiservice(control_plane: ControlPlane, api_client: k8s.ApiClient,
+                        service_ns: str, service: str, port: int) -> Callable[[], None]:
+    """Register a server on loopback ``port`` as the cluster's external metrics API: an
+    ExternalName Service to localhost and the APIService (CA: the cluster's). Returns the
+    clean-up."""
+    core = k8s.CoreV1Api(api_client)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=service_ns)))
+    core.create_namespaced_service(service_ns, raw({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": service},
+        "spec": {"type": "ExternalName", "externalName": "localhost",
+                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}}))
+    reg = k8s.ApiregistrationV1Api(api_client)
+    reg.create_api_service(raw({
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+        "metadata": {"name": APISERVICE},
+        "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
+                 "service": {"namespace": service_ns, "name": service, "port": port},
+                 "caBundle": base64.b64encode(control_plane.certs.ca.cert.read_bytes()
+                                              ).decode(),
+                 "groupPriorityMinimum": 100, "versionPriority": 100}}))
+
+    def unregister() -> None:
+        reg.delete_api_service(APISERVICE)
+        core.delete_namespace(service_ns)
+
+    return unregister
+
+
 @pytest.fixture(scope="module")
 def served(control_plane: ControlPlane, api_client: k8s.ApiClient
            ) -> Iterator[tuple[Outcomes, int]]:
@@ -100,26 +128,11 @@ def served(control_plane: ControlPlane, api_client: k8s.ApiClient
         port=port, host="127.0.0.1", cert_file=str(serving.cert), key_file=str(serving.key),
         client_ca_file=str(control_plane.certs.front_proxy_ca.cert),
         allowed_names=("front-proxy-client",), max_age_s=3600)).start()
-    core = k8s.CoreV1Api(api_client)
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=SERVICE_NS)))
-    core.create_namespaced_service(SERVICE_NS, raw({
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": SERVICE},
-        "spec": {"type": "ExternalName", "externalName": "localhost",
-                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}}))
-    reg = k8s.ApiregistrationV1Api(api_client)
-    reg.create_api_service(raw({
-        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-        "metadata": {"name": APISERVICE},
-        "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
-                 "service": {"namespace": SERVICE_NS, "name": SERVICE, "port": port},
-                 "caBundle": base64.b64encode(control_plane.certs.ca.cert.read_bytes()
-                                              ).decode(),
-                 "groupPriorityMinimum": 100, "versionPriority": 100}}))
+    unregister = register_apiservice(control_plane, api_client, SERVICE_NS, SERVICE, port)
     try:
         yield outcomes, port
     finally:
-        reg.delete_api_service(APISERVICE)
-        core.delete_namespace(SERVICE_NS)
+        unregister()
         server.stop()
 
 

@@ -62,9 +62,10 @@ from autoscaler.metrics.source import MetricsSource
 
 log = logging.getLogger("autoscaler.controller")
 
-STATUS_REFRESH_S = 60.0
+STATUS_REFRESH_S = 300.0
 """An unchanged status (same counts, reason and condition states) is rewritten at most this
-often (s), to refresh its forecast figures and messages."""
+often (s), to refresh its forecast figures and messages (the controller's /metrics has them
+live). 1,000 steady autoscalers: 3.3 PATCHes/s instead of 67 at a write per cycle."""
 RELIST_S = 15.0
 """Re-list the custom resources at least this often (s), even when none is due: a new or
 edited autoscaler is picked up within this time."""
@@ -145,6 +146,7 @@ class Controller:
         """The newest outcome per autoscaler: what the external metrics API serves."""
         self.relist_s = RELIST_S
         self._last_list: float | None = None
+        self._parse_cache: dict[tuple[str, str], tuple[tuple[Any, Any, Any], Autoscaler]] = {}
 
     # -- one cycle ---------------------------------------------------------------------
 
@@ -169,12 +171,14 @@ class Controller:
             key = (meta.get("namespace", ""), meta.get("name", ""))
             seen.add(key)
             try:
-                autoscalers.append(parse_autoscaler(obj))
+                autoscalers.append(self._parsed(obj))
             except SpecError as exc:
                 self._invalid(obj, exc, now)
         for gone in set(self.memory) - seen:
             del self.memory[gone]
             self.outcomes.pop(gone, None)
+        for gone in set(self._parse_cache) - seen:
+            del self._parse_cache[gone]
         due = [a for a in autoscalers if self._mem(a).next_due <= now]
         if not due:
             return []
@@ -195,6 +199,18 @@ class Controller:
                 self.hooks.decision(outcome)
                 out.append(outcome)
         return out
+
+    def _parsed(self, obj: dict[str, Any]) -> Autoscaler:
+        """``parse_autoscaler``, memoised on (uid, generation, resourceVersion): the spec is
+        validated once per edit, not once per cycle (0.13 ms each, 1,000 per cycle)."""
+        meta = obj.get("metadata", {})
+        key = (meta.get("uid"), meta.get("generation"), meta.get("resourceVersion"))
+        hit = self._parse_cache.get((meta.get("namespace", ""), meta.get("name", "")))
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        a = parse_autoscaler(obj)
+        self._parse_cache[a.key] = (key, a)
+        return a
 
     def _mem(self, a: Autoscaler) -> Memory:
         mem = self.memory.get(a.key)

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import math
 import re
@@ -72,6 +73,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import uvicorn
 from cryptography import x509
@@ -408,9 +410,7 @@ else:
 
 def _status(code: int, reason: str, message: str) -> JSONResponse:
     """A ``meta/v1`` Status, the body Kubernetes clients parse for errors."""
-    return JSONResponse(status_code=code, content={
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": message, "reason": reason, "code": code})
+    return JSONResponse(status_code=code, content=_status_doc(code, reason, message))
 
 
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
@@ -432,6 +432,42 @@ class _Authenticate:
                 await _status(code, _REASONS[code], message)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+_METRIC_PREFIX = f"/apis/{GROUP_VERSION}/namespaces/"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class _MetricFastPath:
+    """Serves ``GET /apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}`` (the
+    one path the HPA calls, every sync, for every External metric) as plain ASGI, skipping
+    Starlette's routing and request objects: about half the per-request cost, which is
+    what the tail latency at 500 req/s is made of. Everything else goes to the app."""
+
+    def __init__(self, app: Any, respond: Callable[[str, str, str], tuple[int, Any]]) -> None:
+        self.app = app
+        self.respond = respond
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith(_METRIC_PREFIX) and scope["method"] == "GET":
+            parts = path[len(_METRIC_PREFIX):].split("/")
+            if len(parts) == 2 and all(parts):
+                query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+                code, doc = self.respond(parts[0], parts[1],
+                                         (query.get("labelSelector") or [""])[0])
+                body = json.dumps(doc, separators=(",", ":")).encode()
+                await send({"type": "http.response.start", "status": code,
+                            "headers": [*_JSON_HEADERS,
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def _status_doc(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
 
 
 def discovery_group() -> dict[str, Any]:
@@ -457,38 +493,43 @@ def create_app(outcomes: OutcomeSource, *, auth: Authenticator,
     group_list = {"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_doc]}
     resources_doc = discovery_resources()
 
-    # A plain ASGI middleware: Starlette's @app.middleware("http") wraps every request in
-    # extra tasks and streams, several times the cost of these tiny responses.
+    def respond(namespace: str, metric: str, label_selector: str) -> tuple[int, Any]:
+        if metric not in METRIC_NAMES:
+            return 404, _status_doc(404, "NotFound",
+                                    f"the server could not find the metric {metric!r} "
+                                    f"(served: {', '.join(METRIC_NAMES)})")
+        try:
+            selector = parse_selector(label_selector)
+        except SelectorError as exc:
+            return 400, _status_doc(400, "BadRequest", f"labelSelector: {exc}")
+        items = external_metric_items(outcomes(), namespace, metric, selector, now=clock(),
+                                      max_age_s=max_age_s)
+        return 200, {"kind": "ExternalMetricValueList", "apiVersion": GROUP_VERSION,
+                     "metadata": {}, "items": items}
+
+    # Plain ASGI middlewares (Starlette's @app.middleware("http") wraps every request in
+    # extra tasks and streams, several times the cost of these tiny responses). The last
+    # added runs first: authentication, then the metric fast path, then FastAPI's routes.
+    app.add_middleware(_MetricFastPath, respond=respond)
     app.add_middleware(_Authenticate, auth=auth)
 
+    # The handlers are `async def`: each is a few dictionary reads that never block, and a
+    # plain `def` would send every request through anyio's thread pool (a thread hop and a
+    # lock per request, the largest share of the tail latency at 500 req/s).
     @app.get("/apis")
-    def apis() -> dict[str, Any]:
+    async def apis() -> dict[str, Any]:
         return group_list
 
     @app.get(f"/apis/{GROUP}")
-    def group() -> dict[str, Any]:
+    async def group() -> dict[str, Any]:
         return group_doc
 
     @app.get(f"/apis/{GROUP_VERSION}")
-    def resources() -> dict[str, Any]:
+    async def resources() -> dict[str, Any]:
         return resources_doc
 
-    @app.get(f"/apis/{GROUP_VERSION}/namespaces/{{namespace}}/{{metric}}")
-    def external_metric(namespace: str, metric: str, labelSelector: str = "") -> Response:
-        if metric not in METRIC_NAMES:
-            return _status(404, "NotFound", f"the server could not find the metric {metric!r} "
-                           f"(served: {', '.join(METRIC_NAMES)})")
-        try:
-            selector = parse_selector(labelSelector)
-        except SelectorError as exc:
-            return _status(400, "BadRequest", f"labelSelector: {exc}")
-        items = external_metric_items(outcomes(), namespace, metric, selector, now=clock(),
-                                      max_age_s=max_age_s)
-        return JSONResponse({"kind": "ExternalMetricValueList", "apiVersion": GROUP_VERSION,
-                             "metadata": {}, "items": items})
-
     @app.get("/keda/{namespace}/{name}")
-    def keda(namespace: str, name: str) -> Response:
+    async def keda(namespace: str, name: str) -> Response:
         outcome = outcomes().get((namespace, name))
         if outcome is None:
             return _status(404, "NotFound", f"no decision for autoscaler {namespace}/{name} "
@@ -509,7 +550,7 @@ def create_app(outcomes: OutcomeSource, *, auth: Authenticator,
             "timestamp": rfc3339(outcome.at)})
 
     @app.get("/openapi/{version}")
-    def openapi(version: str) -> Response:
+    async def openapi(version: str) -> Response:
         return _status(404, "NotFound", "no OpenAPI document is published for this group")
 
     return app

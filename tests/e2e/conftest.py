@@ -15,7 +15,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
-from kube import Binaries, ControlPlane, binaries_dir, build_binaries
+from kube import Binaries, ControlPlane, binaries_dir, build_binaries, wait_until
 from kubernetes import client as k8s
 
 HERE = Path(__file__).resolve().parent
@@ -69,6 +69,12 @@ def namespace(api_client: k8s.ApiClient) -> Iterator[str]:
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     core = k8s.CoreV1Api(api_client)
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    # Pods are refused until the serviceaccount controller has created "default" (the
+    # ReplicaSet controller then backs off for a while): wait for it, so a test's
+    # Deployment gets its pods, and a Scale its status.replicas, without that back-off.
+    wait_until(f"the default ServiceAccount of {name}",
+               lambda: bool(core.list_namespaced_service_account(
+                   name, field_selector="metadata.name=default").items), timeout_s=30)
     yield name
     core.delete_namespace(name)
 

@@ -232,16 +232,16 @@ def test_a_stock_hpa_scales_a_deployment_to_our_desired_replicas_and_follows(
     deployment(api_client, namespace, "chat", 1)
     hpa(api_client, namespace, "chat", PASS_THROUGH)
     wait_until("5 replicas", lambda: replicas(api_client, namespace, "chat") == 5,
-               timeout_s=30)
+               timeout_s=60)
     outcomes.set(namespace, "chat", 11)
     wait_until("11 replicas", lambda: replicas(api_client, namespace, "chat") == 11,
-               timeout_s=30)
+               timeout_s=60)
     outcomes.set(namespace, "chat", 10)  # within the default 10 % tolerance: needs 0
     wait_until("10 replicas", lambda: replicas(api_client, namespace, "chat") == 10,
-               timeout_s=30)
+               timeout_s=60)
     outcomes.set(namespace, "chat", 3)
     wait_until("3 replicas", lambda: replicas(api_client, namespace, "chat") == 3,
-               timeout_s=30)
+               timeout_s=60)
     # Withheld (stale) value: the HPA holds instead of scaling to zero or to min.
     del outcomes.items[(namespace, "chat")]
     time.sleep(6)  # three HPA sync periods

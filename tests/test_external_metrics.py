@@ -213,10 +213,21 @@ def test_discovery_documents_describe_the_group_and_every_metric() -> None:
     assert all(r["namespaced"] and r["verbs"] == ["get"] for r in resources["resources"])
 
 
-def test_openapi_documents_are_404_which_the_aggregator_skips() -> None:
-    for version in ("v2", "v3"):
-        r = client().get(f"/openapi/{version}")
-        assert r.status_code == 404 and r.json()["kind"] == "Status"
+def test_the_openapi_documents_describe_the_metric_path() -> None:
+    c = client()
+    path = "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}"
+    v2 = c.get("/openapi/v2").json()
+    assert v2["swagger"] == "2.0" and path in v2["paths"]
+    ref = v2["paths"][path]["get"]["responses"]["200"]["schema"]["$ref"]
+    assert ref.removeprefix("#/definitions/") in v2["definitions"]
+    discovery = c.get("/openapi/v3").json()
+    (url,) = [p["serverRelativeURL"] for p in discovery["paths"].values()]
+    v3 = c.get(url).json()  # the ?hash= query is accepted
+    assert v3["openapi"].startswith("3.") and path in v3["paths"]
+    schema = v3["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+    assert schema["schema"]["$ref"].removeprefix("#/components/schemas/") in \
+        v3["components"]["schemas"]
+    assert c.get("/openapi/v3/apis/other/v1").status_code == 404
 
 
 def test_a_metric_is_served_per_autoscaler_with_its_labels() -> None:

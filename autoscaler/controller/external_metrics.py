@@ -8,10 +8,11 @@ server with its front-proxy client certificate. Endpoints (all ``GET``):
   legacy discovery (APIGroupList, APIGroup, APIResourceList). The v1.35 aggregator first
   asks ``/apis`` for aggregated discovery; our plain ``application/json`` answer makes it
   fall back to the legacy documents (kube-aggregator ``handler_discovery.go``).
-* ``/openapi/v2`` and ``/openapi/v3``: 404, on purpose. The aggregator treats a 404 from
-  ``/openapi/v3`` as "legacy server, try v2" and a 404 from ``/openapi/v2`` as "this server
-  publishes no spec" (kube-aggregator ``controllers/openapi{,v3}/aggregator``); the
-  APIService stays Available. (Only ``kubectl explain`` has nothing to show for the group.)
+* ``/openapi/v2`` (Swagger 2.0) and ``/openapi/v3`` (the v3 discovery document, pointing at
+  ``/openapi/v3/apis/external.metrics.k8s.io/v1beta1``): the documents the aggregator
+  downloads and merges into the cluster's own ``/openapi/v2`` and ``/openapi/v3``, describing
+  the one path and the ``ExternalMetricValueList`` schema (as ``kubectl explain`` and client
+  generators read them).
 * ``/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}?labelSelector=...``:
   an ``ExternalMetricValueList``, one item per autoscaler of the namespace that the selector
   matches.
@@ -62,6 +63,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -470,6 +472,77 @@ def _status_doc(code: int, reason: str, message: str) -> dict[str, Any]:
             "message": message, "reason": reason, "code": code}
 
 
+_OA_LIST = "io.k8s.metrics.pkg.apis.external_metrics.v1beta1.ExternalMetricValueList"
+_OA_VALUE = "io.k8s.metrics.pkg.apis.external_metrics.v1beta1.ExternalMetricValue"
+_METRIC_PATH = f"/apis/{GROUP_VERSION}/namespaces/{{namespace}}/{{metric}}"
+
+
+def _schemas(ref_prefix: str) -> dict[str, Any]:
+    return {
+        _OA_VALUE: {
+            "description": "One value of an external metric, with the labels that identify "
+                           "its series (here: autoscaler, mode).",
+            "type": "object", "required": ["metricName", "metricLabels", "timestamp", "value"],
+            "properties": {
+                "metricName": {"type": "string"},
+                "metricLabels": {"type": "object",
+                                 "additionalProperties": {"type": "string"}},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "window": {"type": "integer", "format": "int64"},
+                "value": {"type": "string", "description": "a Kubernetes quantity"},
+            }},
+        _OA_LIST: {
+            "description": "The values of one external metric for the autoscalers a label "
+                           "selector matches.",
+            "type": "object", "required": ["items"],
+            "properties": {
+                "kind": {"type": "string"}, "apiVersion": {"type": "string"},
+                "metadata": {"type": "object"},
+                "items": {"type": "array", "items": {"$ref": f"{ref_prefix}{_OA_VALUE}"}},
+            },
+            "x-kubernetes-group-version-kind": [
+                {"group": GROUP, "version": VERSION, "kind": "ExternalMetricValueList"}]},
+    }
+
+
+def _parameters() -> list[dict[str, Any]]:
+    return [{"name": "namespace", "in": "path", "required": True, "type": "string"},
+            {"name": "metric", "in": "path", "required": True, "type": "string"},
+            {"name": "labelSelector", "in": "query", "required": False, "type": "string"}]
+
+
+def openapi_v2() -> dict[str, Any]:
+    """The Swagger 2.0 document the aggregator merges into the cluster's /openapi/v2."""
+    return {"swagger": "2.0",
+            "info": {"title": "inference-autoscaler external metrics", "version": VERSION},
+            "paths": {_METRIC_PATH: {"get": {
+                "operationId": "readNamespacedExternalMetricValueList",
+                "produces": ["application/json"], "schemes": ["https"],
+                "parameters": _parameters(),
+                "responses": {"200": {"description": "OK",
+                                      "schema": {"$ref": f"#/definitions/{_OA_LIST}"}},
+                              "401": {"description": "Unauthorized"}},
+                "x-kubernetes-action": "get",
+                "x-kubernetes-group-version-kind": {"group": GROUP, "version": VERSION,
+                                                    "kind": "ExternalMetricValueList"}}}},
+            "definitions": _schemas("#/definitions/")}
+
+
+def openapi_v3() -> dict[str, Any]:
+    """The OpenAPI 3.0 document of the group version, as /openapi/v3 points at it."""
+    params = [{"name": p["name"], "in": p["in"], "required": p["required"],
+               "schema": {"type": "string"}} for p in _parameters()]
+    return {"openapi": "3.0.0",
+            "info": {"title": "inference-autoscaler external metrics", "version": VERSION},
+            "paths": {_METRIC_PATH: {"get": {
+                "operationId": "readNamespacedExternalMetricValueList",
+                "parameters": params,
+                "responses": {"200": {"description": "OK", "content": {"application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{_OA_LIST}"}}}},
+                    "401": {"description": "Unauthorized"}}}}},
+            "components": {"schemas": _schemas("#/components/schemas/")}}
+
+
 def discovery_group() -> dict[str, Any]:
     version = {"groupVersion": GROUP_VERSION, "version": VERSION}
     return {"kind": "APIGroup", "apiVersion": "v1", "name": GROUP, "versions": [version],
@@ -549,9 +622,27 @@ def create_app(outcomes: OutcomeSource, *, auth: Authenticator,
             "demandRps": metric_value(outcome, DEMAND_RPS, now=now, max_age_s=max_age_s),
             "timestamp": rfc3339(outcome.at)})
 
-    @app.get("/openapi/{version}")
-    async def openapi(version: str) -> Response:
-        return _status(404, "NotFound", "no OpenAPI document is published for this group")
+    v2_doc, v3_doc = openapi_v2(), openapi_v3()
+    v3_hash = hashlib.sha256(json.dumps(v3_doc, sort_keys=True).encode()).hexdigest()[:32]
+    v3_path = f"apis/{GROUP_VERSION}"
+
+    @app.get("/openapi/v2")
+    async def openapi_v2_doc() -> dict[str, Any]:
+        return v2_doc
+
+    @app.get("/openapi/v3")
+    async def openapi_v3_discovery() -> dict[str, Any]:
+        # The hash lets the aggregator (and clients) cache the group document.
+        return {"paths": {v3_path: {
+            "serverRelativeURL": f"/openapi/v3/{v3_path}?hash={v3_hash}"}}}
+
+    @app.get(f"/openapi/v3/{v3_path}")
+    async def openapi_v3_doc() -> dict[str, Any]:
+        return v3_doc
+
+    @app.get("/openapi/{rest:path}")
+    async def openapi_other(rest: str) -> Response:
+        return _status(404, "NotFound", f"no OpenAPI document at /openapi/{rest}")
 
     return app
 

@@ -223,6 +223,23 @@ def test_the_apiservice_becomes_available_and_serves_our_values_through_the_api_
     assert missing.status_code == 404 and missing.json()["kind"] == "Status"
 
 
+def test_the_cluster_openapi_documents_include_ours(
+        control_plane: ControlPlane, api_client: k8s.ApiClient,
+        served: tuple[Outcomes, int]) -> None:
+    wait_until("the APIService", lambda: (available(api_client) or {}).get("status") == "True",
+               timeout_s=60)
+    path = "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}"
+    # v3: the cluster's discovery lists the group version; its document is proxied to us.
+    entry = wait_until("the group in /openapi/v3", lambda: admin_get(
+        control_plane, "/openapi/v3").json()["paths"].get(
+            "apis/external.metrics.k8s.io/v1beta1"), timeout_s=60)
+    doc = admin_get(control_plane, entry["serverRelativeURL"]).json()
+    assert path in doc["paths"]
+    # v2: the aggregator merges our Swagger document into the cluster's.
+    wait_until("our path in /openapi/v2", lambda: path in admin_get(
+        control_plane, "/openapi/v2").json().get("paths", {}), timeout_s=90)
+
+
 def test_a_stock_hpa_scales_a_deployment_to_our_desired_replicas_and_follows(
         api_client: k8s.ApiClient, served: tuple[Outcomes, int], namespace: str) -> None:
     outcomes, _ = served

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from kube import Binaries, ControlPlane, binaries_dir, build_binaries, wait_until
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,12 +70,23 @@ def namespace(api_client: k8s.ApiClient) -> Iterator[str]:
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     core = k8s.CoreV1Api(api_client)
     core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
-    # Pods are refused until the serviceaccount controller has created "default" (the
-    # ReplicaSet controller then backs off for a while): wait for it, so a test's
-    # Deployment gets its pods, and a Scale its status.replicas, without that back-off.
-    wait_until(f"the default ServiceAccount of {name}",
-               lambda: bool(core.list_namespaced_service_account(
-                   name, field_selector="metadata.name=default").items), timeout_s=30)
+    # Pods are refused until the namespace's "default" ServiceAccount exists (the
+    # ReplicaSet controller then backs off). The serviceaccount controller creates it,
+    # but right after an API-server restart (an earlier test) its watch can lag for
+    # tens of seconds: give it 5 s, then create it as it would.
+    def has_default() -> bool:
+        return bool(core.list_namespaced_service_account(
+            name, field_selector="metadata.name=default").items)
+
+    try:
+        wait_until(f"the default ServiceAccount of {name}", has_default, timeout_s=5)
+    except AssertionError:
+        try:
+            core.create_namespaced_service_account(
+                name, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="default")))
+        except ApiException as exc:
+            if exc.status != 409:  # created by the controller in between: fine
+                raise
     yield name
     core.delete_namespace(name)
 

@@ -350,3 +350,13 @@ def test_an_api_server_restart_and_a_hand_scale_are_survived_without_flapping(
     assert proc.alive(), proc.tail()
     # Up to 3, (by hand to 1), back to 3: no oscillation in between.
     assert len(sizes) <= 4, sizes
+    # The controller-manager recovers too (its watches can lag the restart by tens of
+    # seconds): later tests need its serviceaccount and replicaset controllers.
+    with control_plane.api_client() as api:
+        core = k8s.CoreV1Api(api)
+        probe = f"{namespace}-probe"
+        core.create_namespace({"metadata": {"name": probe}})
+        wait_until("the controller-manager to serve a new namespace", lambda: bool(
+            core.list_namespaced_service_account(
+                probe, field_selector="metadata.name=default").items), timeout_s=120)
+        core.delete_namespace(probe)

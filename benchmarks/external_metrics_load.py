@@ -20,8 +20,6 @@ inference_autoscaler_desired_replicas?labelSelector=autoscaler=chat-7`` (what th
 from __future__ import annotations
 
 import argparse
-import datetime
-import ipaddress
 import json
 import os
 import shutil
@@ -32,49 +30,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from certs import issue_certificate, make_ca
 
 PATH = ("/apis/external.metrics.k8s.io/v1beta1/namespaces/ml/"
         "inference_autoscaler_desired_replicas?labelSelector=autoscaler%3Dchat-7")
 AUTOSCALERS = 100
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
 def make_pki(d: Path) -> None:
     """ca.crt signs server.crt (127.0.0.1) and client.crt (CN front-proxy-client)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench-ca")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=1))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    (d / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for name, cn, usage in (("server", "localhost", ExtendedKeyUsageOID.SERVER_AUTH),
-                            ("client", "front-proxy-client", ExtendedKeyUsageOID.CLIENT_AUTH)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-                   .issuer_name(ca_name).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=1))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
-        if name == "server":
-            builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        (d / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        (d / f"{name}.key").write_bytes(_key_pem(key))
+    ca, _, _ = make_ca(d, "ca", "bench-ca")
+    issue_certificate(d, "server", ca=ca, common_name="localhost",
+                      ip_addresses=("127.0.0.1",), server=True)
+    issue_certificate(d, "client", ca=ca, common_name="front-proxy-client", client=True)
 
 
 def serve(d: Path, port: int) -> None:

@@ -7,7 +7,6 @@ The real aggregator and HPA talking to it are the e2e tier's job
 
 from __future__ import annotations
 
-import datetime
 import ssl
 from collections.abc import Iterator
 from fractions import Fraction
@@ -16,10 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from certs import CertPair, issue_certificate, make_ca
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
@@ -311,58 +307,20 @@ def test_keda_gets_an_error_instead_of_a_withheld_value(served: Outcome, code: i
 # --- TLS and client certificates ----------------------------------------------------------
 
 
-def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return cert, key
-
-
-def _leaf(directory: Path, name: str, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
-          cn: str, *, server: bool) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-               .issuer_name(ca[0].subject).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=1))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.ExtendedKeyUsage(
-                   [ExtendedKeyUsageOID.SERVER_AUTH if server else
-                    ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
-    if server:
-        import ipaddress
-
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-    cert = builder.sign(ca[1], hashes.SHA256())
-    crt, pem = directory / f"{name}.crt", directory / f"{name}.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-    return str(crt), str(pem)
-
-
-def _write_ca(directory: Path, name: str,
-              ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> str:
-    path = directory / f"{name}.crt"
-    path.write_bytes(ca[0].public_bytes(serialization.Encoding.PEM))
-    return str(path)
+def _leaf(directory: Path, name: str, ca: CertPair, cn: str, *, server: bool
+          ) -> tuple[str, str]:
+    pair = issue_certificate(directory, name, ca=ca, common_name=cn, server=server,
+                             client=not server,
+                             dns_names=("localhost",) if server else (),
+                             ip_addresses=("127.0.0.1",) if server else ())
+    return str(pair.cert), str(pair.key)
 
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     d = tmp_path_factory.mktemp("pki")
-    serving_ca, front_ca, other_ca = _ca("serving"), _ca("front-proxy"), _ca("other")
+    serving_ca, front_ca, other_ca = (make_ca(d, f"{n}-ca", n)[0]
+                                      for n in ("serving", "front-proxy", "other"))
     cert, key = _leaf(d, "server", serving_ca, "metrics", server=True)
     import socket
 
@@ -371,9 +329,9 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         port = s.getsockname()[1]
     server = ExternalMetricsServer(Outcomes(outcome("chat", desired=4)), ServerConfig(
         port=port, host="127.0.0.1", cert_file=cert, key_file=key,
-        client_ca_file=_write_ca(d, "front-ca", front_ca),
+        client_ca_file=str(front_ca.cert),
         allowed_names=("front-proxy-client",)), clock=lambda: NOW).start()
-    yield {"url": f"https://127.0.0.1:{port}", "ca": _write_ca(d, "serving-ca", serving_ca),
+    yield {"url": f"https://127.0.0.1:{port}", "ca": str(serving_ca.cert),
            "allowed": _leaf(d, "allowed", front_ca, "front-proxy-client", server=False),
            "wrong_name": _leaf(d, "wrong", front_ca, "someone-else", server=False),
            "other_ca": _leaf(d, "other", other_ca, "front-proxy-client", server=False)}

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import datetime
-import ipaddress
 import os
 import signal
 import socket
@@ -33,10 +31,9 @@ from types import TracebackType
 from typing import TypeVar
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from certs import CertPair, make_ca, make_leaf, write_key
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -134,149 +131,6 @@ def build_binaries(*, timeout_s: float = 3600.0, log_path: Path | None = None) -
 
 
 @dataclass(frozen=True)
-class CertPair:
-    """A PEM certificate and its private key, as files."""
-
-    cert: Path
-    key: Path
-
-
-_ONE_DAY = datetime.timedelta(days=1)
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-
-
-def _make_ca(
-    directory: Path, name: str, common_name: str
-) -> tuple[CertPair, x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        # Back-dated a minute: a freshly started process must not see a not-yet-valid cert.
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + 30 * _ONE_DAY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    pair = CertPair(directory / f"{name}.crt", directory / f"{name}.key")
-    pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(pair.key, key)
-    return pair, cert, key
-
-
-def issue_certificate(
-    directory: Path,
-    name: str,
-    *,
-    ca: CertPair,
-    common_name: str,
-    organizations: Sequence[str] = (),
-    dns_names: Sequence[str] = (),
-    ip_addresses: Sequence[str] = (),
-    server: bool = False,
-    client: bool = False,
-) -> CertPair:
-    """Issue ``<directory>/<name>.crt`` and ``.key`` signed by the CA in ``ca``'s files.
-
-    For tests that need more certificates than the cluster's own: an aggregated API
-    server's serving certificate (SAN ``<service>.<namespace>.svc``), or a client
-    certificate from the wrong CA to show it is refused.
-    """
-    ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
-    ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise ControlPlaneError(f"{ca.key} is not an EC key made by generate_certs")
-    return _make_leaf(
-        directory,
-        name,
-        ca_cert=ca_cert,
-        ca_key=ca_key,
-        common_name=common_name,
-        organizations=organizations,
-        dns_names=dns_names,
-        ip_addresses=ip_addresses,
-        server=server,
-        client=client,
-    )
-
-
-def _make_leaf(
-    directory: Path,
-    name: str,
-    *,
-    ca_cert: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
-    common_name: str,
-    organizations: Sequence[str] = (),
-    dns_names: Sequence[str] = (),
-    ip_addresses: Sequence[str] = (),
-    server: bool = False,
-    client: bool = False,
-) -> CertPair:
-    """A certificate signed by ``ca``; ``server``/``client`` choose its extended key usage."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
-    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    now = datetime.datetime.now(datetime.UTC)
-    usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
-        [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
-    )
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name(attributes))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + 30 * _ONE_DAY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-    )
-    alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
-    alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
-    if alt_names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
-    pair = CertPair(directory / f"{name}.crt", directory / f"{name}.key")
-    pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(pair.key, key)
-    return pair
-
-
-@dataclass(frozen=True)
 class ClusterCerts:
     """Every certificate and key the control plane and its clients use."""
 
@@ -293,11 +147,11 @@ class ClusterCerts:
 def generate_certs(directory: Path) -> ClusterCerts:
     """Create a cluster CA, a front-proxy CA and the leaf certificates signed by them."""
     directory.mkdir(parents=True, exist_ok=True)
-    ca, ca_cert, ca_key = _make_ca(directory, "ca", "autoscaler-e2e-ca")
-    front_ca, front_ca_cert, front_ca_key = _make_ca(
+    ca, ca_cert, ca_key = make_ca(directory, "ca", "autoscaler-e2e-ca")
+    front_ca, front_ca_cert, front_ca_key = make_ca(
         directory, "front-proxy-ca", "autoscaler-e2e-front-proxy-ca"
     )
-    apiserver = _make_leaf(
+    apiserver = make_leaf(
         directory,
         "apiserver",
         ca_cert=ca_cert,
@@ -314,7 +168,7 @@ def generate_certs(directory: Path) -> ClusterCerts:
         server=True,
     )
     # O=system:masters is bound to cluster-admin by the bootstrap RBAC policy.
-    admin = _make_leaf(
+    admin = make_leaf(
         directory,
         "admin",
         ca_cert=ca_cert,
@@ -324,7 +178,7 @@ def generate_certs(directory: Path) -> ClusterCerts:
         client=True,
     )
     # The bootstrap policy binds this user name to system:kube-controller-manager.
-    controller_manager = _make_leaf(
+    controller_manager = make_leaf(
         directory,
         "controller-manager",
         ca_cert=ca_cert,
@@ -334,7 +188,7 @@ def generate_certs(directory: Path) -> ClusterCerts:
     )
     # The API server presents this to aggregated API servers; they accept it when it chains
     # to the request-header CA and its CN is in --requestheader-allowed-names.
-    front_proxy_client = _make_leaf(
+    front_proxy_client = make_leaf(
         directory,
         "front-proxy-client",
         ca_cert=front_ca_cert,
@@ -345,7 +199,7 @@ def generate_certs(directory: Path) -> ClusterCerts:
     # RSA for the token signer: RS256 is the algorithm every JWT verifier supports.
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_private = directory / "sa.key"
-    _write_key(sa_private, sa_key)
+    write_key(sa_private, sa_key)
     sa_public = directory / "sa.pub"
     sa_public.write_bytes(
         sa_key.public_key().public_bytes(

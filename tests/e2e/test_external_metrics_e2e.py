@@ -24,7 +24,8 @@ from typing import Any
 
 import httpx
 import pytest
-from kube import ControlPlane, free_port, issue_certificate, wait_until
+from certs import issue_certificate
+from kube import ControlPlane, free_port, wait_until
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import ControlPlane, free_port, issue_certificate
+from certs import issue_certificate
+from kube import ControlPlane, free_port
 from kubernetes import client as k8s
 from promserver import PrometheusServer, ScriptedExporter
 from test_controller_e2e import (

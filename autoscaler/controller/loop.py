@@ -34,7 +34,6 @@ from typing import Any
 
 from autoscaler.controller.kube import (
     APPS_PLURALS,
-    ApiUnavailable,
     Conflict,
     Forbidden,
     Kube,
@@ -543,6 +542,3 @@ def run_forever(controller: Controller, *, tick_s: float, should_stop: Callable[
         if remaining > 0:
             sleep(remaining)
 
-
-__all__ = ["ApiUnavailable", "Controller", "ControllerHooks", "Memory", "Outcome",
-           "run_forever"]

@@ -18,9 +18,8 @@ Errors are split the way the controller must treat them:
 from __future__ import annotations
 
 import json
-import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -243,7 +242,3 @@ def _parse_failure(message: str) -> tuple[int, str]:
             return status, raw
     return status, message
 
-
-def finite(values: Sequence[float]) -> bool:
-    """True when every value is a real number (no NaN, no infinity)."""
-    return all(math.isfinite(v) for v in values)

@@ -279,7 +279,8 @@ def expand_to_requests(
     Arrivals are a non-homogeneous Poisson process with the trace's piecewise-constant
     rate: bin ``i`` (``[i*res, min((i+1)*res, duration_s))``) gets a Poisson number of
     requests with mean ``rate_i * width_i``, placed uniformly at random inside the bin.
-    Token lengths come from :func:`sample_token_lengths` around ``trace.token_mix``.
+    Token lengths come from the trace's pooled empirical distribution when it has one
+    (ServeGen), else from :func:`sample_token_lengths` around ``trace.token_mix``.
 
     Raises :class:`TraceError` (naming the trace) when the drawn number of requests is
     above ``max_requests``; the draw is checked before any arrival is generated, so a
@@ -305,7 +306,14 @@ def expand_to_requests(
         )
     arrivals = np.repeat(lefts, counts) + rng.random(total) * np.repeat(widths, counts)
     arrivals.sort()
-    prompt, output = sample_token_lengths(rng, total, trace.token_mix)
+    dist = trace.token_distribution
+    if dist is not None and dist.prompt_values.size and dist.output_values.size:
+        prompt = np.asarray(rng.choice(dist.prompt_values, size=total, p=dist.prompt_probs),
+                            dtype=np.int64)
+        output = np.asarray(rng.choice(dist.output_values, size=total, p=dist.output_probs),
+                            dtype=np.int64)
+    else:
+        prompt, output = sample_token_lengths(rng, total, trace.token_mix)
     return Trace(
         name=trace.name,
         duration_s=trace.duration_s,
@@ -313,4 +321,7 @@ def expand_to_requests(
         prompt_tokens=prompt,
         output_tokens=output,
         token_mix=trace.token_mix,
+        gaps=trace.gaps,
+        token_windows=trace.token_windows,
+        token_distribution=trace.token_distribution,
     )

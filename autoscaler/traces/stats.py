@@ -31,9 +31,9 @@ def interarrival_cv(trace: Trace) -> float:
 
     over blocks with traffic and outside collection gaps. For a superposition of
     independent clients this is the rate-weighted mean of their CV^2, i.e. the CV of one
-    renewal process with the same per-second count dispersion. Smooth rates (non-integer
-    counts, such as ServeGen window means) have no count noise: their CV is reported as
-    NaN rather than a made-up value.
+    renewal process with the same per-second count dispersion. Traces that are not
+    whole counts per second (smooth rates such as ServeGen window means at 600 s) have no
+    count noise to measure: their CV is NaN rather than a made-up value.
     """
     if trace.arrivals_s is not None:
         if trace.arrivals_s.size < 3:
@@ -41,6 +41,8 @@ def interarrival_cv(trace: Trace) -> float:
         gaps = np.diff(trace.arrivals_s)
         mean = float(gaps.mean())
         return float(gaps.std() / mean) if mean > 0 else math.nan
+    if trace.resolution_s != 1.0:
+        return math.nan
     counts = trace.binned_rates(1.0)
     if not np.all(np.abs(counts - np.rint(counts)) < 1e-9):
         return math.nan

@@ -251,7 +251,7 @@ ERROR_CASES = [
     ),
     pytest.param(
         "chunk-0-trace.csv", b"0,1,1,Gamma,1,1\n600,-2,1,Gamma,1,1\n", None, 2,
-        "column rate: '-2' is negative", id="servegen negative rate",
+        "column rate: '-2' is not between 0 and 1e+07 req/s", id="servegen negative rate",
     ),
     pytest.param(
         "chunk-0-trace.csv", b"0,1,1,Gamma,1,1\n600,1,1,Gamma\n", None, 2,

@@ -27,7 +27,8 @@ from autoscaler.traces.servegen import (
 )
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "traces"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/traces is not beside the clone")
+needs_real = pytest.mark.skipif(not REAL.is_dir(),
+                                reason="../shared/traces is not beside the clone")
 
 # ---------------------------------------------------------------------------- reference
 
@@ -42,10 +43,7 @@ def _reference_counts(rng: np.random.Generator, rate: float, dist: str, shape: f
     times: list[float] = []
     t = 0.0
     while t < total:
-        if dist == "gamma":
-            gaps = rng.gamma(shape, 1.0, 10_000)
-        else:
-            gaps = rng.weibull(shape, 10_000)
+        gaps = rng.gamma(shape, 1.0, 10_000) if dist == "gamma" else rng.weibull(shape, 10_000)
         gaps = gaps / (shape if dist == "gamma" else math.gamma(1 + 1 / shape)) * mean_gap
         for g in gaps:
             t += float(g)
@@ -131,8 +129,8 @@ def _servegen_folder(root: Path, clients: dict[int, list[str]],
     return folder
 
 
-def _rows(rate: float, dist: str, shape: float, windows: int, silent: set[int] = set()
-          ) -> list[str]:
+def _rows(rate: float, dist: str, shape: float, windows: int,
+          silent: frozenset[int] | set[int] = frozenset()) -> list[str]:
     return [f"{i * 600},0,0,,0,0" if i in silent else
             f"{i * 600},{rate},1.0,{dist},{shape},1.0" for i in range(windows)]
 

@@ -74,10 +74,7 @@ def silence_probability(counts: FloatArray, length_s: float,
     # Per-minute variance = Poisson part (mean) + rate variance x 60^2.
     s2 = max(0.0, var_min - float(per_min.mean())) / (_MINUTE * _MINUTE)
     span = min(length_s, level_s)
-    if s2 <= 0:
-        log_p = -r * span
-    else:
-        log_p = -(r * r / s2) * math.log1p(span * s2 / r)
+    log_p = -r * span if s2 <= 0 else -(r * r / s2) * math.log1p(span * s2 / r)
     return math.exp(log_p * max(1.0, length_s / level_s))
 
 

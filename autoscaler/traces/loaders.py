@@ -295,6 +295,15 @@ def _datetimes_s(p: Path, column: str, values: Sequence[str], lines: Sequence[in
         raise TraceError(
             str(p), f"column {column}: {values[i]!r} is not a date-time", line=lines[i]
         )
+    # Nanoseconds cover only the years 1678-2261; numpy wraps silently outside them, so
+    # compare with a coarse parse (a year-9999 stamp would otherwise read as year 1414).
+    coarse = np.array(values, dtype="datetime64[s]")
+    wrapped = np.flatnonzero(np.abs(stamps.astype("datetime64[s]").astype(np.int64)
+                                    - coarse.astype(np.int64)) > 1)
+    if wrapped.size:
+        i = int(wrapped[0])
+        raise TraceError(str(p), f"column {column}: {values[i][:40]!r} is out of range "
+                         "(years 1678-2261)", line=lines[i])
     ns = (stamps - stamps[0]).astype(np.int64)
     return np.asarray(ns / 1e9, dtype=np.float64)
 

@@ -83,6 +83,9 @@ arrival by arrival; busier ones use the renewal CLT (see the module doc). About 
 the ServeGen requests (about 2e6 draws) take the exact path: exact sampling costs one
 draw per request, and 14 days hold 1.04e9 of them."""
 DAY_S = 86_400.0
+MAX_RATE_RPS = 1e7
+"""Largest per-client window rate accepted, req/s (the busiest real client averages
+about 300): beyond it a row is garbage, and numpy's samplers would overflow."""
 
 _CLT_STREAM = 1_000_003
 """Seed-sequence word for the CLT draws (distinct from any client id in a real folder)."""
@@ -143,10 +146,11 @@ def _parse_chunk(f: Path) -> tuple[FloatArray, FloatArray, IntArray, FloatArray,
     cols = [list(c) for c in zip(*rows, strict=True)]
     starts = _floats(f, "timestamp_s", cols[0], lines)
     rates = _floats(f, "rate", cols[1], lines)
-    negative = np.flatnonzero(rates < 0)
-    if negative.size:
-        i = int(negative[0])
-        raise TraceError(str(f), f"column rate: {cols[1][i]!r} is negative", line=lines[i])
+    bad_rate = np.flatnonzero((rates < 0) | (rates > MAX_RATE_RPS))
+    if bad_rate.size:
+        i = int(bad_rate[0])
+        raise TraceError(str(f), f"column rate: {cols[1][i][:30]!r} is not between 0 and "
+                         f"{MAX_RATE_RPS:.0e} req/s", line=lines[i])
     backwards = np.flatnonzero(np.diff(starts) <= 0)
     if backwards.size:
         i = int(backwards[0]) + 1
@@ -171,14 +175,18 @@ def _parse_chunk(f: Path) -> tuple[FloatArray, FloatArray, IntArray, FloatArray,
         idx = active.tolist()
         shape[active] = _floats(f, "param1", [cols[4][i] for i in idx], [lines[i] for i in idx])
         scale[active] = _floats(f, "param2", [cols[5][i] for i in idx], [lines[i] for i in idx])
-        # A Weibull shape below 0.05 has a gap CV above 10^7 (and G(1+2/k) overflows near
-        # k = 0.006): no fitted arrival process looks like that.
-        bad = np.flatnonzero(~((shape[active] > 0) & (scale[active] > 0))
-                             | ((codes[active] == 2) & (shape[active] < 0.05)))
+        # Shape limits: a Weibull shape below 0.05 has a gap CV above 10^7 (G(1+2/k)
+        # overflows near k = 0.006), a Gamma shape of 1e-4 already has CV 100; the real
+        # rows stay within Gamma 0.0099..364 and Weibull 0.16..2.2.
+        k, code = shape[active], codes[active]
+        bad = np.flatnonzero(~(scale[active] > 0)
+                             | ((code == 1) & ~((k >= 1e-4) & (k <= 1e6)))
+                             | ((code == 2) & ~((k >= 0.05) & (k <= 1e3))))
         if bad.size:
             i = int(active[bad[0]])
-            raise TraceError(str(f), f"shape {cols[4][i]!r} and scale {cols[5][i]!r} must be "
-                             "> 0 (Weibull shape >= 0.05)", line=lines[i])
+            raise TraceError(str(f), f"shape {cols[4][i][:20]!r}, scale {cols[5][i][:20]!r}: "
+                             "scale must be > 0, a Gamma shape 1e-4..1e6 (gap CV 100 to "
+                             "0.001), a Weibull shape 0.05..1000", line=lines[i])
     return starts, rates, codes, shape, scale
 
 

@@ -444,8 +444,9 @@ def test_a_servegen_window_matches_the_same_stretch_of_the_whole_trace(tmp_path:
     assert whole.rates_rps is not None and part.rates_rps is not None
     lo = int(start + 5400)
     np.testing.assert_array_equal(part.rates_rps, whole.rates_rps[lo:lo + int(dur)])
-    # Windows 300-305 are 180,000-183,600 s; minus the 91,800-s start: 88,200-91,800.
-    assert part.gaps == ((88_200.0, 91_800.0),)
+    # Windows 300-305 are 180,000-183,600 s; minus the 91,800-s start: 88,200-91,800,
+    # one gap per window.
+    assert part.gaps == tuple((88_200.0 + 600 * i, 88_800.0 + 600 * i) for i in range(6))
     t = np.array([0.0, 16_199.0, 16_200.0, 50_000.0])
     np.testing.assert_allclose(part.token_means_at(t)[0],
                                whole.token_means_at(t + start + 5400.0)[0])

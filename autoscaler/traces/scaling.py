@@ -57,7 +57,10 @@ def scale_trace(trace: Trace, *, rate: float = 1.0, time: float = 1.0, seed: int
     * ``rate < 1`` is independent **thinning**: each request (or each counted request of
       a count trace, via a binomial draw per bin) is kept with probability ``rate``;
     * ``rate >= 1`` **superposes** the trace and ``k - 1`` independent copies, plus one
-      more copy thinned to ``f``. The copies come from the trace itself:
+      more copy thinned to ``f``.
+
+      Count traces (whole counts per 1-s bin: NASA, bursty ServeGen) and request traces
+      take their copies from the trace itself:
 
       - a trace spanning at least two days uses **whole-day offsets** (+1, -1, +2, -2, ...
         days, wrapping at the end): each second adds the same time of day on other days,
@@ -69,8 +72,9 @@ def scale_trace(trace: Trace, *, rate: float = 1.0, time: float = 1.0, seed: int
         see ``SHIFT_RANGE_S``), at most ``MAX_SUPERPOSED_COPIES`` copies.
 
       Request copies keep their requests' token lengths.
-    * a rate-level trace whose bins are not whole counts (smooth rates such as ServeGen's
-      window means) has no noise to scale: its rates are multiplied.
+    * a rate-level trace that is not whole counts per 1-s bin (smooth rates such as
+      ServeGen's 600-s window means) has no count noise to scale: its rates are
+      multiplied (exact, no randomness).
 
     Gaps stay gaps: no copy puts traffic into one. Too large a factor for the trace (more
     copies than it can honestly supply, or more than ``MAX_REQUESTS`` requests) is a
@@ -93,7 +97,7 @@ def scale_trace(trace: Trace, *, rate: float = 1.0, time: float = 1.0, seed: int
         assert trace.rates_rps is not None and trace.resolution_s is not None
         res = trace.resolution_s * t
         counts = trace.rates_rps * trace.resolution_s
-        if r == 1.0 or not _whole_counts(counts):
+        if r == 1.0 or trace.resolution_s != 1.0 or not _whole_counts(counts):
             return Trace(name=name, duration_s=duration,
                          rates_rps=np.asarray(trace.rates_rps * (r / t), dtype=np.float64),
                          resolution_s=res, **common)  # type: ignore[arg-type]

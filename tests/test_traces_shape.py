@@ -452,6 +452,9 @@ def test_a_servegen_window_matches_the_same_stretch_of_the_whole_trace(tmp_path:
                                whole.token_means_at(t + start + 5400.0)[0])
     # 91,800 s and 135,000 s are whole minutes, not whole hours: 1530m and 2250m.
     assert part.name == "sg[1530m+2250m]"
+    with pytest.raises(SpecError) as info:
+        load_trace(folder, start_s=3 * 86_400.0)
+    assert info.value.field == "start" and "259200 s" in info.value.allowed
 
 
 # ---------------------------------------------------------------------------- statistics

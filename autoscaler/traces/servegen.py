@@ -67,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoscaler.errors import TraceError
+from autoscaler.errors import SpecError, TraceError
 from autoscaler.traces.limits import MAX_SPAN_S
 from autoscaler.traces.model import (
     FloatArray,
@@ -526,6 +526,9 @@ def load_servegen(p: Path, name: str, *, seed: int = 0, bursts: bool = True,
         return Trace(name=name, duration_s=duration, rates_rps=total, resolution_s=resolution,
                      token_mix=mix, gaps=gaps, token_windows=windows,
                      token_distribution=dist), 0.0
+    if start_s >= duration:
+        raise SpecError("start", f"{start_s:g} s",
+                        f"less than the trace's duration ({duration:g} s)")
     per_day = round(DAY_S / resolution)
     first_day = max(0, math.floor(start_s / DAY_S))
     end = duration if end_s is None else min(duration, end_s)

@@ -69,3 +69,20 @@ def test_forecast_backtest_takes_a_window(tmp_path: Path,
     assert doc["trace"]["name"] == "w[1h+1d]"
     # 24 h at 60-s bins minus 12 h of training: 720 scored origins at most.
     assert 0 < doc["results"][0]["n"] <= 720
+
+
+def test_rate_scale_draws_copies_from_the_whole_trace_before_the_window(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = _counts_file(tmp_path, hours=72, rate=0.5)
+    # A 1-day window of a 3-day trace can be scaled x3 (copies from the other two days).
+    code = main(["replay", "--trace", str(trace), "--duration", "1d", "--rate-scale", "3",
+                 "--policies", "static", "--json", "-", "--no-progress"])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    # 86,400 s x 0.5 req/s x 3 = 129,600 expected; sd sqrt(129,600) = 360.
+    assert abs(doc["trace"]["requests"] - 129_600) < 5 * 360
+    # x4 needs four whole days: one line naming --rate-scale and its range.
+    code = main(["replay", "--trace", str(trace), "--duration", "1d", "--rate-scale", "4",
+                 "--policies", "static", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--rate-scale" in err and "<= 3" in err and "\n" not in err

@@ -183,11 +183,13 @@ def load_trace_input(path: str | None, trace_format: str | None, *, seed: int = 
                      time_scale: float = 1.0, start: str | float | None = None,
                      duration: str | float | None = None) -> Trace:
     """The trace a command runs on: ``path`` (auto-detected unless ``trace_format``), else
-    the embedded synthetic workload; cut to ``--start``/``--duration``; then scaled.
+    the embedded synthetic workload; scaled; then cut to ``--start``/``--duration``.
 
-    The window is cut before scaling, so ``--rate-scale`` draws its copies from the
-    window (a 14-day window of NASA allows x14 with whole-day copies). Errors name the
-    option: ``--start``, ``--duration``, ``--rate-scale``, ``--time-scale``.
+    Scaling comes first so that ``--rate-scale`` can draw its independent copies from the
+    whole trace: NASA ``--duration 14d --rate-scale 20`` superposes July 1-14 with 19 other
+    days of the 58 (a 14-day trace alone could supply only 14). So the window is on the
+    scaled time axis (``--time-scale 2 --duration 2h`` is the first two scaled hours).
+    Errors name the option: ``--start``, ``--duration``, ``--rate-scale``, ``--time-scale``.
     """
     from autoscaler.traces import default_workload, load_trace, scale_trace
     from autoscaler.traces.window import parse_duration, window_trace
@@ -195,20 +197,12 @@ def load_trace_input(path: str | None, trace_format: str | None, *, seed: int = 
     start_s = 0.0 if start is None else parse_duration("--start", start, allow_zero=True)
     duration_s = None if duration is None else parse_duration("--duration", duration,
                                                                allow_zero=False)
-    try:
-        if path:
-            trace = load_trace(path, format=trace_format, seed=seed, start_s=start_s,
-                               duration_s=duration_s)
-        else:
-            trace = (default_workload(seed=seed, duration_s=synthetic_duration_s)
-                     if synthetic_duration_s is not None else default_workload(seed=seed))
-            if start_s or duration_s is not None:
-                trace = window_trace(trace, start_s, duration_s)
-    except SpecError as exc:
-        if exc.field not in ("start", "start/duration"):
-            raise
-        raise SpecError("--start/--duration" if "/" in exc.field else "--start", exc.value,
-                        exc.allowed) from exc
+    if path:
+        trace = load_trace(path, format=trace_format, seed=seed)
+    elif synthetic_duration_s is not None:
+        trace = default_workload(seed=seed, duration_s=synthetic_duration_s)
+    else:
+        trace = default_workload(seed=seed)
     if rate_scale != 1.0 or time_scale != 1.0:
         try:
             trace = scale_trace(trace, rate=rate_scale, time=time_scale, seed=seed)
@@ -217,6 +211,12 @@ def load_trace_input(path: str | None, trace_format: str | None, *, seed: int = 
             if option is None:
                 raise
             raise SpecError(option, exc.value, exc.allowed) from exc
+    if start_s or duration_s is not None:
+        try:
+            trace = window_trace(trace, start_s, duration_s)
+        except SpecError as exc:
+            raise SpecError("--start/--duration" if "/" in exc.field else "--start",
+                            exc.value, exc.allowed) from exc
     return trace
 
 

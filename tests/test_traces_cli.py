@@ -38,6 +38,7 @@ def test_replay_of_a_window_replays_only_that_window(tmp_path: Path,
     pytest.param(["--duration", "0"], "--duration", id="zero duration"),
     pytest.param(["--start", "5h"], "--start", id="start past the end"),
     pytest.param(["--rate-scale", "1e6"], "--rate-scale", id="rate scale x1e6"),
+    pytest.param(["--time-scale", "1e6"], "--time-scale", id="time scale x1e6 (114 years)"),
 ])
 def test_bad_window_or_scale_is_one_line_naming_the_option(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from autoscaler.errors import SpecError, TraceError
-from autoscaler.traces.limits import MAX_REQUESTS, MAX_SUPERPOSED_COPIES
+from autoscaler.traces.limits import MAX_REQUESTS, MAX_SPAN_S, MAX_SUPERPOSED_COPIES
 from autoscaler.traces.model import FloatArray, IntArray, TokenMix, TokenWindows, Trace
 
 PROMPT_LOG_SIGMA = 1.0
@@ -77,8 +77,9 @@ def scale_trace(trace: Trace, *, rate: float = 1.0, time: float = 1.0, seed: int
       multiplied (exact, no randomness).
 
     Gaps stay gaps: no copy puts traffic into one. Too large a factor for the trace (more
-    copies than it can honestly supply, or more than ``MAX_REQUESTS`` requests) is a
-    ``SpecError`` naming ``rate`` and its allowed range, raised before any allocation.
+    copies than it can honestly supply, more than ``MAX_REQUESTS`` requests, or a time
+    axis beyond ``MAX_SPAN_S``) is a ``SpecError`` naming ``rate`` or ``time`` and its
+    allowed range, raised before any allocation.
     A scaled trace's name records the factors, e.g. ``azure_conv[rate=2,time=0.5]``.
     """
     r = _factor("rate", rate)
@@ -86,6 +87,11 @@ def scale_trace(trace: Trace, *, rate: float = 1.0, time: float = 1.0, seed: int
     tags = [f"{label}={v:g}" for label, v in (("rate", r), ("time", t)) if v != 1.0]
     name = f"{trace.name}[{','.join(tags)}]" if tags else trace.name
     duration = trace.duration_s * t
+    if duration > MAX_SPAN_S and t > 1.0:
+        # Replays step through 1-s ticks: a 1-hour trace x1e6 would be 114 years of them.
+        raise SpecError("time", t, f"> 0 and <= {MAX_SPAN_S / trace.duration_s:.4g} for this "
+                        f"trace ({trace.duration_s:,.0f} s; at most {MAX_SPAN_S:,.0f} s, "
+                        "400 days, after scaling)")
     gaps = tuple((a * t, b * t) for a, b in trace.gaps)
     windows = trace.token_windows
     if windows is not None and t != 1.0:

@@ -7,6 +7,7 @@ Options arrive as one frozen ``ReplayCommand``: a new flag is one ``add_argument
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from autoscaler.errors import AutoscalerError, SpecError
 if TYPE_CHECKING:
     from autoscaler.core.spec import PolicyKind, Spec
     from autoscaler.replaying import ReplayOptions
+    from autoscaler.traces.model import Trace
 
 DEFAULT_POLICIES = "hpa,kpa,predictive,oracle,static"
 DEFAULT_PROFILE = "llama3-8b-h100"
@@ -54,6 +56,10 @@ def add_parser(sub: Any) -> None:
                    help="write every decision (what was seen, what was chosen, why) as JSON "
                    "lines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    from autoscaler.fleetdata.options import add_prometheus_arguments
+
+    # --prometheus replays the target's own history; --start then is an absolute time.
+    add_prometheus_arguments(p, required=False, with_start=False)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class ReplayCommand:
     report: str | None
     decisions: str | None
     progress: bool
+    fleet_args: argparse.Namespace | None = None
+    """The parsed arguments when ``--prometheus`` is given (the history to replay)."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ReplayCommand:
@@ -90,7 +98,8 @@ class ReplayCommand:
             rate_scale=args.rate_scale, time_scale=args.time_scale, start=args.start,
             duration=args.duration, specs=tuple(args.spec),
             json_out=args.json, report=args.report, decisions=args.decisions,
-            progress=not args.no_progress)
+            progress=not args.no_progress,
+            fleet_args=args if getattr(args, "prometheus", None) else None)
 
     def replay_options(self, overrides: dict[PolicyKind, Spec],
                        stream: IO[str]) -> ReplayOptions:
@@ -115,10 +124,20 @@ def run_replay(cmd: ReplayCommand) -> int:
     if cmd.max_replicas is not None and cmd.min_replicas > cmd.max_replicas:
         raise SpecError("--min-replicas", cmd.min_replicas,
                         f"<= --max-replicas ({cmd.max_replicas})")
-    trace = c.load_trace_input(cmd.trace, cmd.trace_format, seed=cmd.seed,
-                               rate_scale=cmd.rate_scale, time_scale=cmd.time_scale,
-                               start=cmd.start, duration=cmd.duration)
+    trace = _load_trace(cmd)
     profile = c.load_profile_input(cmd.profile)
+    # The header first: a long replay should say what it is doing before it does it.
+    from autoscaler.replaying import capacity_for
+
+    cap = capacity_for(trace, profile, cmd.slo_ttft_s)
+    head_out = sys.stderr if cmd.json_out == "-" else sys.stdout
+    gap_h = sum(b - a for a, b in trace.gaps) / 3600
+    print(f"replaying {trace.name}: {trace.request_count:,.0f} requests over "
+          f"{trace.duration_s / 3600:,.2f} h"
+          + (f" ({len(trace.gaps)} gaps, {gap_h:,.1f} h)" if trace.gaps else "")
+          + f"; profile {profile.name}: one replica holds {cap.requests_per_second:,.2f} req/s"
+          f" at TTFT <= {cmd.slo_ttft_s:g} s; policies "
+          + ", ".join(k.value for k in cmd.policies), file=head_out, flush=True)
     overrides: dict[PolicyKind, Spec] = {}
     for path in cmd.specs:
         spec = load_spec(path)
@@ -133,14 +152,19 @@ def run_replay(cmd: ReplayCommand) -> int:
             raise AutoscalerError(f"--decisions {cmd.decisions}: cannot write: "
                                   f"{exc.strerror or exc}") from exc
 
+    kept: dict[str, list[dict[str, Any]]] = {}
+
     def write_decision(kind: PolicyKind, t: float, snap: Any, d: Any) -> None:
-        assert log is not None
-        log.write(json.dumps(c.finite_json(decision_record(kind, t, snap, d)),
-                             allow_nan=False) + "\n")
+        rec = decision_record(kind, t, snap, d)
+        if cmd.report:
+            _keep_for_report(kept.setdefault(kind.value, []), rec)
+        if log is not None:
+            log.write(json.dumps(c.finite_json(rec), allow_nan=False) + "\n")
 
     try:
         comparison = compare(trace, profile, cmd.policies, options,
-                             on_decision=write_decision if log is not None else None)
+                             on_decision=write_decision if (log is not None or cmd.report)
+                             else None)
     finally:
         if log is not None:
             log.close()
@@ -153,12 +177,59 @@ def run_replay(cmd: ReplayCommand) -> int:
     if cmd.report:
         from pathlib import Path
 
-        from autoscaler.report import write_report
+        from autoscaler.reporting.replay_report import write_report
 
         c.writable_path("--report", cmd.report)
-        index = write_report(comparison, Path(cmd.report))
+        index = write_report(comparison, Path(cmd.report), kept)
         print(f"report: {index}", file=out)
     return 0
+
+
+REPORT_DECISION_EVERY_S = 300.0
+"""Besides every scale event, the report keeps one decision per policy every 5 minutes
+(for the forecast line): a 14-day replay at 15-s syncs makes 80,640 decisions per policy."""
+
+
+def _keep_for_report(kept: list[dict[str, Any]], rec: dict[str, Any]) -> None:
+    last = kept[-1]["t_s"] if kept else -math.inf
+    if rec["replicas"] != rec["current"] or rec["t_s"] - last >= REPORT_DECISION_EVERY_S:
+        rec = {k: v for k, v in rec.items() if k != "metrics"}
+        kept.append(rec)
+
+
+def _load_trace(cmd: ReplayCommand) -> Trace:
+    """The trace file, the fleet's own history (``--prometheus``), or the synthetic one."""
+    from pathlib import Path
+
+    if cmd.fleet_args is not None:
+        from autoscaler.fleetdata.history import reconstruct
+        from autoscaler.fleetdata.options import history_query, prometheus_config
+        from autoscaler.metrics.source import PrometheusSource
+
+        if cmd.trace:
+            raise SpecError("--trace", cmd.trace, "no trace file with --prometheus (the "
+                            "workload comes from Prometheus)")
+        q = history_query(cmd.fleet_args)
+        src = PrometheusSource(prometheus_config(cmd.fleet_args))
+        try:
+            rec = reconstruct(src, q)
+        finally:
+            src.close()
+        for n in rec.notes:
+            print(f"note: {n}", file=sys.stderr)
+        return rec.trace
+    if cmd.trace and Path(cmd.trace).is_file():
+        from autoscaler.fleetdata.tracefile import is_fleet_trace, load_trace_file
+
+        if is_fleet_trace(Path(cmd.trace)):
+            if (cmd.rate_scale, cmd.time_scale, cmd.start, cmd.duration) != (1.0, 1.0, None,
+                                                                              None):
+                raise SpecError("--trace", cmd.trace, "no --rate-scale/--time-scale/--start/"
+                                "--duration with an exported fleet trace (replay it whole)")
+            return load_trace_file(Path(cmd.trace))
+    return c.load_trace_input(cmd.trace, cmd.trace_format, seed=cmd.seed,
+                              rate_scale=cmd.rate_scale, time_scale=cmd.time_scale,
+                              start=cmd.start, duration=cmd.duration)
 
 
 def add_profiles_parser(sub: Any) -> None:

@@ -62,7 +62,7 @@ class FakeSource:
             pts = []
             t = start
             while t <= end + 1e-9:
-                k = int(round((t - START) / 60.0))
+                k = round((t - START) / 60.0)
                 if 0 <= k < len(values) and math.isfinite(values[k]):
                     pts.append((t, values[k]))
                 t += step_s
@@ -136,7 +136,7 @@ def test_range_queries_are_chunked_under_the_point_limit() -> None:
     got = read_per_pod(src, "last_over_time(vllm:time_to_first_token_seconds_count{x}[60s])",
                        _query(n), max_points=10)
     # 25 points in chunks of at most 10: 10 + 10 + 5, each point asked for once.
-    points = [int(round((e - s) / st)) + 1 for _, s, e, st in src.ranges]
+    points = [round((e - s) / st) + 1 for _, s, e, st in src.ranges]
     assert points == [10, 10, 5]
     np.testing.assert_array_equal(got["a"], np.arange(n, dtype=float))
 

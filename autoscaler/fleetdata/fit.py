@@ -21,6 +21,7 @@ own Prometheus series.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -154,10 +155,8 @@ def fit_profile(source: MetricsSource, q: HistoryQuery, base: ReplicaProfile, *,
     kv_values = []
     seqs_values = []
     for smp in info:
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             kv_values.append(int(smp.labels["num_gpu_blocks"]) * int(smp.labels["block_size"]))
-        except (KeyError, ValueError):
-            pass
         if "max_num_seqs" in smp.labels and smp.labels["max_num_seqs"].isdigit():
             seqs_values.append(int(smp.labels["max_num_seqs"]))
     if kv_values:

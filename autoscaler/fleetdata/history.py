@@ -96,7 +96,7 @@ class HistoryQuery:
 
     @property
     def steps(self) -> int:
-        return int(math.floor((self.end - self.start) / self.step_s + 1e-9)) + 1
+        return math.floor((self.end - self.start) / self.step_s + 1e-9) + 1
 
 
 def read_per_pod(source: MetricsSource, promql: str, q: HistoryQuery, *,
@@ -116,7 +116,7 @@ def read_per_pod(source: MetricsSource, promql: str, q: HistoryQuery, *,
             if arr is None:
                 arr = out[pod] = np.full(n, np.nan)
             for t, v in series.points:
-                k = int(round((t - q.start) / q.step_s))
+                k = round((t - q.start) / q.step_s)
                 if 0 <= k < n:
                     arr[k] = v
         k0 = k1 + 1
@@ -240,7 +240,7 @@ def reconstruct(source: MetricsSource, q: HistoryQuery, *, token_window_s: float
         s, _ = _fleet_increase(fam[sum_key], n)
         c, _ = _fleet_increase(fam[count_key], n)
         s, c = s[1:], c[1:]
-        per = max(1, int(round(token_window_s / q.step_s)))
+        per = max(1, round(token_window_s / q.step_s))
         m = math.ceil(len(s) / per)
         pad = m * per - len(s)
         ss = np.concatenate((s, np.zeros(pad))).reshape(m, per).sum(axis=1)

@@ -88,15 +88,15 @@ def write_history(spec: HistorySpec, path: Path) -> dict[str, float]:
     """Write the OpenMetrics file; return facts about it (samples, pods, cold starts)."""
     tr = spec.trace
     rates = tr.binned_rates(1.0)
-    P, O = tr.token_mix.mean_prompt_tokens, tr.token_mix.mean_output_tokens
+    P, Out = tr.token_mix.mean_prompt_tokens, tr.token_mix.mean_output_tokens
     prof = spec.profile
-    eng = FluidEngine(prof, rates, prompt_tokens=P, output_tokens=O, slo_ttft_s=2.0,
+    eng = FluidEngine(prof, rates, prompt_tokens=P, output_tokens=Out, slo_ttft_s=2.0,
                       initial_replicas=0, seed=spec.seed)
     expo = get_exposition("vllm")
     bounds = np.asarray(expo.ttft_bounds_s)
     ctx = EngineContext(model=spec.model, kv_cache_tokens=prof.kv_cache_tokens,
                         max_num_seqs=prof.max_num_seqs, gpus_per_replica=prof.gpus_per_replica,
-                        mean_prompt_tokens=P, mean_output_tokens=O)
+                        mean_prompt_tokens=P, mean_output_tokens=Out)
     lines: dict[str, list[str]] = {}
     types: dict[str, tuple[str, str]] = {}
     schedule = sorted(spec.replicas)
@@ -254,7 +254,7 @@ def diurnal_trace(days: float, *, seed: int = 0, resolution_s: float = 60.0,
     constant token means."""
     from autoscaler.traces.model import TokenMix
 
-    n = int(round(days * 86_400 / resolution_s))
+    n = round(days * 86_400 / resolution_s)
     t = (np.arange(n) + 0.5) * resolution_s
     rng = np.random.default_rng(seed)
     mid, amp = (peak_rps + trough_rps) / 2, (peak_rps - trough_rps) / 2
@@ -263,6 +263,8 @@ def diurnal_trace(days: float, *, seed: int = 0, resolution_s: float = 60.0,
     for hour in (10, 15):
         inside = (tod >= hour * 3600) & (tod < hour * 3600 + burst_s)
         rate = np.where(inside, rate * burst_height, rate)
+    for a, b in gaps:  # a gap has no traffic (the Trace contract), whoever reads it
+        rate = np.where((t >= a) & (t < b), 0.0, rate)
     return Trace(name=f"diurnal-{days:g}d-seed{seed}", duration_s=n * resolution_s,
                  rates_rps=rate.astype(np.float64), resolution_s=resolution_s,
                  token_mix=TokenMix(prompt_tokens, output_tokens), gaps=gaps)

@@ -63,8 +63,12 @@ def write_trace(path: Path, doc: dict[str, Any]) -> None:
 def is_fleet_trace(path: Path) -> bool:
     """True when ``path`` looks like one of our files (cheap: the first bytes only)."""
     try:
-        raw = path.read_bytes()[:4096] if not path.name.endswith(".gz") else \
-            gzip.open(path).read(4096)
+        if path.name.endswith(".gz"):
+            with gzip.open(path) as fh:
+                raw = fh.read(4096)
+        else:
+            with path.open("rb") as fh:
+                raw = fh.read(4096)
     except (OSError, EOFError, gzip.BadGzipFile):
         return False
     return FORMAT.encode() in raw

@@ -25,6 +25,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,26 +68,14 @@ def _group(values: np.ndarray, k: int, how: str) -> np.ndarray:
     m = math.ceil(n / k)
     pad = np.full(m * k - n, np.nan)
     v = np.concatenate((values.astype(np.float64), pad)).reshape(m, k)
-    with np.errstate(all="ignore"), _quiet():
+    # An all-NaN group (a gap) is NaN, as it should be: silence numpy's warning about it.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         if how == "max":
             return np.asarray(np.nanmax(v, axis=1))
         if how == "min":
             return np.asarray(np.nanmin(v, axis=1))
         return np.asarray(np.nanmean(v, axis=1))
-
-
-class _quiet:
-    """Silence numpy's all-NaN-slice warnings (an all-gap group is NaN, as it should be)."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._w.__exit__(*exc)
 
 
 def hourly_attainment(t_s: np.ndarray, arrivals_rps: np.ndarray, attainment: np.ndarray,
@@ -205,7 +194,7 @@ def build_figures(comparison: Comparison, decisions: Mapping[str, Sequence[Mappi
     demand = _group(tl.arrival_rps, k, "mean")
     # The busiest second of each displayed bin, from the trace itself.
     per_s = comparison.trace.binned_rates(1.0)
-    group_s = int(round(bin_s * k))
+    group_s = round(bin_s * k)
     peak = _group(per_s, max(1, group_s), "max")[: len(t_h)] if group_s >= 1 else demand
     shown_bin_s = bin_s * k
 
@@ -454,7 +443,9 @@ and message; drag to zoom, double-click to reset.</p>
 {_table(doc, price)}
 {''.join(sections)}
 <script>document.documentElement.setAttribute('data-panels',
-String(document.querySelectorAll('.js-plotly-plot').length));</script>
+String(document.querySelectorAll('.js-plotly-plot').length));
+document.documentElement.setAttribute('data-report-errors',
+String(window.__reportErrors.length));</script>
 </body></html>
 """
 

@@ -13,8 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.sim.fleet import gpu_seconds
+from autoscaler.sim.fluid_engine import FluidEngine, token_means_per_tick
 from autoscaler.sim.profiles import ReplicaProfile, load_profile
 from autoscaler.sim.request_engine import RequestEngine, run_fixed
+from autoscaler.traces.model import FloatArray, TokenMix, Trace
 
 
 def make_profile(**kw: float) -> ReplicaProfile:
@@ -418,3 +420,133 @@ def test_router_spreads_load_to_the_least_busy_replica() -> None:
     ttft = sorted(eng.ttft.tolist())
     assert ttft[0::2] == pytest.approx(ttft[1::2])
     assert ttft[0] == pytest.approx(0.11)
+
+
+# --- the fluid engine approximates the same scheduler ---------------------------------
+P8 = load_profile("llama3-8b-h100")
+
+
+def _poisson(rate: float, duration: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.uniform(0.0, duration, rng.poisson(rate * duration)))
+
+
+def _both(rate: float, prompt: int, output: int, replicas: int, slo: float = 2.0,
+          duration: float = 600.0) -> tuple[RequestEngine, FluidEngine]:
+    arr = _poisson(rate, duration, seed=11)
+    n = len(arr)
+    req = RequestEngine(P8, arr, np.full(n, prompt), np.full(n, output),
+                        initial_replicas=replicas)
+    req.advance(duration)
+    flu = FluidEngine(P8, np.full(int(duration), rate), prompt_tokens=prompt,
+                      output_tokens=output, slo_ttft_s=slo, initial_replicas=replicas)
+    flu.advance(duration)
+    return req, flu
+
+
+@pytest.mark.parametrize(
+    ("prompt", "output", "load", "expect"),
+    [
+        # Mostly decode, seq-bound batch (256): mu = 12.49 req/s.
+        pytest.param(1000, 200, 0.5, "meet", id="decode-heavy half load"),
+        pytest.param(1000, 200, 1.4, "collapse", id="decode-heavy 1.4x"),
+        # Prefill-bound: 4,000-token prompts, 20 output tokens; the budget binds the batch
+        # (8,192 x 19 / 4,019 = 38): mu = 1 / (0.2 + 19 x 0.01256 / 38) = 4.85 req/s.
+        pytest.param(4000, 20, 0.5, "meet", id="prefill-bound half load"),
+        pytest.param(4000, 20, 1.4, "collapse", id="prefill-bound 1.4x"),
+        # KV-bound: 6,000 + 600 tokens; 396,256 / 6,308 = 62 sequences fit.
+        pytest.param(6000, 600, 0.5, "meet", id="kv-bound half load"),
+        pytest.param(6000, 600, 1.4, "collapse", id="kv-bound 1.4x"),
+    ],
+)
+def test_fluid_and_request_engines_agree_where_the_budget_kv_or_seqs_bind(
+        prompt: int, output: int, load: float, expect: str) -> None:
+    mu = P8.max_throughput_rps(prompt, output)
+    req, flu = _both(load * 2 * mu, prompt, output, replicas=2)
+    s_req, s_flu = req.sample(600.0), flu.sample(600.0)
+    req.finish()
+    arrived = req.arrivals < 600.0
+    att_req = float(np.mean(req.ttft[arrived] <= 2.0))
+    att_flu = float(np.dot(flu.arrivals, flu.met) / flu.arrivals.sum())
+    if expect == "meet":
+        assert att_req > 0.99 and att_flu > 0.99
+        # Light load: nearly nothing queued in either.
+        assert s_req.waiting < 0.05 * s_req.requests_total
+        assert s_flu.waiting < 0.05 * s_flu.requests_total
+    else:
+        assert att_req < 0.2 and att_flu < 0.2
+        # Served (first tokens) within 15% of each other: the same capacity.
+        assert s_flu.first_tokens_total == pytest.approx(s_req.first_tokens_total, rel=0.15)
+        # Both queue the excess as waiting, not as running.
+        assert s_req.waiting > 0.2 * s_req.requests_total
+        assert s_flu.waiting == pytest.approx(s_req.waiting, rel=0.25)
+        assert s_req.running <= 2 * P8.max_num_seqs and s_flu.running <= 2 * P8.max_num_seqs
+    # Stated tolerance: attainment within 0.05 in every shared case.
+    assert abs(att_req - att_flu) < 0.05
+
+
+def test_fluid_first_tokens_flatten_at_capacity_while_arrivals_keep_rising() -> None:
+    mu = P8.max_throughput_rps(1000, 200)
+    # 60 s at half capacity, then 60 s at 3x: arrivals triple, first tokens cap at mu.
+    rates = np.concatenate((np.full(60, 0.5 * mu), np.full(60, 3.0 * mu)))
+    flu = FluidEngine(P8, rates, prompt_tokens=1000, output_tokens=200, slo_ttft_s=2.0,
+                      initial_replicas=1)
+    flu.advance(60.0)
+    a = flu.sample(60.0)
+    flu.advance(120.0)
+    b = flu.sample(120.0)
+    assert a.first_tokens_total == pytest.approx(60 * 0.5 * mu)
+    assert b.requests_total - a.requests_total == pytest.approx(60 * 3.0 * mu)
+    assert b.first_tokens_total - a.first_tokens_total == pytest.approx(60 * mu)
+    # The excess waits: 60 x (3 - 1) x mu.
+    assert b.waiting >= 60 * 2.0 * mu
+
+
+def test_fluid_waiting_rises_before_ttft_breaks_under_a_prefill_bound_ramp() -> None:
+    mu = P8.max_throughput_rps(4000, 20)  # 4.85 req/s
+    rates = np.linspace(0.2 * mu, 1.5 * mu, 600)
+    flu = FluidEngine(P8, rates, prompt_tokens=4000, output_tokens=20, slo_ttft_s=2.0,
+                      initial_replicas=1)
+    first_wait = None
+    for t in range(1, 601):
+        flu.advance(float(t))
+        if first_wait is None and flu.sample(float(t)).waiting >= 1.0:
+            first_wait = t
+    assert first_wait is not None
+    first_miss = int(np.argmax(flu.met < 0.99))
+    assert flu.met[first_miss] < 0.99
+    assert first_wait < first_miss
+
+
+def test_fluid_capacity_follows_per_time_token_means() -> None:
+    # The same 6 req/s; prompts of 1,000 tokens for 300 s, then 4,000 (mu 4.85 < 6).
+    rates = np.full(600, 6.0)
+    prompts = np.concatenate((np.full(300, 1000.0), np.full(300, 4000.0)))
+    flu = FluidEngine(P8, rates, prompt_tokens=prompts, output_tokens=20.0,
+                      slo_ttft_s=2.0, initial_replicas=1)
+    flu.advance(300.0)
+    assert flu.backlog() == 0.0
+    flu.advance(600.0)
+    # The excess 6 - 4.85 = 1.15 req/s piles up over the second 300 s.
+    mu2 = P8.max_throughput_rps(4000, 20)
+    assert flu.backlog() == pytest.approx(300 * (6.0 - mu2), rel=1e-6)
+
+
+class _TraceWithMeans(Trace):
+    """A trace whose token means change at 50 s (NaN: unknown, use the trace mix)."""
+
+    def token_means_at(self, t: FloatArray) -> tuple[FloatArray, FloatArray]:
+        p = np.where(t < 50.0, 500.0, np.nan)
+        return p, np.full_like(t, 80.0)
+
+
+def test_token_means_per_tick_uses_per_time_means_and_falls_back_on_nan() -> None:
+    tr = _TraceWithMeans(name="m", duration_s=100.0, rates_rps=np.ones(100), resolution_s=1.0,
+                         token_mix=TokenMix(mean_prompt_tokens=2000.0, mean_output_tokens=50.0))
+    p, o = token_means_per_tick(tr, 100)
+    assert isinstance(p, np.ndarray) and isinstance(o, np.ndarray)
+    assert p[:50].tolist() == [500.0] * 50 and p[50:].tolist() == [2000.0] * 50
+    assert o.tolist() == [80.0] * 100
+    plain = Trace(name="p", duration_s=10.0, rates_rps=np.ones(10), resolution_s=1.0,
+                  token_mix=TokenMix(mean_prompt_tokens=700.0, mean_output_tokens=90.0))
+    assert token_means_per_tick(plain, 10) == (700.0, 90.0)

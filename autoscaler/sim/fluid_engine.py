@@ -135,6 +135,8 @@ class FluidEngine:
         """Prefill work per request (seconds of step time)."""
         self._p = np.ceil(pm / profile.max_num_batched_tokens) * profile.step_base_s + self._pf
         """TTFT of a request on an idle replica (seconds)."""
+        self._const = bool(n == 0 or (np.all(pm == pm[0]) and np.all(om == om[0])))
+        """Token means the same in every tick (enables the one-bucket fast path)."""
         self.ttft = np.full(n, math.inf)
         """Estimated TTFT of each tick's arrivals (seconds)."""
         self.met = np.zeros(n)
@@ -279,8 +281,29 @@ class FluidEngine:
         b_start = np.empty_like(b_end)
         b_start[0] = self._backlog
         b_start[1:] = b_end[:-1]
+        a_sum = float(a.sum())
+        total_served = self._backlog + a_sum - float(b_end[-1])
+        if R > 0 and self._const and self._backlog == 0.0 and float(s.max()) <= 0.0:
+            # Under capacity the whole stretch with fixed token means: no backlog, every
+            # arrival sees the same TTFT, one histogram bucket.
+            lam = total_served / (R * dt * n)
+            p0, pf0 = float(self._p[k0]), float(self._pf[k0])
+            rho = min(0.99, lam * pf0)
+            p_eff = p0 + rho * p0 / (2.0 * (1.0 - rho))
+            self.ttft[k0:k1] = p_eff
+            self.met[k0:k1] = 1.0 if p_eff <= self._slo else 0.0
+            self._hist[int(np.searchsorted(_BOUNDS, p_eff, side="left"))] += a_sum
+            self._ttft_sum += a_sum * p_eff
+            self._busy += R * self._busy_share(lam, k1 - 1) * dt * n
+            self._last_lam = float(a[-1]) / (R * dt)
+            self._req_total += a_sum
+            self._served_total += total_served
+            self._prompt_total += total_served * float(self._P[k0])
+            self._gen_total += total_served * float(self._O[k0])
+            self._backlog = 0.0
+            self._k = k1
+            return
         served = b_start + a - b_end
-        total_served = self._backlog + float(a.sum()) - float(b_end[-1])
         if R > 0:
             lam = total_served / (R * dt * n)
             pf = self._pf[k0:k1]
@@ -310,7 +333,7 @@ class FluidEngine:
         self._hist = [h + x for h, x in zip(self._hist, add, strict=True)]
         finite = np.isfinite(ttft)
         self._ttft_sum += float(np.dot(a[finite], ttft[finite]))
-        self._req_total += float(a.sum())
+        self._req_total += a_sum
         self._served_total += total_served
         self._prompt_total += float(np.dot(served, self._P[k0:k1]))
         self._gen_total += float(np.dot(served, self._O[k0:k1]))

@@ -133,6 +133,10 @@ class RequestEngine:
         self._bs = profile.block_size
         self._total_blocks = profile.num_gpu_blocks
         self._budget = profile.max_num_batched_tokens
+        self._max_seqs = profile.max_num_seqs
+        self._t_base = profile.step_base_s
+        self._t_tok = profile.step_per_prefill_token_s
+        self._t_seq = profile.step_per_decode_seq_s
         # Per-request state (lists: cheaper than numpy for scalar access).
         self._st = [_QUEUED] * n
         self._g = [0] * n
@@ -249,9 +253,13 @@ class RequestEngine:
         bs = self._bs
         full, rest = divmod(m, bs)
         n = full * r.n_dec
-        cnt, v = r.cnt, r.v
-        for j in range(rest):
-            n += cnt[(-(v + j)) % bs]
+        if rest:
+            # Steps v .. v + rest - 1 claim cnt[(-v) % bs], cnt[(-v - 1) % bs], ...: a
+            # window of ``rest`` slots ending at hi = (-v) % bs, wrapping below 0.
+            cnt = r.cnt
+            hi = (-r.v) % bs
+            lo = hi - rest + 1
+            n += sum(cnt[lo:hi + 1]) if lo >= 0 else sum(cnt[:hi + 1]) + sum(cnt[bs + lo:])
         return n
 
     def _add_decoder(self, r: _Replica, i: int, k: int) -> None:
@@ -335,33 +343,49 @@ class RequestEngine:
             # 1. Running requests: every decode takes one token (budget >= max_num_seqs
             #    leaves room for all of them), then the partly prefilled request (at most
             #    one: the last admitted) the next chunk of its prompt.
-            x, x_tok, x_need = self._partial(r)
-            avail = (total - r.pre_blocks - r.held - r.cnt[(-r.v) % bs] - x_need)
+            running = r.running
+            x = x_tok = x_need = 0
+            if running:
+                x = next(reversed(running))
+                if st[x] == _PREFILL:
+                    cx = c[x]
+                    x_tok = min(self._p[x] + self._g[x] - cx, budget - r.n_dec)
+                    x_need = -(-(cx + x_tok) // bs) - -(-cx // bs)
+                else:
+                    x = -1
+            else:
+                x = -1
+            avail = total - r.pre_blocks - r.held - r.cnt[(-r.v) % bs] - x_need
             if avail < 0:
                 preempted, avail = self._schedule_running_exactly(r)
                 x, x_tok, x_need = self._partial(r)
             n_dec = r.n_dec
             left = budget - n_dec
             chunks: list[tuple[int, int]] = []
+            p_tok = 0
             if x >= 0:
                 chunks.append((x, x_tok))
                 c[x] += x_tok
                 r.pre_blocks += x_need
                 left -= x_tok
+                p_tok = x_tok
             # 2. Waiting requests, first come first served, unless this step preempted.
-            if not preempted:
-                running = r.running
-                cap_seqs = self.profile.max_num_seqs
-                waiting = r.waiting
+            waiting = r.waiting
+            if waiting and not preempted:
+                cap_seqs = self._max_seqs
+                pl, gl = self._p, self._g
                 while waiting and left > 0 and len(running) < cap_seqs:
                     i = waiting[0]
-                    n = min(self._p[i] + self._g[i], left)
+                    n = pl[i] + gl[i]
+                    if n > left:
+                        n = left
                     need_b = -(-n // bs)
                     if need_b > avail:
                         break
                     waiting.popleft()
                     avail -= need_b
                     left -= n
+                    p_tok += n
                     running[i] = None
                     st[i] = _PREFILL
                     c[i] = n
@@ -370,27 +394,31 @@ class RequestEngine:
             if chunks:
                 r.chunks = chunks
                 r.seg_m = 1
-                r.seg_s = self.profile.step_time_s(n_dec, sum(n for _, n in chunks))
+                r.seg_s = self._t_base + self._t_seq * n_dec + self._t_tok * p_tok
             elif n_dec:
                 r.chunks = []
                 # Steps 2..m claim at most ceil((m - 1) / bs) blocks per decoding request:
                 # no shortage while that fits in the blocks left. After a preemption the
                 # waiting requests get their chance at the next step.
-                m = min(self._head_fin(r) - r.v, 1 + bs * (max(0, avail) // n_dec))
-                if preempted and r.waiting:
+                m = self._head_fin(r) - r.v
+                m_safe = 1 + bs * (avail // n_dec) if avail > 0 else 1
+                if m_safe < m:
+                    m = m_safe
+                if (preempted and waiting) or m < 1:
                     m = 1
-                r.seg_m = max(1, m)
-                r.seg_s = self.profile.step_time_s(n_dec)
+                r.seg_m = m
+                r.seg_s = self._t_base + self._t_seq * n_dec
             else:
                 r.chunks = []
                 r.seg_m = 0
-                if r.waiting and preempted:
+                if waiting and preempted:
                     continue  # all were preempted: the next step admits again
                 self._finish_drain_if_empty(r, t)
                 r.version += 1  # idle: cancel any stale event
                 return
             r.seg_t0 = t
-            self._schedule(r, t + r.seg_m * r.seg_s)
+            r.version += 1
+            heapq.heappush(self._events, (t + r.seg_m * r.seg_s, r.version, r.rid))
             return
 
     def _partial(self, r: _Replica) -> tuple[int, int, int]:
@@ -416,7 +444,11 @@ class RequestEngine:
     def _on_step_end(self, r: _Replica, t: float, m: int) -> None:
         """Apply ``m`` steps of the segment under way, ending at ``t``."""
         r.busy_s += t - r.seg_t0
-        r.held += self._crossings(r, m)
+        if r.n_dec:
+            if m == 1:
+                r.held += r.cnt[(-r.v) % self._bs]
+            else:
+                r.held += self._crossings(r, m)
         r.v += m
         v = r.v
         bs = self._bs
@@ -469,7 +501,10 @@ class RequestEngine:
             self._route_pending(t)
             return
         if r.seg_m:
-            self._on_step_end(r, t, r.seg_m)
+            if r.chunks or r.n_dec:
+                self._on_step_end(r, t, r.seg_m)
+            else:
+                r.seg_m = 0
         self._plan(r, t)
 
     def _route(self, i: int, t: float) -> None:

@@ -371,8 +371,17 @@ def test_requests_arriving_with_no_ready_replica_wait_for_the_cold_start() -> No
     assert eng.ttft[0] == pytest.approx(90.11)
 
 
-def test_scale_down_drains_in_flight_requests_and_loses_none() -> None:
-    p = make_profile(max_num_seqs=4)
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        pytest.param(100_000, id="roomy cache"),
+        # 500 + 80 tokens = 37 blocks per request at the end: 70 blocks hold one with
+        # room to grow, two only for a while -> preemptions while draining.
+        pytest.param(70, id="tight cache with preemptions"),
+    ],
+)
+def test_scale_down_drains_in_flight_requests_and_loses_none(blocks: int) -> None:
+    p = make_profile(max_num_seqs=4, num_gpu_blocks=blocks)
     rng = np.random.default_rng(1)
     n = 400
     arr = np.sort(rng.uniform(0, 20, n))
@@ -381,6 +390,7 @@ def test_scale_down_drains_in_flight_requests_and_loses_none() -> None:
     eng.set_target(1, 10.0)
     eng.advance(math.inf)
     eng.finish()
+    assert (eng.preemptions > 0) == (blocks < 1000)
     assert np.isfinite(eng.e2e).all() and np.isfinite(eng.ttft).all()
     drained = [r for r in eng.records() if r.removal_at is not None]
     assert len(drained) == 2

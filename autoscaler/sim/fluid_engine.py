@@ -308,12 +308,12 @@ class FluidEngine:
             lam = total_served / (R * dt * n)
             pf = self._pf[k0:k1]
             p = self._p[k0:k1]
-            rho = np.minimum(0.99, lam * pf)
-            p_eff = p + rho * p / (2.0 * (1.0 - rho))
+            rho_k = np.minimum(0.99, lam * pf)
+            p_eff_k = p + rho_k * p / (2.0 * (1.0 - rho_k))
             w0 = b_start / rate
             w1 = b_end / rate
-            ttft = p_eff + 0.5 * (w0 + w1)
-            wstar = self._slo - p_eff
+            ttft = p_eff_k + 0.5 * (w0 + w1)
+            wstar = self._slo - p_eff_k
             dw = w1 - w0
             with np.errstate(divide="ignore", invalid="ignore"):
                 tau = np.where(dw != 0.0, (wstar - w0) / dw, 0.0)

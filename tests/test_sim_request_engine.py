@@ -16,7 +16,7 @@ from autoscaler.sim.fleet import gpu_seconds
 from autoscaler.sim.fluid_engine import FluidEngine, token_means_per_tick
 from autoscaler.sim.profiles import ReplicaProfile, load_profile
 from autoscaler.sim.request_engine import RequestEngine, run_fixed
-from autoscaler.traces.model import FloatArray, TokenMix, Trace
+from autoscaler.traces.model import TokenMix, TokenWindows, Trace
 
 
 def make_profile(**kw: float) -> ReplicaProfile:
@@ -542,21 +542,17 @@ def test_fluid_capacity_follows_per_time_token_means() -> None:
     assert flu.backlog() == pytest.approx(300 * (6.0 - mu2), rel=1e-6)
 
 
-class _TraceWithMeans(Trace):
-    """A trace whose token means change at 50 s (NaN: unknown, use the trace mix)."""
-
-    def token_means_at(self, t: FloatArray) -> tuple[FloatArray, FloatArray]:
-        p = np.where(t < 50.0, 500.0, np.nan)
-        return p, np.full_like(t, 80.0)
-
-
 def test_token_means_per_tick_uses_per_time_means_and_falls_back_on_nan() -> None:
-    tr = _TraceWithMeans(name="m", duration_s=100.0, rates_rps=np.ones(100), resolution_s=1.0,
-                         token_mix=TokenMix(mean_prompt_tokens=2000.0, mean_output_tokens=50.0))
+    # Two 50-s windows: 500/80 tokens, then unknown (NaN: the trace's token_mix).
+    tw = TokenWindows(resolution_s=50.0, mean_prompt=np.array([500.0, np.nan]),
+                      mean_output=np.array([80.0, np.nan]))
+    tr = Trace(name="m", duration_s=100.0, rates_rps=np.ones(100), resolution_s=1.0,
+               token_mix=TokenMix(mean_prompt_tokens=2000.0, mean_output_tokens=50.0),
+               token_windows=tw)
     p, o = token_means_per_tick(tr, 100)
     assert isinstance(p, np.ndarray) and isinstance(o, np.ndarray)
-    assert p[:50].tolist() == [500.0] * 50 and p[50:].tolist() == [2000.0] * 50
-    assert o.tolist() == [80.0] * 100
+    assert p.tolist() == [500.0] * 50 + [2000.0] * 50
+    assert o.tolist() == [80.0] * 50 + [50.0] * 50
     plain = Trace(name="p", duration_s=10.0, rates_rps=np.ones(10), resolution_s=1.0,
                   token_mix=TokenMix(mean_prompt_tokens=700.0, mean_output_tokens=90.0))
     assert token_means_per_tick(plain, 10) == (700.0, 90.0)

@@ -38,7 +38,6 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from itertools import accumulate
-from typing import Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -54,31 +53,23 @@ _SCALAR_MAX_TICKS = 12
 FloatArray = npt.NDArray[np.float64]
 
 
-class _HasTokenMeans(Protocol):
-    def token_means_at(self, t: FloatArray) -> tuple[FloatArray, FloatArray]: ...
-
-
 def token_means_per_tick(trace: Trace, n_ticks: int, tick_s: float = 1.0
                          ) -> tuple[FloatArray, FloatArray] | tuple[float, float]:
-    """Mean (prompt, output) tokens of the arrivals in each tick.
+    """Mean (prompt, output) tokens of the arrivals in each tick (at the tick's middle).
 
-    Uses ``trace.token_means_at`` (per-time means, e.g. ServeGen's per-window lengths)
-    when the trace model has it, with NaN falling back to the trace-wide means; otherwise
-    the trace-wide means: the request-level sample's means, else ``token_mix``.
+    A request-level trace uses its own requests' means; a rate-level trace with
+    ``token_windows`` (e.g. ServeGen's per-6-hour lengths) reads ``trace.token_means_at``,
+    which falls back to ``token_mix`` where a window is unknown; otherwise ``token_mix``.
+    Constant means come back as two numbers.
     """
     if trace.prompt_tokens is not None and trace.output_tokens is not None and len(
             trace.prompt_tokens):
-        p0, o0 = float(np.mean(trace.prompt_tokens)), float(np.mean(trace.output_tokens))
-    else:
-        p0, o0 = trace.token_mix.mean_prompt_tokens, trace.token_mix.mean_output_tokens
-    if not hasattr(trace, "token_means_at"):
+        return float(np.mean(trace.prompt_tokens)), float(np.mean(trace.output_tokens))
+    p0, o0 = trace.token_mix.mean_prompt_tokens, trace.token_mix.mean_output_tokens
+    if trace.token_windows is None or n_ticks == 0:
         return p0, o0
-    at = cast(_HasTokenMeans, trace)
-    t = (np.arange(n_ticks, dtype=np.float64) + 0.5) * tick_s
-    p, o = at.token_means_at(t)
-    p = np.where(np.isfinite(p), p, p0).astype(np.float64)
-    o = np.where(np.isfinite(o), o, o0).astype(np.float64)
-    if np.all(p == p[0]) and np.all(o == o[0]) and n_ticks:
+    p, o = trace.token_means_at((np.arange(n_ticks, dtype=np.float64) + 0.5) * tick_s)
+    if np.all(p == p[0]) and np.all(o == o[0]):
         return float(p[0]), float(o[0])
     return p, o
 

@@ -556,3 +556,18 @@ def test_token_means_per_tick_uses_per_time_means_and_falls_back_on_nan() -> Non
     plain = Trace(name="p", duration_s=10.0, rates_rps=np.ones(10), resolution_s=1.0,
                   token_mix=TokenMix(mean_prompt_tokens=700.0, mean_output_tokens=90.0))
     assert token_means_per_tick(plain, 10) == (700.0, 90.0)
+
+
+def test_fluid_takes_a_ttft_objective_per_tick() -> None:
+    # Idle-ish 1 req/s of 4,000-token prompts: TTFT ~ 0.008 + 0.2 = 0.208 s plus a small
+    # M/D/1 wait. An objective of 0.1 s misses it, 2 s meets it.
+    slo = np.concatenate((np.full(30, 0.1), np.full(30, 2.0)))
+    flu = FluidEngine(P8, np.full(60, 1.0), prompt_tokens=4000, output_tokens=20,
+                      slo_ttft_s=slo, initial_replicas=1)
+    for t in range(1, 61):  # short stretches: the tick-by-tick path
+        flu.advance(float(t))
+    assert flu.met[:30].tolist() == [0.0] * 30 and flu.met[30:].tolist() == [1.0] * 30
+    whole = FluidEngine(P8, np.full(60, 1.0), prompt_tokens=4000, output_tokens=20,
+                        slo_ttft_s=slo, initial_replicas=1)
+    whole.advance(60.0)  # one stretch: the vectorised path
+    assert whole.met.tolist() == flu.met.tolist()

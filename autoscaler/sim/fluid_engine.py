@@ -98,12 +98,13 @@ class FluidEngine:
         *,
         prompt_tokens: float | npt.ArrayLike,
         output_tokens: float | npt.ArrayLike,
-        slo_ttft_s: float,
+        slo_ttft_s: float | npt.ArrayLike,
         initial_replicas: int,
         seed: int = 0,
         tick_s: float = 1.0,
     ) -> None:
-        """``prompt_tokens`` / ``output_tokens``: mean tokens, one number or one per tick."""
+        """``prompt_tokens`` / ``output_tokens``: mean tokens, one number or one per tick;
+        ``slo_ttft_s`` likewise (a TTFT objective that grows with the prompt)."""
         self.profile = profile
         self.tick_s = tick_s
         rates = np.asarray(rates_rps, dtype=np.float64)
@@ -115,7 +116,9 @@ class FluidEngine:
                                              (n,)))
         self._P = np.ascontiguousarray(pm)
         self._O = np.ascontiguousarray(om)
-        self._slo = slo_ttft_s
+        slo = np.asarray(slo_ttft_s, dtype=np.float64)
+        self._slo = np.ascontiguousarray(np.broadcast_to(slo, (n,)))
+        """TTFT objective per tick (seconds)."""
         b = _max_batch(profile, pm, om)
         self._bmax = b
         per_tok = profile.step_per_prefill_token_s
@@ -126,7 +129,8 @@ class FluidEngine:
         """Prefill work per request (seconds of step time)."""
         self._p = np.ceil(pm / profile.max_num_batched_tokens) * profile.step_base_s + self._pf
         """TTFT of a request on an idle replica (seconds)."""
-        self._const = bool(n == 0 or (np.all(pm == pm[0]) and np.all(om == om[0])))
+        self._const = bool(n == 0 or (np.all(pm == pm[0]) and np.all(om == om[0])
+                                      and np.all(self._slo == self._slo[0])))
         """Token means the same in every tick (enables the one-bucket fast path)."""
         self.ttft = np.full(n, math.inf)
         """Estimated TTFT of each tick's arrivals (seconds)."""
@@ -282,7 +286,7 @@ class FluidEngine:
             rho = min(0.99, lam * pf0)
             p_eff = p0 + rho * p0 / (2.0 * (1.0 - rho))
             self.ttft[k0:k1] = p_eff
-            self.met[k0:k1] = 1.0 if p_eff <= self._slo else 0.0
+            self.met[k0:k1] = 1.0 if p_eff <= float(self._slo[k0]) else 0.0
             self._hist[int(np.searchsorted(_BOUNDS, p_eff, side="left"))] += a_sum
             self._ttft_sum += a_sum * p_eff
             self._busy += R * self._busy_share(lam, k1 - 1) * dt * n
@@ -304,7 +308,7 @@ class FluidEngine:
             w0 = b_start / rate
             w1 = b_end / rate
             ttft = p_eff_k + 0.5 * (w0 + w1)
-            wstar = self._slo - p_eff_k
+            wstar = self._slo[k0:k1] - p_eff_k
             dw = w1 - w0
             with np.errstate(divide="ignore", invalid="ignore"):
                 tau = np.where(dw != 0.0, (wstar - w0) / dw, 0.0)
@@ -356,7 +360,7 @@ class FluidEngine:
         hist = self._hist
         tsum = psum = osum = 0.0
         prev = b0
-        slo = self._slo
+        slo_l = self._slo[k0:k1].tolist()
         for j, (x, be, m) in enumerate(zip(a, ends, mu, strict=True)):
             p = p_l[j]
             rho = lam * pf_l[j]
@@ -370,7 +374,7 @@ class FluidEngine:
             osum += served * om_l[j]
             prev = be
             tt = p_eff + 0.5 * (w0 + w1)
-            wstar = slo - p_eff
+            wstar = slo_l[j] - p_eff
             if w1 == w0:
                 met = 1.0 if w0 <= wstar else 0.0
             else:

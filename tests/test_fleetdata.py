@@ -217,18 +217,20 @@ def test_fit_recovers_a_linear_step_time_and_reports_defaults() -> None:
     src = FakeSource(_fit_series(batch), {"vllm:cache_config_info": info})
     base = load_profile("llama3-8b-h100")
     fit = fit_profile(src, _query(len(batch)), base)
-    assert fit.profile.decode_step_base_s == pytest.approx(0.01, rel=1e-6)
-    assert fit.profile.decode_step_per_seq_s == pytest.approx(0.0002, rel=1e-6)
-    assert fit.profile.prefill_tokens_per_s == pytest.approx(20_000.0)
+    assert fit.profile.step_base_s == pytest.approx(0.01, rel=1e-6)
+    assert fit.profile.step_per_decode_seq_s == pytest.approx(0.0002, rel=1e-6)
+    # 0.1 s of prefill per 2,000 prompt tokens: 0.00005 s per token (20,000 tokens/s).
+    assert fit.profile.step_per_prefill_token_s == pytest.approx(0.00005)
     assert fit.profile.kv_cache_tokens == 16_000  # 1,000 blocks x 16 tokens
-    assert set(fit.unfitted()) == {"max_num_seqs", "cold_start_s", "cold_start_jitter_s",
-                                   "gpus_per_replica", "gpu_hour_cost"}
+    assert set(fit.unfitted()) == {"max_num_seqs", "max_num_batched_tokens", "cold_start_s",
+                                   "cold_start_jitter_s", "gpus_per_replica",
+                                   "gpu_hour_cost"}
     assert "default kept" in fit.fields["cold_start_s"].how
     # The written file is a valid profile with the fitted values.
     import yaml
 
     prof = parse_profile(yaml.safe_load(profile_yaml(fit, source="test")), "fit.yaml")
-    assert prof.decode_step_per_seq_s == pytest.approx(0.0002, rel=1e-5)
+    assert prof.step_per_decode_seq_s == pytest.approx(0.0002, rel=1e-5)
     assert prof.kv_cache_tokens == 16_000
 
 
@@ -236,8 +238,8 @@ def test_fit_without_batch_spread_keeps_the_default_and_says_why() -> None:
     src = FakeSource(_fit_series([8.0] * 6))
     base = load_profile("llama3-8b-h100")
     fit = fit_profile(src, _query(6), base)
-    f = fit.fields["decode_step_per_seq_s"]
-    assert not f.fitted and f.value == base.decode_step_per_seq_s
+    f = fit.fields["step_per_decode_seq_s"]
+    assert not f.fitted and f.value == base.step_per_decode_seq_s
     assert "spans 0.0 sequences" in f.how
 
 

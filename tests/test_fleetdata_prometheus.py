@@ -97,10 +97,11 @@ def test_replay_from_prometheus_matches_replay_from_the_trace(history: History) 
 
 
 @pytest.mark.parametrize(("field", "tolerance"), [
-    pytest.param("decode_step_base_s", 0.10, id="decode-base"),
-    pytest.param("decode_step_per_seq_s", 0.10, id="decode-per-seq"),
-    pytest.param("prefill_tokens_per_s", 0.10, id="prefill"),
-    pytest.param("kv_cache_tokens", 0.10, id="kv-capacity"),
+    pytest.param("step_base_s", 0.10, id="step-base"),
+    pytest.param("step_per_decode_seq_s", 0.10, id="decode-per-seq"),
+    pytest.param("step_per_prefill_token_s", 0.10, id="prefill-per-token"),
+    pytest.param("num_gpu_blocks", 0.10, id="kv-blocks"),
+    pytest.param("block_size", 0.0, id="kv-block-size"),
     pytest.param("cold_start_s", 0.10, id="cold-start"),
     # The bursts overload the fixed schedule: the running batch plateaus at the limit.
     pytest.param("max_num_seqs", 0.10, id="max-num-seqs-from-saturation"),
@@ -116,7 +117,7 @@ def test_profile_fit_recovers_the_twin_profile(history: History, field: str,
 
 def test_unfittable_fields_are_reported_with_the_default_kept(history: History) -> None:
     base = load_profile("llama3-70b-4xh100")
-    for field in ("gpus_per_replica", "gpu_hour_cost"):
+    for field in ("gpus_per_replica", "gpu_hour_cost", "max_num_batched_tokens"):
         f = history.fit.fields[field]
         assert not f.fitted
         assert f.value == getattr(base, field)
@@ -139,7 +140,7 @@ def test_cli_export_fit_and_replay_read_back(history: History, tmp_path: Path) -
     proc = _cli("profile", "fit", *rng, "--out", str(prof), "--json", str(tmp_path / "f.json"))
     assert proc.returncode == 0, proc.stderr
     fit = json.loads((tmp_path / "f.json").read_text())
-    assert fit["fields"]["kv_cache_tokens"]["fitted"] is True
+    assert fit["fields"]["num_gpu_blocks"]["fitted"] is True
     assert "# default:" in prof.read_text()  # unfitted fields are marked in the file
     proc = _cli("replay", "--trace", str(out), "--profile", str(prof), "--policies", "hpa",
                 "--engine", "fluid", "--json", "-", "--no-progress")

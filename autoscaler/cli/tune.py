@@ -166,7 +166,7 @@ def _emit(outcome: Any, doc: dict[str, Any], args: argparse.Namespace, out: Any)
     if args.json_out:
         c.write_json("--json", args.json_out, doc, stdout=out)
     if args.report:
-        from autoscaler.tuning.reporting import write_tune_report
+        from autoscaler.reporting.tune_report import write_tune_report
 
         index = write_tune_report(doc, Path(args.report))
         print(f"report: {index}", file=sys.stderr if to_stdout else out)

@@ -1,14 +1,16 @@
 """Fit a replica profile (the fields of ``autoscaler/sim/profiles/*.yaml``) from a fleet's
 own Prometheus series.
 
-* ``decode_step_base_s`` and ``decode_step_per_seq_s``: a least-squares line through the
+* ``step_base_s`` and ``step_per_decode_seq_s``: a least-squares line through the
   mean time per output token of each step (``vllm:time_per_output_token_seconds`` _sum /
   _count increases, all pods) against the mean running batch per pod
   (``vllm:num_requests_running``). Needs a spread of batch sizes: a fleet that always runs
   at the same batch pins one point of the line, not its slope (reported, default kept);
-* ``prefill_tokens_per_s``: prompt tokens over prefill seconds
-  (``vllm:request_prompt_tokens_sum`` / ``vllm:request_prefill_time_seconds_sum``);
-* ``kv_cache_tokens``: ``num_gpu_blocks x block_size`` from ``vllm:cache_config_info``;
+* ``step_per_prefill_token_s``: prefill seconds over prompt tokens
+  (``vllm:request_prefill_time_seconds_sum`` / ``vllm:request_prompt_tokens_sum``);
+* ``num_gpu_blocks`` and ``block_size`` (KV capacity): labels of ``vllm:cache_config_info``;
+* ``max_num_batched_tokens``: vLLM exports no scheduler config: the base profile's (or a
+  ``max_num_batched_tokens`` label where a deployment adds one);
 * ``max_num_seqs``: a ``max_num_seqs`` label where the deployment exports one, else the
   plateau of the running batch while requests wait and the KV cache is not full (only a
   fleet that saturated shows it); else the base profile's, reported as not fitted;
@@ -116,20 +118,20 @@ def fit_profile(source: MetricsSource, q: HistoryQuery, base: ReplicaProfile, *,
         qual = {"points": float(x.size), "r2": r2, "rms_relative_error": rel,
                 "batch_min": float(x.min()), "batch_max": float(x.max())}
         if b0 > 0 and b1 >= 0:
-            prof = replace(prof, decode_step_base_s=b0, decode_step_per_seq_s=b1)
+            prof = replace(prof, step_base_s=b0, step_per_decode_seq_s=b1)
             how = (f"TPOT = base + per_seq x running over {x.size} steps, batch "
                    f"{x.min():.1f}..{x.max():.1f}")
-            fields["decode_step_base_s"] = FieldFit(b0, True, how, qual)
-            fields["decode_step_per_seq_s"] = FieldFit(b1, True, how, qual)
+            fields["step_base_s"] = FieldFit(b0, True, how, qual)
+            fields["step_per_decode_seq_s"] = FieldFit(b1, True, how, qual)
         else:
-            for k in ("decode_step_base_s", "decode_step_per_seq_s"):
+            for k in ("step_base_s", "step_per_decode_seq_s"):
                 fields[k] = FieldFit(getattr(base, k), False, f"the line fit gave base {b0:.4g}"
                                      f" and slope {b1:.4g} (not physical): default kept", qual)
     else:
         why = ("no vllm:time_per_output_token_seconds samples" if x.size < 3 else
                f"the running batch only spans {float(np.ptp(x)):.1f} sequences "
                f"(< {MIN_BATCH_SPREAD:g})")
-        for k in ("decode_step_base_s", "decode_step_per_seq_s"):
+        for k in ("step_base_s", "step_per_decode_seq_s"):
             fields[k] = FieldFit(getattr(base, k), False, f"{why}: default kept")
 
     # --- prefill throughput ----------------------------------------------------------------
@@ -137,37 +139,54 @@ def fit_profile(source: MetricsSource, q: HistoryQuery, base: ReplicaProfile, *,
     prefill = _sum_pods(per_pod("vllm:request_prefill_time_seconds_sum"), n, True)
     ok = (prefill > 0) & (prompt > 0)
     if ok.sum() >= 3:
-        ratios = prompt[ok] / prefill[ok]
-        tps = float(prompt[ok].sum() / prefill[ok].sum())
+        ratios = prefill[ok] / prompt[ok]
+        per_token = float(prefill[ok].sum() / prompt[ok].sum())
         spread = float(np.percentile(ratios, 90) / np.percentile(ratios, 10))
-        prof = replace(prof, prefill_tokens_per_s=tps)
-        fields["prefill_tokens_per_s"] = FieldFit(
-            tps, True, f"prompt tokens / prefill seconds over {int(ok.sum())} steps",
+        prof = replace(prof, step_per_prefill_token_s=per_token)
+        fields["step_per_prefill_token_s"] = FieldFit(
+            per_token, True, f"prefill seconds / prompt tokens over {int(ok.sum())} steps "
+            f"({1 / per_token:,.0f} prompt tokens/s)",
             {"points": float(ok.sum()), "p90_over_p10": spread})
     else:
-        fields["prefill_tokens_per_s"] = FieldFit(
-            base.prefill_tokens_per_s, False,
+        fields["step_per_prefill_token_s"] = FieldFit(
+            base.step_per_prefill_token_s, False,
             "no vllm:request_prefill_time_seconds samples: default kept")
 
     # --- KV capacity and batch limit ------------------------------------------------------
     info = source.query(f"max_over_time(vllm:cache_config_info{{{sel}}}[{q.end - q.start:.0f}s])",
                         at=q.end)
-    kv_values = []
+    kv_values: list[tuple[int, int]] = []
     seqs_values = []
+    budgets = []
     for smp in info:
         with contextlib.suppress(KeyError, ValueError):
-            kv_values.append(int(smp.labels["num_gpu_blocks"]) * int(smp.labels["block_size"]))
-        if "max_num_seqs" in smp.labels and smp.labels["max_num_seqs"].isdigit():
+            block = int(smp.labels["block_size"])
+            kv_values.append((int(smp.labels["num_gpu_blocks"]) * block, block))
+        if smp.labels.get("max_num_seqs", "").isdigit():
             seqs_values.append(int(smp.labels["max_num_seqs"]))
+        if smp.labels.get("max_num_batched_tokens", "").isdigit():
+            budgets.append(int(smp.labels["max_num_batched_tokens"]))
     if kv_values:
-        kv = min(kv_values)
-        prof = replace(prof, kv_cache_tokens=kv)
-        fields["kv_cache_tokens"] = FieldFit(
-            kv, True, f"num_gpu_blocks x block_size of vllm:cache_config_info ({len(info)} "
-            "series; the smallest)", {"series": float(len(info))})
+        # The smallest pod's cache: a replica is only as big as the fleet's smallest one.
+        kv, block = min(kv_values)
+        prof = replace(prof, num_gpu_blocks=kv // block, block_size=block)
+        how = (f"labels of vllm:cache_config_info ({len(info)} series; the smallest): "
+               f"{kv:,} KV tokens")
+        fields["num_gpu_blocks"] = FieldFit(kv // block, True, how,
+                                            {"series": float(len(info))})
+        fields["block_size"] = FieldFit(block, True, how)
     else:
-        fields["kv_cache_tokens"] = FieldFit(base.kv_cache_tokens, False,
-                                             "no vllm:cache_config_info: default kept")
+        for k in ("num_gpu_blocks", "block_size"):
+            fields[k] = FieldFit(getattr(base, k), False,
+                                 "no vllm:cache_config_info: default kept")
+    if budgets:
+        prof = replace(prof, max_num_batched_tokens=min(budgets))
+        fields["max_num_batched_tokens"] = FieldFit(
+            min(budgets), True, "max_num_batched_tokens label of vllm:cache_config_info")
+    else:
+        fields["max_num_batched_tokens"] = FieldFit(
+            base.max_num_batched_tokens, False, "vLLM exports no scheduler config: default "
+            "kept")
     if seqs_values:
         prof = replace(prof, max_num_seqs=min(seqs_values))
         fields["max_num_seqs"] = FieldFit(min(seqs_values), True,
@@ -230,18 +249,23 @@ def profile_yaml(fit: ProfileFit, *, source: str) -> str:
            f"name: {p.name}"]
 
     def num(v: float | int) -> str:
+        # Six significant digits, never an exponent: PyYAML reads "5e-05" as a string.
         if isinstance(v, int):
             return str(v)
-        return f"{v:.6g}"
+        return np.format_float_positional(v, precision=6, unique=False, fractional=False,
+                                          trim="-")
 
-    for key in ("gpus_per_replica", "prefill_tokens_per_s", "decode_step_base_s",
-                "decode_step_per_seq_s", "max_num_seqs", "kv_cache_tokens", "cold_start_s",
-                "cold_start_jitter_s", "gpu_hour_cost"):
+    ints = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
+            "gpus_per_replica")
+    for key in ("gpus_per_replica", "step_base_s", "step_per_prefill_token_s",
+                "step_per_decode_seq_s", "max_num_seqs", "max_num_batched_tokens",
+                "block_size", "num_gpu_blocks", "cold_start_s", "cold_start_jitter_s",
+                "gpu_hour_cost"):
         f = fit.fields.get(key)
         value = getattr(p, key)
         if value is None:
             continue
-        if key in ("max_num_seqs", "kv_cache_tokens", "gpus_per_replica"):
+        if key in ints:
             value = int(value)
         tag = "fitted" if f is not None and f.fitted else "default"
         if f is not None:

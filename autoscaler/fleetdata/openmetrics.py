@@ -11,15 +11,16 @@ vLLM families a fit needs that the twin does not write:
   finished requests, sum = their tokens; every request in the bucket of the mean, as the
   twin does for TGI, because the fluid engine simulates means);
 * ``vllm:time_per_output_token_seconds``: one observation per generated token, each the
-  profile's step time ``base + per_seq x running`` at the pod's running batch;
-* ``vllm:request_prefill_time_seconds``: prompt tokens / ``prefill_tokens_per_s`` per
+  profile's decode step time ``step_base_s + step_per_decode_seq_s x running`` at the
+  pod's running batch;
+* ``vllm:request_prefill_time_seconds``: prompt tokens x ``step_per_prefill_token_s`` per
   request;
-* ``vllm:cache_config_info`` (``num_gpu_blocks`` x ``block_size`` = KV tokens);
+* ``vllm:cache_config_info`` (``num_gpu_blocks``, ``block_size``);
 * kube-state-metrics ``kube_pod_created`` and ``kube_pod_status_ready_time`` (Unix seconds).
 
-The first-token counter counts a request once it left the queue (arrived minus waiting), as
-vLLM does: arrivals are then first tokens plus queue growth, which a reconstruction must
-undo. Inside a gap nothing is written (a monitoring outage).
+The first-token counter counts a request once it is served (the engine's
+``first_tokens_total``), as vLLM does: arrivals are then first tokens plus queue growth,
+which a reconstruction must undo. Inside a gap nothing is written (a monitoring outage).
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from autoscaler.sim.profiles import ReplicaProfile
 from autoscaler.traces.model import Trace
 from autoscaler.twin.expositions import EngineContext, PodView, get_exposition
 
-BLOCK_SIZE = 16
-"""vLLM's default KV block size (tokens per block) on CUDA."""
 TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 """vLLM's build_1_2_5_buckets up to a 10,000-token model length."""
 TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
@@ -122,9 +121,9 @@ def write_history(spec: HistorySpec, path: Path) -> dict[str, float]:
                 pods[i] = _Pod(name=f"{spec.workload}-7d9f8c6b5-{i:05d}",
                                created=spec.start_unix + r.requested_at,
                                ready=spec.start_unix + r.ready_at)
-        served = s.prompt_tokens_total / P if P > 0 else 0.0
+        served = s.first_tokens_total
         hist = np.diff(np.concatenate(([0.0], np.asarray(s.ttft_buckets))))
-        first = max(0.0, s.requests_total - s.waiting)
+        first = s.first_tokens_total
         scale = first / s.requests_total if s.requests_total > 0 else 0.0
         hist = hist * scale
         d = {"success": served - last_fleet["success"],
@@ -143,7 +142,7 @@ def write_history(spec: HistorySpec, path: Path) -> dict[str, float]:
             continue
         run_per = s.running / R
         step_time = prof.step_time_s(max(1, round(run_per)))
-        prefill_per_req = P / prof.prefill_tokens_per_s
+        prefill_per_req = P * prof.step_per_prefill_token_s
         views: list[PodView] = []
         extra_counters: list[tuple[_Pod, dict[str, str]]] = []
         for i in ready:
@@ -226,8 +225,8 @@ def _extras(lines: dict[str, list[str]], types: dict[str, tuple[str, str]], pod:
         rows = _hist_lines(name, base, bounds, mean, count, total, ts)
         lines.setdefault(name, []).extend(rows)
         n += len(rows)
-    info = {"block_size": str(BLOCK_SIZE),
-            "num_gpu_blocks": str(prof.kv_cache_tokens // BLOCK_SIZE),
+    info = {"block_size": str(prof.block_size),
+            "num_gpu_blocks": str(prof.num_gpu_blocks),
             "gpu_memory_utilization": "0.9", "cache_dtype": "auto", "engine": "0", **labels}
     types["vllm:cache_config_info"] = ("gauge", "Information of the LLMEngine CacheConfig")
     lines.setdefault("vllm:cache_config_info", []).append(

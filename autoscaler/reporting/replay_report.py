@@ -230,9 +230,16 @@ def build_figures(comparison: Comparison, decisions: Mapping[str, Sequence[Mappi
             x=_group(t.t_s / HOUR_S, k, "min"), y=_group(cum, k, "max"), name=name,
             legendgroup=name, showlegend=False, line={"color": color(name), "width": 1.5},
             hovertemplate=("$%{y:,.2f}" if price is not None else "%{y:,.1f} GPU-h")
-            + "<extra>" + name + "</extra>"), row=3, col=1)
+            + "<extra>" + name + "</extra>"), row=4, col=1)
+        cmp_fig.add_trace(go.Scatter(
+            x=_group(t.t_s / HOUR_S, k, "min"),
+            y=np.maximum(_group(t.ttft_p95_s, k, "max"), 1e-3), name=name,
+            legendgroup=name, showlegend=False, line={"color": color(name), "width": 1},
+            hovertemplate="%{y:.2f} s<extra>" + name + "</extra>"), row=3, col=1)
     cmp_fig.add_hline(y=100 * target, line={"color": "black", "dash": "dash", "width": 1},
                       row=2, col=1)
+    cmp_fig.add_hline(y=comparison.options.slo_ttft_s,
+                      line={"color": "black", "dash": "dash", "width": 1}, row=3, col=1)
     for a, b in gaps:
         cmp_fig.add_vrect(x0=a, x1=b, fillcolor="#f4c542", opacity=0.25, line_width=0)
     cmp_fig.update_yaxes(title_text="requests/s", row=1, col=1, **_axis_style())

@@ -180,3 +180,27 @@ def test_tune_report_names_the_winner_and_renders(tmp_path: Path) -> None:
     assert 'data-report-errors="0"' in tag.group(0)
     # Log axis of the missed share: 1% and 0.1% are both labelled, plainly.
     assert re.search(r">0\.1<", dom) and re.search(r">1<", dom)
+
+
+@pytest.mark.parametrize(("policy", "kept", "dropped"), [
+    pytest.param("kpa", {"kpa", "behavior"}, {"predictive", "metrics", "staticReplicas"},
+                 id="kpa"),
+    pytest.param("hpa", {"metrics", "behavior"}, {"kpa", "predictive", "staticReplicas"},
+                 id="hpa"),
+    pytest.param("static", {"staticReplicas"}, {"kpa", "predictive", "metrics"}, id="static"),
+])
+def test_emitted_spec_keeps_its_policy_sections_and_rounds(
+        policy: str, kept: set[str], dropped: set[str]) -> None:
+    from autoscaler.cli.tune import tidy_spec
+
+    doc = {"policy": policy, "maxReplicas": 10, "staticReplicas": 3, "metrics": [],
+           "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0}},
+           "kpa": {"targetRps": 0.30000000000000004}, "predictive": {"headroomQuantile": 0.9},
+           "capacity": {"requestsPerSecond": 7.123456789, "concurrency": 123456.789}}
+    out = tidy_spec(doc)
+    assert kept <= set(out) and not (dropped & set(out))
+    # Four significant digits, but whole units kept: 7.123456789 -> 7.123;
+    # 123,456.789 -> 123,457 (not 123,500: a rounded capacity would change the spec).
+    assert out["capacity"] == {"requestsPerSecond": 7.123, "concurrency": 123457.0}
+    if policy == "kpa":
+        assert out["kpa"]["targetRps"] == 0.3

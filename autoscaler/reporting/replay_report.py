@@ -449,6 +449,9 @@ profile {html.escape(doc['profile'])}: one replica holds
 and message; drag to zoom, double-click to reset.</p>
 {_table(doc, price)}
 {''.join(sections)}
+<p class="facts">Static images of the same (for CI artefacts and documents):
+<a href="comparison.png">comparison.png</a>, <a href="replicas.png">replicas.png</a>; the
+table as JSON: <a href="summary.json">summary.json</a>.</p>
 <script>document.documentElement.setAttribute('data-panels',
 String(document.querySelectorAll('.js-plotly-plot').length));
 document.documentElement.setAttribute('data-report-errors',

@@ -3,6 +3,7 @@ the raw sample an engine exposes to the fake Prometheus."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +53,17 @@ class EngineSample:
     gpu_busy_seconds_total: float
     """Replica-seconds the GPUs were busy (counter); rate() / ready = utilisation."""
     ready_replicas: int
+    first_tokens_total: float = math.nan
+    """Requests that have received their first token (counter): the count of vLLM's TTFT
+    histogram. NaN when the engine does not set it: then the TTFT histogram's +Inf bucket,
+    which counts exactly those requests."""
+    preemptions_total: float = 0.0
+    """Requests preempted (swapped or recomputed) so far (counter)."""
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.first_tokens_total):
+            object.__setattr__(self, "first_tokens_total",
+                               float(self.ttft_buckets[-1]) if self.ttft_buckets else 0.0)
 
 
 class Engine(Protocol):

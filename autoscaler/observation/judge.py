@@ -1,0 +1,218 @@
+"""Every rule about untrustworthy metrics, in one place: raw readings -> ``Observation``.
+
+A reading that cannot be trusted is *marked*, and left out of the ``Snapshot``; the core
+then holds (never scales down) on it. The marks, in the order they are checked:
+
+* ``error``: the query failed this cycle (Prometheus down or slow);
+* ``missing``: no series for this target;
+* ``nan``: the value is NaN or infinite (``histogram_quantile`` of an empty window);
+* ``stale``: the target's newest sample is older than ``max_age_s``;
+* ``not_yet_valid``: a summed counter rate whose window the series do not cover yet.
+  ``rate()`` divides what the samples saw by the *whole* window, so a series that starts
+  45 s into a 60-s window reads a quarter of its rate (the 1.87 req/s against a real 20
+  after a Prometheus restart);
+* ``partial`` (``Observation.judged``): fewer pods report than are ready, so a sum over
+  pods undercounts; a mean or a quantile over the reporting pods is kept.
+
+Coverage, per series, with ``s`` the usual spacing of samples (the median over the
+target's series) and ``ws = at - window``:
+
+* the series covers the window's start if its first sample is within ``1.1 s`` of ``ws``
+  (Prometheus extrapolates ``rate()`` over such an edge; past it, it does not);
+* or if its counter started from zero at most ``1.1 s`` before its first sample: a new pod
+  (or a restarted process) counted everything it ever served inside the window, and
+  ``rate()`` extrapolates it back to that zero exactly. A counter that is already large
+  when its series appears (Prometheus lost its head; a pod that was serving but not
+  scraped) does not qualify;
+* a counter reset that follows a gap loses what was counted in the gap: the series covers
+  the window only from the sample after it. A reset between two regular scrapes loses at
+  most one scrape interval of one pod: that is not a gap, and not a drop in load.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from autoscaler.core.types import MetricValue, Signal, Snapshot
+from autoscaler.observation.readings import GAP_FACTOR, FloatArray, RawTarget, WindowSeries
+
+SUMMED_SIGNALS = frozenset({
+    Signal.REQUEST_RATE, Signal.QUEUE_DEPTH, Signal.RUNNING, Signal.CONCURRENCY,
+    Signal.PROMPT_TOKENS_RATE, Signal.GENERATION_TOKENS_RATE,
+})
+"""Sums over pods: a pod that does not report makes them too low (partial => untrusted)."""
+
+WINDOWED_SIGNALS = frozenset({
+    Signal.REQUEST_RATE, Signal.PROMPT_TOKENS_RATE, Signal.GENERATION_TOKENS_RATE,
+})
+"""Summed counter rates: a window the series only partly cover reads too low. Quantiles and
+means of rates are ratios of two rates over the same window, which a partial window scales
+alike, so they are not held back by coverage."""
+
+
+REPORTING_SPACINGS = 2.0
+"""A series counts as reporting while its newest sample is at most this many spacings old."""
+
+
+class Status(StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+    NAN = "nan"
+    STALE = "stale"
+    NOT_YET_VALID = "not_yet_valid"
+    PARTIAL = "partial"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class SignalReading:
+    """What one signal looked like this cycle, and why it is (not) used."""
+
+    status: Status
+    value: float | None = None
+    observed_at: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """How much of the rate window the target's series cover."""
+
+    fraction: FloatArray
+    """Per series, 0..1: the share of the window the series accounts for."""
+    covered: int
+    """Series that cover the whole window."""
+    reporting: int
+    """Series whose newest sample is current: within two spacings of ``at`` (one late or
+    missed scrape is not yet a pod that stopped reporting)."""
+    newest: float | None
+    """The newest sample of any series (None: no series)."""
+    spacing_s: float
+    """The usual spacing of samples (NaN when no series has two samples)."""
+
+    @property
+    def series(self) -> int:
+        return len(self.fraction)
+
+    @property
+    def complete(self) -> bool:
+        return self.covered == self.series
+
+    @property
+    def least(self) -> float:
+        return float(self.fraction.min()) if self.series else 0.0
+
+
+def window_coverage(series: WindowSeries, at: float, window_s: float) -> Coverage:
+    """Coverage of ``[at - window_s, at]`` by each series (see the module docstring)."""
+    if len(series) == 0:
+        return Coverage(np.zeros(0), 0, 0, None, math.nan)
+    counts = series.counts()
+    ws = at - window_s
+    multi = series.samples >= 2
+    spans = series.last_t - series.first_t
+    spacing = (float(np.median(np.repeat(spans[multi] / (series.samples[multi] - 1),
+                                         counts[multi])))
+               if multi.any() else math.nan)
+    allowance = GAP_FACTOR * spacing  # NaN when unknown: every comparison below is False
+    with np.errstate(invalid="ignore", divide="ignore"):
+        on_time = series.first_t - ws <= allowance
+        # Zero point of the counter: its rate over the series' own span, extrapolated back.
+        slope = np.where(spans > 0, series.increase / np.where(spans > 0, spans, 1.0), 0.0)
+        fresh = (series.first_value == 0.0) | (
+            (series.first_value > 0) & (slope > 0)
+            & (series.first_value <= slope * allowance))
+    start = np.where(on_time | fresh, ws, series.first_t)
+    lost = series.lost_until
+    start = np.where(np.isnan(lost), start, np.maximum(start, lost))
+    fraction = np.repeat(np.clip((at - start) / window_s, 0.0, 1.0), counts)
+    covered = int(counts[start <= ws].sum())
+    if math.isnan(spacing):  # single samples: current only if taken right now
+        current = series.last_t >= at
+    else:
+        current = at - series.last_t <= REPORTING_SPACINGS * spacing
+    return Coverage(fraction, covered, int(counts[current].sum()), float(series.last_t.max()),
+                    spacing)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Everything one cycle learned about one target, judged."""
+
+    readings: Mapping[Signal, SignalReading]
+    newest_sample: float | None
+    """Time of the target's newest sample (None: no pod reports at all)."""
+    pods_reporting: int
+    coverage: float | None = None
+    """The least share of the rate window any series covers (None: not measured)."""
+
+    def judged(self, ready_replicas: int | None = None) -> dict[Signal, SignalReading]:
+        """The readings, with sums marked ``partial`` when fewer pods report than the
+        scale target says are ready (3 of 4 pods scraped: a queue of 30 may be 40)."""
+        if ready_replicas is None or self.pods_reporting >= ready_replicas:
+            return dict(self.readings)
+        why = f"{self.pods_reporting} of {ready_replicas} ready pods report"
+        return {s: (SignalReading(Status.PARTIAL, r.value, r.observed_at, why)
+                    if s in SUMMED_SIGNALS and r.status is Status.OK else r)
+                for s, r in self.readings.items()}
+
+    def snapshot(self, current_replicas: int, ready_replicas: int) -> Snapshot:
+        """The core's input: only trusted (``ok``) values; everything else is absent, so
+        the core holds instead of reading it as zero."""
+        metrics = {s.value: MetricValue(r.value, r.observed_at)
+                   for s, r in self.judged(ready_replicas).items()
+                   if r.status is Status.OK and r.value is not None
+                   and r.observed_at is not None}
+        return Snapshot(current_replicas=current_replicas, ready_replicas=ready_replicas,
+                        metrics=metrics)
+
+
+def judge(raw: RawTarget, max_age_s: float) -> Observation:
+    """Apply every rule to one target's raw readings."""
+    wanted = list(raw.values) + [s for s in raw.failed if s not in raw.values]
+    if raw.down is not None or raw.series is None:
+        why = raw.down or "the target's series could not be read this cycle"
+        return Observation({s: SignalReading(Status.ERROR, detail=why) for s in wanted},
+                           None, 0)
+    cov = window_coverage(raw.series, raw.at, raw.window_s)
+    newest = cov.newest
+    uncovered = ""
+    if not cov.complete and cov.series:
+        late = cov.series - cov.covered
+        uncovered = (f"rate window {cov.least:.0%} covered: {late} of {cov.series} series "
+                     f"start inside the {raw.window_s:g}-s window (a restart, a scrape gap or "
+                     "a pod that reappeared); not yet valid")
+    readings: dict[Signal, SignalReading] = {}
+    for signal in wanted:
+        if signal in raw.failed:
+            readings[signal] = SignalReading(
+                Status.ERROR, detail=f"this signal's query failed this cycle: "
+                                     f"{raw.failed[signal]}")
+            continue
+        value = raw.values.get(signal)
+        if value is None:
+            why = ("no pod of this target reports" if newest is None
+                   else "the preset's series for this signal are absent")
+            readings[signal] = SignalReading(Status.MISSING, detail=why)
+        elif not math.isfinite(value):
+            readings[signal] = SignalReading(
+                Status.NAN, value=value, detail="NaN/Inf (e.g. no requests in the rate window)")
+        elif newest is None:
+            readings[signal] = SignalReading(Status.STALE, value=value,
+                                             detail="sample age unknown")
+        elif raw.at - newest > max_age_s:
+            readings[signal] = SignalReading(
+                Status.STALE, value=value, observed_at=newest,
+                detail=f"newest sample {raw.at - newest:.0f} s old > {max_age_s:g} s")
+        elif signal in WINDOWED_SIGNALS and uncovered:
+            readings[signal] = SignalReading(Status.NOT_YET_VALID, value=value,
+                                             observed_at=newest, detail=uncovered)
+        else:
+            readings[signal] = SignalReading(Status.OK, value=value, observed_at=newest)
+    return Observation(readings, newest, cov.reporting,
+                       cov.least if cov.series else None)

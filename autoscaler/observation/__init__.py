@@ -22,13 +22,14 @@ from autoscaler.observation.judge import (
     judge,
     window_coverage,
 )
-from autoscaler.observation.readings import RawTarget, WindowSeries
+from autoscaler.observation.readings import RawTarget, SeriesWindow, WindowSeries
 
 __all__ = [
     "SUMMED_SIGNALS",
     "WINDOWED_SIGNALS",
     "Observation",
     "RawTarget",
+    "SeriesWindow",
     "SignalReading",
     "Status",
     "WindowSeries",

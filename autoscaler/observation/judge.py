@@ -36,10 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
-
 from autoscaler.core.types import MetricValue, Signal, Snapshot
-from autoscaler.observation.readings import GAP_FACTOR, FloatArray, RawTarget, WindowSeries
+from autoscaler.observation.readings import GAP_FACTOR, RawTarget, SeriesWindow, WindowSeries
 
 SUMMED_SIGNALS = frozenset({
     Signal.REQUEST_RATE, Signal.QUEUE_DEPTH, Signal.RUNNING, Signal.CONCURRENCY,
@@ -55,6 +53,9 @@ means of rates are ratios of two rates over the same window, which a partial win
 alike, so they are not held back by coverage."""
 
 
+END_SLACK_S = 0.5
+"""Seconds a sample may lag beyond 1.1 spacings and still count as on time: the scrape's
+own duration and ingestion (a 15-s scrape: on time up to 17 s old)."""
 REPORTING_SPACINGS = 2.0
 """A series counts as reporting while its newest sample is at most this many spacings old."""
 
@@ -83,60 +84,82 @@ class SignalReading:
 class Coverage:
     """How much of the rate window the target's series cover."""
 
-    fraction: FloatArray
-    """Per series, 0..1: the share of the window the series accounts for."""
+    series: int
     covered: int
     """Series that cover the whole window."""
+    least: float
+    """The least share of the window any series accounts for, 0..1 (0 with no series)."""
     reporting: int
     """Series whose newest sample is current: within two spacings of ``at`` (one late or
     missed scrape is not yet a pod that stopped reporting)."""
+    current: int
+    """Series whose newest sample is on time (within 1.1 spacings + ``END_SLACK_S``): their
+    ``rate()`` reaches the window's end. A pod that is reporting but late reads too low."""
     newest: float | None
     """The newest sample of any series (None: no series)."""
     spacing_s: float
     """The usual spacing of samples (NaN when no series has two samples)."""
 
     @property
-    def series(self) -> int:
-        return len(self.fraction)
-
-    @property
     def complete(self) -> bool:
         return self.covered == self.series
 
-    @property
-    def least(self) -> float:
-        return float(self.fraction.min()) if self.series else 0.0
+
+def _usual_spacing(rows: tuple[SeriesWindow, ...]) -> float:
+    """Median of the series' mean sample spacings, each series weighted by its count."""
+    spacings = sorted(((r.last_t - r.first_t) / (r.samples - 1), r.count)
+                      for r in rows if r.samples >= 2)
+    total = sum(c for _, c in spacings)
+    if total == 0:
+        return math.nan
+    # The median of the expanded list: the middle element, or the mean of the middle two.
+    lo_rank, hi_rank = (total - 1) // 2, total // 2
+    seen, lo, hi = 0, math.nan, math.nan
+    for value, c in spacings:
+        if seen <= lo_rank < seen + c:
+            lo = value
+        if seen <= hi_rank < seen + c:
+            hi = value
+            break
+        seen += c
+    return (lo + hi) / 2
 
 
 def window_coverage(series: WindowSeries, at: float, window_s: float) -> Coverage:
     """Coverage of ``[at - window_s, at]`` by each series (see the module docstring)."""
-    if len(series) == 0:
-        return Coverage(np.zeros(0), 0, 0, None, math.nan)
-    counts = series.counts()
+    rows = series.rows
+    if not rows:
+        return Coverage(0, 0, 0.0, 0, 0, None, math.nan)
     ws = at - window_s
-    multi = series.samples >= 2
-    spans = series.last_t - series.first_t
-    spacing = (float(np.median(np.repeat(spans[multi] / (series.samples[multi] - 1),
-                                         counts[multi])))
-               if multi.any() else math.nan)
-    allowance = GAP_FACTOR * spacing  # NaN when unknown: every comparison below is False
-    with np.errstate(invalid="ignore", divide="ignore"):
-        on_time = series.first_t - ws <= allowance
-        # Zero point of the counter: its rate over the series' own span, extrapolated back.
-        slope = np.where(spans > 0, series.increase / np.where(spans > 0, spans, 1.0), 0.0)
-        fresh = (series.first_value == 0.0) | (
-            (series.first_value > 0) & (slope > 0)
-            & (series.first_value <= slope * allowance))
-    start = np.where(on_time | fresh, ws, series.first_t)
-    lost = series.lost_until
-    start = np.where(np.isnan(lost), start, np.maximum(start, lost))
-    fraction = np.repeat(np.clip((at - start) / window_s, 0.0, 1.0), counts)
-    covered = int(counts[start <= ws].sum())
-    if math.isnan(spacing):  # single samples: current only if taken right now
-        current = series.last_t >= at
-    else:
-        current = at - series.last_t <= REPORTING_SPACINGS * spacing
-    return Coverage(fraction, covered, int(counts[current].sum()), float(series.last_t.max()),
+    spacing = _usual_spacing(rows)
+    known = not math.isnan(spacing)
+    allowance = GAP_FACTOR * spacing
+    n = covered = reporting = current = 0
+    least = 1.0
+    for r in rows:
+        n += r.count
+        on_time = known and r.first_t - ws <= allowance
+        fresh = False
+        if r.first_value == 0.0:  # a counter that starts at 0 missed nothing before
+            fresh = True
+        elif known and r.first_value > 0 and r.last_t > r.first_t and r.increase > 0:
+            # Zero point of the counter at its own rate, extrapolated back.
+            slope = r.increase / (r.last_t - r.first_t)
+            fresh = r.first_value <= slope * allowance
+        start = ws if (on_time or fresh) else r.first_t
+        if not math.isnan(r.lost_until):
+            start = max(start, r.lost_until)
+        least = min(least, max(0.0, min(1.0, (at - start) / window_s)))
+        if start <= ws:
+            covered += r.count
+        age = at - r.last_t
+        if known:
+            reporting += r.count if age <= REPORTING_SPACINGS * spacing else 0
+            current += r.count if age <= allowance + END_SLACK_S else 0
+        elif age <= 0:  # single samples: current only if taken right now
+            reporting += r.count
+            current += r.count
+    return Coverage(n, covered, least, reporting, current, max(r.last_t for r in rows),
                     spacing)
 
 
@@ -150,16 +173,29 @@ class Observation:
     pods_reporting: int
     coverage: float | None = None
     """The least share of the rate window any series covers (None: not measured)."""
+    pods_on_time: int | None = None
+    """Series whose newest sample is on time (None: not measured)."""
 
     def judged(self, ready_replicas: int | None = None) -> dict[Signal, SignalReading]:
         """The readings, with sums marked ``partial`` when fewer pods report than the
         scale target says are ready (3 of 4 pods scraped: a queue of 30 may be 40)."""
-        if ready_replicas is None or self.pods_reporting >= ready_replicas:
+        if ready_replicas is None:
             return dict(self.readings)
-        why = f"{self.pods_reporting} of {ready_replicas} ready pods report"
-        return {s: (SignalReading(Status.PARTIAL, r.value, r.observed_at, why)
-                    if s in SUMMED_SIGNALS and r.status is Status.OK else r)
-                for s, r in self.readings.items()}
+        if self.pods_reporting < ready_replicas:
+            why = f"{self.pods_reporting} of {ready_replicas} ready pods report"
+            return {s: (SignalReading(Status.PARTIAL, r.value, r.observed_at, why)
+                        if s in SUMMED_SIGNALS and r.status is Status.OK else r)
+                    for s, r in self.readings.items()}
+        if self.pods_on_time is not None and self.pods_on_time < ready_replicas:
+            # Reporting, but a scrape is late: rate() extrapolates only half a spacing
+            # towards the window's end, so the sum reads low (a removed pod's series is late
+            # too, but then more series are on time than pods are ready).
+            why = (f"{ready_replicas - self.pods_on_time} of {ready_replicas} ready pods' "
+                   "newest samples are late: the rate window's end is not covered yet")
+            return {s: (SignalReading(Status.NOT_YET_VALID, r.value, r.observed_at, why)
+                        if s in WINDOWED_SIGNALS and r.status is Status.OK else r)
+                    for s, r in self.readings.items()}
+        return dict(self.readings)
 
     def snapshot(self, current_replicas: int, ready_replicas: int) -> Snapshot:
         """The core's input: only trusted (``ok``) values; everything else is absent, so
@@ -182,7 +218,7 @@ def judge(raw: RawTarget, max_age_s: float) -> Observation:
     cov = window_coverage(raw.series, raw.at, raw.window_s)
     newest = cov.newest
     uncovered = ""
-    if not cov.complete and cov.series:
+    if not cov.complete:
         late = cov.series - cov.covered
         uncovered = (f"rate window {cov.least:.0%} covered: {late} of {cov.series} series "
                      f"start inside the {raw.window_s:g}-s window (a restart, a scrape gap or "
@@ -215,4 +251,4 @@ def judge(raw: RawTarget, max_age_s: float) -> Observation:
         else:
             readings[signal] = SignalReading(Status.OK, value=value, observed_at=newest)
     return Observation(readings, newest, cov.reporting,
-                       cov.least if cov.series else None)
+                       cov.least if cov.series else None, cov.current)

@@ -1,26 +1,20 @@
 """The raw readings both observation paths produce, typed (no ``dict[str, Any]``).
 
 ``WindowSeries`` describes the series of one target over the rate window ``[at - window,
-at]``, one entry per series (a pod, or an engine inside a pod), as numpy arrays so the replay
-can fill it for 150 pods every decision without a Python object per pod. The live collector
+at]``, one ``SeriesWindow`` per series (a pod, or an engine inside a pod). The live collector
 builds it from a range-vector query with ``WindowSeries.from_samples``; the fake Prometheus
-fills the arrays directly.
+builds one entry per cohort of pods that share every sample time (``count``), so a steady
+150-pod fleet costs one entry per decision.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-from numpy.typing import NDArray
-
 from autoscaler.core.types import Signal
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 
 GAP_FACTOR = 1.1
 """A spacing longer than 1.1 x the usual one is a gap: Prometheus' own threshold for
@@ -28,76 +22,68 @@ extrapolating ``rate()`` to the window edges (``extrapolatedRate``), so it is al
 ``rate()`` stops being right."""
 
 
-def _empty() -> FloatArray:
-    return np.zeros(0, dtype=np.float64)
-
-
 @dataclass(frozen=True, slots=True)
-class WindowSeries:
-    """The target's series inside the rate window, one entry per series."""
+class SeriesWindow:
+    """One series' samples inside the rate window, summarised as coverage needs them."""
 
-    first_t: FloatArray = field(default_factory=_empty)
-    """Time of each series' first sample inside the window (s)."""
-    last_t: FloatArray = field(default_factory=_empty)
-    """Time of each series' newest sample inside the window (s)."""
-    samples: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    first_t: float
+    """Time of the first sample inside the window (s)."""
+    last_t: float
+    """Time of the newest sample inside the window (s)."""
+    samples: int
     """Samples inside the window."""
-    first_value: FloatArray = field(default_factory=_empty)
+    first_value: float = math.nan
     """A counter's value at ``first_t`` (NaN for a gauge: it has no zero point)."""
-    increase: FloatArray = field(default_factory=_empty)
+    increase: float = math.nan
     """A counter's reset-corrected increase from ``first_t`` to ``last_t`` (NaN: gauge)."""
-    lost_until: FloatArray = field(default_factory=_empty)
+    lost_until: float = math.nan
     """The latest in-window sample that follows a counter reset *after a gap* (NaN: none):
     what the counter gained between the gap's start and the reset is lost, so the window is
     only covered from here. A reset between two regular scrapes loses at most one scrape
     interval of one pod and is not a gap (a counter reset is not a drop in load)."""
-    count: IntArray | None = None
-    """How many identical series each entry stands for (None: one each). The replay keeps
-    pods that share every sample time as one entry: 150 pods are a handful of entries."""
+    count: int = 1
+    """How many identical series this entry stands for. The replay keeps pods that share
+    every sample time as one entry: 150 steady pods are one entry, not 150."""
 
-    def __post_init__(self) -> None:
-        n = len(self.first_t)
-        for name in ("last_t", "samples", "first_value", "increase", "lost_until"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"WindowSeries.{name} has {len(getattr(self, name))} "
-                                 f"entries, first_t has {n}")
-        if self.count is not None and len(self.count) != n:
-            raise ValueError(f"WindowSeries.count has {len(self.count)} entries, first_t "
-                             f"has {n}")
+    @classmethod
+    def from_samples(cls, points: Sequence[tuple[float, float]], *,
+                     counter: bool) -> SeriesWindow:
+        """From one series' raw ``(time, value)`` samples inside the window (what an
+        instant query of ``metric[window]`` returns), oldest first."""
+        if not points:
+            raise ValueError("a series needs at least one sample")
+        r = sorted(points)
+        if not counter:
+            return cls(r[0][0], r[-1][0], len(r))
+        spacings = [b[0] - a[0] for a, b in zip(r, r[1:], strict=False)]
+        usual = statistics.median(spacings) if spacings else math.inf
+        increase, lost = 0.0, math.nan
+        for (ta, va), (tb, vb) in zip(r, r[1:], strict=False):
+            if vb >= va:
+                increase += vb - va
+            else:  # a reset: the counter restarted from 0 and counted vb since
+                increase += vb
+                if tb - ta > GAP_FACTOR * usual:
+                    lost = tb
+        return cls(r[0][0], r[-1][0], len(r), r[0][1], increase, lost)
 
-    def counts(self) -> IntArray:
-        """Series per entry."""
-        return self.count if self.count is not None else np.ones(len(self), dtype=np.int64)
+
+@dataclass(frozen=True, slots=True)
+class WindowSeries:
+    """The target's series inside the rate window ``[at - window, at]``."""
+
+    rows: tuple[SeriesWindow, ...] = ()
 
     def __len__(self) -> int:
-        return len(self.first_t)
+        return sum(r.count for r in self.rows)
 
     @classmethod
     def from_samples(cls, series: Sequence[Sequence[tuple[float, float]]], *,
                      counter: bool) -> WindowSeries:
-        """From each series' raw ``(time, value)`` samples inside the window (what an
-        instant query of ``metric[window]`` returns). Series without samples are skipped."""
-        rows = [sorted(s) for s in series if len(s)]
-        first_t = np.array([r[0][0] for r in rows], dtype=np.float64)
-        last_t = np.array([r[-1][0] for r in rows], dtype=np.float64)
-        samples = np.array([len(r) for r in rows], dtype=np.int64)
-        if not counter:
-            nan = np.full(len(rows), math.nan)
-            return cls(first_t, last_t, samples, nan, nan.copy(), nan.copy())
-        first_value = np.array([r[0][1] for r in rows], dtype=np.float64)
-        increase = np.zeros(len(rows))
-        lost = np.full(len(rows), math.nan)
-        for i, r in enumerate(rows):
-            gaps = [b[0] - a[0] for a, b in itertools.pairwise(r)]
-            usual = float(np.median(gaps)) if gaps else math.inf
-            for (ta, va), (tb, vb) in itertools.pairwise(r):
-                if vb >= va:
-                    increase[i] += vb - va
-                else:  # a reset: the counter restarted from 0 and counted vb since
-                    increase[i] += vb
-                    if tb - ta > GAP_FACTOR * usual:
-                        lost[i] = tb
-        return cls(first_t, last_t, samples, first_value, increase, lost)
+        """From each series' raw samples inside the window; series without any are
+        skipped."""
+        return cls(tuple(SeriesWindow.from_samples(s, counter=counter)
+                         for s in series if len(s)))
 
 
 @dataclass(frozen=True, slots=True)

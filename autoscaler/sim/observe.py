@@ -16,13 +16,15 @@ Per pod, as Prometheus sees them:
   histogram count) for vLLM, SGLang and TensorRT-LLM, arrivals for TGI. Under overload the
   first-token rate flattens at the fleet's capacity; demand beyond it shows only as queue.
 
-Values are computed from fleet-level samples, the way PromQL would:
+Values are computed the way PromQL would, over ``(now - window, now]`` (Prometheus 3
+ranges are left-open):
 
-* counters through ``rate()`` over ``(now - window, now]`` (Prometheus 3 ranges are
-  left-open): (last - first) / (t_last - t_first) of the reset-corrected samples in the
-  window, at least two needed (what Prometheus' extrapolation gives for evenly spaced
-  samples that cover the window; a window they do not cover is judged not yet valid, so
-  its value is never used);
+* the request rate as ``sum(rate())`` of the pods' own series with Prometheus'
+  extrapolation (``extrapolated_rate``), so a window the series only partly cover reads
+  as low as it would live (and the observation rules, not luck, keep it from the core);
+* the token and GPU counters through ``rate()`` of the fleet's reset-corrected samples:
+  (last - first) / (t_last - t_first), at least two needed (what Prometheus gives for
+  evenly spaced samples that cover the window);
 * TTFT quantiles through ``histogram_quantile()`` on the per-bucket increase over the
   same window;
 * gauges from the newest sample.
@@ -51,12 +53,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-import numpy as np
-
 from autoscaler.core.histogram import histogram_quantile
 from autoscaler.core.types import MetricValue, Signal, Snapshot
 from autoscaler.metrics.presets import Preset, get_preset
-from autoscaler.observation import Observation, RawTarget, WindowSeries, judge
+from autoscaler.observation import Observation, RawTarget, SeriesWindow, WindowSeries, judge
 from autoscaler.observation.readings import GAP_FACTOR
 from autoscaler.sim.fleet import TTFT_BUCKETS_S, EngineSample
 
@@ -67,6 +67,7 @@ __all__ = [
     "PodSilent",
     "PrometheusRestart",
     "ScrapeGap",
+    "extrapolated_rate",
     "histogram_quantile",
     "prom_rate",
     "request_counter",
@@ -162,11 +163,15 @@ class _Cohort:
     history: deque[tuple[float, float]] = field(default_factory=deque)
     """Stored (time, per-pod counter) samples, newest last."""
     silent_until: float = -math.inf
+    gone: bool = False
+    """Removed by a scale-down: no new samples, but its series stays in windows (and in
+    ``rate()``) until its last sample ages out, as in Prometheus."""
 
     def split(self, pods: int) -> _Cohort:
         """Take ``pods`` pods out into a cohort of their own (same past)."""
         self.pods -= pods
-        return _Cohort(pods, self.born_t, self.value, deque(self.history), self.silent_until)
+        return _Cohort(pods, self.born_t, self.value, deque(self.history), self.silent_until,
+                       self.gone)
 
 
 class FakePrometheus:
@@ -218,19 +223,21 @@ class FakePrometheus:
 
     def _take(self, pods: int) -> _Cohort | None:
         """Split up to ``pods`` of the oldest pods into a new cohort (placed oldest)."""
-        if not self._cohorts:
+        live = [i for i, c in enumerate(self._cohorts) if not c.gone]
+        if not live:
             return None
-        oldest = self._cohorts[0]
+        i = live[0]
+        oldest = self._cohorts[i]
         n = min(pods, oldest.pods)
         if n <= 0:
             return None
         taken = oldest.split(n)
-        ids = self._pod_ids[0]
-        self._pod_ids.insert(0, ids[:n])
-        self._pod_ids[1] = ids[n:]
-        self._cohorts.insert(0, taken)
+        ids = self._pod_ids[i]
+        self._pod_ids.insert(i, ids[:n])
+        self._pod_ids[i + 1] = ids[n:]
+        self._cohorts.insert(i, taken)
         if oldest.pods == 0:
-            del self._cohorts[1], self._pod_ids[1]
+            del self._cohorts[i + 1], self._pod_ids[i + 1]
         return taken
 
     def _apply_events(self, t: float, share: float, interval: float) -> None:
@@ -259,22 +266,30 @@ class FakePrometheus:
     # -- scraping ------------------------------------------------------------------------
 
     def _pods(self, ready: int, t: float, share: float) -> None:
-        have = sum(c.pods for c in self._cohorts)
+        have = self.ready()
         if ready > have:
             # Ready on average half an interval before this scrape: half a share counted.
             self._cohorts.append(_Cohort(ready - have, t, share / 2))
             self._pod_ids.append(list(range(self._next_pod, self._next_pod + ready - have)))
             self._next_pod += ready - have
         excess = have - ready
-        while excess > 0 and self._cohorts:  # the newest pods go first
-            newest = max(range(len(self._cohorts)), key=lambda i: self._cohorts[i].born_t)
+        while excess > 0:  # the newest pods go first
+            live = [i for i, c in enumerate(self._cohorts) if not c.gone]
+            if not live:
+                break
+            newest = max(live, key=lambda i: self._cohorts[i].born_t)
             c = self._cohorts[newest]
             n = min(excess, c.pods)
-            c.pods -= n
-            self._pod_ids[newest] = self._pod_ids[newest][: c.pods]
             excess -= n
-            if c.pods == 0:
-                del self._cohorts[newest], self._pod_ids[newest]
+            if n == c.pods:
+                c.gone = True
+                continue
+            ended = c.split(n)
+            ended.gone = True
+            ids = self._pod_ids[newest]
+            self._pod_ids[newest] = ids[: c.pods]
+            self._cohorts.insert(newest + 1, ended)
+            self._pod_ids.insert(newest + 1, ids[c.pods:])
 
     def scrape(self, sample: EngineSample) -> None:
         """Let the pods count, then store a sample unless a fault hides it."""
@@ -286,8 +301,13 @@ class FakePrometheus:
         self._last_scrape_t = t
         ready = int(sample.ready_replicas)
         share = delta / ready if ready > 0 else 0.0
+        born = max(0, ready - self.ready())
+        old = ready - born
+        # New pods were ready for half the interval on average: half a share each, and the
+        # pods that served the whole interval the rest, so the pods' sum is the fleet's.
+        old_share = (delta - born * share / 2) / old if old > 0 else 0.0
         for c in self._cohorts:
-            c.value += share
+            c.value += old_share
         self._pods(ready, t, share)
         self._apply_events(t, share, interval)
         if self.in_outage(t):
@@ -295,12 +315,16 @@ class FakePrometheus:
         # Queries come at or after the newest scrape: older samples never enter a window.
         keep_from = t - self.rate_window_s
         for c, ids in zip(self._cohorts, self._pod_ids, strict=True):
-            if t >= c.silent_until:
+            if t >= c.silent_until and not c.gone:
                 c.history.append((t, c.value))
                 if self.recorded is not None:
                     self.recorded.extend((i, t, c.value) for i in ids)
             while c.history and c.history[0][0] < keep_from:
                 c.history.popleft()
+        alive = [i for i, c in enumerate(self._cohorts) if not (c.gone and not c.history)]
+        if len(alive) < len(self._cohorts):
+            self._cohorts = [self._cohorts[i] for i in alive]
+            self._pod_ids = [self._pod_ids[i] for i in alive]
         self._merge(t)
         raw: tuple[float, ...] = (total, float(sample.prompt_tokens_total),
                                   float(sample.generation_tokens_total),
@@ -334,7 +358,8 @@ class FakePrometheus:
                 continue
             j = keep[-1]
             k = self._cohorts[j]
-            if (c.silent_until <= t and k.silent_until <= t and c.history and k.history
+            if (c.silent_until <= t and k.silent_until <= t and not c.gone and not k.gone
+                    and c.history and k.history
                     and c.history[0][0] <= settled and k.history[0][0] <= settled
                     and len(c.history) == len(k.history)
                     and all(a[0] == b[0] for a, b in zip(c.history, k.history, strict=True))
@@ -349,31 +374,33 @@ class FakePrometheus:
 
     # -- queries -------------------------------------------------------------------------
 
-    def _series(self, now: float) -> WindowSeries:
+    def _windows(self, now: float) -> list[tuple[_Cohort, list[tuple[float, float]]]]:
+        """Each cohort's samples inside ``(now - window, now]``."""
         ws = now - self.rate_window_s
-        rows: list[tuple[float, float, int, float, float, float, int]] = []
-        for c in self._cohorts:
-            pts = [(t, v) for t, v in c.history if ws < t <= now]
+        return [(c, [(t, v) for t, v in c.history if ws < t <= now]) for c in self._cohorts]
+
+    def _series(self, windows: list[tuple[_Cohort, list[tuple[float, float]]]]
+                ) -> WindowSeries:
+        rows: list[SeriesWindow] = []
+        for c, pts in windows:
             if not pts:
                 continue
-            spacing = [b[0] - a[0] for a, b in pairwise(pts)]
-            usual = float(np.median(spacing)) if spacing else math.inf
-            inc, lost = 0.0, math.nan
-            for (ta, va), (tb, vb) in pairwise(pts):
-                if vb >= va:
-                    inc += vb - va
+            inc, lost, prev = 0.0, math.nan, pts[0]
+            usual = (pts[-1][0] - pts[0][0]) / (len(pts) - 1) if len(pts) > 1 else math.inf
+            for cur in pts[1:]:
+                if cur[1] >= prev[1]:
+                    inc += cur[1] - prev[1]
                 else:
-                    inc += vb
-                    if tb - ta > GAP_FACTOR * usual:
-                        lost = tb
-            rows.append((pts[0][0], pts[-1][0], len(pts), pts[0][1], inc, lost, c.pods))
-        if not rows:
-            return WindowSeries()
-        a = np.array(rows, dtype=np.float64)
-        return WindowSeries(a[:, 0], a[:, 1], a[:, 2].astype(np.int64), a[:, 3], a[:, 4],
-                            a[:, 5], a[:, 6].astype(np.int64))
+                    inc += cur[1]
+                    if cur[0] - prev[0] > GAP_FACTOR * usual:
+                        lost = cur[0]
+                prev = cur
+            rows.append(SeriesWindow(pts[0][0], pts[-1][0], len(pts), pts[0][1], inc, lost,
+                                     c.pods))
+        return WindowSeries(tuple(rows))
 
-    def _values(self, now: float) -> dict[Signal, float | None]:
+    def _values(self, now: float, windows: list[tuple[_Cohort, list[tuple[float, float]]]]
+                ) -> dict[Signal, float | None]:
         out: dict[Signal, float | None] = dict.fromkeys(self._signals)
         samples, corrected = self._samples, self._corrected
         n = len(samples)
@@ -391,7 +418,7 @@ class FakePrometheus:
             span = last.t - first.t
             if span > 0:
                 rates = [(b - a) / span for a, b in zip(c_first, c_last, strict=True)]
-                out[Signal.REQUEST_RATE] = rates[0]
+                out[Signal.REQUEST_RATE] = self._request_rate(now, windows)
                 out[Signal.PROMPT_TOKENS_RATE] = rates[1]
                 out[Signal.GENERATION_TOKENS_RATE] = rates[2]
                 if last.ready_replicas > 0:
@@ -401,16 +428,37 @@ class FakePrometheus:
                               (Signal.TTFT_P99, 0.99)):
                 out[signal] = histogram_quantile(q, TTFT_BUCKETS_S, inc)
         if now - latest.t <= LOOKBACK_S:
-            out[Signal.QUEUE_DEPTH] = latest.waiting
-            out[Signal.RUNNING] = latest.running
-            out[Signal.CONCURRENCY] = latest.waiting + latest.running
+            # Gauges summed over the pods that were scraped: silent pods' share is missing.
+            ready = self.ready()
+            seen = sum(c.pods for c in self._cohorts
+                       if not c.gone and c.history and c.history[-1][0] == latest.t)
+            part = seen / ready if ready > 0 else 1.0
+            out[Signal.QUEUE_DEPTH] = latest.waiting * part
+            out[Signal.RUNNING] = latest.running * part
+            out[Signal.CONCURRENCY] = (latest.waiting + latest.running) * part
             out[Signal.KV_CACHE_USAGE] = latest.kv_usage
         return {s: v for s, v in out.items() if s in self._signals}
 
+    def _request_rate(self, now: float,
+                      windows: list[tuple[_Cohort, list[tuple[float, float]]]]
+                      ) -> float | None:
+        """``sum(rate(counter[window]))`` over the pods' own series, with Prometheus'
+        extrapolation: a window the series only partly cover reads as low here as it does
+        live (and is judged not yet valid, so the rule, not luck, keeps it from the core)."""
+        ws = now - self.rate_window_s
+        total, any_series = 0.0, False
+        for c, pts in windows:
+            r = extrapolated_rate(pts, ws, now)
+            if r is not None:
+                total += c.pods * r
+                any_series = True
+        return total if any_series else None
+
     def raw(self, now: float) -> RawTarget:
         """The raw readings at ``now``: what the live collector reads from Prometheus."""
-        return RawTarget(at=now, window_s=self.rate_window_s, values=self._values(now),
-                         series=self._series(now))
+        windows = self._windows(now)
+        return RawTarget(at=now, window_s=self.rate_window_s,
+                         values=self._values(now, windows), series=self._series(windows))
 
     def observe(self, now: float) -> Observation:
         """The judged observation at ``now`` (the live collector's ``Observation``)."""
@@ -418,7 +466,7 @@ class FakePrometheus:
 
     def ready(self) -> int:
         """Ready pods as of the newest scrape (the scale target's ``readyReplicas``)."""
-        return sum(c.pods for c in self._cohorts)
+        return sum(c.pods for c in self._cohorts if not c.gone)
 
     def snapshot(self, now: float, current_replicas: int, ready_replicas: int) -> Snapshot:
         """The core's input, built by the rules the live loop applies."""
@@ -429,6 +477,34 @@ class FakePrometheus:
         defaults to the ready pods of the newest scrape."""
         ready = self.ready() if ready_replicas is None else ready_replicas
         return dict(self.snapshot(now, ready, ready).metrics)
+
+
+def extrapolated_rate(points: Sequence[tuple[float, float]], start: float,
+                      end: float) -> float | None:
+    """Prometheus' ``rate()`` of one counter series over the range [start, end] from its
+    samples inside it (``extrapolatedRate`` in promql/functions.go): the reset-corrected
+    increase, extrapolated to each edge when the edge is within 1.1 average spacings (to
+    the counter's zero point at most), else by half a spacing, divided by the whole range.
+    """
+    if len(points) < 2:
+        return None
+    increase = 0.0
+    for (_, a), (_, b) in pairwise(points):
+        increase += b - a if b >= a else b
+    first_t, first_v = points[0]
+    last_t = points[-1][0]
+    sampled = last_t - first_t
+    if sampled <= 0:
+        return None
+    to_start, to_end = first_t - start, end - last_t
+    average = sampled / (len(points) - 1)
+    if increase > 0 and first_v >= 0:
+        to_start = min(to_start, sampled * (first_v / increase))
+    threshold = average * GAP_FACTOR
+    extent = sampled
+    extent += to_start if to_start < threshold else average / 2
+    extent += to_end if to_end < threshold else average / 2
+    return increase * extent / sampled / (end - start)
 
 
 def _monotone(history: deque[tuple[float, float]]) -> bool:

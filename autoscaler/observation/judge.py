@@ -70,6 +70,9 @@ class Status(StrEnum):
     ERROR = "error"
 
 
+_OK = Status.OK
+
+
 @dataclass(frozen=True, slots=True)
 class SignalReading:
     """What one signal looked like this cycle, and why it is (not) used."""
@@ -200,10 +203,11 @@ class Observation:
     def snapshot(self, current_replicas: int, ready_replicas: int) -> Snapshot:
         """The core's input: only trusted (``ok``) values; everything else is absent, so
         the core holds instead of reading it as zero."""
-        metrics = {s.value: MetricValue(r.value, r.observed_at)
-                   for s, r in self.judged(ready_replicas).items()
-                   if r.status is Status.OK and r.value is not None
-                   and r.observed_at is not None}
+        ok = _OK  # a local: enum attribute access is slow, and this runs every decision
+        metrics: dict[str, MetricValue] = {
+            s: MetricValue(r.value, r.observed_at)  # a Signal is its own str key
+            for s, r in self.judged(ready_replicas).items()
+            if r.status is ok and r.value is not None and r.observed_at is not None}
         return Snapshot(current_replicas=current_replicas, ready_replicas=ready_replicas,
                         metrics=metrics)
 
@@ -249,6 +253,6 @@ def judge(raw: RawTarget, max_age_s: float) -> Observation:
             readings[signal] = SignalReading(Status.NOT_YET_VALID, value=value,
                                              observed_at=newest, detail=uncovered)
         else:
-            readings[signal] = SignalReading(Status.OK, value=value, observed_at=newest)
+            readings[signal] = SignalReading(_OK, value, newest)
     return Observation(readings, newest, cov.reporting,
                        cov.least if cov.series else None, cov.current)

@@ -222,9 +222,9 @@ def test_a_cycle_costs_the_same_queries_however_many_autoscalers(n: int) -> None
     prom = FakePrometheus(rates={f"m{i}": 5.0 for i in range(n)})
     ctrl = Controller(kube, prom, backfill_s=0)
     run(ctrl, prom, 1_000_000.0, 1)
-    # The pods' series over the window (staleness, pods reporting, coverage) + the vLLM
-    # preset's 8 signal queries (p50/p95/p99 share one bucket query): 1 + 8.
-    assert prom.queries == 9
+    # The pods' series (samples over the window, instant count) + the vLLM preset's 8
+    # signal queries (p50/p95/p99 share one bucket query): 2 + 8.
+    assert prom.queries == 10
     assert len(kube.statuses) == n
 
 

@@ -142,8 +142,8 @@ def test_one_query_per_signal_serves_every_target(
     result = c.collect(time.time())
     assert set(result.observations) == {CHAT, CODE}
     # p50, p95 and p99 share one query of the TTFT buckets: 10 signals, 8 queries, plus
-    # one of the pods' series over the window (staleness, pods reporting, coverage).
-    assert result.queries == len(VLLM.queries) - 2 + 1
+    # two of the pods' series (their samples over the window, their instant count).
+    assert result.queries == len(VLLM.queries) - 2 + 2
     assert c.source.queries_sent == result.queries  # type: ignore[attr-defined]
     assert result.observations[CHAT].pods_reporting == 2
     assert result.observations[CODE].pods_reporting == 1
@@ -232,11 +232,11 @@ def test_an_empty_rate_window_is_nan_not_zero(
 def test_values_older_than_the_max_age_are_stale(
         fleet: tuple[ScriptedExporter, PrometheusServer]) -> None:
     _, prom = fleet
-    # Evaluated 120 s in the future, Prometheus' 5-min lookback still finds the samples,
-    # but they are 120 s old: past the 60-s max age.
+    # Evaluated 120 s in the future, Prometheus' 5-min lookback still finds the gauges, but
+    # no pod has a sample in the rate window before then: stale, not read.
     obs = collector(prom.url, max_age_s=60.0).collect(time.time() + 120).observations[CHAT]
     queue = obs.readings[Signal.QUEUE_DEPTH]
-    assert queue.status is Status.STALE and "old" in queue.detail
+    assert queue.status is Status.STALE and "no sample" in queue.detail
     assert obs.snapshot(current_replicas=2, ready_replicas=2).metrics == {}
 
 
@@ -350,7 +350,7 @@ def test_prometheus_stopped_mid_run_holds_and_recovers_after_restart() -> None:
         now = time.time()
         down = c.collect(now, [CHAT])
         assert set(down.errors) == {"liveness"}  # one failure, not one per signal
-        assert down.queries == 1  # the pods' series query, nothing more
+        assert down.queries == 2  # the pods' two series queries (sent together), no more
         reading = down.observations[CHAT].readings[Signal.REQUEST_RATE]
         assert reading.status is Status.ERROR
         decision, state = decide(down.observations[CHAT].snapshot(6, 2), state, spec, now)
@@ -377,8 +377,8 @@ def test_metrics_show_prints_what_the_autoscaler_sees(
     assert rows["queue_depth"]["value"] == 1.0 and rows["queue_depth"]["status"] == "ok"
     # code-0 saw no requests: the TTFT quantile is NaN, shown as null with its reason.
     assert rows["ttft_p95_s"]["status"] == "nan" and rows["ttft_p95_s"]["value"] is None
-    # 10 signals in 8 queries (p50/p95/p99 share one), plus the pods' series: 9.
-    assert doc["pods_reporting"] == 1 and doc["queries"] == len(VLLM.queries) - 2 + 1
+    # 10 signals in 8 queries (p50/p95/p99 share one), plus the pods' series: 2.
+    assert doc["pods_reporting"] == 1 and doc["queries"] == len(VLLM.queries) - 2 + 2
 
 
 @pytest.mark.parametrize(("args", "expect"), [

@@ -1,12 +1,13 @@
 """One control cycle's metrics for every target, in a constant number of queries.
 
 Each signal of the preset is one PromQL query aggregated ``by`` the target labels, so the
-answer carries every target at once. One more query reads the raw samples of every pod's
-series over the rate window (``counter{sel}[window]``, a range vector): each target's
-newest sample (staleness), the pods reporting (partial sums) and how much of the window
-the series cover (a window not yet covered after a restart or a gap reads too low). vLLM:
-9 queries a cycle (7 signal queries, the TTFT quantiles sharing one, plus this one) for any
-number of targets.
+answer carries every target at once. Two more queries read the pods' own series of the
+counter the preset rates: their raw samples over the rate window (``counter{sel}[window]``,
+a range vector: each target's newest sample, and how much of the window the series cover,
+since a window not yet covered after a restart or a gap reads too low), and their instant
+count per target (pods reporting: a pod whose scrape failed is dropped from it at once).
+vLLM: 10 queries a cycle (8 signal queries, the TTFT quantiles sharing one, plus these
+two) for any number of targets, as before.
 
 The answers are raw readings; ``autoscaler.observation.judge`` applies every rule about
 what cannot be trusted (the same code the replay runs), and ``Observation.snapshot()``
@@ -144,9 +145,10 @@ class CollectorConfig:
     def window_s(self) -> float:
         return _window_seconds(self.window)
 
-    def series_query(self) -> tuple[str, bool]:
-        """The range-vector query of every pod's series over the window, and whether it is
-        a counter. The request-rate counter when the preset rates one (its values tell a
+    def series_queries(self) -> tuple[str, str, bool]:
+        """The range-vector query of every pod's series over the window, the instant count
+        of the same series per target (a pod whose scrape just failed is dropped from it at
+        once), and whether the series is a counter. The request-rate counter when the preset rates one (its values tell a
         new pod, counting from zero, from a restart that lost samples); else the first
         rated counter; else the liveness gauge (then only times are judged)."""
         order = [Signal.REQUEST_RATE, *sorted(WINDOWED_SIGNALS - {Signal.REQUEST_RATE})]
@@ -154,8 +156,10 @@ class CollectorConfig:
             if signal in self.preset.queries:
                 found = rate_selector(self.promql(signal))
                 if found is not None:
-                    return f"{found}[{self.window}]", True
-        return f"{self.preset.liveness_metric}{{{self.selector}}}[{self.window}]", False
+                    return (f"{found}[{self.window}]", f"count by ({self.by}) ({found})",
+                            True)
+        gauge = f"{self.preset.liveness_metric}{{{self.selector}}}"
+        return f"{gauge}[{self.window}]", f"count by ({self.by}) ({gauge})", False
 
 
 _QUANTILE_PREFIX = "histogram_quantile("
@@ -253,8 +257,9 @@ class Collector:
         cfg = self.config
         errors: dict[str, str] = {}
         queries = 0
-        series_q, counter = cfg.series_query()
+        series_q, present_q, counter = cfg.series_queries()
         series: dict[TargetKey, WindowSeries] = {}
+        present: dict[TargetKey, tuple[float, float]] = {}
         values: dict[Signal, dict[TargetKey, tuple[float, float]] | None] = {}
         failed: dict[Signal, str] = {}
         down: str | None = None
@@ -262,9 +267,11 @@ class Collector:
         # The queries of one cycle run concurrently: Prometheus evaluates them in parallel
         # (20 at a time by default), and their JSON encoding, transfer and decoding overlap.
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
-            queries += 1
+            queries += 2
             try:
-                series = pool.submit(self._series, series_q, counter, at).result()
+                series_f = pool.submit(self._series, series_q, counter, at)
+                present_f = pool.submit(self._by_target, present_q, at)
+                series, present = series_f.result(), present_f.result()
             except TransientError as exc:
                 # Prometheus just failed us: one error for the cycle, not one timeout per
                 # signal (10 signals x 5 s timeouts would stall the loop for a minute).
@@ -300,6 +307,7 @@ class Collector:
                 values={s: (v[key][1] if key in v else None) if v is not None else None
                         for s, v in values.items()},
                 series=None if down is not None else series.get(key, WindowSeries()),
+                present=int(present[key][1]) if key in present else 0,
                 failed=failed, down=down)
             observations[key] = judge(raw, cfg.max_age_s)
         return CycleResult(at=at, observations=observations, queries=queries,

@@ -242,9 +242,15 @@ def judge(raw: RawTarget, max_age_s: float) -> Observation:
         elif not math.isfinite(value):
             readings[signal] = SignalReading(
                 Status.NAN, value=value, detail="NaN/Inf (e.g. no requests in the rate window)")
+        elif raw.present == 0 and newest is not None:
+            readings[signal] = SignalReading(
+                Status.STALE, value=value, observed_at=newest,
+                detail="no series of this target is present now (its pods stopped "
+                       "reporting); what is left in the window is the past")
         elif newest is None:
-            readings[signal] = SignalReading(Status.STALE, value=value,
-                                             detail="sample age unknown")
+            readings[signal] = SignalReading(
+                Status.STALE, value=value,
+                detail=f"no sample of this target in the last {raw.window_s:g} s")
         elif raw.at - newest > max_age_s:
             readings[signal] = SignalReading(
                 Status.STALE, value=value, observed_at=newest,
@@ -254,5 +260,8 @@ def judge(raw: RawTarget, max_age_s: float) -> Observation:
                                              observed_at=newest, detail=uncovered)
         else:
             readings[signal] = SignalReading(_OK, value, newest)
-    return Observation(readings, newest, cov.reporting,
-                       cov.least if cov.series else None, cov.current)
+    reporting, on_time = cov.reporting, cov.current
+    if raw.present is not None:
+        reporting, on_time = min(reporting, raw.present), min(on_time, raw.present)
+    return Observation(readings, newest, reporting, cov.least if cov.series else None,
+                       on_time)

@@ -99,6 +99,11 @@ class RawTarget:
     None when the query returned no series for it."""
     series: WindowSeries | None
     """The target's series over the window (None: they could not be read this cycle)."""
+    present: int | None = None
+    """Series of the target present as an instant vector at ``at`` (None: unknown).
+    Prometheus drops a series at once when its pod's scrape fails or the pod goes (a
+    staleness marker), while its samples stay in range vectors for a window: a pod that has
+    just stopped reporting is seen here first."""
     failed: Mapping[Signal, str] = field(default_factory=dict)
     """Signals whose query failed this cycle, and why."""
     down: str | None = None

@@ -210,6 +210,8 @@ class FakePrometheus:
         """Oldest first."""
         self._fleet_last: float | None = None
         self._last_scrape_t = -math.inf
+        self._last_attempt = -math.inf
+        """The newest scrape Prometheus attempted (it was up)."""
         self.recorded: list[tuple[int, float, float]] | None = None
         """Set to a list to record every stored per-pod sample (pod index, time, request
         counter): the same samples a real Prometheus can then be loaded with."""
@@ -312,6 +314,7 @@ class FakePrometheus:
         self._apply_events(t, share, interval)
         if self.in_outage(t):
             return
+        self._last_attempt = t
         # Queries come at or after the newest scrape: older samples never enter a window.
         keep_from = t - self.rate_window_s
         for c, ids in zip(self._cohorts, self._pod_ids, strict=True):
@@ -457,8 +460,14 @@ class FakePrometheus:
     def raw(self, now: float) -> RawTarget:
         """The raw readings at ``now``: what the live collector reads from Prometheus."""
         windows = self._windows(now)
+        # Present as an instant vector: scraped at Prometheus' newest attempt (a failed
+        # scrape or a removed pod leaves a staleness marker), within the 5-min lookback.
+        present = sum(c.pods for c in self._cohorts
+                      if not c.gone and c.history and c.history[-1][0] == self._last_attempt
+                      and now - c.history[-1][0] <= LOOKBACK_S)
         return RawTarget(at=now, window_s=self.rate_window_s,
-                         values=self._values(now, windows), series=self._series(windows))
+                         values=self._values(now, windows), series=self._series(windows),
+                         present=present)
 
     def observe(self, now: float) -> Observation:
         """The judged observation at ``now`` (the live collector's ``Observation``)."""

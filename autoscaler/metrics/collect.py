@@ -148,9 +148,10 @@ class CollectorConfig:
     def series_queries(self) -> tuple[str, str, bool]:
         """The range-vector query of every pod's series over the window, the instant count
         of the same series per target (a pod whose scrape just failed is dropped from it at
-        once), and whether the series is a counter. The request-rate counter when the preset rates one (its values tell a
-        new pod, counting from zero, from a restart that lost samples); else the first
-        rated counter; else the liveness gauge (then only times are judged)."""
+        once), and whether the series is a counter. The series are the request-rate
+        counter's when the preset rates one (its values tell a new pod, counting from zero,
+        from a restart that lost samples); else the first rated counter's; else the liveness
+        gauge's (then only times are judged)."""
         order = [Signal.REQUEST_RATE, *sorted(WINDOWED_SIGNALS - {Signal.REQUEST_RATE})]
         for signal in order:
             if signal in self.preset.queries:

@@ -9,6 +9,7 @@ builds one entry per cohort of pods that share every sample time (``count``), so
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -55,10 +56,10 @@ class SeriesWindow:
         r = sorted(points)
         if not counter:
             return cls(r[0][0], r[-1][0], len(r))
-        spacings = [b[0] - a[0] for a, b in zip(r, r[1:], strict=False)]
+        spacings = [b[0] - a[0] for a, b in itertools.pairwise(r)]
         usual = statistics.median(spacings) if spacings else math.inf
         increase, lost = 0.0, math.nan
-        for (ta, va), (tb, vb) in zip(r, r[1:], strict=False):
+        for (ta, va), (tb, vb) in itertools.pairwise(r):
             if vb >= va:
                 increase += vb - va
             else:  # a reset: the counter restarted from 0 and counted vb since

@@ -80,3 +80,7 @@ FALLBACK_MAX_FAILURE_THRESHOLD = 1000
 """Upper bound of ``fallback.failureThreshold``."""
 MAX_REPLICAS_LIMIT = 100_000
 """Sanity bound on maxReplicas."""
+
+CONTROLLER_TICK_S = 5.0
+"""How often the controller loop wakes, seconds; each autoscaler still decides on its own
+syncPeriodSeconds."""

@@ -5,6 +5,7 @@ from them) must interpolate exactly as Prometheus does."""
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import accumulate
 
@@ -27,9 +28,8 @@ def histogram_quantile(q: float, bounds: Sequence[float], cumulative: Sequence[f
     if total <= 0 or math.isnan(total):
         return math.nan
     rank = q * total
-    b = 0
-    while b < len(bounds) and cumulative[b] < rank:
-        b += 1
+    # The first bucket whose cumulative count reaches the rank (counts are monotone now).
+    b = bisect_left(cumulative, rank, 0, len(bounds))
     if b == len(bounds):  # in the +Inf bucket
         return bounds[-1]
     upper = bounds[b]

@@ -53,7 +53,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from autoscaler.core.histogram import histogram_quantile
+from autoscaler.core.histogram import histogram_quantile, histogram_quantiles
 from autoscaler.core.types import MetricValue, Signal, Snapshot
 from autoscaler.metrics.presets import Preset, get_preset
 from autoscaler.observation import Observation, RawTarget, SeriesWindow, WindowSeries, judge
@@ -427,9 +427,8 @@ class FakePrometheus:
                 if last.ready_replicas > 0:
                     out[Signal.GPU_UTILIZATION] = min(1.0, rates[3] / last.ready_replicas)
             inc = [b - a for a, b in zip(first.ttft_buckets, last.ttft_buckets, strict=True)]
-            for signal, q in ((Signal.TTFT_P50, 0.5), (Signal.TTFT_P95, 0.95),
-                              (Signal.TTFT_P99, 0.99)):
-                out[signal] = histogram_quantile(q, TTFT_BUCKETS_S, inc)
+            p50, p95, p99 = histogram_quantiles((0.5, 0.95, 0.99), TTFT_BUCKETS_S, inc)
+            out[Signal.TTFT_P50], out[Signal.TTFT_P95], out[Signal.TTFT_P99] = p50, p95, p99
         if now - latest.t <= LOOKBACK_S:
             # Gauges summed over the pods that were scraped: silent pods' share is missing.
             ready = self.ready()

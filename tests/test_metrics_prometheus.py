@@ -429,7 +429,8 @@ def fleet_stream(base: float) -> tuple[FakePrometheus, dict[float, int],
             t=t, requests_total=20.0 * k * SCRAPE_S, prompt_tokens_total=0.0,
             generation_tokens_total=0.0, ttft_buckets=(20.0 * k * SCRAPE_S,) * buckets,
             ttft_sum=0.0, waiting=3.0 * ready, running=0.0, kv_usage=0.5,
-            gpu_busy_seconds_total=0.0, ready_replicas=ready))
+            gpu_busy_seconds_total=0.0, ready_replicas=ready,
+            first_tokens_total=20.0 * k * SCRAPE_S))
     return prom, ready_at, seen
 
 

@@ -127,12 +127,7 @@ def sample(t: float, *, arrivals: float = 3.0, first_tokens: float = 2.0,
         generation_tokens_total=10 * first_tokens * t,
         ttft_buckets=tuple([first_tokens * t] * n), ttft_sum=0.0, waiting=waiting,
         running=5.0, kv_usage=0.25, gpu_busy_seconds_total=0.5 * t * ready,
-        ready_replicas=ready)
-
-
-def test_a_sample_without_first_tokens_counts_the_ttft_histogram() -> None:
-    s = sample(30.0)  # 2 first tokens/s x 30 s in every bucket, +Inf included
-    assert s.first_tokens_total == 60.0
+        ready_replicas=ready, first_tokens_total=first_tokens * t)
 
 
 @pytest.mark.parametrize(("preset", "expected"), [

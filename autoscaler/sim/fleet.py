@@ -3,7 +3,6 @@ the raw sample an engine exposes to the fake Prometheus."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,25 +44,23 @@ class EngineSample:
     """Cumulative TTFT histogram counts per ``le`` bound, then +Inf (= count)."""
     ttft_sum: float
     waiting: float
-    """Requests waiting for admission (replica queues plus the router's queue)."""
+    """Requests waiting for admission (replica queues plus the router's queue), vLLM's
+    ``num_requests_waiting`` summed."""
     running: float
-    """Requests admitted into a batch (prefilling or decoding)."""
+    """Requests admitted (prefilling or decoding), vLLM's ``num_requests_running``."""
     kv_usage: float
-    """Mean KV-cache fraction in use over serving replicas (NaN when none)."""
+    """Mean over serving replicas of KV blocks in use / blocks (NaN when none), vLLM's
+    ``kv_cache_usage_perc`` as a fraction."""
     gpu_busy_seconds_total: float
     """Replica-seconds the GPUs were busy (counter); rate() / ready = utilisation."""
     ready_replicas: int
-    first_tokens_total: float = math.nan
-    """Requests that have received their first token (counter): the count of vLLM's TTFT
-    histogram. NaN when the engine does not set it: then the TTFT histogram's +Inf bucket,
-    which counts exactly those requests."""
+    first_tokens_total: float = 0.0
+    """Requests that have received their first token (counter): the count of vLLM's
+    ``time_to_first_token_seconds`` histogram. Under overload it flattens at the fleet's
+    capacity while ``requests_total`` keeps rising."""
     preemptions_total: float = 0.0
-    """Requests preempted (swapped or recomputed) so far (counter)."""
-
-    def __post_init__(self) -> None:
-        if math.isnan(self.first_tokens_total):
-            object.__setattr__(self, "first_tokens_total",
-                               float(self.ttft_buckets[-1]) if self.ttft_buckets else 0.0)
+    """Running requests preempted for lack of KV blocks (counter; vLLM's
+    ``num_preemptions``)."""
 
 
 class Engine(Protocol):

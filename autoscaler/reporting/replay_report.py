@@ -261,8 +261,12 @@ def build_figures(comparison: Comparison, decisions: Mapping[str, Sequence[Mappi
     titles = []
     for kind in kinds:
         s = results[kind].summary
+        n_ev = sum(1 for r in decisions.get(kind.value, ())
+                   if r.get("replicas") != r.get("current"))
+        thin = (f" (markers: every {math.ceil(n_ev / MAX_EVENTS)}th)"
+                if n_ev > MAX_EVENTS else "")
         titles.append(f"{kind.value}: {s.slo_attainment:.2%} attainment, "
-                      f"{s.gpu_hours:,.1f} GPU-h, {s.scale_events:,d} scale events")
+                      f"{s.gpu_hours:,.1f} GPU-h, {s.scale_events:,d} scale events{thin}")
     sm = make_subplots(rows=len(kinds), cols=1, shared_xaxes=True,
                        vertical_spacing=0.04 if len(kinds) > 3 else 0.08,
                        subplot_titles=titles)
@@ -340,7 +344,10 @@ def build_figures(comparison: Comparison, decisions: Mapping[str, Sequence[Mappi
                 line={"color": "#8c564b", "width": 1}, legendgroup="cap", showlegend=once("cap"),
                 visible="legendonly"), row=i, col=1)
         events = [r for r in recs if r.get("replicas") != r.get("current")]
-        shown = events[:MAX_EVENTS]
+        # Too many markers to hover: keep every k-th over the whole range (not the first
+        # MAX_EVENTS, which would leave the end of a 14-day trace without any).
+        stride = max(1, math.ceil(len(events) / MAX_EVENTS))
+        shown = events[::stride]
         if shown:
             ups = [r for r in shown if r["replicas"] > r["current"]]
             downs = [r for r in shown if r["replicas"] < r["current"]]

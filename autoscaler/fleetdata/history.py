@@ -158,13 +158,19 @@ def gauge_delta(values: FloatArray, *, new_pod: bool) -> FloatArray:
     return out
 
 
-def _fleet_increase(per_pod: dict[str, FloatArray], n: int, *, gauge: bool = False
-                    ) -> tuple[FloatArray, FloatArray]:
+def _is_new(arr: FloatArray, first_seen: int) -> bool:
+    """A pod that appeared after the first observed step started inside the range."""
+    finite = np.flatnonzero(np.isfinite(arr))
+    return bool(finite.size) and int(finite[0]) > first_seen
+
+
+def _fleet_increase(per_pod: dict[str, FloatArray], n: int, *, gauge: bool = False,
+                    first_seen: int = 0) -> tuple[FloatArray, FloatArray]:
     """(sum over pods of the per-step increase, pods seen per step)."""
     total = np.zeros(n)
     seen = np.zeros(n)
     for arr in per_pod.values():
-        new_pod = not np.isfinite(arr[0])
+        new_pod = _is_new(arr, first_seen)
         inc = gauge_delta(arr, new_pod=new_pod) if gauge else counter_increase(
             arr, new_pod=new_pod)
         ok = np.isfinite(inc)
@@ -220,13 +226,18 @@ def reconstruct(source: MetricsSource, q: HistoryQuery, *, token_window_s: float
         raise SpecError("--target", str(q.target),
                         f"a target with {VLLM_FAMILIES['first_tokens']} samples between "
                         f"{q.start:.0f} and {q.end:.0f} (selector {{{sel}}})")
-    served, _ = _fleet_increase(fam["first_tokens"], n)
-    queue_growth, _ = _fleet_increase(fam["waiting"], n, gauge=True)
+    # Until some pod has reported, nothing was observed: the first pods' counters then hold
+    # everything since they started (a lump, not one step's traffic), so they are a
+    # baseline there, and only pods appearing later count from 0.
+    first_seen = min(int(np.flatnonzero(np.isfinite(a))[0])
+                     for a in fam["first_tokens"].values() if np.isfinite(a).any())
+    served, _ = _fleet_increase(fam["first_tokens"], n, first_seen=first_seen)
+    queue_growth, _ = _fleet_increase(fam["waiting"], n, gauge=True, first_seen=first_seen)
     # A step is known when some pod reported at both its ends (increase defined).
     inc_known = np.zeros(n, dtype=bool)
     for arr in fam["first_tokens"].values():
-        new_pod = not np.isfinite(arr[0])
-        inc_known |= np.isfinite(counter_increase(arr, new_pod=new_pod))
+        inc_known |= np.isfinite(counter_increase(arr, new_pod=_is_new(arr, first_seen)))
+    inc_known[: first_seen + 1] = False
     # Sample k+1 closes step k: shift by one.
     arrivals = np.maximum(0.0, served + queue_growth)[1:]
     valid = inc_known[1:]
@@ -237,8 +248,8 @@ def reconstruct(source: MetricsSource, q: HistoryQuery, *, token_window_s: float
 
     # Token means per window: increase of _sum over increase of _count, all pods.
     def window_means(sum_key: str, count_key: str) -> tuple[FloatArray, float]:
-        s, _ = _fleet_increase(fam[sum_key], n)
-        c, _ = _fleet_increase(fam[count_key], n)
+        s, _ = _fleet_increase(fam[sum_key], n, first_seen=first_seen)
+        c, _ = _fleet_increase(fam[count_key], n, first_seen=first_seen)
         s, c = s[1:], c[1:]
         per = max(1, round(token_window_s / q.step_s))
         m = math.ceil(len(s) / per)

@@ -99,6 +99,10 @@ class SLOModel(_Model):
     ttft_seconds: float = Field(d.SLO_TTFT_S, alias="ttftSeconds", gt=0, le=3600)
     target_attainment: float = Field(d.SLO_TARGET_ATTAINMENT, alias="targetAttainment", gt=0,
                                      le=1)
+    ttft_seconds_per_prompt_token: float = Field(
+        d.SLO_TTFT_S_PER_PROMPT_TOKEN, alias="ttftSecondsPerPromptToken", ge=0, le=0.01,
+        description="Extra TTFT allowed per prompt token, seconds per token (0..0.01): the "
+        "objective is ttftSeconds + prompt tokens x this.")
 
 
 class KpaModel(_Model):
@@ -160,7 +164,8 @@ class SpecModel(_Model):
             metrics=tuple(MetricTarget(m.metric, MetricTargetType(m.target.type),
                                        m.target.value) for m in self.metrics),
             behavior=self.behavior.to_core() if self.behavior is not None else None,
-            slo=SLO(self.slo.ttft_seconds, self.slo.target_attainment),
+            slo=SLO(self.slo.ttft_seconds, self.slo.target_attainment,
+                    self.slo.ttft_seconds_per_prompt_token),
             capacity=Capacity(self.capacity.requests_per_second, self.capacity.concurrency),
             cold_start_s=self.cold_start_seconds,
             sync_period_s=self.sync_period_seconds,
@@ -264,7 +269,8 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
         "capacity": {"requestsPerSecond": spec.capacity.requests_per_second,
                      "concurrency": spec.capacity.concurrency},
         "slo": {"ttftSeconds": spec.slo.ttft_seconds,
-                "targetAttainment": spec.slo.target_attainment},
+                "targetAttainment": spec.slo.target_attainment,
+                "ttftSecondsPerPromptToken": spec.slo.ttft_seconds_per_prompt_token},
         "coldStartSeconds": spec.cold_start_s,
         "syncPeriodSeconds": spec.sync_period_s,
         "maxMetricAgeSeconds": spec.max_metric_age_s,

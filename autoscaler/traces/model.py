@@ -39,6 +39,10 @@ class Trace:
     rates_rps: FloatArray | None = None
     resolution_s: float | None = None
     token_mix: TokenMix = TokenMix()
+    gaps: tuple[tuple[float, float], ...] = ()
+    """Collection gaps, [start, end) seconds since the trace start: no traffic is known there
+    (missing data, not zero load). The replay sends no arrivals, scores nothing and gives the
+    policies' Prometheus no samples inside them."""
 
     @property
     def is_request_level(self) -> bool:

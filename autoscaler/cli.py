@@ -63,6 +63,12 @@ def _add_replay(sub: Any) -> None:
                    help="replica profile: a built-in name or a YAML file")
     p.add_argument("--slo-ttft", type=_positive_float("--slo-ttft"), default=2.0,
                    help="time-to-first-token SLO, seconds (default 2)")
+    p.add_argument("--slo-ttft-per-prompt-token", type=float, default=0.0, metavar="S",
+                   help="extra TTFT objective per prompt token, seconds (0..0.01; default 0: "
+                   "a flat objective)")
+    p.add_argument("--gpu-quota", type=int, metavar="REPLICAS",
+                   help="at most this many replicas run at once; the rest stay pending and "
+                   "cost nothing (default: unlimited)")
     p.add_argument("--cold-start", type=_positive_float("--cold-start"),
                    help="replica cold start, seconds (default: the profile's)")
     p.add_argument("--engine", choices=["auto", "request", "fluid"], default="auto")
@@ -109,8 +115,14 @@ def _run_replay(args: argparse.Namespace) -> int:
         raise SpecError("--min-replicas", args.min_replicas, ">= 0")
     if args.max_replicas is not None and args.max_replicas < 1:
         raise SpecError("--max-replicas", args.max_replicas, ">= 1")
+    if not 0.0 <= args.slo_ttft_per_prompt_token <= 0.01:
+        raise SpecError("--slo-ttft-per-prompt-token", args.slo_ttft_per_prompt_token,
+                        ">= 0 and <= 0.01 (seconds per prompt token)")
+    if args.gpu_quota is not None and args.gpu_quota < 1:
+        raise SpecError("--gpu-quota", args.gpu_quota, ">= 1 (replicas)")
     options = ReplayOptions(
-        slo_ttft_s=args.slo_ttft, cold_start_s=args.cold_start, engine=args.engine,
+        slo_ttft_s=args.slo_ttft, slo_ttft_s_per_prompt_token=args.slo_ttft_per_prompt_token,
+        gpu_quota=args.gpu_quota, cold_start_s=args.cold_start, engine=args.engine,
         seed=args.seed, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
         progress=not args.no_progress and sys.stderr.isatty(), overrides=overrides)
     log = None
@@ -136,7 +148,7 @@ def _run_replay(args: argparse.Namespace) -> int:
     out = sys.stderr if to_stdout else sys.stdout
     print(format_table(doc), file=out)
     if args.json:
-        text = json.dumps(doc, indent=2)
+        text = json.dumps(doc, indent=2, allow_nan=False)
         if to_stdout:
             print(text)
         else:

@@ -273,7 +273,19 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
     if never_served:
         doc["notes"] = ["a TTFT percentile of null means requests at that percentile never "
                         "received a first token (infinite TTFT)"]
-    return doc
+    strict: dict[str, Any] = _strict(doc)
+    return strict
+
+
+def _strict(obj: Any) -> Any:
+    """The document with every non-finite float replaced by null (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict(v) for v in obj]
+    return obj
 
 
 def _cell(x: float | None, spec: str, width: int) -> str:

@@ -34,7 +34,7 @@ from autoscaler.sim.result import ReplayResult
 from autoscaler.traces.model import Trace
 
 DEFAULT_POLICIES: tuple[PolicyKind, ...] = (
-    PolicyKind.HPA, PolicyKind.KPA, PolicyKind.PREDICTIVE, PolicyKind.ORACLE, PolicyKind.STATIC)
+    PolicyKind.HPA, PolicyKind.KPA, PolicyKind.PREDICTIVE, PolicyKind.HINDSIGHT, PolicyKind.STATIC)
 
 HPA_DEFAULT_UTILIZATION = 0.7
 """The replay's default HPA: an External ``request_rate`` metric with an AverageValue target of
@@ -124,7 +124,7 @@ def default_specs(
                 stabilization_window_seconds=0,
                 policies=(ScalingPolicy(ScalingPolicyType.PERCENT, 100, 15),),
                 select_policy=SelectPolicy.MAX))),
-        PolicyKind.ORACLE: replace(base, policy=PolicyKind.ORACLE),
+        PolicyKind.HINDSIGHT: replace(base, policy=PolicyKind.HINDSIGHT),
         PolicyKind.STATIC: base,
     }
     for kind, spec in options.overrides.items():
@@ -266,8 +266,9 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
             "definition": bound.DEFINITION + " Per result at its own attainment: "
             "results[].bound_gpu_hours; this top-level figure is the lowest of them.",
         },
-        "oracle": "the 'oracle' policy is a hindsight heuristic (true future rates, capacity "
-                  "at the SLO), not a bound: policies may beat it; the bound is 'bound'",
+        "hindsight": "the 'hindsight' policy (formerly 'oracle') is a heuristic given the true "
+                     "future rates, planning with the capacity at the SLO; it is not a bound "
+                     "and other policies may use fewer GPU-hours; the bound is 'bound'",
         "results": results,
     }
     if never_served:
@@ -316,7 +317,7 @@ def format_table(doc: dict[str, Any]) -> str:
             f"{r['replica_starts_per_day']:>9.1f}{r['cold_start_gpu_hours']:>11.2f}"
             f"{r['mean_replicas']:>9.2f}{r['max_replicas']:>5d}")
     lines.append(f"bound: proven lower bound on GPU-hours at each result's attainment "
-                 f"(autoscaler/sim/bound.py); oracle = hindsight heuristic, not a bound; "
+                 f"(autoscaler/sim/bound.py); hindsight = a heuristic with foresight, not a bound; "
                  f"worst h / h>=tgt: worst clock hour, share of hours at >= "
                  f"{slo.get('target_attainment', 0.99):.0%}")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from autoscaler.errors import AutoscalerError
 if TYPE_CHECKING:
     from autoscaler.replaying import Comparison
 
-COLORS = {"hpa": "#d62728", "kpa": "#9467bd", "predictive": "#2ca02c", "oracle": "#1f77b4",
+COLORS = {"hpa": "#d62728", "kpa": "#9467bd", "predictive": "#2ca02c", "hindsight": "#1f77b4",
           "static": "#7f7f7f"}
 
 
@@ -144,9 +144,9 @@ holds {doc['capacity']['requests_per_second']:.2f} req/s at the SLO.</p>
 {rows}
 </table>
 <p><b>Bound:</b> {html.escape(doc['bound']['definition'])}</p>
-<p>The <i>oracle</i> is a hindsight heuristic (it is given the true future rates and plans
-with the capacity at the SLO); it is not a bound, and other policies may use fewer
-GPU-hours than it.</p>
+<p>The <i>hindsight</i> policy (formerly <i>oracle</i>) is a heuristic (it is given the
+true future rates and plans with the capacity at the SLO); it is not a bound, and other
+policies may use fewer GPU-hours than it.</p>
 <h2>Demand</h2><img src="demand.png" alt="demand over time">
 <h2>Replicas</h2><img src="replicas.png" alt="replicas over time per policy">
 <h2>Latency</h2><img src="latency.png" alt="TTFT p95 over time per policy">

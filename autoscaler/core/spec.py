@@ -36,8 +36,15 @@ class PolicyKind(StrEnum):
     HPA = "hpa"
     KPA = "kpa"
     PREDICTIVE = "predictive"
-    ORACLE = "oracle"
+    HINDSIGHT = "hindsight"
+    """The replay-only baseline that is given the true future rates: a heuristic, not a
+    bound (``autoscaler.sim.hindsight``). It was called ``oracle``, which is still accepted."""
+    ORACLE = "hindsight"  # the old name, an alias: PolicyKind.ORACLE is PolicyKind.HINDSIGHT
     STATIC = "static"
+
+    @classmethod
+    def _missing_(cls, value: object) -> PolicyKind | None:
+        return cls.HINDSIGHT if value == "oracle" else None
 
 
 class MetricTargetType(StrEnum):

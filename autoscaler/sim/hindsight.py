@@ -1,13 +1,13 @@
-"""``oracle``: the replay-only *hindsight* baseline. A heuristic, not a bound.
+"""``hindsight`` (formerly ``oracle``): the replay-only baseline with foresight. A heuristic,
+not a bound.
 
 It is given the true future arrival rates by the replay (a ``Foresight``, never through a
 core type) and sizes the fleet to them. It is **not** a lower bound on GPU-hours: it plans
 with the capacity at the SLO (a p99 measured under Poisson arrivals) plus a burst rule,
 both conservative, so a well-tuned reactive policy can reach the same attainment for less
 (measured before this rewrite: static, KPA, HPA and predictive fleets at >= 99% used fewer
-GPU-hours than it on four traces). The proven floor is ``autoscaler.sim.bound``. The
-policy keeps its name ``oracle`` on the command line and in spec files for compatibility;
-read it as "hindsight".
+GPU-hours than it on four traces). The proven floor is ``autoscaler.sim.bound``. The old
+name ``oracle`` is still accepted on the command line and in spec files.
 
 How it plans: a replica asked for now serves only after the cold start, and the next chance
 to ask again is one sync period later, so the count chosen now must cover every moment

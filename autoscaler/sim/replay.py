@@ -6,7 +6,7 @@ The loop is the live controller's loop with the cluster replaced by an engine:
   collection gap of the trace hides it);
 * every ``spec.sync_period_s`` the snapshot is built from Prometheus queries only and a
   decide function is called (by default the very same ``autoscaler.core.decide`` the live
-  controller uses; the ``oracle`` baseline gets the replay-only hindsight one); its
+  controller uses; the ``hindsight`` baseline gets the replay-only one with foresight); its
   ``State`` is kept for the next step. A decision with ``valid=False`` changes nothing;
 * a new desired count reaches the engine ``actuation_delay_s`` later (API server, the
   Deployment controller, the scheduler); new replicas then pay the profile's cold start.
@@ -395,9 +395,9 @@ def summarize(trace: Trace, spec: Spec, profile: ReplicaProfile, setup: Setup,
 
 def default_decide(trace: Trace, spec: Spec, profile: ReplicaProfile,
                    actuation_delay_s: float) -> DecideFn:
-    """The core's decide, or for the ``oracle`` baseline the hindsight one with the trace's
+    """The core's decide, or for the ``hindsight`` baseline the one with the trace's
     true future (the only place foresight exists)."""
-    if spec.policy == PolicyKind.ORACLE:
+    if spec.policy == PolicyKind.HINDSIGHT:
         return decide_with(Foresight.of(trace, lead_time_s(spec, profile, actuation_delay_s)))
     return core_decide
 

@@ -29,7 +29,7 @@ from autoscaler.errors import SpecError
 from autoscaler.sim import bound
 from autoscaler.sim.calibrate import capacity_at_slo
 from autoscaler.sim.profiles import ReplicaProfile
-from autoscaler.sim.replay import replay
+from autoscaler.sim.replay import check_memory, replay
 from autoscaler.sim.result import ReplayResult
 from autoscaler.traces.model import Trace
 
@@ -145,6 +145,8 @@ def compare(
 
     ``on_decision`` sees every decision of every policy (for a decision log)."""
     options = options or ReplayOptions()
+    if options.engine == "request":  # refuse before the calibration, not after it
+        check_memory(trace.request_count)
     capacity = capacity_for(trace, profile, options.slo_ttft_s,
                             options.slo_ttft_s_per_prompt_token)
     specs = default_specs(trace, profile, capacity, options)

@@ -297,3 +297,16 @@ def test_the_json_is_strict_and_carries_the_bound_and_trace_figures() -> None:
     for key in ("replica_starts", "replica_starts_per_day", "cold_start_gpu_hours",
                 "worst_hour_attainment", "hours_meeting_target", "bound_gpu_hours"):
         assert key in r
+
+
+def test_compare_refuses_the_request_engine_before_calibrating() -> None:
+    # 14 days at ~860 req/s = 1.04e9 requests: ~730 GB at 700 B each, on no machine here.
+    trace = Trace(name="big", duration_s=14 * 86400.0,
+                  rates_rps=np.full(14 * 144, 860.0), resolution_s=600.0)
+    with pytest.raises(SpecError, match="requests need about"):
+        compare(trace, P8, [PolicyKind.STATIC], ReplayOptions(engine="request"))
+
+
+def test_the_objective_reads_a_whole_spec_as_the_controller_passes_it() -> None:
+    spec = static(1, slo=SLO(ttft_seconds=1.0, ttft_seconds_per_prompt_token=0.001))
+    assert ttft_objective(spec, 3000) == pytest.approx(4.0)  # 1 s + 3,000 x 0.001 s

@@ -173,9 +173,11 @@ class SLO:
                      0.0, 0.01)
 
 
-def ttft_objective(slo: SLO, prompt_tokens: float) -> float:
+def ttft_objective(spec: Spec | SLO, prompt_tokens: float) -> float:
     """The TTFT objective (seconds) of a request with ``prompt_tokens`` prompt tokens: the
-    one rule the replay's scoring, the calibration and the live status all use."""
+    one rule the replay's scoring, the calibration and the live status all use. Live, where
+    only fleet rates are known, pass the mean prompt (prompt-token rate / request rate)."""
+    slo = spec.slo if isinstance(spec, Spec) else spec
     return slo.ttft_seconds + slo.ttft_seconds_per_prompt_token * max(0.0, prompt_tokens)
 
 

@@ -43,7 +43,9 @@ from autoscaler.traces import default_workload, load_trace, scale_trace
 from autoscaler.traces.model import Trace
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_TRACES = HERE.parent.parent / "shared" / "traces"
+ROOT = HERE.parent
+"""Commands run from the clone's root, so the printed ones work pasted there."""
+DEFAULT_TRACES = Path("..") / "shared" / "traces"
 TARGET = 0.99
 PROFILE = "llama3-8b-h100"
 
@@ -55,19 +57,19 @@ PREDICTIVE_GRID = tuple(itertools.product((0.5, 0.75, 0.9, 0.97, 0.99), (0.5, 0.
 
 def _cli() -> list[str]:
     exe = Path(sys.executable).parent / "autoscaler"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "autoscaler.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "autoscaler"]
 
 
 def _has_window_options() -> bool:
     out = subprocess.run([*_cli(), "replay", "--help"], capture_output=True, text=True,
-                         check=False).stdout
+                         check=False, cwd=ROOT).stdout
     return "--start" in out and "--duration" in out
 
 
 def rows(root: Path, quick: bool) -> list[tuple[str, list[str]]]:
     """(label, ``autoscaler replay`` arguments) per README row."""
     out: list[tuple[str, list[str]]] = [("synthetic (embedded, 4 h)", [])]
-    if not root.is_dir():
+    if not (ROOT / root).is_dir():
         print(f"note: {root} not found; only the embedded workload is replayed", file=sys.stderr)
         return out
     conv = root / "AzureLLMInferenceTrace_conv.csv"
@@ -77,11 +79,11 @@ def rows(root: Path, quick: bool) -> list[tuple[str, list[str]]]:
     # The Azure hours average 5.5 and 2.6 req/s: one 8B replica nearly carries them, so they
     # are replayed at x5 as well, where the policies have something to decide.
     for label, path in (("Azure conv 2023", conv), ("Azure code 2023", code)):
-        if path.exists():
+        if (ROOT / path).exists():
             out += [(f"{label} (1 h)", ["--trace", str(path)]),
                     (f"{label} x5", ["--trace", str(path), "--rate-scale", "5"])]
     window = _has_window_options()
-    if not quick and nasa.exists():
+    if not quick and (ROOT / nasa).exists():
         # 0.68 req/s on average: x20 looks like a modest LLM service (~14 req/s).
         if window:
             out.append(("NASA 1995 x20 (first 14 d)", ["--trace", str(nasa), "--rate-scale", "20",
@@ -90,7 +92,7 @@ def rows(root: Path, quick: bool) -> list[tuple[str, list[str]]]:
             print("note: this CLI has no --start/--duration; NASA is replayed whole (58.6 d)",
                   file=sys.stderr)
             out.append(("NASA 1995 x20 (58.6 d)", ["--trace", str(nasa), "--rate-scale", "20"]))
-    if not quick and servegen.exists():
+    if not quick and (ROOT / servegen).exists():
         out.append(("ServeGen m-small (14 d)", ["--trace", str(servegen)]))
     return out
 
@@ -101,7 +103,7 @@ def run_cli(args: list[str]) -> tuple[dict[str, Any], float, str]:
         js = Path(tmp) / "r.json"
         cmd = [*_cli(), "replay", *args, "--no-progress", "--json", str(js)]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise SystemExit(f"{shlex.join(cmd)} failed ({proc.returncode}): "
@@ -153,7 +155,7 @@ def load_row(args: list[str]) -> Trace:
     """The trace a row's arguments replay (for the grid search, in-process)."""
     if "--trace" not in args:
         return default_workload(seed=0)
-    trace = load_trace(args[args.index("--trace") + 1])
+    trace = load_trace(ROOT / args[args.index("--trace") + 1])
     if "--rate-scale" in args:
         trace = scale_trace(trace, rate=float(args[args.index("--rate-scale") + 1]))
     return trace

@@ -118,9 +118,9 @@ PUBLIC = [
     pytest.param("AzureLLMInferenceTrace_conv.csv", 0.0, 1200.0, 3.0, id="azure conv x3, 20 min"),
     pytest.param("AzureLLMInferenceTrace_code.csv", 600.0, 1200.0, 5.0,
                  id="azure code x5, 20 min"),
-    pytest.param("nasa_http_1995/workload.tbz2", 86400.0 * 2, 6 * 3600.0, 20.0,
-                 id="nasa x20, 6 h"),
-    pytest.param("servegen_language_m-small", 0.0, 6 * 3600.0, 1.0, id="servegen, 6 h"),
+    pytest.param("nasa_http_1995/workload.tbz2", 86400.0 * 2, 3 * 3600.0, 20.0,
+                 id="nasa x20, 3 h"),
+    pytest.param("servegen_language_m-small", 0.0, 3 * 3600.0, 1.0, id="servegen, 3 h"),
 ]
 
 

@@ -19,7 +19,7 @@ from autoscaler.replaying import ReplayOptions, compare, comparison_json
 from autoscaler.sim.bound import Items, gpu_hours_lower_bound
 from autoscaler.sim.profiles import load_profile
 from autoscaler.sim.replay import check_memory, replay
-from autoscaler.traces import load_trace
+from autoscaler.traces import default_workload, load_trace
 from autoscaler.traces.model import Trace
 
 P8 = load_profile("llama3-8b-h100")
@@ -115,6 +115,7 @@ def _window(trace: Trace, start_s: float, duration_s: float) -> Trace:
 
 
 PUBLIC = [
+    pytest.param("synthetic", 3600.0, 1800.0, 1.0, id="embedded synthetic, 30 min"),
     pytest.param("AzureLLMInferenceTrace_conv.csv", 0.0, 1200.0, 3.0, id="azure conv x3, 20 min"),
     pytest.param("AzureLLMInferenceTrace_code.csv", 600.0, 1200.0, 5.0,
                  id="azure code x5, 20 min"),
@@ -128,9 +129,10 @@ PUBLIC = [
 def test_no_policy_uses_fewer_gpu_hours_than_the_bound_on_public_traces(
         path: str, start: float, duration: float, scale: float) -> None:
     src = TRACES / path
-    if not src.exists():
+    if path != "synthetic" and not src.exists():
         pytest.skip(f"{src} not present")
-    trace = _window(load_trace(src), start, duration)
+    full = default_workload(seed=0) if path == "synthetic" else load_trace(src)
+    trace = _window(full, start, duration)
     if scale != 1.0:
         from autoscaler.traces import scale_trace
         trace = scale_trace(trace, rate=scale)

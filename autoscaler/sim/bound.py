@@ -159,16 +159,19 @@ def request_items(arrival_s: FloatArray, prompt_tokens: FloatArray, objective_s:
                  impossible=(work > objective_s).astype(np.float64))
 
 
-def fluid_items(arrivals_per_tick: FloatArray, tick_s: float, mu_rps: float,
-                prefill_s: float, objective_s: float) -> Items:
-    """Items of the fluid engine: one per tick, 1/mu per request, one tick of slack."""
+def fluid_items(arrivals_per_tick: FloatArray, tick_s: float, mu_rps: float | FloatArray,
+                prefill_s: float | FloatArray, objective_s: float | FloatArray) -> Items:
+    """Items of the fluid engine: one per tick, 1/mu per request, two ticks of slack (the
+    arrival's place inside its tick, and service read per tick). ``mu_rps``, ``prefill_s``
+    and ``objective_s`` may be per tick (token means that change over time)."""
     a = np.asarray(arrivals_per_tick, dtype=np.float64)
     n = len(a)
-    impossible = a if prefill_s > objective_s else np.zeros(n)
+    mu = np.broadcast_to(np.asarray(mu_rps, dtype=np.float64), (n,))
+    pre = np.broadcast_to(np.asarray(prefill_s, dtype=np.float64), (n,))
+    obj = np.broadcast_to(np.asarray(objective_s, dtype=np.float64), (n,))
     return Items(arrival_s=np.arange(n, dtype=np.float64) * tick_s, count=a,
-                 work_s=np.full(n, 1.0 / mu_rps),
-                 deadline_s=np.full(n, objective_s + 2.0 * tick_s),
-                 impossible=np.asarray(impossible, dtype=np.float64))
+                 work_s=1.0 / mu, deadline_s=obj + 2.0 * tick_s,
+                 impossible=np.where(pre > obj, a, 0.0))
 
 
 def floor_of(min_replicas: int, initial_replicas: int, gpu_quota: int | None) -> float:

@@ -4,19 +4,22 @@ refusal and the length-aware TTFT objective."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.config import parse_spec
 from autoscaler.core.spec import SLO, Capacity, PolicyKind, Spec, ttft_objective
 from autoscaler.core.types import Decision, Reason, Signal, Snapshot, State
 from autoscaler.errors import SpecError
 from autoscaler.replaying import ReplayOptions, compare, comparison_json
-from autoscaler.sim.bound import Items, gpu_hours_lower_bound
+from autoscaler.sim.bound import Items, _windowed, gpu_hours_lower_bound
 from autoscaler.sim.profiles import load_profile
 from autoscaler.sim.replay import check_memory, replay
 from autoscaler.traces import default_workload, load_trace
@@ -312,3 +315,63 @@ def test_compare_refuses_the_request_engine_before_calibrating() -> None:
 def test_the_objective_reads_a_whole_spec_as_the_controller_passes_it() -> None:
     spec = static(1, slo=SLO(ttft_seconds=1.0, ttft_seconds_per_prompt_token=0.001))
     assert ttft_objective(spec, 3000) == pytest.approx(4.0)  # 1 s + 3,000 x 0.001 s
+
+
+def _slow_windowed(arr: list[float], cnt: list[float], work: list[float], dl: list[float],
+                   duration: float, floor: float, length: float, droppable: float) -> float:
+    """The partition bound spelled out with loops: windows [k L, (k+1) L), contained items'
+    work per window, then drops taken one unit at a time from the window item with the
+    largest work whose window still has excess."""
+    edges = [0.0]
+    while edges[-1] + length < duration:
+        edges.append(edges[-1] + length)
+    edges.append(duration)
+    wins = []
+    for lo, hi in itertools.pairwise(edges):
+        items = [[w, c] for a, c, w, d in zip(arr, cnt, work, dl, strict=True)
+                 if lo <= a < hi and a + d <= hi + 1e-9 and c > 0]
+        wins.append((hi - lo, items))
+    total = 0.0
+    excess = []
+    for width, items in wins:
+        w_sum = sum(w * c for w, c in items)
+        total += max(floor * width, w_sum)
+        excess.append(max(0.0, w_sum - floor * width))
+    left = droppable
+    while left > 1e-12:
+        best = None  # (work, window, item) with the largest work and excess left
+        for j, (_, items) in enumerate(wins):
+            if excess[j] <= 1e-12:
+                continue
+            for it in items:
+                if it[1] > 1e-12 and (best is None or it[0] > best[0]):
+                    best = (it[0], j, it)
+        if best is None:
+            break
+        w, j, it = best
+        units = min(left, it[1], excess[j] / w)
+        saved = units * w
+        total -= saved
+        excess[j] -= saved
+        it[1] -= units
+        left -= units
+    return max(floor * duration, total)
+
+
+@given(
+    items=st.lists(st.tuples(st.floats(0, 59.9), st.integers(1, 3), st.sampled_from(
+        [0.05, 0.1, 0.4, 1.0]), st.sampled_from([1.0, 2.0, 5.0])), min_size=1, max_size=40),
+    floor=st.sampled_from([0.0, 0.5, 1.0]), length=st.sampled_from([7.0, 15.0, 60.0]),
+    droppable=st.sampled_from([0.0, 1.0, 2.5, 10.0]))
+@settings(max_examples=150, deadline=None)
+def test_the_windowed_bound_matches_a_slow_reference(
+        items: list[tuple[float, int, float, float]], floor: float, length: float,
+        droppable: float) -> None:
+    arr, cnt, work, dl = (list(x) for x in zip(*items, strict=True))
+    it = Items(arrival_s=np.asarray(arr), count=np.asarray(cnt, dtype=np.float64),
+               work_s=np.asarray(work), deadline_s=np.asarray(dl),
+               impossible=np.zeros(len(arr)))
+    fast = _windowed(it, it.count, 60.0, floor, length, 0.0, droppable)
+    slow = _slow_windowed(arr, [float(c) for c in cnt], work, dl, 60.0, floor, length,
+                          droppable)
+    assert fast == pytest.approx(slow, abs=1e-9)

@@ -32,6 +32,7 @@ from autoscaler.sim.profiles import ReplicaProfile
 from autoscaler.sim.replay import check_memory, replay
 from autoscaler.sim.result import ReplayResult
 from autoscaler.traces.model import Trace
+from autoscaler.traces.stats import collection_gap_count, interarrival_cv
 
 DEFAULT_POLICIES: tuple[PolicyKind, ...] = (
     PolicyKind.HPA, PolicyKind.KPA, PolicyKind.PREDICTIVE, PolicyKind.HINDSIGHT, PolicyKind.STATIC)
@@ -192,29 +193,6 @@ def _num(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def interarrival_cv(trace: Trace) -> float | None:
-    """Coefficient of variation of the replayed inter-arrival times.
-
-    Request-level traces: std / mean of the gaps between arrivals (collection gaps left
-    out). Rate-level traces: the fluid engine gets smooth per-second rates, so the CV of
-    their arrivals is estimated from the per-second counts' dispersion around a 60-s local
-    mean, sqrt(variance / mean), which for a renewal process tends to the inter-arrival CV
-    (Poisson: 1). None when fewer than two arrivals."""
-    if trace.arrivals_s is not None:
-        arr = trace.arrivals_s
-        d = np.diff(arr)
-        for g0, g1 in trace.gaps:  # a gap's span is not an inter-arrival time
-            d = d[~((arr[:-1] < g1) & (arr[1:] >= g0) & (arr[1:] - arr[:-1] >= g1 - g0))]
-        return float(np.std(d) / np.mean(d)) if len(d) > 1 and np.mean(d) > 0 else None
-    counts = trace.binned_rates(1.0)
-    if counts.sum() <= 1:
-        return None
-    k = 60
-    local = np.convolve(counts, np.ones(k) / k, mode="same")
-    m = float(counts.mean())
-    return float(math.sqrt(float(np.mean((counts - local) ** 2)) / m)) if m > 0 else None
-
-
 def comparison_json(comparison: Comparison) -> dict[str, Any]:
     """The documented JSON shape (more keys allowed). Strict JSON: a TTFT percentile that is
     infinite (requests never served) is null, with a note."""
@@ -255,7 +233,7 @@ def comparison_json(comparison: Comparison) -> dict[str, Any]:
         "trace": {"name": trace.name, "requests": round(trace.request_count),
                   "duration_s": float(trace.duration_s),
                   "interarrival_cv": interarrival_cv(trace),
-                  "collection_gaps": len(trace.gaps)},
+                  "collection_gaps": collection_gap_count(trace)},
         "slo": {"ttft_s": comparison.options.slo_ttft_s,
                 "ttft_s_per_prompt_token": comparison.options.slo_ttft_s_per_prompt_token,
                 "target_attainment": target},

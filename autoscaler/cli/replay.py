@@ -29,6 +29,7 @@ def add_parser(sub: Any) -> None:
                        description="Replay a request trace through a simulated inference "
                        "fleet under each policy and compare SLO attainment and GPU-hours.")
     c.add_trace_arguments(p)
+    c.add_window_arguments(p)
     p.add_argument("--policies", default=DEFAULT_POLICIES,
                    help=f"comma-separated: {DEFAULT_POLICIES}")
     p.add_argument("--profile", default=DEFAULT_PROFILE,
@@ -81,6 +82,8 @@ class ReplayCommand:
     max_replicas: int | None
     rate_scale: float
     time_scale: float
+    start: str | None
+    duration: str | None
     specs: tuple[str, ...]
     json_out: str | None
     report: str | None
@@ -95,7 +98,8 @@ class ReplayCommand:
             slo_ttft_s=args.slo_ttft, slo_ttft_s_per_prompt_token=args.slo_ttft_per_prompt_token,
             gpu_quota=args.gpu_quota, cold_start_s=args.cold_start, engine=args.engine,
             seed=args.seed, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
-            rate_scale=args.rate_scale, time_scale=args.time_scale, specs=tuple(args.spec),
+            rate_scale=args.rate_scale, time_scale=args.time_scale, start=args.start,
+            duration=args.duration, specs=tuple(args.spec),
             json_out=args.json, report=args.report, decisions=args.decisions,
             progress=not args.no_progress)
 
@@ -125,7 +129,8 @@ def run_replay(cmd: ReplayCommand) -> int:
         raise SpecError("--min-replicas", cmd.min_replicas,
                         f"<= --max-replicas ({cmd.max_replicas})")
     trace = c.load_trace_input(cmd.trace, cmd.trace_format, seed=cmd.seed,
-                               rate_scale=cmd.rate_scale, time_scale=cmd.time_scale)
+                               rate_scale=cmd.rate_scale, time_scale=cmd.time_scale,
+                               start=cmd.start, duration=cmd.duration)
     profile = c.load_profile_input(cmd.profile)
     overrides: dict[PolicyKind, Spec] = {}
     for path in cmd.specs:

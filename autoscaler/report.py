@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from autoscaler.replaying import Comparison
 
 COLORS = {"hpa": "#d62728", "kpa": "#9467bd", "predictive": "#2ca02c", "hindsight": "#1f77b4",
+          "oracle": "#1f77b4",  # the old name of hindsight (the tuning report still uses it)
           "static": "#7f7f7f"}
 
 

@@ -321,7 +321,12 @@ def _scored_fluid(setup: Setup) -> tuple[Scored, bnd.Items]:
     n = len(fl.arrivals)
     scored = Scored(time_s=np.arange(n, dtype=np.float64) * fl.tick_s, weight=fl.arrivals,
                     met=fl.met, ttft_s=fl.ttft)
-    items = bnd.fluid_items(fl.arrivals, fl.tick_s, fl.capacity_rps, setup.fluid_prefill_s,
+    # The bound needs each tick's own capacity where the engine's varies with the token mix
+    # over time (a mean would overstate the work of a tick with short requests).
+    mu = np.asarray(getattr(fl, "_mu", fl.capacity_rps), dtype=np.float64)
+    if mu.size not in (1, n):  # unknown layout: the largest capacity keeps it a lower bound
+        mu = np.full(n, float(mu.max()))
+    items = bnd.fluid_items(fl.arrivals, fl.tick_s, mu, setup.fluid_prefill_s,
                             setup.fluid_objective_s)
     return scored, items
 

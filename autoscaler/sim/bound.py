@@ -10,10 +10,13 @@ deadline D_i (the TTFT objective, ``ttft_objective(slo, prompt_i)``, plus the en
 timing slack) and a unit work w_i in replica-seconds that must be done by a ready replica
 between a_i and a_i + D_i for the request to meet its objective:
 
-* request engine: w_i = prompt_i / prefill_tokens_per_s. A request's first token is the end
-  of its prefill, and a replica prefills at most ``prefill_tokens_per_s`` tokens per second
-  (the engine prefills one request at a time at exactly that rate), so a request that meets
-  its objective received w_i replica-seconds of prefill inside [a_i, a_i + D_i].
+* request engine: w_i = prompt_i / prefill_tokens_per_s. A request's first token comes at
+  the end of the step that prefills its prompt's last chunk, and a replica prefills at most
+  ``prefill_tokens_per_s`` (= 1 / step_per_prefill_token_s) tokens per second: every step
+  lasts step_base_s + step_per_prefill_token_s x its prefill tokens + step_per_decode_seq_s
+  x its decodes >= step_per_prefill_token_s x its prefill tokens. So a request that meets
+  its objective received w_i replica-seconds of prefill inside [a_i, a_i + D_i] (a
+  preempted request's recomputed prefill only adds work).
 * fluid engine: w_i = 1 / mu, mu = ``max_throughput_rps`` of the trace's mean token mix:
   the fluid fleet serves at most R x mu requests per second with R ready replicas, FIFO,
   and counts an arrival as met only when the backlog ahead of it drains within its

@@ -39,12 +39,12 @@ import numpy as np
 
 from autoscaler.core import decide as core_decide
 from autoscaler.core.policies.common import replicas_for_rate
-from autoscaler.core.spec import PolicyKind, Spec, ttft_objective
+from autoscaler.core.spec import PolicyKind, Spec
 from autoscaler.core.types import Decision, Snapshot, State
 from autoscaler.errors import SpecError
 from autoscaler.sim import bound as bnd
 from autoscaler.sim.fleet import Engine, gpu_seconds, provisioned_stats
-from autoscaler.sim.fluid_engine import FluidEngine
+from autoscaler.sim.fluid_engine import FluidEngine, token_means_per_tick
 from autoscaler.sim.hindsight import Foresight, decide_with
 from autoscaler.sim.observe import FakePrometheus
 from autoscaler.sim.profiles import ReplicaProfile
@@ -115,13 +115,6 @@ def _poisson_requests(trace: Trace, seed: int) -> tuple[FloatArray, IntArray, In
             np.full(n, round(mix.mean_output_tokens), dtype=np.int64))
 
 
-def _token_means(trace: Trace) -> tuple[float, float]:
-    if trace.prompt_tokens is not None and trace.output_tokens is not None and len(
-            trace.prompt_tokens):
-        return float(np.mean(trace.prompt_tokens)), float(np.mean(trace.output_tokens))
-    return trace.token_mix.mean_prompt_tokens, trace.token_mix.mean_output_tokens
-
-
 def lead_time_s(spec: Spec, profile: ReplicaProfile, actuation_delay_s: float) -> float:
     """Longest time from a decision until the replicas asked at the next one can serve."""
     return (profile.cold_start_s + profile.cold_start_jitter_s + spec.sync_period_s
@@ -153,9 +146,10 @@ class Setup:
     gpu_quota: int | None
     prompts: FloatArray | None = None
     """Prompt tokens per request (request engine)."""
-    fluid_objective_s: float = math.nan
-    fluid_prefill_s: float = math.nan
-    """Unloaded prefill time of the mean prompt (fluid engine), seconds."""
+    fluid_objective_s: float | FloatArray = math.nan
+    """TTFT objective of each tick's mean prompt (fluid engine), seconds."""
+    fluid_prefill_s: float | FloatArray = math.nan
+    """Prefill work of each tick's mean prompt (fluid engine), seconds."""
 
 
 def _validate(engine: str, scrape_interval_s: float, rate_window_s: float,
@@ -210,15 +204,18 @@ def set_up(trace: Trace, spec: Spec, profile: ReplicaProfile, *, engine: str = "
         req = RequestEngine(profile, arr, pt, ot, initial_replicas=running, seed=seed)
         return Setup(req, req, None, start, duration, gpu_quota,
                      prompts=pt.astype(np.float64))
-    p_mean, o_mean = _token_means(trace)
     rates = trace.binned_rates(1.0)
     if trace.gaps:
         rates = rates * _outside_gaps(np.arange(len(rates), dtype=np.float64), trace.gaps)
-    objective = ttft_objective(spec.slo, p_mean)
+    p_mean, o_mean = token_means_per_tick(trace, len(rates))
+    # ttft_objective for every tick's mean prompt at once (the same arithmetic, vectorised)
+    objective = (spec.slo.ttft_seconds
+                 + spec.slo.ttft_seconds_per_prompt_token * np.maximum(0.0, p_mean))
     fl = FluidEngine(profile, rates, prompt_tokens=p_mean, output_tokens=o_mean,
                      slo_ttft_s=objective, initial_replicas=running, seed=seed)
     return Setup(fl, None, fl, start, duration, gpu_quota, fluid_objective_s=objective,
-                 fluid_prefill_s=p_mean / profile.prefill_tokens_per_s)
+                 fluid_prefill_s=np.asarray(p_mean, dtype=np.float64)
+                 * profile.step_per_prefill_token_s)
 
 
 # --- loop -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 
 ## Replay the embedded synthetic workload through every policy; writes reports/demo/index.html
 demo: $(STAMP)
+	mkdir -p reports
 	$(VENV)/bin/autoscaler replay --report reports/demo
 
 ## The whole test suite: lint (ruff, mypy, import contracts), unit tests, then the

@@ -78,6 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _runner(args.command)(args)
     except AutoscalerError as exc:
         return c.report_error(name, exc)
+    except MemoryError:
+        # The last resort for inputs whose size we could not bound up front (the loaders
+        # estimate memory before they allocate; this catches what they miss).
+        print(c.one_line(f"autoscaler {name}: error: out of memory; the input is too large "
+                         "for this machine (a shorter trace, a smaller --rate-scale or "
+                         "--engine fluid needs less)"), file=sys.stderr)
+        return c.EXIT_SPEC
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return c.EXIT_INTERRUPTED

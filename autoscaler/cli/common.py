@@ -20,7 +20,8 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 from autoscaler.errors import AutoscalerError, SpecError, TransientError
 
 if TYPE_CHECKING:
-    from autoscaler.core.spec import PolicyKind
+    from autoscaler.config import SpecDocument
+    from autoscaler.core.spec import PolicyKind, Spec
     from autoscaler.sim.profiles import ReplicaProfile
     from autoscaler.traces.model import Trace
 
@@ -140,6 +141,22 @@ NON_NEGATIVE_INT = Range(low=0, whole=True)
 SEED = Range(low=0, high=2**32 - 1, whole=True)
 
 
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+
+
+def seconds(option: str, text: str, allowed: str) -> float:
+    """``"90"``, ``"90s"``, ``"15m"``, ``"1.5h"``, ``"2d"`` -> seconds (finite, >= 0)."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([smhd]?)\s*", text)
+    if m is None:
+        raise SpecError(option, text, allowed)
+    value = float(m.group(1)) * _UNIT_S[m.group(2)]
+    if not math.isfinite(value):
+        raise SpecError(option, text, allowed)
+    return value
+
+
 # --- policy lists -------------------------------------------------------------------------
 
 def policy_list(option: str, text: str,
@@ -191,6 +208,42 @@ def load_profile_input(name: str) -> ReplicaProfile:
     from autoscaler.sim.profiles import load_profile
 
     return load_profile(name)
+
+
+def load_spec_input(path: str) -> Spec:
+    """A spec file as ``--spec`` and ``validate`` read it: a bare spec, or a whole
+    ``InferenceAutoscaler`` checked as the controller checks it."""
+    from autoscaler.config import CUSTOM_RESOURCE_KIND, read_spec_file, spec_from_document
+
+    doc = read_spec_file(path)
+    if isinstance(doc.data, dict) and doc.data.get("kind") == CUSTOM_RESOURCE_KIND:
+        return custom_resource_spec(doc)
+    return spec_from_document(doc)
+
+
+def custom_resource_spec(doc: SpecDocument) -> Spec:
+    """The spec of an ``InferenceAutoscaler`` document; every schema error at once, each
+    with its line."""
+    from pydantic import ValidationError
+
+    from autoscaler.config import validation_error
+    from autoscaler.controller.resource import InferenceAutoscalerSpecModel, parse_autoscaler
+
+    data = doc.data
+    if not isinstance(data.get("spec"), dict):
+        raise SpecError("spec", data.get("spec"), "", source=doc.where(("spec",)),
+                        problem="required, but missing (an InferenceAutoscaler needs a spec "
+                        "mapping)")
+    try:
+        InferenceAutoscalerSpecModel.model_validate(data["spec"])
+    except ValidationError as exc:
+        raise validation_error(exc, doc, ("spec",), InferenceAutoscalerSpecModel,
+                               "spec.") from exc
+    try:
+        return parse_autoscaler(data).spec
+    except SpecError as exc:  # a cross-field rule: find the line of the field it names
+        loc = tuple(exc.field.split("[")[0].split("."))
+        raise SpecError(exc.field, exc.value, exc.allowed, source=doc.where(loc)) from exc
 
 
 # --- outputs ------------------------------------------------------------------------------

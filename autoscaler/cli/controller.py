@@ -7,9 +7,12 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from autoscaler.core import defaults as d
+from autoscaler.errors import SpecError, short_repr
 
 
 def add_parser(subparsers: Any) -> None:
@@ -51,7 +54,110 @@ def add_parser(subparsers: Any) -> None:
                    help="withhold decisions older than this many seconds")
 
 
+MAX_KUBECONFIG_BYTES = 16 << 20
+"""Kubeconfigs with embedded certificates for dozens of clusters stay under 1 MiB."""
+
+
 def run(args: argparse.Namespace) -> int:
+    check_kubeconfig(args.kubeconfig, os.environ)
+    if not args.tick > 0 or args.tick == float("inf"):
+        raise SpecError("--tick", args.tick, "a number of seconds > 0")
+    if not 1 <= args.lease_duration <= 3600:
+        raise SpecError("--lease-duration", args.lease_duration, "a whole number of seconds "
+                        ">= 1 and <= 3600")
+    for option, port in (("--metrics-port", args.metrics_port),
+                         ("--external-metrics-port", args.external_metrics_port)):
+        if not 0 <= port <= 65535:
+            raise SpecError(option, port, "a port, 0..65535")
     from autoscaler.controller.main import run_controller
 
     return run_controller(args)
+
+
+def check_kubeconfig(path: str | None, env: Mapping[str, str]) -> None:
+    """Refuse a kubeconfig the Kubernetes client would fail on, as one line naming the file
+    (and the line), before any client is built.
+
+    Without ``--kubeconfig`` the client uses the in-cluster service account when it runs in a
+    pod (``KUBERNETES_SERVICE_HOST`` set), else ``$KUBECONFIG`` (its first file), else
+    ``~/.kube/config``: the same file is checked here."""
+    option = "--kubeconfig"
+    if path is None:
+        if env.get("KUBERNETES_SERVICE_HOST"):
+            return
+        first = (env.get("KUBECONFIG") or "").split(os.pathsep)[0]
+        path = first or str(Path("~/.kube/config").expanduser())
+        option = "KUBECONFIG" if first else "~/.kube/config (no --kubeconfig, not in a pod)"
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_KUBECONFIG_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(option, path, "", source=path,
+                        problem=f"cannot read the kubeconfig ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_KUBECONFIG_BYTES:
+        raise SpecError(option, path, "", source=path,
+                        problem=f"over {MAX_KUBECONFIG_BYTES:,} bytes: not a kubeconfig")
+    try:
+        import yaml
+
+        root = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
+        doc = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(option, path, "", source=path,
+                        problem="not UTF-8 text: not a kubeconfig") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else path
+        raise SpecError(option, path, "", source=where,
+                        problem=f"not valid YAML ({getattr(exc, 'problem', None) or exc})") \
+            from exc
+    except RecursionError as exc:
+        raise SpecError(option, path, "", source=path,
+                        problem="nested too deeply: not a kubeconfig") from exc
+
+    def fail(loc: tuple[str | int, ...], problem: str) -> SpecError:
+        from autoscaler.config import SpecDocument, field_path
+
+        where = SpecDocument(path or "", doc, root).where(loc)
+        return SpecError(field_path(loc) or "(kubeconfig)", None, "", source=where,
+                         problem=problem)
+
+    if not isinstance(doc, dict):
+        raise fail((), "not a kubeconfig (expected a mapping with clusters, contexts, "
+                       "users and current-context)")
+
+    def named(section: str) -> dict[str, Any]:
+        entries = doc.get(section)
+        if entries is None:
+            return {}
+        if not isinstance(entries, list):
+            raise fail((section,), "must be a list of {name: ..., " +
+                       section.removesuffix("s") + ": {...}}")
+        out: dict[str, Any] = {}
+        for i, entry in enumerate(entries):
+            if not (isinstance(entry, dict) and isinstance(entry.get("name"), str)):
+                raise fail((section, i), "each entry needs a name")
+            out[entry["name"]] = entry.get(section.removesuffix("s"))
+        return out
+
+    clusters, contexts, users = named("clusters"), named("contexts"), named("users")
+    current = doc.get("current-context")
+    if not isinstance(current, str) or not current:
+        raise fail(("current-context",), "missing: the context to use is not set "
+                   "(kubectl config use-context NAME)")
+    if current not in contexts:
+        raise fail(("current-context",), f"{short_repr(current)} names no entry of contexts "
+                   f"(known: {', '.join(sorted(contexts)) or 'none'})")
+    context = contexts[current]
+    if not isinstance(context, dict):
+        raise fail(("contexts",), f"context {short_repr(current)} has no context mapping")
+    cluster = clusters.get(str(context.get("cluster")))
+    if not isinstance(cluster, dict) or not isinstance(cluster.get("server"), str):
+        raise fail(("contexts",), f"context {short_repr(current)} names cluster "
+                   f"{short_repr(context.get('cluster'))}, which is not in clusters or has "
+                   "no server")
+    user = context.get("user")
+    if user is not None and user not in users:
+        raise fail(("contexts",), f"context {short_repr(current)} names user "
+                   f"{short_repr(user)}, which is not in users")

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 SHARD_FORMAT = "autoscaler-tune-shard/1"
 DEFAULT_BUDGET = "40"
 STORAGE_NAME = "tune-journal.log"
+MAX_BUDGET = 100_000
+"""Candidates per policy: at ~1 s a replay, 100,000 is a day of work; 1e12 is a typo."""
+MAX_WORKERS = 1024
+MAX_SHARDS = 100_000
 _POLICY_ALLOWED = f"comma-separated names from {', '.join(k.value for k in TUNABLE)}"
 
 
@@ -99,8 +103,8 @@ def add_parser(subparsers: Any) -> None:
     _add_outputs(mp)
 
 
-def _whole(option: str, text: str, lo: int) -> int:
-    return c.Range(low=lo, whole=True).parse_int(option, text)
+def _whole(option: str, text: str, lo: int, hi: int | None = None) -> int:
+    return c.Range(low=lo, high=hi, whole=True).parse_int(option, text)
 
 
 def _policies(text: str) -> tuple[PolicyKind, ...]:
@@ -130,7 +134,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
     s = TuneSettings(
         policies=_policies(args.policy),
-        budget=_whole("--budget", args.budget, 1),
+        budget=_whole("--budget", args.budget, 1, MAX_BUDGET),
         attainment=c.Range(low=0, low_open=True, high=1).parse("--attainment",
                                                                args.attainment),
         slo_ttft_s=c.Range(low=0, low_open=True, unit="seconds").parse("--slo-ttft",
@@ -142,12 +146,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return s
 
 
-def _progress(enabled: bool, total: int, desc: str) -> Any:
-    if not (enabled and sys.stderr.isatty()):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="replay", file=sys.stderr)
+def _trial_note(cand: Any) -> str:
+    """``hpa: 1.23 GPU-h at 99.1%`` for the trial just finished (what a log reader wants)."""
+    if getattr(cand, "error", None):
+        return f"{cand.policy}: failed"
+    return f"{cand.policy}: {cand.gpu_hours:.2f} GPU-h at {cand.attainment:.1%}"
 
 
 def _write(path: str, text: str, option: str) -> None:
@@ -182,32 +185,75 @@ def _emit(outcome: Any, doc: dict[str, Any], args: argparse.Namespace, out: Any)
                "--emit-spec")
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unwritable outputs before a run of many minutes, not after it."""
+    if args.json_out and args.json_out != "-":
+        c.writable_path("--json", args.json_out)
+    if args.emit_spec:
+        c.writable_path("--emit-spec", args.emit_spec)
+    if args.report:
+        c.output_dir("--report", args.report)
+
+
+def check_journal(path: Path) -> None:
+    """An existing ``--storage`` file must be an optuna journal (JSON lines, each with an
+    ``op_code``): optuna itself fails on anything else with a traceback, after the set-up."""
+    if path.exists() and not path.is_file():
+        raise SpecError("--storage", str(path), "", problem=f"{path} is not a file")
+    if not path.exists():
+        c.writable_path("--storage", path)
+        return
+    try:
+        with path.open("rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw.decode("utf-8"))
+                except ValueError:  # bad UTF-8 or bad JSON
+                    record = None
+                if not (isinstance(record, dict) and "op_code" in record):
+                    raise SpecError("--storage", str(path), "", source=f"{path}:{number}",
+                                    problem="not an optuna journal record; give a journal "
+                                    "an earlier `autoscaler tune` wrote, or a new file name")
+    except OSError as exc:
+        raise SpecError("--storage", str(path), "", problem=f"cannot read {path} "
+                        f"({exc.strerror or exc})") from exc
+
+
 def _run_search(args: argparse.Namespace) -> int:
     from autoscaler.tuning import finish, outcome_json, prepare, search, sweep
 
     settings = settings_from_args(args)
-    workers = _whole("--workers", args.workers, 1)
-    trace, profile = load_inputs(trace_args(args))
-    ctx = prepare(trace, profile, settings)
-    show = not args.no_progress
+    workers = _whole("--workers", args.workers, 1, MAX_WORKERS)
+    check_outputs(args)
+    storage = (Path(args.storage) if args.storage
+               else Path(args.report) / STORAGE_NAME if args.report else None)
     if args.sweep:
         shards = (workers if args.shards is None
-                  else _whole("--shards", args.shards, 1))
-        bar = _progress(show, shards, "tune sweep (shards)")
-        cands = sweep(ctx, shards=shards, workers=workers,
-                      on_shard=None if bar is None else (lambda _i: bar.update(1)))
-        method = "sweep"
+                  else _whole("--shards", args.shards, 1, MAX_SHARDS))
     else:
         if args.shards is not None:
             raise SpecError("--shards", args.shards, "only with --sweep")
-        storage = (Path(args.storage) if args.storage
-                   else Path(args.report) / STORAGE_NAME if args.report else None)
-        bar = _progress(show, settings.budget * len(settings.policies), "tune")
-        cands = search(ctx, storage=storage, workers=workers,
-                       on_result=None if bar is None else (lambda _c: bar.update(1)))
+        if storage is not None:
+            check_journal(storage)
+    trace, profile = load_inputs(trace_args(args))
+    c.note(f"tune: trace {trace.name}, {trace.duration_s / 3600:.2f} h; profile "
+           f"{profile.name}; SLO TTFT <= {settings.slo_ttft_s:g} s at attainment >= "
+           f"{settings.attainment:g}; policies {', '.join(k.value for k in settings.policies)}")
+    ctx = prepare(trace, profile, settings)
+    show = not args.no_progress
+    if args.sweep:
+        with c.Progress(shards, "tune sweep", unit="shard", enabled=show) as bar:
+            cands = sweep(ctx, shards=shards, workers=workers,
+                          on_shard=lambda _i: bar.update(1))
+        method = "sweep"
+    else:
+        with c.Progress(settings.budget * len(settings.policies), "tune", unit="trial",
+                        enabled=show) as bar:
+            cands = search(ctx, storage=storage, workers=workers,
+                           on_result=lambda cand: bar.update(1, _trial_note(cand)))
         method = "tpe"
-    if bar is not None:
-        bar.close()
     outcome = finish(ctx, cands, method)
     _emit(outcome, outcome_json(outcome), args, sys.stdout)
     return 0
@@ -222,7 +268,7 @@ def _run_shard(args: argparse.Namespace) -> int:
     from autoscaler.tuning.searching import candidate_json, settings_json
 
     settings = settings_from_args(args)
-    shards = _whole("--shards", args.shards, 1)
+    shards = _whole("--shards", args.shards, 1, MAX_SHARDS)
     index = c.Range(low=0, high=shards, high_open=True, whole=True).parse_int("--index",
                                                                             args.index)
     c.output_dir("--out", args.out)
@@ -232,7 +278,7 @@ def _run_shard(args: argparse.Namespace) -> int:
     cands = run_shard(ctx, index, shards)
     doc = {"format": SHARD_FORMAT, "settings": settings_json(settings), "inputs": targs,
            "shard": {"index": index, "shards": shards},
-           "candidates": [candidate_json(c) for c in cands]}
+           "candidates": [candidate_json(cand) for cand in cands]}
     path = shard_path(args.out, index, shards)
     # Write then rename: a pod killed mid-write leaves no half file for the merge to read.
     tmp = path.with_suffix(".json.tmp")
@@ -244,6 +290,8 @@ def _run_shard(args: argparse.Namespace) -> int:
 
 def _run_merge(args: argparse.Namespace) -> int:
     from autoscaler.tuning import finish, outcome_json, prepare
+
+    check_outputs(args)
     from autoscaler.tuning.searching import (
         candidate_from_json,
         merge_candidates,
@@ -262,6 +310,10 @@ def _run_merge(args: argparse.Namespace) -> int:
             raise AutoscalerError(f"merge {f}: not a readable shard file: {exc}") from exc
         if not isinstance(d, dict) or d.get("format") != SHARD_FORMAT:
             raise AutoscalerError(f"merge {f}: not a {SHARD_FORMAT} file")
+        if not (isinstance(d.get("settings"), dict) and isinstance(d.get("inputs"), dict)
+                and isinstance(d.get("shard"), dict) and isinstance(d.get("candidates"), list)):
+            raise AutoscalerError(f"merge {f}: a {SHARD_FORMAT} file needs settings, inputs, "
+                                  "shard and candidates")
         docs.append(d)
     first = docs[0]
     for f, d in zip(files, docs, strict=True):
@@ -269,13 +321,17 @@ def _run_merge(args: argparse.Namespace) -> int:
             if d[key] != first[key]:
                 raise AutoscalerError(f"merge {f}: {key} differ from {files[0].name}'s "
                                       "(shards of different runs in one folder?)")
-        if d["shard"]["shards"] != first["shard"]["shards"]:
+        if d["shard"].get("shards") != first["shard"].get("shards"):
             raise AutoscalerError(f"merge {f}: shard count differs from {files[0].name}'s")
-    settings = settings_from_json(first["settings"])
+    try:
+        settings = settings_from_json(first["settings"])
+        parts = [[candidate_from_json(cand) for cand in d["candidates"]] for d in docs]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AutoscalerError(f"merge {folder}: a shard file has a malformed field: "
+                              f"{exc!r}") from exc
     trace, profile = load_inputs(first["inputs"])
     ctx = prepare(trace, profile, settings)
-    cands = merge_candidates([[candidate_from_json(c) for c in d["candidates"]] for d in docs],
-                             settings)
+    cands = merge_candidates(parts, settings)
     outcome = finish(ctx, cands, "sweep")
     _emit(outcome, outcome_json(outcome), args, sys.stdout)
     return 0

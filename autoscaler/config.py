@@ -325,8 +325,9 @@ def read_spec_text(text: str, *, source: str = "<spec>") -> SpecDocument:
         raise SpecError("(file)", len(text), "", source=source,
                         problem=f"{len(text):,} characters; a spec has at most "
                         f"{MAX_SPEC_BYTES:,}")
-    loader = _UniqueKeyLoader(text)
+    loader: _UniqueKeyLoader | None = None
     try:
+        loader = _UniqueKeyLoader(text)  # reads the stream: a control character fails here
         root = loader.get_single_node()
         if root is not None and _expanded_nodes(root, MAX_YAML_NODES) > MAX_YAML_NODES:
             raise SpecError("(yaml)", None, "", source=source,
@@ -347,7 +348,8 @@ def read_spec_text(text: str, *, source: str = "<spec>") -> SpecDocument:
         raise SpecError("(yaml)", None, "", source=source,
                         problem="nested too deeply to be a spec") from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return SpecDocument(source, data, root)
 
 
@@ -472,8 +474,9 @@ def _problems(exc: ValidationError, doc: SpecDocument, prefix: tuple[str | int, 
             # A cross-field rule ("minReplicas must be <= maxReplicas"): blame the field the
             # message starts with and show its value, not the whole mapping.
             first = allowed.split(" ", 1)[0]
-            if any(first in (name, f.alias) for name, f in model.model_fields.items()):
-                loc, field = (first,), first
+            named = tuple(first.split("."))
+            if any(named[0] in (name, f.alias) for name, f in model.model_fields.items()):
+                loc, field = named, first
                 value = _lookup(doc.data, prefix + loc)
         if err["type"] == "extra_forbidden":
             out.append(_Problem(doc.line_of(prefix + loc) or 0, doc.where(prefix + loc),

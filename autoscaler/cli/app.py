@@ -22,6 +22,14 @@ from autoscaler.errors import AutoscalerError
 
 Runner = Callable[[argparse.Namespace], int]
 
+EXIT_CODES = f"""exit codes:
+  {c.EXIT_OK}    done
+  {c.EXIT_TRANSIENT}    a dependency failed in a way that may pass (Prometheus unreachable, a
+       timeout): retrying later may help
+  {c.EXIT_SPEC}    bad input (an option, a file, a spec): the one line on stderr names the file
+       and line, or the option or field and its allowed range
+  {c.EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
+
 # command -> (module, its add-parser function, its run function), in --help order.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "replay": ("autoscaler.cli.replay", "add_parser", "run"),
@@ -47,7 +55,8 @@ def version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = c.Parser(prog="autoscaler", description=(__doc__ or "").splitlines()[0])
+    parser = c.Parser(prog="autoscaler", description=(__doc__ or "").splitlines()[0],
+                      epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"autoscaler {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module, add, _ in COMMANDS.values():

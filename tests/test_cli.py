@@ -367,3 +367,17 @@ def test_json_output_has_no_infinity_or_nan(capsys: pytest.CaptureFixture[str]) 
 
     assert json.loads(capsys.readouterr().out, parse_constant=refuse) == {
         "ttft_p99_s": None, "x": [None, 1.5], "ok": 2}
+
+
+def test_tune_prints_its_header_then_a_line_per_trial_on_a_pipe(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tune", "--synthetic-duration", "2400", "--engine", "fluid", "--budget", "2",
+                 "--policy", "hpa"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("tune: trace synthetic") and "SLO TTFT <= 2 s" in err[0]
+    # Lines are at most every 10 s plus the first and the last: the first and the last trial.
+    trials = [line for line in err if "trials done" in line]
+    assert trials[0].startswith("tune: 1/2 trials done") and trials[-1].startswith(
+        "tune: 2/2 trials done")
+    assert re.search(r"\(hpa: \d+\.\d\d GPU-h at \d+\.\d%\)$", trials[-1])

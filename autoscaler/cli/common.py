@@ -21,7 +21,8 @@ from autoscaler.errors import AutoscalerError, SpecError, TransientError
 
 if TYPE_CHECKING:
     from autoscaler.config import SpecDocument
-    from autoscaler.core.spec import PolicyKind, Spec
+    from autoscaler.core.spec import Capacity, PolicyKind, Spec
+    from autoscaler.replaying import ReplayOptions
     from autoscaler.sim.profiles import ReplicaProfile
     from autoscaler.traces.model import Trace
 
@@ -244,6 +245,50 @@ def custom_resource_spec(doc: SpecDocument) -> Spec:
     except SpecError as exc:  # a cross-field rule: find the line of the field it names
         loc = tuple(exc.field.split("[")[0].split("."))
         raise SpecError(exc.field, exc.value, exc.allowed, source=doc.where(loc)) from exc
+
+
+# --- the replay's derived inputs ------------------------------------------------------------
+
+def derive_specs(trace: Trace, profile: ReplicaProfile,
+                 options: ReplayOptions) -> tuple[Capacity, dict[PolicyKind, Spec]]:
+    """One replica's capacity and each policy's spec for this trace, with an error that
+    blames the trace (and names the options that scale it) when the trace is what makes
+    them impossible: a prompt of 10^12 tokens is not the SLO's fault, nor a count of 10^12
+    requests in one second ``maxReplicas``'s."""
+    from autoscaler.core.defaults import MAX_REPLICAS_LIMIT
+    from autoscaler.replaying import capacity_for, default_specs, peak_rate
+
+    try:
+        capacity = capacity_for(trace, profile, options.slo_ttft_s)
+    except SpecError as exc:
+        if exc.field != "slo.ttftSeconds":
+            raise
+        prompt = _prompt_summary(trace)
+        raise SpecError(f"trace {trace.name}", None, "", problem=(
+            f"an idle {profile.name} replica misses the TTFT SLO of {options.slo_ttft_s:g} s "
+            f"on this trace's requests ({prompt}); check the trace's token columns, or "
+            f"raise --slo-ttft ({exc.allowed})")) from exc
+    try:
+        specs = default_specs(trace, profile, capacity, options)
+    except SpecError as exc:
+        if exc.field != "maxReplicas" or options.max_replicas is not None:
+            raise
+        peak = peak_rate(trace)
+        needs = peak / capacity.requests_per_second
+        raise SpecError(f"trace {trace.name}", None, "", problem=(
+            f"its peak of {peak:.4g} requests/s needs {needs:.4g} replicas of {profile.name} "
+            f"(each holds {capacity.requests_per_second:.4g} requests/s at the SLO); at most "
+            f"{MAX_REPLICAS_LIMIT:,} are allowed: check the trace's timestamps and counts, "
+            "--rate-scale and --time-scale")) from exc
+    return capacity, specs
+
+
+def _prompt_summary(trace: Trace) -> str:
+    tokens = trace.prompt_tokens
+    if tokens is not None and len(tokens):
+        return f"prompts of {float(tokens.mean()):.4g} tokens on average, up to " \
+               f"{float(tokens.max()):.4g}"
+    return f"prompts of {trace.token_mix.mean_prompt_tokens:.4g} tokens on average"
 
 
 # --- outputs ------------------------------------------------------------------------------

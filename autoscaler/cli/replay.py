@@ -28,9 +28,10 @@ ENGINES = ("auto", "request", "fluid")
 
 TIME_SCALE = c.Range(low=1e-3, high=1e3)
 RATE_SCALE = c.Range(low=0, low_open=True, high=1e3)
-MAX_REPLAY_DAYS = 366.0
-"""The longest replayed trace (after --time-scale): the 2-month NASA trace replays in about
-12 minutes, so a year is over an hour of work; longer is a typo, not a study."""
+MAX_REPLAY_DAYS = 400.0
+"""The longest replayed trace (after --time-scale), the traces' own span limit: the
+2-month NASA trace replays in about 12 minutes, so 400 days are over an hour of work per
+policy; longer is a typo, not a study."""
 SLO_TTFT = c.Range(low=0, low_open=True, high=3600, unit="seconds")
 """The spec's own range of ``slo.ttftSeconds``."""
 COLD_START = c.Range(low=0, high=3600, unit="seconds")
@@ -186,47 +187,6 @@ def run(args: argparse.Namespace) -> int:
     return run_replay(ReplayCommand.from_args(args))
 
 
-def derive_specs(trace: Trace, profile: ReplicaProfile,
-                 options: ReplayOptions) -> tuple[Capacity, dict[PolicyKind, Spec]]:
-    """One replica's capacity and each policy's spec for this trace, with an error that
-    blames the trace (and names the options that scale it) when the trace is what makes
-    them impossible: a prompt of 10^12 tokens is not the SLO's fault, nor a count of 10^12
-    requests in one second ``maxReplicas``'s."""
-    from autoscaler.replaying import capacity_for, default_specs, peak_rate
-
-    try:
-        capacity = capacity_for(trace, profile, options.slo_ttft_s)
-    except SpecError as exc:
-        if exc.field != "slo.ttftSeconds":
-            raise
-        prompt = _prompt_summary(trace)
-        raise SpecError(f"trace {trace.name}", None, "", problem=(
-            f"an idle {profile.name} replica misses the TTFT SLO of {options.slo_ttft_s:g} s "
-            f"on this trace's requests ({prompt}); check the trace's token columns, or "
-            f"raise --slo-ttft ({exc.allowed})")) from exc
-    try:
-        specs = default_specs(trace, profile, capacity, options)
-    except SpecError as exc:
-        if exc.field != "maxReplicas" or options.max_replicas is not None:
-            raise
-        peak = peak_rate(trace)
-        needs = peak / capacity.requests_per_second
-        raise SpecError(f"trace {trace.name}", None, "", problem=(
-            f"its peak of {peak:.4g} requests/s needs {needs:.4g} replicas of {profile.name} "
-            f"(each holds {capacity.requests_per_second:.4g} requests/s at the SLO); at most "
-            f"{d.MAX_REPLICAS_LIMIT:,} are allowed: check the trace's timestamps and counts, "
-            "--rate-scale and --time-scale")) from exc
-    return capacity, specs
-
-
-def _prompt_summary(trace: Trace) -> str:
-    tokens = trace.prompt_tokens
-    if tokens is not None and len(tokens):
-        return f"prompts of {float(tokens.mean()):.4g} tokens on average, up to " \
-               f"{float(tokens.max()):.4g}"
-    return f"prompts of {trace.token_mix.mean_prompt_tokens:.4g} tokens on average"
-
-
 def check_duration(trace: Trace, cmd: ReplayCommand) -> None:
     days = trace.duration_s / 86_400
     if days > MAX_REPLAY_DAYS:
@@ -270,7 +230,7 @@ def run_replay(cmd: ReplayCommand, *, stream: IO[str] | None = None) -> int:
                                rate_scale=cmd.rate_scale, time_scale=cmd.time_scale)
     check_duration(trace, cmd)
     options = cmd.replay_options(overrides)
-    capacity, specs = derive_specs(trace, profile, options)
+    capacity, specs = c.derive_specs(trace, profile, options)
     if cmd.progress:
         c.note(header(trace, profile, capacity, cmd, specs), stream=err)
 

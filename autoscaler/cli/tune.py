@@ -129,6 +129,14 @@ def load_inputs(targs: dict[str, Any]) -> tuple[Trace, ReplicaProfile]:
     return trace, c.load_profile_input(targs["profile"])
 
 
+def check_trace(trace: Trace, profile: ReplicaProfile, settings: Any) -> None:
+    """The replay's own check: a trace that makes a capacity or a replica bound impossible
+    is blamed on the trace (and the options that scale it), not on a spec field."""
+    from autoscaler.replaying import ReplayOptions
+
+    c.derive_specs(trace, profile, ReplayOptions(slo_ttft_s=settings.slo_ttft_s))
+
+
 def settings_from_args(args: argparse.Namespace) -> Any:
     from autoscaler.tuning import TuneSettings
 
@@ -238,6 +246,7 @@ def _run_search(args: argparse.Namespace) -> int:
         if storage is not None:
             check_journal(storage)
     trace, profile = load_inputs(trace_args(args))
+    check_trace(trace, profile, settings)
     c.note(f"tune: trace {trace.name}, {trace.duration_s / 3600:.2f} h; profile "
            f"{profile.name}; SLO TTFT <= {settings.slo_ttft_s:g} s at attainment >= "
            f"{settings.attainment:g}; policies {', '.join(k.value for k in settings.policies)}")
@@ -274,6 +283,7 @@ def _run_shard(args: argparse.Namespace) -> int:
     c.output_dir("--out", args.out)
     targs = trace_args(args)
     trace, profile = load_inputs(targs)
+    check_trace(trace, profile, settings)
     ctx = prepare(trace, profile, settings)
     cands = run_shard(ctx, index, shards)
     doc = {"format": SHARD_FORMAT, "settings": settings_json(settings), "inputs": targs,
@@ -330,6 +340,7 @@ def _run_merge(args: argparse.Namespace) -> int:
         raise AutoscalerError(f"merge {folder}: a shard file has a malformed field: "
                               f"{exc!r}") from exc
     trace, profile = load_inputs(first["inputs"])
+    check_trace(trace, profile, settings)
     ctx = prepare(trace, profile, settings)
     cands = merge_candidates(parts, settings)
     outcome = finish(ctx, cands, "sweep")

@@ -85,9 +85,9 @@ class Range:
             noun += f" of {self.unit}"
         parts = []
         if self.low is not None:
-            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+            parts.append(f"{'>' if self.low_open else '>='} {_num(self.low)}")
         if self.high is not None:
-            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+            parts.append(f"{'<' if self.high_open else '<='} {_num(self.high)}")
         return noun + (" " + " and ".join(parts) if parts else "")
 
     def check(self, value: float) -> bool:
@@ -114,6 +114,11 @@ class Range:
 
     def parse_int(self, option: str, text: object) -> int:
         return int(self.parse(option, text))
+
+
+def _num(x: float) -> str:
+    """4294967295 stays 4294967295 (not 4.29497e+09); 0.001 stays 0.001."""
+    return str(int(x)) if x == int(x) and abs(x) < 1e15 else f"{x:g}"
 
 
 def number(rng: Range) -> Callable[[str], float]:

@@ -213,6 +213,12 @@ CASES = [
                  ["--workload-label: 'app-name'", "a label name"], id="a bad label name"),
     pytest.param(lambda tmp: ["metrics", "show", "--prometheus", "not a url", "--target",
                               "a/b"], 2, ["--prometheus: 'not a url'"], id="not a URL"),
+    pytest.param(lambda tmp: ["metrics", "rules", "--preset", "nope"], 2,
+                 ["--preset: 'nope'", "vllm"], id="an unknown preset names the option"),
+    pytest.param(lambda tmp: ["metrics", "show", "--prometheus", "http://127.0.0.1:9",
+                              "--target", "noslash"], 2, ["--target: 'noslash'",
+                                                          "NAMESPACE/NAME"],
+                 id="a target without a namespace names the option"),
     # --- forecast and twin ---
     pytest.param(lambda tmp: ["forecast", "backtest", "--trace", "x", "--resolution", "1e30"],
                  2, ["--resolution: '1e30'", "<= 86400"], id="a resolution of 1e30 s"),

@@ -8,7 +8,8 @@ import json
 import math
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from autoscaler.cli import common as c
 from autoscaler.errors import SpecError, TransientError
@@ -107,11 +108,11 @@ def _run_show(args: argparse.Namespace) -> int:
 
     check_common(args)
     check_url("--prometheus", args.prometheus)
-    target = TargetKey.parse(args.target)
+    target = _as_option("--target", TargetKey.parse, args.target)
     if args.ready is not None and args.ready < 0:
         raise SpecError("--ready", args.ready, ">= 0")
-    cfg = CollectorConfig(preset=get_preset(args.preset), selector=args.selector,
-                          namespace_label=args.namespace_label,
+    cfg = CollectorConfig(preset=_as_option("--preset", get_preset, args.preset),
+                          selector=args.selector, namespace_label=args.namespace_label,
                           workload_label=args.workload_label, window=args.window,
                           max_age_s=args.max_age, recorded=args.recorded)
     source = PrometheusSource(_config(args))
@@ -149,6 +150,17 @@ def _run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+T = TypeVar("T")
+
+
+def _as_option(option: str, parse: Callable[[str], T], text: str) -> T:
+    """``parse(text)``, with a spec error renamed to the option the user typed."""
+    try:
+        return parse(text)
+    except SpecError as exc:
+        raise SpecError(option, exc.value, exc.allowed) from exc
+
+
 def check_common(args: argparse.Namespace) -> None:
     """The flags ``show`` and ``rules`` share, checked as ``promtool`` would."""
     from autoscaler.config import label_matchers, label_name, prometheus_duration
@@ -182,8 +194,8 @@ def _run_rules(args: argparse.Namespace) -> int:
 
     check_common(args)
     prometheus_duration("--interval", args.interval)
-    cfg = CollectorConfig(preset=get_preset(args.preset), selector=args.selector,
-                          namespace_label=args.namespace_label,
+    cfg = CollectorConfig(preset=_as_option("--preset", get_preset, args.preset),
+                          selector=args.selector, namespace_label=args.namespace_label,
                           workload_label=args.workload_label, window=args.window)
     group = rule_group(cfg.recording_rules(), name=f"autoscaler-{cfg.preset.name}",
                        interval=args.interval)

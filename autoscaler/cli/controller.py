@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from autoscaler.cli import common as c
 from autoscaler.core import defaults as d
 from autoscaler.errors import SpecError, short_repr
 
@@ -29,18 +30,19 @@ def add_parser(subparsers: Any) -> None:
                    help="elect one active replica through a Lease")
     p.add_argument("--lease-name", default="inference-autoscaler")
     p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"))
-    p.add_argument("--lease-duration", type=int, default=15, help="seconds (default 15)")
+    p.add_argument("--lease-duration", type=c.whole(LEASE), default=15,
+                   help=f"seconds (default 15; {LEASE.describe()})")
     p.add_argument("--identity", default=os.environ.get("POD_NAME") or socket.gethostname())
-    p.add_argument("--metrics-port", type=int, default=8080)
+    p.add_argument("--metrics-port", type=c.whole(PORT), default=8080)
     p.add_argument("--metrics-host", default="0.0.0.0",
                    help="address for /metrics, /healthz, /readyz (tests use 127.0.0.1)")
-    p.add_argument("--tick", type=float, default=d.CONTROLLER_TICK_S,
+    p.add_argument("--tick", type=c.number(TICK), default=d.CONTROLLER_TICK_S,
                    help=f"seconds between wake-ups (default {d.CONTROLLER_TICK_S:g})")
-    p.add_argument("--backfill-seconds", type=float, default=None,
+    p.add_argument("--backfill-seconds", type=c.number(BACKFILL), default=None,
                    help="history to backfill per new autoscaler (default: its historySeconds)")
     p.add_argument("--log-format", choices=("json", "text"), default="json")
     # The external.metrics.k8s.io API (autoscaler/controller/external_metrics.py).
-    p.add_argument("--external-metrics-port", type=int, default=0,
+    p.add_argument("--external-metrics-port", type=c.whole(PORT), default=0,
                    help="serve external.metrics.k8s.io over TLS on this port (0 = off)")
     p.add_argument("--external-metrics-host", default="0.0.0.0")
     p.add_argument("--tls-cert-file", default=None, help="serving certificate (PEM)")
@@ -50,9 +52,15 @@ def add_parser(subparsers: Any) -> None:
                         "(default: read kube-system/extension-apiserver-authentication)")
     p.add_argument("--requestheader-allowed-names", default="",
                    help="comma-separated CNs allowed (empty: any CN that CA signed)")
-    p.add_argument("--external-metrics-max-age", type=float, default=45.0,
+    p.add_argument("--external-metrics-max-age", type=c.number(MAX_AGE), default=45.0,
                    help="withhold decisions older than this many seconds")
 
+
+PORT = c.Range(low=0, high=65535)
+LEASE = c.Range(low=1, high=3600, unit="seconds")
+TICK = c.Range(low=0, low_open=True, high=3600, unit="seconds")
+BACKFILL = c.Range(low=0, high=30 * 86_400, unit="seconds")
+MAX_AGE = c.Range(low=0, low_open=True, high=86_400, unit="seconds")
 
 MAX_KUBECONFIG_BYTES = 16 << 20
 """Kubeconfigs with embedded certificates for dozens of clusters stay under 1 MiB."""
@@ -60,15 +68,6 @@ MAX_KUBECONFIG_BYTES = 16 << 20
 
 def run(args: argparse.Namespace) -> int:
     check_kubeconfig(args.kubeconfig, os.environ)
-    if not args.tick > 0 or args.tick == float("inf"):
-        raise SpecError("--tick", args.tick, "a number of seconds > 0")
-    if not 1 <= args.lease_duration <= 3600:
-        raise SpecError("--lease-duration", args.lease_duration, "a whole number of seconds "
-                        ">= 1 and <= 3600")
-    for option, port in (("--metrics-port", args.metrics_port),
-                         ("--external-metrics-port", args.external_metrics_port)):
-        if not 0 <= port <= 65535:
-            raise SpecError(option, port, "a port, 0..65535")
     from autoscaler.controller.main import run_controller
 
     return run_controller(args)

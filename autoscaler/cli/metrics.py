@@ -4,7 +4,6 @@ value is missing."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -134,11 +133,8 @@ def _run_show(args: argparse.Namespace) -> int:
            "at": now, "queries": cycle.queries, "query_wall_s": cycle.wall_s,
            "pods_reporting": obs.pods_reporting,
            "found": obs.newest_sample is not None, "errors": dict(cycle.errors), "signals": rows}
-    if args.json_out:
-        for row in doc["signals"]:  # JSON has no NaN: the status already says "nan"
-            if row["value"] is not None and not math.isfinite(row["value"]):
-                row["value"] = None
-        print(json.dumps(doc, indent=2, allow_nan=False))
+    if args.json_out:  # JSON has no NaN: a non-finite value is null, its status says why
+        c.write_json("--json", "-", doc)
     else:
         print(_table(doc, args.queries, known))
     if cycle.errors:

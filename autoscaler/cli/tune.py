@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ STORAGE_NAME = "tune-journal.log"
 MAX_BUDGET = 100_000
 """Candidates per policy: at ~1 s a replay, 100,000 is a day of work; 1e12 is a typo."""
 MAX_WORKERS = 1024
+RATE_SCALE = c.Range(low=0, low_open=True, high=1e3)
+SYNTHETIC_DURATION = c.Range(low=1200, high=400 * 86_400, unit="seconds")
 MAX_SHARDS = 100_000
 _POLICY_ALLOWED = f"comma-separated names from {', '.join(k.value for k in TUNABLE)}"
 
@@ -111,22 +114,96 @@ def _policies(text: str) -> tuple[PolicyKind, ...]:
     return c.policy_list("--policy", text, TUNABLE)
 
 
-def trace_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The flags that say which trace is replayed (recorded in shard files for the merge)."""
-    return {"trace": args.trace, "trace_format": args.trace_format,
-            "synthetic_duration": args.synthetic_duration, "rate_scale": args.rate_scale,
-            "profile": args.profile}
+@dataclass(frozen=True)
+class TraceInputs:
+    """Which trace is replayed, on which profile: recorded in shard files (``to_json``) so
+    the merge replays the same one."""
+
+    trace: str | None
+    trace_format: str | None
+    synthetic_duration: str
+    rate_scale: str
+    profile: str
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TraceInputs:
+        return cls(args.trace, args.trace_format, str(args.synthetic_duration),
+                   str(args.rate_scale), args.profile)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> TraceInputs:
+        return cls(doc.get("trace"), doc.get("trace_format"),
+                   str(doc.get("synthetic_duration")), str(doc.get("rate_scale")),
+                   str(doc.get("profile")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"trace": self.trace, "trace_format": self.trace_format,
+                "synthetic_duration": self.synthetic_duration, "rate_scale": self.rate_scale,
+                "profile": self.profile}
+
+    def load(self) -> tuple[Trace, ReplicaProfile]:
+        rate = RATE_SCALE.parse("--rate-scale", self.rate_scale)
+        dur = None
+        if not self.trace:
+            dur = SYNTHETIC_DURATION.parse("--synthetic-duration", self.synthetic_duration)
+        profile = c.load_profile_input(self.profile)
+        trace = c.load_trace_input(self.trace, self.trace_format, seed=0,
+                                   synthetic_duration_s=dur, rate_scale=rate)
+        return trace, profile
 
 
-def load_inputs(targs: dict[str, Any]) -> tuple[Trace, ReplicaProfile]:
-    rate = c.POSITIVE.parse("--rate-scale", targs["rate_scale"])
-    dur = None
-    if not targs["trace"]:
-        dur = c.Range(low=1200, unit="seconds").parse("--synthetic-duration",
-                                                      targs["synthetic_duration"])
-    trace = c.load_trace_input(targs["trace"], targs["trace_format"], seed=0,
-                               synthetic_duration_s=dur, rate_scale=rate)
-    return trace, c.load_profile_input(targs["profile"])
+@dataclass(frozen=True)
+class Outputs:
+    """``--json``, ``--report`` and ``--emit-spec``: checked before the run, written after."""
+
+    json_out: str | None
+    report: str | None
+    emit_spec: str | None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Outputs:
+        out = cls(args.json_out, args.report, args.emit_spec)
+        if out.json_out and out.json_out != "-":
+            c.writable_path("--json", out.json_out)
+        if out.emit_spec:
+            c.writable_path("--emit-spec", out.emit_spec)
+        if out.report:
+            c.writable_path("--report", out.report)
+        return out
+
+
+@dataclass(frozen=True)
+class TuneCommand:
+    """Every ``tune`` option, parsed and checked (a new flag: one ``add_argument``, one
+    field, one line in ``from_args``)."""
+
+    settings: Any  # autoscaler.tuning.TuneSettings (imported lazily)
+    inputs: TraceInputs
+    outputs: Outputs
+    workers: int
+    sweep: bool
+    shards: int | None
+    storage: Path | None
+    progress: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TuneCommand:
+        settings = settings_from_args(args)
+        workers = _whole("--workers", args.workers, 1, MAX_WORKERS)
+        shards = None
+        if args.shards is not None:
+            if not args.sweep:
+                raise SpecError("--shards", args.shards, "only with --sweep")
+            shards = _whole("--shards", args.shards, 1, MAX_SHARDS)
+        storage = (Path(args.storage) if args.storage
+                   else Path(args.report) / STORAGE_NAME if args.report else None)
+        outputs = Outputs.from_args(args)
+        if storage is not None and not args.sweep:
+            if args.report:
+                c.output_dir("--report", args.report)  # the default journal lives there
+            check_journal(storage)
+        return cls(settings, TraceInputs.from_args(args), outputs, workers, args.sweep,
+                   shards, storage, not args.no_progress)
 
 
 def check_trace(trace: Trace, profile: ReplicaProfile, settings: Any) -> None:
@@ -145,8 +222,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         budget=_whole("--budget", args.budget, 1, MAX_BUDGET),
         attainment=c.Range(low=0, low_open=True, high=1).parse("--attainment",
                                                                args.attainment),
-        slo_ttft_s=c.Range(low=0, low_open=True, unit="seconds").parse("--slo-ttft",
-                                                                     args.slo_ttft),
+        slo_ttft_s=c.Range(low=0, low_open=True, high=3600, unit="seconds").parse(
+            "--slo-ttft", args.slo_ttft),
         holdout=c.Range(low=0, high=1, high_open=True).parse("--holdout", args.holdout),
         seed=c.SEED.parse_int("--seed", args.seed),
         engine=args.engine)
@@ -165,20 +242,20 @@ def _write(path: str, text: str, option: str) -> None:
     c.write_text(option, path, text)
 
 
-def _emit(outcome: Any, doc: dict[str, Any], args: argparse.Namespace, out: Any) -> None:
+def _emit(outcome: Any, doc: dict[str, Any], outputs: Outputs, out: Any) -> None:
     """Write --json / --report / --emit-spec and print the summary table."""
     from autoscaler.tuning.searching import overall_winner
 
-    to_stdout = args.json_out == "-"
+    to_stdout = outputs.json_out == "-"
     print(format_table(doc), file=sys.stderr if to_stdout else out)
-    if args.json_out:
-        c.write_json("--json", args.json_out, doc, stdout=out)
-    if args.report:
+    if outputs.json_out:
+        c.write_json("--json", outputs.json_out, doc, stdout=out)
+    if outputs.report:
         from autoscaler.tuning.reporting import write_tune_report
 
-        index = write_tune_report(doc, Path(args.report))
+        index = write_tune_report(doc, Path(outputs.report))
         print(f"report: {index}", file=sys.stderr if to_stdout else out)
-    if args.emit_spec:
+    if outputs.emit_spec:
         import yaml
 
         from autoscaler.config import spec_to_dict
@@ -186,21 +263,11 @@ def _emit(outcome: Any, doc: dict[str, Any], args: argparse.Namespace, out: Any)
         win = overall_winner(outcome)
         if win is None or win.spec is None:
             raise AutoscalerError(
-                f"--emit-spec {args.emit_spec}: no policy reached attainment "
+                f"--emit-spec {outputs.emit_spec}: no policy reached attainment "
                 f">= {doc['settings']['attainment']} in-sample; nothing to emit (raise "
                 "--budget or lower --attainment)")
-        _write(args.emit_spec, yaml.safe_dump(spec_to_dict(win.spec), sort_keys=False),
+        _write(outputs.emit_spec, yaml.safe_dump(spec_to_dict(win.spec), sort_keys=False),
                "--emit-spec")
-
-
-def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse unwritable outputs before a run of many minutes, not after it."""
-    if args.json_out and args.json_out != "-":
-        c.writable_path("--json", args.json_out)
-    if args.emit_spec:
-        c.writable_path("--emit-spec", args.emit_spec)
-    if args.report:
-        c.output_dir("--report", args.report)
 
 
 def check_journal(path: Path) -> None:
@@ -229,42 +296,32 @@ def check_journal(path: Path) -> None:
                         f"({exc.strerror or exc})") from exc
 
 
-def _run_search(args: argparse.Namespace) -> int:
+def _run_search(cmd: TuneCommand) -> int:
     from autoscaler.tuning import finish, outcome_json, prepare, search, sweep
 
-    settings = settings_from_args(args)
-    workers = _whole("--workers", args.workers, 1, MAX_WORKERS)
-    check_outputs(args)
-    storage = (Path(args.storage) if args.storage
-               else Path(args.report) / STORAGE_NAME if args.report else None)
-    if args.sweep:
-        shards = (workers if args.shards is None
-                  else _whole("--shards", args.shards, 1, MAX_SHARDS))
-    else:
-        if args.shards is not None:
-            raise SpecError("--shards", args.shards, "only with --sweep")
-        if storage is not None:
-            check_journal(storage)
-    trace, profile = load_inputs(trace_args(args))
+    settings = cmd.settings
+    trace, profile = cmd.inputs.load()
     check_trace(trace, profile, settings)
-    c.note(f"tune: trace {trace.name}, {trace.duration_s / 3600:.2f} h; profile "
-           f"{profile.name}; SLO TTFT <= {settings.slo_ttft_s:g} s at attainment >= "
-           f"{settings.attainment:g}; policies {', '.join(k.value for k in settings.policies)}")
+    if cmd.progress:
+        c.note(f"tune: trace {trace.name}, {trace.duration_s / 3600:.2f} h; profile "
+               f"{profile.name}; SLO TTFT <= {settings.slo_ttft_s:g} s at attainment >= "
+               f"{settings.attainment:g}; policies "
+               f"{', '.join(k.value for k in settings.policies)}")
     ctx = prepare(trace, profile, settings)
-    show = not args.no_progress
-    if args.sweep:
-        with c.Progress(shards, "tune sweep", unit="shard", enabled=show) as bar:
-            cands = sweep(ctx, shards=shards, workers=workers,
+    if cmd.sweep:
+        shards = cmd.shards if cmd.shards is not None else cmd.workers
+        with c.Progress(shards, "tune sweep", unit="shard", enabled=cmd.progress) as bar:
+            cands = sweep(ctx, shards=shards, workers=cmd.workers,
                           on_shard=lambda _i: bar.update(1))
         method = "sweep"
     else:
         with c.Progress(settings.budget * len(settings.policies), "tune", unit="trial",
-                        enabled=show) as bar:
-            cands = search(ctx, storage=storage, workers=workers,
+                        enabled=cmd.progress) as bar:
+            cands = search(ctx, storage=cmd.storage, workers=cmd.workers,
                            on_result=lambda cand: bar.update(1, _trial_note(cand)))
         method = "tpe"
     outcome = finish(ctx, cands, method)
-    _emit(outcome, outcome_json(outcome), args, sys.stdout)
+    _emit(outcome, outcome_json(outcome), cmd.outputs, sys.stdout)
     return 0
 
 
@@ -281,12 +338,13 @@ def _run_shard(args: argparse.Namespace) -> int:
     index = c.Range(low=0, high=shards, high_open=True, whole=True).parse_int("--index",
                                                                             args.index)
     c.output_dir("--out", args.out)
-    targs = trace_args(args)
-    trace, profile = load_inputs(targs)
+    inputs = TraceInputs.from_args(args)
+    trace, profile = inputs.load()
     check_trace(trace, profile, settings)
     ctx = prepare(trace, profile, settings)
     cands = run_shard(ctx, index, shards)
-    doc = {"format": SHARD_FORMAT, "settings": settings_json(settings), "inputs": targs,
+    doc = {"format": SHARD_FORMAT, "settings": settings_json(settings),
+           "inputs": inputs.to_json(),
            "shard": {"index": index, "shards": shards},
            "candidates": [candidate_json(cand) for cand in cands]}
     path = shard_path(args.out, index, shards)
@@ -301,7 +359,7 @@ def _run_shard(args: argparse.Namespace) -> int:
 def _run_merge(args: argparse.Namespace) -> int:
     from autoscaler.tuning import finish, outcome_json, prepare
 
-    check_outputs(args)
+    outputs = Outputs.from_args(args)
     from autoscaler.tuning.searching import (
         candidate_from_json,
         merge_candidates,
@@ -339,12 +397,12 @@ def _run_merge(args: argparse.Namespace) -> int:
     except (KeyError, TypeError, ValueError) as exc:
         raise AutoscalerError(f"merge {folder}: a shard file has a malformed field: "
                               f"{exc!r}") from exc
-    trace, profile = load_inputs(first["inputs"])
+    trace, profile = TraceInputs.from_json(first["inputs"]).load()
     check_trace(trace, profile, settings)
     ctx = prepare(trace, profile, settings)
     cands = merge_candidates(parts, settings)
     outcome = finish(ctx, cands, "sweep")
-    _emit(outcome, outcome_json(outcome), args, sys.stdout)
+    _emit(outcome, outcome_json(outcome), outputs, sys.stdout)
     return 0
 
 
@@ -356,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_shard(args)
     if sub == "merge":
         return _run_merge(args)
-    return _run_search(args)
+    return _run_search(TuneCommand.from_args(args))
 
 
 def format_table(doc: dict[str, Any]) -> str:

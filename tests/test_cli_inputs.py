@@ -504,3 +504,38 @@ def test_any_selector_text_is_accepted_or_a_spec_error(text: str) -> None:
         label_matchers("--selector", text)
     except SpecError as exc:
         assert exc.field == "--selector"
+
+
+REPLAY_FLAGS = ["--policies", "--slo-ttft", "--cold-start", "--seed", "--min-replicas",
+                "--max-replicas", "--rate-scale", "--time-scale", "--engine",
+                "--decisions-policies", "--decisions-window"]
+VALUES = st.one_of(st.sampled_from(["0", "-1", "1", "1e6", "1e-9", "nan", "inf", "-inf", "1.5",
+                                    "hpa", "hpa,hpa", "", ",", "2h:1h", ":", "1e309", "0x10",
+                                    "4294967296", "true", "fluid"]),
+                   st.text(max_size=8))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(st.sampled_from(REPLAY_FLAGS), VALUES), max_size=5))
+def test_any_replay_options_parse_or_are_one_line(
+        capsys: pytest.CaptureFixture[str], pairs: list[tuple[str, str]]) -> None:
+    from autoscaler.cli import build_parser
+    from autoscaler.cli.replay import ReplayCommand
+
+    argv = ["replay"] + [f"{flag}={value}" for flag, value in pairs]
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        err = capsys.readouterr().err
+        assert exc.code == 2 and err.count("\n") == 1 and err.startswith(
+            "autoscaler replay: error: "), err
+        return
+    try:
+        cmd = ReplayCommand.from_args(args)
+    except SpecError as exc:
+        assert exc.field.startswith("--") and len(str(exc)) <= MAX_MESSAGE_CHARS
+        return
+    assert 1e-3 <= cmd.time_scale <= 1e3 and 0 < cmd.rate_scale <= 1e3
+    assert cmd.cold_start_s is None or 0 <= cmd.cold_start_s <= 3600
+    assert cmd.max_replicas is None or cmd.min_replicas <= cmd.max_replicas

@@ -81,7 +81,12 @@ def _command_name(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns its exit code (argparse's own exits, --help, --version and
+    usage errors, are returned too, so callers always get a code)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else c.EXIT_SPEC
     name = _command_name(args)
     try:
         return _runner(args.command)(args)

@@ -47,6 +47,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``tune`` and ``tune shard`` (values are checked in ``_settings`` so a
     bad one is a one-line error naming the flag and its allowed range)."""
     c.add_trace_arguments(p)
+    c.add_window_arguments(p)
     p.add_argument("--synthetic-duration", default="14400", metavar="S",
                    help="length of the embedded synthetic workload, seconds (default 14400)")
     p.add_argument("--rate-scale", default="1", help="multiply the trace's request rate")
@@ -124,22 +125,25 @@ class TraceInputs:
     synthetic_duration: str
     rate_scale: str
     profile: str
+    start: str | None = None
+    duration: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TraceInputs:
         return cls(args.trace, args.trace_format, str(args.synthetic_duration),
-                   str(args.rate_scale), args.profile)
+                   str(args.rate_scale), args.profile, args.start, args.duration)
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> TraceInputs:
+        # .get: shard files written before --start/--duration existed have neither key.
         return cls(doc.get("trace"), doc.get("trace_format"),
                    str(doc.get("synthetic_duration")), str(doc.get("rate_scale")),
-                   str(doc.get("profile")))
+                   str(doc.get("profile")), doc.get("start"), doc.get("duration"))
 
     def to_json(self) -> dict[str, Any]:
         return {"trace": self.trace, "trace_format": self.trace_format,
                 "synthetic_duration": self.synthetic_duration, "rate_scale": self.rate_scale,
-                "profile": self.profile}
+                "start": self.start, "duration": self.duration, "profile": self.profile}
 
     def load(self) -> tuple[Trace, ReplicaProfile]:
         rate = RATE_SCALE.parse("--rate-scale", self.rate_scale)
@@ -148,7 +152,8 @@ class TraceInputs:
             dur = SYNTHETIC_DURATION.parse("--synthetic-duration", self.synthetic_duration)
         profile = c.load_profile_input(self.profile)
         trace = c.load_trace_input(self.trace, self.trace_format, seed=0,
-                                   synthetic_duration_s=dur, rate_scale=rate)
+                                   synthetic_duration_s=dur, rate_scale=rate,
+                                   start=self.start, duration=self.duration)
         return trace, profile
 
 

@@ -539,3 +539,22 @@ def test_any_replay_options_parse_or_are_one_line(
     assert 1e-3 <= cmd.time_scale <= 1e3 and 0 < cmd.rate_scale <= 1e3
     assert cmd.cold_start_s is None or 0 <= cmd.cold_start_s <= 3600
     assert cmd.max_replicas is None or cmd.min_replicas <= cmd.max_replicas
+
+
+def test_kubeconfig_files_are_checked_merged_as_the_client_merges_them(
+        tmp_path: Path) -> None:
+    from autoscaler.cli.controller import check_kubeconfig
+
+    whole = yaml.safe_load(_kubeconfig())
+    # The context in one file, the cluster and user in another: valid once merged.
+    first = tmp_path / "a"
+    first.write_text(yaml.safe_dump({"contexts": whole["contexts"],
+                                     "current-context": "ctx"}))
+    second = tmp_path / "b"
+    second.write_text(yaml.safe_dump({"clusters": whole["clusters"], "users": whole["users"]}))
+    missing = tmp_path / "gone"  # skipped, as the client skips it
+    env = {"KUBECONFIG": f"{first}:{missing}:{second}"}
+    check_kubeconfig(None, env)
+    second.write_text(yaml.safe_dump({"users": whole["users"]}))
+    with pytest.raises(SpecError, match="names cluster 'c1', which is not in clusters"):
+        check_kubeconfig(None, env)

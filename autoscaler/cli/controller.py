@@ -78,16 +78,44 @@ def check_kubeconfig(path: str | None, env: Mapping[str, str]) -> None:
     (and the line), before any client is built.
 
     Without ``--kubeconfig`` the client uses the in-cluster service account when it runs in a
-    pod (``KUBERNETES_SERVICE_HOST`` set), else ``$KUBECONFIG`` (its first file), else
-    ``~/.kube/config``: the same file is checked here."""
+    pod (``KUBERNETES_SERVICE_HOST`` set), else ``$KUBECONFIG`` (its files merged, missing
+    ones skipped, as the client does), else ``~/.kube/config``: the same files are checked
+    here."""
     option = "--kubeconfig"
     if path is None:
         if env.get("KUBERNETES_SERVICE_HOST"):
             return
-        first = (env.get("KUBECONFIG") or "").split(os.pathsep)[0]
-        path = first or str(Path("~/.kube/config").expanduser())
-        option = "KUBECONFIG" if first else "~/.kube/config (no --kubeconfig, not in a pod)"
-    p = Path(path)
+        listed = [x for x in (env.get("KUBECONFIG") or "").split(os.pathsep) if x]
+        existing = [x for x in listed if Path(x).expanduser().exists()]
+        if len(existing) > 1:
+            _check_merged(existing)
+            return
+        path = existing[0] if existing else (
+            listed[0] if listed else str(Path("~/.kube/config").expanduser()))
+        option = "KUBECONFIG" if listed else "~/.kube/config (no --kubeconfig, not in a pod)"
+    doc, root = _read_kubeconfig(option, path)
+    _check_references(doc, root, path)
+
+
+def _check_merged(paths: list[str]) -> None:
+    """Several ``KUBECONFIG`` files: each must be a readable YAML mapping; the references
+    are checked on their merge (the first file naming an entry or the context wins)."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        doc, _ = _read_kubeconfig("KUBECONFIG", path)
+        if not isinstance(doc, dict):
+            raise SpecError("KUBECONFIG", path, "", source=path,
+                            problem="not a kubeconfig (expected a mapping)")
+        for key, value in doc.items():
+            if isinstance(value, list) and isinstance(merged.get(key), list):
+                merged[key] = merged[key] + value
+            else:
+                merged.setdefault(key, value)
+    _check_references(merged, None, os.pathsep.join(paths))
+
+
+def _read_kubeconfig(option: str, path: str) -> tuple[Any, Any]:
+    p = Path(path).expanduser()
     try:
         with p.open("rb") as fh:
             raw = fh.read(MAX_KUBECONFIG_BYTES + 1)
@@ -101,7 +129,7 @@ def check_kubeconfig(path: str | None, env: Mapping[str, str]) -> None:
         import yaml
 
         root = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
-        doc = yaml.safe_load(raw.decode("utf-8"))
+        return yaml.safe_load(raw.decode("utf-8")), root
     except UnicodeDecodeError as exc:
         raise SpecError(option, path, "", source=path,
                         problem="not UTF-8 text: not a kubeconfig") from exc
@@ -115,10 +143,14 @@ def check_kubeconfig(path: str | None, env: Mapping[str, str]) -> None:
         raise SpecError(option, path, "", source=path,
                         problem="nested too deeply: not a kubeconfig") from exc
 
+
+def _check_references(doc: Any, root: Any, path: str) -> None:
+    """current-context names a context, whose cluster (with a server) and user exist."""
+
     def fail(loc: tuple[str | int, ...], problem: str) -> SpecError:
         from autoscaler.config import SpecDocument, field_path
 
-        where = SpecDocument(path or "", doc, root).where(loc)
+        where = SpecDocument(path, doc, root).where(loc)
         return SpecError(field_path(loc) or "(kubeconfig)", None, "", source=where,
                          problem=problem)
 

@@ -87,6 +87,8 @@ CASES = [
                  ["{f}:2: (file): not UTF-8 text"], id="validate a binary file"),
     pytest.param(_with(_file("b.yaml", BINARY), lambda f: ["replay", "--spec", f]), 2,
                  ["{f}:2: (file): not UTF-8"], id="replay --spec a binary file"),
+    pytest.param(_with(_file("b.yaml", BINARY), lambda f: ["replay", "--profile", f]), 2,
+                 ["{f}:2: --profile: not UTF-8 text"], id="replay --profile a binary file"),
     pytest.param(_with(_file("l.yaml", "policy: hpa\n# caf\xe9\n".encode("latin-1")),
                        lambda f: ["validate", f]), 2, ["{f}:2:", "not UTF-8"],
                  id="a Latin-1 file names its line"),
@@ -219,6 +221,14 @@ CASES = [
                               "--target", "noslash"], 2, ["--target: 'noslash'",
                                                           "NAMESPACE/NAME"],
                  id="a target without a namespace names the option"),
+    pytest.param(_with(_file("tok", BINARY), lambda f: [
+        "metrics", "show", "--prometheus", "http://127.0.0.1:9", "--target", "a/b",
+        "--bearer-token-file", f]), 2, ["{f}: --bearer-token-file: not UTF-8 text"],
+        id="a binary bearer-token file"),
+    pytest.param(_with(_file("pw", BINARY), lambda f: [
+        "metrics", "show", "--prometheus", "http://127.0.0.1:9", "--target", "a/b",
+        "--basic-auth-user", "u", "--basic-auth-password-file", f]), 2,
+        ["{f}: --basic-auth-password-file: not UTF-8 text"], id="a binary password file"),
     # --- forecast and twin ---
     pytest.param(lambda tmp: ["forecast", "backtest", "--trace", "x", "--resolution", "1e30"],
                  2, ["--resolution: '1e30'", "<= 86400"], id="a resolution of 1e30 s"),

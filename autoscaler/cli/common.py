@@ -244,9 +244,25 @@ def load_trace_input(path: str | None, trace_format: str | None, *, seed: int = 
 
 
 def load_profile_input(name: str) -> ReplicaProfile:
-    """A built-in profile name or a profile YAML file."""
-    from autoscaler.sim.profiles import load_profile
+    """A built-in profile name or a profile YAML file (a binary or non-UTF-8 file is one
+    line naming it and its line, before the profile loader reads it as text)."""
+    from pathlib import Path
 
+    from autoscaler.sim.profiles import builtin_profiles, load_profile
+
+    path = Path(name)
+    if name not in builtin_profiles() and path.is_file():
+        try:
+            with path.open("rb") as fh:
+                raw = fh.read(1 << 20)
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise SpecError("--profile", name, "", source=f"{name}:{line}",
+                            problem=f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); expected "
+                            "a profile YAML file") from exc
+        except OSError:
+            pass  # the loader names the file and the reason
     return load_profile(name)
 
 
@@ -284,6 +300,30 @@ def custom_resource_spec(doc: SpecDocument) -> Spec:
     except SpecError as exc:  # a cross-field rule: find the line of the field it names
         loc = tuple(exc.field.split("[")[0].split("."))
         raise SpecError(exc.field, exc.value, exc.allowed, source=doc.where(loc)) from exc
+
+
+MAX_SECRET_BYTES = 1 << 20
+"""Tokens and passwords are short; a larger file is the wrong file."""
+
+
+def read_text_file(option: str, path: str, limit: int = MAX_SECRET_BYTES) -> str:
+    """The UTF-8 text of a small file (a token, a password); one line naming ``option``
+    and the file when it is missing, unreadable, too large or binary."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise SpecError(option, path, "", source=path,
+                        problem=f"cannot read it ({exc.strerror or exc})") from exc
+    if len(raw) > limit:
+        raise SpecError(option, path, "", source=path,
+                        problem=f"over {limit:,} bytes: not a token or password file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(option, path, "", source=path,
+                        problem=f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                        f"{exc.start})") from exc
 
 
 # --- the replay's derived inputs ------------------------------------------------------------

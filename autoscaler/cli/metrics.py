@@ -84,12 +84,11 @@ def _config(args: argparse.Namespace) -> PrometheusConfig:
         if args.basic_auth_password_file is None:
             raise SpecError("--basic-auth-password-file", None,
                             "a file holding the password (required with --basic-auth-user)")
-        try:
-            with open(args.basic_auth_password_file, encoding="utf-8") as fh:
-                basic = (args.basic_auth_user, fh.read().strip())
-        except OSError as exc:
-            raise SpecError("--basic-auth-password-file", args.basic_auth_password_file,
-                            f"a readable file ({exc.strerror})") from exc
+        basic = (args.basic_auth_user,
+                 c.read_text_file("--basic-auth-password-file",
+                                  args.basic_auth_password_file).strip())
+    if args.bearer_token_file is not None:  # read by the source; checked here for one line
+        c.read_text_file("--bearer-token-file", args.bearer_token_file)
     return PrometheusConfig(url=args.prometheus, bearer_token_file=args.bearer_token_file,
                             basic_auth=basic, ca_file=args.ca_file, timeout_s=args.timeout)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.controller.kube import Conflict, NotFound, ScaleInfo
+from autoscaler.controller.kube import Competitor, Conflict, NotFound, ScaleInfo
 from autoscaler.controller.loop import Controller
 from autoscaler.controller.resource import TargetRef
 from autoscaler.metrics.source import PrometheusUnavailable, RangeSeries, Sample
@@ -30,6 +30,8 @@ class FakeKube:
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     scale_writes: list[tuple[str, int]] = field(default_factory=list)
+    competitors: list[Competitor] = field(default_factory=list)
+    competitor_lists: int = 0
 
     def list_autoscalers(self, namespace: str | None) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for o in self.autoscalers.values()]
@@ -60,6 +62,10 @@ class FakeKube:
     def create_event(self, namespace: str, involved: Mapping[str, str], event_type: str,
                      reason: str, message: str) -> None:
         self.events.append((involved["name"], reason, message))
+
+    def list_competitors(self, namespace: str) -> list[Competitor]:
+        self.competitor_lists += 1
+        return list(self.competitors)
 
 
 @dataclass

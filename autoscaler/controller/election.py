@@ -24,12 +24,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from autoscaler.controller.kube import Conflict, KubeClient, KubeError, NotFound
+from autoscaler.controller.kube import Conflict, KubeError, NotFound
 from autoscaler.errors import TransientError
 
 log = logging.getLogger("autoscaler.election")
+
+
+class ApiCaller(Protocol):
+    """The one call the elector makes (``KubeClient.call``; a fake in tests)."""
+
+    def call(self, method: str, path: str, body: Any = None,
+             query: list[tuple[str, str]] | None = None,
+             content_type: str = "application/json") -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +65,7 @@ def _parse(text: str | None) -> float | None:
 class LeaseElector:
     """Call ``step(now)`` every ``retry_period_s``; ``leading()`` says whether to act."""
 
-    def __init__(self, kube: KubeClient, config: ElectionConfig, *,
+    def __init__(self, kube: ApiCaller, config: ElectionConfig, *,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
         self.config = config

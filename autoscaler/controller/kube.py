@@ -143,8 +143,7 @@ def api_client(kubeconfig: str | None) -> k8s.ApiClient:
             except k8s_config.ConfigException:
                 k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                     client_configuration=cfg)
-    except (k8s_config.ConfigException, OSError, ValueError, TypeError, KeyError,
-            AttributeError) as exc:
+    except Exception as exc:  # the loader raises ConfigException, OSError, YAMLError, ...
         raise SpecError("--kubeconfig", kubeconfig or "~/.kube/config",
                         f"a readable kubeconfig ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'})"

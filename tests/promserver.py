@@ -185,6 +185,8 @@ class ScriptedExporter:
         self.counters: dict[tuple[str, tuple[tuple[str, str], ...]],
                             tuple[float, float, float]] = {}
         """(name, labels) -> (value at t0, t0, rate per second)."""
+        self.gauge_times: dict[tuple[tuple[str, str], ...], float] = {}
+        """Labels -> an explicit sample timestamp for their gauges (see ``freeze_gauges``)."""
         self.delay_s = 0.0
         self.port = free_port()
         registry = CollectorRegistry(auto_describe=False)
@@ -247,6 +249,13 @@ class ScriptedExporter:
         self.set_counter_rate(f"{name}_sum", labels, sum_rate)
         self.set_counter_rate(f"{name}_count", labels, cumulative_rates["+Inf"])
 
+    def freeze_gauges(self, labels: Mapping[str, str], at: float) -> None:
+        """The gauges of ``labels`` are exposed with the explicit timestamp ``at`` from now
+        on: Prometheus (honouring timestamps) keeps that one sample and writes no staleness
+        marker, so the series' newest sample grows old, as behind a stuck federation."""
+        with self.lock:
+            self.gauge_times[self._labels(labels)] = at
+
     def reset_counters(self, labels: Mapping[str, str]) -> None:
         """A pod restart: its counters start again from 0 at their current rates."""
         now = time.time()
@@ -275,7 +284,8 @@ class ScriptedExporter:
             for (name, labels), value in self.gauges.items():
                 fam = by_name.setdefault(name, GaugeMetricFamily(
                     name, name, labels=[k for k, _ in labels]))
-                fam.add_metric([v for _, v in labels], value)
+                fam.add_metric([v for _, v in labels], value,
+                               timestamp=self.gauge_times.get(labels))
             histograms: dict[tuple[str, tuple[tuple[str, str], ...]],
                              dict[str, float]] = {}
             for (name, labels), _ in self.counters.items():

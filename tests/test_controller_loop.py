@@ -351,11 +351,17 @@ def test_a_broken_source_is_backed_off_and_the_healthy_one_is_not() -> None:
     prom = FakePrometheus(rates={"good": 20.0, "bad": 20.0}, broken="broken_metric")
     ctrl = Controller(kube, prom, backfill_s=0)
     run(ctrl, prom, 1_000_000.0, 10)  # t = 0, 15, ..., 135 s
-    bad_rounds = [q for q in prom.sent if 'job="bad"' in q and "timestamp(" in q]
+    ctrl.close()
+    bad = [q for q in prom.sent if 'job="bad"' in q]
+    tries = [q for q in bad if "broken_metric" in q]
     good_rounds = [q for q in prom.sent if 'job="bad"' not in q and "timestamp(" in q]
-    # Back-off 5, 10, 20, 40, 80 s after failures 1..5: rounds at t = 0, 15 (> 0 + 5),
-    # 30 (> 15 + 10), 60 (>= 30 + 20), 105 (>= 60 + 40); next not before 105 + 80 = 185.
-    assert len(bad_rounds) == 5
+    # Back-off 5, 10, 20, 40, 80 s after failures 1..5, counted from each try: tries at
+    # t = 0, 15 (> 0 + 5), 30 (>= 15 + 10), 60 (>= 30 + 20), 105 (>= 60 + 40); the next
+    # not before 105 + 80 = 185 s. Without back-off: 10 tries.
+    assert len(tries) == 5
+    # The first try is a whole round (2 liveness queries + the vLLM preset's 8, the broken
+    # override among them); each retry sends the rejected query alone: 10 + 4 x 1 = 14.
+    assert len(bad) == 14
     assert len(good_rounds) == 10
     assert conditions_of(kube, "good")["MetricsAvailable"]["status"] == "True"
     bad = conditions_of(kube, "bad")["MetricsAvailable"]

@@ -597,8 +597,13 @@ def test_the_example_hpa_lands_on_our_count() -> None:
 
 
 def test_the_keda_example_reads_the_keda_endpoint() -> None:
-    (obj,) = _docs(DEPLOY / "examples" / "keda-scaledobject.yaml")
+    docs = {d["kind"]: d for d in _docs(DEPLOY / "examples" / "keda-scaledobject.yaml")}
+    obj, auth = docs["ScaledObject"], docs["TriggerAuthentication"]
     (trigger,) = obj["spec"]["triggers"]
+    # A client certificate is required at the TLS layer: the trigger presents one.
+    assert trigger["metadata"]["authMode"] == "tls"
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    assert {p["parameter"] for p in auth["spec"]["secretTargetRef"]} == {"cert", "key", "ca"}
     meta = trigger["metadata"]
     assert trigger["type"] == "metrics-api" and trigger["metricType"] == "AverageValue"
     assert meta["valueLocation"] == "desiredReplicas" and meta["targetValue"] == "1"

@@ -68,7 +68,7 @@ from autoscaler.metrics.collect import (
     TargetKey,
 )
 from autoscaler.metrics.presets import get_preset
-from autoscaler.metrics.source import MetricsSource
+from autoscaler.metrics.source import MetricsSource, QueryError
 
 log = logging.getLogger("autoscaler.controller")
 
@@ -119,7 +119,13 @@ class SourceState:
     """Controller time before which the source is not queried (back-off)."""
     last_error: str = ""
     inflight: Future[CycleResult] | None = None
-    """A round still running past its deadline: not queried again until it ends."""
+    """A round still running (past its deadline, or unwaited): not sent again until it
+    ends."""
+    submitted_at: float = 0.0
+    """Controller time the round in flight was sent (its back-off counts from there)."""
+    probe: str | None = None
+    """The query Prometheus rejected last: a retry sends it alone first, so a source that
+    is still broken costs one query, not a round."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,13 +314,14 @@ class Controller:
             except (SpecError, ValueError) as exc:
                 out[a.key] = f"metrics source: {exc}"
         started: dict[GroupKey, Future[CycleResult]] = {}
+        late = f"metrics source did not answer within {self.limits.source_deadline_s:g} s"
         for key, (cfg, members) in groups.items():
             state = self.sources.setdefault(key, SourceState())
             if state.inflight is not None:
                 if not state.inflight.done():
+                    # Still the same trouble as last cycle, in the same words (one Event).
                     for a in members:
-                        out[a.key] = ("metrics source: the previous round of queries has not "
-                                      "answered yet")
+                        out[a.key] = state.last_error or late
                     continue
                 self._settle(key, state, state.inflight, now)
             if now < state.retry_at:
@@ -322,8 +329,14 @@ class Controller:
                     out[a.key] = state.last_error
                 continue
             targets = [TargetKey(a.namespace, a.source.workload) for a in members]
-            fut = self._pool.submit(Collector(self.source, cfg).collect, now, targets)
-            state.inflight = fut
+            fut = self._pool.submit(self._round, cfg, targets, now, state.probe)
+            state.inflight, state.submitted_at = fut, now
+            if state.failures:
+                # On probation: not waited for. Its result is booked next cycle, so 50
+                # broken sources do not make the healthy ones wait for their retries.
+                for a in members:
+                    out[a.key] = state.last_error
+                continue
             started[key] = fut
         for gone in set(self.sources) - set(groups):
             if self.sources[gone].inflight is None:
@@ -337,8 +350,7 @@ class Controller:
             if not fut.done():
                 self.hooks.error("prometheus_deadline")
                 for a in members:
-                    out[a.key] = (f"metrics source did not answer within "
-                                  f"{self.limits.source_deadline_s:g} s")
+                    out[a.key] = late
                 continue
             result = self._settle(key, state, fut, now)
             if isinstance(result, str):
@@ -353,13 +365,26 @@ class Controller:
                     self._warm(a, cfg, now)
         return out
 
+    def _round(self, cfg: CollectorConfig, targets: list[TargetKey], now: float,
+               probe: str | None) -> CycleResult:
+        """One source's round of queries (in a worker thread)."""
+        assert self.source is not None
+        if probe is not None:
+            self.source.query(probe, now)  # raises QueryError again while still broken
+        return Collector(self.source, cfg).collect(now, targets)
+
     def _settle(self, key: GroupKey, state: SourceState, fut: Future[CycleResult],
                 now: float) -> CycleResult | str:
         """Book a finished round: success resets the source's back-off; a rejected query
         (spec error) or a round where Prometheus itself failed extends it."""
         state.inflight = None
+        now = state.submitted_at
         try:
             result = fut.result()
+        except QueryError as exc:
+            self.hooks.error("spec")
+            state.probe = exc.query
+            return self._failed(state, now, f"bad query: {exc}", spec=True)
         except SpecError as exc:
             self.hooks.error("spec")
             return self._failed(state, now, f"bad query: {exc}", spec=True)
@@ -373,7 +398,7 @@ class Controller:
             self.hooks.query_seconds(result.wall_s)
             return self._failed(state, now, f"Prometheus failed: {result.errors['liveness']}",
                                 spec=False)
-        state.failures, state.retry_at, state.last_error = 0, -math.inf, ""
+        state.failures, state.retry_at, state.last_error, state.probe = 0, -math.inf, "", None
         return result
 
     def _failed(self, state: SourceState, now: float, error: str, *, spec: bool) -> str:

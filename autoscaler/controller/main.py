@@ -318,6 +318,7 @@ def run_controller(args: argparse.Namespace) -> int:
                 sleep=pause, on_cycle=on_cycle, progress=health.tick)
     if elector is not None:
         elector.release(time.time())
+    controller.close()
     server.shutdown()
     if external is not None:
         external.stop()

@@ -29,6 +29,7 @@ from test_controller_e2e import (  # noqa: F401 - installed is a fixture used he
     ControllerProcess,
     autoscaler_cr,
     create_cr,
+    decisions,
     deployment,
     events,
     installed,
@@ -57,10 +58,6 @@ def scrape(port: int) -> dict[str, float]:
             key, _, value = line.rpartition(" ")
             out[key] = float(value)
     return out
-
-
-def metric_sum(port: int, prefix: str) -> float:
-    return sum(v for k, v in scrape(port).items() if k.startswith(prefix))
 
 
 def conditions(api: k8s.ApiClient, namespace: str, name: str) -> dict[str, dict[str, str]]:
@@ -305,9 +302,8 @@ def test_stale_metrics_give_one_event_not_one_per_cycle(
                                 "pod": f"stale-{pod}"}, frozen_at)
     wait_until("the first warning", lambda: events(api_client, namespace,
                                                    "MetricsUnavailable"), timeout_s=90)
-    decided = metric_sum(proc.port, 'autoscaler_decisions_total{autoscaler="stale"')
-    wait_until("ten more decisions", lambda: metric_sum(
-        proc.port, 'autoscaler_decisions_total{autoscaler="stale"') >= decided + 10,
+    decided = decisions(proc.port, "stale")
+    wait_until("ten more decisions", lambda: decisions(proc.port, "stale") >= decided + 10,
         timeout_s=60)
     warnings = events(api_client, namespace, "MetricsUnavailable")
     message = conditions(api_client, namespace, "stale")["MetricsAvailable"]["message"]
@@ -345,9 +341,8 @@ def test_no_write_at_all_against_an_existing_hpa(
     active = wait_until("ScalingActive=False/ConflictingAutoscaler", lambda: (
         c := conditions(api_client, namespace, "fought").get("ScalingActive")) and
         c["reason"] == "ConflictingAutoscaler" and c, timeout_s=60)
-    decided = metric_sum(proc.port, 'autoscaler_decisions_total{autoscaler="fought"')
-    wait_until("five more decisions", lambda: metric_sum(
-        proc.port, 'autoscaler_decisions_total{autoscaler="fought"') >= decided + 5,
+    decided = decisions(proc.port, "fought")
+    wait_until("five more decisions", lambda: decisions(proc.port, "fought") >= decided + 5,
         timeout_s=60)
     after = k8s.AppsV1Api(api_client).read_namespaced_deployment("fought", namespace)
     assert "HorizontalPodAutoscaler" in active["message"] and "fought-hpa" in active["message"]
@@ -383,9 +378,8 @@ def test_many_broken_sources_are_backed_off_and_the_healthy_one_is_served(
     wait_until("the healthy one to reach 6", lambda: replicas(api_client, namespace,
                                                               "healthy") == 6, timeout_s=90)
     start, t0 = scrape(proc.port), time.monotonic()
-    decided = metric_sum(proc.port, 'autoscaler_decisions_total{autoscaler="healthy"')
-    wait_until("fifteen more decisions", lambda: metric_sum(
-        proc.port, 'autoscaler_decisions_total{autoscaler="healthy"') >= decided + 15,
+    decided = decisions(proc.port, "healthy")
+    wait_until("fifteen more decisions", lambda: decisions(proc.port, "healthy") >= decided + 15,
         timeout_s=90)
     end, elapsed = scrape(proc.port), time.monotonic() - t0
     failed = (end.get('autoscaler_errors_total{kind="spec"}', 0.0)
@@ -432,10 +426,10 @@ def test_no_scale_down_on_a_partially_covered_rate_window(
     else:
         exporter.reset_counters({"namespace": namespace, "workload": "steady",
                                  "pod": "steady-0"})
-    decided = metric_sum(proc.port, 'autoscaler_decisions_total{autoscaler="steady"')
+    decided = decisions(proc.port, "steady")
     lowest = replicas(api_client, namespace, "steady")
     deadline = time.monotonic() + 60
-    while metric_sum(proc.port, 'autoscaler_decisions_total{autoscaler="steady"') \
+    while decisions(proc.port, "steady") \
             < decided + 10 and time.monotonic() < deadline:
         lowest = min(lowest, replicas(api_client, namespace, "steady"))
         time.sleep(0.2)

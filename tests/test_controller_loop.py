@@ -418,3 +418,24 @@ def test_the_cycle_deadline_leaves_the_rest_due_for_the_next_cycle() -> None:
     assert len(first) < 4
     second = ctrl.cycle(1_000_001.0)  # 1 s later: only the ones the deadline cut off
     assert sorted(o.name for o in first + second) == ["m0", "m1", "m2", "m3"]
+
+
+def test_the_back_off_survives_cycles_where_its_autoscaler_is_not_due() -> None:
+    # "bad" decides every 30 s, "good" every 15 s: every other cycle only "good" is due,
+    # and the broken source's back-off must not be forgotten in between.
+    kube = FakeKube(autoscalers={
+        "good": autoscaler("good"),
+        "bad": autoscaler("bad", syncPeriodSeconds=30, metricsSource={
+            "selector": 'job="bad"',
+            "queries": {"queue_depth": "sum by ($by) (broken_metric{$sel})"}})},
+        deployments={"good": [2, 2, 1], "bad": [2, 2, 1]})
+    prom = FakePrometheus(rates={"good": 20.0, "bad": 20.0}, broken="broken_metric")
+    ctrl = Controller(kube, prom, backfill_s=0)
+    run(ctrl, prom, 1_000_000.0, 12)  # t = 0, 15, ..., 165 s; "bad" due at 0, 30, ..., 150
+    ctrl.close()
+    tries = [q for q in prom.sent if 'job="bad"' in q and "broken_metric" in q]
+    full_rounds = [q for q in prom.sent if 'job="bad"' in q and "timestamp(" in q]
+    # Due at t = 0, 30, 60, 90, 120, 150; back-off 5, 10, 20, 40, 80 s from each try:
+    # tries at 0, 30 (>= 5), 60 (>= 40), 90 (>= 80), 150 (>= 90 + 40 = 130); not 120.
+    assert len(tries) == 5
+    assert len(full_rounds) == 1  # the first try was a whole round; the rest, one query

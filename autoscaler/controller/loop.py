@@ -82,6 +82,9 @@ edited autoscaler is picked up within this time."""
 CONFLICT_WINDOW_S = 600.0
 CONFLICT_CHANGES = 3
 CONFLICT_BACKOFF_S = 600.0
+SOURCE_FORGET_S = 900.0
+"""A metrics source no autoscaler has read for this long (s) is forgotten, back-off and
+all: longer than the 320-s back-off cap and any sync period in use."""
 BACKFILL_POLICIES = frozenset({PolicyKind.PREDICTIVE, PolicyKind.KPA})
 API_VERSION = "inference.autoscaler.dev/v1alpha1"
 rfc3339 = st.rfc3339
@@ -121,6 +124,8 @@ class SourceState:
     inflight: Future[CycleResult] | None = None
     """A round still running (past its deadline, or unwaited): not sent again until it
     ends."""
+    last_used: float = 0.0
+    """Controller time a due autoscaler last read this source."""
     submitted_at: float = 0.0
     """Controller time the round in flight was sent (its back-off counts from there)."""
     probe: str | None = None
@@ -338,9 +343,13 @@ class Controller:
                     out[a.key] = state.last_error
                 continue
             started[key] = fut
-        for gone in set(self.sources) - set(groups):
-            if self.sources[gone].inflight is None:
-                del self.sources[gone]
+        for gkey, state in list(self.sources.items()):
+            # Forget a source nobody has used for SOURCE_FORGET_S: not merely one whose
+            # autoscalers are not due this tick (that would reset its back-off).
+            if gkey in groups:
+                state.last_used = now
+            elif state.inflight is None and now - state.last_used > SOURCE_FORGET_S:
+                del self.sources[gkey]
         if started:
             wait(started.values(), timeout=max(0.0, min(
                 self.limits.source_deadline_s, cycle_deadline - self.monotonic())))

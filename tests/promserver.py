@@ -185,8 +185,9 @@ class ScriptedExporter:
         self.counters: dict[tuple[str, tuple[tuple[str, str], ...]],
                             tuple[float, float, float]] = {}
         """(name, labels) -> (value at t0, t0, rate per second)."""
-        self.gauge_times: dict[tuple[tuple[str, str], ...], float] = {}
-        """Labels -> an explicit sample timestamp for their gauges (see ``freeze_gauges``)."""
+        self.gauge_times: dict[tuple[tuple[str, str], ...], float | None] = {}
+        """Labels -> an explicit sample timestamp for their gauges: None for the scrape's
+        own time, a number to freeze it (see ``timestamp_gauges``, ``freeze_gauges``)."""
         self.delay_s = 0.0
         self.port = free_port()
         registry = CollectorRegistry(auto_describe=False)
@@ -249,10 +250,18 @@ class ScriptedExporter:
         self.set_counter_rate(f"{name}_sum", labels, sum_rate)
         self.set_counter_rate(f"{name}_count", labels, cumulative_rates["+Inf"])
 
+    def timestamp_gauges(self, labels: Mapping[str, str]) -> None:
+        """Expose the gauges of ``labels`` with explicit timestamps (the scrape's time), so
+        ``freeze_gauges`` can later stop them without Prometheus seeing a change of kind
+        (a series that switches to explicit timestamps gets a staleness marker)."""
+        with self.lock:
+            self.gauge_times[self._labels(labels)] = None
+
     def freeze_gauges(self, labels: Mapping[str, str], at: float) -> None:
         """The gauges of ``labels`` are exposed with the explicit timestamp ``at`` from now
         on: Prometheus (honouring timestamps) keeps that one sample and writes no staleness
-        marker, so the series' newest sample grows old, as behind a stuck federation."""
+        marker, so the series' newest sample grows old, as behind a stuck federation. Call
+        ``timestamp_gauges`` for them before their first scrape."""
         with self.lock:
             self.gauge_times[self._labels(labels)] = at
 
@@ -284,8 +293,9 @@ class ScriptedExporter:
             for (name, labels), value in self.gauges.items():
                 fam = by_name.setdefault(name, GaugeMetricFamily(
                     name, name, labels=[k for k, _ in labels]))
-                fam.add_metric([v for _, v in labels], value,
-                               timestamp=self.gauge_times.get(labels))
+                stamp = (None if labels not in self.gauge_times
+                         else self.gauge_times[labels] or now)
+                fam.add_metric([v for _, v in labels], value, timestamp=stamp)
             histograms: dict[tuple[str, tuple[tuple[str, str], ...]],
                              dict[str, float]] = {}
             for (name, labels), _ in self.counters.items():

@@ -111,7 +111,10 @@ def decisions(port: int, name: str) -> float:
     ``autoscaler_decisions_total``, all reasons)."""
     import requests
 
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except requests.ConnectionError:  # still starting
+        return 0.0
     return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
                if line.startswith("autoscaler_decisions_total{")
                and f'autoscaler="{name}"' in line)

@@ -217,8 +217,8 @@ def test_a_leader_whose_api_path_hangs_stops_acting_before_a_peer_takes_over(
 # --- 2. hung Prometheus ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sources", [pytest.param(3, id="three sources"),
-                                     pytest.param(5, id="five sources")])
+# Five sources were measured too (docs/faults.md); the tier runs three to stay short.
+@pytest.mark.parametrize("sources", [pytest.param(3, id="three sources")])
 def test_a_hung_prometheus_with_several_sources_holds_within_one_cycle_and_stays_healthy(
         api_client: k8s.ApiClient, installed: Path, namespace: str,  # noqa: F811
         prometheus: tuple[ScriptedExporter, PrometheusServer],
@@ -385,7 +385,7 @@ def test_many_broken_sources_are_backed_off_and_the_healthy_one_is_served(
                                                               "healthy") == 6, timeout_s=90)
     start, t0 = scrape(proc.port), time.monotonic()
     decided = decisions(proc.port, "healthy")
-    wait_until("fifteen more decisions", lambda: decisions(proc.port, "healthy") >= decided + 15,
+    wait_until("ten more decisions", lambda: decisions(proc.port, "healthy") >= decided + 10,
         timeout_s=90)
     end, elapsed = scrape(proc.port), time.monotonic() - t0
     failed = (end.get('autoscaler_errors_total{kind="spec"}', 0.0)
@@ -435,7 +435,7 @@ def test_no_scale_down_on_a_partially_covered_rate_window(
     lowest = replicas(api_client, namespace, "steady")
     deadline = time.monotonic() + 60
     while decisions(proc.port, "steady") \
-            < decided + 10 and time.monotonic() < deadline:
+            < decided + 6 and time.monotonic() < deadline:
         lowest = min(lowest, replicas(api_client, namespace, "steady"))
         time.sleep(0.2)
     assert lowest >= 3

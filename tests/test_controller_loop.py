@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.controller.kube import Competitor, Conflict, NotFound, ScaleInfo
+from autoscaler.controller.kube import ApiUnavailable, Competitor, Conflict, NotFound, ScaleInfo
 from autoscaler.controller.loop import Controller
 from autoscaler.controller.resource import TargetRef
 from autoscaler.controller.settings import Limits
@@ -439,3 +439,19 @@ def test_the_back_off_survives_cycles_where_its_autoscaler_is_not_due() -> None:
     # tries at 0, 30 (>= 5), 60 (>= 40), 90 (>= 80), 150 (>= 90 + 40 = 130); not 120.
     assert len(tries) == 5
     assert len(full_rounds) == 1  # the first try was a whole round; the rest, one query
+
+
+def test_a_failed_competitor_check_blocks_that_cycle_only() -> None:
+    kube, prom, ctrl = world(rate=20.0)
+
+    def unavailable(namespace: str) -> list[Competitor]:
+        raise ApiUnavailable("GET horizontalpodautoscalers: ReadTimeoutError")
+
+    kube.list_competitors = unavailable  # type: ignore[method-assign]
+    run(ctrl, prom, 1_000_000.0, 1)
+    assert kube.scale_writes == []  # could not look: did not write
+    active = conditions_of(kube, "chat")["ScalingActive"]
+    assert active["reason"] == "CompetitorCheckFailed" and "cannot check" in active["message"]
+    del kube.list_competitors  # answers again
+    run(ctrl, prom, 1_000_015.0, 1)
+    assert kube.scale_writes == [("chat", 4)]

@@ -184,7 +184,7 @@ class Controller:
         """The newest outcome per autoscaler: what the external metrics API serves."""
         self.relist_s = RELIST_S
         self.sources: dict[GroupKey, SourceState] = {}
-        self._competitors: dict[str, tuple[float, list[Competitor] | str]] = {}
+        self._competitors: dict[str, tuple[float, list[Competitor]]] = {}
         self._last_list: float | None = None
         self._parse_cache: dict[tuple[str, str], tuple[tuple[Any, Any, Any], Autoscaler]] = {}
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="metrics")
@@ -535,11 +535,11 @@ class Controller:
             return None
         found = self._competitor(a, now)
         if found is not None:
-            if found != mem.blocked_by:
-                self._event(a, "Warning", "ConflictingAutoscaler",
-                            f"{found}: not writing the scale while it exists")
-            mem.blocked_by = found
-            return ("False", "ConflictingAutoscaler", f"{found}: not writing the scale")
+            reason, what = found
+            if what != mem.blocked_by:
+                self._event(a, "Warning", reason, f"{what}: not writing the scale")
+            mem.blocked_by = what
+            return ("False", reason, f"{what}: not writing the scale")
         mem.blocked_by = None
         if now < mem.backoff_until:
             return ("False", "ConflictingWriter",
@@ -547,24 +547,23 @@ class Controller:
                     f"{rfc3339(mem.backoff_until)}")
         return None
 
-    def _competitor(self, a: Autoscaler, now: float) -> str | None:
-        """A sentence naming the HPA or ScaledObject that scales the same workload, or why
-        none could be looked for (then we do not write either), or None."""
+    def _competitor(self, a: Autoscaler, now: float) -> tuple[str, str] | None:
+        """(reason, sentence) naming the HPA or ScaledObject that scales the same workload,
+        or saying why none could be looked for (then we do not write either); or None."""
         cached = self._competitors.get(a.namespace)
         if cached is None or now - cached[0] >= self.limits.competitor_ttl_s:
             try:
-                found: list[Competitor] | str = self.kube.list_competitors(a.namespace)
+                listed = self.kube.list_competitors(a.namespace)
             except (TransientError, KubeError) as exc:
+                # Not cached: a slow API server costs this cycle's writes, not a minute's.
                 self.hooks.error("api")
-                found = f"cannot check for a competing HPA or ScaledObject ({exc})"
-            cached = self._competitors[a.namespace] = (now, found)
-        found = cached[1]
-        if isinstance(found, str):
-            return found
-        for c in found:
+                return ("CompetitorCheckFailed",
+                        f"cannot check for a competing HPA or ScaledObject ({exc})")
+            cached = self._competitors[a.namespace] = (now, listed)
+        for c in cached[1]:
             if c.target_kind == a.target.kind and c.target_name == a.target.name:
-                return (f"{c.kind} {a.namespace}/{c.name} also scales {a.target.kind} "
-                        f"{a.target.name}")
+                return ("ConflictingAutoscaler", f"{c.kind} {a.namespace}/{c.name} also "
+                        f"scales {a.target.kind} {a.target.name}")
         return None
 
     def _note_external_change(self, a: Autoscaler, mem: Memory, replicas: int,

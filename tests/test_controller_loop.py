@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from promfake import MeaningPrometheus
 
 from autoscaler.controller.kube import ApiUnavailable, Competitor, Conflict, NotFound, ScaleInfo
 from autoscaler.controller.loop import Controller
 from autoscaler.controller.resource import TargetRef
 from autoscaler.controller.settings import Limits
-from autoscaler.metrics.source import PrometheusUnavailable, QueryError, RangeSeries, Sample
+from autoscaler.metrics.source import QueryError, RangeSeries, Sample
 
 NS = "llm"
 
@@ -72,7 +73,10 @@ class FakeKube:
 
 @dataclass
 class FakePrometheus:
-    """Answers the collector's grouped queries from per-workload request rates."""
+    """Two pods per workload, scraped every 15 s up to 1 s ago: each counts first tokens
+    (``vllm:time_to_first_token_seconds_count``) at half the workload's rate and shows an
+    empty queue; other signals are absent (the policy must cope). Queries are answered by
+    metric name and labels (``promfake``), not by their text."""
 
     rates: dict[str, float] = field(default_factory=dict)
     up: bool = True
@@ -89,7 +93,30 @@ class FakePrometheus:
     max_in_flight_sources: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def _store(self, t: float) -> MeaningPrometheus:
+        store = MeaningPrometheus(up=self.up)
+        newest = t - 1.0 if self.newest_sample is None else self.newest_sample
+        times = [newest - 15.0 * k for k in range(8)][::-1]
+        for wl, rate in self.rates.items():
+            for pod in (f"{wl}-0", f"{wl}-1"):
+                labels = {"namespace": NS, "workload": wl, "pod": pod}
+                store.add("vllm:time_to_first_token_seconds_count", labels,
+                          [(x, 1000.0 + rate / 2 * x) for x in times])
+                store.add("vllm:num_requests_waiting", labels, [(x, 0.0) for x in times])
+        return store
+
     def query(self, promql: str, at: float | None = None) -> list[Sample]:
+        self._fault(promql)
+        t = at if at is not None else self.now
+        return self._store(t).query(promql, t)
+
+    def query_series(self, promql: str, at: float | None = None) -> list[RangeSeries]:
+        self._fault(promql)
+        t = at if at is not None else self.now
+        return self._store(t).query_series(promql, t)
+
+    def _fault(self, promql: str) -> None:
+        """Count the query, then misbehave as told: hang, or reject it as bad PromQL."""
         with self.lock:
             self.queries += 1
             self.sent.append(promql)
@@ -100,26 +127,8 @@ class FakePrometheus:
                 self.max_in_flight_sources = max(self.max_in_flight_sources,
                                                  len(self.in_flight))
             self.hang.wait()
-        if not self.up:
-            raise PrometheusUnavailable("connection refused")
         if self.broken in promql:
             raise QueryError(promql, "1:12: parse error: unexpected identifier")
-        t = at if at is not None else self.now
-        out = []
-        for wl, rate in self.rates.items():
-            labels = {"namespace": NS, "workload": wl}
-            if promql.startswith("max by") and "timestamp(" in promql:
-                value = t - 1.0 if self.newest_sample is None else self.newest_sample
-            elif promql.startswith("count by"):
-                value = 2.0
-            elif "time_to_first_token_seconds_count" in promql:
-                value = rate
-            elif "num_requests_waiting" in promql and "running" not in promql:
-                value = 0.0
-            else:
-                continue  # other signals absent: the policy must cope
-            out.append(Sample(labels, t, value))
-        return out
 
     def query_range(self, promql: str, start: float, end: float,
                     step_s: float) -> list[RangeSeries]:
@@ -247,7 +256,8 @@ def test_a_cycle_costs_the_same_queries_however_many_autoscalers(n: int) -> None
     prom = FakePrometheus(rates={f"m{i}": 5.0 for i in range(n)})
     ctrl = Controller(kube, prom, backfill_s=0)
     run(ctrl, prom, 1_000_000.0, 1)
-    # 2 liveness queries + the vLLM preset's 8 (p50/p95/p99 share one bucket query).
+    # The pods' series (samples over the window, instant count) + the vLLM preset's 8
+    # signal queries (p50/p95/p99 share one bucket query): 2 + 8.
     assert prom.queries == 10
     assert len(kube.statuses) == n
 
@@ -354,13 +364,14 @@ def test_a_broken_source_is_backed_off_and_the_healthy_one_is_not() -> None:
     ctrl.close()
     bad = [q for q in prom.sent if 'job="bad"' in q]
     tries = [q for q in bad if "broken_metric" in q]
-    good_rounds = [q for q in prom.sent if 'job="bad"' not in q and "timestamp(" in q]
+    good_rounds = [q for q in prom.sent if 'job="bad"' not in q and q.startswith("count by")]
     # Back-off 5, 10, 20, 40, 80 s after failures 1..5, counted from each try: tries at
     # t = 0, 15 (> 0 + 5), 30 (>= 15 + 10), 60 (>= 30 + 20), 105 (>= 60 + 40); the next
     # not before 105 + 80 = 185 s. Without back-off: 10 tries.
     assert len(tries) == 5
-    # The first try is a whole round (2 liveness queries + the vLLM preset's 8, the broken
-    # override among them); each retry sends the rejected query alone: 10 + 4 x 1 = 14.
+    # The first try is a whole round (the request counter's series, the pods count and the
+    # vLLM preset's 8, the broken override among them); each retry sends the rejected
+    # query alone: 10 + 4 x 1 = 14.
     assert len(bad) == 14
     assert len(good_rounds) == 10
     assert conditions_of(kube, "good")["MetricsAvailable"]["status"] == "True"
@@ -434,7 +445,7 @@ def test_the_back_off_survives_cycles_where_its_autoscaler_is_not_due() -> None:
     run(ctrl, prom, 1_000_000.0, 12)  # t = 0, 15, ..., 165 s; "bad" due at 0, 30, ..., 150
     ctrl.close()
     tries = [q for q in prom.sent if 'job="bad"' in q and "broken_metric" in q]
-    full_rounds = [q for q in prom.sent if 'job="bad"' in q and "timestamp(" in q]
+    full_rounds = [q for q in prom.sent if 'job="bad"' in q and q.startswith("count by")]
     # Due at t = 0, 30, 60, 90, 120, 150; back-off 5, 10, 20, 40, 80 s from each try:
     # tries at 0, 30 (>= 5), 60 (>= 40), 90 (>= 80), 150 (>= 90 + 40 = 130); not 120.
     assert len(tries) == 5

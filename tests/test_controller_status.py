@@ -7,7 +7,7 @@ import pytest
 
 from autoscaler.controller import status as st
 from autoscaler.core.types import Decision, Reason, Signal
-from autoscaler.metrics.collect import Observation, SignalReading, Status, TargetKey
+from autoscaler.metrics.collect import Observation, SignalReading, Status
 
 OK = st.MetricsVerdict(True, "3 signals ok, 2 pods reporting", "ok")
 MISSING = st.MetricsVerdict(False, "metrics source did not answer within 6 s",
@@ -17,7 +17,7 @@ MISSING = st.MetricsVerdict(False, "metrics source did not answer within 6 s",
 def observation(age_s: float, pods: int = 2) -> Observation:
     """request_rate stale (newest sample ``age_s`` old), queue_depth fine."""
     return Observation(
-        target=TargetKey("llm", "chat"), newest_sample=1_000.0 - age_s, pods_reporting=pods,
+        newest_sample=1_000.0 - age_s, pods_reporting=pods,
         readings={
             Signal.REQUEST_RATE: SignalReading(Status.STALE, 4.0, 1_000.0 - age_s,
                                                f"newest sample {age_s:.0f} s old > 60 s"),
@@ -75,7 +75,7 @@ def test_the_metrics_event_is_the_same_however_old_the_sample() -> None:
 
 
 def test_fewer_pods_reporting_than_ready_marks_sums_partial() -> None:
-    fresh = Observation(TargetKey("llm", "chat"), {
+    fresh = Observation({
         Signal.REQUEST_RATE: SignalReading(Status.OK, 4.0, 1_000.0)}, 1_000.0, 2)
     assert st.metrics_verdict(fresh, 2).usable
     v = st.metrics_verdict(fresh, 3)  # 2 of 3 ready pods report: the rate undercounts

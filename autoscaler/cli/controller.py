@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.cli import common as c
+from autoscaler.controller.settings import Limits, ServingLimits
 from autoscaler.core import defaults as d
 from autoscaler.errors import SpecError, short_repr
 
@@ -38,10 +39,35 @@ def add_parser(subparsers: Any) -> None:
                    help="address for /metrics, /healthz, /readyz (tests use 127.0.0.1)")
     p.add_argument("--tick", type=c.number(TICK), default=d.CONTROLLER_TICK_S,
                    help=f"seconds between wake-ups (default {d.CONTROLLER_TICK_S:g})")
+    # The controller's own limits (autoscaler/controller/settings.py; docs/faults.md).
+    lim, serving = Limits(), ServingLimits()
+    p.add_argument("--api-timeout", type=c.number(DEADLINE), default=lim.api_timeout_s,
+                   help=f"deadline of one Kubernetes API call, seconds, no retries "
+                        f"(default {lim.api_timeout_s:g})")
+    p.add_argument("--prometheus-timeout", type=c.number(DEADLINE),
+                   default=lim.prometheus_timeout_s,
+                   help=f"deadline of one Prometheus query, seconds "
+                        f"(default {lim.prometheus_timeout_s:g})")
+    p.add_argument("--source-deadline", type=c.number(DEADLINE), default=lim.source_deadline_s,
+                   help=f"how long a cycle waits for one metrics source, seconds; later "
+                        f"sources are missing for that cycle (default {lim.source_deadline_s:g})")
+    p.add_argument("--cycle-deadline", type=c.number(DEADLINE), default=lim.cycle_deadline_s,
+                   help=f"wall-clock budget of one cycle, seconds "
+                        f"(default {lim.cycle_deadline_s:g})")
+    p.add_argument("--source-backoff", type=c.number(DEADLINE), default=lim.source_backoff_s,
+                   help=f"first back-off of a failing metrics source, seconds, doubling per "
+                        f"failure (default {lim.source_backoff_s:g})")
+    p.add_argument("--external-metrics-header-timeout", type=c.number(DEADLINE),
+                   default=serving.header_timeout_s,
+                   help=f"seconds a connection has for its TLS handshake and request headers "
+                        f"(default {serving.header_timeout_s:g})")
+    p.add_argument("--external-metrics-max-connections", type=c.whole(CONNECTIONS),
+                   default=serving.max_connections,
+                   help=f"open connections served at once (default {serving.max_connections})")
     p.add_argument("--backfill-seconds", type=c.number(BACKFILL), default=None,
                    help="history to backfill per new autoscaler (default: its historySeconds)")
     p.add_argument("--log-format", choices=("json", "text"), default="json")
-    # The external.metrics.k8s.io API (autoscaler/controller/external_metrics.py).
+    # The external.metrics.k8s.io API (autoscaler/controller/external_metrics/).
     p.add_argument("--external-metrics-port", type=c.whole(PORT), default=0,
                    help="serve external.metrics.k8s.io over TLS on this port (0 = off)")
     p.add_argument("--external-metrics-host", default="0.0.0.0")
@@ -61,6 +87,8 @@ LEASE = c.Range(low=1, high=3600, unit="seconds")
 TICK = c.Range(low=0, low_open=True, high=3600, unit="seconds")
 BACKFILL = c.Range(low=0, high=30 * 86_400, unit="seconds")
 MAX_AGE = c.Range(low=0, low_open=True, high=86_400, unit="seconds")
+DEADLINE = c.Range(low=0, low_open=True, high=3600, unit="seconds")
+CONNECTIONS = c.Range(low=1, high=1_000_000)
 
 MAX_KUBECONFIG_BYTES = 16 << 20
 """Kubeconfigs with embedded certificates for dozens of clusters stay under 1 MiB."""

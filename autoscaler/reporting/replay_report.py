@@ -38,8 +38,8 @@ from autoscaler.errors import AutoscalerError
 if TYPE_CHECKING:
     from autoscaler.replaying import Comparison
 
-COLORS = {"hpa": "#d62728", "kpa": "#9467bd", "predictive": "#2ca02c", "oracle": "#1f77b4",
-          "static": "#7f7f7f"}
+COLORS = {"hpa": "#d62728", "kpa": "#9467bd", "predictive": "#2ca02c",
+          "hindsight": "#1f77b4", "oracle": "#1f77b4", "static": "#7f7f7f"}
 MAX_POINTS = 4000
 """Points per line in the browser; a 14-day trace at 60-s bins (20,160) is cut by 6."""
 MAX_EVENTS = 3000
@@ -133,9 +133,14 @@ def _fmt_num(v: Any, fmt: str) -> str:
 
 
 def _table(doc: Mapping[str, Any], price: float | None) -> str:
+    target = doc.get("slo", {}).get("target_attainment")
+    at_target = f"hours &ge; {target:.0%}" if isinstance(target, float) else "hours at target"
     extra = [("worst_hour_attainment", "worst hour", ".1%"),
-             ("hours_meeting_target", "hours at target", "d"),
-             ("replica_starts", "replica starts", ",d")]
+             ("hours_meeting_target", at_target, ".0%"),
+             ("bound_gpu_hours", "bound (GPU-h)", ",.2f"),
+             ("gpu_vs_bound", "/ bound", ".2f"),
+             ("replica_starts_per_day", "replica starts / day", ",.1f"),
+             ("cold_start_gpu_hours", "cold-start GPU-h", ",.2f")]
     present = [e for e in extra if any(e[0] in r for r in doc["results"])]
     head = ("<tr><th>policy</th><th>SLO attainment</th><th>GPU-hours</th>"
             + ("<th>cost ($)</th>" if price is not None else "")
@@ -158,7 +163,8 @@ def _table(doc: Mapping[str, Any], price: float | None) -> str:
                   f"<td>{_fmt_num(r['max_replicas'], 'd')}</td>"]
         for key, _, fmt in present:
             v = r.get(key)
-            cells.append(f"<td>{_fmt_num(v, fmt) if not isinstance(v, dict) else '–'}</td>")
+            ok = isinstance(v, int | float) and not isinstance(v, bool)
+            cells.append(f"<td>{_fmt_num(v, fmt) if ok else '–'}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table class='summary'>{head}{''.join(rows)}</table>"
 
@@ -434,6 +440,15 @@ def _page(comparison: Comparison, figures: Sequence[tuple[str, Any]],
                   if price is not None else "The profile has no gpu_hour_cost: costs are "
                   "in GPU-hours.")
     title = f"Autoscaler replay: {t['name']}"
+    bound = doc.get("bound") or {}
+    bound_html = ""
+    if bound.get("definition"):
+        bound_html += (f"<p class='facts'><b>Bound:</b> {html.escape(str(bound['definition']))}"
+                       "</p>")
+    if any(r["policy"] == "hindsight" for r in doc["results"]):
+        bound_html += ("<p class='facts'>The <i>hindsight</i> policy (formerly <i>oracle</i>) "
+                       "is a heuristic given the true future rates; it is not a bound, and "
+                       "other policies may use fewer GPU-hours than it.</p>")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <script>window.__reportErrors=[];window.addEventListener('error',function(e){{
@@ -455,6 +470,7 @@ profile {html.escape(doc['profile'])}: one replica holds
 {facts['bin_s']:g} s.{ds} {price_text}{gap_text} Hover a triangle for the decision's reason
 and message; drag to zoom, double-click to reset.</p>
 {_table(doc, price)}
+{bound_html}
 {''.join(sections)}
 <p class="facts">Static images of the same (for CI artefacts and documents):
 <a href="comparison.png">comparison.png</a>, <a href="replicas.png">replicas.png</a>; the

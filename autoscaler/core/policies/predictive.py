@@ -374,8 +374,6 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         message += "; " + "; ".join(notes)
     new_policy = replace(new_policy, recent=recent)
     new_state = replace(outcome.state, policy=new_policy)
-    if replicas != current and new_state.last_scale_time != now:
-        new_state = replace(new_state, last_scale_time=now)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,
                  forecast_rps=planned, demand_rps=rate, forecast_model=fc.model),

@@ -232,7 +232,17 @@ def reconstruct(source: MetricsSource, q: HistoryQuery, *, token_window_s: float
     first_seen = min(int(np.flatnonzero(np.isfinite(a))[0])
                      for a in fam["first_tokens"].values() if np.isfinite(a).any())
     served, _ = _fleet_increase(fam["first_tokens"], n, first_seen=first_seen)
-    queue_growth, _ = _fleet_increase(fam["waiting"], n, gauge=True, first_seen=first_seen)
+    # Queue growth from the fleet's total waiting, not per pod: a pod removed with 20
+    # requests waiting hands them to the others, and per-pod deltas would count them twice.
+    w = np.zeros(n)
+    w_seen = np.zeros(n, dtype=bool)
+    for arr in fam["waiting"].values():
+        ok = np.isfinite(arr)
+        w[ok] += arr[ok]
+        w_seen |= ok
+    queue_growth = np.zeros(n)
+    both = w_seen[1:] & w_seen[:-1]
+    queue_growth[1:][both] = np.diff(w)[both]
     # A step is known when some pod reported at both its ends (increase defined).
     inc_known = np.zeros(n, dtype=bool)
     for arr in fam["first_tokens"].values():

@@ -172,7 +172,7 @@ def compare(live: Run, replay: Run, duration_s: float,
     grid = np.arange(0.0, duration_s, tol.step_s)
     want = replay.replicas_at(grid)
     best: tuple[float, float, float] | None = None
-    n_lag = int(round(tol.max_lag_s / tol.step_s))
+    n_lag = round(tol.max_lag_s / tol.step_s)
     for k in range(-n_lag, n_lag + 1):
         lag = k * tol.step_s
         diff = np.abs(live.replicas_at(grid + lag) - want)

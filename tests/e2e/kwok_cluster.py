@@ -20,7 +20,6 @@ with its name and log file, within ``start_timeout_s``.
 
 from __future__ import annotations
 
-import math
 import ssl
 import subprocess
 import time
@@ -290,14 +289,6 @@ class ApiPods:
             if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or ()):
                 out.setdefault(p.metadata.labels["workload"], []).append(p.metadata.name)
         return out
-
-
-def gpu_seconds_from_pods(samples: Sequence[tuple[float, int]], t_end: float) -> float:
-    """GPU-seconds from (time, pods holding a GPU) samples, a step function to ``t_end``."""
-    total = 0.0
-    for (t0, n), (t1, _) in zip(samples, [*samples[1:], (t_end, 0)], strict=True):
-        total += n * max(0.0, min(t1, t_end) - t0)
-    return total if math.isfinite(total) else math.nan
 
 
 # --- fixtures (imported by the tests that use them) ------------------------------------

@@ -49,13 +49,15 @@ def test_pods_run_unready_at_once_and_turn_ready_after_their_cold_start(
     assert len(ready) == 3, (running, ready, kwok_cluster.log_tails())
     for name, t_ready in ready.items():
         assert name in running and running[name] < t_ready  # seen Running and not Ready first
-        # Scheduled and Running within 2 s of the Deployment's creation (ReplicaSet
-        # controller, scheduler, kwok: well under a second each on loopback).
-        assert running[name] - created < 2.0, (name, running[name] - created)
-        # Ready after the cold start drawn in [3, 4) s from the moment kwok started it;
-        # we see Running up to one 0.1-s poll plus one list late, Ready likewise: +-0.6 s.
+        # Scheduled and Running within 5 s of the Deployment's creation (ReplicaSet
+        # controller, scheduler, kwok: well under a second each on an idle machine; the
+        # margin is for a loaded one).
+        assert running[name] - created < 5.0, (name, running[name] - created)
+        # Ready after the cold start drawn in [3, 4) s from the moment kwok started it; we
+        # see each change up to one 0.1-s poll plus one LIST late (up to ~1 s on a loaded
+        # machine): [2, 5] s, still far from "at once".
         unready = t_ready - running[name]
-        assert COLD_S - 0.6 <= unready <= COLD_S + JITTER_S + 0.6, (name, unready)
+        assert COLD_S - 1.0 <= unready <= COLD_S + JITTER_S + 1.0, (name, unready)
 
 
 def test_scaled_down_pods_go_away_at_once(

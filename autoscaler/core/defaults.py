@@ -76,3 +76,7 @@ PREDICTIVE_SCALE_DOWN_WINDOW_S = 120.0
 """Scale down only to the max recommendation seen over this many seconds."""
 MAX_REPLICAS_LIMIT = 100_000
 """Sanity bound on maxReplicas."""
+
+CONTROLLER_TICK_S = 5.0
+"""How often the controller loop wakes, seconds; each autoscaler still decides on its own
+syncPeriodSeconds."""

@@ -12,6 +12,7 @@
   feature discovery sets (``nvidia.com/gpu.product``, ``nvidia.com/gpu.count``), and the
   ``nvidia.com/gpu=present:NoSchedule`` taint GPU node pools carry. The taint keeps the
   other e2e tests' pods (no toleration) Pending, as they were before this tier existed.
+  The ``not-ready`` taint new nodes get is lifted by the fixture (see ``add_pool``).
 
 Both processes run on 127.0.0.1 with the admin kubeconfig (the tests exercise the
 autoscaler's RBAC, not the scheduler's). A process that cannot start fails the fixture
@@ -176,6 +177,12 @@ class KwokCluster:
 
         self._wait(f"kwok to make the {pool.nodes} nodes of pool {pool.name} Ready", all_ready,
                    self._kwok)
+        # The API server's TaintNodesByCondition admission gives every new node the
+        # node.kubernetes.io/not-ready:NoSchedule taint; the node-lifecycle controller lifts
+        # it once the node is Ready. That controller stays off here (without kubelet
+        # heartbeats it would evict every pod after 40 s), so we lift it as it would.
+        for name in names:
+            core.patch_node(name, {"spec": {"taints": [GPU_TAINT]}})
 
     def _wait(self, what: str, ready: Callable[[], bool], process: _Process) -> None:
         deadline = time.monotonic() + self.start_timeout_s

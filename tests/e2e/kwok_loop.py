@@ -59,6 +59,19 @@ SPEC: dict[str, Any] = {
             {"type": "Percent", "value": 100, "periodSeconds": 15}]}},
 }
 SCRAPE_S, WINDOW_S = 15.0, 60.0
+TICK_S = 0.25
+"""The live controller's wake-up period (``controller_flags``)."""
+API_TO_POD_S = 0.5
+"""Scale write -> ReplicaSet -> scheduler -> kwok Running, measured 0.3-0.6 s on loopback."""
+HPA_SYNC_S = 2.0
+"""The e2e control plane's --horizontal-pod-autoscaler-sync-period."""
+
+
+def live_latency_s(scrape_s: float, *, hpa: bool = False) -> float:
+    """Mean wall seconds from the data a decision reads to its pods starting, live (see
+    ``Scenario.actuation_s``). Scale mode at a 1-s scrape: 0.5 + 0.125 + 0.5 = 1.125 s;
+    Metrics mode adds 1 s (half the HPA's sync period)."""
+    return 0.5 * scrape_s + 0.5 * TICK_S + API_TO_POD_S + (0.5 * HPA_SYNC_S if hpa else 0.0)
 
 
 @dataclass(frozen=True)
@@ -72,8 +85,11 @@ class Scenario:
     scrape_s: float
     window_s: float
     actuation_s: float
-    """The replay's delay from a decision to the new pods existing: measured live (API
-    write -> ReplicaSet -> scheduler -> kwok) at ~0.3-0.6 s; not a compressed quantity."""
+    """The replay's delay from the data a decision reads to the new pods starting. Live
+    latencies do not compress, so this is the live path's mean, in wall seconds: half a
+    scrape interval of staleness (the replay's decision at t reads the scrape taken at t),
+    half a controller tick, and the API write -> ReplicaSet -> scheduler -> kwok path
+    (0.3-0.6 s measured). Metrics mode adds half the HPA's 2-s sync period."""
     initial: int = 0
     """Replicas at the start (0: the replay's default, sized for the first minutes)."""
 
@@ -95,7 +111,7 @@ def _yaml(spec: dict[str, Any]) -> str:
 
 
 def azure_scenario(*, factor: float = 15.0, start_min: int = 25, minutes: int = 20,
-                   rate_scale: float = 8.0, actuation_s: float = 0.5,
+                   rate_scale: float = 8.0, hpa: bool = False,
                    initial: int = 3) -> Scenario:
     """Azure LLM conversation trace (2023), minutes [start, start + minutes), binned at
     15 s and scaled x``rate_scale`` (6.6 -> 8.4 -> 5.2 req/s per minute becomes ~53 -> 67 ->
@@ -110,7 +126,8 @@ def azure_scenario(*, factor: float = 15.0, start_min: int = 25, minutes: int = 
     return Scenario(factor=factor, trace=compress_trace(trace, factor),
                     profile=compress_profile(load_profile("llama3-8b-h100"), factor),
                     spec=compress_spec(SPEC, factor), scrape_s=SCRAPE_S / factor,
-                    window_s=WINDOW_S / factor, actuation_s=actuation_s, initial=initial)
+                    window_s=WINDOW_S / factor,
+                    actuation_s=live_latency_s(SCRAPE_S / factor, hpa=hpa), initial=initial)
 
 
 def replay_run(sc: Scenario, *, spec: dict[str, Any] | None = None, seed: int = 0) -> Run:
@@ -188,7 +205,9 @@ def live_run(api: k8s.ApiClient, namespace: str, sc: Scenario, *,
                            follow_pods=True, slo_ttft_s=float(sc.spec.get("slo", {}).get(
                                "ttftSeconds", 2.0)))
     port = twin.start(clock=False)
-    prom = PrometheusServer([f"127.0.0.1:{port}"], scrape_interval_s=sc.scrape_s).start()
+    # No target until the trace starts: samples of the frozen twin would make the first
+    # rate() windows read low (the replay's Prometheus has nothing before its first scrape).
+    prom = PrometheusServer([], scrape_interval_s=sc.scrape_s).start()
     controller: Controller | None = None
     try:
         controller = start_controller(prom.url)
@@ -200,14 +219,26 @@ def live_run(api: k8s.ApiClient, namespace: str, sc: Scenario, *,
         twin.follow(ApiPods(api, namespace), interval_s=0.1)
         wait_for("the twin to serve them", lambda: twin.replicas()[name]["ready"]
                  == sc.initial)
-        twin.start_clock()
-        t0 = time.monotonic()
+        # The autoscaler (and the HPA) exist before the trace starts, as in production:
+        # with no metrics yet they hold (missing data is never low load), so neither run is
+        # charged for the first sync of a newly created object.
         k8s.CustomObjectsApi(api).create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL,
             autoscaler_cr(namespace, name, mode, sc.spec, sc.window_s))
         if hpa_metric is not None:
             k8s.AutoscalingV2Api(api).create_namespaced_horizontal_pod_autoscaler(
                 namespace, passthrough_hpa(name, int(sc.spec["maxReplicas"]), hpa_metric))
+        autoscaling = k8s.AutoscalingV2Api(api)
+        wait_for("the autoscaler's first status (holding: no metrics yet)", lambda: (
+            k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name).get("status")), timeout_s=30)
+        if hpa_metric is not None:
+            wait_for("the HPA's first sync", lambda: autoscaling
+                     .read_namespaced_horizontal_pod_autoscaler(name, namespace)
+                     .status.conditions, timeout_s=30)
+        twin.start_clock()
+        t0 = time.monotonic()
+        prom.set_targets([f"127.0.0.1:{port}"])
         apps = k8s.AppsV1Api(api)
         times: list[float] = []
         counts: list[int] = []
@@ -303,4 +334,4 @@ def controller_flags(namespace: str, identity: str) -> list[str]:
     """Decide for one namespace, with its own lease, waking every 0.25 s (a 1-s compressed
     sync period is then met within a quarter of it)."""
     return ["--namespace", namespace, "--lease-name", f"closed-loop-{identity}",
-            "--tick", "0.25"]
+            "--tick", f"{TICK_S:g}"]

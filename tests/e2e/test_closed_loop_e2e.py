@@ -9,8 +9,10 @@ same compressed trace, spec and profile.
 Tolerances (autoscaler.twin.closed_loop.Tolerances), and why:
 
 * replica counts: mean |live - replay| <= 0.5 and max <= 2, after shifting live by at most
-  2 s (two compressed sync periods: the controller's 0.25-s tick phase, watch and list
-  latency, and in Metrics mode the HPA's own 2-s sync on top);
+  2 s (3 s in Metrics mode). Live latencies do not compress: the replay's actuation delay
+  is the live path's mean (kwok_loop.live_latency_s: scrape staleness, controller tick,
+  API -> scheduler -> kwok, and in Metrics mode the HPA's sync), the shift absorbs their
+  spread around it;
 * GPU-hours within 10%, attainment within 5 points, or twice the spread the replay itself
   shows over 8 cold-start draws (seeds), whichever is wider: live is one more draw of
   kwok's jitter, and no tolerance may be tighter than the replay's own noise.
@@ -147,8 +149,11 @@ def test_metrics_mode_with_a_stock_hpa_follows_the_replay(
                         hpa_metric=DESIRED_REPLICAS)
     finally:
         k8s.CoreV1Api(api_client).delete_namespace(ns)
-    # The HPA's own 2-s sync comes on top of the controller's: up to 2 s more lag.
-    tol_metrics = dataclasses.replace(tol, max_lag_s=tol.max_lag_s + 2.0)
-    cmp = _report("Metrics mode + stock HPA", live.run, replay, scenario, tol_metrics)
+    # The same replay, with the HPA's path from our decision to the scale: its 2-s sync
+    # period adds 1 s on average (and up to 2 s: the lag bound grows by that).
+    via_hpa = azure_scenario(hpa=True)
+    replay = replay_run(via_hpa)
+    tol_metrics = dataclasses.replace(tol, max_lag_s=tol.max_lag_s + 1.0)
+    cmp = _report("Metrics mode + stock HPA", live.run, replay, via_hpa, tol_metrics)
     assert live.events and all(e.startswith("HorizontalPodAutoscaler") for e in live.events)
     assert cmp.ok, cmp.table()

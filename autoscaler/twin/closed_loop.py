@@ -39,10 +39,25 @@ _WHOLE_SECONDS = ("stabilizationWindowSeconds", "periodSeconds")
 
 
 def compress_trace(trace: Trace, factor: float) -> Trace:
-    """``trace`` played ``factor`` times faster at the same request rates."""
+    """``trace`` played ``factor`` times faster at the same request rates.
+
+    A rate-level trace keeps its rates exactly (its bins, gaps and token windows shrink);
+    a request-level trace has its timestamps divided and is thinned to 1/factor of its
+    requests (independent thinning keeps a Poisson process Poisson at the same rate).
+    """
     if not (math.isfinite(factor) and factor >= 1):
         raise SpecError("compression", factor, ">= 1")
-    return scale_trace(trace, time=1.0 / factor, rate=1.0 / factor)
+    if trace.arrivals_s is not None:
+        return scale_trace(trace, time=1.0 / factor, rate=1.0 / factor)
+    assert trace.resolution_s is not None
+    windows = trace.token_windows
+    if windows is not None:
+        windows = replace(windows, resolution_s=windows.resolution_s / factor)
+    return replace(trace, name=f"{trace.name}[compressed={factor:g}]",
+                   duration_s=trace.duration_s / factor,
+                   resolution_s=trace.resolution_s / factor,
+                   gaps=tuple((a / factor, b / factor) for a, b in trace.gaps),
+                   token_windows=windows)
 
 
 def compress_profile(profile: ReplicaProfile, factor: float) -> ReplicaProfile:

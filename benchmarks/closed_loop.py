@@ -35,6 +35,7 @@ from kwok_cluster import H100, KwokCluster, ensure_binaries  # noqa: E402
 from kwok_loop import (  # noqa: E402
     ExternalMetricsController,
     azure_scenario,
+    calibrated_replay,
     controller_flags,
     live_run,
     replay_run,
@@ -120,10 +121,12 @@ def main() -> int:
                                 hpa_metric=DESIRED_REPLICAS)
                 tol_mode = dataclasses.replace(tol, max_lag_s=tol.max_lag_s + 1)
             # The replay's actuation delay is the mode's live path (the HPA's sync adds 1 s).
-            mode_replay = replay if mode == "Scale" else replay_run(azure_scenario(
-                factor=args.factor, minutes=args.minutes, hpa=True))
+            mode_sc = sc if mode == "Scale" else azure_scenario(
+                factor=args.factor, minutes=args.minutes, hpa=True)
+            mode_replay, added = calibrated_replay(mode_sc, live.run, tol_mode)
             cmp = compare(live.run, mode_replay, sc.duration_s, tol_mode)
-            print(f"\n== {mode} mode: live vs replay ==\n{cmp.table()}\n"
+            print(f"\n== {mode} mode: live vs replay (replay latency "
+                  f"{mode_sc.actuation_s:.2f} + {added:.2f} s) ==\n{cmp.table()}\n"
                   f"{trajectory_table(live.run, mode_replay, sc.duration_s)}\n"
                   f"rescale events: {len(live.events)}, most pods loading at once: "
                   f"{live.max_unready}")
@@ -131,7 +134,7 @@ def main() -> int:
             spec = copy.deepcopy(sc.spec)
             spec["metrics"][0]["target"]["value"] = 13
             spec["capacity"]["requestsPerSecond"] = 13
-            broken = replay_run(sc, spec=spec)
+            broken, _ = calibrated_replay(sc, scale_run, tol, spec=spec)
             cmp = compare(scale_run, broken, sc.duration_s, tol)
             print(f"\n== broken replay (capacity 13 req/s instead of 10) vs live Scale ==\n"
                   f"{cmp.table()}\n{trajectory_table(scale_run, broken, sc.duration_s)}")

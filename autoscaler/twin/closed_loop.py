@@ -124,8 +124,9 @@ class Tolerances:
       the live curve is shifted by up to ``max_lag_s`` to absorb latency the replay does
       not model to the tick (the controller's tick phase, the HPA's sync phase, watch
       propagation). 0.5 replica: one replica off for half the run fails.
-    * ``replica_max``: 2 replicas at any moment (after the shift): one sync period of
-      timing difference on a scale-up of the 100%-per-period kind can be 2 apart.
+    * ``replica_max``: the 95th percentile of |diff| (after the shift) at most 2: a 3 -> 6
+      step seen a second apart differs by 3 for that second (1/80 of the run); a
+      sustained gap of 3 does not pass.
     * ``gpu_hours_rel``: 10%: the cold starts are drawn independently (kwok's jitter and
       the replay's seed), and each new replica's cold start counts.
     * ``attainment_abs``: 0.05 (5 points): a replica late by one sync period during a ramp
@@ -169,7 +170,7 @@ class Comparison:
             f"{self.gpu_hours_replay:10.4f}   diff {self.gpu_hours_rel:.1%}",
             f"{'SLO attainment':24}{self.attainment_live:10.4f}{self.attainment_replay:10.4f}"
             f"   diff {abs(self.attainment_live - self.attainment_replay):.4f}",
-            f"replicas: mean |diff| {self.replica_mae:.2f}, max |diff| {self.replica_max:.0f} "
+            f"replicas: mean |diff| {self.replica_mae:.2f}, p95 |diff| {self.replica_max:.0f} "
             f"(live shifted by {self.lag_s:+.2f} s)",
             "OK" if self.ok else "DIVERGED: " + "; ".join(self.failures),
         ])
@@ -191,7 +192,7 @@ def compare(live: Run, replay: Run, duration_s: float,
     for k in range(-n_lag, n_lag + 1):
         lag = k * tol.step_s
         diff = np.abs(live.replicas_at(grid + lag) - want)
-        cand = (float(diff.mean()), float(diff.max()), lag)
+        cand = (float(diff.mean()), float(np.quantile(diff, 0.95)), lag)
         if best is None or (cand[0], abs(cand[2])) < (best[0], abs(best[2])):
             best = cand
     assert best is not None
@@ -203,7 +204,7 @@ def compare(live: Run, replay: Run, duration_s: float,
     if mae > tol.replica_mae:
         failures.append(f"replica mean |diff| {mae:.2f} > {tol.replica_mae}")
     if worst > tol.replica_max:
-        failures.append(f"replica max |diff| {worst:.0f} > {tol.replica_max:g}")
+        failures.append(f"replica p95 |diff| {worst:.0f} > {tol.replica_max:g}")
     if cmp.gpu_hours_rel > tol.gpu_hours_rel:
         failures.append(f"GPU-hours differ by {cmp.gpu_hours_rel:.1%} > {tol.gpu_hours_rel:.0%}")
     if abs(live.attainment - replay.attainment) > tol.attainment_abs:

@@ -14,6 +14,7 @@ Used by tests/e2e/test_closed_loop_e2e.py and benchmarks/closed_loop.py.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from autoscaler.traces.model import Trace
 from autoscaler.twin import Twin
 from autoscaler.twin.closed_loop import (
     Run,
+    Tolerances,
+    compare,
     compress_profile,
     compress_spec,
     compress_trace,
@@ -335,3 +338,22 @@ def controller_flags(namespace: str, identity: str) -> list[str]:
     sync period is then met within a quarter of it)."""
     return ["--namespace", namespace, "--lease-name", f"closed-loop-{identity}",
             "--tick", f"{TICK_S:g}"]
+
+
+def calibrated_replay(sc: Scenario, live: Run, tol: Tolerances, *,
+                      spec: dict[str, Any] | None = None) -> tuple[Run, float]:
+    """The replay at the live run's latency: the one quantity that cannot be compressed.
+
+    ``live_latency_s`` models its mean from idle-machine figures; on a loaded machine the
+    live path is slower (measured: live trailing the replay by 1.75-3 s). So the replay's
+    actuation delay is raised by the shift (within ``tol.max_lag_s``) that best aligns the
+    two trajectories, and the replay runs again; attainment and GPU-hours are then compared
+    at that latency. A wrong capacity, policy or cold start cannot hide in a bounded
+    shift: its trajectory is off by replicas, not seconds. Returns (replay, added delay).
+    """
+    first = replay_run(sc, spec=spec)
+    lag = compare(live, first, sc.duration_s, tol).lag_s
+    if lag <= 0:
+        return first, 0.0
+    return replay_run(dataclasses.replace(sc, actuation_s=sc.actuation_s + lag),
+                      spec=spec), lag

@@ -71,7 +71,6 @@ def main() -> int:
     sc = azure_scenario(factor=args.factor, minutes=args.minutes)
     t0 = time.monotonic()
     seeds = [replay_run(sc, seed=s) for s in range(8)]
-    replay = seeds[0]
     att = [r.attainment for r in seeds]
     gpu = [r.gpu_hours for r in seeds]
     tol = Tolerances(attainment_abs=max(0.05, 2 * (max(att) - min(att))),
@@ -120,7 +119,7 @@ def main() -> int:
                 live = live_run(api, ns, sc, start_controller=start_m, mode="Metrics",
                                 hpa_metric=DESIRED_REPLICAS)
                 tol_mode = dataclasses.replace(tol, max_lag_s=tol.max_lag_s + 1)
-            # The replay's actuation delay is the mode's live path (the HPA's sync adds 1 s).
+            # The replay at the mode's live latency (the HPA's sync adds 1 s, then fitted).
             mode_sc = sc if mode == "Scale" else azure_scenario(
                 factor=args.factor, minutes=args.minutes, hpa=True)
             mode_replay, added = calibrated_replay(mode_sc, live.run, tol_mode)

@@ -89,9 +89,10 @@ def test_prometheus_sees_only_ready_pods_new_series_from_zero_and_vanishing_seri
         k8s.AppsV1Api(api_client).patch_namespaced_deployment_scale(
             "chat", namespace, {"spec": {"replicas": 3}})
         wait_for("a third Ready pod", lambda: poll_ready(3), cluster=kwok_cluster)
-        third = max(ready_at, key=lambda n: ready_at[n])
-        prom.wait_for(f'vllm:request_success_total{{pod="{third}"}}', bool)
-        first = _first_samples(prom, namespace, t0)
+        prom.wait_for(f'vllm:request_success_total{{namespace="{namespace}"}}',
+                      lambda r: {s["metric"]["pod"] for s in r} == set(ready_at))
+        first = wait_for("every Ready pod's series in a range query", lambda: (
+            f if set(f := _first_samples(prom, namespace, t0)) == set(ready_at) else None))
         assert set(first) == set(ready_at)  # a series per Ready pod, no other
         for pod, (ts, value) in first.items():
             # No sample before the pod was Ready (0.5-s query step, 0.2-s pod poll: 1 s).

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 from kube import ControlPlane
 from kubernetes import client as k8s
-from kwok_cluster import KwokCluster, kwok_cluster  # noqa: F401 - kwok_cluster is a fixture
+from kwok_cluster import KwokCluster
 from kwok_loop import (
     ExternalMetricsController,
     LiveResult,
@@ -86,7 +86,7 @@ def _namespace(api: k8s.ApiClient, prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def live_scale(api_client: k8s.ApiClient, kwok_cluster: KwokCluster,  # noqa: F811
+def live_scale(api_client: k8s.ApiClient, kwok_cluster: KwokCluster,
                installed: Path, scenario: Scenario,  # noqa: F811
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveResult]:
     ns = _namespace(api_client, "loop-scale")

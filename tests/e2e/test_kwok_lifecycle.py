@@ -10,11 +10,10 @@ import time
 from typing import Any
 
 from kubernetes import client as k8s
-from kwok_cluster import (  # noqa: F401 - kwok_cluster is a fixture
+from kwok_cluster import (
     L4,
     KwokCluster,
     gpu_deployment,
-    kwok_cluster,
     pod_states,
     wait_for,
 )
@@ -30,7 +29,7 @@ def _scale(api: k8s.ApiClient, namespace: str, name: str, n: int) -> None:
 
 
 def test_pods_run_unready_at_once_and_turn_ready_after_their_cold_start(
-        api_client: k8s.ApiClient, namespace: str, kwok_cluster: KwokCluster) -> None:  # noqa: F811
+        api_client: k8s.ApiClient, namespace: str, kwok_cluster: KwokCluster) -> None:
     created = time.monotonic()
     gpu_deployment(api_client, namespace, "chat", 3, pool="h100", cold_start_s=COLD_S,
                    jitter_s=JITTER_S)
@@ -61,7 +60,7 @@ def test_pods_run_unready_at_once_and_turn_ready_after_their_cold_start(
 
 
 def test_scaled_down_pods_go_away_at_once(
-        api_client: k8s.ApiClient, namespace: str, kwok_cluster: KwokCluster) -> None:  # noqa: F811
+        api_client: k8s.ApiClient, namespace: str, kwok_cluster: KwokCluster) -> None:
     gpu_deployment(api_client, namespace, "chat", 3, pool="h100", cold_start_s=0.5)
     wait_for("3 Ready pods", lambda: sum(p.ready for p in pod_states(api_client, namespace,
                                                                       "chat")) == 3,
@@ -74,7 +73,7 @@ def test_scaled_down_pods_go_away_at_once(
 
 
 def test_pods_beyond_the_gpu_pool_stay_pending_and_are_reported_unschedulable(
-        api_client: k8s.ApiClient, namespace: str, kwok_cluster: KwokCluster) -> None:  # noqa: F811
+        api_client: k8s.ApiClient, namespace: str, kwok_cluster: KwokCluster) -> None:
     # The L4 pool has 1 node x 4 GPUs; six pods of one GPU each: two cannot be placed.
     assert L4.gpus == 4
     gpu_deployment(api_client, namespace, "small", 6, pool="l4", cold_start_s=0.5)

@@ -22,11 +22,10 @@ import numpy as np
 import pytest
 from kube import ControlPlane
 from kubernetes import client as k8s
-from kwok_cluster import (  # noqa: F401 - kwok_cluster is a fixture
+from kwok_cluster import (
     ApiPods,
     KwokCluster,
     gpu_deployment,
-    kwok_cluster,
     pod_states,
     wait_for,
 )

@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 import requests
 from kubernetes import client as k8s
-from kwok_cluster import (  # noqa: F401 - kwok_cluster is a fixture
+from kwok_cluster import (
     ApiPods,
     KwokCluster,
     gpu_deployment,
-    kwok_cluster,
     pod_states,
     wait_for,
 )
@@ -61,7 +60,7 @@ def _first_samples(prom: PrometheusServer, namespace: str, since: float
 
 
 def test_prometheus_sees_only_ready_pods_new_series_from_zero_and_vanishing_series(
-        api_client: k8s.ApiClient, namespace: str, kwok_cluster: KwokCluster,  # noqa: F811
+        api_client: k8s.ApiClient, namespace: str, kwok_cluster: KwokCluster,
         twin: tuple[Twin, int]) -> None:
     tw, port = twin
     prom = PrometheusServer([f"127.0.0.1:{port}"]).start()

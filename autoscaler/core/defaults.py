@@ -74,6 +74,10 @@ PREDICTIVE_TARGET_UTILIZATION = 0.85
 """Plan each replica at this fraction of its capacity at the SLO."""
 PREDICTIVE_SCALE_DOWN_WINDOW_S = 120.0
 """Scale down only to the max recommendation seen over this many seconds."""
+FALLBACK_FAILURE_THRESHOLD = 3
+"""Consecutive cycles without usable metrics before ``fallback.replicas`` applies."""
+FALLBACK_MAX_FAILURE_THRESHOLD = 1000
+"""Upper bound of ``fallback.failureThreshold``."""
 MAX_REPLICAS_LIMIT = 100_000
 """Sanity bound on maxReplicas."""
 

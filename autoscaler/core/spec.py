@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from autoscaler.core import defaults as d
+from autoscaler.core.safety import Fallback
 from autoscaler.errors import SpecError
 
 
@@ -274,6 +275,9 @@ class Spec:
     """For the ``static`` policy: the fixed count (None = ``max_replicas``)."""
     kpa: KpaParams = field(default_factory=KpaParams)
     predictive: PredictiveParams = field(default_factory=PredictiveParams)
+    fallback: Fallback | None = None
+    """Replicas to hold at least after ``failureThreshold`` cycles without usable metrics
+    (``autoscaler.core.safety``); None = hold the current count."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -308,3 +312,5 @@ class Spec:
                          self.max_replicas)
         self.kpa.validate()
         self.predictive.validate()
+        if self.fallback is not None:
+            self.fallback.validate(self.min_replicas, self.max_replicas)

@@ -82,6 +82,11 @@ class SimTarget:
         self._weights: list[tuple[int, int] | None] = [None, (_N_FIXED, _N_FIXED + self._nb)]
         self._hist = np.zeros(self._nb, dtype=np.float64)  # fleet TTFT counts (floats)
         self._ttft_sum = 0.0
+        # Released into the histogram (first token given): whole ticks so far.
+        self._rel_k = 0
+        self._rel_cum = 0.0
+        self._rel_hist = np.zeros(self._nb, dtype=np.float64)
+        self._rel_sum = 0.0
         self._queue_s = 0.0
         self._busy_last = 0.0
         self._k = 0  # ticks already accounted
@@ -178,17 +183,9 @@ class SimTarget:
         dt = (k - k0) * eng.tick_s
         s = eng.sample(k * eng.tick_s)
         if k > k0:
-            a = eng.arrivals[k0:k]
-            tt = eng.ttft[k0:k]
-            idx = np.searchsorted(self._bounds, tt, side="left")
-            self._hist += np.bincount(idx, weights=a, minlength=self._nb)
-            fin = np.isfinite(tt)
-            d_sum = float(np.dot(a[fin], tt[fin]))
-            self._ttft_sum += d_sum
             # queue-seconds: the trapezoid of the waiting count over the stretch
             self._queue_s += 0.5 * (self.waiting + s.waiting) * dt
-        else:
-            d_sum = 0.0
+        d_sum = self._release(k, s.first_tokens_total)
         d_busy = s.gpu_busy_seconds_total - self._busy_last
         self._busy_last = s.gpu_busy_seconds_total
         pods = self.ready_pods()
@@ -215,6 +212,37 @@ class SimTarget:
         elif R == 0:
             self.gpu_util = 0.0
         return True
+
+    def _release(self, k: int, first_tokens: float) -> float:
+        """Count requests into the TTFT histogram when they get their first token, as vLLM
+        does (not when they arrive): under a backlog the count lags the arrivals. First
+        tokens come in arrival order (FCFS), so ``first_tokens`` = F means the first F
+        arrivals: whole ticks of arrivals, then a share of the next, each in the bucket of
+        its tick's TTFT. Returns the increment of the TTFT sum."""
+        eng = self.engine
+        arrivals, ttft = eng.arrivals, eng.ttft
+        before = self._ttft_sum
+        while (self._rel_k < k
+               and self._rel_cum + arrivals[self._rel_k] <= first_tokens + 1e-9):
+            i = self._rel_k
+            self._rel_hist[int(np.searchsorted(self._bounds, ttft[i], side="left"))] += \
+                arrivals[i]
+            if math.isfinite(ttft[i]):
+                self._rel_sum += arrivals[i] * ttft[i]
+            self._rel_cum += arrivals[i]
+            self._rel_k += 1
+        hist = self._rel_hist.copy()
+        total = self._rel_sum
+        part = first_tokens - self._rel_cum
+        if part > 0 and self._rel_k < k:
+            i = self._rel_k
+            hist[int(np.searchsorted(self._bounds, ttft[i], side="left"))] += part
+            if math.isfinite(ttft[i]):
+                total += part * ttft[i]
+        # never backwards (a counter), whatever the float noise
+        self._hist = np.maximum(self._hist, hist)
+        self._ttft_sum = max(self._ttft_sum, total)
+        return self._ttft_sum - before
 
     # --- views ----------------------------------------------------------------------------
     def pod_views(self) -> list[PodView]:

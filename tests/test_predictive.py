@@ -38,11 +38,20 @@ NO_DOWN_STABILIZATION = Behavior(
         policies=(ScalingPolicy(ScalingPolicyType.PERCENT, 100, 15),)))
 
 
+def fixed_params(**kw: object) -> PredictiveParams:
+    """Predictive settings on a known capacity, without the scale-down band or cold-start
+    hold, so the planning arithmetic shows on its own."""
+    base = PredictiveParams(scale_down_band=1.0, learn_capacity=False, keep_idle_cold_starts=0.0)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
 def make_spec(*, scale_down_window_s: float = 0.0, **overrides: object) -> Spec:
+    # These tests pin the planning arithmetic on a known capacity: learning it from the
+    # fleet (test_capacity.py), the scale-down band and the cold-start hold are off here.
     base = Spec(max_replicas=200, min_replicas=1, capacity=CAPACITY,
                 policy=PolicyKind.PREDICTIVE, behavior=NO_DOWN_STABILIZATION,
-                predictive=PredictiveParams(target_utilization=0.8,
-                                            scale_down_window_s=scale_down_window_s))
+                predictive=fixed_params(target_utilization=0.8,
+                                        scale_down_window_s=scale_down_window_s))
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
@@ -270,7 +279,7 @@ def test_replicas_stay_within_bounds_for_any_metric_sequence(
 
 
 def named(forecaster: str) -> Spec:
-    return replace(make_spec(), predictive=PredictiveParams(
+    return replace(make_spec(), predictive=fixed_params(
         target_utilization=0.8, scale_down_window_s=0.0, forecaster=forecaster))
 
 
@@ -399,7 +408,7 @@ def test_after_a_burst_the_plan_keeps_headroom_for_the_next_one() -> None:
     # 20 minutes steady at 6.4 req/s (2 replicas at 3.2), a 3-minute burst to 16 req/s,
     # then steady again. Once the burst has been scored as a lead-time error, the p99 plan
     # carries headroom that the steady forecast alone does not.
-    spec = make_spec(predictive=PredictiveParams(target_utilization=0.8, headroom_quantile=0.99))
+    spec = make_spec(predictive=fixed_params(target_utilization=0.8, headroom_quantile=0.99))
     steady, burst = [6.4] * 80, [16.0] * 12
     decisions, state, _ = run(spec, steady + burst + steady * 2)
     assert decisions[79].replicas == 2  # before the burst: exactly what is needed

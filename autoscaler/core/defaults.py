@@ -74,5 +74,18 @@ PREDICTIVE_TARGET_UTILIZATION = 0.85
 """Plan each replica at this fraction of its capacity at the SLO."""
 PREDICTIVE_SCALE_DOWN_WINDOW_S = 120.0
 """Scale down only to the max recommendation seen over this many seconds."""
+PREDICTIVE_SCALE_DOWN_BAND = 0.85
+"""Release replicas only to the count that would run at ``targetUtilization`` x this
+(0.85 x 0.85 = 0.72 by default): hysteresis between scaling up and down. The gap mirrors
+llm-d WVA's documented 0.85 up / 0.70 down saturation thresholds."""
+PREDICTIVE_KEEP_IDLE_COLD_STARTS = 1.0
+"""Keep a replica that is no longer needed for this many cold starts (ski rental: idling
+for one cold start costs the GPU time a restart would, and the restart also risks the SLO;
+holding exactly that long is never worse than twice the best choice in hindsight)."""
+PREDICTIVE_LEARN_CAPACITY = True
+"""Learn one replica's capacity at the SLO from the fleet; ``capacity`` is then a prior."""
+KV_CACHE_TARGET = 0.8
+"""Plan the KV cache at this fraction of its tokens (llm-d WVA's default token capacity is
+0.8 x KV-cache tokens, from its documentation)."""
 MAX_REPLICAS_LIMIT = 100_000
 """Sanity bound on maxReplicas."""

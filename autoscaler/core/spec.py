@@ -229,6 +229,14 @@ class PredictiveParams:
     forecaster: str = "trend"
     """Forecaster name: ``trend`` (the built-in simple one) or an ``autoscaler.forecast``
     model name (``auto``, ``profile``, ``damped``, ...)."""
+    scale_down_band: float = d.PREDICTIVE_SCALE_DOWN_BAND
+    """Scale down only to the count at ``target_utilization`` x this, 0.5..1 (hysteresis)."""
+    keep_idle_cold_starts: float = d.PREDICTIVE_KEEP_IDLE_COLD_STARTS
+    """Keep a replica no longer needed for this many cold starts before releasing it
+    (0..10; the hold is the larger of this and ``scale_down_window_s``)."""
+    learn_capacity: bool = d.PREDICTIVE_LEARN_CAPACITY
+    """Learn the per-replica capacity at the SLO from the fleet (``capacity`` is the prior);
+    False plans on ``capacity`` as given."""
 
     def validate(self, path: str = "predictive") -> None:
         _check_range(f"{path}.headroomQuantile", self.headroom_quantile, 0.5, 0.999)
@@ -237,6 +245,8 @@ class PredictiveParams:
         _check_range(f"{path}.historySeconds", self.history_s, 60.0, 30 * 86400.0)
         _check_range(f"{path}.backlogDrainSeconds", self.backlog_drain_s, 1.0, 3600.0)
         _check_range(f"{path}.scaleDownWindowSeconds", self.scale_down_window_s, 0.0, 86400.0)
+        _check_range(f"{path}.scaleDownBand", self.scale_down_band, 0.5, 1.0)
+        _check_range(f"{path}.keepIdleColdStarts", self.keep_idle_cold_starts, 0.0, 10.0)
         # Imported here: the forecasting package (numpy) is only needed once a spec is
         # checked, and the name list lives with the models it names.
         from autoscaler.forecast import MODEL_NAMES

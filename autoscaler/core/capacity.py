@@ -1,0 +1,228 @@
+"""Capacity learned from the fleet itself: what one replica carries at the SLO, per unit of work.
+
+Pure and O(1) per step: the estimate lives in an immutable ``LearnedCapacity`` carried in the
+policy state, and each step folds in one observation of the fleet.
+
+Units of work (``UNITS``): prompt tokens/s (prefill, what binds TTFT), generated tokens/s
+(decode steps of the batch), and requests/s (the spec's prior, and the fallback when a
+preset has no token counters). One replica's capacity at the SLO is estimated per unit; the
+policy needs max over units of demand_u / capacity_u replicas.
+
+What one step can teach, from series the controller already reads (served rates per ready
+replica x_u, the TTFT percentile matching the attainment target, the queue, KV-cache use):
+
+* **Overloaded** (TTFT above the SLO, or KV cache above ``KV_SATURATED``): the replicas were
+  pushing x_u and missing the SLO, so capacity at the SLO is *below* x_u in the unit that
+  binds. The binding units are the ones whose load ratio x_u / C_u is within
+  ``BLAME_RATIO`` of the highest (the unit that predicted the most load is blamed; a unit
+  far from its estimate is not). Each blamed C_u moves fast (weight ``DOWN_WEIGHT``)
+  towards ``OVERLOAD_BACKOFF`` x x_u, never up.
+* **Loaded** (TTFT between ``LOADED_TTFT_FRACTION`` of the SLO and the SLO, or a queue):
+  the fleet runs near its SLO capacity, so x_u is a direct measurement for the binding
+  units: C_u moves towards x_u / ``LOADED_TTFT_FRACTION``-free, plain EWMA (``WEIGHT``).
+* **Slack** (TTFT well below the SLO, no queue, KV below ``KV_SLACK``): capacity is at least
+  x_u (the estimate never stays below what a comfortable replica carries) and, if the
+  replicas are actually loaded to at least ``PROBE_MIN_LOAD`` of the estimate, the binding
+  estimates are probed up by ``PROBE_RATE_PER_MIN`` per minute. Probing is what lets a
+  too-low prior (0.5x) recover: with a too-low estimate the policy over-provisions, every
+  replica idles, and nothing else would ever show the real capacity.
+
+This is additive-increase / multiplicative-decrease in spirit (TCP's congestion window):
+probe up slowly while the SLO holds, back off fast when it breaks. The steady state is
+where the fleet's TTFT sits between half the SLO and the SLO at the planned load.
+
+Only a *settled* fleet teaches: every replica asked for is ready (starting replicas make
+the served rate per ready replica meaningless) and the last change is older than one rate
+window (the 60-s ``rate()`` still mixes in the old fleet). Worked number: 4 ready replicas
+serving 6,000 prompt tokens/s with TTFT p99 at 2.6 s against a 2 s SLO give x = 1,500
+tokens/s per replica; with the prompt unit blamed and C = 2,000 the estimate moves to
+2,000 + 0.3 x (0.9 x 1,500 - 2,000) = 1,805 tokens/s.
+
+Uncertainty: an EWMA of the squared relative residual (y - C) / C of the measurements
+(loaded and overloaded steps), reported as a relative standard deviation; before any
+measurement it is ``PRIOR_RELATIVE_SD`` (the prior is a guess).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+UNITS: tuple[str, ...] = ("prompt_tokens_per_s", "generation_tokens_per_s", "requests_per_s")
+"""The units of work, in the order of ``LearnedCapacity.capacity``."""
+
+WEIGHT = 0.1
+"""EWMA weight of a direct (loaded) measurement: about 10 steps (2.5 min at a 15-s sync)."""
+DOWN_WEIGHT = 0.3
+"""EWMA weight of an overload measurement: backing off is three times faster than learning
+up, because an under-estimate costs GPU-hours while an over-estimate costs the SLO."""
+OVERLOAD_BACKOFF = 0.9
+"""An overloaded replica pushing x has a capacity at the SLO below x; aim at 0.9 x."""
+PROBE_RATE_PER_MIN = 0.05
+"""Relative increase of a binding estimate per minute of slack: 0.5x to 1x takes
+ln 2 / ln 1.05 = 14.2 minutes of slack at the planned load."""
+PROBE_MIN_LOAD = 0.5
+"""Probe only if replicas carry at least this fraction of the estimate (otherwise the slack
+says nothing about the estimate: min replicas or a quiet hour keeps them idle)."""
+LOADED_TTFT_FRACTION = 0.5
+"""TTFT at or above this fraction of the SLO (and not above the SLO) counts as loaded."""
+KV_SATURATED = 0.95
+"""KV-cache use at or above this fraction counts as overloaded (preemptions start)."""
+KV_SLACK = 0.7
+"""Slack needs KV-cache use below this fraction (WVA's scale-down threshold)."""
+BLAME_RATIO = 0.9
+"""Units whose load ratio is within this factor of the highest one count as binding."""
+PRIOR_RELATIVE_SD = 0.5
+"""Reported relative uncertainty before any measurement: the prior is a guess."""
+BOUND_FACTOR = 8.0
+"""The estimate stays within [prior / 8, prior x 8]: a sanity bound, never a tuning knob."""
+SETTLE_S = 60.0
+"""After a change in replicas, wait one rate window before learning from the fleet."""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetObservation:
+    """One step's view of the fleet, as the policy reads it. None = not available."""
+
+    ready_replicas: int
+    current_replicas: int
+    served: tuple[float | None, ...]
+    """Served rates in the order of ``UNITS`` (fleet totals)."""
+    ttft_s: float | None
+    """The TTFT percentile that matches the attainment target (p99 above 95 %)."""
+    queue: float | None
+    kv_usage: float | None
+    """KV-cache use, mean fraction 0..1."""
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedCapacity:
+    """The estimate per unit, with its evidence. Immutable; ``update`` returns a new one."""
+
+    capacity: tuple[float, ...]
+    """Per replica at the SLO, in the order of ``UNITS`` (NaN: not known yet)."""
+    prior: tuple[float, ...]
+    """Where each estimate started (for the sanity bound)."""
+    rel_var: float = PRIOR_RELATIVE_SD ** 2
+    """EWMA of the squared relative residual of measurements."""
+    measurements: int = 0
+    """Loaded and overloaded steps folded in."""
+    probes: int = 0
+    """Slack steps that raised an estimate."""
+    last_time: float | None = None
+    settled_since: float | None = None
+    """Time since which the fleet has had every replica ready at the same count."""
+    settled_count: int = -1
+
+    @property
+    def relative_sd(self) -> float:
+        """Relative standard deviation of the estimate (0.1 = +-10 %)."""
+        return math.sqrt(max(0.0, self.rel_var))
+
+    def binding(self, load: tuple[float, ...]) -> tuple[int, ...]:
+        """Indexes of the units whose load ratio is within ``BLAME_RATIO`` of the highest."""
+        ratios = [load[i] / c if math.isfinite(c) and c > 0 and math.isfinite(load[i]) else -1.0
+                  for i, c in enumerate(self.capacity)]
+        top = max(ratios)
+        if top <= 0:
+            return ()
+        return tuple(i for i, r in enumerate(ratios) if r >= BLAME_RATIO * top)
+
+
+def start(prior_rps: float, tokens_per_request: tuple[float | None, float | None]
+          ) -> LearnedCapacity:
+    """Seed from the spec's requests/s prior and the token mix seen so far: a replica that
+    carries 4 req/s of 1,000-token prompts carries 4,000 prompt tokens/s."""
+    p, g = tokens_per_request
+    prior = (prior_rps * p if p is not None and p > 0 else math.nan,
+             prior_rps * g if g is not None and g > 0 else math.nan,
+             prior_rps)
+    return LearnedCapacity(capacity=prior, prior=prior)
+
+
+def _bounded(value: float, prior: float) -> float:
+    if not math.isfinite(prior) or prior <= 0:
+        return value
+    return min(prior * BOUND_FACTOR, max(prior / BOUND_FACTOR, value))
+
+
+def _fill_priors(est: LearnedCapacity, prior_rps: float,
+                 tokens_per_request: tuple[float | None, float | None]) -> LearnedCapacity:
+    """A token unit whose prior was unknown (no token counter yet) gets one once the mix is
+    seen, scaled from the requests/s estimate (already learned, not the raw prior)."""
+    cap, prior = list(est.capacity), list(est.prior)
+    changed = False
+    for i, tpr in enumerate(tokens_per_request):
+        if not math.isfinite(cap[i]) and tpr is not None and tpr > 0:
+            cap[i] = est.capacity[2] * tpr
+            prior[i] = prior_rps * tpr
+            changed = True
+    return replace(est, capacity=tuple(cap), prior=tuple(prior)) if changed else est
+
+
+def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, now: float,
+           prior_rps: float, tokens_per_request: tuple[float | None, float | None]
+           ) -> LearnedCapacity:
+    """Fold one step's observation into the estimate. O(1)."""
+    est = _fill_priors(est, prior_rps, tokens_per_request)
+    dt = 0.0 if est.last_time is None else max(0.0, now - est.last_time)
+    settled = (obs.ready_replicas >= 1 and obs.ready_replicas == obs.current_replicas)
+    if not settled or obs.ready_replicas != est.settled_count:
+        since = now if settled else None
+        return replace(est, last_time=now, settled_since=since,
+                       settled_count=obs.ready_replicas if settled else -1)
+    est = replace(est, last_time=now)
+    if est.settled_since is None or now - est.settled_since < SETTLE_S or obs.ttft_s is None:
+        return est
+    r = obs.ready_replicas
+    load = tuple(v / r if v is not None and math.isfinite(v) and v >= 0 else math.nan
+                 for v in obs.served)
+    binding = est.binding(load)
+    if not binding:
+        return est
+    kv = obs.kv_usage
+    queue = obs.queue or 0.0
+    cap = list(est.capacity)
+    over = obs.ttft_s > slo_ttft_s or (kv is not None and kv >= KV_SATURATED)
+    loaded = not over and (obs.ttft_s >= LOADED_TTFT_FRACTION * slo_ttft_s or queue >= r)
+    if over or loaded:
+        w = DOWN_WEIGHT if over else WEIGHT
+        sq = 0.0
+        for i in binding:
+            y = OVERLOAD_BACKOFF * load[i] if over else load[i]
+            if over and y >= cap[i]:
+                continue  # an overload never raises an estimate
+            sq = max(sq, ((y - cap[i]) / cap[i]) ** 2)
+            cap[i] = _bounded(cap[i] + w * (y - cap[i]), est.prior[i])
+        return replace(est, capacity=tuple(cap), measurements=est.measurements + 1,
+                       rel_var=(1 - WEIGHT) * est.rel_var + WEIGHT * sq)
+    slack = kv is None or kv < KV_SLACK
+    if not slack:
+        return est
+    raised = False
+    for i in range(len(cap)):
+        if math.isfinite(load[i]) and math.isfinite(cap[i]) and load[i] > cap[i]:
+            cap[i] = _bounded(load[i], est.prior[i])  # a comfortable replica carries this
+            raised = True
+    for i in binding:
+        if load[i] >= PROBE_MIN_LOAD * cap[i]:
+            cap[i] = _bounded(cap[i] * (1.0 + PROBE_RATE_PER_MIN) ** (dt / 60.0), est.prior[i])
+            raised = True
+    if not raised:
+        return est
+    return replace(est, capacity=tuple(cap), probes=est.probes + 1)
+
+
+def replicas_needed(est: LearnedCapacity, demand: tuple[float | None, ...],
+                    utilization: float) -> tuple[int, int]:
+    """(replicas, index of the unit that needs the most) for ``demand`` per unit at
+    ``utilization`` of the learned capacity; units without demand or estimate are skipped.
+    Worked number: 9,000 prompt tokens/s at 2,000 per replica x 0.85 needs ceil(5.29) = 6."""
+    best, which = 0, len(UNITS) - 1
+    for i, (dem, c) in enumerate(zip(demand, est.capacity, strict=True)):
+        if dem is None or not math.isfinite(dem) or not math.isfinite(c) or c <= 0:
+            continue
+        n = 0 if dem <= 0 else max(1, math.ceil(dem / (c * utilization) - 1e-9))
+        if n > best:
+            best, which = n, i
+    return best, which

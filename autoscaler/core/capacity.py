@@ -64,6 +64,11 @@ ln 2 / ln 1.05 = 14.2 minutes of slack at the planned load."""
 PROBE_MIN_LOAD = 0.5
 """Probe only if replicas carry at least this fraction of the estimate (otherwise the slack
 says nothing about the estimate: min replicas or a quiet hour keeps them idle)."""
+PROBE_CEILING = 1.5
+"""A probe never takes an estimate above this multiple of the highest load seen meeting the
+SLO (the envelope): each probe tests at most 30 % more than what is known to work. It must
+exceed 1 / targetUtilization (1 / 0.85 = 1.18), or a fleet planned at 85 % of its estimate
+could never test a higher load and a too-low prior would stay too low."""
 LOADED_TTFT_FRACTION = 0.5
 """TTFT at or above this fraction of the SLO (and not above the SLO) counts as loaded."""
 KV_SATURATED = 0.95
@@ -103,6 +108,9 @@ class LearnedCapacity:
     """Per replica at the SLO, in the order of ``UNITS`` (NaN: not known yet)."""
     prior: tuple[float, ...]
     """Where each estimate started (for the sanity bound)."""
+    envelope: tuple[float, ...] = ()
+    """Highest per-replica load seen while the SLO held, per unit (empty until then); an
+    overload lowers it to what was then carried x ``OVERLOAD_BACKOFF``."""
     rel_var: float = PRIOR_RELATIVE_SD ** 2
     """EWMA of the squared relative residual of measurements."""
     measurements: int = 0
@@ -166,7 +174,9 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
     """Fold one step's observation into the estimate. O(1)."""
     est = _fill_priors(est, prior_rps, tokens_per_request)
     dt = 0.0 if est.last_time is None else max(0.0, now - est.last_time)
-    settled = (obs.ready_replicas >= 1 and obs.ready_replicas == obs.current_replicas)
+    # Served work per *ready* replica: starting replicas serve nothing, so the ready count
+    # is what divides; it must have been the same for a whole rate window.
+    settled = obs.ready_replicas >= 1
     if not settled or obs.ready_replicas != est.settled_count:
         since = now if settled else None
         return replace(est, last_time=now, settled_since=since,
@@ -183,34 +193,59 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
     kv = obs.kv_usage
     queue = obs.queue or 0.0
     cap = list(est.capacity)
+    env = list(est.envelope) if est.envelope else [math.nan] * len(cap)
     over = obs.ttft_s > slo_ttft_s or (kv is not None and kv >= KV_SATURATED)
-    loaded = not over and (obs.ttft_s >= LOADED_TTFT_FRACTION * slo_ttft_s or queue >= r)
-    if over or loaded:
-        w = DOWN_WEIGHT if over else WEIGHT
+    if over:
         sq = 0.0
         for i in binding:
-            y = OVERLOAD_BACKOFF * load[i] if over else load[i]
-            if over and y >= cap[i]:
+            y = OVERLOAD_BACKOFF * load[i]
+            env[i] = y if not math.isfinite(env[i]) else min(env[i], y)
+            if y >= cap[i]:
                 continue  # an overload never raises an estimate
             sq = max(sq, ((y - cap[i]) / cap[i]) ** 2)
-            cap[i] = _bounded(cap[i] + w * (y - cap[i]), est.prior[i])
-        return replace(est, capacity=tuple(cap), measurements=est.measurements + 1,
+            cap[i] = _bounded(cap[i] + DOWN_WEIGHT * (y - cap[i]), est.prior[i])
+        return replace(est, capacity=tuple(cap), envelope=tuple(env),
+                       measurements=est.measurements + 1,
                        rel_var=(1 - WEIGHT) * est.rel_var + WEIGHT * sq)
-    slack = kv is None or kv < KV_SLACK
-    if not slack:
-        return est
-    raised = False
+    # The SLO held: every unit carried at least this much per replica.
     for i in range(len(cap)):
-        if math.isfinite(load[i]) and math.isfinite(cap[i]) and load[i] > cap[i]:
-            cap[i] = _bounded(load[i], est.prior[i])  # a comfortable replica carries this
-            raised = True
-    for i in binding:
-        if load[i] >= PROBE_MIN_LOAD * cap[i]:
-            cap[i] = _bounded(cap[i] * (1.0 + PROBE_RATE_PER_MIN) ** (dt / 60.0), est.prior[i])
-            raised = True
-    if not raised:
-        return est
-    return replace(est, capacity=tuple(cap), probes=est.probes + 1)
+        if math.isfinite(load[i]):
+            env[i] = load[i] if not math.isfinite(env[i]) else max(env[i], load[i])
+            if math.isfinite(cap[i]) and load[i] > cap[i]:
+                cap[i] = _bounded(load[i], est.prior[i])  # a replica carried this in the SLO
+    loaded = obs.ttft_s >= LOADED_TTFT_FRACTION * slo_ttft_s or queue >= r
+    if loaded:
+        # Near the knee: stop probing. The residual of the binding units is a measurement.
+        sq = max(((load[i] - cap[i]) / cap[i]) ** 2 for i in binding)
+        return replace(est, capacity=tuple(cap), envelope=tuple(env),
+                       measurements=est.measurements + 1,
+                       rel_var=(1 - WEIGHT) * est.rel_var + WEIGHT * min(sq, 1.0))
+    # Slack: the untested part of the estimate, (C - envelope) / C, is its uncertainty.
+    gap = max(max(0.0, (cap[i] - env[i]) / cap[i]) for i in binding)
+    rel_var = (1 - WEIGHT) * est.rel_var + WEIGHT * min(gap * gap, 1.0)
+    probed = False
+    if kv is None or kv < KV_SLACK:
+        for i in binding:
+            ceiling = env[i] * PROBE_CEILING
+            if load[i] >= PROBE_MIN_LOAD * cap[i] and cap[i] < ceiling:
+                grown = cap[i] * (1.0 + PROBE_RATE_PER_MIN) ** (dt / 60.0)
+                cap[i] = _bounded(min(grown, ceiling), est.prior[i])
+                probed = True
+    return replace(est, capacity=tuple(cap), envelope=tuple(env), rel_var=rel_var,
+                   probes=est.probes + (1 if probed else 0))
+
+
+def requests_equivalent(est: LearnedCapacity,
+                        tokens_per_request: tuple[float | None, float | None]) -> float:
+    """One replica's capacity in requests/s at the current mix: the least over units of
+    capacity_u / (units per request). Worked number: 12,000 prompt tokens/s at 1,500 tokens
+    per request is 8 req/s; 1,200 generated tokens/s at 200 per request is 6 req/s; with a
+    requests/s estimate of 7.8 the replica carries min(8, 6, 7.8) = 6 req/s."""
+    best = est.capacity[2] if math.isfinite(est.capacity[2]) else math.inf
+    for c, tpr in zip(est.capacity[:2], tokens_per_request, strict=True):
+        if tpr is not None and tpr > 0 and math.isfinite(c):
+            best = min(best, c / tpr)
+    return best
 
 
 def replicas_needed(est: LearnedCapacity, demand: tuple[float | None, ...],

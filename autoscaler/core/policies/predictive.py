@@ -498,7 +498,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         message += "; " + "; ".join(notes)
     new_policy = replace(new_policy, recent=recent)
     new_state = replace(outcome.state, policy=new_policy)
-    cap_rps = est.capacity[2]
+    cap_rps = cap_mod.requests_equivalent(est, tpr)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,
                  forecast_rps=planned, demand_rps=rate, forecast_model=fc.model,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from autoscaler.core import defaults as d
 from autoscaler.core.spec import (
     Behavior,
     Capacity,
@@ -33,6 +34,10 @@ from autoscaler.traces.model import Trace
 
 DEFAULT_POLICIES: tuple[PolicyKind, ...] = (
     PolicyKind.HPA, PolicyKind.KPA, PolicyKind.PREDICTIVE, PolicyKind.ORACLE, PolicyKind.STATIC)
+BASELINES: tuple[PolicyKind, ...] = (
+    PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA, PolicyKind.KPA,
+    PolicyKind.WVA)
+"""The autoscalers users run, each at its documented default target."""
 
 HPA_DEFAULT_UTILIZATION = 0.7
 """The replay's default HPA: an External ``request_rate`` metric with an AverageValue target of
@@ -118,6 +123,20 @@ def default_specs(
                 select_policy=SelectPolicy.MAX))),
         PolicyKind.ORACLE: replace(base, policy=PolicyKind.ORACLE),
         PolicyKind.STATIC: base,
+        # Baselines at their documented targets (see autoscaler.core.defaults for sources).
+        PolicyKind.HPA_QUEUE: replace(base, policy=PolicyKind.HPA_QUEUE, metrics=(
+            MetricTarget(Signal.QUEUE_DEPTH.value, MetricTargetType.AVERAGE_VALUE,
+                         d.HPA_QUEUE_TARGET),)),
+        # KV usage is already a mean over replicas, so the per-pod average target is a
+        # Value target on the mean: ceil(ready x mean / 0.8), what AverageValue over per-pod
+        # series gives.
+        PolicyKind.HPA_KV: replace(base, policy=PolicyKind.HPA_KV, metrics=(
+            MetricTarget(Signal.KV_CACHE_USAGE.value, MetricTargetType.VALUE,
+                         d.HPA_KV_TARGET),)),
+        PolicyKind.KEDA: replace(base, policy=PolicyKind.KEDA, metrics=(
+            MetricTarget(Signal.QUEUE_DEPTH.value, MetricTargetType.AVERAGE_VALUE,
+                         d.HPA_QUEUE_TARGET),)),
+        PolicyKind.WVA: replace(base, policy=PolicyKind.WVA),
     }
     for kind, spec in options.overrides.items():
         specs[kind] = spec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from autoscaler.core.policies import hpa, kpa, oracle, predictive, static
+from autoscaler.core.policies import hpa, keda, kpa, oracle, predictive, static, wva
 from autoscaler.core.spec import PolicyKind, Spec
 from autoscaler.core.types import Decision, Snapshot, State
 
@@ -17,6 +17,10 @@ POLICIES: dict[PolicyKind, Policy] = {
     PolicyKind.PREDICTIVE: predictive.decide,
     PolicyKind.ORACLE: oracle.decide,
     PolicyKind.STATIC: static.decide,
+    PolicyKind.HPA_QUEUE: hpa.decide,
+    PolicyKind.HPA_KV: hpa.decide,
+    PolicyKind.KEDA: keda.decide,
+    PolicyKind.WVA: wva.decide,
 }
 
 

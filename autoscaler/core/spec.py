@@ -38,6 +38,19 @@ class PolicyKind(StrEnum):
     PREDICTIVE = "predictive"
     ORACLE = "oracle"
     STATIC = "static"
+    HPA_QUEUE = "hpa-queue"
+    """The HPA on the queue (vLLM ``num_requests_waiting``), AverageValue per replica."""
+    HPA_KV = "hpa-kv"
+    """The HPA on KV-cache usage (mean fraction over replicas), AverageValue per replica."""
+    KEDA = "keda"
+    """KEDA's Prometheus scaler on the queue: the HPA's algorithm behind KEDA's activation."""
+    WVA = "wva"
+    """llm-d workload-variant-autoscaler's default saturation logic (from its docs)."""
+
+
+HPA_FAMILY: frozenset[PolicyKind] = frozenset(
+    {PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA})
+"""Policies that run the HPA's algorithm on ``metrics`` (and so need at least one)."""
 
 
 class MetricTargetType(StrEnum):
@@ -256,6 +269,39 @@ class PredictiveParams:
             raise SpecError(f"{path}.forecaster", self.forecaster, f"one of {', '.join(allowed)}")
 
 
+@dataclass(frozen=True, slots=True)
+class KedaParams:
+    """KEDA ScaledObject settings (KEDA's names in the docs)."""
+
+    activation_threshold: float = d.KEDA_ACTIVATION_THRESHOLD
+    """``activationThreshold``: at or below it the scaler is inactive (the metric's unit)."""
+    cooldown_s: float = d.KEDA_COOLDOWN_S
+    """``cooldownPeriod``: seconds inactive before scaling to ``minReplicas`` when that is 0."""
+
+    def validate(self, path: str = "keda") -> None:
+        _check_range(f"{path}.activationThreshold", self.activation_threshold, 0.0, 1e12)
+        _check_range(f"{path}.cooldownPeriod", self.cooldown_s, 0.0, 86400.0)
+
+
+@dataclass(frozen=True, slots=True)
+class WvaParams:
+    """llm-d WVA saturation thresholds (fractions of one replica's token capacity)."""
+
+    kv_cache_threshold: float = d.WVA_KV_CACHE_THRESHOLD
+    """Token capacity is this fraction of the KV cache (limited by compute)."""
+    scale_up_threshold: float = d.WVA_SCALE_UP_THRESHOLD
+    """Scale up when demand exceeds this fraction of the fleet's token capacity."""
+    scale_down_threshold: float = d.WVA_SCALE_DOWN_THRESHOLD
+    """Scale down when demand is below this fraction of it."""
+
+    def validate(self, path: str = "wva") -> None:
+        _check_range(f"{path}.kvCacheThreshold", self.kv_cache_threshold, 0.0, 1.0, lo_open=True)
+        _check_range(f"{path}.scaleUpThreshold", self.scale_up_threshold, 0.0, 1.0,
+                     lo_open=True)
+        _check_range(f"{path}.scaleDownThreshold", self.scale_down_threshold, 0.0,
+                     self.scale_up_threshold, lo_open=True)
+
+
 def default_hpa_metrics() -> tuple[MetricTarget, ...]:
     """Empty: the replay fills an HPA target from the capacity model when none is given."""
     return ()
@@ -284,6 +330,8 @@ class Spec:
     """For the ``static`` policy: the fixed count (None = ``max_replicas``)."""
     kpa: KpaParams = field(default_factory=KpaParams)
     predictive: PredictiveParams = field(default_factory=PredictiveParams)
+    keda: KedaParams = field(default_factory=KedaParams)
+    wva: WvaParams = field(default_factory=WvaParams)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -305,8 +353,9 @@ class Spec:
         self.capacity.validate()
         for i, m in enumerate(self.metrics):
             m.validate(f"metrics[{i}]")
-        if self.policy == PolicyKind.HPA and not self.metrics:
-            raise SpecError("metrics", [], "at least one metric target for the hpa policy")
+        if self.policy in HPA_FAMILY and not self.metrics:
+            raise SpecError("metrics", [], f"at least one metric target for the {self.policy} "
+                            "policy")
         if self.behavior is not None:
             self.behavior.validate()
         self.slo.validate()
@@ -318,3 +367,5 @@ class Spec:
                          self.max_replicas)
         self.kpa.validate()
         self.predictive.validate()
+        self.keda.validate()
+        self.wva.validate()

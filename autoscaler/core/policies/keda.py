@@ -53,5 +53,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                              message=f"every trigger inactive for {spec.keda.cooldown_s:g} s "
                                      "(cooldownPeriod): scaling to zero"),
                     replace(state, policy=policy))
-    decision, new_state = hpa.decide(snapshot, replace(state, policy=None), spec, now)
+    # The HPA KEDA creates has minReplicas = max(minReplicaCount, 1): zero is KEDA's own.
+    hpa_spec = spec if spec.min_replicas >= 1 else replace(spec, min_replicas=1)
+    decision, new_state = hpa.decide(snapshot, replace(state, policy=None), hpa_spec, now)
     return decision, replace(new_state, policy=policy)

@@ -188,7 +188,10 @@ def decision_record(kind: PolicyKind, t: float, snap: Snapshot, d: Decision) -> 
     return {"policy": kind.value, "t_s": t, "current": snap.current_replicas,
             "ready": snap.ready_replicas, "replicas": d.replicas, "valid": d.valid,
             "reason": d.reason.value, "message": d.message, "recommendation": d.recommendation,
-            "forecast_rps": d.forecast_rps, "demand_rps": d.demand_rps, "metrics": seen}
+            "forecast_rps": d.forecast_rps, "demand_rps": d.demand_rps,
+            "capacity_rps": d.capacity_rps, "capacity_unit": d.capacity_unit,
+            "capacity_per_replica": d.capacity_per_replica,
+            "capacity_uncertainty": d.capacity_uncertainty, "metrics": seen}
 
 
 def comparison_json(comparison: Comparison) -> dict[str, Any]:

@@ -21,14 +21,24 @@ A replica asked for now serves only after ``cold_start_s``, and the next decisio
    peak of its quantile over the bins that overlap the lead time. Until 6 hours of bins
    exist (or when no model could be fitted) the trend forecaster stands in and the state
    counts the fallback (``forecast_fallbacks``); the Decision names the model used.
-3. Capacity: ceil(planned / (capacity.requestsPerSecond x predictive.targetUtilization)).
-4. Reactive corrections: a queue adds ceil(queue / (capacity.requestsPerSecond x
-   backlogDrainSeconds)) replicas (BacklogDrain). A TTFT percentile above the SLO forbids
+3. Demand in work: the prompt-token and generated-token rates get the same treatment as
+   the request rate (trend forecast, lead-time errors scored in tokens/s, planned at the
+   calibrated quantile). Under overload the counters show served work, so demand is the
+   served rate plus the queue's growth per second (``_queue_growth``), or a gateway's
+   ARRIVAL_RATE where the preset has one.
+4. Capacity: one replica's capacity at the SLO per unit, learned from the fleet
+   (``autoscaler.core.capacity``; ``capacity.requestsPerSecond`` is the prior, scaled into
+   tokens by the mix). Replicas = max over units of ceil(planned_u / (C_u x
+   targetUtilization)), and at least what the KV cache needs at 80 % with demand grown to
+   the plan. Releasing replicas uses targetUtilization x ``scale_down_band`` (hysteresis).
+5. Reactive corrections: a queue adds ceil(queue / (C_requests x backlogDrainSeconds))
+   replicas less those still starting (BacklogDrain). A TTFT percentile above the SLO forbids
    scaling down and asks for at least one more replica than are *ready* (SLOCorrection):
    counting from ready rather than from asked-for replicas means a slip that lasts through a
    cold start asks for one extra replica, not one more every step.
-5. Scale down only to the highest recommendation of the last ``scale_down_window_s``
-   (ForecastHold), then HPA-shaped behaviour (``apply_behavior``) and min/max.
+6. Scale down only to the highest recommendation of the last max(``scale_down_window_s``,
+   ``keep_idle_cold_starts`` x cold start) (ForecastHold: a replica idle for one cold start
+   costs what restarting it would), then HPA-shaped behaviour and min/max.
 
 Partial data: a missing QUEUE_DEPTH or TTFT signal does not block the decision, but then the
 count may only go up (reason MetricsMissing when that is what holds it).

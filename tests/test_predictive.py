@@ -418,3 +418,50 @@ def test_after_a_burst_the_plan_keeps_headroom_for_the_next_one() -> None:
     assert isinstance(policy, predictive.PredictiveState)
     assert max(policy.lead_errors) >= 16.0 - 6.4 - 1.0
     assert len(policy.lead_errors) <= predictive.LEAD_ERROR_SAMPLES
+
+
+# --- true demand, hysteresis, the cold-start hold ------------------------------------------
+
+
+def test_under_overload_demand_is_served_plus_queue_growth() -> None:
+    # Served (first tokens) 10 req/s both steps; the queue grows 40 -> 100 in 15 s:
+    # arrivals = 10 + (100 - 40) / 15 = 14 req/s.
+    spec = make_spec()
+    _, state = predictive.decide(snap(at=0.0, current=4, rate=10.0, queue=40.0), State(), spec,
+                                 0.0)
+    d, _ = predictive.decide(snap(at=15.0, current=4, rate=10.0, queue=100.0), state, spec, 15.0)
+    assert d.demand_rps == pytest.approx(14.0)
+
+
+def test_a_gateway_arrival_counter_is_the_demand_when_present() -> None:
+    s = snap(at=0.0, current=4, rate=10.0, queue=40.0)
+    s = Snapshot(current_replicas=4, ready_replicas=4,
+                 metrics={**s.metrics, Signal.ARRIVAL_RATE: MetricValue(17.5, 0.0)})
+    d, _ = predictive.decide(s, State(), make_spec(), 0.0)
+    assert d.demand_rps == pytest.approx(17.5)
+
+
+def test_scale_down_waits_for_the_lower_band() -> None:
+    # 3.2 req/s per replica planned (4 x 0.8). At 12 req/s four replicas are needed
+    # (ceil(3.75)); at 9 req/s three would do (ceil(2.81)), but with a band of 0.85 the
+    # scale-down count is ceil(9 / (3.2 x 0.85)) = ceil(3.31) = 4: hold at 4. At 8 req/s
+    # it is ceil(2.94) = 3: release one.
+    spec = make_spec(predictive=fixed_params(target_utilization=0.8, scale_down_band=0.85))
+    _, _, current = run(spec, [12.0] * 8, current=4)
+    assert current == 4
+    _, _, held = run(spec, [9.0] * 30, current=4)
+    assert held == 4
+    _, _, released = run(spec, [8.0] * 30, current=4)
+    assert released == 3
+
+
+def test_a_replica_no_longer_needed_is_kept_for_one_cold_start() -> None:
+    # Cold start 120 s: after demand drops from 4 replicas' worth to 2, the count holds for
+    # 120 s of recommendations (8 steps of 15 s) and then falls.
+    spec = make_spec(predictive=fixed_params(target_utilization=0.8, keep_idle_cold_starts=1.0))
+    decisions, _, _ = run(spec, [12.0] * 4 + [6.0] * 20, current=4)
+    after = [d.replicas for d in decisions[4:]]
+    drop = next(i for i, r in enumerate(after) if r < 4)
+    # The drop is allowed once the last high recommendation (t = 45 s) is 120 s old:
+    # at t >= 165 s, i.e. the 8th low step (t = 60 + 7 x 15 = 165).
+    assert drop == 7

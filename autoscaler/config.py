@@ -35,17 +35,24 @@ from autoscaler.core.spec import (
 from autoscaler.errors import SpecError
 
 
-class _Model(BaseModel):
+class BoundaryModel(BaseModel):
+    """Base of every user-facing model (specs, the custom resource): unknown fields are
+    errors, camelCase aliases and snake_case names both accepted, instances frozen."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-class PolicyModel(_Model):
+_Model = BoundaryModel
+"""Old private name, kept until ``controller/resource.py`` imports ``BoundaryModel``."""
+
+
+class PolicyModel(BoundaryModel):
     type: Literal["Pods", "Percent"]
     value: int = Field(gt=0)
     period_seconds: int = Field(alias="periodSeconds", gt=0, le=d.HPA_MAX_POLICY_PERIOD_S)
 
 
-class RulesModel(_Model):
+class RulesModel(BoundaryModel):
     stabilization_window_seconds: int | None = Field(
         None, alias="stabilizationWindowSeconds", ge=0, le=d.HPA_MAX_STABILIZATION_S)
     select_policy: Literal["Max", "Min", "Disabled"] | None = Field(None, alias="selectPolicy")
@@ -67,7 +74,7 @@ class RulesModel(_Model):
         )
 
 
-class BehaviorModel(_Model):
+class BehaviorModel(BoundaryModel):
     scale_up: RulesModel | None = Field(None, alias="scaleUp")
     scale_down: RulesModel | None = Field(None, alias="scaleDown")
 
@@ -80,28 +87,28 @@ class BehaviorModel(_Model):
         )
 
 
-class TargetModel(_Model):
+class TargetModel(BoundaryModel):
     type: Literal["Value", "AverageValue"]
     value: float = Field(gt=0)
 
 
-class MetricModel(_Model):
+class MetricModel(BoundaryModel):
     metric: str = Field(min_length=1, description="A signal name, e.g. concurrency")
     target: TargetModel
 
 
-class CapacityModel(_Model):
+class CapacityModel(BoundaryModel):
     requests_per_second: float = Field(alias="requestsPerSecond", gt=0)
     concurrency: float = Field(gt=0)
 
 
-class SLOModel(_Model):
+class SLOModel(BoundaryModel):
     ttft_seconds: float = Field(d.SLO_TTFT_S, alias="ttftSeconds", gt=0, le=3600)
     target_attainment: float = Field(d.SLO_TARGET_ATTAINMENT, alias="targetAttainment", gt=0,
                                      le=1)
 
 
-class KpaModel(_Model):
+class KpaModel(BoundaryModel):
     metric: Literal["concurrency", "rps"] = d.KPA_METRIC  # type: ignore[assignment]
     target_concurrency: float | None = Field(None, alias="targetConcurrency", gt=0)
     target_rps: float | None = Field(None, alias="targetRps", gt=0)
@@ -120,7 +127,7 @@ class KpaModel(_Model):
                                       ge=0, le=3600)
 
 
-class PredictiveModel(_Model):
+class PredictiveModel(BoundaryModel):
     headroom_quantile: float = Field(d.PREDICTIVE_HEADROOM_QUANTILE, alias="headroomQuantile",
                                      ge=0.5, le=0.999)
     target_utilization: float = Field(d.PREDICTIVE_TARGET_UTILIZATION,
@@ -133,7 +140,7 @@ class PredictiveModel(_Model):
     forecaster: str = "trend"
 
 
-class SpecModel(_Model):
+class SpecModel(BoundaryModel):
     """The user-facing autoscaler spec (also the CRD's ``spec`` minus the target reference)."""
 
     policy: Literal["hpa", "kpa", "predictive", "oracle", "static"] = "predictive"
@@ -171,7 +178,7 @@ class SpecModel(_Model):
         )
 
 
-def _path_of(loc: tuple[int | str, ...]) -> str:
+def field_path(loc: tuple[int | str, ...]) -> str:
     """('behavior', 'scaleUp', 'policies', 0, 'periodSeconds') -> behavior.scaleUp.policies[0]..."""
     out = ""
     for part in loc:
@@ -180,6 +187,10 @@ def _path_of(loc: tuple[int | str, ...]) -> str:
         else:
             out += ("." if out else "") + part
     return out
+
+
+_path_of = field_path
+"""Old private name, kept until ``controller/resource.py`` imports ``field_path``."""
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
@@ -215,7 +226,7 @@ def _spec_from_data(data: Any, source: str, root: yaml.Node | None) -> Spec:
         line = _line_of(root, prefix + loc)
         where = f"{source}:{line}" if line is not None else source
         allowed = str(err["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")
-        raise SpecError(_path_of(loc) or "(spec)", err.get("input"), allowed,
+        raise SpecError(field_path(loc) or "(spec)", err.get("input"), allowed,
                         source=where) from exc
     except SpecError as exc:
         raise SpecError(exc.field, exc.value, exc.allowed, source=source) from exc

@@ -5,7 +5,7 @@ Two families, kept apart because callers treat them differently:
 * ``SpecError`` (and ``TraceError``): the *input* is wrong. Retrying will not help; the
   message names what is wrong and where (field path and allowed range, or file and line).
 * ``TransientError``: something outside us failed (a server, a network). Retrying later
-  may help; ``delay_s`` is a hint.
+  may help. The CLI exits 1 for it and 2 for the first family.
 
 Every error chains the original exception (``raise ... from exc``) so nothing is lost.
 """
@@ -50,7 +50,3 @@ class ProfileError(SpecError):
 
 class TransientError(AutoscalerError):
     """A dependency failed in a way that may pass (timeouts, 5xx, connection refused)."""
-
-    def __init__(self, message: str, *, delay_s: float = 1.0):
-        self.delay_s = delay_s
-        super().__init__(message)

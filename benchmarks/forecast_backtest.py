@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from autoscaler.cli.forecast import format_table
 from autoscaler.forecast import MODEL_NAMES
 from autoscaler.forecast.backtest import backtest
 from autoscaler.forecast.gaps import collection_gaps
-from autoscaler.forecast_cli import format_table
 from autoscaler.traces import load_trace
 
 TRACES = str(Path(__file__).resolve().parents[2] / "shared" / "traces")

@@ -3,20 +3,13 @@ writes the documented JSON."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from autoscaler.forecast_cli import add_forecast_parser, run_forecast
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="autoscaler")
-    add_forecast_parser(p.add_subparsers(dest="command"))
-    return p.parse_args(argv)
+from autoscaler.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +37,8 @@ def counts_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_bad_option_is_one_line_naming_it_with_exit_code_2(
         counts_trace: Path, extra: list[str], option: str,
         capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_forecast(parse(["forecast", "backtest", "--trace", str(counts_trace),
-                               "--resolution", "300", *extra]))
+    code = main(["forecast", "backtest", "--trace", str(counts_trace),
+                               "--resolution", "300", *extra])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and option in err and "allowed" in err
@@ -53,16 +46,16 @@ def test_bad_option_is_one_line_naming_it_with_exit_code_2(
 
 def test_missing_trace_file_is_exit_code_2(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_forecast(parse(["forecast", "backtest", "--trace", str(tmp_path / "nope.txt")]))
+    code = main(["forecast", "backtest", "--trace", str(tmp_path / "nope.txt")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "nope.txt" in err
 
 
 def test_backtest_writes_the_documented_json(counts_trace: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_forecast(parse(["forecast", "backtest", "--trace", str(counts_trace),
+    code = main(["forecast", "backtest", "--trace", str(counts_trace),
                                "--resolution", "600", "--horizons", "600,1200",
-                               "--models", "ses,auto", "--train-days", "2", "--json", "-"]))
+                               "--models", "ses,auto", "--train-days", "2", "--json", "-"])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert isinstance(doc["trace"]["name"], str) and doc["resolution_s"] == 600
@@ -91,8 +84,8 @@ def test_a_run_of_zeros_inside_busy_traffic_is_a_collection_gap(
     counts[100_200:102_000] = 0
     path = tmp_path / "counts.txt"
     path.write_text(" ".join(map(str, counts)))
-    code = run_forecast(parse(["forecast", "backtest", "--trace", str(path), "--resolution",
+    code = main(["forecast", "backtest", "--trace", str(path), "--resolution",
                                "600", "--horizons", "600", "--models", "ses",
-                               "--train-days", "2", "--json", "-", *flags]))
+                               "--train-days", "2", "--json", "-", *flags])
     assert code == 0
     assert json.loads(capsys.readouterr().out)["collection_gaps"] == gaps

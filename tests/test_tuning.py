@@ -17,12 +17,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autoscaler.cli import build_parser, main
+from autoscaler.cli.tune import settings_from_args
 from autoscaler.config import load_spec
 from autoscaler.core.spec import MetricTargetType, PolicyKind
 from autoscaler.errors import AutoscalerError, SpecError
 from autoscaler.sim.profiles import load_profile
 from autoscaler.traces import Trace, default_workload
-from autoscaler.tune_cli import add_tune_parser, run_tune, settings_from_args
 from autoscaler.tuning import (
     SPACES,
     Candidate,
@@ -46,13 +47,11 @@ SMALL = ["--synthetic-duration", str(int(SMALL_S)), "--engine", "fluid", "--budg
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="autoscaler")
-    add_tune_parser(p.add_subparsers(dest="command", required=True))
-    return p
+    return build_parser()
 
 
 def _cli(argv: list[str]) -> int:
-    return run_tune(_parser().parse_args(argv))
+    return main(argv)
 
 
 # --- Pareto front -----------------------------------------------------------------------

@@ -489,11 +489,9 @@ def test_the_cli_serves_until_sigterm_and_exits_cleanly(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    script = ("import argparse, sys\n"
-              "from autoscaler.twin_cli import add_twin_parser, run_twin\n"
-              "p = argparse.ArgumentParser(); sub = p.add_subparsers(dest='cmd')\n"
-              "add_twin_parser(sub)\n"
-              "sys.exit(run_twin(p.parse_args(sys.argv[1:])))\n")
+    script = ("import sys\n"
+              "from autoscaler.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
     proc = subprocess.Popen(
         [sys.executable, "-c", script, "twin", "--port", str(port), "--speed", "20",
          "--preset", "sglang", "--workload", "cli", "--replicas-file",

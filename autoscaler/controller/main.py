@@ -7,9 +7,7 @@ import argparse
 import http.server
 import json
 import logging
-import os
 import signal
-import socket
 import tempfile
 import threading
 import time
@@ -33,9 +31,6 @@ from autoscaler.errors import SpecError
 from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
 
 log = logging.getLogger("autoscaler.controller")
-
-DEFAULT_TICK_S = 5.0
-"""How often the loop wakes; each autoscaler still decides on its own syncPeriodSeconds."""
 
 
 class Metrics(ControllerHooks):
@@ -134,44 +129,6 @@ def serve_http(port: int, host: str, metrics: Metrics, health: Health) -> http.s
     server = http.server.ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
     return server
-
-
-def add_controller_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("controller", help="run the in-cluster controller")
-    p.add_argument("--kubeconfig", default=None,
-                   help="kubeconfig file (default: in-cluster config, else ~/.kube/config)")
-    p.add_argument("--namespace", default=None,
-                   help="watch only this namespace (default: all)")
-    p.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"),
-                   help="Prometheus base URL (env PROMETHEUS_URL)")
-    p.add_argument("--prometheus-bearer-token-file", default=None)
-    p.add_argument("--prometheus-ca-file", default=None)
-    p.add_argument("--leader-elect", action="store_true",
-                   help="elect one active replica through a Lease")
-    p.add_argument("--lease-name", default="inference-autoscaler")
-    p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"))
-    p.add_argument("--lease-duration", type=int, default=15, help="seconds (default 15)")
-    p.add_argument("--identity", default=os.environ.get("POD_NAME") or socket.gethostname())
-    p.add_argument("--metrics-port", type=int, default=8080)
-    p.add_argument("--metrics-host", default="0.0.0.0",
-                   help="address for /metrics, /healthz, /readyz (tests use 127.0.0.1)")
-    p.add_argument("--tick", type=float, default=DEFAULT_TICK_S, help="seconds between wake-ups")
-    p.add_argument("--backfill-seconds", type=float, default=None,
-                   help="history to backfill per new autoscaler (default: its historySeconds)")
-    p.add_argument("--log-format", choices=("json", "text"), default="json")
-    # The external.metrics.k8s.io API (autoscaler/controller/external_metrics.py).
-    p.add_argument("--external-metrics-port", type=int, default=0,
-                   help="serve external.metrics.k8s.io over TLS on this port (0 = off)")
-    p.add_argument("--external-metrics-host", default="0.0.0.0")
-    p.add_argument("--tls-cert-file", default=None, help="serving certificate (PEM)")
-    p.add_argument("--tls-key-file", default=None, help="its private key (PEM)")
-    p.add_argument("--requestheader-client-ca-file", default=None,
-                   help="CA that signs the aggregator's front-proxy client certificate "
-                        "(default: read kube-system/extension-apiserver-authentication)")
-    p.add_argument("--requestheader-allowed-names", default="",
-                   help="comma-separated CNs allowed (empty: any CN that CA signed)")
-    p.add_argument("--external-metrics-max-age", type=float, default=45.0,
-                   help="withhold decisions older than this many seconds")
 
 
 def _api_client(kubeconfig: str | None) -> k8s.ApiClient:

@@ -111,3 +111,7 @@ KV_CACHE_TARGET = 0.8
 0.8 x KV-cache tokens, from its documentation)."""
 MAX_REPLICAS_LIMIT = 100_000
 """Sanity bound on maxReplicas."""
+
+CONTROLLER_TICK_S = 5.0
+"""How often the controller loop wakes, seconds; each autoscaler still decides on its own
+syncPeriodSeconds."""

@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from autoscaler.core.spec import PolicyKind
+from autoscaler.cli import common as c
 from autoscaler.errors import AutoscalerError, SpecError
-from autoscaler.sim.profiles import ReplicaProfile
-from autoscaler.traces.model import Trace
 from autoscaler.tuning.spaces import TUNABLE
+
+if TYPE_CHECKING:
+    from autoscaler.core.spec import PolicyKind
+    from autoscaler.sim.profiles import ReplicaProfile
+    from autoscaler.traces.model import Trace
 
 SHARD_FORMAT = "autoscaler-tune-shard/1"
 DEFAULT_BUDGET = "40"
@@ -37,10 +39,7 @@ _POLICY_ALLOWED = f"comma-separated names from {', '.join(k.value for k in TUNAB
 def _add_common(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``tune`` and ``tune shard`` (values are checked in ``_settings`` so a
     bad one is a one-line error naming the flag and its allowed range)."""
-    p.add_argument("--trace", help="trace file or folder (default: the embedded synthetic "
-                   "workload)")
-    p.add_argument("--trace-format", choices=["azure", "mooncake", "counts", "servegen", "csv"],
-                   help="skip auto-detection")
+    c.add_trace_arguments(p)
     p.add_argument("--synthetic-duration", default="14400", metavar="S",
                    help="length of the embedded synthetic workload, seconds (default 14400)")
     p.add_argument("--rate-scale", default="1", help="multiply the trace's request rate")
@@ -69,7 +68,7 @@ def _add_outputs(p: argparse.ArgumentParser) -> None:
                    help="write the cheapest feasible winner as an autoscaler spec YAML")
 
 
-def add_tune_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> None:
     """Add ``tune`` (with ``tune shard`` and ``tune merge``) to an argparse subparsers object."""
     tp = subparsers.add_parser(
         "tune", help="tune each policy's parameters on a replayed trace",
@@ -100,29 +99,12 @@ def add_tune_parser(subparsers: Any) -> None:
     _add_outputs(mp)
 
 
-def _number(option: str, text: str, allowed: str) -> float:
-    try:
-        v = float(text)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(option, text, allowed) from exc
-    if not math.isfinite(v):
-        raise SpecError(option, text, allowed)
-    return v
-
-
-def _whole(option: str, text: str, lo: int, allowed: str) -> int:
-    v = _number(option, text, allowed)
-    if v != int(v) or v < lo:
-        raise SpecError(option, text, allowed)
-    return int(v)
+def _whole(option: str, text: str, lo: int) -> int:
+    return c.Range(low=lo, whole=True).parse_int(option, text)
 
 
 def _policies(text: str) -> tuple[PolicyKind, ...]:
-    names = [n.strip().lower() for n in str(text).split(",") if n.strip()]
-    allowed = {k.value for k in TUNABLE}
-    if not names or any(n not in allowed for n in names) or len(set(names)) != len(names):
-        raise SpecError("--policy", text, _POLICY_ALLOWED + ", each once")
-    return tuple(PolicyKind(n) for n in names)
+    return c.policy_list("--policy", text, TUNABLE)
 
 
 def trace_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -133,24 +115,14 @@ def trace_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_inputs(targs: dict[str, Any]) -> tuple[Trace, ReplicaProfile]:
-    from autoscaler.sim.profiles import load_profile
-    from autoscaler.traces import default_workload, load_trace, scale_trace
-
-    rate = _number("--rate-scale", targs["rate_scale"], "a finite number > 0")
-    if rate <= 0:
-        raise SpecError("--rate-scale", targs["rate_scale"], "a finite number > 0")
-    if targs["trace"]:
-        trace = load_trace(targs["trace"], format=targs["trace_format"])
-    else:
-        dur = _number("--synthetic-duration", targs["synthetic_duration"],
-                      "a number of seconds >= 1200")
-        if dur < 1200:
-            raise SpecError("--synthetic-duration", targs["synthetic_duration"],
-                            "a number of seconds >= 1200")
-        trace = default_workload(seed=0, duration_s=dur)
-    if rate != 1.0:
-        trace = scale_trace(trace, rate=rate)
-    return trace, load_profile(targs["profile"])
+    rate = c.POSITIVE.parse("--rate-scale", targs["rate_scale"])
+    dur = None
+    if not targs["trace"]:
+        dur = c.Range(low=1200, unit="seconds").parse("--synthetic-duration",
+                                                      targs["synthetic_duration"])
+    trace = c.load_trace_input(targs["trace"], targs["trace_format"], seed=0,
+                               synthetic_duration_s=dur, rate_scale=rate)
+    return trace, c.load_profile_input(targs["profile"])
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -158,11 +130,13 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
     s = TuneSettings(
         policies=_policies(args.policy),
-        budget=_whole("--budget", args.budget, 1, "a whole number >= 1"),
-        attainment=_number("--attainment", args.attainment, "> 0 and <= 1"),
-        slo_ttft_s=_number("--slo-ttft", args.slo_ttft, "a finite number of seconds > 0"),
-        holdout=_number("--holdout", args.holdout, ">= 0 and < 1"),
-        seed=_whole("--seed", args.seed, 0, "a whole number >= 0"),
+        budget=_whole("--budget", args.budget, 1),
+        attainment=c.Range(low=0, low_open=True, high=1).parse("--attainment",
+                                                               args.attainment),
+        slo_ttft_s=c.Range(low=0, low_open=True, unit="seconds").parse("--slo-ttft",
+                                                                     args.slo_ttft),
+        holdout=c.Range(low=0, high=1, high_open=True).parse("--holdout", args.holdout),
+        seed=c.SEED.parse_int("--seed", args.seed),
         engine=args.engine)
     s.validate()
     return s
@@ -177,11 +151,7 @@ def _progress(enabled: bool, total: int, desc: str) -> Any:
 
 
 def _write(path: str, text: str, option: str) -> None:
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise AutoscalerError(f"{option} {path}: cannot write: {exc.strerror or exc}") from exc
+    c.write_text(option, path, text)
 
 
 def _emit(outcome: Any, doc: dict[str, Any], args: argparse.Namespace, out: Any) -> None:
@@ -191,11 +161,7 @@ def _emit(outcome: Any, doc: dict[str, Any], args: argparse.Namespace, out: Any)
     to_stdout = args.json_out == "-"
     print(format_table(doc), file=sys.stderr if to_stdout else out)
     if args.json_out:
-        text = json.dumps(doc, indent=2)
-        if to_stdout:
-            print(text, file=out)
-        else:
-            _write(args.json_out, text + "\n", "--json")
+        c.write_json("--json", args.json_out, doc, stdout=out)
     if args.report:
         from autoscaler.tuning.reporting import write_tune_report
 
@@ -220,13 +186,13 @@ def _run_search(args: argparse.Namespace) -> int:
     from autoscaler.tuning import finish, outcome_json, prepare, search, sweep
 
     settings = settings_from_args(args)
-    workers = _whole("--workers", args.workers, 1, "a whole number >= 1")
+    workers = _whole("--workers", args.workers, 1)
     trace, profile = load_inputs(trace_args(args))
     ctx = prepare(trace, profile, settings)
     show = not args.no_progress
     if args.sweep:
         shards = (workers if args.shards is None
-                  else _whole("--shards", args.shards, 1, "a whole number >= 1"))
+                  else _whole("--shards", args.shards, 1))
         bar = _progress(show, shards, "tune sweep (shards)")
         cands = sweep(ctx, shards=shards, workers=workers,
                       on_shard=None if bar is None else (lambda _i: bar.update(1)))
@@ -256,10 +222,10 @@ def _run_shard(args: argparse.Namespace) -> int:
     from autoscaler.tuning.searching import candidate_json, settings_json
 
     settings = settings_from_args(args)
-    shards = _whole("--shards", args.shards, 1, "a whole number >= 1")
-    index = _whole("--index", args.index, 0, f"a whole number >= 0 and < --shards ({shards})")
-    if index >= shards:
-        raise SpecError("--index", args.index, f"a whole number >= 0 and < --shards ({shards})")
+    shards = _whole("--shards", args.shards, 1)
+    index = c.Range(low=0, high=shards, high_open=True, whole=True).parse_int("--index",
+                                                                            args.index)
+    c.output_dir("--out", args.out)
     targs = trace_args(args)
     trace, profile = load_inputs(targs)
     ctx = prepare(trace, profile, settings)
@@ -315,19 +281,15 @@ def _run_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_tune(args: argparse.Namespace) -> int:
-    """Run ``tune`` / ``tune shard`` / ``tune merge``; returns the exit code (2 = bad input)."""
+def run(args: argparse.Namespace) -> int:
+    """Run ``tune`` / ``tune shard`` / ``tune merge``; returns the exit code (errors are
+    raised; ``autoscaler.cli.main`` reports them)."""
     sub = getattr(args, "tune_command", None)
-    name = "tune" if sub is None else f"tune {sub}"
-    try:
-        if sub == "shard":
-            return _run_shard(args)
-        if sub == "merge":
-            return _run_merge(args)
-        return _run_search(args)
-    except AutoscalerError as exc:
-        print(f"autoscaler {name}: error: {exc}", file=sys.stderr)
-        return 2
+    if sub == "shard":
+        return _run_shard(args)
+    if sub == "merge":
+        return _run_merge(args)
+    return _run_search(args)
 
 
 def format_table(doc: dict[str, Any]) -> str:
@@ -354,14 +316,3 @@ def format_table(doc: dict[str, Any]) -> str:
             f"{cell(i.get('gpu_vs_oracle'), '.2f'):>8}{cell(h.get('gpu_hours'), '.2f'):>10}"
             f"{cell(h.get('attainment'), '.2%'):>9}{cell(h.get('gpu_vs_oracle'), '.2f'):>8}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (until ``autoscaler.cli`` wires ``tune`` in)."""
-    parser = argparse.ArgumentParser(prog="autoscaler")
-    add_tune_parser(parser.add_subparsers(dest="command", required=True))
-    return run_tune(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

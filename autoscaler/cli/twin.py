@@ -11,11 +11,11 @@ import sys
 import threading
 from typing import Any
 
+from autoscaler.cli import common as c
 from autoscaler.errors import SpecError
-from autoscaler.twin.expositions import EXPOSITIONS
 
 
-def add_twin_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> None:
     """Add ``twin`` to an argparse subparsers object."""
     p = subparsers.add_parser(
         "twin", help="serve a simulated fleet's metrics in a serving engine's format",
@@ -24,14 +24,15 @@ def add_twin_parser(subparsers: Any) -> None:
                     "simulated replica count comes from --replicas-file or PUT /replicas.")
     p.add_argument("--trace", default="default",
                    help="trace file or folder, or 'default' for the embedded workload")
-    p.add_argument("--trace-format", choices=["azure", "mooncake", "counts", "servegen", "csv"],
+    p.add_argument("--trace-format", choices=c.TRACE_FORMATS,
                    help="skip auto-detection")
     p.add_argument("--port", type=int, required=True, help="TCP port (0: any free port)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="simulated seconds per wall second (default 1)")
     p.add_argument("--preset", default="vllm",
-                   help=f"engine exposition: {', '.join(EXPOSITIONS)}, optionally +dcgm")
+                   help="engine exposition, e.g. vllm or sglang, optionally +dcgm (an unknown "
+                   "name lists the choices)")
     p.add_argument("--profile", default="llama3-8b-h100",
                    help="replica profile: a built-in name or a YAML file")
     p.add_argument("--replicas-file", metavar="F",
@@ -52,17 +53,15 @@ def add_twin_parser(subparsers: Any) -> None:
                    help="wall seconds between simulation steps (default 0.2)")
 
 
-def run_twin(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Build the twin from ``args``, serve until SIGINT/SIGTERM. Returns the exit code."""
-    from autoscaler.sim.profiles import load_profile
-    from autoscaler.traces import default_workload, load_trace
     from autoscaler.twin.serving import Twin
 
     if not 0 <= args.port <= 65535:
         raise SpecError("--port", args.port, "0..65535")
-    trace = (default_workload(seed=args.seed) if args.trace in (None, "default")
-             else load_trace(args.trace, format=args.trace_format))
-    profile = load_profile(args.profile)
+    trace = c.load_trace_input(None if args.trace == "default" else args.trace,
+                               args.trace_format, seed=args.seed)
+    profile = c.load_profile_input(args.profile)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     twin = Twin.from_trace(
         trace, profile, targets=args.targets, namespace=args.namespace,

@@ -7,20 +7,18 @@ import argparse
 import json
 import math
 import time
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from autoscaler.errors import SpecError
-from autoscaler.metrics.collect import Collector, CollectorConfig, TargetKey
-from autoscaler.metrics.presets import PRESETS, get_preset
-from autoscaler.metrics.rules import rule_group
-from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
+from autoscaler.metrics.presets import PRESETS
+
+if TYPE_CHECKING:
+    from autoscaler.metrics.source import PrometheusConfig
 
 DEFAULT_MAX_AGE_S = 60.0
 
 
-def add_metrics_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> None:
     """Add ``metrics show`` to an argparse subparsers object."""
     mp = subparsers.add_parser("metrics", help="live metrics from Prometheus")
     msub = mp.add_subparsers(dest="metrics_command", required=True)
@@ -74,6 +72,8 @@ def add_metrics_parser(subparsers: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> PrometheusConfig:
+    from autoscaler.metrics.source import PrometheusConfig
+
     basic: tuple[str, str] | None = None
     if args.basic_auth_user is not None:
         if args.basic_auth_password_file is None:
@@ -89,9 +89,17 @@ def _config(args: argparse.Namespace) -> PrometheusConfig:
                             basic_auth=basic, ca_file=args.ca_file, timeout_s=args.timeout)
 
 
-def run_metrics(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.metrics_command == "rules":
         return _run_rules(args)
+    return _run_show(args)
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    from autoscaler.metrics.collect import Collector, CollectorConfig, TargetKey
+    from autoscaler.metrics.presets import get_preset
+    from autoscaler.metrics.source import PrometheusSource
+
     target = TargetKey.parse(args.target)
     if args.ready is not None and args.ready < 0:
         raise SpecError("--ready", args.ready, ">= 0")
@@ -124,6 +132,12 @@ def run_metrics(args: argparse.Namespace) -> int:
 
 
 def _run_rules(args: argparse.Namespace) -> int:
+    import yaml
+
+    from autoscaler.metrics.collect import CollectorConfig
+    from autoscaler.metrics.presets import get_preset
+    from autoscaler.metrics.rules import rule_group
+
     cfg = CollectorConfig(preset=get_preset(args.preset), selector=args.selector,
                           namespace_label=args.namespace_label,
                           workload_label=args.workload_label, window=args.window)

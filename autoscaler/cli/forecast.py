@@ -4,24 +4,21 @@ the models in ``autoscaler.forecast`` stay pure)."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from autoscaler.errors import AutoscalerError, SpecError
+from autoscaler.cli import common as c
+from autoscaler.errors import SpecError
 from autoscaler.forecast import MODEL_NAMES
-from autoscaler.forecast.backtest import BacktestRow, backtest
-from autoscaler.forecast.gaps import collection_gaps
-from autoscaler.traces import load_trace
+
+if TYPE_CHECKING:
+    from autoscaler.forecast.backtest import BacktestRow
 
 DEFAULT_HORIZONS = "300,900,1800"
 DAY_S = 86_400
 
 
-def add_forecast_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> None:
     """Add ``forecast backtest`` to an argparse subparsers object."""
     fp = subparsers.add_parser("forecast", help="forecasting tools")
     fsub = fp.add_subparsers(dest="forecast_command", required=True)
@@ -44,13 +41,16 @@ def add_forecast_parser(subparsers: Any) -> None:
 
 
 def _positive_int(option: str, text: str, allowed: str) -> int:
-    try:
-        v = float(text)
-    except ValueError as exc:
-        raise SpecError(option, text, allowed) from exc
-    if not (math.isfinite(v) and v > 0 and v == int(v)):
+    if not c.Range(low=1, whole=True).check(_float(text)):
         raise SpecError(option, text, allowed)
-    return int(v)
+    return int(float(text))
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except (ValueError, OverflowError):
+        return math.nan
 
 
 def _parse(args: argparse.Namespace) -> tuple[int, list[int], list[str], float]:
@@ -66,12 +66,8 @@ def _parse(args: argparse.Namespace) -> tuple[int, list[int], list[str], float]:
     if unknown or not models:
         raise SpecError("--models", args.models,
                         f"comma-separated names from {', '.join(MODEL_NAMES)}")
-    try:
-        train_days = float(args.train_days)
-    except ValueError as exc:
-        raise SpecError("--train-days", args.train_days, "a number of days > 0") from exc
-    if not (math.isfinite(train_days) and train_days > 0):
-        raise SpecError("--train-days", args.train_days, "a number of days > 0")
+    train_days = c.Range(low=0, low_open=True, unit="days").parse("--train-days",
+                                                                   args.train_days)
     return res, horizons, models, train_days
 
 
@@ -84,42 +80,35 @@ def _row_json(r: BacktestRow) -> dict[str, Any]:
             "n": r.n, "fallbacks": r.fallbacks, "fits_by_model": dict(r.chosen)}
 
 
-def run_forecast(args: argparse.Namespace) -> int:
-    """Run ``forecast backtest``; returns the exit code (2 = bad input)."""
-    try:
-        res, horizons, models, train_days = _parse(args)
-        trace = load_trace(args.trace)
-        raw = np.asarray(trace.binned_rates(float(res)), dtype=np.float64)
-        # Same rule as the benchmark: a collection gap is missing data, not zero demand; it
-        # is neither trained on nor scored.
-        values = raw if args.no_gap_rule else collection_gaps(raw, resolution_s=float(res))
-        gaps = int(np.isnan(values).sum() - np.isnan(raw).sum())
-        train = int(train_days * DAY_S // res)
-        if train + max(horizons) // res >= values.shape[0]:
-            raise SpecError("--train-days", args.train_days,
-                            f"less than the trace's {values.shape[0] * res / DAY_S:.2f} days "
-                            "minus the longest horizon")
-        rows = backtest(values, resolution_s=float(res), horizons_s=horizons, models=models,
-                        train_steps=train, refit_every=max(1, DAY_S // res),
-                        max_history_steps=28 * DAY_S // res)
-    except AutoscalerError as exc:
-        print(f"autoscaler forecast backtest: error: {exc}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    """Run ``forecast backtest``; returns the exit code (errors are raised)."""
+    import numpy as np
+
+    from autoscaler.forecast.backtest import backtest
+    from autoscaler.forecast.gaps import collection_gaps
+
+    res, horizons, models, train_days = _parse(args)
+    trace = c.load_trace_input(args.trace, None)
+    raw = np.asarray(trace.binned_rates(float(res)), dtype=np.float64)
+    # Same rule as the benchmark: a collection gap is missing data, not zero demand; it
+    # is neither trained on nor scored.
+    values = raw if args.no_gap_rule else collection_gaps(raw, resolution_s=float(res))
+    gaps = int(np.isnan(values).sum() - np.isnan(raw).sum())
+    train = int(train_days * DAY_S // res)
+    if train + max(horizons) // res >= values.shape[0]:
+        raise SpecError("--train-days", args.train_days,
+                        f"less than the trace's {values.shape[0] * res / DAY_S:.2f} days "
+                        "minus the longest horizon")
+    rows = backtest(values, resolution_s=float(res), horizons_s=horizons, models=models,
+                    train_steps=train, refit_every=max(1, DAY_S // res),
+                    max_history_steps=28 * DAY_S // res)
     doc = {"trace": {"name": trace.name}, "resolution_s": res,
            "train_s": train * res, "refit_every_s": DAY_S, "collection_gaps": gaps,
            "results": [_row_json(r) for r in rows]}
-    text = json.dumps(doc, indent=2)
-    if args.json_out == "-":
-        print(text)
-        return 0
     if args.json_out:
-        try:
-            with open(args.json_out, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-        except OSError as exc:
-            print(f"autoscaler forecast backtest: error: --json {args.json_out}: cannot "
-                  f"write: {exc.strerror or exc}", file=sys.stderr)
-            return 2
+        c.write_json("--json", args.json_out, doc)
+        if args.json_out == "-":
+            return 0
     print(format_table(rows))
     return 0
 

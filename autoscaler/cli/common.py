@@ -1,0 +1,313 @@
+"""What every subcommand shares, written once: number and list parsing with the allowed
+range in the message, trace/profile loading, JSON to a file or stdout, progress, and the
+one-line error report.
+
+This module is imported by ``build_parser()``: it must stay light (no numpy, no client
+libraries). Heavy imports go inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+from autoscaler.errors import AutoscalerError, SpecError, TransientError
+
+if TYPE_CHECKING:
+    from autoscaler.core.spec import PolicyKind
+    from autoscaler.sim.profiles import ReplicaProfile
+    from autoscaler.traces.model import Trace
+
+EXIT_OK = 0
+EXIT_TRANSIENT = 1
+"""Something outside us failed (Prometheus unreachable, an API timeout): retrying may help."""
+EXIT_SPEC = 2
+"""The input is wrong (an option, a file, a spec): retrying will not help."""
+EXIT_INTERRUPTED = 130
+
+TRACE_FORMATS = ("azure", "mooncake", "counts", "servegen", "csv")
+MAX_MESSAGE_CHARS = 600
+"""An error line longer than this is cut (a 10-MB bad value must not flood the terminal)."""
+
+
+# --- one-line errors ----------------------------------------------------------------------
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Newlines folded and the length bounded, so an error is always one readable line."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 15] + " ...(truncated)"
+
+
+def report_error(command: str, exc: BaseException) -> int:
+    """Print ``exc`` as one line on stderr and return its exit code (2 spec, 1 transient)."""
+    code = EXIT_TRANSIENT if isinstance(exc, TransientError) else EXIT_SPEC
+    print(one_line(f"autoscaler {command}: error: {exc}"), file=sys.stderr)
+    return code
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, and where to look), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        # "argument --slo-ttft: '-1' is not allowed; ..." -> "--slo-ttft: '-1' is not ..."
+        message = message.removeprefix("argument ")
+        self.exit(EXIT_SPEC, one_line(f"{self.prog}: error: {message} (see {self.prog} "
+                                      "--help)") + "\n")
+
+
+# --- numbers --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Range:
+    """An allowed numeric range, stated in words in every error about it.
+
+    ``Range(low=0, low_open=True)`` is "a number > 0"; ``Range(low=1, whole=True)`` is
+    "a whole number >= 1"."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    whole: bool = False
+    unit: str = ""
+
+    def describe(self) -> str:
+        noun = "a whole number" if self.whole else "a number"
+        if self.unit:
+            noun += f" of {self.unit}"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return noun + (" " + " and ".join(parts) if parts else "")
+
+    def check(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.whole and value != int(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open
+                                     else value <= self.high)
+
+    def parse(self, option: str, text: object) -> float:
+        """``text`` as a number in this range, else a ``SpecError`` naming ``option``."""
+        if isinstance(text, bool):  # JSON true is not 1
+            raise SpecError(option, text, self.describe())
+        try:
+            value = float(text)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            raise SpecError(option, text, self.describe()) from None
+        if not self.check(value):
+            raise SpecError(option, text, self.describe())
+        return value
+
+    def parse_int(self, option: str, text: object) -> int:
+        return int(self.parse(option, text))
+
+
+def number(rng: Range) -> Callable[[str], float]:
+    """An argparse ``type=`` for a float in ``rng``."""
+    def parse(text: str) -> float:
+        try:
+            return rng.parse("", text)
+        except SpecError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: "
+                                             f"{exc.allowed}") from None
+    return parse
+
+
+def whole(rng: Range) -> Callable[[str], int]:
+    """An argparse ``type=`` for a whole number in ``rng`` (``rng.whole`` is implied)."""
+    rng = Range(rng.low, rng.high, rng.low_open, rng.high_open, True, rng.unit)
+    parse_float = number(rng)
+
+    def parse(text: str) -> int:
+        return int(parse_float(text))
+    return parse
+
+
+POSITIVE = Range(low=0, low_open=True)
+NON_NEGATIVE_INT = Range(low=0, whole=True)
+SEED = Range(low=0, high=2**32 - 1, whole=True)
+
+
+# --- policy lists -------------------------------------------------------------------------
+
+def policy_list(option: str, text: str,
+                allowed: Sequence[PolicyKind] | None = None) -> tuple[PolicyKind, ...]:
+    """``"hpa, kpa"`` -> (HPA, KPA); an unknown, repeated or empty list is a ``SpecError``
+    naming ``option`` and the allowed names."""
+    from autoscaler.core.spec import PolicyKind
+
+    kinds = tuple(allowed) if allowed is not None else tuple(PolicyKind)
+    words = f"comma-separated names from {', '.join(k.value for k in kinds)}, each once"
+    names = [n.strip().lower() for n in str(text).split(",") if n.strip()]
+    by_name = {k.value: k for k in kinds}
+    if not names:
+        raise SpecError(option, text, words)
+    for i, n in enumerate(names):
+        if n not in by_name or n in names[:i]:  # name the one that is wrong
+            raise SpecError(option, n, words)
+    return tuple(by_name[n] for n in names)
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+def add_trace_arguments(p: argparse.ArgumentParser, *, default_help: str = "the embedded "
+                        "synthetic workload") -> None:
+    p.add_argument("--trace", help=f"trace file or folder (default: {default_help})")
+    p.add_argument("--trace-format", choices=TRACE_FORMATS, help="skip auto-detection")
+
+
+def load_trace_input(path: str | None, trace_format: str | None, *, seed: int = 0,
+                     synthetic_duration_s: float | None = None, rate_scale: float = 1.0,
+                     time_scale: float = 1.0) -> Trace:
+    """The trace a command runs on: ``path`` (auto-detected unless ``trace_format``), else
+    the embedded synthetic workload; then scaled."""
+    from autoscaler.traces import default_workload, load_trace, scale_trace
+
+    if path:
+        trace = load_trace(path, format=trace_format)
+    elif synthetic_duration_s is not None:
+        trace = default_workload(seed=seed, duration_s=synthetic_duration_s)
+    else:
+        trace = default_workload(seed=seed)
+    if rate_scale != 1.0 or time_scale != 1.0:
+        trace = scale_trace(trace, rate=rate_scale, time=time_scale)
+    return trace
+
+
+def load_profile_input(name: str) -> ReplicaProfile:
+    """A built-in profile name or a profile YAML file."""
+    from autoscaler.sim.profiles import load_profile
+
+    return load_profile(name)
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+def writable_path(option: str, path: str | Path) -> Path:
+    """``path`` if its folder exists; else one line naming ``option``. We never create
+    folders a user did not ask for (a typo must not leave ``/nonexistent/`` behind)."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise AutoscalerError(f"{option} {path}: cannot write: folder {parent} does not exist")
+    return p
+
+
+def output_dir(option: str, path: str | Path, *, create: bool = True) -> Path:
+    """A folder for outputs: created if missing, but only inside a folder that exists."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise AutoscalerError(f"{option} {path}: not a folder")
+    writable_path(option, p)
+    if create:
+        try:
+            p.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise AutoscalerError(f"{option} {path}: cannot create: "
+                                  f"{exc.strerror or exc}") from exc
+    return p
+
+
+def write_text(option: str, path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` (whose folder must exist); one line on failure."""
+    p = writable_path(option, path)
+    try:
+        p.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise AutoscalerError(f"{option} {path}: cannot write: {exc.strerror or exc}") from exc
+
+
+def write_json(option: str, target: str, doc: Any, *, stdout: IO[str] | None = None) -> None:
+    """``doc`` as strict JSON (no NaN or Infinity: they become null) to ``target``, or to
+    stdout when ``target`` is ``-``."""
+    import json
+
+    text = json.dumps(finite_json(doc), indent=2, allow_nan=False)
+    if target == "-":
+        print(text, file=stdout or sys.stdout)
+    else:
+        write_text(option, target, text + "\n")
+
+
+def finite_json(doc: Any) -> Any:
+    """``doc`` with every non-finite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: finite_json(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [finite_json(v) for v in doc]
+    return doc
+
+
+# --- progress -----------------------------------------------------------------------------
+
+class Progress:
+    """A bar on a terminal, plain lines on a pipe (a 12-minute run must not be silent in a
+    log), nothing with ``--no-progress``.
+
+    Lines are printed at most every ``min_interval_s`` (plus the first and the last), so a
+    1,000-step run writes a few dozen lines, not 1,000."""
+
+    def __init__(self, total: int, desc: str, *, unit: str = "step", enabled: bool = True,
+                 stream: IO[str] | None = None, min_interval_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self.desc = desc
+        self.unit = unit
+        self.done = 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.min_interval_s = min_interval_s
+        self.clock = clock
+        self.start = clock()
+        self.last_line = -math.inf
+        self.bar: Any = None
+        self.enabled = enabled
+        if enabled and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream)
+
+    def update(self, n: int = 1, note: str = "") -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            if note:
+                self.bar.set_postfix_str(note, refresh=False)
+            self.bar.update(n)
+            return
+        now = self.clock()
+        if self.done >= self.total or now - self.last_line >= self.min_interval_s:
+            self.last_line = now
+            extra = f" ({note})" if note else ""
+            print(f"{self.desc}: {self.done}/{self.total} {self.unit}s done, "
+                  f"{now - self.start:.0f} s{extra}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def note(text: str, *, stream: IO[str] | None = None) -> None:
+    """A status line on stderr (the header before a long run), flushed at once."""
+    print(text, file=stream or sys.stderr, flush=True)

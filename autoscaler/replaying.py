@@ -33,7 +33,8 @@ from autoscaler.sim.result import ReplayResult
 from autoscaler.traces.model import Trace
 
 DEFAULT_POLICIES: tuple[PolicyKind, ...] = (
-    PolicyKind.HPA, PolicyKind.KPA, PolicyKind.PREDICTIVE, PolicyKind.ORACLE, PolicyKind.STATIC)
+    PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA, PolicyKind.KPA,
+    PolicyKind.WVA, PolicyKind.PREDICTIVE, PolicyKind.ORACLE, PolicyKind.STATIC)
 BASELINES: tuple[PolicyKind, ...] = (
     PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA, PolicyKind.KPA,
     PolicyKind.WVA)

@@ -46,8 +46,8 @@ def test_replay_writes_the_documented_json_shape(
     # Arrivals count from the first request (about 23 s in for this ramp).
     assert 850 <= doc["trace"]["duration_s"] <= 901
     assert doc["slo"] == {"ttft_s": 2.0}
-    assert [r["policy"] for r in doc["results"]] == ["hpa", "kpa", "predictive", "oracle",
-                                                      "static"]
+    assert [r["policy"] for r in doc["results"]] == [
+        "hpa", "hpa-queue", "hpa-kv", "keda", "kpa", "wva", "predictive", "oracle", "static"]
     for r in doc["results"]:
         assert set(r) >= RESULT_KEYS
         assert 0.0 <= r["slo_attainment"] <= 1.0
@@ -194,7 +194,8 @@ def test_the_real_azure_conversation_trace_replays_with_every_policy(
     by = {r["policy"]: r for r in doc["results"]}
     # Perfect foresight keeps the SLO on real traffic, and every policy served every hour.
     assert by["oracle"]["slo_attainment"] >= 0.99
-    assert set(by) == {"hpa", "kpa", "predictive", "oracle", "static"}
+    assert set(by) == {"hpa", "hpa-queue", "hpa-kv", "keda", "kpa", "wva", "predictive",
+                       "oracle", "static"}
     assert all(r["gpu_hours"] >= 0.9 for r in by.values())  # >= 1 replica for ~58 min
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from autoscaler.core.spec import PolicyKind, Spec
     from autoscaler.replaying import ReplayOptions
 
-DEFAULT_POLICIES = "hpa,kpa,predictive,oracle,static"
+DEFAULT_POLICIES = "hpa,hpa-queue,hpa-kv,keda,kpa,wva,predictive,oracle,static"
 DEFAULT_PROFILE = "llama3-8b-h100"
 ENGINES = ("auto", "request", "fluid")
 

@@ -374,17 +374,29 @@ def test_headroom_quantiles_between_and_beyond_the_forecast_levels(
 def test_forecasts_are_scored_once_their_lead_time_has_passed() -> None:
     # Lead 120 s + 15 s = 135 s. A forecast made at t=0 promising 10 req/s is scored at
     # t=135 against the highest rate seen in (0, 135]: 13 req/s -> error +3.
-    prev = predictive.PredictiveState(pending=((0.0, 10.0), (15.0, 11.0)))
-    history = tuple((t, 13.0 if t == 60.0 else 9.0) for t in range(15, 151, 15))
-    pending, errors = predictive._resolved_errors(prev, history, 135.0, 135.0)
-    assert errors == (3.0,)
-    assert pending == ((15.0, 11.0),)  # its window ends at 150 s: not yet
+    lead = predictive.LeadErrors(pending=((0.0, 10.0, math.nan),))
+    for t in range(15, 136, 15):
+        lead = lead.step(float(t), 13.0 if t == 60 else 9.0, 135.0, 11.0)
+    assert lead.errors == (3.0,)
+    # The forecast made at 15 s (window (15, 150]) is not due yet; it has seen 13 so far.
+    assert lead.pending[0] == (15.0, 11.0, 13.0)
 
 
 def test_a_window_without_samples_is_not_scored() -> None:
-    prev = predictive.PredictiveState(pending=((0.0, 10.0),))
-    pending, errors = predictive._resolved_errors(prev, (), 135.0, 200.0)
-    assert (pending, errors) == ((), ())
+    lead = predictive.LeadErrors(pending=((0.0, 10.0, math.nan),))
+    lead = lead.step(200.0, 5.0, 135.0, 4.0)  # the first sample comes after the window
+    assert lead.errors == ()
+    assert [p[:2] for p in lead.pending] == [(200.0, 4.0)]
+
+
+def test_the_sorted_errors_match_a_slow_sort_of_the_last_960() -> None:
+    rng = np.random.default_rng(3)
+    lead = predictive.LeadErrors()
+    values = rng.normal(10.0, 3.0, 1100)
+    for i, v in enumerate(values):
+        lead = lead.step(15.0 * i, float(v), 15.0, 10.0)
+    assert len(lead.errors) == predictive.LEAD_ERROR_SAMPLES
+    assert lead.ordered == tuple(sorted(lead.errors))
 
 
 @pytest.mark.parametrize(
@@ -401,7 +413,8 @@ def test_a_window_without_samples_is_not_scored() -> None:
 def test_the_calibrated_peak_is_the_mean_peak_plus_an_error_quantile(
     errors: tuple[float, ...], q: float, expected: float | None
 ) -> None:
-    assert predictive._calibrated_peak(10.0, errors, q) == expected
+    lead = predictive.LeadErrors(errors=tuple(errors), ordered=tuple(sorted(errors)))
+    assert lead.calibrated_peak(10.0, q) == expected
 
 
 def test_after_a_burst_the_plan_keeps_headroom_for_the_next_one() -> None:

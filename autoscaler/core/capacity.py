@@ -81,6 +81,8 @@ PRIOR_RELATIVE_SD = 0.5
 """Reported relative uncertainty before any measurement: the prior is a guess."""
 BOUND_FACTOR = 8.0
 """The estimate stays within [prior / 8, prior x 8]: a sanity bound, never a tuning knob."""
+MIX_MEMORY_S = 1800.0
+"""Time constant of the averaged token mix that scales the prior into token units."""
 SETTLE_S = 60.0
 """After a change in replicas, wait one rate window before learning from the fleet."""
 
@@ -121,15 +123,23 @@ class LearnedCapacity:
     settled_since: float | None = None
     """Time since which the fleet has had every replica ready at the same count."""
     settled_count: int = -1
+    mix: tuple[float, float] = (math.nan, math.nan)
+    """Slowly averaged prompt and generated tokens per request (``MIX_MEMORY_S``)."""
+    measured: tuple[bool, bool, bool] = (False, False, True)
+    """Whether each unit's estimate rests on the fleet's own evidence. A token unit that
+    has none yet is the requests/s estimate times the averaged mix, re-derived each step:
+    a prior set from one minute's mix would otherwise bind wrongly when the mix drifts."""
 
     @property
     def relative_sd(self) -> float:
         """Relative standard deviation of the estimate (0.1 = +-10 %)."""
         return math.sqrt(max(0.0, self.rel_var))
 
-    def binding(self, load: tuple[float, ...]) -> tuple[int, ...]:
-        """Indexes of the units whose load ratio is within ``BLAME_RATIO`` of the highest."""
-        ratios = [load[i] / c if math.isfinite(c) and c > 0 and math.isfinite(load[i]) else -1.0
+    def binding(self, load: tuple[float, ...], only_measured: bool = False) -> tuple[int, ...]:
+        """Indexes of the units whose load ratio is within ``BLAME_RATIO`` of the highest
+        (among the units with evidence, with ``only_measured``)."""
+        ratios = [load[i] / c if (math.isfinite(c) and c > 0 and math.isfinite(load[i])
+                                  and (self.measured[i] or not only_measured)) else -1.0
                   for i, c in enumerate(self.capacity)]
         top = max(ratios)
         if top <= 0:
@@ -155,25 +165,37 @@ def _bounded(value: float, prior: float) -> float:
 
 
 def _fill_priors(est: LearnedCapacity, prior_rps: float,
-                 tokens_per_request: tuple[float | None, float | None]) -> LearnedCapacity:
-    """A token unit whose prior was unknown (no token counter yet) gets one once the mix is
-    seen, scaled from the requests/s estimate (already learned, not the raw prior)."""
-    cap, prior = list(est.capacity), list(est.prior)
-    changed = False
+                 tokens_per_request: tuple[float | None, float | None], dt: float
+                 ) -> LearnedCapacity:
+    """Average the mix, and re-derive every token unit that has no evidence of its own
+    from the requests/s estimate at that averaged mix: a replica that carries 4 req/s of
+    1,000-token prompts carries 4,000 prompt tokens/s."""
+    w = min(1.0, dt / MIX_MEMORY_S) if dt > 0 else 0.0
+    mix = list(est.mix)
     for i, tpr in enumerate(tokens_per_request):
-        if not math.isfinite(cap[i]) and tpr is not None and tpr > 0:
-            cap[i] = est.capacity[2] * tpr
-            prior[i] = prior_rps * tpr
-            changed = True
-    return replace(est, capacity=tuple(cap), prior=tuple(prior)) if changed else est
+        if tpr is not None and tpr > 0 and math.isfinite(tpr):
+            mix[i] = tpr if not math.isfinite(mix[i]) else mix[i] + w * (tpr - mix[i])
+    cap, prior = list(est.capacity), list(est.prior)
+    for i in range(2):
+        if not est.measured[i] and math.isfinite(mix[i]):
+            cap[i] = est.capacity[2] * mix[i]
+            prior[i] = prior_rps * mix[i]
+    return replace(est, capacity=tuple(cap), prior=tuple(prior), mix=(mix[0], mix[1]))
+
+
+def _measured(est: LearnedCapacity, units: tuple[int, ...] | range) -> tuple[bool, bool, bool]:
+    m = list(est.measured)
+    for i in units:
+        m[i] = True
+    return (m[0], m[1], m[2])
 
 
 def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, now: float,
            prior_rps: float, tokens_per_request: tuple[float | None, float | None]
            ) -> LearnedCapacity:
     """Fold one step's observation into the estimate. O(1)."""
-    est = _fill_priors(est, prior_rps, tokens_per_request)
     dt = 0.0 if est.last_time is None else max(0.0, now - est.last_time)
+    est = _fill_priors(est, prior_rps, tokens_per_request, dt)
     # Served work per *ready* replica: starting replicas serve nothing, so the ready count
     # is what divides; it must have been the same for a whole rate window.
     settled = obs.ready_replicas >= 1
@@ -205,34 +227,40 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
             sq = max(sq, ((y - cap[i]) / cap[i]) ** 2)
             cap[i] = _bounded(cap[i] + DOWN_WEIGHT * (y - cap[i]), est.prior[i])
         return replace(est, capacity=tuple(cap), envelope=tuple(env),
-                       measurements=est.measurements + 1,
+                       measurements=est.measurements + 1, measured=_measured(est, binding),
                        rel_var=(1 - WEIGHT) * est.rel_var + WEIGHT * sq)
     # The SLO held: every unit carried at least this much per replica.
+    carried: list[int] = []
     for i in range(len(cap)):
         if math.isfinite(load[i]):
             env[i] = load[i] if not math.isfinite(env[i]) else max(env[i], load[i])
             if math.isfinite(cap[i]) and load[i] > cap[i]:
                 cap[i] = _bounded(load[i], est.prior[i])  # a replica carried this in the SLO
+                carried.append(i)
+    est = replace(est, measured=_measured(est, tuple(carried)))
     loaded = obs.ttft_s >= LOADED_TTFT_FRACTION * slo_ttft_s or queue >= r
     if loaded:
         # Near the knee: stop probing. The residual of the binding units is a measurement.
         sq = max(((load[i] - cap[i]) / cap[i]) ** 2 for i in binding)
         return replace(est, capacity=tuple(cap), envelope=tuple(env),
-                       measurements=est.measurements + 1,
+                       measurements=est.measurements + 1, measured=_measured(est, binding),
                        rel_var=(1 - WEIGHT) * est.rel_var + WEIGHT * min(sq, 1.0))
     # Slack: the untested part of the estimate, (C - envelope) / C, is its uncertainty.
     gap = max(max(0.0, (cap[i] - env[i]) / cap[i]) for i in binding)
     rel_var = (1 - WEIGHT) * est.rel_var + WEIGHT * min(gap * gap, 1.0)
-    probed = False
+    probed: list[int] = []
     if kv is None or kv < KV_SLACK:
-        for i in binding:
+        # Only units with evidence are probed: an unmeasured token unit follows the
+        # requests/s estimate at the averaged mix, and a probe would mark it as known.
+        for i in est.binding(load, only_measured=True):
             ceiling = env[i] * PROBE_CEILING
             if load[i] >= PROBE_MIN_LOAD * cap[i] and cap[i] < ceiling:
                 grown = cap[i] * (1.0 + PROBE_RATE_PER_MIN) ** (dt / 60.0)
                 cap[i] = _bounded(min(grown, ceiling), est.prior[i])
-                probed = True
+                probed.append(i)
     return replace(est, capacity=tuple(cap), envelope=tuple(env), rel_var=rel_var,
-                   probes=est.probes + (1 if probed else 0))
+                   probes=est.probes + (1 if probed else 0),
+                   measured=_measured(est, tuple(probed)))
 
 
 def requests_equivalent(est: LearnedCapacity,
@@ -242,8 +270,9 @@ def requests_equivalent(est: LearnedCapacity,
     per request is 8 req/s; 1,200 generated tokens/s at 200 per request is 6 req/s; with a
     requests/s estimate of 7.8 the replica carries min(8, 6, 7.8) = 6 req/s."""
     best = est.capacity[2] if math.isfinite(est.capacity[2]) else math.inf
-    for c, tpr in zip(est.capacity[:2], tokens_per_request, strict=True):
-        if tpr is not None and tpr > 0 and math.isfinite(c):
+    for c, tpr, known in zip(est.capacity[:2], tokens_per_request, est.measured[:2],
+                             strict=True):
+        if known and tpr is not None and tpr > 0 and math.isfinite(c):
             best = min(best, c / tpr)
     return best
 
@@ -251,11 +280,18 @@ def requests_equivalent(est: LearnedCapacity,
 def replicas_needed(est: LearnedCapacity, demand: tuple[float | None, ...],
                     utilization: float) -> tuple[int, int]:
     """(replicas, index of the unit that needs the most) for ``demand`` per unit at
-    ``utilization`` of the learned capacity; units without demand or estimate are skipped.
+    ``utilization`` of the learned capacity; units without demand, estimate or evidence
+    are skipped.
     Worked number: 9,000 prompt tokens/s at 2,000 per replica x 0.85 needs ceil(5.29) = 6."""
     best, which = 0, len(UNITS) - 1
     for i, (dem, c) in enumerate(zip(demand, est.capacity, strict=True)):
         if dem is None or not math.isfinite(dem) or not math.isfinite(c) or c <= 0:
+            continue
+        if not est.measured[i]:
+            # A token unit still derived from the requests/s prior at the averaged mix
+            # would bind whenever the minute's mix wanders from the average (the max of two
+            # noisy ratios is above either), over-provisioning against plain requests/s.
+            # It plans once the fleet has shown something about it.
             continue
         n = 0 if dem <= 0 else max(1, math.ceil(dem / (c * utilization) - 1e-9))
         if n > best:

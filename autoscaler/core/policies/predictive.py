@@ -496,7 +496,11 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # recommendation of the last max(scale-down window, cold start) asked for it.
     window = max(params.scale_down_window_s, spec.cold_start_s * params.keep_idle_cold_starts)
     down_cutoff = now - window
-    recent = (*(r for r in prev.recent if down_cutoff < r[0] < now), (now, rec))
+    # First sight: remember the current count as a recommendation (as the HPA does), so a
+    # freshly started policy, whose first rate() covers only part of a window, does not
+    # release replicas before one hold window has passed.
+    seed = ((now, current),) if isinstance(state.policy, PredictiveState) is False else ()
+    recent = (*seed, *(r for r in prev.recent if down_cutoff < r[0] < now), (now, rec))
     held = max(r for _, r in recent)
     if held > rec:
         notes.append(f"holding {held} (highest in the last {window:g} s)")

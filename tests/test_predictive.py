@@ -478,3 +478,11 @@ def test_a_replica_no_longer_needed_is_kept_for_one_cold_start() -> None:
     # The drop is allowed once the last high recommendation (t = 45 s) is 120 s old:
     # at t >= 165 s, i.e. the 8th low step (t = 60 + 7 x 15 = 165).
     assert drop == 7
+
+
+def test_a_fresh_policy_holds_its_starting_count_for_one_hold_window() -> None:
+    # The first rate() after a start covers part of a window and reads low: 3.2 req/s would
+    # need one replica, but the 5 running are kept for the hold window (120 s here).
+    spec = make_spec(scale_down_window_s=120.0)
+    d, _ = predictive.decide(snap(at=0.0, current=5, rate=3.2), State(), spec, 0.0)
+    assert d.replicas == 5 and d.reason == Reason.FORECAST_HOLD

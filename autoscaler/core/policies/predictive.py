@@ -499,7 +499,8 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # First sight: remember the current count as a recommendation (as the HPA does), so a
     # freshly started policy, whose first rate() covers only part of a window, does not
     # release replicas before one hold window has passed.
-    seed = ((now, current),) if isinstance(state.policy, PredictiveState) is False else ()
+    first = not isinstance(state.policy, PredictiveState)
+    seed = ((now, current),) if first and window > 0 else ()
     recent = (*seed, *(r for r in prev.recent if down_cutoff < r[0] < now), (now, rec))
     held = max(r for _, r in recent)
     if held > rec:

@@ -98,9 +98,15 @@ def _check_counts(t: Trace) -> None:
 
 
 def _check_servegen(t: Trace) -> None:
-    assert t.resolution_s == 600.0 and t.duration_s == 1800.0
-    # Windows: 1.5 + 0.5, 0 + 2.0, 0.25 + 0 (the empty-dist rows are no traffic).
-    assert t.rates_rps is not None and t.rates_rps.tolist() == [2.0, 2.0, 0.25]
+    # Bursty by default: per-second counts drawn from each window's fitted distribution.
+    assert t.resolution_s == 1.0 and t.duration_s == 1800.0
+    assert t.rates_rps is not None and t.rates_rps.size == 1800
+    assert np.all(t.rates_rps == np.rint(t.rates_rps)) and t.rates_rps.min() >= 0
+    # Windows: 1.5 + 0.5, 0 + 2.0, 0.25 + 0 req/s, i.e. 1200, 1200 and 150 expected
+    # arrivals; the gap CVs are at most 1.2, so 6 x sqrt(1200) x 1.2 = 249 bounds the noise.
+    totals = t.rates_rps.reshape(3, 600).sum(axis=1)
+    np.testing.assert_allclose(totals, [1200.0, 1200.0, 150.0], atol=249.0)
+    assert t.gaps == ()  # no window is silent for both clients
 
 
 def _check_generic(t: Trace) -> None:
@@ -245,7 +251,7 @@ ERROR_CASES = [
     ),
     pytest.param(
         "chunk-0-trace.csv", b"0,1,1,Gamma,1,1\n600,-2,1,Gamma,1,1\n", None, 2,
-        "column rate: '-2' is negative", id="servegen negative rate",
+        "column rate: '-2' is not between 0 and 1e+07 req/s", id="servegen negative rate",
     ),
     pytest.param(
         "chunk-0-trace.csv", b"0,1,1,Gamma,1,1\n600,1,1,Gamma\n", None, 2,
@@ -379,7 +385,7 @@ def test_real_nasa_counts_match_the_documented_figures() -> None:
 def test_real_servegen_folder_sums_clients_per_window() -> None:
     folder = REAL / "servegen_language_m-small"
     assert detect_format(folder) == "servegen"
-    trace = load_trace(folder)
+    trace = load_trace(folder, bursts=False)
     assert trace.rates_rps is not None
     assert trace.rates_rps.size == 2_016 and trace.resolution_s == 600.0
     assert trace.duration_s == 14 * 86_400
@@ -394,8 +400,11 @@ def test_real_servegen_folder_sums_clients_per_window() -> None:
                     expected[int(row[0]) // 600] += float(row[1])
     np.testing.assert_allclose(trace.rates_rps, expected, rtol=1e-12)
     # SOURCES.md: 37 windows sum to zero (it says "all in days 9-13"; the first is in
-    # fact window 1032, i.e. 0-based day 7, so only the count is checked).
+    # fact window 1032, i.e. 0-based day 7, so only the count is checked). They are the
+    # collection gaps, one per window.
     assert np.count_nonzero(trace.rates_rps == 0) == 37
+    assert len(trace.gaps) == 37 and sum(b - a for a, b in trace.gaps) == 37 * 600.0
+    assert trace.gaps[0][0] == 1032 * 600.0
 
 
 # ---------------------------------------------------------------------------- scaling

@@ -168,21 +168,55 @@ def add_trace_arguments(p: argparse.ArgumentParser, *, default_help: str = "the 
     p.add_argument("--trace-format", choices=TRACE_FORMATS, help="skip auto-detection")
 
 
+def add_window_arguments(p: argparse.ArgumentParser) -> None:
+    """``--start``/``--duration``: replay (or score) only part of a trace."""
+    p.add_argument("--start", default=None, metavar="T",
+                   help="skip the trace's first T: seconds or a number with a unit s, m, h, "
+                   "d, w (e.g. 2d, 6h, 90m; default 0)")
+    p.add_argument("--duration", default=None, metavar="T",
+                   help="keep only T of the trace from --start (e.g. 14d, 6h; default: to "
+                   "the end)")
+
+
 def load_trace_input(path: str | None, trace_format: str | None, *, seed: int = 0,
                      synthetic_duration_s: float | None = None, rate_scale: float = 1.0,
-                     time_scale: float = 1.0) -> Trace:
+                     time_scale: float = 1.0, start: str | float | None = None,
+                     duration: str | float | None = None) -> Trace:
     """The trace a command runs on: ``path`` (auto-detected unless ``trace_format``), else
-    the embedded synthetic workload; then scaled."""
-    from autoscaler.traces import default_workload, load_trace, scale_trace
+    the embedded synthetic workload; scaled; then cut to ``--start``/``--duration``.
 
+    Scaling comes first so that ``--rate-scale`` can draw its independent copies from the
+    whole trace: NASA ``--duration 14d --rate-scale 20`` superposes July 1-14 with 19 other
+    days of the 58 (a 14-day trace alone could supply only 14). So the window is on the
+    scaled time axis (``--time-scale 2 --duration 2h`` is the first two scaled hours).
+    Errors name the option: ``--start``, ``--duration``, ``--rate-scale``, ``--time-scale``.
+    """
+    from autoscaler.traces import default_workload, load_trace, scale_trace
+    from autoscaler.traces.window import parse_duration, window_trace
+
+    start_s = 0.0 if start is None else parse_duration("--start", start, allow_zero=True)
+    duration_s = None if duration is None else parse_duration("--duration", duration,
+                                                               allow_zero=False)
     if path:
-        trace = load_trace(path, format=trace_format)
+        trace = load_trace(path, format=trace_format, seed=seed)
     elif synthetic_duration_s is not None:
         trace = default_workload(seed=seed, duration_s=synthetic_duration_s)
     else:
         trace = default_workload(seed=seed)
     if rate_scale != 1.0 or time_scale != 1.0:
-        trace = scale_trace(trace, rate=rate_scale, time=time_scale)
+        try:
+            trace = scale_trace(trace, rate=rate_scale, time=time_scale, seed=seed)
+        except SpecError as exc:
+            option = {"rate": "--rate-scale", "time": "--time-scale"}.get(exc.field)
+            if option is None:
+                raise
+            raise SpecError(option, exc.value, exc.allowed) from exc
+    if start_s or duration_s is not None:
+        try:
+            trace = window_trace(trace, start_s, duration_s)
+        except SpecError as exc:
+            raise SpecError("--start/--duration" if "/" in exc.field else "--start",
+                            exc.value, exc.allowed) from exc
     return trace
 
 

@@ -27,6 +27,7 @@ def add_parser(subparsers: Any) -> None:
         description="Fit on the first part of the trace, then walk forward one bin at a "
                     "time (update per bin, refit daily) and score MAE and 90%% coverage.")
     bp.add_argument("--trace", required=True, help="trace file or ServeGen folder")
+    c.add_window_arguments(bp)
     bp.add_argument("--resolution", default="60", help="bin width in seconds (default 60)")
     bp.add_argument("--horizons", default=DEFAULT_HORIZONS,
                     help=f"comma-separated lead times in seconds (default {DEFAULT_HORIZONS})")
@@ -88,11 +89,13 @@ def run(args: argparse.Namespace) -> int:
     from autoscaler.forecast.gaps import collection_gaps
 
     res, horizons, models, train_days = _parse(args)
-    trace = c.load_trace_input(args.trace, None)
+    trace = c.load_trace_input(args.trace, None, start=args.start, duration=args.duration)
     raw = np.asarray(trace.binned_rates(float(res)), dtype=np.float64)
     # Same rule as the benchmark: a collection gap is missing data, not zero demand; it
-    # is neither trained on nor scored.
-    values = raw if args.no_gap_rule else collection_gaps(raw, resolution_s=float(res))
+    # is neither trained on nor scored. The trace's own gaps (ServeGen's silent windows,
+    # a count trace's implausible silences) are missing too.
+    values = raw if args.no_gap_rule else collection_gaps(
+        trace.binned_rates_missing(float(res)), resolution_s=float(res))
     gaps = int(np.isnan(values).sum() - np.isnan(raw).sum())
     train = int(train_days * DAY_S // res)
     if train + max(horizons) // res >= values.shape[0]:

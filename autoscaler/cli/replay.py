@@ -28,6 +28,7 @@ def add_parser(sub: Any) -> None:
                        description="Replay a request trace through a simulated inference "
                        "fleet under each policy and compare SLO attainment and GPU-hours.")
     c.add_trace_arguments(p)
+    c.add_window_arguments(p)
     p.add_argument("--policies", default=DEFAULT_POLICIES,
                    help=f"comma-separated: {DEFAULT_POLICIES}")
     p.add_argument("--profile", default=DEFAULT_PROFILE,
@@ -71,6 +72,8 @@ class ReplayCommand:
     max_replicas: int | None
     rate_scale: float
     time_scale: float
+    start: str | None
+    duration: str | None
     specs: tuple[str, ...]
     json_out: str | None
     report: str | None
@@ -84,7 +87,8 @@ class ReplayCommand:
             policies=c.policy_list("--policies", args.policies), profile=args.profile,
             slo_ttft_s=args.slo_ttft, cold_start_s=args.cold_start, engine=args.engine,
             seed=args.seed, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
-            rate_scale=args.rate_scale, time_scale=args.time_scale, specs=tuple(args.spec),
+            rate_scale=args.rate_scale, time_scale=args.time_scale, start=args.start,
+            duration=args.duration, specs=tuple(args.spec),
             json_out=args.json, report=args.report, decisions=args.decisions,
             progress=not args.no_progress)
 
@@ -112,7 +116,8 @@ def run_replay(cmd: ReplayCommand) -> int:
         raise SpecError("--min-replicas", cmd.min_replicas,
                         f"<= --max-replicas ({cmd.max_replicas})")
     trace = c.load_trace_input(cmd.trace, cmd.trace_format, seed=cmd.seed,
-                               rate_scale=cmd.rate_scale, time_scale=cmd.time_scale)
+                               rate_scale=cmd.rate_scale, time_scale=cmd.time_scale,
+                               start=cmd.start, duration=cmd.duration)
     profile = c.load_profile_input(cmd.profile)
     overrides: dict[PolicyKind, Spec] = {}
     for path in cmd.specs:

@@ -40,6 +40,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``tune`` and ``tune shard`` (values are checked in ``_settings`` so a
     bad one is a one-line error naming the flag and its allowed range)."""
     c.add_trace_arguments(p)
+    c.add_window_arguments(p)
     p.add_argument("--synthetic-duration", default="14400", metavar="S",
                    help="length of the embedded synthetic workload, seconds (default 14400)")
     p.add_argument("--rate-scale", default="1", help="multiply the trace's request rate")
@@ -111,7 +112,7 @@ def trace_args(args: argparse.Namespace) -> dict[str, Any]:
     """The flags that say which trace is replayed (recorded in shard files for the merge)."""
     return {"trace": args.trace, "trace_format": args.trace_format,
             "synthetic_duration": args.synthetic_duration, "rate_scale": args.rate_scale,
-            "profile": args.profile}
+            "start": args.start, "duration": args.duration, "profile": args.profile}
 
 
 def load_inputs(targs: dict[str, Any]) -> tuple[Trace, ReplicaProfile]:
@@ -120,8 +121,10 @@ def load_inputs(targs: dict[str, Any]) -> tuple[Trace, ReplicaProfile]:
     if not targs["trace"]:
         dur = c.Range(low=1200, unit="seconds").parse("--synthetic-duration",
                                                       targs["synthetic_duration"])
+    # .get: shard files written before --start/--duration existed have neither key.
     trace = c.load_trace_input(targs["trace"], targs["trace_format"], seed=0,
-                               synthetic_duration_s=dur, rate_scale=rate)
+                               synthetic_duration_s=dur, rate_scale=rate,
+                               start=targs.get("start"), duration=targs.get("duration"))
     return trace, c.load_profile_input(targs["profile"])
 
 

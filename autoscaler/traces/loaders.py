@@ -14,8 +14,10 @@ Five formats are understood (see ``/work/shared/traces/SOURCES.md`` for the real
     (``.tbz2``, ``.tar.bz2``, ``.tar.gz``, ``.tgz``, ``.tar.xz``, ``.tar``).
 ``servegen``
     A folder of ServeGen ``chunk-<id>-trace.csv`` files (no header,
-    ``timestamp_s,rate,cv,dist,param1,param2``), one 600-s window per row and client. The
-    per-window ``rate`` is summed over clients; a row with an empty ``dist`` is no traffic.
+    ``timestamp_s,rate,cv,dist,param1,param2``), one 600-s window per row and client, and
+    optional ``chunk-<id>-dataset.json`` token-length distributions. By default per-second
+    arrival counts are drawn from each window's fitted inter-arrival distribution; windows
+    where every client is silent are collection gaps (see ``autoscaler.traces.servegen``).
 ``csv``
     Any CSV with a header holding a time column (``timestamp``/``time``/``arrival_time``,
     seconds, or an ISO date-time) and optional token columns
@@ -30,7 +32,8 @@ Conventions shared by every request-level format:
 * arrivals must be sorted (equal times are fine); the first out-of-order line is reported;
 * ``token_mix`` holds the trace's own mean prompt and output lengths.
 
-Traces without token counts (``counts``, ``servegen``, and a ``csv`` without token columns)
+``counts`` traces get collection gaps from ``autoscaler.traces.gaps``. Traces without token
+counts (``counts``, ServeGen without dataset files, and a ``csv`` without token columns)
 assume :class:`TokenMix` defaults; a token-less ``csv`` gives every request the rounded
 default lengths (1155 prompt, 211 output tokens).
 
@@ -52,12 +55,17 @@ import re
 import tarfile
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from autoscaler.errors import TraceError
+from autoscaler.traces.gaps import count_gaps
+from autoscaler.traces.limits import MAX_SPAN_S
 from autoscaler.traces.model import FloatArray, IntArray, TokenMix, Trace
+from autoscaler.traces.servegen import load_servegen, servegen_files
+from autoscaler.traces.window import window_label, window_trace
 
 FORMATS = ("azure", "mooncake", "counts", "servegen", "csv")
 """The values ``load_trace(format=...)`` accepts."""
@@ -66,8 +74,6 @@ AZURE_HEADER = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 TIME_COLUMNS = ("timestamp", "time", "arrival_time")
 PROMPT_COLUMNS = ("prompt_tokens", "input_length", "contexttokens")
 OUTPUT_COLUMNS = ("output_tokens", "output_length", "generatedtokens")
-SERVEGEN_RESOLUTION_S = 600.0
-"""ServeGen window length; used only when a folder has a single window to infer it from."""
 
 _TAR_SUFFIXES = (".tbz2", ".tbz", ".tar.bz2", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar")
 _PLAIN_COMPRESSED = (".gz", ".bz2", ".xz")
@@ -76,12 +82,28 @@ _GENERIC_STEMS = {"workload", "trace", "data", "requests"}
 
 
 def load_trace(
-    path: str | Path, *, format: str | None = None, name: str | None = None
+    path: str | Path,
+    *,
+    format: str | None = None,
+    name: str | None = None,
+    seed: int = 0,
+    bursts: bool = True,
+    clients: tuple[int, ...] | None = None,
+    start_s: float = 0.0,
+    duration_s: float | None = None,
 ) -> Trace:
     """Load a trace file (or ServeGen folder); ``format=None`` detects the format.
 
     ``name`` defaults to the file name without its suffixes (prefixed by the parent
     folder when that name says nothing, e.g. ``nasa_http_1995/workload``).
+
+    ``start_s``/``duration_s`` keep only ``[start_s, start_s + duration_s)`` of the trace,
+    re-based to 0 (see :func:`autoscaler.traces.window.window_trace`; parse ``2d``-style
+    strings with :func:`autoscaler.traces.window.parse_duration`).
+
+    ServeGen only: ``bursts`` (default) draws per-second arrival counts from each window's
+    fitted inter-arrival distribution (``seed`` picks the draw); ``bursts=False`` keeps the
+    600-s window means. ``clients`` keeps only those chunk ids.
     """
     p = Path(path)
     if not p.exists():
@@ -90,15 +112,25 @@ def load_trace(
     if fmt not in FORMATS:
         raise TraceError(str(p), f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
     label = name if name is not None else _default_name(p)
-    if fmt == "azure":
-        return _load_azure(p, label)
-    if fmt == "mooncake":
-        return _load_mooncake(p, label)
-    if fmt == "counts":
-        return _load_counts(p, label)
+    offset = 0.0
     if fmt == "servegen":
-        return _load_servegen(p, label)
-    return _load_generic_csv(p, label)
+        trace, offset = load_servegen(
+            p, label, seed=seed, bursts=bursts, clients=clients, start_s=start_s,
+            end_s=None if duration_s is None else start_s + duration_s)
+    elif fmt == "azure":
+        trace = _load_azure(p, label)
+    elif fmt == "mooncake":
+        trace = _load_mooncake(p, label)
+    elif fmt == "counts":
+        trace = _load_counts(p, label)
+    else:
+        trace = _load_generic_csv(p, label)
+    if start_s or duration_s is not None:
+        whole = trace.duration_s + offset
+        trace = window_trace(trace, start_s - offset, duration_s)
+        if trace.duration_s < whole:
+            trace = replace(trace, name=f"{label}[{window_label(start_s, trace.duration_s)}]")
+    return trace
 
 
 def detect_format(path: str | Path) -> str:
@@ -113,7 +145,7 @@ def detect_format(path: str | Path) -> str:
     if not p.exists():
         raise TraceError(str(p), "no such file or folder")
     if p.is_dir():
-        if _servegen_files(p):
+        if servegen_files(p):
             return "servegen"
         raise TraceError(str(p), "folder holds no chunk-<id>-trace.csv files (ServeGen)")
     lower = p.name.lower()
@@ -263,6 +295,15 @@ def _datetimes_s(p: Path, column: str, values: Sequence[str], lines: Sequence[in
         raise TraceError(
             str(p), f"column {column}: {values[i]!r} is not a date-time", line=lines[i]
         )
+    # Nanoseconds cover only the years 1678-2261; numpy wraps silently outside them, so
+    # compare with a coarse parse (a year-9999 stamp would otherwise read as year 1414).
+    coarse = np.array(values, dtype="datetime64[s]")
+    wrapped = np.flatnonzero(np.abs(stamps.astype("datetime64[s]").astype(np.int64)
+                                    - coarse.astype(np.int64)) > 1)
+    if wrapped.size:
+        i = int(wrapped[0])
+        raise TraceError(str(p), f"column {column}: {values[i][:40]!r} is out of range "
+                         "(years 1678-2261)", line=lines[i])
     ns = (stamps - stamps[0]).astype(np.int64)
     return np.asarray(ns / 1e9, dtype=np.float64)
 
@@ -295,6 +336,13 @@ def _request_trace(
             f"arrivals are not sorted: {times_s[i]:.6f} s comes after {times_s[i - 1]:.6f} s",
             line=lines[i],
         )
+    span = float(times_s[-1] - times_s[0])
+    if not span <= MAX_SPAN_S:
+        # Name the line after the largest jump: that is where the nonsense starts.
+        i = int(np.argmax(np.diff(times_s))) + 1 if times_s.size > 1 else 0
+        raise TraceError(
+            str(p), f"arrivals span {span:.4g} s, more than the {MAX_SPAN_S:,.0f} s (400 days) "
+            "a trace may span", line=lines[i])
     arrivals = np.asarray(times_s - times_s[0], dtype=np.float64)
     mix = TokenMix()
     if prompt is None:
@@ -457,12 +505,17 @@ def _tar_member(p: Path, raw: bytes) -> bytes:
 
 def _load_counts(p: Path, name: str) -> Trace:
     counts = parse_counts(_payload_bytes(p), source=str(p))
+    if counts.size > MAX_SPAN_S:
+        raise TraceError(str(p), f"{counts.size:,} per-second counts span more than the "
+                         f"{MAX_SPAN_S:,.0f} s (400 days) a trace may span")
+    rates = counts.astype(np.float64)
     return Trace(
         name=name,
         duration_s=float(counts.size),
-        rates_rps=counts.astype(np.float64),
+        rates_rps=rates,
         resolution_s=1.0,
         token_mix=TokenMix(),
+        gaps=count_gaps(rates),
     )
 
 
@@ -517,63 +570,3 @@ def _raise_count_error(data: bytes, offset: int, source: str) -> None:
     if re.fullmatch(r"-\d+", text):
         raise TraceError(source, f"negative count {text!r}", line=line)
     raise TraceError(source, f"{text!r} is not a non-negative integer count", line=line)
-
-
-def _servegen_files(folder: Path) -> list[Path]:
-    found = [(int(m.group(1)), f) for f in folder.iterdir() if (m := _CHUNK_RE.match(f.name))]
-    return [f for _, f in sorted(found)]
-
-
-def _load_servegen(p: Path, name: str) -> Trace:
-    files = _servegen_files(p) if p.is_dir() else [p]
-    if not files:
-        raise TraceError(str(p), "folder holds no chunk-<id>-trace.csv files (ServeGen)")
-    per_file: list[tuple[Path, FloatArray, FloatArray, list[int]]] = []
-    for f in files:
-        rows, lines = _read_csv_rows(f, _read_text(f))
-        _check_widths(f, rows, lines, 6)
-        if not rows:
-            continue
-        cols = [list(c) for c in zip(*rows, strict=True)]
-        starts = _floats(f, "timestamp_s", cols[0], lines)
-        rates = _floats(f, "rate", cols[1], lines)
-        negative = np.flatnonzero(rates < 0)
-        if negative.size:
-            i = int(negative[0])
-            raise TraceError(str(f), f"column rate: {cols[1][i]!r} is negative", line=lines[i])
-        backwards = np.flatnonzero(np.diff(starts) <= 0)
-        if backwards.size:
-            i = int(backwards[0]) + 1
-            raise TraceError(
-                str(f), f"windows are not increasing: {cols[0][i]} after {cols[0][i - 1]}",
-                line=lines[i],
-            )
-        # An empty dist means the client sent nothing in that window; in the real files
-        # such rows also carry rate 0, but trust the dist column if they ever disagree.
-        no_traffic = np.array([d.strip() == "" for d in cols[3]], dtype=bool)
-        per_file.append((f, starts, np.where(no_traffic, 0.0, rates), lines))
-    if not per_file:
-        raise TraceError(str(p), "the trace holds no windows")
-    all_starts = np.concatenate([s for _, s, _, _ in per_file])
-    steps = np.concatenate([np.diff(s) for _, s, _, _ in per_file])
-    resolution = float(steps.min()) if steps.size else SERVEGEN_RESOLUTION_S
-    origin = float(all_starts.min())
-    total = np.zeros(round(float(all_starts.max() - origin) / resolution) + 1)
-    for f, starts, rates, lines in per_file:
-        slots = (starts - origin) / resolution
-        off_grid = np.flatnonzero(np.abs(slots - np.round(slots)) > 1e-6)
-        if off_grid.size:
-            i = int(off_grid[0])
-            raise TraceError(
-                str(f),
-                f"window start {starts[i]:g} s is not on the {resolution:g}-s grid",
-                line=lines[i],
-            )
-        np.add.at(total, np.round(slots).astype(np.int64), rates)
-    return Trace(
-        name=name,
-        duration_s=float(total.size * resolution),
-        rates_rps=np.asarray(total, dtype=np.float64),
-        resolution_s=resolution,
-        token_mix=TokenMix(),
-    )

@@ -1,10 +1,12 @@
 """Capacity at the SLO: how much steady load one replica takes while meeting it.
 
 ``capacity_at_slo`` bisects over the arrival rate of a seeded Poisson stream replayed on
-one ready replica by the request engine; the answer is the highest rate whose TTFT
-quantile stays within the SLO, and the concurrency that goes with it by Little's law
-(rate x mean end-to-end latency). The same random draws are reused at every rate (only
-scaled), so TTFT grows smoothly with the rate and the bisection is well behaved.
+one ready replica by the request engine (vLLM's scheduling: token budget with chunked
+prefill, ``max_num_seqs``, KV blocks and preemption; see ``request_engine``). The answer
+is the highest rate whose TTFT quantile stays within the SLO, and the concurrency that
+goes with it by Little's law (rate x mean end-to-end latency). The same random draws are
+reused at every rate (only scaled), so TTFT grows smoothly with the rate and the
+bisection is well behaved.
 """
 
 from __future__ import annotations

@@ -44,14 +44,23 @@ class EngineSample:
     """Cumulative TTFT histogram counts per ``le`` bound, then +Inf (= count)."""
     ttft_sum: float
     waiting: float
-    """Requests waiting for admission (replica queues plus the router's queue)."""
+    """Requests waiting for admission (replica queues plus the router's queue), vLLM's
+    ``num_requests_waiting`` summed."""
     running: float
-    """Requests admitted into a batch (prefilling or decoding)."""
+    """Requests admitted (prefilling or decoding), vLLM's ``num_requests_running``."""
     kv_usage: float
-    """Mean KV-cache fraction in use over serving replicas (NaN when none)."""
+    """Mean over serving replicas of KV blocks in use / blocks (NaN when none), vLLM's
+    ``kv_cache_usage_perc`` as a fraction."""
     gpu_busy_seconds_total: float
     """Replica-seconds the GPUs were busy (counter); rate() / ready = utilisation."""
     ready_replicas: int
+    first_tokens_total: float = 0.0
+    """Requests that have received their first token (counter): the count of vLLM's
+    ``time_to_first_token_seconds`` histogram. Under overload it flattens at the fleet's
+    capacity while ``requests_total`` keeps rising."""
+    preemptions_total: float = 0.0
+    """Running requests preempted for lack of KV blocks (counter; vLLM's
+    ``num_preemptions``)."""
 
 
 class Engine(Protocol):

@@ -36,7 +36,7 @@ from autoscaler.core.spec import PolicyKind, Spec
 from autoscaler.core.types import Decision, Snapshot, State
 from autoscaler.errors import SpecError
 from autoscaler.sim.fleet import Engine, gpu_seconds, provisioned_stats
-from autoscaler.sim.fluid_engine import FluidEngine
+from autoscaler.sim.fluid_engine import FluidEngine, token_means_per_tick
 from autoscaler.sim.observe import FakePrometheus
 from autoscaler.sim.profiles import ReplicaProfile
 from autoscaler.sim.request_engine import RequestEngine
@@ -95,13 +95,6 @@ def _poisson_requests(trace: Trace, seed: int) -> tuple[FloatArray, IntArray, In
     mix = trace.token_mix
     return (arr, np.full(n, round(mix.mean_prompt_tokens), dtype=np.int64),
             np.full(n, round(mix.mean_output_tokens), dtype=np.int64))
-
-
-def _token_means(trace: Trace) -> tuple[float, float]:
-    if trace.prompt_tokens is not None and trace.output_tokens is not None and len(
-            trace.prompt_tokens):
-        return float(np.mean(trace.prompt_tokens)), float(np.mean(trace.output_tokens))
-    return trace.token_mix.mean_prompt_tokens, trace.token_mix.mean_output_tokens
 
 
 def _weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> float:
@@ -184,8 +177,9 @@ def replay(
         req_eng = RequestEngine(profile, arr, pt, ot, initial_replicas=start, seed=seed)
         eng = req_eng
     else:
-        p_mean, o_mean = _token_means(trace)
-        fl_eng = FluidEngine(profile, trace.binned_rates(1.0), prompt_tokens=p_mean,
+        rates = trace.binned_rates(1.0)
+        p_mean, o_mean = token_means_per_tick(trace, len(rates))
+        fl_eng = FluidEngine(profile, rates, prompt_tokens=p_mean,
                              output_tokens=o_mean, slo_ttft_s=slo, initial_replicas=start,
                              seed=seed)
         eng = fl_eng

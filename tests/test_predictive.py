@@ -110,10 +110,12 @@ def test_a_steady_demand_asks_for_exactly_what_it_needs() -> None:
 
 @pytest.mark.parametrize(("queue", "expected", "reason"), [
     pytest.param(0.0, 3, Reason.FORECAST, id="no queue"),
-    # Drain within 30 s at 4 req/s per replica: each extra replica drains 120 requests.
-    pytest.param(120.0, 4, Reason.BACKLOG_DRAIN, id="120 queued add one replica"),
-    pytest.param(121.0, 5, Reason.BACKLOG_DRAIN, id="121 queued add two"),
-    pytest.param(480.0, 7, Reason.BACKLOG_DRAIN, id="480 queued add four"),
+    # 3 ready at 4 req/s carrying 9 req/s have 3 req/s spare; a queue drained within 30 s
+    # needs queue / 30 req/s, and only what the spare cannot cover asks for replicas.
+    pytest.param(3.0, 3, Reason.FORECAST, id="3 queued: the spare drains them"),
+    pytest.param(90.0, 3, Reason.FORECAST, id="90 queued: 3 req/s, exactly the spare"),
+    pytest.param(120.0, 4, Reason.BACKLOG_DRAIN, id="120 queued: (4 - 3) / 4 -> one more"),
+    pytest.param(480.0, 7, Reason.BACKLOG_DRAIN, id="480 queued: (16 - 3) / 4 -> four more"),
 ])
 def test_a_backlog_adds_replicas_to_drain_it(queue: float, expected: int, reason: Reason) -> None:
     # 9 req/s needs ceil(9 / 3.2) = 3 replicas before the backlog.

@@ -462,16 +462,21 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     notes: list[str] = []
 
     starting = max(0, current - ready)
-    if queue is not None and queue > 0:
-        # Worked number: 120 waiting at 4 req/s per replica, drained within 30 s, needs
-        # ceil(120 / (4 x 30)) = 1 extra replica; 121 waiting need 2. Replicas still
-        # starting are supply on its way: they count against the extra, so a queue that
-        # lasts through a cold start does not ask again every step.
-        cap_rps = est.capacity[2]
-        extra = math.ceil(queue / (cap_rps * params.backlog_drain_s) - _EPS)
-        extra = max(0, extra - starting) if needed + extra > ready else extra
+    cap_rps = cap_mod.requests_equivalent(est, tpr)
+    if queue is not None and queue > 0 and math.isfinite(cap_rps) and cap_rps > 0:
+        # A queue drains at the ready fleet's spare rate (ready x capacity - demand); only
+        # what that spare cannot drain within backlogDrainSeconds asks for more replicas.
+        # A few requests waiting for the next batch step are normal and ask for nothing.
+        # Worked number: 3 ready at 4 req/s carrying 10 req/s spare 2 req/s; 120 waiting
+        # drained within 30 s need 4 req/s: ceil((4 - 2) / 4) = 1 extra replica. Replicas
+        # still starting are supply on its way: they count against the extra, so a queue
+        # that lasts through a cold start does not ask again every step.
+        spare = ready * cap_rps - rate
+        shortfall = queue / params.backlog_drain_s - max(0.0, spare)
+        extra = math.ceil(shortfall / cap_rps - _EPS) if shortfall > 0 else 0
+        extra = max(0, extra - starting)
         if extra > 0:
-            rec = max(rec, needed + extra)
+            rec = max(rec, max(needed, ready) + extra)
             reason = Reason.BACKLOG_DRAIN
             notes.append(f"{queue:.0f} queued need {extra} more to drain within "
                          f"{params.backlog_drain_s:g} s")
@@ -531,7 +536,6 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                          capacity=est, forecast_fallbacks=fallbacks,
                          last_queue=(now, queue) if queue is not None else prev.last_queue)
     new_state = replace(outcome.state, policy=new_policy)
-    cap_rps = cap_mod.requests_equivalent(est, tpr)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,
                  forecast_rps=planned, demand_rps=rate, forecast_model=fc.model,

@@ -242,8 +242,10 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
     if loaded:
         # Near the knee: stop probing. The residual of the binding units is a measurement.
         sq = max(((load[i] - cap[i]) / cap[i]) ** 2 for i in binding)
+        # Near the knee but within the SLO: evidence of a lower bound only (handled above),
+        # so a unit still derived from the prior stays derived.
         return replace(est, capacity=tuple(cap), envelope=tuple(env),
-                       measurements=est.measurements + 1, measured=_measured(est, binding),
+                       measurements=est.measurements + 1,
                        rel_var=(1 - WEIGHT) * est.rel_var + WEIGHT * min(sq, 1.0))
     # Slack: the untested part of the estimate, (C - envelope) / C, is its uncertainty.
     gap = max(max(0.0, (cap[i] - env[i]) / cap[i]) for i in binding)

@@ -31,8 +31,9 @@ A replica asked for now serves only after ``cold_start_s``, and the next decisio
    tokens by the mix). Replicas = max over units of ceil(planned_u / (C_u x
    targetUtilization)), and at least what the KV cache needs at 80 % with demand grown to
    the plan. Releasing replicas uses targetUtilization x ``scale_down_band`` (hysteresis).
-5. Reactive corrections: a queue adds ceil(queue / (C_requests x backlogDrainSeconds))
-   replicas less those still starting (BacklogDrain). A TTFT percentile above the SLO forbids
+5. Reactive corrections: a queue the ready fleet's spare capacity cannot drain within
+   backlogDrainSeconds adds replicas for the shortfall, less those still starting
+   (BacklogDrain). A TTFT percentile above the SLO forbids
    scaling down and asks for at least one more replica than are *ready* (SLOCorrection):
    counting from ready rather than from asked-for replicas means a slip that lasts through a
    cold start asks for one extra replica, not one more every step.

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from promfake import MeaningPrometheus
 
 from autoscaler.controller.kube import Conflict, NotFound, ScaleInfo
 from autoscaler.controller.loop import Controller
 from autoscaler.controller.resource import TargetRef
-from autoscaler.metrics.source import PrometheusUnavailable, RangeSeries, Sample
+from autoscaler.metrics.source import RangeSeries, Sample
 
 NS = "llm"
 
@@ -64,33 +65,36 @@ class FakeKube:
 
 @dataclass
 class FakePrometheus:
-    """Answers the collector's grouped queries from per-workload request rates."""
+    """Two pods per workload, scraped every 15 s up to 1 s ago: each counts first tokens
+    (``vllm:time_to_first_token_seconds_count``) at half the workload's rate and shows an
+    empty queue; other signals are absent (the policy must cope). Queries are answered by
+    metric name and labels (``promfake``), not by their text."""
 
     rates: dict[str, float] = field(default_factory=dict)
     up: bool = True
     now: float = 0.0
     queries: int = 0
 
+    def _store(self, t: float) -> MeaningPrometheus:
+        store = MeaningPrometheus(up=self.up)
+        times = [t - 1.0 - 15.0 * k for k in range(8)][::-1]
+        for wl, rate in self.rates.items():
+            for pod in (f"{wl}-0", f"{wl}-1"):
+                labels = {"namespace": NS, "workload": wl, "pod": pod}
+                store.add("vllm:time_to_first_token_seconds_count", labels,
+                          [(x, 1000.0 + rate / 2 * x) for x in times])
+                store.add("vllm:num_requests_waiting", labels, [(x, 0.0) for x in times])
+        return store
+
     def query(self, promql: str, at: float | None = None) -> list[Sample]:
         self.queries += 1
-        if not self.up:
-            raise PrometheusUnavailable("connection refused")
         t = at if at is not None else self.now
-        out = []
-        for wl, rate in self.rates.items():
-            labels = {"namespace": NS, "workload": wl}
-            if promql.startswith("max by") and "timestamp(" in promql:
-                value = t - 1.0
-            elif promql.startswith("count by"):
-                value = 2.0
-            elif "time_to_first_token_seconds_count" in promql:
-                value = rate
-            elif "num_requests_waiting" in promql and "running" not in promql:
-                value = 0.0
-            else:
-                continue  # other signals absent: the policy must cope
-            out.append(Sample(labels, t, value))
-        return out
+        return self._store(t).query(promql, t)
+
+    def query_series(self, promql: str, at: float | None = None) -> list[RangeSeries]:
+        self.queries += 1
+        t = at if at is not None else self.now
+        return self._store(t).query_series(promql, t)
 
     def query_range(self, promql: str, start: float, end: float,
                     step_s: float) -> list[RangeSeries]:
@@ -218,7 +222,8 @@ def test_a_cycle_costs_the_same_queries_however_many_autoscalers(n: int) -> None
     prom = FakePrometheus(rates={f"m{i}": 5.0 for i in range(n)})
     ctrl = Controller(kube, prom, backfill_s=0)
     run(ctrl, prom, 1_000_000.0, 1)
-    # 2 liveness queries + the vLLM preset's 8 (p50/p95/p99 share one bucket query).
+    # The pods' series (samples over the window, instant count) + the vLLM preset's 8
+    # signal queries (p50/p95/p99 share one bucket query): 2 + 8.
     assert prom.queries == 10
     assert len(kube.statuses) == n
 

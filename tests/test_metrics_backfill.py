@@ -11,21 +11,25 @@ from __future__ import annotations
 import math
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from promserver import PrometheusServer
 
 from autoscaler.config import parse_spec
+from autoscaler.controller.kube import ScaleInfo
+from autoscaler.controller.loop import Controller
+from autoscaler.controller.resource import TargetRef
 from autoscaler.core.decide import decide
 from autoscaler.core.types import MetricValue, Signal, Snapshot
 from autoscaler.core.warmup import warm_up
-from autoscaler.metrics.backfill import backfill
+from autoscaler.metrics.backfill import HistoryRequest, backfill, backfill_many
 from autoscaler.metrics.collect import CollectorConfig, TargetKey
 from autoscaler.metrics.presets import VLLM
-from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
+from autoscaler.metrics.source import PrometheusConfig, PrometheusSource, RangeSeries, Sample
 
 pytestmark = pytest.mark.prometheus
 
@@ -118,3 +122,87 @@ def test_a_warmed_policy_forecasts_with_its_model_from_the_first_decision(
     assert cold.valid and warm.valid
     assert cold.forecast_model == "trend (fallback)"  # no history: the trend stands in
     assert warm.forecast_model == "damped->damped"  # configured -> fitted model
+
+
+class CountingSource:
+    """A real Prometheus source that counts the range queries sent through it."""
+
+    def __init__(self, inner: PrometheusSource) -> None:
+        self.inner = inner
+        self.range_queries = 0
+
+    def query(self, promql: str, at: float | None = None) -> list[Sample]:
+        return self.inner.query(promql, at)
+
+    def query_series(self, promql: str, at: float | None = None) -> list[RangeSeries]:
+        return self.inner.query_series(promql, at)
+
+    def query_range(self, promql: str, start: float, end: float,
+                    step_s: float) -> list[RangeSeries]:
+        self.range_queries += 1
+        return self.inner.query_range(promql, start, end, step_s)
+
+
+class QuietKube:
+    """Autoscalers and Deployments in memory; writes are accepted and forgotten."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def list_autoscalers(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [{"metadata": {"namespace": "llm", "name": n, "uid": f"uid-{n}",
+                              "generation": 1},
+                 "spec": {"policy": "predictive", "minReplicas": 1, "maxReplicas": 20,
+                          "capacity": {"requestsPerSecond": 4.0, "concurrency": 24},
+                          "syncPeriodSeconds": 60,
+                          "predictive": {"historySeconds": 3 * 3600},
+                          "scaleTargetRef": {"apiVersion": "apps/v1",
+                                             "kind": "Deployment", "name": n}}}
+                for n in self.names]
+
+    def list_workloads(self, kind: str, namespace: str | None
+                       ) -> dict[tuple[str, str], ScaleInfo]:
+        return {("llm", n): ScaleInfo(2, 2, "1") for n in self.names}
+
+    def get_scale(self, namespace: str, ref: TargetRef) -> ScaleInfo:
+        return ScaleInfo(2, 2, "1")
+
+    def update_scale(self, namespace: str, ref: TargetRef, replicas: int,
+                     resource_version: str) -> None:
+        pass
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        pass
+
+    def create_event(self, namespace: str, involved: Mapping[str, str], event_type: str,
+                     reason: str, message: str) -> None:
+        pass
+
+
+def test_forty_new_autoscalers_are_backfilled_in_one_round(
+        history_prometheus: tuple[PrometheusServer, float, float]) -> None:
+    prom, _start, end = history_prometheus
+    names = ["chat", "code", *(f"m{i}" for i in range(38))]
+    source = CountingSource(PrometheusSource(PrometheusConfig(url=prom.url)))
+    ctrl = Controller(QuietKube(names), source)  # type: ignore[arg-type]
+    ctrl.cycle(end + 60.0)
+    # 3 hours at a 60-s period is 180 points, one chunk: one range query for all 40
+    # (one per autoscaler sent 40).
+    assert source.range_queries == 1
+    assert all(m.warmed for m in ctrl.memory.values()) and len(ctrl.memory) == 40
+    warmed = {key[1] for key, m in ctrl.memory.items() if m.state.policy is not None}
+    assert {"chat", "code"} <= warmed
+
+
+def test_each_target_keeps_its_own_span_from_the_shared_round(
+        history_prometheus: tuple[PrometheusServer, float, float]) -> None:
+    prom, _start, end = history_prometheus
+    chat, code = TargetKey("llm", "chat"), TargetKey("llm", "code")
+    source = PrometheusSource(PrometheusConfig(url=prom.url))
+    got = backfill_many(source, config(), [HistoryRequest(chat, 3600.0, 60.0),
+                                           HistoryRequest(code, 600.0, 60.0)], end)
+    assert source.queries_sent == 1
+    # [end - span, end - 60] every 60 s: 60 points for an hour, 10 for ten minutes.
+    assert len(got[chat]) == pytest.approx(60, abs=1)
+    assert len(got[code]) == pytest.approx(10, abs=1)
+    assert min(t for t, _ in got[code]) >= end - 600.0

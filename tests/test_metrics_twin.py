@@ -111,6 +111,9 @@ def test_a_twin_counter_reset_reads_as_a_reset_not_as_negative_load(
     for _ in range(5):
         twin.advance_to(fleet(twin)["sim_time_s"] + 1)
         time.sleep(prom.scrape_interval_s)
+    # The series must span the whole 10-s window: a younger one is not yet valid.
+    prom.wait_for("min(count_over_time(vllm:time_to_first_token_seconds_count[10s]))",
+                  lambda r: bool(r) and float(r[0]["value"][1]) >= 10)
     reading = collector.collect(time.time()).observations[TARGET].readings[Signal.REQUEST_RATE]
     assert reading.status is Status.OK
     assert reading.value is not None and reading.value >= 0

@@ -43,11 +43,12 @@ from autoscaler.controller.kube import (
 )
 from autoscaler.controller.resource import KIND, Autoscaler, Mode, parse_autoscaler
 from autoscaler.core.decide import decide
+from autoscaler.core.safety import Fallback, guard
 from autoscaler.core.spec import PolicyKind
 from autoscaler.core.types import Decision, Reason, Signal, Snapshot, State
 from autoscaler.core.warmup import warm_up
 from autoscaler.errors import SpecError, TransientError
-from autoscaler.metrics.backfill import backfill
+from autoscaler.metrics.backfill import HistoryRequest, backfill_many
 from autoscaler.metrics.collect import (
     Collector,
     CollectorConfig,
@@ -280,28 +281,32 @@ class Controller:
             for a in members:
                 obs = result.observations.get(TargetKey(a.namespace, a.source.workload))
                 out[a.key] = obs if obs is not None else "no observation"
-                if a.spec.policy in BACKFILL_POLICIES and not self._mem(a).warmed:
-                    self._warm(a, cfg, now)
+            self._warm([a for a in members if a.spec.policy in BACKFILL_POLICIES
+                        and not self._mem(a).warmed], cfg, now)
         return out
 
-    def _warm(self, a: Autoscaler, cfg: CollectorConfig, now: float) -> None:
-        mem = self._mem(a)
-        mem.warmed = True
-        if self.source is None or Signal.REQUEST_RATE not in cfg.preset.queries:
+    def _warm(self, new: list[Autoscaler], cfg: CollectorConfig, now: float) -> None:
+        """Backfill every newly seen autoscaler of one metrics source in one round."""
+        for a in new:
+            self._mem(a).warmed = True
+        if not new or self.source is None or Signal.REQUEST_RATE not in cfg.preset.queries:
             return
-        span = self.backfill_s if self.backfill_s is not None else a.spec.predictive.history_s
-        if span <= 0:
-            return
-        key = TargetKey(a.namespace, a.source.workload)
+        asks = [HistoryRequest(
+            TargetKey(a.namespace, a.source.workload),
+            self.backfill_s if self.backfill_s is not None else a.spec.predictive.history_s,
+            a.spec.sync_period_s) for a in new]
         try:
-            history = backfill(self.source, cfg, now - span, now - a.spec.sync_period_s,
-                               a.spec.sync_period_s, [key]).get(key, [])
+            histories = backfill_many(self.source, cfg, asks, now)
         except (TransientError, SpecError) as exc:
-            log.warning("%s/%s: history backfill failed: %s", a.namespace, a.name, exc)
+            log.warning("history backfill of %d autoscalers failed: %s", len(new), exc)
             return
-        if history:
-            mem.state = warm_up(a.spec, history, replicas=max(1, a.spec.min_replicas))
-            log.info("%s/%s: warmed with %d past samples", a.namespace, a.name, len(history))
+        for a, ask in zip(new, asks, strict=True):
+            history = histories.get(ask.target, [])
+            if history:
+                self._mem(a).state = warm_up(a.spec, history,
+                                             replicas=max(1, a.spec.min_replicas))
+                log.info("%s/%s: warmed with %d past samples", a.namespace, a.name,
+                         len(history))
 
     # -- one autoscaler ----------------------------------------------------------------
 
@@ -336,19 +341,15 @@ class Controller:
             snapshot = Snapshot(current_replicas=info.replicas, ready_replicas=info.ready)
             metrics_ok, metrics_msg = False, obs or "no observation"
         decision, mem.state = decide(snapshot, mem.state, a.spec, now)
-        desired, reason, message = decision.replicas, decision.reason.value, decision.message
-        if not decision.valid:
-            # Never below the current count on missing data; the fallback may only raise it.
-            mem.failures += 1
-            desired = info.replicas
-            fb = a.fallback
-            if fb is not None and mem.failures >= fb.failure_threshold \
-                    and info.replicas < fb.replicas:
-                desired = min(fb.replicas, a.spec.max_replicas)
-                reason, message = "Fallback", (f"{mem.failures} cycles without usable "
-                                               f"metrics: holding at least {fb.replicas}")
-        else:
-            mem.failures = 0
+        # Never below the current count on missing data; the fallback may only raise it
+        # (the core's rule, the one the replay runs too).
+        guarded = guard(decision, current=info.replicas, failures=mem.failures,
+                        fallback=a.spec.fallback or (
+                            None if a.fallback is None
+                            else Fallback(a.fallback.replicas, a.fallback.failure_threshold)),
+                        max_replicas=a.spec.max_replicas)
+        mem.failures = guarded.failures
+        desired, reason, message = guarded.replicas, guarded.reason.value, guarded.message
         wrote = False
         active: tuple[str, str, str]
         if now < mem.backoff_until:

@@ -109,6 +109,10 @@ PREDICTIVE_LEARN_CAPACITY = True
 KV_CACHE_TARGET = 0.8
 """Plan the KV cache at this fraction of its tokens (llm-d WVA's default token capacity is
 0.8 x KV-cache tokens, from its documentation)."""
+FALLBACK_FAILURE_THRESHOLD = 3
+"""Consecutive cycles without usable metrics before ``fallback.replicas`` applies."""
+FALLBACK_MAX_FAILURE_THRESHOLD = 1000
+"""Upper bound of ``fallback.failureThreshold``."""
 MAX_REPLICAS_LIMIT = 100_000
 """Sanity bound on maxReplicas."""
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from autoscaler.core import defaults as d
+from autoscaler.core.safety import Fallback
 from autoscaler.errors import SpecError
 
 
@@ -332,6 +333,9 @@ class Spec:
     predictive: PredictiveParams = field(default_factory=PredictiveParams)
     keda: KedaParams = field(default_factory=KedaParams)
     wva: WvaParams = field(default_factory=WvaParams)
+    fallback: Fallback | None = None
+    """Replicas to hold at least after ``failureThreshold`` cycles without usable metrics
+    (``autoscaler.core.safety``); None = hold the current count."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -369,3 +373,5 @@ class Spec:
         self.predictive.validate()
         self.keda.validate()
         self.wva.validate()
+        if self.fallback is not None:
+            self.fallback.validate(self.min_replicas, self.max_replicas)

@@ -103,6 +103,9 @@ class Reason(StrEnum):
     SCALE_DOWN_DELAYED = "ScaleDownDelayed"
     FIXED = "Fixed"
     FORESIGHT = "Foresight"
+    FALLBACK = "Fallback"
+    """Metrics stayed unusable for ``fallback.failureThreshold`` cycles: the count was raised
+    to ``fallback.replicas`` (``autoscaler.core.safety``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,54 +1,69 @@
 """One control cycle's metrics for every target, in a constant number of queries.
 
 Each signal of the preset is one PromQL query aggregated ``by`` the target labels, so the
-answer carries every target at once; two more queries on the preset's liveness gauge give
-each target's newest sample time (staleness) and the number of pods reporting (partial
-results). 1,000 targets x 10 signals is 12 queries a cycle, not 10,000.
+answer carries every target at once. Two more queries read the pods' own series of the
+counter the preset rates: their raw samples over the rate window (``counter{sel}[window]``,
+a range vector: each target's newest sample, and how much of the window the series cover,
+since a window not yet covered after a restart or a gap reads too low), and their instant
+count per target (pods reporting: a pod whose scrape failed is dropped from it at once).
+vLLM: 10 queries a cycle (8 signal queries, the TTFT quantiles sharing one, plus these
+two) for any number of targets, as before.
 
-What cannot be trusted is *marked*, never read as zero load:
-
-* ``missing``: the query returned no series for the target (not exported, or the target
-  vanished);
-* ``nan``: the value is NaN or infinite (``histogram_quantile`` of an empty window);
-* ``stale``: the target's newest sample is older than ``max_age_s``;
-* ``partial``: fewer pods report than are ready, so a *sum* over pods undercounts the load
-  (an average or a quantile over the reporting pods is still kept);
-* ``error``: the query failed (Prometheus down or slow); ``CycleResult.errors`` says why.
-
-``Observation.snapshot()`` turns the trusted values into the core's ``Snapshot``. A signal
-that is not trusted is left out, and the core then holds rather than scaling down.
+The answers are raw readings; ``autoscaler.observation.judge`` applies every rule about
+what cannot be trusted (the same code the replay runs), and ``Observation.snapshot()``
+turns the trusted values into the core's ``Snapshot``.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from autoscaler.core.histogram import histogram_quantile
-from autoscaler.core.types import MetricValue, Signal, Snapshot
+from autoscaler.core.types import Signal
 from autoscaler.errors import SpecError, TransientError
 from autoscaler.metrics.presets import Preset, render
 from autoscaler.metrics.rules import plan_recorded
 from autoscaler.metrics.source import MetricsSource
+from autoscaler.observation import (
+    SUMMED_SIGNALS,
+    WINDOWED_SIGNALS,
+    Observation,
+    RawTarget,
+    SignalReading,
+    Status,
+    WindowSeries,
+    judge,
+)
 
-SUMMED_SIGNALS = frozenset({
-    Signal.REQUEST_RATE, Signal.QUEUE_DEPTH, Signal.RUNNING, Signal.CONCURRENCY,
-    Signal.PROMPT_TOKENS_RATE, Signal.GENERATION_TOKENS_RATE,
-})
-"""Signals that are sums over pods: a missing pod makes them too low, so partial => untrusted."""
+__all__ = [
+    "SUMMED_SIGNALS", "Collector", "CollectorConfig", "CycleResult", "Observation",
+    "SignalReading", "Status", "TargetKey", "plan_queries", "rate_selector",
+]
+
+_RATE_SELECTOR = re.compile(
+    r"\b(?:rate|increase)\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*\s*\{[^}]*\})\s*\[")
 
 
-class Status(StrEnum):
-    OK = "ok"
-    MISSING = "missing"
-    NAN = "nan"
-    STALE = "stale"
-    PARTIAL = "partial"
-    ERROR = "error"
+def rate_selector(promql: str) -> str | None:
+    """The first counter selector a query takes a ``rate()`` (or ``increase()``) of, e.g.
+    ``vllm:time_to_first_token_seconds_count{namespace="a"}``; None if there is none."""
+    m = _RATE_SELECTOR.search(promql)
+    return m.group(1) if m else None
+
+
+def _window_seconds(window: str) -> float:
+    """PromQL duration (``1m``, ``90s``, ``1m30s``, ``500ms``) in seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
+             "y": 31536000.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", window)
+    if not parts or "".join(n + u for n, u in parts) != window.strip():
+        raise SpecError("metrics.window", window, "a PromQL duration such as 1m or 90s")
+    return sum(float(n) * units[u] for n, u in parts)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -67,46 +82,6 @@ class TargetKey:
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class SignalReading:
-    """What one signal of one target looked like this cycle, and why it is (not) used."""
-
-    status: Status
-    value: float | None = None
-    observed_at: float | None = None
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """Everything one cycle learned about one target."""
-
-    target: TargetKey
-    readings: Mapping[Signal, SignalReading]
-    newest_sample: float | None
-    """Time of the target's newest liveness sample (None: no pod reports at all)."""
-    pods_reporting: int
-
-    def judged(self, ready_replicas: int | None = None) -> dict[Signal, SignalReading]:
-        """The readings, with sums marked ``partial`` when fewer pods report than the
-        scale target says are ready (e.g. 3 of 4 pods scraped: a queue of 30 may be 40)."""
-        if ready_replicas is None or self.pods_reporting >= ready_replicas:
-            return dict(self.readings)
-        why = f"{self.pods_reporting} of {ready_replicas} ready pods report"
-        return {s: (SignalReading(Status.PARTIAL, r.value, r.observed_at, why)
-                    if s in SUMMED_SIGNALS and r.status is Status.OK else r)
-                for s, r in self.readings.items()}
-
-    def snapshot(self, current_replicas: int, ready_replicas: int) -> Snapshot:
-        """The core's input: only trusted (``ok``) values; everything else is absent, so
-        the core holds instead of reading it as zero."""
-        metrics = {s.value: MetricValue(r.value, r.observed_at)
-                   for s, r in self.judged(ready_replicas).items()
-                   if r.status is Status.OK and r.value is not None and r.observed_at is not None}
-        return Snapshot(current_replicas=current_replicas, ready_replicas=ready_replicas,
-                        metrics=metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +141,26 @@ class CollectorConfig:
         plain, quantiles = plan_queries({s: self.promql(s) for s in self.wanted()})
         return plan_recorded(self.preset.name, plain, quantiles)[0]
 
-    def liveness_queries(self) -> tuple[str, str]:
-        m = f"{self.preset.liveness_metric}{{{self.selector}}}"
-        return (f"max by ({self.by}) (timestamp({m}))", f"count by ({self.by}) ({m})")
+    @property
+    def window_s(self) -> float:
+        return _window_seconds(self.window)
+
+    def series_queries(self) -> tuple[str, str, bool]:
+        """The range-vector query of every pod's series over the window, the instant count
+        of the same series per target (a pod whose scrape just failed is dropped from it at
+        once), and whether the series is a counter. The series are the request-rate
+        counter's when the preset rates one (its values tell a new pod, counting from zero,
+        from a restart that lost samples); else the first rated counter's; else the liveness
+        gauge's (then only times are judged)."""
+        order = [Signal.REQUEST_RATE, *sorted(WINDOWED_SIGNALS - {Signal.REQUEST_RATE})]
+        for signal in order:
+            if signal in self.preset.queries:
+                found = rate_selector(self.promql(signal))
+                if found is not None:
+                    return (f"{found}[{self.window}]", f"count by ({self.by}) ({found})",
+                            True)
+        gauge = f"{self.preset.liveness_metric}{{{self.selector}}}"
+        return f"{gauge}[{self.window}]", f"count by ({self.by}) ({gauge})", False
 
 
 _QUANTILE_PREFIX = "histogram_quantile("
@@ -243,6 +235,16 @@ class Collector:
                 out[key] = (sample.time, sample.value)
         return out
 
+    def _series(self, promql: str, counter: bool, at: float
+                ) -> dict[TargetKey, WindowSeries]:
+        grouped: dict[TargetKey, list[tuple[tuple[float, float], ...]]] = {}
+        for series in self.source.query_series(promql, at):
+            key = self._key(series.labels)
+            if key is not None:
+                grouped.setdefault(key, []).append(series.points)
+        return {key: WindowSeries.from_samples(rows, counter=counter)
+                for key, rows in grouped.items()}
+
     def collect(self, at: float, targets: Iterable[TargetKey] | None = None) -> CycleResult:
         """Query every signal once at time ``at`` (Unix seconds).
 
@@ -256,25 +258,27 @@ class Collector:
         cfg = self.config
         errors: dict[str, str] = {}
         queries = 0
-        newest_q, count_q = cfg.liveness_queries()
-        newest: dict[TargetKey, tuple[float, float]] = {}
-        counts: dict[TargetKey, tuple[float, float]] = {}
+        series_q, present_q, counter = cfg.series_queries()
+        series: dict[TargetKey, WindowSeries] = {}
+        present: dict[TargetKey, tuple[float, float]] = {}
         values: dict[Signal, dict[TargetKey, tuple[float, float]] | None] = {}
+        failed: dict[Signal, str] = {}
+        down: str | None = None
         plain, quantiles = cfg.plan()
         # The queries of one cycle run concurrently: Prometheus evaluates them in parallel
         # (20 at a time by default), and their JSON encoding, transfer and decoding overlap.
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
-            live = [pool.submit(self._by_target, q, at) for q in (newest_q, count_q)]
             queries += 2
             try:
-                newest, counts = live[0].result(), live[1].result()
-                liveness_ok = True
+                series_f = pool.submit(self._series, series_q, counter, at)
+                present_f = pool.submit(self._by_target, present_q, at)
+                series, present = series_f.result(), present_f.result()
             except TransientError as exc:
                 # Prometheus just failed us: one error for the cycle, not one timeout per
                 # signal (10 signals x 5 s timeouts would stall the loop for a minute).
-                liveness_ok = False
+                down = f"Prometheus failed this cycle: {exc}"
                 errors["liveness"] = str(exc)
-            if liveness_ok:
+            if down is None:
                 plain_f = {s: pool.submit(self._by_target, q, at) for s, q in plain.items()}
                 quant_f = {inner: pool.submit(self._quantiles, inner, wanted, at)
                            for inner, wanted in quantiles.items()}
@@ -284,21 +288,29 @@ class Collector:
                         values[signal] = fut.result()
                     except TransientError as exc:
                         values[signal] = None
-                        errors[signal.value] = str(exc)
+                        failed[signal] = errors[signal.value] = str(exc)
                 for inner, qfut in quant_f.items():
                     try:
                         values.update(qfut.result())
                     except TransientError as exc:
                         for signal, _ in quantiles[inner]:
                             values[signal] = None
-                            errors[signal.value] = str(exc)
+                            failed[signal] = errors[signal.value] = str(exc)
             else:
                 values = {s: None for s in plain}
                 values.update({s: None for wanted in quantiles.values() for s, _ in wanted})
-        keys = set(targets or ()) | set(newest) | {k for v in values.values() if v for k in v}
-        observations = {
-            key: self._observe(key, at, newest.get(key), counts.get(key), values, liveness_ok)
-            for key in keys}
+        keys = set(targets or ()) | set(series) | {k for v in values.values() if v for k in v}
+        window_s = cfg.window_s
+        observations = {}
+        for key in keys:
+            raw = RawTarget(
+                at=at, window_s=window_s,
+                values={s: (v[key][1] if key in v else None) if v is not None else None
+                        for s, v in values.items()},
+                series=None if down is not None else series.get(key, WindowSeries()),
+                present=int(present[key][1]) if key in present else 0,
+                failed=failed, down=down)
+            observations[key] = judge(raw, cfg.max_age_s)
         return CycleResult(at=at, observations=observations, queries=queries,
                            wall_s=time.perf_counter() - t0, errors=errors)
 
@@ -330,40 +342,3 @@ class Collector:
             for signal, q in wanted:
                 out[signal][key] = (stamp[key], histogram_quantile(q, bounds, cumulative))
         return out
-
-    def _observe(self, key: TargetKey, at: float, newest: tuple[float, float] | None,
-                 count: tuple[float, float] | None,
-                 values: Mapping[Signal, Mapping[TargetKey, tuple[float, float]] | None],
-                 liveness_ok: bool) -> Observation:
-        sample_t = newest[1] if newest is not None and math.isfinite(newest[1]) else None
-        pods = int(count[1]) if count is not None and math.isfinite(count[1]) else 0
-        readings: dict[Signal, SignalReading] = {}
-        for signal, by_target in values.items():
-            readings[signal] = self._reading(signal, key, at, sample_t, by_target, liveness_ok)
-        return Observation(target=key, readings=readings, newest_sample=sample_t,
-                           pods_reporting=pods)
-
-    def _reading(self, signal: Signal, key: TargetKey, at: float, sample_t: float | None,
-                 by_target: Mapping[TargetKey, tuple[float, float]] | None,
-                 liveness_ok: bool) -> SignalReading:
-        cfg = self.config
-        if not liveness_ok:
-            return SignalReading(Status.ERROR, detail="Prometheus failed this cycle")
-        if by_target is None:
-            return SignalReading(Status.ERROR, detail="this signal's query failed this cycle")
-        hit = by_target.get(key)
-        if hit is None:
-            why = ("no pod of this target reports" if sample_t is None
-                   else "the preset's series for this signal are absent")
-            return SignalReading(Status.MISSING, detail=why)
-        _, value = hit
-        if not math.isfinite(value):
-            return SignalReading(Status.NAN, value=value,
-                                 detail="NaN/Inf (e.g. no requests in the rate window)")
-        if sample_t is None:
-            return SignalReading(Status.STALE, value=value, detail="sample age unknown")
-        age = at - sample_t
-        if age > cfg.max_age_s:
-            return SignalReading(Status.STALE, value=value, observed_at=sample_t,
-                                 detail=f"newest sample {age:.0f} s old > {cfg.max_age_s:g} s")
-        return SignalReading(Status.OK, value=value, observed_at=sample_t)

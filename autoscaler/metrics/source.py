@@ -66,6 +66,11 @@ class MetricsSource(Protocol):
         """Evaluate a range query over [start, end] every ``step_s`` seconds."""
         ...
 
+    def query_series(self, promql: str, at: float | None = None) -> list[RangeSeries]:
+        """Evaluate an instant query of a range vector (``metric{...}[1m]``): every
+        series' raw samples inside the range, with their own timestamps."""
+        ...
+
 
 class QueryError(SpecError):
     """Prometheus rejected a query: the PromQL is wrong, not the server."""
@@ -211,6 +216,19 @@ class PrometheusSource:
                 raise QueryError(promql, "the query must return an instant vector")
             t, v = row["value"]
             out.append(Sample(labels=row.get("metric", {}), time=float(t), value=_to_float(v)))
+        return out
+
+    def query_series(self, promql: str, at: float | None = None) -> list[RangeSeries]:
+        params = {"timeout": f"{self.config.timeout_s:g}s"}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        rows = self._call(promql, self._client.custom_query, promql, params=params)
+        out: list[RangeSeries] = []
+        for row in rows:
+            if "values" not in row:
+                raise QueryError(promql, "the query must return a range vector")
+            out.append(RangeSeries(labels=row.get("metric", {}), points=tuple(
+                (float(t), _to_float(v)) for t, v in row["values"])))
         return out
 
     def query_range(self, promql: str, start: float, end: float,

@@ -1,21 +1,48 @@
 """A fake Prometheus: what a policy sees instead of the engine's truth.
 
-Every ``scrape_interval_s`` the engine's exporter view (``EngineSample``) is stored, unless
-a metrics outage hides it. At decision time the snapshot is built from stored samples
-only, the way PromQL would:
+Every scrape stores the engine's exporter view (``EngineSample``) the way Prometheus would
+store the pods' series, unless a fault hides it. At decision time the raw readings go
+through ``autoscaler.observation.judge``, the very rules the live collector applies, so the
+replay holds wherever a live controller would.
 
-* counters through ``rate()`` over ``(now - window, now]`` (Prometheus 3 ranges are
-  left-open): (last - first) / (t_last - t_first) of the samples in the window, at least
-  two needed. Prometheus also extrapolates the increase towards the window edges; for
-  evenly spaced samples that scales increase and span alike, so the per-second rate is
-  the same and we leave it out;
+Per pod, as Prometheus sees them:
+
+* pods are the engine's ready replicas. A new pod's series starts at its first scrape with
+  its counters near 0 (it became ready on average half an interval before); a scale-down
+  removes the newest pods first and their series simply stop;
+* the fleet's counters are shared equally by the ready pods, so pods that share every sample
+  time are kept as one *cohort* (150 steady pods are one entry, not 150);
+* the request-rate counter is the one the preset rates: first tokens (vLLM's TTFT
+  histogram count) for vLLM, SGLang and TensorRT-LLM, arrivals for TGI. Under overload the
+  first-token rate flattens at the fleet's capacity; demand beyond it shows only as queue.
+
+Values are computed the way PromQL would, over ``(now - window, now]`` (Prometheus 3
+ranges are left-open):
+
+* the request rate as ``sum(rate())`` of the pods' own series with Prometheus'
+  extrapolation (``extrapolated_rate``), so a window the series only partly cover reads
+  as low as it would live (and the observation rules, not luck, keep it from the core);
+* the token and GPU counters through ``rate()`` of the fleet's reset-corrected samples:
+  (last - first) / (t_last - t_first), at least two needed (what Prometheus gives for
+  evenly spaced samples that cover the window);
 * TTFT quantiles through ``histogram_quantile()`` on the per-bucket increase over the
-  same window (linear interpolation inside the bucket; the +Inf bucket answers with the
-  highest finite bound);
-* gauges from the newest sample, if it is within Prometheus' 5-minute lookback.
+  same window;
+* gauges from the newest sample.
 
-Each ``MetricValue.observed_at`` is the scrape time of the newest sample it uses, so the
-core's staleness check works on the replay exactly as on a cluster.
+Faults (``faults=``), each a typed record:
+
+* ``ScrapeGap(start, end)``: Prometheus stores nothing in [start, end) (it was down with its
+  WAL intact, or the network was): counters keep counting, so a window with samples on
+  both sides is still right; a longer gap leaves windows not yet covered;
+* ``PodSilent(start, end, pods)``: that many ready pods keep serving but are not scraped:
+  fewer pods report than are ready (partial sums);
+* ``PrometheusRestart(at, down_s)``: Prometheus restarts *losing its head* (no persistent
+  volume for the WAL): every sample of the last window is gone and nothing is stored for
+  ``down_s``. Blocks persisted before would stay queryable for history, but rate windows
+  straddling the restart see only the new samples, of counters that kept counting: not
+  covered until a whole window has passed;
+* ``CounterReset(at, pods)``: that many pods restart their process between two scrapes;
+  their counters start again from 0. Not a gap, not a drop in load.
 """
 
 from __future__ import annotations
@@ -23,16 +50,51 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from itertools import pairwise
 
-from autoscaler.core.histogram import histogram_quantile
-from autoscaler.core.types import MetricValue, Signal
+from autoscaler.core.histogram import histogram_quantile, histogram_quantiles
+from autoscaler.core.types import MetricValue, Signal, Snapshot
+from autoscaler.metrics.presets import Preset, get_preset
+from autoscaler.observation import Observation, RawTarget, SeriesWindow, WindowSeries, judge
+from autoscaler.observation.readings import GAP_FACTOR
 from autoscaler.sim.fleet import TTFT_BUCKETS_S, EngineSample
 
-__all__ = ["FakePrometheus", "histogram_quantile", "prom_rate"]
+__all__ = [
+    "CounterReset",
+    "FakePrometheus",
+    "Fault",
+    "PodSilent",
+    "PrometheusRestart",
+    "ScrapeGap",
+    "extrapolated_rate",
+    "histogram_quantile",
+    "prom_rate",
+    "request_counter",
+]
 
 LOOKBACK_S = 300.0
 """Prometheus' default query lookback delta for instant vectors (5 minutes)."""
+
+REQUEST_COUNTERS: dict[str, str] = {
+    "vllm": "first_tokens_total",
+    "sglang": "first_tokens_total",
+    "tensorrt-llm": "first_tokens_total",
+    "tensorrt-llm-triton": "first_tokens_total",
+    "triton": "first_tokens_total",
+    "tgi": "requests_total",
+}
+"""Which ``EngineSample`` counter each preset's request-rate query reads. vLLM and SGLang
+rate their TTFT histogram's count (first tokens); TGI's ``tgi_request_count`` counts
+arrivals. TensorRT-LLM and Triton count requests when they *finish*, which lags first tokens
+by the decode time; the engines model no completion counter, so first tokens stand in (the
+closest one, flattening at capacity the same way)."""
+
+
+def request_counter(preset: Preset) -> str:
+    """The ``EngineSample`` field behind ``preset``'s request rate (first tokens unless the
+    preset counts arrivals)."""
+    return REQUEST_COUNTERS.get(preset.name.split("+", 1)[0], "first_tokens_total")
 
 
 def prom_rate(points: Sequence[tuple[float, float]]) -> float | None:
@@ -50,39 +112,226 @@ def prom_rate(points: Sequence[tuple[float, float]]) -> float | None:
     return increase / span if span > 0 else None
 
 
-_COUNTERS = ("requests_total", "prompt_tokens_total", "generation_tokens_total",
-             "gpu_busy_seconds_total")
+@dataclass(frozen=True, slots=True)
+class ScrapeGap:
+    """Prometheus stores no sample in [start, end) seconds."""
+
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class PodSilent:
+    """``pods`` ready pods (the oldest) serve on but are not scraped in [start, end)."""
+
+    start: float
+    end: float
+    pods: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusRestart:
+    """Prometheus restarts at ``at`` losing its head; nothing is stored for ``down_s``."""
+
+    at: float
+    down_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class CounterReset:
+    """``pods`` pods (the oldest) restart at ``at``: their counters start again from 0."""
+
+    at: float
+    pods: int = 1
+
+
+Fault = ScrapeGap | PodSilent | PrometheusRestart | CounterReset
+
+
+def _fault_time(f: Fault) -> float:
+    return f.at if isinstance(f, PrometheusRestart | CounterReset) else f.start
+
+
+@dataclass(slots=True)
+class _Cohort:
+    """Pods whose series share every sample time (and so every judgement)."""
+
+    pods: int
+    born_t: float
+    value: float
+    """Each pod's request counter (restarts from 0 after a counter reset)."""
+    history: deque[tuple[float, float]] = field(default_factory=deque)
+    """Stored (time, per-pod counter) samples, newest last."""
+    silent_until: float = -math.inf
+    gone: bool = False
+    """Removed by a scale-down: no new samples, but its series stays in windows (and in
+    ``rate()``) until its last sample ages out, as in Prometheus."""
+
+    def split(self, pods: int) -> _Cohort:
+        """Take ``pods`` pods out into a cohort of their own (same past)."""
+        self.pods -= pods
+        return _Cohort(pods, self.born_t, self.value, deque(self.history), self.silent_until,
+                       self.gone)
 
 
 class FakePrometheus:
-    """Scrapes an engine and answers the snapshot queries a policy would run.
+    """Scrapes an engine and answers what a policy's queries would.
 
-    Counters are stored reset-corrected (each scrape adds ``cur - prev``, or ``cur`` after a
-    drop, to a running total), so ``rate()`` over a window is (last - first) / span of the
-    corrected values: the same number ``prom_rate`` gives on the raw samples, in O(1) per
-    query. That matters for a KPA deciding every 2 s over 14 days (604,800 queries).
+    Fleet counters are stored reset-corrected (each scrape adds ``cur - prev``, or ``cur``
+    after a drop, to a running total), so ``rate()`` over a window is (last - first) / span
+    in O(1) per query.
     """
 
     def __init__(
         self,
         *,
+        preset: Preset | str = "vllm",
         rate_window_s: float = 60.0,
         outages: Sequence[tuple[float, float]] = (),
+        faults: Sequence[Fault] = (),
+        max_age_s: float = LOOKBACK_S,
     ) -> None:
+        self.preset = get_preset(preset) if isinstance(preset, str) else preset
         self.rate_window_s = rate_window_s
-        self.outages = tuple(outages)
+        self.max_age_s = max_age_s
+        self.faults: tuple[Fault, ...] = (
+            *(ScrapeGap(lo, hi) for lo, hi in outages), *faults)
+        self._hidden = [(f.start, f.end) for f in self.faults if isinstance(f, ScrapeGap)] + [
+            (f.at, f.at + f.down_s) for f in self.faults if isinstance(f, PrometheusRestart)]
+        self._events = sorted((f for f in self.faults if not isinstance(f, ScrapeGap)),
+                              key=_fault_time)
+        self._next_event = 0
+        self._counter = request_counter(self.preset)
+        self._signals = frozenset(self.preset.queries)
         self._samples: deque[EngineSample] = deque()
         self._corrected: deque[tuple[float, ...]] = deque()
         self._raw_last: tuple[float, ...] | None = None
+        self._cohorts: list[_Cohort] = []
+        """Oldest first."""
+        self._fleet_last: float | None = None
+        self._last_scrape_t = -math.inf
+        self._last_attempt = -math.inf
+        """The newest scrape Prometheus attempted (it was up)."""
+        self.recorded: list[tuple[int, float, float]] | None = None
+        """Set to a list to record every stored per-pod sample (pod index, time, request
+        counter): the same samples a real Prometheus can then be loaded with."""
+        self._pod_ids: list[list[int]] = []
+        self._next_pod = 0
+
+    # -- faults --------------------------------------------------------------------------
 
     def in_outage(self, t: float) -> bool:
-        return any(lo <= t < hi for lo, hi in self.outages)
+        return any(lo <= t < hi for lo, hi in self._hidden)
+
+    def _take(self, pods: int) -> _Cohort | None:
+        """Split up to ``pods`` of the oldest pods into a new cohort (placed oldest)."""
+        live = [i for i, c in enumerate(self._cohorts) if not c.gone]
+        if not live:
+            return None
+        i = live[0]
+        oldest = self._cohorts[i]
+        n = min(pods, oldest.pods)
+        if n <= 0:
+            return None
+        taken = oldest.split(n)
+        ids = self._pod_ids[i]
+        self._pod_ids.insert(i, ids[:n])
+        self._pod_ids[i + 1] = ids[n:]
+        self._cohorts.insert(i, taken)
+        if oldest.pods == 0:
+            del self._cohorts[i + 1], self._pod_ids[i + 1]
+        return taken
+
+    def _apply_events(self, t: float, share: float, interval: float) -> None:
+        while self._next_event < len(self._events):
+            f = self._events[self._next_event]
+            at = _fault_time(f)
+            if at > t:
+                break
+            self._next_event += 1
+            if isinstance(f, PrometheusRestart):
+                self._samples.clear()
+                self._corrected.clear()
+                self._raw_last = None
+                for c in self._cohorts:
+                    c.history.clear()
+            elif isinstance(f, PodSilent):
+                taken = self._take(f.pods)
+                if taken is not None:
+                    taken.silent_until = f.end
+            else:
+                taken = self._take(f.pods)
+                if taken is not None:  # counts again from 0 since the restart
+                    done = min(1.0, max(0.0, (t - at) / interval)) if interval > 0 else 1.0
+                    taken.value = share * done
+
+    # -- scraping ------------------------------------------------------------------------
+
+    def _pods(self, ready: int, t: float, share: float) -> None:
+        have = self.ready()
+        if ready > have:
+            # Ready on average half an interval before this scrape: half a share counted.
+            self._cohorts.append(_Cohort(ready - have, t, share / 2))
+            self._pod_ids.append(list(range(self._next_pod, self._next_pod + ready - have)))
+            self._next_pod += ready - have
+        excess = have - ready
+        while excess > 0:  # the newest pods go first
+            live = [i for i, c in enumerate(self._cohorts) if not c.gone]
+            if not live:
+                break
+            newest = max(live, key=lambda i: self._cohorts[i].born_t)
+            c = self._cohorts[newest]
+            n = min(excess, c.pods)
+            excess -= n
+            if n == c.pods:
+                c.gone = True
+                continue
+            ended = c.split(n)
+            ended.gone = True
+            ids = self._pod_ids[newest]
+            self._pod_ids[newest] = ids[: c.pods]
+            self._cohorts.insert(newest + 1, ended)
+            self._pod_ids.insert(newest + 1, ids[c.pods:])
 
     def scrape(self, sample: EngineSample) -> None:
-        """Store a sample unless an outage hides it; forget what no query can reach."""
-        if self.in_outage(sample.t):
+        """Let the pods count, then store a sample unless a fault hides it."""
+        t = sample.t
+        total = float(getattr(sample, self._counter))
+        delta = 0.0 if self._fleet_last is None else max(0.0, total - self._fleet_last)
+        self._fleet_last = total
+        interval = t - self._last_scrape_t if math.isfinite(self._last_scrape_t) else 0.0
+        self._last_scrape_t = t
+        ready = int(sample.ready_replicas)
+        share = delta / ready if ready > 0 else 0.0
+        born = max(0, ready - self.ready())
+        old = ready - born
+        # New pods were ready for half the interval on average: half a share each, and the
+        # pods that served the whole interval the rest, so the pods' sum is the fleet's.
+        old_share = (delta - born * share / 2) / old if old > 0 else 0.0
+        for c in self._cohorts:
+            c.value += old_share
+        self._pods(ready, t, share)
+        self._apply_events(t, share, interval)
+        if self.in_outage(t):
             return
-        raw = tuple(float(getattr(sample, name)) for name in _COUNTERS)
+        self._last_attempt = t
+        # Queries come at or after the newest scrape: older samples never enter a window.
+        keep_from = t - self.rate_window_s
+        for c, ids in zip(self._cohorts, self._pod_ids, strict=True):
+            if t >= c.silent_until and not c.gone:
+                c.history.append((t, c.value))
+                if self.recorded is not None:
+                    self.recorded.extend((i, t, c.value) for i in ids)
+            while c.history and c.history[0][0] < keep_from:
+                c.history.popleft()
+        alive = [i for i, c in enumerate(self._cohorts) if not (c.gone and not c.history)]
+        if len(alive) < len(self._cohorts):
+            self._cohorts = [self._cohorts[i] for i in alive]
+            self._pod_ids = [self._pod_ids[i] for i in alive]
+        self._merge(t)
+        raw: tuple[float, ...] = (total, float(sample.prompt_tokens_total),
+                                  float(sample.generation_tokens_total),
+                                  float(sample.gpu_busy_seconds_total))
         if self._raw_last is None or not self._corrected:
             corrected = raw
         else:
@@ -92,16 +341,70 @@ class FakePrometheus:
         self._raw_last = raw
         self._samples.append(sample)
         self._corrected.append(corrected)
-        # Queries come at or after the newest scrape, so older samples than one window
+        # Queries come at or after the newest scrape, so samples older than one window
         # back can only serve gauges, and the newest sample does that.
-        horizon = sample.t - self.rate_window_s
+        horizon = t - self.rate_window_s
         while len(self._samples) > 1 and self._samples[0].t <= horizon:
             self._samples.popleft()
             self._corrected.popleft()
 
-    def query(self, now: float) -> dict[str, MetricValue]:
-        """Every ``Signal`` that can be computed at ``now``; absent ones are left out."""
-        out: dict[str, MetricValue] = {}
+    def _merge(self, t: float) -> None:
+        """Fold cohorts whose stored samples coincide, reach back a whole window and show no
+        reset: every judgement of them is the same from now on."""
+        if len(self._cohorts) < 2:
+            return
+        settled = t - self.rate_window_s
+        keep: list[int] = []
+        for i, c in enumerate(self._cohorts):
+            if not keep:
+                keep.append(i)
+                continue
+            j = keep[-1]
+            k = self._cohorts[j]
+            if (c.silent_until <= t and k.silent_until <= t and not c.gone and not k.gone
+                    and c.history and k.history
+                    and c.history[0][0] <= settled and k.history[0][0] <= settled
+                    and len(c.history) == len(k.history)
+                    and all(a[0] == b[0] for a, b in zip(c.history, k.history, strict=True))
+                    and _monotone(c.history) and _monotone(k.history)):
+                k.pods += c.pods
+                self._pod_ids[j] = self._pod_ids[j] + self._pod_ids[i]
+            else:
+                keep.append(i)
+        if len(keep) < len(self._cohorts):
+            self._cohorts = [self._cohorts[i] for i in keep]
+            self._pod_ids = [self._pod_ids[i] for i in keep]
+
+    # -- queries -------------------------------------------------------------------------
+
+    def _windows(self, now: float) -> list[tuple[_Cohort, list[tuple[float, float]]]]:
+        """Each cohort's samples inside ``(now - window, now]``."""
+        ws = now - self.rate_window_s
+        return [(c, [(t, v) for t, v in c.history if ws < t <= now]) for c in self._cohorts]
+
+    def _series(self, windows: list[tuple[_Cohort, list[tuple[float, float]]]]
+                ) -> WindowSeries:
+        rows: list[SeriesWindow] = []
+        for c, pts in windows:
+            if not pts:
+                continue
+            inc, lost, prev = 0.0, math.nan, pts[0]
+            usual = (pts[-1][0] - pts[0][0]) / (len(pts) - 1) if len(pts) > 1 else math.inf
+            for cur in pts[1:]:
+                if cur[1] >= prev[1]:
+                    inc += cur[1] - prev[1]
+                else:
+                    inc += cur[1]
+                    if cur[0] - prev[0] > GAP_FACTOR * usual:
+                        lost = cur[0]
+                prev = cur
+            rows.append(SeriesWindow(pts[0][0], pts[-1][0], len(pts), pts[0][1], inc, lost,
+                                     c.pods))
+        return WindowSeries(tuple(rows))
+
+    def _values(self, now: float, windows: list[tuple[_Cohort, list[tuple[float, float]]]]
+                ) -> dict[Signal, float | None]:
+        out: dict[Signal, float | None] = dict.fromkeys(self._signals)
         samples, corrected = self._samples, self._corrected
         n = len(samples)
         while n and samples[n - 1].t > now:  # a query before the newest scrape
@@ -116,25 +419,101 @@ class FakePrometheus:
             first, last = samples[start], samples[n - 1]
             c_first, c_last = corrected[start], corrected[n - 1]
             span = last.t - first.t
-            t_obs = last.t
             if span > 0:
                 rates = [(b - a) / span for a, b in zip(c_first, c_last, strict=True)]
-                out[Signal.REQUEST_RATE] = MetricValue(rates[0], t_obs)
-                out[Signal.PROMPT_TOKENS_RATE] = MetricValue(rates[1], t_obs)
-                out[Signal.GENERATION_TOKENS_RATE] = MetricValue(rates[2], t_obs)
+                out[Signal.REQUEST_RATE] = self._request_rate(now, windows)
+                out[Signal.PROMPT_TOKENS_RATE] = rates[1]
+                out[Signal.GENERATION_TOKENS_RATE] = rates[2]
                 if last.ready_replicas > 0:
-                    out[Signal.GPU_UTILIZATION] = MetricValue(
-                        min(1.0, rates[3] / last.ready_replicas), t_obs)
+                    out[Signal.GPU_UTILIZATION] = min(1.0, rates[3] / last.ready_replicas)
             inc = [b - a for a, b in zip(first.ttft_buckets, last.ttft_buckets, strict=True)]
-            for signal, q in ((Signal.TTFT_P50, 0.5), (Signal.TTFT_P95, 0.95),
-                              (Signal.TTFT_P99, 0.99)):
-                v = histogram_quantile(q, TTFT_BUCKETS_S, inc)
-                if not math.isnan(v):
-                    out[signal] = MetricValue(v, t_obs)
+            p50, p95, p99 = histogram_quantiles((0.5, 0.95, 0.99), TTFT_BUCKETS_S, inc)
+            out[Signal.TTFT_P50], out[Signal.TTFT_P95], out[Signal.TTFT_P99] = p50, p95, p99
         if now - latest.t <= LOOKBACK_S:
-            out[Signal.QUEUE_DEPTH] = MetricValue(latest.waiting, latest.t)
-            out[Signal.RUNNING] = MetricValue(latest.running, latest.t)
-            out[Signal.CONCURRENCY] = MetricValue(latest.waiting + latest.running, latest.t)
-            if not math.isnan(latest.kv_usage):
-                out[Signal.KV_CACHE_USAGE] = MetricValue(latest.kv_usage, latest.t)
-        return out
+            # Gauges summed over the pods that were scraped: silent pods' share is missing.
+            ready = self.ready()
+            seen = sum(c.pods for c in self._cohorts
+                       if not c.gone and c.history and c.history[-1][0] == latest.t)
+            part = seen / ready if ready > 0 else 1.0
+            out[Signal.QUEUE_DEPTH] = latest.waiting * part
+            out[Signal.RUNNING] = latest.running * part
+            out[Signal.CONCURRENCY] = (latest.waiting + latest.running) * part
+            out[Signal.KV_CACHE_USAGE] = latest.kv_usage
+        return {s: v for s, v in out.items() if s in self._signals}
+
+    def _request_rate(self, now: float,
+                      windows: list[tuple[_Cohort, list[tuple[float, float]]]]
+                      ) -> float | None:
+        """``sum(rate(counter[window]))`` over the pods' own series, with Prometheus'
+        extrapolation: a window the series only partly cover reads as low here as it does
+        live (and is judged not yet valid, so the rule, not luck, keeps it from the core)."""
+        ws = now - self.rate_window_s
+        total, any_series = 0.0, False
+        for c, pts in windows:
+            r = extrapolated_rate(pts, ws, now)
+            if r is not None:
+                total += c.pods * r
+                any_series = True
+        return total if any_series else None
+
+    def raw(self, now: float) -> RawTarget:
+        """The raw readings at ``now``: what the live collector reads from Prometheus."""
+        windows = self._windows(now)
+        # Present as an instant vector: scraped at Prometheus' newest attempt (a failed
+        # scrape or a removed pod leaves a staleness marker), within the 5-min lookback.
+        present = sum(c.pods for c in self._cohorts
+                      if not c.gone and c.history and c.history[-1][0] == self._last_attempt
+                      and now - c.history[-1][0] <= LOOKBACK_S)
+        return RawTarget(at=now, window_s=self.rate_window_s,
+                         values=self._values(now, windows), series=self._series(windows),
+                         present=present)
+
+    def observe(self, now: float) -> Observation:
+        """The judged observation at ``now`` (the live collector's ``Observation``)."""
+        return judge(self.raw(now), self.max_age_s)
+
+    def ready(self) -> int:
+        """Ready pods as of the newest scrape (the scale target's ``readyReplicas``)."""
+        return sum(c.pods for c in self._cohorts if not c.gone)
+
+    def snapshot(self, now: float, current_replicas: int, ready_replicas: int) -> Snapshot:
+        """The core's input, built by the rules the live loop applies."""
+        return self.observe(now).snapshot(current_replicas, ready_replicas)
+
+    def query(self, now: float, ready_replicas: int | None = None) -> dict[str, MetricValue]:
+        """Every trusted signal at ``now``; absent ones are left out. ``ready_replicas``
+        defaults to the ready pods of the newest scrape."""
+        ready = self.ready() if ready_replicas is None else ready_replicas
+        return dict(self.snapshot(now, ready, ready).metrics)
+
+
+def extrapolated_rate(points: Sequence[tuple[float, float]], start: float,
+                      end: float) -> float | None:
+    """Prometheus' ``rate()`` of one counter series over the range [start, end] from its
+    samples inside it (``extrapolatedRate`` in promql/functions.go): the reset-corrected
+    increase, extrapolated to each edge when the edge is within 1.1 average spacings (to
+    the counter's zero point at most), else by half a spacing, divided by the whole range.
+    """
+    if len(points) < 2:
+        return None
+    increase = 0.0
+    for (_, a), (_, b) in pairwise(points):
+        increase += b - a if b >= a else b
+    first_t, first_v = points[0]
+    last_t = points[-1][0]
+    sampled = last_t - first_t
+    if sampled <= 0:
+        return None
+    to_start, to_end = first_t - start, end - last_t
+    average = sampled / (len(points) - 1)
+    if increase > 0 and first_v >= 0:
+        to_start = min(to_start, sampled * (first_v / increase))
+    threshold = average * GAP_FACTOR
+    extent = sampled
+    extent += to_start if to_start < threshold else average / 2
+    extent += to_end if to_end < threshold else average / 2
+    return increase * extent / sampled / (end - start)
+
+
+def _monotone(history: deque[tuple[float, float]]) -> bool:
+    return all(b[1] >= a[1] for a, b in pairwise(history))

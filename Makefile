@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint unit e2e bench clean prometheus
+.PHONY: demo test lint unit e2e e2e-harness bench clean prometheus
 HELM_VERSION := v3.22.0
 HELM := .cache/bin/helm
 
@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 
 ## Replay the embedded synthetic workload through every policy; writes reports/demo/index.html
 demo: $(STAMP)
+	mkdir -p reports
 	$(VENV)/bin/autoscaler replay --report reports/demo
 
 ## The whole test suite: lint (ruff, mypy, import contracts), unit tests, then the
@@ -45,7 +46,12 @@ unit: $(STAMP) prometheus $(HELM)
 ## Real etcd + kube-apiserver + kube-controller-manager (cached in .cache/k8s/), one process
 e2e: $(STAMP) prometheus
 	tests/e2e/cluster/build.sh
-	$(PY) -m pytest -q -p no:cacheprovider -m e2e tests/e2e
+	$(PY) -m pytest -q -p no:cacheprovider -m e2e tests/e2e --ignore=tests/e2e/harness
+
+## The harness' own tests (the control plane, kube.py): run when changing tests/e2e/kube.py
+e2e-harness: $(STAMP) prometheus
+	tests/e2e/cluster/build.sh
+	$(PY) -m pytest -q -p no:cacheprovider -m e2e tests/e2e/harness
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

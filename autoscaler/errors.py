@@ -12,6 +12,8 @@ Every error chains the original exception (``raise ... from exc``) so nothing is
 
 from __future__ import annotations
 
+import reprlib
+
 
 class AutoscalerError(Exception):
     """Base of every error this project raises on purpose."""
@@ -22,15 +24,38 @@ class SpecError(AutoscalerError, ValueError):
 
     ``field`` is the user-facing path (``behavior.scaleUp.policies[0].periodSeconds``),
     ``value`` the offending value and ``allowed`` the allowed range or set, in words.
+    ``also`` lists further errors found in the same input (already formatted), so a user
+    fixes them in one round. ``problem`` replaces the "value is not allowed; allowed: ..."
+    wording where it does not fit (a missing field, broken YAML).
     """
 
-    def __init__(self, field: str, value: object, allowed: str, *, source: str | None = None):
+    def __init__(self, field: str, value: object, allowed: str, *, source: str | None = None,
+                 also: tuple[str, ...] = (), problem: str | None = None):
         self.field = field
         self.value = value
         self.allowed = allowed
         self.source = source
+        self.also = also
+        self.problem = problem
         where = f"{source}: " if source else ""
-        super().__init__(f"{where}{field}: {value!r} is not allowed; allowed: {allowed}")
+        more = f"; also: {'; '.join(also)}" if also else ""
+        what = problem if problem is not None else (
+            f"{short_repr(value)} is not allowed; allowed: {allowed}")
+        super().__init__(f"{where}{field}: {what}{more}")
+
+
+def short_repr(value: object, limit: int = 120) -> str:
+    """``repr(value)`` with long strings, deep nesting and long containers cut (reprlib), and
+    at most ``limit`` characters: a 10-MB value must not become a 10-MB error line."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = 80
+_REPR.maxother = 80
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
 
 
 class TraceError(AutoscalerError, ValueError):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from autoscaler.core import defaults as d
+from autoscaler.core import defaults
 from autoscaler.core.spec import (
     Behavior,
     Capacity,
@@ -26,15 +26,17 @@ from autoscaler.core.spec import (
 )
 from autoscaler.core.types import Decision, Signal, Snapshot
 from autoscaler.errors import SpecError
+from autoscaler.sim import bound
 from autoscaler.sim.calibrate import capacity_at_slo
 from autoscaler.sim.profiles import ReplicaProfile
-from autoscaler.sim.replay import replay
+from autoscaler.sim.replay import check_memory, replay
 from autoscaler.sim.result import ReplayResult
 from autoscaler.traces.model import Trace
+from autoscaler.traces.stats import collection_gap_count, interarrival_cv
 
 DEFAULT_POLICIES: tuple[PolicyKind, ...] = (
     PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA, PolicyKind.KPA,
-    PolicyKind.WVA, PolicyKind.PREDICTIVE, PolicyKind.ORACLE, PolicyKind.STATIC)
+    PolicyKind.WVA, PolicyKind.PREDICTIVE, PolicyKind.HINDSIGHT, PolicyKind.STATIC)
 BASELINES: tuple[PolicyKind, ...] = (
     PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA, PolicyKind.KPA,
     PolicyKind.WVA)
@@ -51,15 +53,14 @@ it, so an HPA on concurrency sees an over-provisioned fleet as almost idle, scal
 one replica, overloads it, and flaps (measured: 130 scale events in 4 h on the demo workload).
 Request rate is linear in load, which is the HPA's best case; comparing against it is fair."""
 
-KPA_SYNC_PERIOD_S = 2.0
-"""Knative's autoscaler ticks every 2 s on metrics it scrapes from its own queue-proxies, not
-from Prometheus; the replay gives the KPA that faster loop so the comparison is fair to it."""
-
-KPA_METRIC = "rps"
-"""The replay's KPA uses Knative's ``rps`` metric: in-flight requests grow convexly with load
-on an LLM replica (see ``HPA_DEFAULT_UTILIZATION``), and a KPA on concurrency with the
-capacity-derived target flaps between one replica and panic (measured on the demo workload:
-288 scale events in 4 h and 65% attainment)."""
+REPLAY_KPA_METRIC = "rps"
+"""The replay's KPA uses Knative's ``rps`` metric, not the spec default
+(``defaults.KPA_METRIC``, Knative's own default ``concurrency``): in-flight requests grow
+convexly with load on an LLM replica (see ``HPA_DEFAULT_UTILIZATION``), and a KPA on
+concurrency with the capacity-derived target flaps between one replica and panic (measured
+on the demo workload: 288 scale events in 4 h and 65% attainment). The KPA also runs at
+Knative's own 2-s tick (``defaults.KPA_TICK_S``) on metrics it scrapes from its
+queue-proxies, not from Prometheus, so the comparison is fair to it."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,11 @@ class ReplayOptions:
     """Knobs shared by every policy in one comparison (units in the names)."""
 
     slo_ttft_s: float = 2.0
+    slo_ttft_s_per_prompt_token: float = 0.0
+    """Extra TTFT objective per prompt token (seconds/token); see ``SLO``."""
+    gpu_quota: int | None = None
+    """At most this many replicas run at once (GPUs in the pool / GPUs per replica); None =
+    unlimited."""
     cold_start_s: float | None = None
     """None = the profile's cold start."""
     engine: str = "auto"
@@ -108,13 +114,15 @@ def default_specs(
     base = Spec(max_replicas=max_r, min_replicas=options.min_replicas, capacity=capacity,
                 policy=PolicyKind.STATIC, cold_start_s=cold,
                 static_replicas=min(max_r, max(options.min_replicas, peak_needs)))
-    base = replace(base, slo=replace(base.slo, ttft_seconds=options.slo_ttft_s))
+    base = replace(base, slo=replace(
+        base.slo, ttft_seconds=options.slo_ttft_s,
+        ttft_seconds_per_prompt_token=options.slo_ttft_s_per_prompt_token))
     hpa_target = round(capacity.requests_per_second * HPA_DEFAULT_UTILIZATION, 3)
     specs = {
         PolicyKind.HPA: replace(base, policy=PolicyKind.HPA, metrics=(
             MetricTarget(Signal.REQUEST_RATE.value, MetricTargetType.AVERAGE_VALUE, hpa_target),)),
-        PolicyKind.KPA: replace(base, policy=PolicyKind.KPA, sync_period_s=KPA_SYNC_PERIOD_S,
-                                kpa=replace(base.kpa, metric=KPA_METRIC)),
+        PolicyKind.KPA: replace(base, policy=PolicyKind.KPA, sync_period_s=defaults.KPA_TICK_S,
+                                kpa=replace(base.kpa, metric=REPLAY_KPA_METRIC)),
         # Ours plans scale-down from its forecast, so the HPA-style scale-down window is
         # left to the policy's own (shorter, forecast-aware) hold instead of a blind 300 s.
         PolicyKind.PREDICTIVE: replace(base, policy=PolicyKind.PREDICTIVE, behavior=Behavior(
@@ -122,21 +130,21 @@ def default_specs(
                 stabilization_window_seconds=0,
                 policies=(ScalingPolicy(ScalingPolicyType.PERCENT, 100, 15),),
                 select_policy=SelectPolicy.MAX))),
-        PolicyKind.ORACLE: replace(base, policy=PolicyKind.ORACLE),
+        PolicyKind.HINDSIGHT: replace(base, policy=PolicyKind.HINDSIGHT),
         PolicyKind.STATIC: base,
         # Baselines at their documented targets (see autoscaler.core.defaults for sources).
         PolicyKind.HPA_QUEUE: replace(base, policy=PolicyKind.HPA_QUEUE, metrics=(
             MetricTarget(Signal.QUEUE_DEPTH.value, MetricTargetType.AVERAGE_VALUE,
-                         d.HPA_QUEUE_TARGET),)),
+                         defaults.HPA_QUEUE_TARGET),)),
         # KV usage is already a mean over replicas, so the per-pod average target is a
         # Value target on the mean: ceil(ready x mean / 0.8), what AverageValue over per-pod
         # series gives.
         PolicyKind.HPA_KV: replace(base, policy=PolicyKind.HPA_KV, metrics=(
             MetricTarget(Signal.KV_CACHE_USAGE.value, MetricTargetType.VALUE,
-                         d.HPA_KV_TARGET),)),
+                         defaults.HPA_KV_TARGET),)),
         PolicyKind.KEDA: replace(base, policy=PolicyKind.KEDA, metrics=(
             MetricTarget(Signal.QUEUE_DEPTH.value, MetricTargetType.AVERAGE_VALUE,
-                         d.HPA_QUEUE_TARGET),)),
+                         defaults.HPA_QUEUE_TARGET),)),
         PolicyKind.WVA: replace(base, policy=PolicyKind.WVA),
     }
     for kind, spec in options.overrides.items():
@@ -157,7 +165,10 @@ def compare(
 
     ``on_decision`` sees every decision of every policy (for a decision log)."""
     options = options or ReplayOptions()
-    capacity = capacity_for(trace, profile, options.slo_ttft_s)
+    if options.engine == "request":  # refuse before the calibration, not after it
+        check_memory(trace.request_count)
+    capacity = capacity_for(trace, profile, options.slo_ttft_s,
+                            options.slo_ttft_s_per_prompt_token)
     specs = default_specs(trace, profile, capacity, options)
     results: dict[PolicyKind, ReplayResult] = {}
     for kind in policies:
@@ -168,19 +179,23 @@ def compare(
                 on_decision(kind, t, snap, d)
         result = replay(trace, specs[kind], profile, engine=options.engine, seed=options.seed,
                         scrape_interval_s=min(15.0, sync), progress=options.progress,
-                        on_decision=hook)
+                        on_decision=hook, gpu_quota=options.gpu_quota)
         results[kind] = result
         if on_result is not None:
             on_result(kind, result)
     return Comparison(trace, profile, capacity, options, specs, results)
 
 
-def capacity_for(trace: Trace, profile: ReplicaProfile, slo_ttft_s: float) -> Capacity:
+def capacity_for(trace: Trace, profile: ReplicaProfile, slo_ttft_s: float,
+                 slo_ttft_s_per_prompt_token: float = 0.0) -> Capacity:
     """One replica's capacity at the SLO for the requests this trace actually sends: its own
-    token lengths when it has them, else lognormal lengths around its token mix."""
-    if trace.prompt_tokens is not None and trace.output_tokens is not None:
-        return capacity_at_slo(profile, slo_ttft_s, (trace.prompt_tokens, trace.output_tokens))
-    return capacity_at_slo(profile, slo_ttft_s, trace.token_mix)
+    token lengths when it has them, else lognormal lengths around its token mix. With a
+    length-aware objective each trial request is judged against its own objective."""
+    tokens: Any = ((trace.prompt_tokens, trace.output_tokens)
+                   if trace.prompt_tokens is not None and trace.output_tokens is not None
+                   else trace.token_mix)
+    return capacity_at_slo(profile, slo_ttft_s, tokens,
+                           slo_per_prompt_token=slo_ttft_s_per_prompt_token)
 
 
 def decision_record(kind: PolicyKind, t: float, snap: Snapshot, d: Decision) -> dict[str, Any]:
@@ -195,47 +210,116 @@ def decision_record(kind: PolicyKind, t: float, snap: Snapshot, d: Decision) -> 
             "capacity_uncertainty": d.capacity_uncertainty, "metrics": seen}
 
 
+def _num(x: float) -> float | None:
+    """A JSON number, or null for inf/NaN (strict JSON has neither)."""
+    return float(x) if math.isfinite(x) else None
+
+
 def comparison_json(comparison: Comparison) -> dict[str, Any]:
-    """The documented JSON shape (more keys allowed)."""
+    """The documented JSON shape (more keys allowed). Strict JSON: a TTFT percentile that is
+    infinite (requests never served) is null, with a note."""
     trace = comparison.trace
     results = []
+    never_served = False
+    target = next(iter(comparison.specs.values())).slo.target_attainment
     for kind, result in comparison.results.items():
         s = result.summary
+        never_served |= not all(math.isfinite(x) for x in (s.ttft_p50_s, s.ttft_p95_s,
+                                                            s.ttft_p99_s))
         results.append({
             "policy": kind.value,
             "slo_attainment": s.slo_attainment,
             "gpu_hours": s.gpu_hours,
-            "ttft_p50_s": s.ttft_p50_s,
-            "ttft_p95_s": s.ttft_p95_s,
-            "ttft_p99_s": s.ttft_p99_s,
+            "bound_gpu_hours": _num(s.bound_gpu_hours),
+            "gpu_vs_bound": _num(s.gpu_hours / s.bound_gpu_hours)
+            if s.bound_gpu_hours > 0 else None,
+            "ttft_p50_s": _num(s.ttft_p50_s),
+            "ttft_p95_s": _num(s.ttft_p95_s),
+            "ttft_p99_s": _num(s.ttft_p99_s),
+            "worst_hour_attainment": _num(s.worst_hour_attainment),
+            "hours_meeting_target": _num(s.hours_meeting_target),
+            "hours_scored": s.hours_scored,
             "scale_events": s.scale_events,
+            "replica_starts": s.replica_starts,
+            "replica_starts_per_day": s.replica_starts_per_day,
+            "cold_start_gpu_hours": s.cold_start_gpu_hours,
             "mean_replicas": s.mean_replicas,
             "max_replicas": s.max_replicas,
+            "max_pending": s.max_pending,
             "engine": s.engine,
             "reasons": dict(result.reasons),
         })
-    return {
+    bounds = [r.summary.bound_gpu_hours for r in comparison.results.values()
+              if math.isfinite(r.summary.bound_gpu_hours)]
+    doc: dict[str, Any] = {
         "trace": {"name": trace.name, "requests": round(trace.request_count),
-                  "duration_s": float(trace.duration_s)},
-        "slo": {"ttft_s": comparison.options.slo_ttft_s},
+                  "duration_s": float(trace.duration_s),
+                  "interarrival_cv": interarrival_cv(trace),
+                  "collection_gaps": collection_gap_count(trace)},
+        "slo": {"ttft_s": comparison.options.slo_ttft_s,
+                "ttft_s_per_prompt_token": comparison.options.slo_ttft_s_per_prompt_token,
+                "target_attainment": target},
         "profile": comparison.profile.name,
         "capacity": {"requests_per_second": comparison.capacity.requests_per_second,
                      "concurrency": comparison.capacity.concurrency},
+        "gpu_quota": comparison.options.gpu_quota,
+        "bound": {
+            "gpu_hours": min(bounds) if bounds else None,
+            "definition": bound.DEFINITION + " Per result at its own attainment: "
+            "results[].bound_gpu_hours; this top-level figure is the lowest of them.",
+        },
+        "hindsight": "the 'hindsight' policy (formerly 'oracle') is a heuristic given the true "
+                     "future rates, planning with the capacity at the SLO; it is not a bound "
+                     "and other policies may use fewer GPU-hours; the bound is 'bound'",
         "results": results,
     }
+    if never_served:
+        doc["notes"] = ["a TTFT percentile of null means requests at that percentile never "
+                        "received a first token (infinite TTFT)"]
+    strict: dict[str, Any] = _strict(doc)
+    return strict
+
+
+def _strict(obj: Any) -> Any:
+    """The document with every non-finite float replaced by null (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict(v) for v in obj]
+    return obj
+
+
+def _cell(x: float | None, spec: str, width: int) -> str:
+    return f"{'-' if x is None else format(x, spec):>{width}}"
 
 
 def format_table(doc: dict[str, Any]) -> str:
     t = doc["trace"]
+    slo = doc["slo"]
+    per_tok = slo.get("ttft_s_per_prompt_token") or 0.0
+    objective = (f"{slo['ttft_s']:g} s + {per_tok:g} s/prompt token" if per_tok
+                 else f"{slo['ttft_s']:g} s")
     head = (f"trace {t['name']}: {t['requests']:,} requests over {t['duration_s'] / 3600:.2f} h; "
-            f"SLO TTFT <= {doc['slo']['ttft_s']:g} s; profile {doc['profile']}; one replica "
+            f"SLO TTFT <= {objective}; profile {doc['profile']}; one replica "
             f"holds {doc['capacity']['requests_per_second']:.2f} req/s at the SLO")
-    cols = f"{'policy':<11}{'SLO att.':>9}{'GPU-h':>9}{'TTFT p50':>10}{'p95':>8}{'p99':>8}" \
-           f"{'events':>8}{'mean rep':>10}{'max':>5}"
+    cols = (f"{'policy':<11}{'SLO att.':>9}{'worst h':>8}{'h>=tgt':>7}{'GPU-h':>9}"
+            f"{'bound':>8}{'/bound':>7}{'TTFT p50':>9}{'p95':>7}{'p99':>8}{'events':>7}"
+            f"{'starts/d':>9}{'cold GPU-h':>11}{'mean rep':>9}{'max':>5}")
     lines = [head, cols, "-" * len(cols)]
     for r in doc["results"]:
         lines.append(
-            f"{r['policy']:<11}{r['slo_attainment']:>9.2%}{r['gpu_hours']:>9.2f}"
-            f"{r['ttft_p50_s']:>10.2f}{r['ttft_p95_s']:>8.2f}{r['ttft_p99_s']:>8.2f}"
-            f"{r['scale_events']:>8d}{r['mean_replicas']:>10.2f}{r['max_replicas']:>5d}")
+            f"{r['policy']:<11}{r['slo_attainment']:>9.2%}"
+            f"{_cell(r['worst_hour_attainment'], '.1%', 8)}"
+            f"{_cell(r['hours_meeting_target'], '.0%', 7)}{r['gpu_hours']:>9.2f}"
+            f"{_cell(r['bound_gpu_hours'], '.2f', 8)}{_cell(r['gpu_vs_bound'], '.2f', 7)}"
+            f"{_cell(r['ttft_p50_s'], '.2f', 9)}{_cell(r['ttft_p95_s'], '.2f', 7)}"
+            f"{_cell(r['ttft_p99_s'], '.2f', 8)}{r['scale_events']:>7d}"
+            f"{r['replica_starts_per_day']:>9.1f}{r['cold_start_gpu_hours']:>11.2f}"
+            f"{r['mean_replicas']:>9.2f}{r['max_replicas']:>5d}")
+    lines.append(f"bound: proven lower bound on GPU-hours at each result's attainment "
+                 f"(autoscaler/sim/bound.py); hindsight = a heuristic with foresight, not a bound; "
+                 f"worst h / h>=tgt: worst clock hour, share of hours at >= "
+                 f"{slo.get('target_attainment', 0.99):.0%}")
     return "\n".join(lines)

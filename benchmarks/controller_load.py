@@ -3,6 +3,7 @@
 modules) and a real Prometheus.
 
     .venv/bin/python benchmarks/controller_load.py [--counts 10,100,1000] [--measure 120]
+    .venv/bin/python benchmarks/controller_load.py --broken 50 [--cycles 30]
 
 Per count: a fresh control plane; N Deployments and N InferenceAutoscalers (Scale mode,
 predictive); an exporter serving N workloads; the controller as its ServiceAccount, started
@@ -10,6 +11,12 @@ once Prometheus holds full rate() windows. Its CPU time (utime + stime from /pro
 over the first minute (every autoscaler's first decision, status and Events) and then over
 the measuring window (steady state), with its peak RSS (VmHWM). The goal (issue 5): under
 10% of one core and under 300 MiB at 1,000.
+
+``--broken N`` (issue 14): the mean cycle time of the loop for one healthy autoscaler alone,
+then with N more whose PromQL override Prometheus rejects, with the per-source back-off and
+without it (a back-off of 1 ms: every failing query re-sent every cycle, as before). In
+process against a real Prometheus, with the cluster in memory: the cost measured is the
+metrics rounds, which is what broken sources add.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -115,8 +123,97 @@ def run(n: int, measure_s: float, binaries: Binaries, profile: str | None = None
         plane.stop()
 
 
+class MemoryKube:
+    """The cluster in memory (the broken-sources figure measures Prometheus rounds)."""
+
+    def __init__(self, crs: list[dict[str, Any]]) -> None:
+        self.crs = crs
+        self.replicas = {c["metadata"]["name"]: 2 for c in crs}
+
+    def list_autoscalers(self, namespace: str | None) -> list[dict[str, Any]]:
+        return self.crs
+
+    def list_workloads(self, kind: str, namespace: str | None) -> dict[Any, Any]:
+        from autoscaler.controller.kube import ScaleInfo
+
+        return {(NS, n): ScaleInfo(r, r, "1") for n, r in self.replicas.items()}
+
+    def get_scale(self, namespace: str, ref: Any) -> Any:
+        raise NotImplementedError
+
+    def update_scale(self, namespace: str, ref: Any, replicas: int, rv: str) -> None:
+        self.replicas[ref.name] = replicas
+
+    def patch_status(self, namespace: str, name: str, status: Any) -> None: ...
+
+    def create_event(self, *args: Any) -> None: ...
+
+    def list_competitors(self, namespace: str) -> list[Any]:
+        return []
+
+
+def broken_sources(n: int, cycles: int) -> None:
+    from autoscaler.controller.loop import Controller
+    from autoscaler.controller.settings import Limits
+    from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
+
+    exporter = ScriptedExporter().start()
+    labels = {"namespace": NS, "workload": "healthy", "pod": "healthy-0"}
+    exporter.set_gauge("vllm:num_requests_running", labels, 4.0)
+    exporter.set_gauge("vllm:num_requests_waiting", labels, 0.0)
+    exporter.set_histogram_rates("vllm:time_to_first_token_seconds", labels,
+                                 {"0.5": 2.0, "+Inf": 3.0}, sum_rate=0.9)
+    prom = PrometheusServer([exporter.address], scrape_interval_s=1.0).start()
+
+    def cr(name: str, queries: dict[str, str] | None = None) -> dict[str, Any]:
+        src: dict[str, Any] = {"window": "5s", "selector": f'pod!="not-{name}"'}
+        if queries:
+            src["queries"] = queries
+        return {"metadata": {"namespace": NS, "name": name, "uid": name, "generation": 1},
+                "spec": {"scaleTargetRef": {"name": name}, "policy": "predictive",
+                         "minReplicas": 1, "maxReplicas": 8, "syncPeriodSeconds": 1,
+                         "capacity": {"requestsPerSecond": 4.0, "concurrency": 24},
+                         "metricsSource": src}}
+
+    broken = [cr(f"broken{i}", {"queue_depth":
+                                f"sum by ($by) (vllm:num_requests_waiting{{$sel}}) + {i} *"})
+              for i in range(n)]
+    no_backoff = Limits(source_backoff_s=0.001, source_backoff_max_transient_s=0.001,
+                        source_backoff_max_spec_s=0.001)
+    try:
+        time.sleep(8)  # full 5-s rate() windows
+        print("| autoscalers | back-off | first cycle | mean cycle after it "
+              "| Prometheus queries per cycle |")
+        print("|---|---|---:|---:|---:|")
+        for label, crs, limits in (("1 healthy", [cr("healthy")], Limits()),
+                                   (f"1 healthy + {n} broken", [cr("healthy"), *broken],
+                                    Limits()),
+                                   (f"1 healthy + {n} broken", [cr("healthy"), *broken],
+                                    no_backoff)):
+            source = PrometheusSource(PrometheusConfig(url=prom.url))
+            ctrl = Controller(MemoryKube(crs), source, backfill_s=0, limits=limits)
+            walls = []
+            for _ in range(cycles):
+                start = time.time()
+                t0 = time.perf_counter()
+                ctrl.cycle(start)
+                walls.append(time.perf_counter() - t0)
+                time.sleep(max(0.0, 1.0 - (time.time() - start)))
+            ctrl.close()
+            on = "off (1 ms)" if limits is no_backoff else "on (5 s doubling)"
+            rest = walls[1:]
+            print(f"| {label} | {on} | {walls[0]:.3f} s | {sum(rest) / len(rest):.3f} s "
+                  f"| {source.queries_sent / cycles:.1f} |", flush=True)
+    finally:
+        prom.cleanup()
+        exporter.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--broken", type=int, default=0, metavar="N",
+                    help="instead: mean cycle with N broken metrics sources (issue 14)")
+    ap.add_argument("--cycles", type=int, default=30, help="cycles per --broken run")
     ap.add_argument("--counts", default="10,100,1000")
     ap.add_argument("--measure", type=float, default=120.0, help="seconds measured per count")
     ap.add_argument("--warmup", type=float, default=60.0,
@@ -125,6 +222,9 @@ def main() -> None:
     ap.add_argument("--profile", default=None, metavar="FILE",
                     help="run the controller under cProfile, writing FILE (last count only)")
     args = ap.parse_args()
+    if args.broken:
+        broken_sources(args.broken, args.cycles)
+        return
     binaries = Binaries.in_dir(binaries_dir())
     if binaries.missing():
         binaries = build_binaries()

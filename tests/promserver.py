@@ -185,6 +185,9 @@ class ScriptedExporter:
         self.counters: dict[tuple[str, tuple[tuple[str, str], ...]],
                             tuple[float, float, float]] = {}
         """(name, labels) -> (value at t0, t0, rate per second)."""
+        self.gauge_times: dict[tuple[tuple[str, str], ...], float | None] = {}
+        """Labels -> an explicit sample timestamp for their gauges: None for the scrape's
+        own time, a number to freeze it (see ``timestamp_gauges``, ``freeze_gauges``)."""
         self.delay_s = 0.0
         self.port = free_port()
         registry = CollectorRegistry(auto_describe=False)
@@ -247,6 +250,22 @@ class ScriptedExporter:
         self.set_counter_rate(f"{name}_sum", labels, sum_rate)
         self.set_counter_rate(f"{name}_count", labels, cumulative_rates["+Inf"])
 
+    def timestamp_gauges(self, labels: Mapping[str, str]) -> None:
+        """Expose every series of ``labels`` (gauges, counters, histograms) with explicit
+        timestamps (the scrape's time), so
+        ``freeze_gauges`` can later stop them without Prometheus seeing a change of kind
+        (a series that switches to explicit timestamps gets a staleness marker)."""
+        with self.lock:
+            self.gauge_times[self._labels(labels)] = None
+
+    def freeze_gauges(self, labels: Mapping[str, str], at: float) -> None:
+        """Every series of ``labels`` is exposed with the explicit timestamp ``at`` from
+        now on: Prometheus (honouring timestamps) keeps that one sample and writes no staleness
+        marker, so the series' newest sample grows old, as behind a stuck federation. Call
+        ``timestamp_gauges`` for them before their first scrape."""
+        with self.lock:
+            self.gauge_times[self._labels(labels)] = at
+
     def reset_counters(self, labels: Mapping[str, str]) -> None:
         """A pod restart: its counters start again from 0 at their current rates."""
         now = time.time()
@@ -268,6 +287,12 @@ class ScriptedExporter:
         v0, t0, rate = self.counters[key]
         return v0 + rate * (now - t0)
 
+    def _stamp(self, labels: tuple[tuple[str, str], ...], now: float) -> float | None:
+        """The explicit timestamp of a series of ``labels`` (None: Prometheus' scrape time)."""
+        if labels not in self.gauge_times:
+            return None
+        return self.gauge_times[labels] or now
+
     def collect(self) -> Iterable[Metric]:
         now = time.time()
         with self.lock:
@@ -275,7 +300,7 @@ class ScriptedExporter:
             for (name, labels), value in self.gauges.items():
                 fam = by_name.setdefault(name, GaugeMetricFamily(
                     name, name, labels=[k for k, _ in labels]))
-                fam.add_metric([v for _, v in labels], value)
+                fam.add_metric([v for _, v in labels], value, timestamp=self._stamp(labels, now))
             histograms: dict[tuple[str, tuple[tuple[str, str], ...]],
                              dict[str, float]] = {}
             for (name, labels), _ in self.counters.items():
@@ -291,14 +316,16 @@ class ScriptedExporter:
                     base = name.removesuffix("_total")
                     fam = by_name.setdefault(name, CounterMetricFamily(
                         base, base, labels=[k for k, _ in labels]))
-                    fam.add_metric([v for _, v in labels], value)
+                    fam.add_metric([v for _, v in labels], value,
+                                   timestamp=self._stamp(labels, now))
             for (base, plain), parts in histograms.items():
                 fam = by_name.setdefault(base, HistogramMetricFamily(
                     base, base, labels=[k for k, _ in plain]))
                 buckets = sorted(((k.removeprefix("_bucket"), v) for k, v in parts.items()
                                   if k.startswith("_bucket")), key=lambda kv: float(kv[0]))
                 fam.add_metric([v for _, v in plain], buckets=buckets,
-                               sum_value=parts.get("_sum", 0.0))
+                               sum_value=parts.get("_sum", 0.0),
+                               timestamp=self._stamp(plain, now))
             return list(by_name.values())
 
 

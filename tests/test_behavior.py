@@ -235,7 +235,6 @@ def test_scale_events_are_stored_only_with_behavior() -> None:
     assert legacy.state.scale_up_events == ()
     with_b = apply_behavior(8, current=5, state=State(), spec=spec(DEFAULT), now=NOW)
     assert with_b.state.scale_up_events == ((NOW, 3),)
-    assert with_b.state.last_scale_time == NOW
 
 
 def test_store_scale_event_replaces_the_last_outdated_event_like_upstream() -> None:

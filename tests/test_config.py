@@ -76,7 +76,7 @@ def test_a_bad_spec_file_names_the_file_line_and_field(
 
 
 def test_a_cross_field_error_names_the_file() -> None:
-    with pytest.raises(SpecError, match=r"^s\.yaml: minReplicas: 20"):
+    with pytest.raises(SpecError, match=r"^s\.yaml:7: minReplicas: 20"):
         parse_spec(MINIMAL + "minReplicas: 20\n", source="s.yaml")
 
 

@@ -8,6 +8,7 @@ again against a real API server in tests/e2e.
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,10 +16,11 @@ from typing import Any
 import pytest
 from promfake import MeaningPrometheus
 
-from autoscaler.controller.kube import Conflict, NotFound, ScaleInfo
+from autoscaler.controller.kube import ApiUnavailable, Competitor, Conflict, NotFound, ScaleInfo
 from autoscaler.controller.loop import Controller
 from autoscaler.controller.resource import TargetRef
-from autoscaler.metrics.source import RangeSeries, Sample
+from autoscaler.controller.settings import Limits
+from autoscaler.metrics.source import QueryError, RangeSeries, Sample
 
 NS = "llm"
 
@@ -31,6 +33,8 @@ class FakeKube:
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     scale_writes: list[tuple[str, int]] = field(default_factory=list)
+    competitors: list[Competitor] = field(default_factory=list)
+    competitor_lists: int = 0
 
     def list_autoscalers(self, namespace: str | None) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for o in self.autoscalers.values()]
@@ -62,6 +66,10 @@ class FakeKube:
                      reason: str, message: str) -> None:
         self.events.append((involved["name"], reason, message))
 
+    def list_competitors(self, namespace: str) -> list[Competitor]:
+        self.competitor_lists += 1
+        return list(self.competitors)
+
 
 @dataclass
 class FakePrometheus:
@@ -74,10 +82,21 @@ class FakePrometheus:
     up: bool = True
     now: float = 0.0
     queries: int = 0
+    newest_sample: float | None = None
+    """Time of every target's newest sample (None: one second before the query)."""
+    broken: str = "\0"
+    """Queries containing this text are rejected as bad PromQL (HTTP 400)."""
+    hang: threading.Event | None = None
+    """While set to an unset Event, queries wait for it (a hung Prometheus)."""
+    sent: list[str] = field(default_factory=list)
+    in_flight: set[str] = field(default_factory=set)
+    max_in_flight_sources: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _store(self, t: float) -> MeaningPrometheus:
         store = MeaningPrometheus(up=self.up)
-        times = [t - 1.0 - 15.0 * k for k in range(8)][::-1]
+        newest = t - 1.0 if self.newest_sample is None else self.newest_sample
+        times = [newest - 15.0 * k for k in range(8)][::-1]
         for wl, rate in self.rates.items():
             for pod in (f"{wl}-0", f"{wl}-1"):
                 labels = {"namespace": NS, "workload": wl, "pod": pod}
@@ -87,14 +106,29 @@ class FakePrometheus:
         return store
 
     def query(self, promql: str, at: float | None = None) -> list[Sample]:
-        self.queries += 1
+        self._fault(promql)
         t = at if at is not None else self.now
         return self._store(t).query(promql, t)
 
     def query_series(self, promql: str, at: float | None = None) -> list[RangeSeries]:
-        self.queries += 1
+        self._fault(promql)
         t = at if at is not None else self.now
         return self._store(t).query_series(promql, t)
+
+    def _fault(self, promql: str) -> None:
+        """Count the query, then misbehave as told: hang, or reject it as bad PromQL."""
+        with self.lock:
+            self.queries += 1
+            self.sent.append(promql)
+        if self.hang is not None:
+            selector = promql.partition("{")[2].partition("}")[0]
+            with self.lock:
+                self.in_flight.add(selector)
+                self.max_in_flight_sources = max(self.max_in_flight_sources,
+                                                 len(self.in_flight))
+            self.hang.wait()
+        if self.broken in promql:
+            raise QueryError(promql, "1:12: parse error: unexpected identifier")
 
     def query_range(self, promql: str, start: float, end: float,
                     step_s: float) -> list[RangeSeries]:
@@ -265,3 +299,170 @@ def test_an_edited_autoscaler_is_read_again() -> None:
     run(ctrl, prom, 1_000_015.0, 1)
     assert kube.deployments["chat"][0] == 3  # the new maxReplicas holds at once
     assert kube.statuses["chat"][-1]["observedGeneration"] == 2
+
+
+# --- faults (issue 14) ------------------------------------------------------------------------
+
+
+def conditions_of(kube: FakeKube, name: str) -> dict[str, dict[str, str]]:
+    return {c["type"]: c for c in kube.statuses[name][-1]["conditions"]}
+
+
+def test_hung_sources_are_waited_for_together_and_only_until_the_deadline() -> None:
+    # Three autoscalers on three distinct metrics sources (selectors), Prometheus hung.
+    # They used to be queried one after another, each until its timeout; now together, and
+    # the cycle stops waiting at the source deadline: every one holds, says why, and the
+    # loop goes on.
+    names = ("a", "b", "c")
+    kube = FakeKube(
+        autoscalers={n: autoscaler(n, metricsSource={"selector": f'job="{n}"'})
+                     for n in names},
+        deployments={n: [8, 8, 1] for n in names})
+    prom = FakePrometheus(rates={n: 4.0 for n in names}, hang=threading.Event())
+    ctrl = Controller(kube, prom, backfill_s=0,
+                      limits=Limits(source_deadline_s=0.2, cycle_deadline_s=5.0))
+    try:
+        run(ctrl, prom, 1_000_000.0, 1)
+        assert prom.max_in_flight_sources == 3  # all three sources asked at once
+        assert kube.scale_writes == []  # 4 req/s needs 2 of 8, but no data is not low load
+        for n in names:
+            metrics = conditions_of(kube, n)["MetricsAvailable"]
+            assert metrics["status"] == "False"
+            assert metrics["message"] == "metrics source did not answer within 0.2 s"
+        # Still hung next cycle: the round in flight is not sent again.
+        sent = len(prom.sent)
+        run(ctrl, prom, 1_000_015.0, 1)
+        assert len(prom.sent) == sent
+    finally:
+        prom.hang.set()
+        ctrl.close()
+
+
+def test_stale_metrics_make_one_event_however_old_they_get() -> None:
+    # The newest sample is stuck at t0 - 61 s: 61, 76, 91 ... s old. The status says how
+    # old; the Event says only what is wrong, once.
+    kube, prom, ctrl = world(replicas=8, rate=4.0)
+    t0 = 1_000_000.0
+    prom.newest_sample = t0 - 61.0
+    run(ctrl, prom, t0, 5)
+    warnings = [m for _, r, m in kube.events if r == "MetricsUnavailable"]
+    assert len(warnings) == 1
+    assert "s old" not in warnings[0] and "stale" in warnings[0]
+    assert kube.scale_writes == []
+
+
+def test_a_broken_source_is_backed_off_and_the_healthy_one_is_not() -> None:
+    kube = FakeKube(autoscalers={
+        "good": autoscaler("good"),
+        "bad": autoscaler("bad", metricsSource={
+            "selector": 'job="bad"',
+            "queries": {"queue_depth": "sum by ($by) (broken_metric{$sel})"}})},
+        deployments={"good": [2, 2, 1], "bad": [2, 2, 1]})
+    prom = FakePrometheus(rates={"good": 20.0, "bad": 20.0}, broken="broken_metric")
+    ctrl = Controller(kube, prom, backfill_s=0)
+    run(ctrl, prom, 1_000_000.0, 10)  # t = 0, 15, ..., 135 s
+    ctrl.close()
+    bad = [q for q in prom.sent if 'job="bad"' in q]
+    tries = [q for q in bad if "broken_metric" in q]
+    good_rounds = [q for q in prom.sent if 'job="bad"' not in q and q.startswith("count by")]
+    # Back-off 5, 10, 20, 40, 80 s after failures 1..5, counted from each try: tries at
+    # t = 0, 15 (> 0 + 5), 30 (>= 15 + 10), 60 (>= 30 + 20), 105 (>= 60 + 40); the next
+    # not before 105 + 80 = 185 s. Without back-off: 10 tries.
+    assert len(tries) == 5
+    # The first try is a whole round (the request counter's series, the pods count and the
+    # vLLM preset's 8, the broken override among them); each retry sends the rejected
+    # query alone: 10 + 4 x 1 = 14.
+    assert len(bad) == 14
+    assert len(good_rounds) == 10
+    assert conditions_of(kube, "good")["MetricsAvailable"]["status"] == "True"
+    bad = conditions_of(kube, "bad")["MetricsAvailable"]
+    assert bad["status"] == "False" and "bad query" in bad["message"]
+    assert len([r for n, r, _ in kube.events if n == "bad" and r == "MetricsUnavailable"]) == 1
+
+
+@pytest.mark.parametrize(("target", "writes"), [
+    pytest.param("chat", False, id="an HPA on our workload: no write at all"),
+    pytest.param("other", True, id="an HPA on another workload: ours is scaled"),
+])
+def test_a_competing_autoscaler_is_found_before_the_first_write(target: str,
+                                                                writes: bool) -> None:
+    kube, prom, ctrl = world(rate=20.0)
+    kube.competitors = [Competitor("HorizontalPodAutoscaler", "chat-hpa", "Deployment", target)]
+    run(ctrl, prom, 1_000_000.0, 3)
+    assert bool(kube.scale_writes) is writes
+    active = conditions_of(kube, "chat")["ScalingActive"]
+    if writes:
+        assert active["status"] == "True"
+    else:
+        assert (active["status"], active["reason"]) == ("False", "ConflictingAutoscaler")
+        assert "HorizontalPodAutoscaler llm/chat-hpa" in active["message"]
+        assert [r for _, r, _ in kube.events] == ["ConflictingAutoscaler"]
+
+
+def test_scaling_resumes_once_the_competitor_is_gone_within_the_list_ttl() -> None:
+    kube, prom, ctrl = world(rate=20.0)
+    kube.competitors = [Competitor("ScaledObject", "chat-keda", "Deployment", "chat")]
+    run(ctrl, prom, 1_000_000.0, 2)  # t = 0, 15
+    kube.competitors = []
+    run(ctrl, prom, 1_000_030.0, 2)  # t = 30, 45: the list read at t = 0 is still used
+    assert kube.scale_writes == []
+    run(ctrl, prom, 1_000_060.0, 1)  # t = 60 >= 0 + 60 s TTL: read again, and write
+    assert kube.scale_writes == [("chat", 4)]
+    assert kube.competitor_lists == 2
+
+
+def test_no_write_once_the_lease_watchdog_says_no() -> None:
+    kube, prom, _ = world(rate=20.0)
+    ctrl = Controller(kube, prom, may_write=lambda: False)
+    run(ctrl, prom, 1_000_000.0, 2)
+    assert kube.scale_writes == []
+    assert kube.statuses["chat"][-1]["desiredReplicas"] == 4  # decided, not written
+
+
+def test_the_cycle_deadline_leaves_the_rest_due_for_the_next_cycle() -> None:
+    kube = FakeKube(autoscalers={f"m{i}": autoscaler(f"m{i}") for i in range(4)},
+                    deployments={f"m{i}": [2, 2, 1] for i in range(4)})
+    prom = FakePrometheus(rates={f"m{i}": 5.0 for i in range(4)})
+    ticks = iter([0.0, 0.0, 1.0, 2.0, 30.0] + [30.0] * 50)  # past the 20-s deadline at #3
+    ctrl = Controller(kube, prom, backfill_s=0, monotonic=lambda: next(ticks))
+    first = ctrl.cycle(1_000_000.0)
+    assert len(first) < 4
+    second = ctrl.cycle(1_000_001.0)  # 1 s later: only the ones the deadline cut off
+    assert sorted(o.name for o in first + second) == ["m0", "m1", "m2", "m3"]
+
+
+def test_the_back_off_survives_cycles_where_its_autoscaler_is_not_due() -> None:
+    # "bad" decides every 30 s, "good" every 15 s: every other cycle only "good" is due,
+    # and the broken source's back-off must not be forgotten in between.
+    kube = FakeKube(autoscalers={
+        "good": autoscaler("good"),
+        "bad": autoscaler("bad", syncPeriodSeconds=30, metricsSource={
+            "selector": 'job="bad"',
+            "queries": {"queue_depth": "sum by ($by) (broken_metric{$sel})"}})},
+        deployments={"good": [2, 2, 1], "bad": [2, 2, 1]})
+    prom = FakePrometheus(rates={"good": 20.0, "bad": 20.0}, broken="broken_metric")
+    ctrl = Controller(kube, prom, backfill_s=0)
+    run(ctrl, prom, 1_000_000.0, 12)  # t = 0, 15, ..., 165 s; "bad" due at 0, 30, ..., 150
+    ctrl.close()
+    tries = [q for q in prom.sent if 'job="bad"' in q and "broken_metric" in q]
+    full_rounds = [q for q in prom.sent if 'job="bad"' in q and q.startswith("count by")]
+    # Due at t = 0, 30, 60, 90, 120, 150; back-off 5, 10, 20, 40, 80 s from each try:
+    # tries at 0, 30 (>= 5), 60 (>= 40), 90 (>= 80), 150 (>= 90 + 40 = 130); not 120.
+    assert len(tries) == 5
+    assert len(full_rounds) == 1  # the first try was a whole round; the rest, one query
+
+
+def test_a_failed_competitor_check_blocks_that_cycle_only() -> None:
+    kube, prom, ctrl = world(rate=20.0)
+
+    def unavailable(namespace: str) -> list[Competitor]:
+        raise ApiUnavailable("GET horizontalpodautoscalers: ReadTimeoutError")
+
+    kube.list_competitors = unavailable  # type: ignore[method-assign]
+    run(ctrl, prom, 1_000_000.0, 1)
+    assert kube.scale_writes == []  # could not look: did not write
+    active = conditions_of(kube, "chat")["ScalingActive"]
+    assert active["reason"] == "CompetitorCheckFailed" and "cannot check" in active["message"]
+    del kube.list_competitors  # answers again
+    run(ctrl, prom, 1_000_015.0, 1)
+    assert kube.scale_writes == [("chat", 4)]

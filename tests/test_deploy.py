@@ -472,6 +472,9 @@ CLUSTER_RULES = {
     ("apps", "statefulsets"): {"get", "list", "watch"},
     ("apps", "deployments/scale"): {"get", "update", "patch"},
     ("apps", "statefulsets/scale"): {"get", "update", "patch"},
+    # Read only: an HPA or KEDA ScaledObject on the same workload stops our writes.
+    ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch"},
+    ("keda.sh", "scaledobjects"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
@@ -598,7 +601,8 @@ def test_the_service_monitor_scrapes_the_metrics_port() -> None:
 
 BASE_KINDS = Counter({"CustomResourceDefinition": 1, "Namespace": 1, "ServiceAccount": 1,
                       "ClusterRole": 1, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
-                      "Deployment": 1, "Service": 1})
+                      "Deployment": 1, "Service": 1, "NetworkPolicy": 1,
+                      "PodDisruptionBudget": 1})
 
 
 def test_the_kustomization_lists_files_that_exist() -> None:
@@ -620,6 +624,34 @@ def test_kubectl_kustomize_renders_the_base() -> None:
     assert Counter(d["kind"] for d in docs) == BASE_KINDS
     check_controller(docs)
     assert by_kind(docs)["CustomResourceDefinition"] == build_crd()
+
+
+def check_guards(docs: list[dict[str, Any]]) -> None:
+    """The NetworkPolicy and PodDisruptionBudget select exactly the controller's pods, and
+    the policy opens exactly the ports the controller uses."""
+    objs = by_kind(docs)
+    pod_labels = objs["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    policy, pdb = objs["NetworkPolicy"], objs["PodDisruptionBudget"]
+    for selector in (policy["spec"]["podSelector"], pdb["spec"]["selector"]):
+        match = selector["matchLabels"]
+        assert match and match.items() <= pod_labels.items()
+    assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    container = objs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    served = {p["containerPort"] for p in container["ports"]}
+    ingress = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert ingress == served == {8080, 6443}
+    egress = {(p["port"], p["protocol"]) for rule in policy["spec"]["egress"]
+              for p in rule["ports"]}
+    # DNS both ways, the API server (Service 443, endpoint 6443), Prometheus (9090, 9091).
+    assert egress == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP"), (9090, "TCP"),
+                      (9091, "TCP")}
+    # With 2 replicas, a drain may take one at a time: the standby keeps the lease.
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in pdb["spec"]
+
+
+def test_the_base_has_a_network_policy_and_a_disruption_budget() -> None:
+    check_guards(kustomize_docs(DEPLOY))
 
 
 def test_the_base_holds_the_controller_and_nothing_else() -> None:
@@ -770,6 +802,7 @@ def test_helm_renders_the_same_objects_as_the_kustomize_base() -> None:
     # Helm leaves the namespace to `--create-namespace`; everything else is the base's.
     assert Counter(d["kind"] for d in docs) == BASE_KINDS - Counter({"Namespace": 1})
     check_controller(docs)
+    check_guards(docs)
     base = kustomize_docs(DEPLOY)
     for kind in ("ClusterRole", "Role"):
         assert grants(by_kind(docs)[kind]["rules"]) == grants(by_kind(base)[kind]["rules"])

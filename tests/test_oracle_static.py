@@ -1,4 +1,4 @@
-"""The oracle (perfect foresight) and the static policy."""
+"""The replay-only hindsight baseline (policy ``oracle``) and the static policy."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.core import PolicyKind, Reason, Snapshot, State, decide
-from autoscaler.core.policies.oracle import BURST_DRAIN_FRACTION, STEADY_BIN_S
 from autoscaler.core.spec import Capacity, Spec
+from autoscaler.sim.hindsight import BURST_DRAIN_FRACTION, STEADY_BIN_S, plan
 
 CAP = Capacity(requests_per_second=4.0, concurrency=20.0)
 
@@ -24,8 +24,7 @@ def test_the_oracle_provisions_for_a_jump_one_cold_start_ahead() -> None:
     # The worked example of the oracle's docstring: 10 req/s now, 13 req/s from now + 130 s,
     # 5 s bins; the window [now, now + 135 s] holds the jump, so 4 replicas, not 3.
     rates = tuple([10.0] * 26 + [13.0] * 10)
-    decision, _ = decide(Snapshot(current_replicas=3, ready_replicas=3, future_rates=rates,
-                                  future_resolution_s=5.0), State(), _oracle(), 0.0)
+    decision = plan(rates, 5.0, _oracle())
     assert decision.valid
     assert decision.replicas == 4
     assert decision.reason == Reason.FORESIGHT
@@ -35,8 +34,7 @@ def test_the_oracle_plans_over_the_whole_window_the_replay_gives_it() -> None:
     # The replay passes [now, now + longest cold start + actuation + sync]; a jump at 170 s
     # (a late replica's start) is inside it and must be covered.
     rates = tuple([10.0] * 34 + [40.0] * 2)
-    decision, _ = decide(Snapshot(3, 3, future_rates=rates, future_resolution_s=5.0), State(),
-                         _oracle(), 0.0)
+    decision = plan(rates, 5.0, _oracle())
     assert decision.replicas == 10
 
 
@@ -53,12 +51,11 @@ def test_the_oracle_plans_over_the_whole_window_the_replay_gives_it() -> None:
 def test_the_oracle_takes_the_fewest_replicas_that_cover_the_peak(
     rate: float, expected: int
 ) -> None:
-    decision, _ = decide(Snapshot(1, 1, future_rates=(rate,) * 40, future_resolution_s=5.0),
-                         State(), _oracle(), 0.0)
+    decision = plan((rate,) * 40, 5.0, _oracle())
     assert decision.replicas == expected
 
 
-def test_the_oracle_without_foresight_holds_and_says_why() -> None:
+def test_the_core_holds_an_oracle_spec_because_only_the_replay_has_the_future() -> None:
     decision, state = decide(Snapshot(3, 3), State(), _oracle(), 0.0)
     assert not decision.valid
     assert decision.replicas == 3
@@ -90,8 +87,7 @@ def test_the_oracle_is_the_fewest_replicas_passing_both_tests_within_bounds(
     rates: list[float], res: float, min_r: int, extra: int
 ) -> None:
     spec = _oracle(min_replicas=min_r, max_replicas=max(1, min_r + extra))
-    decision, _ = decide(Snapshot(1, 1, future_rates=tuple(rates), future_resolution_s=res),
-                         State(), spec, 0.0)
+    decision = plan(tuple(rates), res, spec)
     assert spec.min_replicas <= decision.replicas <= spec.max_replicas
     expected = _slow_oracle(rates, res, CAP.requests_per_second, spec.slo.ttft_seconds)
     assert decision.recommendation == expected
@@ -110,8 +106,7 @@ def test_the_oracle_covers_bursts_shorter_than_its_averaging_bin(
     rates: list[float], expected: int
 ) -> None:
     # The worked example of replicas_for_window: with SLO 2 s the backlog must drain in 1 s.
-    decision, _ = decide(Snapshot(1, 1, future_rates=tuple(rates), future_resolution_s=1.0),
-                         State(), _oracle(), 0.0)
+    decision = plan(tuple(rates), 1.0, _oracle())
     assert decision.replicas == expected
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 
 import numpy as np
@@ -16,8 +15,6 @@ from autoscaler.sim.profiles import load_profile
 from autoscaler.sim.replay import replay
 from autoscaler.traces.model import Trace
 
-# The package re-exports the function under the module's name; fetch the module.
-decide_module = importlib.import_module("autoscaler.core.decide")
 P8 = load_profile("llama3-8b-h100")
 PROMPT, OUTPUT = 1000, 200
 # Hand-derived capacity of one 8B replica at full batch (256) for 1,000/200 tokens:
@@ -125,12 +122,10 @@ def rate_following_policy(snapshot: Snapshot, state: State, spec: Spec,
 
 @pytest.mark.parametrize("outage", [pytest.param(True, id="outage"),
                                     pytest.param(False, id="no outage")])
-def test_no_scale_down_happens_while_metrics_are_missing(
-        monkeypatch: pytest.MonkeyPatch, outage: bool) -> None:
-    monkeypatch.setitem(decide_module.POLICIES, PolicyKind.STATIC, rate_following_policy)
+def test_no_scale_down_happens_while_metrics_are_missing(outage: bool) -> None:
     trace = poisson_trace([(600.0, 30.0), (1200.0, 1.0)])
     spec = Spec(max_replicas=10, capacity=Capacity(10.0, 100.0), policy=PolicyKind.STATIC)
-    res = replay(trace, spec, P8, initial_replicas=3,
+    res = replay(trace, spec, P8, initial_replicas=3, decide=rate_following_policy,
                  metrics_outage=[(500.0, 1500.0)] if outage else ())
     tl = res.timeline
     during = (tl.t_s >= 660) & (tl.t_s < 1440)

@@ -22,6 +22,14 @@ from autoscaler.errors import AutoscalerError
 
 Runner = Callable[[argparse.Namespace], int]
 
+EXIT_CODES = f"""exit codes:
+  {c.EXIT_OK}    done
+  {c.EXIT_TRANSIENT}    a dependency failed in a way that may pass (Prometheus unreachable, a
+       timeout): retrying later may help
+  {c.EXIT_SPEC}    bad input (an option, a file, a spec): the one line on stderr names the file
+       and line, or the option or field and its allowed range
+  {c.EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
+
 # command -> (module, its add-parser function, its run function), in --help order.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "replay": ("autoscaler.cli.replay", "add_parser", "run"),
@@ -47,7 +55,8 @@ def version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = c.Parser(prog="autoscaler", description=(__doc__ or "").splitlines()[0])
+    parser = c.Parser(prog="autoscaler", description=(__doc__ or "").splitlines()[0],
+                      epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"autoscaler {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module, add, _ in COMMANDS.values():
@@ -72,12 +81,24 @@ def _command_name(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns its exit code (argparse's own exits, --help, --version and
+    usage errors, are returned too, so callers always get a code)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else c.EXIT_SPEC
     name = _command_name(args)
     try:
         return _runner(args.command)(args)
     except AutoscalerError as exc:
         return c.report_error(name, exc)
+    except MemoryError:
+        # The last resort for inputs whose size we could not bound up front (the loaders
+        # estimate memory before they allocate; this catches what they miss).
+        print(c.one_line(f"autoscaler {name}: error: out of memory; the input is too large "
+                         "for this machine (a shorter trace, a smaller --rate-scale or "
+                         "--engine fluid needs less)"), file=sys.stderr)
+        return c.EXIT_SPEC
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return c.EXIT_INTERRUPTED

@@ -20,7 +20,9 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 from autoscaler.errors import AutoscalerError, SpecError, TransientError
 
 if TYPE_CHECKING:
-    from autoscaler.core.spec import PolicyKind
+    from autoscaler.config import SpecDocument
+    from autoscaler.core.spec import Capacity, PolicyKind, Spec
+    from autoscaler.replaying import ReplayOptions
     from autoscaler.sim.profiles import ReplicaProfile
     from autoscaler.traces.model import Trace
 
@@ -83,9 +85,9 @@ class Range:
             noun += f" of {self.unit}"
         parts = []
         if self.low is not None:
-            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+            parts.append(f"{'>' if self.low_open else '>='} {_num(self.low)}")
         if self.high is not None:
-            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+            parts.append(f"{'<' if self.high_open else '<='} {_num(self.high)}")
         return noun + (" " + " and ".join(parts) if parts else "")
 
     def check(self, value: float) -> bool:
@@ -114,6 +116,11 @@ class Range:
         return int(self.parse(option, text))
 
 
+def _num(x: float) -> str:
+    """4294967295 stays 4294967295 (not 4.29497e+09); 0.001 stays 0.001."""
+    return str(int(x)) if x == int(x) and abs(x) < 1e15 else f"{x:g}"
+
+
 def number(rng: Range) -> Callable[[str], float]:
     """An argparse ``type=`` for a float in ``rng``."""
     def parse(text: str) -> float:
@@ -140,6 +147,22 @@ NON_NEGATIVE_INT = Range(low=0, whole=True)
 SEED = Range(low=0, high=2**32 - 1, whole=True)
 
 
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+
+
+def seconds(option: str, text: str, allowed: str) -> float:
+    """``"90"``, ``"90s"``, ``"15m"``, ``"1.5h"``, ``"2d"`` -> seconds (finite, >= 0)."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([smhd]?)\s*", text)
+    if m is None:
+        raise SpecError(option, text, allowed)
+    value = float(m.group(1)) * _UNIT_S[m.group(2)]
+    if not math.isfinite(value):
+        raise SpecError(option, text, allowed)
+    return value
+
+
 # --- policy lists -------------------------------------------------------------------------
 
 def policy_list(option: str, text: str,
@@ -152,6 +175,8 @@ def policy_list(option: str, text: str,
     words = f"comma-separated names from {', '.join(k.value for k in kinds)}, each once"
     names = [n.strip().lower() for n in str(text).split(",") if n.strip()]
     by_name = {k.value: k for k in kinds}
+    if PolicyKind.HINDSIGHT in kinds:
+        by_name["oracle"] = PolicyKind.HINDSIGHT  # its old name, still accepted
     if not names:
         raise SpecError(option, text, words)
     for i, n in enumerate(names):
@@ -221,10 +246,130 @@ def load_trace_input(path: str | None, trace_format: str | None, *, seed: int = 
 
 
 def load_profile_input(name: str) -> ReplicaProfile:
-    """A built-in profile name or a profile YAML file."""
-    from autoscaler.sim.profiles import load_profile
+    """A built-in profile name or a profile YAML file (a binary or non-UTF-8 file is one
+    line naming it and its line, before the profile loader reads it as text)."""
+    from pathlib import Path
 
+    from autoscaler.sim.profiles import builtin_profiles, load_profile
+
+    path = Path(name)
+    if name not in builtin_profiles() and path.is_file():
+        try:
+            with path.open("rb") as fh:
+                raw = fh.read(1 << 20)
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise SpecError("--profile", name, "", source=f"{name}:{line}",
+                            problem=f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); expected "
+                            "a profile YAML file") from exc
+        except OSError:
+            pass  # the loader names the file and the reason
     return load_profile(name)
+
+
+def load_spec_input(path: str) -> Spec:
+    """A spec file as ``--spec`` and ``validate`` read it: a bare spec, or a whole
+    ``InferenceAutoscaler`` checked as the controller checks it."""
+    from autoscaler.config import CUSTOM_RESOURCE_KIND, read_spec_file, spec_from_document
+
+    doc = read_spec_file(path)
+    if isinstance(doc.data, dict) and doc.data.get("kind") == CUSTOM_RESOURCE_KIND:
+        return custom_resource_spec(doc)
+    return spec_from_document(doc)
+
+
+def custom_resource_spec(doc: SpecDocument) -> Spec:
+    """The spec of an ``InferenceAutoscaler`` document; every schema error at once, each
+    with its line."""
+    from pydantic import ValidationError
+
+    from autoscaler.config import validation_error
+    from autoscaler.controller.resource import InferenceAutoscalerSpecModel, parse_autoscaler
+
+    data = doc.data
+    if not isinstance(data.get("spec"), dict):
+        raise SpecError("spec", data.get("spec"), "", source=doc.where(("spec",)),
+                        problem="required, but missing (an InferenceAutoscaler needs a spec "
+                        "mapping)")
+    try:
+        InferenceAutoscalerSpecModel.model_validate(data["spec"])
+    except ValidationError as exc:
+        raise validation_error(exc, doc, ("spec",), InferenceAutoscalerSpecModel,
+                               "spec.") from exc
+    try:
+        return parse_autoscaler(data).spec
+    except SpecError as exc:  # a cross-field rule: find the line of the field it names
+        loc = tuple(exc.field.split("[")[0].split("."))
+        raise SpecError(exc.field, exc.value, exc.allowed, source=doc.where(loc)) from exc
+
+
+MAX_SECRET_BYTES = 1 << 20
+"""Tokens and passwords are short; a larger file is the wrong file."""
+
+
+def read_text_file(option: str, path: str, limit: int = MAX_SECRET_BYTES) -> str:
+    """The UTF-8 text of a small file (a token, a password); one line naming ``option``
+    and the file when it is missing, unreadable, too large or binary."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise SpecError(option, path, "", source=path,
+                        problem=f"cannot read it ({exc.strerror or exc})") from exc
+    if len(raw) > limit:
+        raise SpecError(option, path, "", source=path,
+                        problem=f"over {limit:,} bytes: not a token or password file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(option, path, "", source=path,
+                        problem=f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                        f"{exc.start})") from exc
+
+
+# --- the replay's derived inputs ------------------------------------------------------------
+
+def derive_specs(trace: Trace, profile: ReplicaProfile,
+                 options: ReplayOptions) -> tuple[Capacity, dict[PolicyKind, Spec]]:
+    """One replica's capacity and each policy's spec for this trace, with an error that
+    blames the trace (and names the options that scale it) when the trace is what makes
+    them impossible: a prompt of 10^12 tokens is not the SLO's fault, nor a count of 10^12
+    requests in one second ``maxReplicas``'s."""
+    from autoscaler.core.defaults import MAX_REPLICAS_LIMIT
+    from autoscaler.replaying import capacity_for, default_specs, peak_rate
+
+    try:
+        capacity = capacity_for(trace, profile, options.slo_ttft_s)
+    except SpecError as exc:
+        if exc.field != "slo.ttftSeconds":
+            raise
+        prompt = _prompt_summary(trace)
+        raise SpecError(f"trace {trace.name}", None, "", problem=(
+            f"an idle {profile.name} replica misses the TTFT SLO of {options.slo_ttft_s:g} s "
+            f"on this trace's requests ({prompt}); check the trace's token columns, or "
+            f"raise --slo-ttft ({exc.allowed})")) from exc
+    try:
+        specs = default_specs(trace, profile, capacity, options)
+    except SpecError as exc:
+        if exc.field != "maxReplicas" or options.max_replicas is not None:
+            raise
+        peak = peak_rate(trace)
+        needs = peak / capacity.requests_per_second
+        raise SpecError(f"trace {trace.name}", None, "", problem=(
+            f"its peak of {peak:.4g} requests/s needs {needs:.4g} replicas of {profile.name} "
+            f"(each holds {capacity.requests_per_second:.4g} requests/s at the SLO); at most "
+            f"{MAX_REPLICAS_LIMIT:,} are allowed: check the trace's timestamps and counts, "
+            "--rate-scale and --time-scale")) from exc
+    return capacity, specs
+
+
+def _prompt_summary(trace: Trace) -> str:
+    tokens = trace.prompt_tokens
+    if tokens is not None and len(tokens):
+        return f"prompts of {float(tokens.mean()):.4g} tokens on average, up to " \
+               f"{float(tokens.max()):.4g}"
+    return f"prompts of {trace.token_mix.mean_prompt_tokens:.4g} tokens on average"
 
 
 # --- outputs ------------------------------------------------------------------------------

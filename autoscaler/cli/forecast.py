@@ -39,10 +39,17 @@ def add_parser(subparsers: Any) -> None:
                     "between bins that expected >= 100 requests is a collection gap: missing)")
     bp.add_argument("--json", dest="json_out", default=None, metavar="FILE|-",
                     help="write the results as JSON to FILE, or to stdout with '-'")
+    bp.add_argument("--no-progress", action="store_true",
+                    help="no progress bar (terminal) or progress lines (pipe)")
 
 
-def _positive_int(option: str, text: str, allowed: str) -> int:
-    if not c.Range(low=1, whole=True).check(_float(text)):
+MAX_RESOLUTION_S = DAY_S
+MAX_HORIZON_S = 7 * DAY_S
+"""A week ahead: longer lead times are past what any policy plans for."""
+
+
+def _whole(option: str, text: str, high: int, allowed: str) -> int:
+    if not c.Range(low=1, high=high, whole=True).check(_float(text)):
         raise SpecError(option, text, allowed)
     return int(float(text))
 
@@ -55,20 +62,21 @@ def _float(text: str) -> float:
 
 
 def _parse(args: argparse.Namespace) -> tuple[int, list[int], list[str], float]:
-    res = _positive_int("--resolution", args.resolution, "a positive whole number of seconds")
-    allowed_h = f"comma-separated positive whole seconds, each a multiple of --resolution ({res})"
-    horizons = [_positive_int("--horizons", part.strip(), allowed_h)
+    res = _whole("--resolution", args.resolution, MAX_RESOLUTION_S,
+                 f"a whole number of seconds >= 1 and <= {MAX_RESOLUTION_S}")
+    allowed_h = (f"comma-separated whole seconds <= {MAX_HORIZON_S}, each a positive "
+                 f"multiple of --resolution ({res})")
+    horizons = [_whole("--horizons", part.strip(), MAX_HORIZON_S, allowed_h)
                 for part in str(args.horizons).split(",")]
-    bad = [h for h in horizons if h % res]
-    if bad:
+    if any(h % res for h in horizons):
         raise SpecError("--horizons", args.horizons, allowed_h)
     models = [m.strip() for m in str(args.models).split(",") if m.strip()]
     unknown = [m for m in models if m not in MODEL_NAMES]
     if unknown or not models:
         raise SpecError("--models", args.models,
                         f"comma-separated names from {', '.join(MODEL_NAMES)}")
-    train_days = c.Range(low=0, low_open=True, unit="days").parse("--train-days",
-                                                                   args.train_days)
+    train_days = c.Range(low=0, low_open=True, high=3650, unit="days").parse(
+        "--train-days", args.train_days)
     return res, horizons, models, train_days
 
 
@@ -81,11 +89,37 @@ def _row_json(r: BacktestRow) -> dict[str, Any]:
             "n": r.n, "fallbacks": r.fallbacks, "fits_by_model": dict(r.chosen)}
 
 
+def _backtest_with_progress(values: Any, res: int, horizons: list[int], models: list[str],
+                            train: int, *, enabled: bool) -> list[BacktestRow]:
+    """``backtest`` one model at a time, for a progress step per model (a 2-month trace
+    takes minutes per model). The baselines are scored in every call because they define
+    ``relative_mae``; only the first call's baseline rows are kept, and the rows come out in
+    ``backtest``'s own order (horizon, then model)."""
+    from autoscaler.forecast import BASELINES
+    from autoscaler.forecast.backtest import backtest
+
+    names = list(dict.fromkeys([*BASELINES, *models]))
+    extra = [m for m in names if m not in BASELINES]
+    by_key: dict[tuple[str, int], BacktestRow] = {}
+    with c.Progress(1 + len(extra), "forecast backtest", unit="model",
+                    enabled=enabled, min_interval_s=0.0) as bar:
+        for i, model in enumerate([None, *extra]):
+            part = backtest(values, resolution_s=float(res), horizons_s=horizons,
+                            models=[] if model is None else [model], train_steps=train,
+                            refit_every=max(1, DAY_S // res),
+                            max_history_steps=28 * DAY_S // res)
+            for row in part:
+                if (model is None) == (row.model in BASELINES) and (
+                        model is None or row.model == model):
+                    by_key[(row.model, row.horizon_s)] = row
+            bar.update(1, "baselines" if i == 0 else str(model))
+    return [by_key[(name, h)] for h in horizons for name in names if (name, h) in by_key]
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``forecast backtest``; returns the exit code (errors are raised)."""
     import numpy as np
 
-    from autoscaler.forecast.backtest import backtest
     from autoscaler.forecast.gaps import collection_gaps
 
     res, horizons, models, train_days = _parse(args)
@@ -102,9 +136,12 @@ def run(args: argparse.Namespace) -> int:
         raise SpecError("--train-days", args.train_days,
                         f"less than the trace's {values.shape[0] * res / DAY_S:.2f} days "
                         "minus the longest horizon")
-    rows = backtest(values, resolution_s=float(res), horizons_s=horizons, models=models,
-                    train_steps=train, refit_every=max(1, DAY_S // res),
-                    max_history_steps=28 * DAY_S // res)
+    if not args.no_progress:
+        c.note(f"forecast backtest: trace {trace.name}, {values.shape[0]:,} bins of {res} s "
+               f"({gaps} in collection gaps); train {train * res / DAY_S:g} days; "
+               f"horizons {', '.join(map(str, horizons))} s; models {', '.join(models)}")
+    rows = _backtest_with_progress(values, res, horizons, models, train,
+                                   enabled=not args.no_progress)
     doc = {"trace": {"name": trace.name}, "resolution_s": res,
            "train_s": train * res, "refit_every_s": DAY_S, "collection_gaps": gaps,
            "results": [_row_json(r) for r in rows]}

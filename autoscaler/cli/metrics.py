@@ -4,18 +4,21 @@ value is missing."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import sys
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from autoscaler.errors import SpecError
+from autoscaler.cli import common as c
+from autoscaler.errors import SpecError, TransientError
 from autoscaler.metrics.presets import PRESETS
 
 if TYPE_CHECKING:
     from autoscaler.metrics.source import PrometheusConfig
 
 DEFAULT_MAX_AGE_S = 60.0
+TIMEOUT = c.Range(low=0, low_open=True, high=300, unit="seconds")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -39,9 +42,10 @@ def add_parser(subparsers: Any) -> None:
     sp.add_argument("--workload-label", default="workload",
                     help="label naming the workload (default workload)")
     sp.add_argument("--window", default="1m", help="rate() range (default 1m)")
-    sp.add_argument("--max-age", type=float, default=DEFAULT_MAX_AGE_S, metavar="SECONDS",
+    sp.add_argument("--max-age", type=c.number(c.POSITIVE), default=DEFAULT_MAX_AGE_S,
+                    metavar="SECONDS",
                     help=f"older samples are stale (default {DEFAULT_MAX_AGE_S:g})")
-    sp.add_argument("--ready", type=int, default=None, metavar="N",
+    sp.add_argument("--ready", type=c.whole(c.NON_NEGATIVE_INT), default=None, metavar="N",
                     help="ready replicas of the target: sums over fewer reporting pods are "
                          "marked partial")
     sp.add_argument("--bearer-token-file", default=None, metavar="FILE")
@@ -49,7 +53,8 @@ def add_parser(subparsers: Any) -> None:
     sp.add_argument("--basic-auth-password-file", default=None, metavar="FILE")
     sp.add_argument("--ca-file", default=None, metavar="PEM",
                     help="CA bundle to verify an https Prometheus")
-    sp.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+    sp.add_argument("--timeout", type=c.number(TIMEOUT), default=5.0, metavar="SECONDS",
+                    help=f"per query ({TIMEOUT.describe()}; default 5)")
     sp.add_argument("--queries", action="store_true", help="also print each PromQL query")
     sp.add_argument("--json", dest="json_out", action="store_true",
                     help="print JSON instead of a table")
@@ -79,12 +84,11 @@ def _config(args: argparse.Namespace) -> PrometheusConfig:
         if args.basic_auth_password_file is None:
             raise SpecError("--basic-auth-password-file", None,
                             "a file holding the password (required with --basic-auth-user)")
-        try:
-            with open(args.basic_auth_password_file, encoding="utf-8") as fh:
-                basic = (args.basic_auth_user, fh.read().strip())
-        except OSError as exc:
-            raise SpecError("--basic-auth-password-file", args.basic_auth_password_file,
-                            f"a readable file ({exc.strerror})") from exc
+        basic = (args.basic_auth_user,
+                 c.read_text_file("--basic-auth-password-file",
+                                  args.basic_auth_password_file).strip())
+    if args.bearer_token_file is not None:  # read by the source; checked here for one line
+        c.read_text_file("--bearer-token-file", args.bearer_token_file)
     return PrometheusConfig(url=args.prometheus, bearer_token_file=args.bearer_token_file,
                             basic_auth=basic, ca_file=args.ca_file, timeout_s=args.timeout)
 
@@ -100,16 +104,23 @@ def _run_show(args: argparse.Namespace) -> int:
     from autoscaler.metrics.presets import get_preset
     from autoscaler.metrics.source import PrometheusSource
 
-    target = TargetKey.parse(args.target)
+    check_common(args)
+    check_url("--prometheus", args.prometheus)
+    target = _as_option("--target", TargetKey.parse, args.target)
     if args.ready is not None and args.ready < 0:
         raise SpecError("--ready", args.ready, ">= 0")
-    cfg = CollectorConfig(preset=get_preset(args.preset), selector=args.selector,
-                          namespace_label=args.namespace_label,
+    cfg = CollectorConfig(preset=_as_option("--preset", get_preset, args.preset),
+                          selector=args.selector, namespace_label=args.namespace_label,
                           workload_label=args.workload_label, window=args.window,
                           max_age_s=args.max_age, recorded=args.recorded)
     source = PrometheusSource(_config(args))
     now = time.time()
     cycle = Collector(source, cfg).collect(now, [target])
+    if "liveness" in cycle.errors:
+        # Nothing else was asked: the table would be all "error". One line, exit 1.
+        why = cycle.errors["liveness"]
+        raise TransientError(why if args.prometheus in why
+                             else f"Prometheus at {args.prometheus} did not answer: {why}")
     obs = cycle.observations[target]
     known = sorted(str(k) for k in cycle.observations if k != target)
     rows = []
@@ -121,25 +132,65 @@ def _run_show(args: argparse.Namespace) -> int:
            "at": now, "queries": cycle.queries, "query_wall_s": cycle.wall_s,
            "pods_reporting": obs.pods_reporting,
            "found": obs.newest_sample is not None, "errors": dict(cycle.errors), "signals": rows}
-    if args.json_out:
-        for row in doc["signals"]:  # JSON has no NaN: the status already says "nan"
-            if row["value"] is not None and not math.isfinite(row["value"]):
-                row["value"] = None
-        print(json.dumps(doc, indent=2, allow_nan=False))
+    if args.json_out:  # JSON has no NaN: a non-finite value is null, its status says why
+        c.write_json("--json", "-", doc)
     else:
         print(_table(doc, args.queries, known))
-    return 1 if cycle.errors else 0
+    if cycle.errors:
+        name, first = next(iter(cycle.errors.items()))
+        print(c.one_line(f"autoscaler metrics show: error: {len(cycle.errors)} of "
+                         f"{cycle.queries} queries failed (the {name} query: {first})"),
+              file=sys.stderr)
+        return c.EXIT_TRANSIENT
+    return 0
+
+
+T = TypeVar("T")
+
+
+def _as_option(option: str, parse: Callable[[str], T], text: str) -> T:
+    """``parse(text)``, with a spec error renamed to the option the user typed."""
+    try:
+        return parse(text)
+    except SpecError as exc:
+        raise SpecError(option, exc.value, exc.allowed) from exc
+
+
+def check_common(args: argparse.Namespace) -> None:
+    """The flags ``show`` and ``rules`` share, checked as ``promtool`` would."""
+    from autoscaler.config import label_matchers, label_name, prometheus_duration
+
+    prometheus_duration("--window", args.window)
+    label_matchers("--selector", args.selector)
+    label_name("--namespace-label", args.namespace_label)
+    label_name("--workload-label", args.workload_label)
+
+
+def check_url(option: str, url: str) -> None:
+    from urllib.parse import urlsplit
+
+    allowed = "an http:// or https:// URL with a host, e.g. http://127.0.0.1:9090"
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        raise SpecError(option, url, allowed) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise SpecError(option, url, allowed)
 
 
 def _run_rules(args: argparse.Namespace) -> int:
     import yaml
 
+    from autoscaler.config import prometheus_duration
     from autoscaler.metrics.collect import CollectorConfig
     from autoscaler.metrics.presets import get_preset
     from autoscaler.metrics.rules import rule_group
 
-    cfg = CollectorConfig(preset=get_preset(args.preset), selector=args.selector,
-                          namespace_label=args.namespace_label,
+    check_common(args)
+    prometheus_duration("--interval", args.interval)
+    cfg = CollectorConfig(preset=_as_option("--preset", get_preset, args.preset),
+                          selector=args.selector, namespace_label=args.namespace_label,
                           workload_label=args.workload_label, window=args.window)
     group = rule_group(cfg.recording_rules(), name=f"autoscaler-{cfg.preset.name}",
                        interval=args.interval)

@@ -7,20 +7,39 @@ Options arrive as one frozen ``ReplayCommand``: a new flag is one ``add_argument
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from autoscaler.cli import common as c
+from autoscaler.core import defaults as d
 from autoscaler.errors import AutoscalerError, SpecError
 
 if TYPE_CHECKING:
-    from autoscaler.core.spec import PolicyKind, Spec
+    from autoscaler.core.spec import Capacity, PolicyKind, Spec
     from autoscaler.replaying import ReplayOptions
+    from autoscaler.sim.profiles import ReplicaProfile
+    from autoscaler.traces.model import Trace
 
-DEFAULT_POLICIES = "hpa,hpa-queue,hpa-kv,keda,kpa,wva,predictive,oracle,static"
+DEFAULT_POLICIES = "hpa,hpa-queue,hpa-kv,keda,kpa,wva,predictive,hindsight,static"
+"""``oracle``, the old name of ``hindsight``, is still accepted."""
 DEFAULT_PROFILE = "llama3-8b-h100"
 ENGINES = ("auto", "request", "fluid")
+
+TIME_SCALE = c.Range(low=1e-3, high=1e3)
+RATE_SCALE = c.Range(low=0, low_open=True, high=1e3)
+SLO_TTFT = c.Range(low=0, low_open=True, high=3600, unit="seconds")
+"""The spec's own range of ``slo.ttftSeconds``."""
+COLD_START = c.Range(low=0, high=3600, unit="seconds")
+"""The spec's own range of ``coldStartSeconds`` (0 is allowed: a warm pool)."""
+REPLICAS = c.Range(low=0, high=d.MAX_REPLICAS_LIMIT)
+
+DECISION_RECORD_BYTES = 650
+"""Mean size of one decision-log line (measured: 645 bytes for the HPA on the synthetic
+workload; it varies with the metrics a policy reads and the length of its message)."""
+DECISIONS_WARN_BYTES = 100e6
+"""Above this expected size ``--decisions`` warns first (the NASA trace wrote 1.96 GB)."""
 
 
 def add_parser(sub: Any) -> None:
@@ -33,27 +52,80 @@ def add_parser(sub: Any) -> None:
                    help=f"comma-separated: {DEFAULT_POLICIES}")
     p.add_argument("--profile", default=DEFAULT_PROFILE,
                    help="replica profile: a built-in name or a YAML file")
-    p.add_argument("--slo-ttft", type=c.number(c.POSITIVE), default=2.0,
-                   help="time-to-first-token SLO, seconds (default 2)")
-    p.add_argument("--cold-start", type=c.number(c.POSITIVE),
-                   help="replica cold start, seconds (default: the profile's)")
+    p.add_argument("--slo-ttft", type=c.number(SLO_TTFT), default=d.SLO_TTFT_S,
+                   help=f"time-to-first-token SLO, seconds (default {d.SLO_TTFT_S:g}; "
+                   f"allowed: {SLO_TTFT.describe()})")
+    p.add_argument("--cold-start", type=c.number(COLD_START),
+                   help="replica cold start, seconds (default: the profile's; 0 = a warm "
+                   "pool)")
+    p.add_argument("--slo-ttft-per-prompt-token", type=c.number(c.Range(low=0.0, high=0.01)),
+                   default=0.0, metavar="S",
+                   help="extra TTFT objective per prompt token, seconds (0..0.01; default 0: "
+                   "a flat objective)")
+    p.add_argument("--gpu-quota", type=c.whole(c.Range(low=1)), metavar="REPLICAS",
+                   help="at most this many replicas run at once; the rest stay pending and "
+                   "cost nothing (default: unlimited)")
     p.add_argument("--engine", choices=ENGINES, default="auto")
     p.add_argument("--seed", type=c.whole(c.SEED), default=0)
-    p.add_argument("--min-replicas", type=c.whole(c.NON_NEGATIVE_INT), default=1)
-    p.add_argument("--max-replicas", type=c.whole(c.Range(low=1)))
-    p.add_argument("--rate-scale", type=c.number(c.POSITIVE), default=1.0,
-                   help="multiply the trace's request rate")
-    p.add_argument("--time-scale", type=c.number(c.POSITIVE), default=1.0,
-                   help="stretch the trace's time axis")
+    p.add_argument("--min-replicas", type=c.whole(REPLICAS), default=1)
+    p.add_argument("--max-replicas", type=c.whole(c.Range(low=1, high=d.MAX_REPLICAS_LIMIT)))
+    p.add_argument("--rate-scale", type=c.number(RATE_SCALE), default=1.0,
+                   help=f"multiply the trace's request rate ({RATE_SCALE.describe()})")
+    p.add_argument("--time-scale", type=c.number(TIME_SCALE), default=1.0,
+                   help=f"stretch the trace's time axis ({TIME_SCALE.describe()}, and the "
+                   "stretched trace within the traces' span limit)")
     p.add_argument("--spec", action="append", default=[], metavar="FILE",
-                   help="an autoscaler spec YAML replacing the built-in one of its policy "
-                   "(repeatable)")
+                   help="an autoscaler spec YAML (or InferenceAutoscaler) replacing the "
+                   "built-in spec of its policy (repeatable)")
     p.add_argument("--json", metavar="FILE|-", help="write results as JSON ('-' = stdout)")
     p.add_argument("--report", metavar="DIR", help="write an HTML report with plots")
     p.add_argument("--decisions", metavar="FILE",
                    help="write every decision (what was seen, what was chosen, why) as JSON "
-                   "lines")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+                   "lines; see the --decisions-* options to limit it")
+    p.add_argument("--decisions-policies", metavar="LIST",
+                   help="log only these policies (comma-separated; default: all replayed)")
+    p.add_argument("--decisions-window", metavar="START:END",
+                   help="log only decisions with START <= t_s < END, seconds since the "
+                   "trace's start (units s, m, h, d allowed; either side may be empty), "
+                   "e.g. 2h:3h")
+    p.add_argument("--decisions-changes-only", action="store_true",
+                   help="log a decision only when its replicas, reason or validity differ "
+                   "from the policy's previous one")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (terminal) or progress lines (pipe)")
+
+
+@dataclass(frozen=True)
+class DecisionFilter:
+    """Which decisions ``--decisions`` writes."""
+
+    policies: tuple[PolicyKind, ...]
+    start_s: float = 0.0
+    end_s: float = math.inf
+    changes_only: bool = False
+
+    @classmethod
+    def parse(cls, policies: str | None, window: str | None, changes_only: bool,
+              replayed: tuple[PolicyKind, ...]) -> DecisionFilter:
+        chosen = replayed
+        if policies is not None:
+            chosen = c.policy_list("--decisions-policies", policies, replayed)
+        start, end = 0.0, math.inf
+        if window is not None:
+            allowed = ("START:END in seconds since the trace's start (units s, m, h, d), "
+                       "START < END, e.g. 2h:3h or :30m")
+            head, sep, tail = window.partition(":")
+            if not sep:
+                raise SpecError("--decisions-window", window, allowed)
+            start = c.seconds("--decisions-window", head, allowed) if head.strip() else 0.0
+            end = c.seconds("--decisions-window", tail, allowed) if tail.strip() else math.inf
+            if not start < end:
+                raise SpecError("--decisions-window", window, allowed)
+        return cls(chosen, start, end, changes_only)
+
+    def covered_s(self, duration_s: float) -> float:
+        """Seconds of a ``duration_s`` replay inside the window."""
+        return max(0.0, min(self.end_s, duration_s) - min(self.start_s, duration_s))
 
 
 @dataclass(frozen=True)
@@ -65,6 +137,8 @@ class ReplayCommand:
     policies: tuple[PolicyKind, ...]
     profile: str
     slo_ttft_s: float
+    slo_ttft_s_per_prompt_token: float
+    gpu_quota: int | None
     cold_start_s: float | None
     engine: str
     seed: int
@@ -78,73 +152,144 @@ class ReplayCommand:
     json_out: str | None
     report: str | None
     decisions: str | None
+    decision_filter: DecisionFilter
     progress: bool
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ReplayCommand:
+        policies = c.policy_list("--policies", args.policies)
+        if args.max_replicas is not None and args.min_replicas > args.max_replicas:
+            raise SpecError("--min-replicas", args.min_replicas,
+                            f"<= --max-replicas ({args.max_replicas})")
         return cls(
-            trace=args.trace, trace_format=args.trace_format,
-            policies=c.policy_list("--policies", args.policies), profile=args.profile,
-            slo_ttft_s=args.slo_ttft, cold_start_s=args.cold_start, engine=args.engine,
-            seed=args.seed, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
-            rate_scale=args.rate_scale, time_scale=args.time_scale, start=args.start,
-            duration=args.duration, specs=tuple(args.spec),
-            json_out=args.json, report=args.report, decisions=args.decisions,
+            trace=args.trace, trace_format=args.trace_format, policies=policies,
+            profile=args.profile, slo_ttft_s=args.slo_ttft,
+            slo_ttft_s_per_prompt_token=args.slo_ttft_per_prompt_token,
+            gpu_quota=args.gpu_quota, cold_start_s=args.cold_start,
+            engine=args.engine, seed=args.seed, min_replicas=args.min_replicas,
+            max_replicas=args.max_replicas, rate_scale=args.rate_scale,
+            time_scale=args.time_scale, start=args.start, duration=args.duration,
+            specs=tuple(args.spec), json_out=args.json, report=args.report,
+            decisions=args.decisions,
+            decision_filter=DecisionFilter.parse(args.decisions_policies,
+                                                 args.decisions_window,
+                                                 args.decisions_changes_only, policies),
             progress=not args.no_progress)
 
-    def replay_options(self, overrides: dict[PolicyKind, Spec],
-                       stream: IO[str]) -> ReplayOptions:
+    def replay_options(self, overrides: dict[PolicyKind, Spec]) -> ReplayOptions:
         from autoscaler.replaying import ReplayOptions
 
+        # Progress is ours (one bar or line stream over every policy), not the engine's.
         return ReplayOptions(
-            slo_ttft_s=self.slo_ttft_s, cold_start_s=self.cold_start_s, engine=self.engine,
+            slo_ttft_s=self.slo_ttft_s,
+            slo_ttft_s_per_prompt_token=self.slo_ttft_s_per_prompt_token,
+            gpu_quota=self.gpu_quota, cold_start_s=self.cold_start_s, engine=self.engine,
             seed=self.seed, min_replicas=self.min_replicas, max_replicas=self.max_replicas,
-            progress=self.progress and stream.isatty(), overrides=overrides)
+            progress=False, overrides=overrides)
+
+    def check_outputs(self) -> None:
+        """Refuse unwritable outputs before a long run, not after it."""
+        if self.json_out and self.json_out != "-":
+            c.writable_path("--json", self.json_out)
+        if self.decisions:
+            c.writable_path("--decisions", self.decisions)
+        if self.report:
+            c.writable_path("--report", self.report)
 
 
 def run(args: argparse.Namespace) -> int:
     return run_replay(ReplayCommand.from_args(args))
 
 
-def run_replay(cmd: ReplayCommand) -> int:
+def header(trace: Trace, profile: ReplicaProfile, capacity: Capacity, cmd: ReplayCommand,
+           specs: dict[PolicyKind, Spec]) -> str:
+    cold = specs[cmd.policies[0]].cold_start_s
+    return (f"replay: trace {trace.name}: {trace.request_count:,.0f} requests over "
+            f"{trace.duration_s / 3600:.2f} h; profile {profile.name} (cold start {cold:g} s); "
+            f"SLO TTFT <= {cmd.slo_ttft_s:g} s; one replica holds "
+            f"{capacity.requests_per_second:.3g} req/s at the SLO; policies "
+            f"{', '.join(k.value for k in cmd.policies)}")
+
+
+def expected_decisions(trace: Trace, specs: dict[PolicyKind, Spec],
+                       policies: tuple[PolicyKind, ...], covered_s: float | None = None) -> int:
+    """Decisions the replay makes (one per sync period and policy) within ``covered_s``."""
+    span = trace.duration_s if covered_s is None else covered_s
+    return sum(int(span // specs[k].sync_period_s) for k in policies)
+
+
+def run_replay(cmd: ReplayCommand, *, stream: IO[str] | None = None) -> int:
     import json
 
-    from autoscaler.config import load_spec
     from autoscaler.replaying import compare, comparison_json, decision_record, format_table
 
-    if cmd.max_replicas is not None and cmd.min_replicas > cmd.max_replicas:
-        raise SpecError("--min-replicas", cmd.min_replicas,
-                        f"<= --max-replicas ({cmd.max_replicas})")
+    err = stream or sys.stderr
+    cmd.check_outputs()
+    overrides: dict[PolicyKind, Spec] = {}
+    for path in cmd.specs:  # the small inputs first: a bad spec fails in milliseconds
+        spec = c.load_spec_input(path)
+        overrides[spec.policy] = spec
+    profile = c.load_profile_input(cmd.profile)
     trace = c.load_trace_input(cmd.trace, cmd.trace_format, seed=cmd.seed,
                                rate_scale=cmd.rate_scale, time_scale=cmd.time_scale,
                                start=cmd.start, duration=cmd.duration)
-    profile = c.load_profile_input(cmd.profile)
-    overrides: dict[PolicyKind, Spec] = {}
-    for path in cmd.specs:
-        spec = load_spec(path)
-        overrides[spec.policy] = spec
-    options = cmd.replay_options(overrides, sys.stderr)
+    options = cmd.replay_options(overrides)
+    capacity, specs = c.derive_specs(trace, profile, options)
+    if cmd.progress:
+        c.note(header(trace, profile, capacity, cmd, specs), stream=err)
+
+    flt = cmd.decision_filter
     log = None
     if cmd.decisions:
-        log_path = c.writable_path("--decisions", cmd.decisions)
+        logged = expected_decisions(trace, specs, flt.policies, flt.covered_s(trace.duration_s))
+        size = logged * DECISION_RECORD_BYTES
+        if size > DECISIONS_WARN_BYTES:
+            bound = "up to " if flt.changes_only else "about "
+            c.note(f"autoscaler replay: warning: --decisions will write {bound}"
+                   f"{size / 1e6:,.0f} MB ({logged:,} decisions); limit it with "
+                   "--decisions-policies, --decisions-window or --decisions-changes-only",
+                   stream=err)
         try:
-            log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+            log = open(cmd.decisions, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
         except OSError as exc:
             raise AutoscalerError(f"--decisions {cmd.decisions}: cannot write: "
                                   f"{exc.strerror or exc}") from exc
 
-    def write_decision(kind: PolicyKind, t: float, snap: Any, d: Any) -> None:
-        assert log is not None
-        log.write(json.dumps(c.finite_json(decision_record(kind, t, snap, d)),
+    total = expected_decisions(trace, specs, cmd.policies)
+    bar = c.Progress(max(total, 1), "replay", unit="decision", enabled=cmd.progress,
+                     stream=err)
+    last: dict[PolicyKind, tuple[int, str, bool]] = {}
+    wanted = set(flt.policies)
+
+    def on_decision(kind: PolicyKind, t: float, snap: Any, dec: Any) -> None:
+        bar.update(1, kind.value)
+        if log is None or kind not in wanted or not flt.start_s <= t < flt.end_s:
+            return
+        if flt.changes_only:
+            key = (dec.replicas, str(dec.reason), bool(dec.valid))
+            if last.get(kind) == key:
+                return
+            last[kind] = key
+        log.write(json.dumps(c.finite_json(decision_record(kind, t, snap, dec)),
                              allow_nan=False) + "\n")
 
+    done: list[PolicyKind] = []
+
+    def on_result(kind: PolicyKind, result: Any) -> None:
+        done.append(kind)
+        if cmd.progress and bar.bar is None:  # a pipe: one line per finished policy
+            s = result.summary
+            c.note(f"replay: {kind.value} done ({len(done)}/{len(cmd.policies)}): SLO "
+                   f"attainment {s.slo_attainment:.2%}, {s.gpu_hours:.2f} GPU-h", stream=err)
+
     try:
-        comparison = compare(trace, profile, cmd.policies, options,
-                             on_decision=write_decision if log is not None else None)
+        with bar:
+            comparison = compare(trace, profile, cmd.policies, options,
+                                 on_result=on_result, on_decision=on_decision)
     finally:
         if log is not None:
             log.close()
-    doc = comparison_json(comparison)
+    doc = comparison_json(comparison)  # write_json turns non-finite values into null
     to_stdout = cmd.json_out == "-"
     out = sys.stderr if to_stdout else sys.stdout
     print(format_table(doc), file=out)
@@ -155,7 +300,6 @@ def run_replay(cmd: ReplayCommand) -> int:
 
         from autoscaler.report import write_report
 
-        c.writable_path("--report", cmd.report)
         index = write_report(comparison, Path(cmd.report))
         print(f"report: {index}", file=out)
     return 0

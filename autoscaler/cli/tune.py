@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,12 @@ if TYPE_CHECKING:
 SHARD_FORMAT = "autoscaler-tune-shard/1"
 DEFAULT_BUDGET = "40"
 STORAGE_NAME = "tune-journal.log"
+MAX_BUDGET = 100_000
+"""Candidates per policy: at ~1 s a replay, 100,000 is a day of work; 1e12 is a typo."""
+MAX_WORKERS = 1024
+RATE_SCALE = c.Range(low=0, low_open=True, high=1e3)
+SYNTHETIC_DURATION = c.Range(low=1200, high=400 * 86_400, unit="seconds")
+MAX_SHARDS = 100_000
 _POLICY_ALLOWED = f"comma-separated names from {', '.join(k.value for k in TUNABLE)}"
 
 
@@ -100,32 +107,116 @@ def add_parser(subparsers: Any) -> None:
     _add_outputs(mp)
 
 
-def _whole(option: str, text: str, lo: int) -> int:
-    return c.Range(low=lo, whole=True).parse_int(option, text)
+def _whole(option: str, text: str, lo: int, hi: int | None = None) -> int:
+    return c.Range(low=lo, high=hi, whole=True).parse_int(option, text)
 
 
 def _policies(text: str) -> tuple[PolicyKind, ...]:
     return c.policy_list("--policy", text, TUNABLE)
 
 
-def trace_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The flags that say which trace is replayed (recorded in shard files for the merge)."""
-    return {"trace": args.trace, "trace_format": args.trace_format,
-            "synthetic_duration": args.synthetic_duration, "rate_scale": args.rate_scale,
-            "start": args.start, "duration": args.duration, "profile": args.profile}
+@dataclass(frozen=True)
+class TraceInputs:
+    """Which trace is replayed, on which profile: recorded in shard files (``to_json``) so
+    the merge replays the same one."""
+
+    trace: str | None
+    trace_format: str | None
+    synthetic_duration: str
+    rate_scale: str
+    profile: str
+    start: str | None = None
+    duration: str | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TraceInputs:
+        return cls(args.trace, args.trace_format, str(args.synthetic_duration),
+                   str(args.rate_scale), args.profile, args.start, args.duration)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> TraceInputs:
+        # .get: shard files written before --start/--duration existed have neither key.
+        return cls(doc.get("trace"), doc.get("trace_format"),
+                   str(doc.get("synthetic_duration")), str(doc.get("rate_scale")),
+                   str(doc.get("profile")), doc.get("start"), doc.get("duration"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"trace": self.trace, "trace_format": self.trace_format,
+                "synthetic_duration": self.synthetic_duration, "rate_scale": self.rate_scale,
+                "start": self.start, "duration": self.duration, "profile": self.profile}
+
+    def load(self) -> tuple[Trace, ReplicaProfile]:
+        rate = RATE_SCALE.parse("--rate-scale", self.rate_scale)
+        dur = None
+        if not self.trace:
+            dur = SYNTHETIC_DURATION.parse("--synthetic-duration", self.synthetic_duration)
+        profile = c.load_profile_input(self.profile)
+        trace = c.load_trace_input(self.trace, self.trace_format, seed=0,
+                                   synthetic_duration_s=dur, rate_scale=rate,
+                                   start=self.start, duration=self.duration)
+        return trace, profile
 
 
-def load_inputs(targs: dict[str, Any]) -> tuple[Trace, ReplicaProfile]:
-    rate = c.POSITIVE.parse("--rate-scale", targs["rate_scale"])
-    dur = None
-    if not targs["trace"]:
-        dur = c.Range(low=1200, unit="seconds").parse("--synthetic-duration",
-                                                      targs["synthetic_duration"])
-    # .get: shard files written before --start/--duration existed have neither key.
-    trace = c.load_trace_input(targs["trace"], targs["trace_format"], seed=0,
-                               synthetic_duration_s=dur, rate_scale=rate,
-                               start=targs.get("start"), duration=targs.get("duration"))
-    return trace, c.load_profile_input(targs["profile"])
+@dataclass(frozen=True)
+class Outputs:
+    """``--json``, ``--report`` and ``--emit-spec``: checked before the run, written after."""
+
+    json_out: str | None
+    report: str | None
+    emit_spec: str | None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Outputs:
+        out = cls(args.json_out, args.report, args.emit_spec)
+        if out.json_out and out.json_out != "-":
+            c.writable_path("--json", out.json_out)
+        if out.emit_spec:
+            c.writable_path("--emit-spec", out.emit_spec)
+        if out.report:
+            c.writable_path("--report", out.report)
+        return out
+
+
+@dataclass(frozen=True)
+class TuneCommand:
+    """Every ``tune`` option, parsed and checked (a new flag: one ``add_argument``, one
+    field, one line in ``from_args``)."""
+
+    settings: Any  # autoscaler.tuning.TuneSettings (imported lazily)
+    inputs: TraceInputs
+    outputs: Outputs
+    workers: int
+    sweep: bool
+    shards: int | None
+    storage: Path | None
+    progress: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TuneCommand:
+        settings = settings_from_args(args)
+        workers = _whole("--workers", args.workers, 1, MAX_WORKERS)
+        shards = None
+        if args.shards is not None:
+            if not args.sweep:
+                raise SpecError("--shards", args.shards, "only with --sweep")
+            shards = _whole("--shards", args.shards, 1, MAX_SHARDS)
+        storage = (Path(args.storage) if args.storage
+                   else Path(args.report) / STORAGE_NAME if args.report else None)
+        outputs = Outputs.from_args(args)
+        if storage is not None and not args.sweep:
+            if args.report:
+                c.output_dir("--report", args.report)  # the default journal lives there
+            check_journal(storage)
+        return cls(settings, TraceInputs.from_args(args), outputs, workers, args.sweep,
+                   shards, storage, not args.no_progress)
+
+
+def check_trace(trace: Trace, profile: ReplicaProfile, settings: Any) -> None:
+    """The replay's own check: a trace that makes a capacity or a replica bound impossible
+    is blamed on the trace (and the options that scale it), not on a spec field."""
+    from autoscaler.replaying import ReplayOptions
+
+    c.derive_specs(trace, profile, ReplayOptions(slo_ttft_s=settings.slo_ttft_s))
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -133,11 +224,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
     s = TuneSettings(
         policies=_policies(args.policy),
-        budget=_whole("--budget", args.budget, 1),
+        budget=_whole("--budget", args.budget, 1, MAX_BUDGET),
         attainment=c.Range(low=0, low_open=True, high=1).parse("--attainment",
                                                                args.attainment),
-        slo_ttft_s=c.Range(low=0, low_open=True, unit="seconds").parse("--slo-ttft",
-                                                                     args.slo_ttft),
+        slo_ttft_s=c.Range(low=0, low_open=True, high=3600, unit="seconds").parse(
+            "--slo-ttft", args.slo_ttft),
         holdout=c.Range(low=0, high=1, high_open=True).parse("--holdout", args.holdout),
         seed=c.SEED.parse_int("--seed", args.seed),
         engine=args.engine)
@@ -145,32 +236,31 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return s
 
 
-def _progress(enabled: bool, total: int, desc: str) -> Any:
-    if not (enabled and sys.stderr.isatty()):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="replay", file=sys.stderr)
+def _trial_note(cand: Any) -> str:
+    """``hpa: 1.23 GPU-h at 99.1%`` for the trial just finished (what a log reader wants)."""
+    if getattr(cand, "error", None):
+        return f"{cand.policy}: failed"
+    return f"{cand.policy}: {cand.gpu_hours:.2f} GPU-h at {cand.attainment:.1%}"
 
 
 def _write(path: str, text: str, option: str) -> None:
     c.write_text(option, path, text)
 
 
-def _emit(outcome: Any, doc: dict[str, Any], args: argparse.Namespace, out: Any) -> None:
+def _emit(outcome: Any, doc: dict[str, Any], outputs: Outputs, out: Any) -> None:
     """Write --json / --report / --emit-spec and print the summary table."""
     from autoscaler.tuning.searching import overall_winner
 
-    to_stdout = args.json_out == "-"
+    to_stdout = outputs.json_out == "-"
     print(format_table(doc), file=sys.stderr if to_stdout else out)
-    if args.json_out:
-        c.write_json("--json", args.json_out, doc, stdout=out)
-    if args.report:
+    if outputs.json_out:
+        c.write_json("--json", outputs.json_out, doc, stdout=out)
+    if outputs.report:
         from autoscaler.tuning.reporting import write_tune_report
 
-        index = write_tune_report(doc, Path(args.report))
+        index = write_tune_report(doc, Path(outputs.report))
         print(f"report: {index}", file=sys.stderr if to_stdout else out)
-    if args.emit_spec:
+    if outputs.emit_spec:
         import yaml
 
         from autoscaler.config import spec_to_dict
@@ -178,41 +268,65 @@ def _emit(outcome: Any, doc: dict[str, Any], args: argparse.Namespace, out: Any)
         win = overall_winner(outcome)
         if win is None or win.spec is None:
             raise AutoscalerError(
-                f"--emit-spec {args.emit_spec}: no policy reached attainment "
+                f"--emit-spec {outputs.emit_spec}: no policy reached attainment "
                 f">= {doc['settings']['attainment']} in-sample; nothing to emit (raise "
                 "--budget or lower --attainment)")
-        _write(args.emit_spec, yaml.safe_dump(spec_to_dict(win.spec), sort_keys=False),
+        _write(outputs.emit_spec, yaml.safe_dump(spec_to_dict(win.spec), sort_keys=False),
                "--emit-spec")
 
 
-def _run_search(args: argparse.Namespace) -> int:
+def check_journal(path: Path) -> None:
+    """An existing ``--storage`` file must be an optuna journal (JSON lines, each with an
+    ``op_code``): optuna itself fails on anything else with a traceback, after the set-up."""
+    if path.exists() and not path.is_file():
+        raise SpecError("--storage", str(path), "", problem=f"{path} is not a file")
+    if not path.exists():
+        c.writable_path("--storage", path)
+        return
+    try:
+        with path.open("rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw.decode("utf-8"))
+                except ValueError:  # bad UTF-8 or bad JSON
+                    record = None
+                if not (isinstance(record, dict) and "op_code" in record):
+                    raise SpecError("--storage", str(path), "", source=f"{path}:{number}",
+                                    problem="not an optuna journal record; give a journal "
+                                    "an earlier `autoscaler tune` wrote, or a new file name")
+    except OSError as exc:
+        raise SpecError("--storage", str(path), "", problem=f"cannot read {path} "
+                        f"({exc.strerror or exc})") from exc
+
+
+def _run_search(cmd: TuneCommand) -> int:
     from autoscaler.tuning import finish, outcome_json, prepare, search, sweep
 
-    settings = settings_from_args(args)
-    workers = _whole("--workers", args.workers, 1)
-    trace, profile = load_inputs(trace_args(args))
+    settings = cmd.settings
+    trace, profile = cmd.inputs.load()
+    check_trace(trace, profile, settings)
+    if cmd.progress:
+        c.note(f"tune: trace {trace.name}, {trace.duration_s / 3600:.2f} h; profile "
+               f"{profile.name}; SLO TTFT <= {settings.slo_ttft_s:g} s at attainment >= "
+               f"{settings.attainment:g}; policies "
+               f"{', '.join(k.value for k in settings.policies)}")
     ctx = prepare(trace, profile, settings)
-    show = not args.no_progress
-    if args.sweep:
-        shards = (workers if args.shards is None
-                  else _whole("--shards", args.shards, 1))
-        bar = _progress(show, shards, "tune sweep (shards)")
-        cands = sweep(ctx, shards=shards, workers=workers,
-                      on_shard=None if bar is None else (lambda _i: bar.update(1)))
+    if cmd.sweep:
+        shards = cmd.shards if cmd.shards is not None else cmd.workers
+        with c.Progress(shards, "tune sweep", unit="shard", enabled=cmd.progress) as bar:
+            cands = sweep(ctx, shards=shards, workers=cmd.workers,
+                          on_shard=lambda _i: bar.update(1))
         method = "sweep"
     else:
-        if args.shards is not None:
-            raise SpecError("--shards", args.shards, "only with --sweep")
-        storage = (Path(args.storage) if args.storage
-                   else Path(args.report) / STORAGE_NAME if args.report else None)
-        bar = _progress(show, settings.budget * len(settings.policies), "tune")
-        cands = search(ctx, storage=storage, workers=workers,
-                       on_result=None if bar is None else (lambda _c: bar.update(1)))
+        with c.Progress(settings.budget * len(settings.policies), "tune", unit="trial",
+                        enabled=cmd.progress) as bar:
+            cands = search(ctx, storage=cmd.storage, workers=cmd.workers,
+                           on_result=lambda cand: bar.update(1, _trial_note(cand)))
         method = "tpe"
-    if bar is not None:
-        bar.close()
     outcome = finish(ctx, cands, method)
-    _emit(outcome, outcome_json(outcome), args, sys.stdout)
+    _emit(outcome, outcome_json(outcome), cmd.outputs, sys.stdout)
     return 0
 
 
@@ -225,17 +339,19 @@ def _run_shard(args: argparse.Namespace) -> int:
     from autoscaler.tuning.searching import candidate_json, settings_json
 
     settings = settings_from_args(args)
-    shards = _whole("--shards", args.shards, 1)
+    shards = _whole("--shards", args.shards, 1, MAX_SHARDS)
     index = c.Range(low=0, high=shards, high_open=True, whole=True).parse_int("--index",
                                                                             args.index)
     c.output_dir("--out", args.out)
-    targs = trace_args(args)
-    trace, profile = load_inputs(targs)
+    inputs = TraceInputs.from_args(args)
+    trace, profile = inputs.load()
+    check_trace(trace, profile, settings)
     ctx = prepare(trace, profile, settings)
     cands = run_shard(ctx, index, shards)
-    doc = {"format": SHARD_FORMAT, "settings": settings_json(settings), "inputs": targs,
+    doc = {"format": SHARD_FORMAT, "settings": settings_json(settings),
+           "inputs": inputs.to_json(),
            "shard": {"index": index, "shards": shards},
-           "candidates": [candidate_json(c) for c in cands]}
+           "candidates": [candidate_json(cand) for cand in cands]}
     path = shard_path(args.out, index, shards)
     # Write then rename: a pod killed mid-write leaves no half file for the merge to read.
     tmp = path.with_suffix(".json.tmp")
@@ -247,6 +363,8 @@ def _run_shard(args: argparse.Namespace) -> int:
 
 def _run_merge(args: argparse.Namespace) -> int:
     from autoscaler.tuning import finish, outcome_json, prepare
+
+    outputs = Outputs.from_args(args)
     from autoscaler.tuning.searching import (
         candidate_from_json,
         merge_candidates,
@@ -265,6 +383,10 @@ def _run_merge(args: argparse.Namespace) -> int:
             raise AutoscalerError(f"merge {f}: not a readable shard file: {exc}") from exc
         if not isinstance(d, dict) or d.get("format") != SHARD_FORMAT:
             raise AutoscalerError(f"merge {f}: not a {SHARD_FORMAT} file")
+        if not (isinstance(d.get("settings"), dict) and isinstance(d.get("inputs"), dict)
+                and isinstance(d.get("shard"), dict) and isinstance(d.get("candidates"), list)):
+            raise AutoscalerError(f"merge {f}: a {SHARD_FORMAT} file needs settings, inputs, "
+                                  "shard and candidates")
         docs.append(d)
     first = docs[0]
     for f, d in zip(files, docs, strict=True):
@@ -272,15 +394,20 @@ def _run_merge(args: argparse.Namespace) -> int:
             if d[key] != first[key]:
                 raise AutoscalerError(f"merge {f}: {key} differ from {files[0].name}'s "
                                       "(shards of different runs in one folder?)")
-        if d["shard"]["shards"] != first["shard"]["shards"]:
+        if d["shard"].get("shards") != first["shard"].get("shards"):
             raise AutoscalerError(f"merge {f}: shard count differs from {files[0].name}'s")
-    settings = settings_from_json(first["settings"])
-    trace, profile = load_inputs(first["inputs"])
+    try:
+        settings = settings_from_json(first["settings"])
+        parts = [[candidate_from_json(cand) for cand in d["candidates"]] for d in docs]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AutoscalerError(f"merge {folder}: a shard file has a malformed field: "
+                              f"{exc!r}") from exc
+    trace, profile = TraceInputs.from_json(first["inputs"]).load()
+    check_trace(trace, profile, settings)
     ctx = prepare(trace, profile, settings)
-    cands = merge_candidates([[candidate_from_json(c) for c in d["candidates"]] for d in docs],
-                             settings)
+    cands = merge_candidates(parts, settings)
     outcome = finish(ctx, cands, "sweep")
-    _emit(outcome, outcome_json(outcome), args, sys.stdout)
+    _emit(outcome, outcome_json(outcome), outputs, sys.stdout)
     return 0
 
 
@@ -292,7 +419,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_shard(args)
     if sub == "merge":
         return _run_merge(args)
-    return _run_search(args)
+    return _run_search(TuneCommand.from_args(args))
 
 
 def format_table(doc: dict[str, Any]) -> str:

@@ -14,6 +14,13 @@ from typing import Any
 from autoscaler.cli import common as c
 from autoscaler.errors import SpecError
 
+PORT = c.Range(low=0, high=65535)
+SPEED = c.Range(low=0, low_open=True, high=1e4)
+"""Simulated seconds per wall second; 10^4 replays a day in under 9 wall seconds."""
+TARGETS = c.Range(low=1, high=10_000)
+LOOPS = c.Range(low=1, high=1_000_000)
+STEP = c.Range(low=0, low_open=True, high=60, unit="seconds")
+
 
 def add_parser(subparsers: Any) -> None:
     """Add ``twin`` to an argparse subparsers object."""
@@ -26,9 +33,9 @@ def add_parser(subparsers: Any) -> None:
                    help="trace file or folder, or 'default' for the embedded workload")
     p.add_argument("--trace-format", choices=c.TRACE_FORMATS,
                    help="skip auto-detection")
-    p.add_argument("--port", type=int, required=True, help="TCP port (0: any free port)")
+    p.add_argument("--port", type=c.whole(PORT), required=True, help="TCP port (0: any free port)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
-    p.add_argument("--speed", type=float, default=1.0,
+    p.add_argument("--speed", type=c.number(SPEED), default=1.0,
                    help="simulated seconds per wall second (default 1)")
     p.add_argument("--preset", default="vllm",
                    help="engine exposition, e.g. vllm or sglang, optionally +dcgm (an unknown "
@@ -37,19 +44,19 @@ def add_parser(subparsers: Any) -> None:
                    help="replica profile: a built-in name or a YAML file")
     p.add_argument("--replicas-file", metavar="F",
                    help="file holding the replica count (N or JSON), re-read when it changes")
-    p.add_argument("--initial-replicas", type=int,
+    p.add_argument("--initial-replicas", type=c.whole(c.NON_NEGATIVE_INT),
                    help="replicas at start (default: the first minute's peak at 80%% load)")
     p.add_argument("--namespace", default="default", help="namespace label (default default)")
     p.add_argument("--workload", default="llm", help="workload label (default llm)")
-    p.add_argument("--targets", type=int, default=1,
+    p.add_argument("--targets", type=c.whole(TARGETS), default=1,
                    help="independent simulated targets, workloads <workload>-<i> (default 1)")
     p.add_argument("--model", default="meta-llama/Llama-3.1-8B-Instruct",
                    help="model label value")
-    p.add_argument("--loops", type=int, default=1,
+    p.add_argument("--loops", type=c.whole(LOOPS), default=1,
                    help="replay the trace this many times back to back (default 1; after "
                    "the end arrivals stop and the metrics freeze)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--step", type=float, default=0.2,
+    p.add_argument("--seed", type=c.whole(c.SEED), default=0)
+    p.add_argument("--step", type=c.number(STEP), default=0.2,
                    help="wall seconds between simulation steps (default 0.2)")
 
 

@@ -15,31 +15,15 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
+    from autoscaler.cli.common import custom_resource_spec
+    from autoscaler.config import CUSTOM_RESOURCE_KIND, read_spec_file, spec_from_document
 
-    from autoscaler.config import load_spec
-    from autoscaler.controller.resource import KIND, parse_autoscaler
-    from autoscaler.errors import SpecError
-
-    spec = load_spec(args.spec) if not _is_custom_resource(args.spec, KIND) else None
-    if spec is None:  # a whole InferenceAutoscaler: validate it as the controller will
-        with open(args.spec, encoding="utf-8") as fh:
-            obj = yaml.safe_load(fh)
-        try:
-            spec = parse_autoscaler(obj).spec
-        except SpecError as exc:
-            raise SpecError(exc.field, exc.value, exc.allowed, source=args.spec) from exc
-    print(f"{args.spec}: valid {spec.policy.value} spec, replicas {spec.min_replicas}.."
-          f"{spec.max_replicas}")
+    doc = read_spec_file(args.spec)
+    if isinstance(doc.data, dict) and doc.data.get("kind") == CUSTOM_RESOURCE_KIND:
+        spec = custom_resource_spec(doc)
+        what = f"{CUSTOM_RESOURCE_KIND} with a valid {spec.policy.value} spec"
+    else:
+        spec = spec_from_document(doc)
+        what = f"valid {spec.policy.value} spec"
+    print(f"{args.spec}: {what}, replicas {spec.min_replicas}..{spec.max_replicas}")
     return 0
-
-
-def _is_custom_resource(path: str, kind: str) -> bool:
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh)
-    except (OSError, yaml.YAMLError):
-        return False  # load_spec reports it with file and line
-    return isinstance(doc, dict) and doc.get("kind") == kind

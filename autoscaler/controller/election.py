@@ -8,19 +8,36 @@ lease when ``renewTime + leaseDurationSeconds`` has passed; every write carries 
 ``resourceVersion`` it read, so two candidates racing for an expired lease cannot both win
 (one gets 409 Conflict); on shutdown the holder clears ``holderIdentity`` so a peer takes
 over at its next retry instead of after the lease runs out.
+
+The renew deadline is a watchdog, not a check made when a call returns: ``leading()`` is
+true only while the last successful renew is younger than ``renew_deadline_s`` on this
+process' monotonic clock, so a leader whose API calls hang stops acting (and reports
+``autoscaler_is_leader 0``) when the deadline passes, while the hung call is still in
+flight. With the default 15-s lease a peer may take over 15 s after the last renew; we stop
+at 10 s, leaving 5 s for clock-rate differences and the last in-flight write.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from autoscaler.controller.kube import Conflict, KubeClient, KubeError, NotFound
+from autoscaler.controller.kube import Conflict, KubeError, NotFound
 from autoscaler.errors import TransientError
 
 log = logging.getLogger("autoscaler.election")
+
+
+class ApiCaller(Protocol):
+    """The one call the elector makes (``KubeClient.call``; a fake in tests)."""
+
+    def call(self, method: str, path: str, body: Any = None,
+             query: list[tuple[str, str]] | None = None,
+             content_type: str = "application/json") -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +63,19 @@ def _parse(text: str | None) -> float | None:
 
 
 class LeaseElector:
-    """Call ``step(now)`` every ``retry_period_s``; ``is_leader`` says whether to act."""
+    """Call ``step(now)`` every ``retry_period_s``; ``leading()`` says whether to act."""
 
-    def __init__(self, kube: KubeClient, config: ElectionConfig) -> None:
+    def __init__(self, kube: ApiCaller, config: ElectionConfig, *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
         self.config = config
         self.is_leader = False
+        """Whether the last completed step held the lease (see ``leading()``)."""
         self.last_renew: float | None = None
+        self.monotonic = monotonic
+        self._renewed_at: float | None = None
+        """``monotonic()`` at the start of the step that last wrote the lease."""
+        self._step_started = monotonic()
         self.transitions = 0
         self._path = (f"/apis/coordination.k8s.io/v1/namespaces/{config.namespace}/leases/"
                       f"{config.name}")
@@ -68,18 +91,27 @@ class LeaseElector:
                          "acquireTime": _fmt(acquire), "renewTime": _fmt(now),
                          "leaseTransitions": transitions}}
 
+    def leading(self) -> bool:
+        """Whether to act now: the lease is ours and was renewed within the renew deadline.
+        Reads no network and takes no lock, so it answers at once while ``step`` hangs."""
+        renewed = self._renewed_at
+        return (self.is_leader and renewed is not None
+                and self.monotonic() - renewed < self.config.renew_deadline_s)
+
     def step(self, now: float) -> bool:
         """Try to acquire or renew; returns whether this process leads now."""
+        # The renewTime we write is ``now``, taken before the call: a peer counts the lease
+        # from there, so our deadline does too (a PUT that took 4 s bought 4 s less).
+        self._step_started = self.monotonic()
         try:
             self._try(now)
         except (TransientError, KubeError) as exc:
             log.warning("lease %s: %s", self.config.name, exc)
-            if self.is_leader and self.last_renew is not None and \
-                    now - self.last_renew > self.config.renew_deadline_s:
-                log.error("could not renew the lease for %.0f s: stepping down",
-                          now - self.last_renew)
+            if self.is_leader and not self.leading():
+                log.error("could not renew the lease within %.0f s: stepping down",
+                          self.config.renew_deadline_s)
                 self.is_leader = False
-        return self.is_leader
+        return self.leading()
 
     def _try(self, now: float) -> None:
         me = self.config.identity
@@ -122,6 +154,7 @@ class LeaseElector:
             log.info("became leader", extra={"identity": self.config.identity})
         self.is_leader = True
         self.last_renew = now
+        self._renewed_at = self._step_started
 
     def release(self, now: float) -> None:
         """Give the lease up (on SIGTERM) so a peer takes over at its next retry."""

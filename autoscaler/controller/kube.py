@@ -7,6 +7,11 @@ matters when one replica lists 1,000 autoscalers and their workloads every cycle
 Errors are sorted at this edge: 404 -> ``NotFound``, 409 -> ``Conflict``, 401/403 ->
 ``Forbidden`` (a configuration problem: RBAC), anything else (connection refused while the
 API server restarts, 5xx, timeouts) -> ``ApiUnavailable`` (transient: try next cycle).
+
+Every call has one deadline (``Limits.api_timeout_s``) and no hidden retries: the client's
+urllib3 pool would otherwise retry 3 times, so a hung API server cost 4 x 10 s per call and
+a leader kept acting for 43 s after its lease was taken over (issue 14). This is the only
+module that imports ``kubernetes`` (an import-linter contract keeps it so).
 """
 
 from __future__ import annotations
@@ -14,19 +19,54 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NotRequired, Protocol, TypedDict
 
 import urllib3
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from autoscaler.controller.resource import GROUP, PLURAL, VERSION, TargetRef
-from autoscaler.errors import AutoscalerError, TransientError
+from autoscaler.errors import AutoscalerError, SpecError, TransientError
 
 APPS_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
 """apps/v1 kinds listed once per cycle (their objects carry ``status.readyReplicas``);
 deploy/rbac.yaml grants exactly these. Any other kind goes through its ``scale``."""
-REQUEST_TIMEOUT_S = 10.0
+
+
+# --- raw payloads crossing this edge (only the fields the controller reads) -------------
+
+
+class ObjectMeta(TypedDict, total=False):
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    resourceVersion: str
+
+
+class RawObject(TypedDict):
+    """A Kubernetes object as the API returns it (``spec``/``status`` stay free-form: the
+    custom resource's are validated by pydantic in ``resource.py``)."""
+
+    metadata: ObjectMeta
+    spec: NotRequired[dict[str, Any]]
+    status: NotRequired[dict[str, Any]]
+
+
+class RawList(TypedDict):
+    items: list[RawObject]
+
+
+@dataclass(frozen=True, slots=True)
+class Competitor:
+    """Another autoscaler that writes the same workload's scale (an HPA or a KEDA
+    ScaledObject, which makes an HPA of its own)."""
+
+    kind: str
+    name: str
+    target_kind: str
+    target_name: str
 
 
 class KubeError(AutoscalerError):
@@ -84,15 +124,47 @@ class Kube(Protocol):
     def create_event(self, namespace: str, involved: Mapping[str, str], event_type: str,
                      reason: str, message: str) -> None: ...
 
+    def list_competitors(self, namespace: str) -> list[Competitor]: ...
+
+
+def api_client(kubeconfig: str | None) -> k8s.ApiClient:
+    """An ``ApiClient`` from a kubeconfig file, else the in-cluster config, else
+    ~/.kube/config; with urllib3's retries switched off (see the module docstring).
+    A missing or malformed kubeconfig is a ``SpecError`` naming the file."""
+    cfg = k8s.Configuration()
+    try:
+        if kubeconfig:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=cfg)
+        else:
+            try:
+                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=cfg)
+            except k8s_config.ConfigException:
+                k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                    client_configuration=cfg)
+    except Exception as exc:  # the loader raises ConfigException, OSError, YAMLError, ...
+        raise SpecError("--kubeconfig", kubeconfig or "~/.kube/config",
+                        f"a readable kubeconfig ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'})"
+                        ) from exc
+    # One attempt per call: the caller's deadline is the whole budget. urllib3.Retry(0)
+    # still returns (rather than raises on) redirects and error statuses.
+    cfg.retries = urllib3.Retry(total=0, connect=0, read=0, status=0, redirect=0,
+                                raise_on_redirect=False, raise_on_status=False)
+    return k8s.ApiClient(cfg)
+
 
 class KubeClient:
     """``Kube`` over the official client's ``ApiClient``."""
 
     def __init__(self, api_client: k8s.ApiClient, component: str = "inference-autoscaler",
-                 instance: str = "") -> None:
+                 instance: str = "", *, timeout_s: float = 5.0) -> None:
         self.api = api_client
         self.component = component
         self.instance = instance
+        self.timeout_s = timeout_s
+        """Deadline of one call, seconds (connect + read)."""
         self._plurals: dict[tuple[str, str], str] = {}
         self.requests = 0
         """API calls made so far (for the controller's own figures)."""
@@ -109,7 +181,7 @@ class KubeClient:
                 header_params={"Accept": "application/json", "Content-Type": content_type},
                 auth_settings=["BearerToken"])
             resp = self.api.call_api(method_, url, header_params=headers, body=body_,
-                                     post_params=post, _request_timeout=REQUEST_TIMEOUT_S)
+                                     post_params=post, _request_timeout=self.timeout_s)
             data: bytes | None = resp.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:  # raised for transport-level failures in this client
             raise ApiUnavailable(f"{method} {path}: {exc.reason}") from exc
@@ -132,8 +204,31 @@ class KubeClient:
     def list_autoscalers(self, namespace: str | None) -> list[dict[str, Any]]:
         path = (f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}" if namespace
                 else f"/apis/{GROUP}/{VERSION}/{PLURAL}")
-        items: list[dict[str, Any]] = self.call("GET", path)["items"]
-        return items
+        doc: RawList = self.call("GET", path)
+        return [dict(item) for item in doc["items"]]
+
+    def list_competitors(self, namespace: str) -> list[Competitor]:
+        """HPAs (autoscaling/v2) and KEDA ScaledObjects of a namespace, with their targets.
+        A cluster without KEDA answers 404 for its group: no ScaledObjects."""
+        out: list[Competitor] = []
+        hpas: RawList = self.call(
+            "GET", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers",
+            query=[("resourceVersion", "0")])
+        for item in hpas["items"]:
+            ref = item.get("spec", {}).get("scaleTargetRef", {})
+            out.append(Competitor("HorizontalPodAutoscaler", item["metadata"].get("name", ""),
+                                  str(ref.get("kind", "")), str(ref.get("name", ""))))
+        try:
+            scaled: RawList = self.call(
+                "GET", f"/apis/keda.sh/v1alpha1/namespaces/{namespace}/scaledobjects")
+        except NotFound:
+            return out
+        for item in scaled["items"]:
+            ref = item.get("spec", {}).get("scaleTargetRef", {})
+            out.append(Competitor("ScaledObject", item["metadata"].get("name", ""),
+                                  str(ref.get("kind") or "Deployment"),
+                                  str(ref.get("name", ""))))
+        return out
 
     def list_workloads(self, kind: str, namespace: str | None
                        ) -> dict[tuple[str, str], ScaleInfo]:
@@ -141,11 +236,11 @@ class KubeClient:
         path = (f"/apis/apps/v1/namespaces/{namespace}/{plural}" if namespace
                 else f"/apis/apps/v1/{plural}")
         # resourceVersion=0: served from the API server's watch cache, not from etcd.
-        doc = self.call("GET", path, query=[("resourceVersion", "0")])
+        doc: RawList = self.call("GET", path, query=[("resourceVersion", "0")])
         out: dict[tuple[str, str], ScaleInfo] = {}
         for item in doc["items"]:
             meta, spec, status = item["metadata"], item.get("spec", {}), item.get("status", {})
-            out[(meta["namespace"], meta["name"])] = ScaleInfo(
+            out[(meta.get("namespace", ""), meta.get("name", ""))] = ScaleInfo(
                 replicas=int(spec.get("replicas", 1)),
                 ready=int(status.get("readyReplicas", 0) or 0),
                 resource_version=str(meta.get("resourceVersion", "")))

@@ -13,12 +13,21 @@ Safety rules, all enforced here at the edge and tested against a real API server
 * No usable metrics => the core returns ``valid=False`` and the count is held. After
   ``fallback.failureThreshold`` such cycles the count is raised to ``fallback.replicas`` if
   below it; it is never lowered.
+* Metrics sources are queried concurrently and waited for at most
+  ``Limits.source_deadline_s``: a hung Prometheus makes its autoscalers' metrics *missing*
+  for the cycle (they hold) instead of stalling the loop. A failing source is backed off
+  (doubling from ``source_backoff_s``), so 50 broken PromQL overrides do not cost the
+  healthy autoscalers their cycle time. The cycle itself stops reconciling at
+  ``cycle_deadline_s``; the rest stay due and go first next cycle.
 * Scale updates carry the workload's ``resourceVersion``: if someone else changed it since
   we read it, the API server answers 409 and we decide again next cycle from the new count.
+* Before writing a workload's scale, the loop looks for an HPA or a KEDA ScaledObject
+  targeting it: if there is one, nothing is written (``ScalingActive=False``,
+  ``ConflictingAutoscaler``).
 * A workload whose count keeps being changed by another writer (3 changes we did not make
-  within 10 minutes: an HPA or a second controller fighting us) is left alone for 10
-  minutes, with ``ScalingActive=False``/``ConflictingWriter`` and an Event, instead of a
-  tug-of-war.
+  within 10 minutes: a second controller fighting us) is left alone for 10 minutes, with
+  ``ScalingActive=False``/``ConflictingWriter`` and an Event, instead of a tug-of-war.
+* No write once ``may_write()`` says no: the leader's lease watchdog (``election.py``).
 """
 
 from __future__ import annotations
@@ -28,12 +37,14 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
+from autoscaler.controller import status as st
 from autoscaler.controller.kube import (
     APPS_PLURALS,
+    Competitor,
     Conflict,
     Forbidden,
     Kube,
@@ -42,10 +53,11 @@ from autoscaler.controller.kube import (
     ScaleInfo,
 )
 from autoscaler.controller.resource import KIND, Autoscaler, Mode, parse_autoscaler
+from autoscaler.controller.settings import Limits
 from autoscaler.core.decide import decide
 from autoscaler.core.safety import Fallback, guard
 from autoscaler.core.spec import PolicyKind
-from autoscaler.core.types import Decision, Reason, Signal, Snapshot, State
+from autoscaler.core.types import Decision, Signal, Snapshot, State
 from autoscaler.core.warmup import warm_up
 from autoscaler.errors import SpecError, TransientError
 from autoscaler.metrics.backfill import HistoryRequest, backfill_many
@@ -54,11 +66,10 @@ from autoscaler.metrics.collect import (
     CollectorConfig,
     CycleResult,
     Observation,
-    Status,
     TargetKey,
 )
 from autoscaler.metrics.presets import get_preset
-from autoscaler.metrics.source import MetricsSource
+from autoscaler.metrics.source import MetricsSource, QueryError
 
 log = logging.getLogger("autoscaler.controller")
 
@@ -72,14 +83,12 @@ edited autoscaler is picked up within this time."""
 CONFLICT_WINDOW_S = 600.0
 CONFLICT_CHANGES = 3
 CONFLICT_BACKOFF_S = 600.0
-LIMITED = frozenset({Reason.TOO_FEW_REPLICAS, Reason.TOO_MANY_REPLICAS,
-                     Reason.SCALE_UP_LIMIT, Reason.SCALE_DOWN_LIMIT})
+SOURCE_FORGET_S = 900.0
+"""A metrics source no autoscaler has read for this long (s) is forgotten, back-off and
+all: longer than the 320-s back-off cap and any sync period in use."""
 BACKFILL_POLICIES = frozenset({PolicyKind.PREDICTIVE, PolicyKind.KPA})
 API_VERSION = "inference.autoscaler.dev/v1alpha1"
-
-
-def rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+rfc3339 = st.rfc3339
 
 
 @dataclass
@@ -100,8 +109,29 @@ class Memory:
     last_status_write: float = -math.inf
     conditions: dict[str, dict[str, str]] = field(default_factory=dict)
     trouble: str | None = None
+    blocked_by: str | None = None
     invalid_generation: int | None = None
     warmed: bool = False
+
+
+@dataclass
+class SourceState:
+    """One metrics source (a distinct query configuration) across cycles."""
+
+    failures: int = 0
+    retry_at: float = -math.inf
+    """Controller time before which the source is not queried (back-off)."""
+    last_error: str = ""
+    inflight: Future[CycleResult] | None = None
+    """A round still running (past its deadline, or unwaited): not sent again until it
+    ends."""
+    last_used: float = 0.0
+    """Controller time a due autoscaler last read this source."""
+    submitted_at: float = 0.0
+    """Controller time the round in flight was sent (its back-off counts from there)."""
+    probe: str | None = None
+    """The query Prometheus rejected last: a retry sends it alone first, so a source that
+    is still broken costs one query, not a round."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +160,15 @@ class ControllerHooks:
     def query_seconds(self, seconds: float) -> None: ...
 
 
+GroupKey = tuple[object, ...]
+
+
 class Controller:
     def __init__(self, kube: Kube, source: MetricsSource | None, *,
                  namespace: str | None = None, hooks: ControllerHooks | None = None,
-                 backfill_s: float | None = None) -> None:
+                 backfill_s: float | None = None, limits: Limits | None = None,
+                 may_write: Callable[[], bool] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
         self.source = source
         self.namespace = namespace
@@ -141,18 +176,29 @@ class Controller:
         self.backfill_s = backfill_s
         """History to backfill for a newly seen autoscaler (None: the policy's own
         ``predictive.historySeconds``)."""
+        self.limits = limits or Limits()
+        self.may_write = may_write or (lambda: True)
+        """Checked right before every scale write: the lease watchdog's verdict."""
+        self.monotonic = monotonic
         self.memory: dict[tuple[str, str], Memory] = {}
         self.outcomes: dict[tuple[str, str], Outcome] = {}
         """The newest outcome per autoscaler: what the external metrics API serves."""
         self.relist_s = RELIST_S
+        self.sources: dict[GroupKey, SourceState] = {}
+        self._competitors: dict[str, tuple[float, list[Competitor]]] = {}
         self._last_list: float | None = None
         self._parse_cache: dict[tuple[str, str], tuple[tuple[Any, Any, Any], Autoscaler]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="metrics")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- one cycle ---------------------------------------------------------------------
 
     def cycle(self, now: float) -> list[Outcome]:
         """Reconcile every autoscaler that is due. Transient API failures end the cycle
         early (nothing is written on half-read state); the next cycle starts over."""
+        deadline = self.monotonic() + self.limits.cycle_deadline_s
         due_times = [m.next_due for m in self.memory.values() if m.invalid_generation is None]
         if (self._last_list is not None and now - self._last_list < self.relist_s
                 and due_times and min(due_times) > now):
@@ -179,13 +225,20 @@ class Controller:
             self.outcomes.pop(gone, None)
         for gone in set(self._parse_cache) - seen:
             del self._parse_cache[gone]
-        due = [a for a in autoscalers if self._mem(a).next_due <= now]
+        # Longest overdue first: what a cycle deadline cut off last time goes first now.
+        due = sorted((a for a in autoscalers if self._mem(a).next_due <= now),
+                     key=lambda a: self._mem(a).next_due)
         if not due:
             return []
         workloads = self._workloads(due)
-        observations = self._observe(due, now)
+        observations = self._observe(due, now, deadline)
         out = []
-        for a in due:
+        for i, a in enumerate(due):
+            if self.monotonic() > deadline:
+                log.warning("cycle deadline (%g s) reached: %d autoscalers wait for the next "
+                            "cycle", self.limits.cycle_deadline_s, len(due) - i)
+                self.hooks.error("cycle_deadline")
+                break
             mem = self._mem(a)
             mem.next_due = now + a.spec.sync_period_s
             try:
@@ -245,45 +298,129 @@ class Controller:
                                workload_label=src.workload_label, window=src.window,
                                max_age_s=a.spec.max_metric_age_s, recorded=src.recorded)
 
-    def _observe(self, due: list[Autoscaler], now: float
+    def _observe(self, due: list[Autoscaler], now: float, cycle_deadline: float
                  ) -> dict[tuple[str, str], Observation | str]:
-        """Observation per autoscaler, or why there is none. One collect per distinct
-        metrics source config (usually one for the whole cluster)."""
+        """Observation per autoscaler, or why there is none (a sentence that is the same
+        every cycle the trouble lasts). One collect per distinct metrics source config
+        (usually one for the whole cluster), all of them concurrently, each waited for at
+        most ``source_deadline_s`` and never past the cycle's deadline."""
         out: dict[tuple[str, str], Observation | str] = {}
         if self.source is None:
             return {a.key: "no Prometheus configured" for a in due}
         # Autoscalers with the same metrics source share one round of queries.
-        groups: dict[tuple[object, ...], tuple[CollectorConfig, list[Autoscaler]]] = {}
+        groups: dict[GroupKey, tuple[CollectorConfig, list[Autoscaler]]] = {}
         for a in due:
             # Everything but the workload's own label value: 1,000 autoscalers reading the
             # same preset share one round of queries.
-            key = (replace(a.source, workload=""), a.spec.max_metric_age_s)
+            gkey: GroupKey = (replace(a.source, workload=""), a.spec.max_metric_age_s)
             try:
-                if key not in groups:
-                    groups[key] = (self._collector_config(a), [])
-                groups[key][1].append(a)
+                if gkey not in groups:
+                    groups[gkey] = (self._collector_config(a), [])
+                groups[gkey][1].append(a)
             except (SpecError, ValueError) as exc:
                 out[a.key] = f"metrics source: {exc}"
-        for cfg, members in groups.values():
+        started: dict[GroupKey, Future[CycleResult]] = {}
+        late = f"metrics source did not answer within {self.limits.source_deadline_s:g} s"
+        for key, (cfg, members) in groups.items():
+            state = self.sources.setdefault(key, SourceState())
+            if state.inflight is not None:
+                if not state.inflight.done():
+                    # Still the same trouble as last cycle, in the same words (one Event).
+                    for a in members:
+                        out[a.key] = state.last_error or late
+                    continue
+                self._settle(key, state, state.inflight, now)
+            if now < state.retry_at:
+                for a in members:  # the same sentence as the failure itself: one Event
+                    out[a.key] = state.last_error
+                continue
             targets = [TargetKey(a.namespace, a.source.workload) for a in members]
-            try:
-                result: CycleResult | None = Collector(self.source, cfg).collect(now, targets)
-            except SpecError as exc:
-                self.hooks.error("spec")
-                result = None
+            fut = self._pool.submit(self._round, cfg, targets, now, state.probe)
+            state.inflight, state.submitted_at = fut, now
+            if state.failures:
+                # On probation: not waited for. Its result is booked next cycle, so 50
+                # broken sources do not make the healthy ones wait for their retries.
                 for a in members:
-                    out[a.key] = f"bad query: {exc}"
-            if result is None:
+                    out[a.key] = state.last_error
+                continue
+            started[key] = fut
+        for gkey, state in list(self.sources.items()):
+            # Forget a source nobody has used for SOURCE_FORGET_S: not merely one whose
+            # autoscalers are not due this tick (that would reset its back-off).
+            if gkey in groups:
+                state.last_used = now
+            elif state.inflight is None and now - state.last_used > SOURCE_FORGET_S:
+                del self.sources[gkey]
+        if started:
+            wait(started.values(), timeout=max(0.0, min(
+                self.limits.source_deadline_s, cycle_deadline - self.monotonic())))
+        for key, fut in started.items():
+            cfg, members = groups[key]
+            state = self.sources[key]
+            if not fut.done():
+                self.hooks.error("prometheus_deadline")
+                for a in members:
+                    out[a.key] = late
+                continue
+            result = self._settle(key, state, fut, now)
+            if isinstance(result, str):
+                for a in members:
+                    out[a.key] = result
                 continue
             self.hooks.query_seconds(result.wall_s)
-            if result.errors:
-                self.hooks.error("prometheus")
             for a in members:
                 obs = result.observations.get(TargetKey(a.namespace, a.source.workload))
                 out[a.key] = obs if obs is not None else "no observation"
             self._warm([a for a in members if a.spec.policy in BACKFILL_POLICIES
                         and not self._mem(a).warmed], cfg, now)
         return out
+
+    def _round(self, cfg: CollectorConfig, targets: list[TargetKey], now: float,
+               probe: str | None) -> CycleResult:
+        """One source's round of queries (in a worker thread)."""
+        assert self.source is not None
+        if probe is not None:
+            self.source.query(probe, now)  # raises QueryError again while still broken
+        return Collector(self.source, cfg).collect(now, targets)
+
+    def _settle(self, key: GroupKey, state: SourceState, fut: Future[CycleResult],
+                now: float) -> CycleResult | str:
+        """Book a finished round: success resets the source's back-off; a rejected query
+        (spec error) or a round where Prometheus itself failed extends it."""
+        state.inflight = None
+        now = state.submitted_at
+        try:
+            result = fut.result()
+        except QueryError as exc:
+            self.hooks.error("spec")
+            state.probe = exc.query
+            return self._failed(state, now, f"bad query: {exc}", spec=True)
+        except SpecError as exc:
+            self.hooks.error("spec")
+            return self._failed(state, now, f"bad query: {exc}", spec=True)
+        except TransientError as exc:  # the collector marks these; belt and braces
+            self.hooks.error("prometheus")
+            return self._failed(state, now, str(exc), spec=False)
+        if result.errors:
+            self.hooks.error("prometheus")
+        if "liveness" in result.errors:
+            # Prometheus failed the whole round (down or hung): nothing was read.
+            self.hooks.query_seconds(result.wall_s)
+            return self._failed(state, now, f"Prometheus failed: {result.errors['liveness']}",
+                                spec=False)
+        state.failures, state.retry_at, state.last_error, state.probe = 0, -math.inf, "", None
+        return result
+
+    def _failed(self, state: SourceState, now: float, error: str, *, spec: bool) -> str:
+        lim = self.limits
+        state.failures += 1
+        cap = lim.source_backoff_max_spec_s if spec else lim.source_backoff_max_transient_s
+        # 5, 10, 20, 40 s ... to the cap: 50 broken sources cost 50 rounds at the first
+        # failure, then one round each per cap (320 s) instead of one per cycle.
+        delay = min(cap, lim.source_backoff_s * 2.0 ** (state.failures - 1))
+        state.retry_at = now + delay
+        state.last_error = error
+        return error
 
     def _warm(self, new: list[Autoscaler], cfg: CollectorConfig, now: float) -> None:
         """Backfill every newly seen autoscaler of one metrics source in one round."""
@@ -326,21 +463,39 @@ class Controller:
         try:
             info = self._scale_info(a, workloads)
         except (NotFound, Forbidden) as exc:
-            self._trouble(a, mem, now, "FailedGetScale", str(exc))
+            self._trouble(a, mem, "FailedGetScale", str(exc))
             self._status(a, mem, now, current=None, desired=None, reason="FailedGetScale",
-                         message=str(exc), conditions={
-                             "Ready": ("False", "FailedGetScale", str(exc)),
-                             "ScalingActive": ("False", "FailedGetScale", str(exc))})
+                         message=str(exc),
+                         conditions=st.failed_conditions("FailedGetScale", str(exc)))
             return None
         self._note_external_change(a, mem, info.replicas, now)
         obs = observations.get(a.key)
         if isinstance(obs, Observation):
             snapshot = obs.snapshot(info.replicas, info.ready)
-            metrics_ok, metrics_msg = _metrics_summary(obs, info.ready)
         else:
             snapshot = Snapshot(current_replicas=info.replicas, ready_replicas=info.ready)
-            metrics_ok, metrics_msg = False, obs or "no observation"
+        verdict = st.metrics_verdict(obs, info.ready)
         decision, mem.state = decide(snapshot, mem.state, a.spec, now)
+        desired, reason, message = self._after_decide(a, mem, decision, info)
+        blocked = self._blocked(a, mem, now)
+        wrote = False
+        if a.mode is Mode.SCALE and desired != info.replicas and blocked is None:
+            wrote = self._write_scale(a, mem, info, desired, reason, message, now)
+        elif a.mode is not Mode.SCALE and desired != info.replicas:
+            log.info("%s/%s: %s mode: would scale %d -> %d (%s)", a.namespace, a.name,
+                     a.mode.value, info.replicas, desired, reason)
+        self._metrics_events(a, mem, verdict)
+        self._status(a, mem, now, current=info.replicas, desired=desired, reason=reason,
+                     message=message, decision=decision, conditions=st.conditions(
+                         mode=a.mode.value, valid=decision.valid, reason=reason,
+                         message=message, decision_reason=decision.reason, metrics=verdict,
+                         blocked=blocked))
+        return Outcome(a.namespace, a.name, a.mode, info.replicas, desired, reason,
+                       decision.valid, wrote, decision, now)
+
+    def _after_decide(self, a: Autoscaler, mem: Memory, decision: Decision,
+                      info: ScaleInfo) -> tuple[int, str, str]:
+        """The decision as the loop acts on it: (desired, reason, message)."""
         # Never below the current count on missing data; the fallback may only raise it
         # (the core's rule, the one the replay runs too).
         guarded = guard(decision, current=info.replicas, failures=mem.failures,
@@ -349,54 +504,67 @@ class Controller:
                             else Fallback(a.fallback.replicas, a.fallback.failure_threshold)),
                         max_replicas=a.spec.max_replicas)
         mem.failures = guarded.failures
-        desired, reason, message = guarded.replicas, guarded.reason.value, guarded.message
-        wrote = False
-        active: tuple[str, str, str]
+        return guarded.replicas, guarded.reason.value, guarded.message
+
+    def _write_scale(self, a: Autoscaler, mem: Memory, info: ScaleInfo, desired: int,
+                     reason: str, message: str, now: float) -> bool:
+        if not self.may_write():
+            log.warning("%s/%s: not leading any more: scale %d -> %d not written",
+                        a.namespace, a.name, info.replicas, desired)
+            return False
+        try:
+            self.kube.update_scale(a.namespace, a.target, desired, info.resource_version)
+        except Conflict:
+            log.info("%s/%s: scale changed under us; deciding again next cycle",
+                     a.namespace, a.name)
+            self.hooks.error("conflict")
+            return False
+        mem.last_written = desired
+        mem.last_seen = desired
+        mem.last_scale_time = now
+        self._event(a, "Normal", "SuccessfulRescale",
+                    f"New size: {desired}; reason: {reason}: {message}")
+        return True
+
+    # -- competing writers ---------------------------------------------------------------
+
+    def _blocked(self, a: Autoscaler, mem: Memory, now: float) -> st.Condition | None:
+        """Why we must not write this workload's scale, or None. Only Scale mode writes;
+        in Metrics mode an HPA reading our metric is the intended writer."""
+        if a.mode is not Mode.SCALE:
+            return None
+        found = self._competitor(a, now)
+        if found is not None:
+            reason, what = found
+            if what != mem.blocked_by:
+                self._event(a, "Warning", reason, f"{what}: not writing the scale")
+            mem.blocked_by = what
+            return ("False", reason, f"{what}: not writing the scale")
+        mem.blocked_by = None
         if now < mem.backoff_until:
-            active = ("False", "ConflictingWriter",
-                      "another writer keeps changing the scale; not writing until "
-                      f"{rfc3339(mem.backoff_until)}")
-        elif not decision.valid and reason != "Fallback":
-            active = ("False", reason, message)
-        else:
-            active = ("True", reason, message)
-        if a.mode is Mode.SCALE and desired != info.replicas and now >= mem.backoff_until:
+            return ("False", "ConflictingWriter",
+                    "another writer keeps changing the scale; not writing until "
+                    f"{rfc3339(mem.backoff_until)}")
+        return None
+
+    def _competitor(self, a: Autoscaler, now: float) -> tuple[str, str] | None:
+        """(reason, sentence) naming the HPA or ScaledObject that scales the same workload,
+        or saying why none could be looked for (then we do not write either); or None."""
+        cached = self._competitors.get(a.namespace)
+        if cached is None or now - cached[0] >= self.limits.competitor_ttl_s:
             try:
-                self.kube.update_scale(a.namespace, a.target, desired, info.resource_version)
-            except Conflict:
-                log.info("%s/%s: scale changed under us; deciding again next cycle",
-                         a.namespace, a.name)
-                self.hooks.error("conflict")
-            else:
-                wrote = True
-                mem.last_written = desired
-                mem.last_seen = desired
-                mem.last_scale_time = now
-                self._event(a, "Normal", "SuccessfulRescale",
-                            f"New size: {desired}; reason: {reason}: {message}")
-        elif a.mode is not Mode.SCALE and desired != info.replicas:
-            log.info("%s/%s: %s mode: would scale %d -> %d (%s)", a.namespace, a.name,
-                     a.mode.value, info.replicas, desired, reason)
-        trouble = None if metrics_ok else f"MetricsUnavailable: {metrics_msg}"
-        if trouble != mem.trouble:
-            if trouble is not None:
-                self._event(a, "Warning", "MetricsUnavailable",
-                            f"{metrics_msg}; holding at {info.replicas} (no scale-down on "
-                            "missing data)")
-            mem.trouble = trouble
-        limited = decision.reason in LIMITED
-        self._status(
-            a, mem, now, current=info.replicas, desired=desired, reason=reason,
-            message=message, decision=decision, conditions={
-                "Ready": ("True", "Reconciled", f"mode {a.mode.value}"),
-                "ScalingActive": active,
-                "ScalingLimited": (("True" if limited else "False"), decision.reason.value,
-                                   message if limited else "desired count within limits"),
-                "MetricsAvailable": (("True", "MetricsOK", metrics_msg) if metrics_ok
-                                     else ("False", "MetricsUnavailable", metrics_msg)),
-            })
-        return Outcome(a.namespace, a.name, a.mode, info.replicas, desired, reason,
-                       decision.valid, wrote, decision, now)
+                listed = self.kube.list_competitors(a.namespace)
+            except (TransientError, KubeError) as exc:
+                # Not cached: a slow API server costs this cycle's writes, not a minute's.
+                self.hooks.error("api")
+                return ("CompetitorCheckFailed",
+                        f"cannot check for a competing HPA or ScaledObject ({exc})")
+            cached = self._competitors[a.namespace] = (now, listed)
+        for c in cached[1]:
+            if c.target_kind == a.target.kind and c.target_name == a.target.name:
+                return ("ConflictingAutoscaler", f"{c.kind} {a.namespace}/{c.name} also "
+                        f"scales {a.target.kind} {a.target.name}")
+        return None
 
     def _note_external_change(self, a: Autoscaler, mem: Memory, replicas: int,
                               now: float) -> None:
@@ -416,6 +584,16 @@ class Controller:
 
     # -- reporting ---------------------------------------------------------------------
 
+    def _metrics_events(self, a: Autoscaler, mem: Memory, verdict: st.MetricsVerdict) -> None:
+        """One Warning when metrics become unusable, and again only when the trouble
+        changes (which signals, which status): never per cycle."""
+        trouble = None if verdict.usable else f"MetricsUnavailable: {verdict.key}"
+        if trouble != mem.trouble:
+            if trouble is not None:
+                self._event(a, "Warning", "MetricsUnavailable",
+                            st.metrics_event_message(verdict))
+            mem.trouble = trouble
+
     def _event(self, a: Autoscaler, event_type: str, reason: str, message: str) -> None:
         try:
             self.kube.create_event(a.namespace, {
@@ -425,8 +603,7 @@ class Controller:
             self.hooks.error("event")
             log.warning("%s/%s: event %s not recorded: %s", a.namespace, a.name, reason, exc)
 
-    def _trouble(self, a: Autoscaler, mem: Memory, now: float, reason: str,
-                 message: str) -> None:
+    def _trouble(self, a: Autoscaler, mem: Memory, reason: str, message: str) -> None:
         if mem.trouble != reason:
             mem.trouble = reason
             self._event(a, "Warning", reason, message)
@@ -451,43 +628,27 @@ class Controller:
                                    "Warning", "InvalidSpec", msg)
             self.kube.patch_status(key[0], key[1], {
                 "observedGeneration": generation, "reason": "InvalidSpec", "message": msg,
-                "conditions": [_condition("Ready", "False", "InvalidSpec", msg, now)]})
+                "conditions": [st.condition("Ready", "False", "InvalidSpec", msg, now)]})
         except (TransientError, KubeError) as err:
             mem.invalid_generation = None  # try again next cycle
             log.warning("%s/%s: cannot report invalid spec: %s", *key, err)
 
     def _status(self, a: Autoscaler, mem: Memory, now: float, *, current: int | None,
                 desired: int | None, reason: str, message: str,
-                conditions: Mapping[str, tuple[str, str, str]],
+                conditions: Mapping[str, st.Condition],
                 decision: Decision | None = None) -> None:
-        conds = []
-        for ctype, (status, creason, cmsg) in conditions.items():
-            old = mem.conditions.get(ctype)
-            since = old["lastTransitionTime"] if old and old["status"] == status \
-                else rfc3339(now)
-            c = {"type": ctype, "status": status, "reason": creason, "message": cmsg[:512],
-                 "lastTransitionTime": since}
-            mem.conditions[ctype] = c
-            conds.append(c)
-        status_doc: dict[str, Any] = {
-            "observedGeneration": a.generation, "currentReplicas": current,
-            "desiredReplicas": desired, "reason": reason, "message": message[:1024],
-            "conditions": conds,
-        }
-        if mem.last_scale_time is not None:
-            status_doc["lastScaleTime"] = rfc3339(mem.last_scale_time)
-        if decision is not None:
-            for k, v in (("forecastRps", decision.forecast_rps),
-                         ("demandRps", decision.demand_rps)):
-                if v is not None and math.isfinite(v):
-                    status_doc[k] = round(v, 3)
-            if decision.forecast_model:
-                status_doc["forecastModel"] = decision.forecast_model
-        material = _material(status_doc)
+        conds = st.merge_conditions(mem.conditions, conditions, now)
+        mem.conditions = {c["type"]: c for c in conds}
+        status_doc = st.status_document(
+            generation=a.generation, current=current, desired=desired, reason=reason,
+            message=message, conditions=conds, last_scale_time=mem.last_scale_time,
+            decision=decision)
+        material = st.material(status_doc)
         if material == mem.last_status and now - mem.last_status_write < STATUS_REFRESH_S:
             # Nothing an operator acts on changed (counts, reason, condition states): the
-            # forecast figures and messages are refreshed once a minute, not every cycle,
-            # so 1,000 steady autoscalers do not mean 67 status PATCHes a second.
+            # forecast figures and messages are refreshed every STATUS_REFRESH_S (5
+            # minutes), not every cycle, so 1,000 steady autoscalers do not mean 67 status
+            # PATCHes a second.
             return
         try:
             self.kube.patch_status(a.namespace, a.name,
@@ -499,39 +660,15 @@ class Controller:
             log.warning("%s/%s: status not written: %s", a.namespace, a.name, exc)
 
 
-def _material(status: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a status whose change is written at once."""
-    out = {k: v for k, v in status.items()
-           if k not in ("message", "forecastRps", "demandRps", "forecastModel", "conditions")}
-    out["conditions"] = [(c["type"], c["status"], c["reason"]) for c in status["conditions"]]
-    return out
-
-
-def _condition(ctype: str, status: str, reason: str, message: str,
-               now: float) -> dict[str, str]:
-    return {"type": ctype, "status": status, "reason": reason, "message": message[:512],
-            "lastTransitionTime": rfc3339(now)}
-
-
-def _metrics_summary(obs: Observation, ready: int) -> tuple[bool, str]:
-    """(usable, a one-line account) of an observation: usable when request_rate is ok."""
-    judged = obs.judged(ready)
-    bad = {s.value: r for s, r in judged.items() if r.status is not Status.OK}
-    rate = judged.get(Signal.REQUEST_RATE)
-    usable = rate is not None and rate.status is Status.OK
-    if not bad:
-        return True, f"{len(judged)} signals ok, {obs.pods_reporting} pods reporting"
-    worst = ", ".join(f"{k}: {r.status.value} ({r.detail})" for k, r in list(bad.items())[:3])
-    return usable, f"{len(judged) - len(bad)}/{len(judged)} signals ok; {worst}"
-
-
 def run_forever(controller: Controller, *, tick_s: float, should_stop: Callable[[], bool],
                 is_leader: Callable[[float], bool],
                 clock: Callable[[], float] = time.time,
                 sleep: Callable[[float], None] = time.sleep,
-                on_cycle: Callable[[float, float], None] | None = None) -> None:
+                on_cycle: Callable[[float, float], None] | None = None,
+                progress: Callable[[], None] | None = None) -> None:
     """Tick until asked to stop; act only while leading. A cycle in progress always
-    finishes (SIGTERM sets ``should_stop``; the caller then releases the lease)."""
+    finishes (SIGTERM sets ``should_stop``; the caller then releases the lease).
+    ``progress`` is called after every iteration, leading or not (``/healthz``)."""
     while not should_stop():
         start = clock()
         if is_leader(start):
@@ -539,7 +676,8 @@ def run_forever(controller: Controller, *, tick_s: float, should_stop: Callable[
             controller.cycle(start)
             if on_cycle is not None:
                 on_cycle(start, time.perf_counter() - t0)
+        if progress is not None:
+            progress()
         remaining = tick_s - (clock() - start)
         if remaining > 0:
             sleep(remaining)
-

@@ -11,10 +11,9 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,8 +24,9 @@ from prometheus_client import (
 )
 
 from autoscaler.controller.election import ElectionConfig, LeaseElector
-from autoscaler.controller.kube import KubeClient
+from autoscaler.controller.kube import KubeClient, api_client
 from autoscaler.controller.loop import Controller, ControllerHooks, Outcome, run_forever
+from autoscaler.controller.settings import Limits, ServingLimits
 from autoscaler.errors import SpecError
 from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
 
@@ -78,28 +78,46 @@ class Metrics(ControllerHooks):
         self.query.observe(seconds)
 
 
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName"}
+"""Attributes every LogRecord has: anything else on a record came from ``extra=``."""
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: what log pipelines (Loki, Elasticsearch) parse without
-    regexes."""
+    regexes. Fields passed with ``extra={...}`` are kept as top-level keys (values that are
+    not JSON are written as their ``str``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
                                "level": record.levelname.lower(), "logger": record.name,
                                "msg": record.getMessage()}
+        for key, value in vars(record).items():
+            if key not in _RECORD_FIELDS and key not in doc:
+                doc[key] = value
         if record.exc_info:
             doc["error"] = self.formatException(record.exc_info)
-        return json.dumps(doc)
+        return json.dumps(doc, default=str)
 
 
 class Health:
-    def __init__(self, tick_s: float) -> None:
-        self.tick_s = tick_s
-        self.last_tick = time.monotonic()
+    """``/healthz``: alive while the loop makes progress (an iteration ends, leading or
+    not); ``/readyz``: also the API server answered once."""
+
+    def __init__(self, stall_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stall_s = stall_s
+        self.clock = clock
+        self.last_tick = clock()
         self.api_ok = False
 
+    def tick(self) -> None:
+        self.last_tick = self.clock()
+
     def alive(self) -> bool:
-        # A loop stuck for 6 ticks (30 s at the default) is dead: let the kubelet restart it.
-        return time.monotonic() - self.last_tick < max(30.0, 6 * self.tick_s)
+        # Every cycle ends within its deadline (< stall_s), so a loop silent for stall_s is
+        # stuck: let the kubelet restart it.
+        return self.clock() - self.last_tick < self.stall_s
 
 
 def serve_http(port: int, host: str, metrics: Metrics, health: Health) -> http.server.HTTPServer:
@@ -131,17 +149,6 @@ def serve_http(port: int, host: str, metrics: Metrics, health: Health) -> http.s
     return server
 
 
-def _api_client(kubeconfig: str | None) -> k8s.ApiClient:
-    if kubeconfig:
-        api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig)
-        return api
-    try:
-        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except k8s_config.ConfigException:
-        k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
-    return k8s.ApiClient()
-
 
 def run_controller(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler()
@@ -150,20 +157,39 @@ def run_controller(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     if args.tick <= 0:
         raise SpecError("--tick", args.tick, "> 0 seconds")
-    kube = KubeClient(_api_client(args.kubeconfig), instance=args.identity)
+    limits = Limits(api_timeout_s=args.api_timeout,
+                    prometheus_timeout_s=args.prometheus_timeout,
+                    source_deadline_s=args.source_deadline,
+                    cycle_deadline_s=args.cycle_deadline, source_backoff_s=args.source_backoff,
+                    liveness_s=max(Limits().liveness_s, 6 * args.tick))
+    serving = ServingLimits(header_timeout_s=args.external_metrics_header_timeout,
+                            max_connections=args.external_metrics_max_connections)
+    kube = KubeClient(api_client(args.kubeconfig), instance=args.identity,
+                      timeout_s=limits.api_timeout_s)
     source = None
     if args.prometheus_url:
         source = PrometheusSource(PrometheusConfig(
             url=args.prometheus_url, bearer_token_file=args.prometheus_bearer_token_file,
-            ca_file=args.prometheus_ca_file))
+            ca_file=args.prometheus_ca_file, timeout_s=limits.prometheus_timeout_s))
     else:
         log.warning("no --prometheus-url: every autoscaler will hold (metrics unavailable)")
     metrics = Metrics()
-    health = Health(args.tick)
+    health = Health(limits.liveness_s)
     server = serve_http(args.metrics_port, args.metrics_host, metrics, health)
-    controller = Controller(kube, source, namespace=args.namespace, hooks=metrics,
-                            backfill_s=args.backfill_seconds)
     stop = threading.Event()
+    elector: LeaseElector | None = None
+    if args.leader_elect:
+        elector = LeaseElector(kube, ElectionConfig(
+            namespace=args.lease_namespace, name=args.lease_name, identity=args.identity,
+            lease_duration_s=args.lease_duration,
+            renew_deadline_s=args.lease_duration * 2 / 3,
+            retry_period_s=max(0.5, args.lease_duration / 7)))
+    leading = elector.leading if elector is not None else (lambda: True)
+    # Read at every scrape, not set by the election thread: that thread may be stuck in a
+    # hung renew while the watchdog has already stepped us down.
+    metrics.leader.set_function(lambda: 1.0 if leading() else 0.0)
+    controller = Controller(kube, source, namespace=args.namespace, hooks=metrics,
+                            backfill_s=args.backfill_seconds, limits=limits, may_write=leading)
     external = None
     if args.external_metrics_port:
         from autoscaler.controller.external_metrics import (
@@ -181,7 +207,7 @@ def run_controller(args: argparse.Namespace) -> int:
             port=args.external_metrics_port, host=args.external_metrics_host,
             cert_file=args.tls_cert_file, key_file=args.tls_key_file,
             client_ca_file=args.requestheader_client_ca_file, allowed_names=names,
-            max_age_s=args.external_metrics_max_age)).start()
+            max_age_s=args.external_metrics_max_age, limits=serving)).start()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("signal %d: finishing the cycle, then exiting", signum)
@@ -190,34 +216,31 @@ def run_controller(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    elector: LeaseElector | None = None
-    if args.leader_elect:
-        elector = LeaseElector(kube, ElectionConfig(
-            namespace=args.lease_namespace, name=args.lease_name, identity=args.identity,
-            lease_duration_s=args.lease_duration,
-            renew_deadline_s=args.lease_duration * 2 / 3,
-            retry_period_s=max(0.5, args.lease_duration / 7)))
+    if elector is not None:
         el = elector
 
         def elect() -> None:
             while not stop.is_set():
-                leading = el.step(time.time())
-                metrics.leader.set(1 if leading else 0)
+                el.step(time.time())
                 stop.wait(el.config.retry_period_s)
 
         threading.Thread(target=elect, daemon=True, name="election").start()
-    else:
-        metrics.leader.set(1)
 
-    def is_leader(_now: float) -> bool:
-        health.last_tick = time.monotonic()
-        if not health.api_ok:
+    def probe_api() -> None:
+        # /readyz: the API server answered once (its own thread, so the loop's leadership
+        # check stays a pure read).
+        while not stop.is_set() and not health.api_ok:
             try:
                 kube.call("GET", "/version")
                 health.api_ok = True
             except Exception as exc:
                 log.warning("API server not reachable yet: %s", exc)
-        return elector.is_leader if elector is not None else True
+                stop.wait(args.tick)
+
+    threading.Thread(target=probe_api, daemon=True, name="api-probe").start()
+
+    def is_leader(_now: float) -> bool:
+        return leading()
 
     def on_cycle(_start: float, seconds: float) -> None:
         metrics.cycle.observe(seconds)
@@ -227,9 +250,10 @@ def run_controller(args: argparse.Namespace) -> int:
 
     log.info("controller started", extra={"identity": args.identity})
     run_forever(controller, tick_s=args.tick, should_stop=stop.is_set, is_leader=is_leader,
-                sleep=pause, on_cycle=on_cycle)
+                sleep=pause, on_cycle=on_cycle, progress=health.tick)
     if elector is not None:
         elector.release(time.time())
+    controller.close()
     server.shutdown()
     if external is not None:
         external.stop()

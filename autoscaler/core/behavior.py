@@ -304,8 +304,6 @@ def apply_behavior(
         final, limit_reason, limit_msg = _limit_with_behavior(
             stabilized, current, state, spec, behavior, now)
         state = store_scale_event(state, behavior, current, final, now)
-    if final != current:
-        state = replace(state, last_scale_time=now)
     if final != stabilized:
         return BehaviorOutcome(final, limit_reason, limit_msg, state, stabilized)
     if stabilized != recommendation:

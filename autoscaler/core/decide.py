@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from autoscaler.core.policies import hpa, keda, kpa, oracle, predictive, static, wva
+from autoscaler.core.policies import hpa, keda, kpa, predictive, static, wva
+from autoscaler.core.policies.common import hold
 from autoscaler.core.spec import PolicyKind, Spec
-from autoscaler.core.types import Decision, Snapshot, State
+from autoscaler.core.types import Decision, Reason, Snapshot, State
 
 Policy = Callable[[Snapshot, State, Spec, float], tuple[Decision, State]]
 """Every policy has this shape: pure, time passed in, state returned anew."""
@@ -15,13 +16,14 @@ POLICIES: dict[PolicyKind, Policy] = {
     PolicyKind.HPA: hpa.decide,
     PolicyKind.KPA: kpa.decide,
     PolicyKind.PREDICTIVE: predictive.decide,
-    PolicyKind.ORACLE: oracle.decide,
     PolicyKind.STATIC: static.decide,
     PolicyKind.HPA_QUEUE: hpa.decide,
     PolicyKind.HPA_KV: hpa.decide,
     PolicyKind.KEDA: keda.decide,
     PolicyKind.WVA: wva.decide,
 }
+"""The ``oracle`` (hindsight) baseline is not here: it needs the future, which only the
+replay has (``autoscaler.sim.hindsight``)."""
 
 
 def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[Decision, State]:
@@ -31,4 +33,9 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     stale the decision is ``valid=False`` with ``replicas == snapshot.current_replicas``:
     the caller holds, and in particular never scales down.
     """
-    return POLICIES[PolicyKind(spec.policy)](snapshot, state, spec, now)
+    policy = POLICIES.get(PolicyKind(spec.policy))
+    if policy is None:
+        return hold(snapshot, state, Reason.METRICS_MISSING,
+                    f"policy {spec.policy} needs the future arrival rates, which only the "
+                    "replay has; it holds outside it")
+    return policy(snapshot, state, spec, now)

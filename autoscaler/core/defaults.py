@@ -86,6 +86,8 @@ SLO_TTFT_S = 2.0
 """Time-to-first-token objective, seconds."""
 SLO_TARGET_ATTAINMENT = 0.99
 """Fraction of requests that must meet the TTFT objective."""
+SLO_TTFT_S_PER_PROMPT_TOKEN = 0.0
+"""Default slope of the TTFT objective (seconds per prompt token): a flat objective."""
 PREDICTIVE_HEADROOM_QUANTILE = 0.9
 """Plan for this quantile of the forecast demand (0.5 = the point forecast)."""
 PREDICTIVE_HISTORY_S = 1800.0

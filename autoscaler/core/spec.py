@@ -37,7 +37,10 @@ class PolicyKind(StrEnum):
     HPA = "hpa"
     KPA = "kpa"
     PREDICTIVE = "predictive"
-    ORACLE = "oracle"
+    HINDSIGHT = "hindsight"
+    """The replay-only baseline that is given the true future rates: a heuristic, not a
+    bound (``autoscaler.sim.hindsight``). It was called ``oracle``, which is still accepted."""
+    ORACLE = "hindsight"  # the old name, an alias: PolicyKind.ORACLE is PolicyKind.HINDSIGHT
     STATIC = "static"
     HPA_QUEUE = "hpa-queue"
     """The HPA on the queue (vLLM ``num_requests_waiting``), AverageValue per replica."""
@@ -47,6 +50,10 @@ class PolicyKind(StrEnum):
     """KEDA's Prometheus scaler on the queue: the HPA's algorithm behind KEDA's activation."""
     WVA = "wva"
     """llm-d workload-variant-autoscaler's default saturation logic (from its docs)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> PolicyKind | None:
+        return cls.HINDSIGHT if value == "oracle" else None
 
 
 HPA_FAMILY: frozenset[PolicyKind] = frozenset(
@@ -166,10 +173,26 @@ class SLO:
     """Time-to-first-token objective, seconds."""
     target_attainment: float = d.SLO_TARGET_ATTAINMENT
     """Fraction of requests that must meet it, 0..1."""
+    ttft_seconds_per_prompt_token: float = d.SLO_TTFT_S_PER_PROMPT_TOKEN
+    """Extra TTFT allowed per prompt token, seconds (0..0.01). A request with P prompt tokens
+    meets the objective when its TTFT <= ttft_seconds + P x this (``ttft_objective``). Linear,
+    because prefill time is linear in the prompt: one number tracks the physical floor, where
+    a per-length table would add arbitrary step edges. Worked example: 2 s + 0.0002 s/token
+    gives a 10,000-token prompt 4 s, a 500-token prompt 2.1 s."""
 
     def validate(self, path: str = "slo") -> None:
         _check_range(f"{path}.ttftSeconds", self.ttft_seconds, 0.0, 3600.0, lo_open=True)
         _check_range(f"{path}.targetAttainment", self.target_attainment, 0.0, 1.0, lo_open=True)
+        _check_range(f"{path}.ttftSecondsPerPromptToken", self.ttft_seconds_per_prompt_token,
+                     0.0, 0.01)
+
+
+def ttft_objective(spec: Spec | SLO, prompt_tokens: float) -> float:
+    """The TTFT objective (seconds) of a request with ``prompt_tokens`` prompt tokens: the
+    one rule the replay's scoring, the calibration and the live status all use. Live, where
+    only fleet rates are known, pass the mean prompt (prompt-token rate / request rate)."""
+    slo = spec.slo if isinstance(spec, Spec) else spec
+    return slo.ttft_seconds + slo.ttft_seconds_per_prompt_token * max(0.0, prompt_tokens)
 
 
 @dataclass(frozen=True, slots=True)

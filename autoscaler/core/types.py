@@ -65,10 +65,6 @@ class Snapshot:
     ready_replicas: int
     """Replicas that are serving (started and ready)."""
     metrics: Mapping[str, MetricValue] = field(default_factory=dict)
-    future_rates: tuple[float, ...] | None = None
-    """Perfect foresight, filled only by the replay for the ``oracle`` policy: the true
-    arrival rate (requests/s) for each ``future_resolution_s`` bin starting at ``now``."""
-    future_resolution_s: float = 1.0
 
     def get(self, signal: str, now: float, max_age_s: float) -> float | None:
         """The value of ``signal`` if present, finite and not older than ``max_age_s``."""
@@ -159,5 +155,4 @@ class State:
     """(time, replicas added) of past scale-ups, for rate-limit periods."""
     scale_down_events: tuple[tuple[float, int], ...] = ()
     """(time, replicas removed) of past scale-downs, for rate-limit periods."""
-    last_scale_time: float | None = None
     policy: PolicyState | None = None

@@ -69,23 +69,28 @@ def capacity_at_slo(
     token_mix: TokenInput,
     *,
     quantile: float = 0.99,
+    slo_per_prompt_token: float = 0.0,
 ) -> Capacity:
     """Highest steady Poisson rate one replica sustains with TTFT ``quantile`` <= SLO.
 
     ``token_mix``: a ``TokenMix`` (lognormal lengths around its means), a pair of numbers
     (prompt, output), or a pair of samples (prompt tokens, output tokens) to draw from.
+    ``slo_per_prompt_token``: the length-aware part of the objective
+    (``core.spec.ttft_objective``): a request meets it when TTFT <= SLO + this x its prompt
+    tokens, i.e. when TTFT - this x prompt <= SLO, so that shifted TTFT is what is judged.
     Raises ``SpecError`` when even an idle replica misses the SLO. Cached in-process.
     """
     if not 0.0 < quantile < 1.0:
         raise SpecError("quantile", quantile, "> 0 and < 1")
     if not slo_ttft_s > 0:
         raise SpecError("slo.ttftSeconds", slo_ttft_s, "> 0")
-    rps, conc = _capacity(profile, float(slo_ttft_s), _pairs(token_mix), float(quantile))
+    rps, conc = _capacity(profile, float(slo_ttft_s), _pairs(token_mix), float(quantile),
+                          float(slo_per_prompt_token))
     return Capacity(requests_per_second=rps, concurrency=conc)
 
 
 def _trial(profile: ReplicaProfile, pairs: tuple[tuple[int, int], ...], rate: float,
-           quantile: float) -> tuple[float, float]:
+           quantile: float, per_token: float = 0.0) -> tuple[float, float]:
     """(TTFT quantile, mean e2e) of one replica under a Poisson stream at ``rate``."""
     rng = np.random.default_rng(0)
     gaps = rng.exponential(1.0, CALIBRATION_REQUESTS)
@@ -94,29 +99,29 @@ def _trial(profile: ReplicaProfile, pairs: tuple[tuple[int, int], ...], rate: fl
     arrivals = np.cumsum(gaps) / rate
     eng = run_fixed(profile, arrivals, tok[:, 0], tok[:, 1])
     judged = slice(CALIBRATION_REQUESTS // 10, None)
-    ttft = eng.ttft[judged]
+    ttft = eng.ttft[judged] - per_token * tok[judged, 0]
     return float(np.quantile(ttft, quantile)), float(np.mean(eng.e2e[judged]))
 
 
 @lru_cache(maxsize=256)
 def _capacity(profile: ReplicaProfile, slo: float, pairs: tuple[tuple[int, int], ...],
-              quantile: float) -> tuple[float, float]:
+              quantile: float, per_token: float = 0.0) -> tuple[float, float]:
     mean_p = float(np.mean([p for p, _ in pairs]))
     mean_o = float(np.mean([o for _, o in pairs]))
     hi = STABLE_FRACTION * profile.max_throughput_rps(mean_p, mean_o)
     lo = hi / 1000.0
-    q_lo, e2e_lo = _trial(profile, pairs, lo, quantile)
+    q_lo, e2e_lo = _trial(profile, pairs, lo, quantile, per_token)
     if q_lo > slo:
         raise SpecError("slo.ttftSeconds", slo,
                         f"> the TTFT p{quantile * 100:g} of an idle {profile.name} replica "
                         f"({q_lo:.3f} s) for this token mix")
-    q_hi, e2e_hi = _trial(profile, pairs, hi, quantile)
+    q_hi, e2e_hi = _trial(profile, pairs, hi, quantile, per_token)
     if q_hi <= slo:
         return hi, hi * e2e_hi
     best_e2e = e2e_lo
     for _ in range(_ITERATIONS):
         mid = 0.5 * (lo + hi)
-        q, e2e = _trial(profile, pairs, mid, quantile)
+        q, e2e = _trial(profile, pairs, mid, quantile, per_token)
         if q <= slo and math.isfinite(q):
             lo, best_e2e = mid, e2e
         else:

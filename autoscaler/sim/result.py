@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from autoscaler.traces.model import FloatArray
@@ -27,6 +28,21 @@ class ReplaySummary:
     gpu_cost: float | None = None
     """gpu_hours x the profile's price per GPU-hour, when the profile has one."""
     initial_replicas: int = 0
+    replica_starts: int = 0
+    """Replicas asked for after t=0 (each pays a cold start), cancelled ones included."""
+    replica_starts_per_day: float = 0.0
+    cold_start_gpu_hours: float = 0.0
+    """GPU-hours spent on replicas that were starting (asked for, not yet ready)."""
+    worst_hour_attainment: float = math.nan
+    """Lowest attainment of any scored hour (NaN when no hour was scored)."""
+    hours_meeting_target: float = math.nan
+    """Share of scored hours whose attainment reached ``slo.targetAttainment``."""
+    hours_scored: int = 0
+    """Clock hours with arrivals that are not wholly inside a collection gap."""
+    bound_gpu_hours: float = math.nan
+    """Proven lower bound on GPU-hours at this attainment (``autoscaler.sim.bound``)."""
+    max_pending: int = 0
+    """Most replicas the GPU quota held pending at once."""
 
 
 @dataclass(frozen=True, slots=True)

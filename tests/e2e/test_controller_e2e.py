@@ -106,6 +106,29 @@ class ControllerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
 
 
+def decisions(port: int, name: str) -> float:
+    """Decisions the controller on ``port`` has made for autoscaler ``name`` (its own
+    ``autoscaler_decisions_total``, all reasons)."""
+    import requests
+
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except requests.ConnectionError:  # still starting
+        return 0.0
+    return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
+               if line.startswith("autoscaler_decisions_total{")
+               and f'autoscaler="{name}"' in line)
+
+
+def wait_decisions(proc: ControllerProcess, name: str, more: int) -> None:
+    """Wait until the controller has decided ``more`` more times for ``name``: steady
+    state observed over cycles, instead of a fixed sleep."""
+    start = decisions(proc.port, name)
+    wait_until(f"{more} more decisions for {name}",
+               lambda: decisions(proc.port, name) >= start + more, timeout_s=15 + 5 * more,
+               every_s=0.2)
+
+
 def deployment(api: k8s.ApiClient, namespace: str, name: str, replicas: int) -> None:
     labels = {"app": name}
     k8s.AppsV1Api(api).create_namespaced_deployment(namespace, {
@@ -240,10 +263,10 @@ def test_shadow_mode_decides_but_never_changes_the_scale(
     serve_load(metrics, namespace, "shadowed", rate=20.0)
     deployment(api_client, namespace, "shadowed", 2)
     create_cr(api_client, namespace, autoscaler_cr(namespace, "shadowed", mode="Shadow"))
-    controller("a")
+    proc = controller("a")
     status = wait_until("a shadow decision", lambda: (
         read_cr(api_client, namespace, "shadowed").get("status") or {}).get("desiredReplicas"))
-    time.sleep(6)  # three more sync periods
+    wait_decisions(proc, "shadowed", 3)
     assert status > 2
     assert replicas(api_client, namespace, "shadowed") == 2
     assert events(api_client, namespace, "SuccessfulRescale") == []
@@ -272,9 +295,9 @@ def test_missing_metrics_never_scale_down_and_say_why(
     # No exporter series for this workload at all: Prometheus has nothing for it.
     deployment(api_client, namespace, "dark", 5)
     create_cr(api_client, namespace, autoscaler_cr(namespace, "dark"))
-    controller("a")
+    proc = controller("a")
     status = wait_until("a status", lambda: read_cr(api_client, namespace, "dark").get("status"))
-    time.sleep(6)
+    wait_decisions(proc, "dark", 3)
     assert replicas(api_client, namespace, "dark") == 5
     conds = {c["type"]: c for c in read_cr(api_client, namespace, "dark")["status"]["conditions"]}
     assert conds["MetricsAvailable"]["status"] == "False"
@@ -309,7 +332,7 @@ def test_only_the_leader_acts_and_the_other_takes_over_when_it_dies(
     except AssertionError:
         raise AssertionError(f"{read_cr(api_client, namespace, 'ha').get('status')}\n"
                              f"{first.tail()}") from None
-    time.sleep(4)
+    wait_decisions(first, "ha", 2)
     assert holder() == "first"
     hosts = {e.source.host for e in events(api_client, namespace, "SuccessfulRescale")}
     assert hosts == {"first"}  # the follower never wrote
@@ -344,7 +367,7 @@ def test_an_api_server_restart_and_a_hand_scale_are_survived_without_flapping(
                                                              {"spec": {"replicas": 1}})
         wait_until("the controller to restore 3", lambda: replicas(api, namespace, "sturdy")
                    == 3, timeout_s=60)
-        time.sleep(8)  # four sync periods of steady state
+        wait_decisions(proc, "sturdy", 4)  # four sync periods of steady state
         assert replicas(api, namespace, "sturdy") == 3
         sizes = [e.message.split(";")[0] for e in events(api, namespace, "SuccessfulRescale")]
     assert proc.alive(), proc.tail()

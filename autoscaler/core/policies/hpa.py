@@ -176,7 +176,6 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         reason = (Reason.TOO_MANY_REPLICAS if current > spec.max_replicas
                   else Reason.TOO_FEW_REPLICAS)
         state = store_scale_event(state, spec.behavior, current, bound, now)
-        state = replace(state, last_scale_time=now)
         return (Decision(replicas=bound, reason=reason,
                          message=f"current replicas {current} outside [{spec.min_replicas}, "
                                  f"{spec.max_replicas}], setting {bound}"), state)

@@ -193,8 +193,6 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     new_policy = KpaState(samples=samples, panic_since=panic_since, max_panic_pods=max_panic,
                           delayed=delayed)
     new_state = replace(state, policy=new_policy)
-    if replicas != snapshot.current_replicas:
-        new_state = replace(new_state, last_scale_time=now)
     demand = snapshot.get(Signal.REQUEST_RATE, now, spec.max_metric_age_s)
     return (
         Decision(replicas=replicas, reason=reason, message=message,

@@ -1,0 +1,146 @@
+"""From one reconcile's facts to the custom resource's status: conditions, the document
+written, and the part of it whose change is written at once. Pure: no client, no clock
+(``now`` is passed in), so every rule here is unit-tested without a cluster.
+
+Conditions (HPA-shaped names, so ``kubectl describe`` reads like an HPA's):
+
+* ``Ready``: the spec is valid and the target was read.
+* ``ScalingActive``: False while we do not act on the decision: missing metrics (the
+  core's reason), a competing autoscaler (``ConflictingAutoscaler``), another writer that
+  keeps changing the scale (``ConflictingWriter``).
+* ``ScalingLimited``: the decision was clamped (min/max or a behaviour rate limit).
+* ``MetricsAvailable``: the request rate was read and trusted this cycle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from autoscaler.core.types import Decision, Reason, Signal
+from autoscaler.metrics.collect import Observation, Status
+
+LIMITED = frozenset({Reason.TOO_FEW_REPLICAS, Reason.TOO_MANY_REPLICAS,
+                     Reason.SCALE_UP_LIMIT, Reason.SCALE_DOWN_LIMIT})
+
+Condition = tuple[str, str, str]
+"""(status "True"/"False", reason, message)."""
+
+
+def rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsVerdict:
+    """Whether an observation can drive a decision, said twice: ``message`` for the status
+    (with details such as a sample's age) and ``key`` for Events and transitions (signal
+    statuses only: the same trouble gives the same key every cycle, so an Event is written
+    once per change of trouble and identical Events stay identical)."""
+
+    usable: bool
+    message: str
+    key: str
+
+
+def metrics_verdict(obs: Observation | str | None, ready: int) -> MetricsVerdict:
+    """Judge this cycle's observation (or the reason there is none: a stable sentence)."""
+    if not isinstance(obs, Observation):
+        why = obs or "no observation"
+        return MetricsVerdict(False, why, why)
+    judged = obs.judged(ready)
+    bad = {s.value: r for s, r in judged.items() if r.status is not Status.OK}
+    rate = judged.get(Signal.REQUEST_RATE)
+    usable = rate is not None and rate.status is Status.OK
+    if not bad:
+        return MetricsVerdict(True, f"{len(judged)} signals ok, {obs.pods_reporting} pods "
+                                    "reporting", "ok")
+    worst = ", ".join(f"{k}: {r.status.value} ({r.detail})" for k, r in list(bad.items())[:3])
+    key = ", ".join(f"{k}: {r.status.value}" for k, r in sorted(bad.items()))
+    return MetricsVerdict(usable, f"{len(judged) - len(bad)}/{len(judged)} signals ok; {worst}",
+                          key)
+
+
+def metrics_event_message(verdict: MetricsVerdict) -> str:
+    """The Warning Event for unusable metrics: no counts, ages or times, so a repeat of the
+    same trouble is the same Event (Kubernetes tools aggregate identical Events)."""
+    return f"metrics unusable ({verdict.key}): holding, no scale-down on missing data"
+
+
+def conditions(*, mode: str, valid: bool, reason: str, message: str,
+               decision_reason: Reason, metrics: MetricsVerdict,
+               blocked: Condition | None) -> dict[str, Condition]:
+    """The four conditions of one reconcile. ``reason``/``message`` are after the loop's
+    post-processing (``Fallback`` may replace the core's); ``blocked`` is why we do not
+    write (a competing autoscaler or writer), or None."""
+    if blocked is not None:
+        active: Condition = blocked
+    elif not valid and reason != "Fallback":
+        active = ("False", reason, message)
+    else:
+        active = ("True", reason, message)
+    limited = decision_reason in LIMITED
+    return {
+        "Ready": ("True", "Reconciled", f"mode {mode}"),
+        "ScalingActive": active,
+        "ScalingLimited": (("True" if limited else "False"), decision_reason.value,
+                           message if limited else "desired count within limits"),
+        "MetricsAvailable": (("True", "MetricsOK", metrics.message) if metrics.usable
+                             else ("False", "MetricsUnavailable", metrics.message)),
+    }
+
+
+def failed_conditions(reason: str, message: str) -> dict[str, Condition]:
+    """The target could not be read: nothing else is known."""
+    return {"Ready": ("False", reason, message), "ScalingActive": ("False", reason, message)}
+
+
+def merge_conditions(previous: Mapping[str, Mapping[str, str]],
+                     new: Mapping[str, Condition], now: float) -> list[dict[str, str]]:
+    """Condition objects, keeping ``lastTransitionTime`` while a condition's status holds."""
+    out = []
+    for ctype, (status, creason, cmsg) in new.items():
+        old = previous.get(ctype)
+        since = old["lastTransitionTime"] if old and old["status"] == status else rfc3339(now)
+        out.append({"type": ctype, "status": status, "reason": creason, "message": cmsg[:512],
+                    "lastTransitionTime": since})
+    return out
+
+
+def status_document(*, generation: int, current: int | None, desired: int | None,
+                    reason: str, message: str, conditions: list[dict[str, str]],
+                    last_scale_time: float | None,
+                    decision: Decision | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "observedGeneration": generation, "currentReplicas": current,
+        "desiredReplicas": desired, "reason": reason, "message": message[:1024],
+        "conditions": conditions,
+    }
+    if last_scale_time is not None:
+        doc["lastScaleTime"] = rfc3339(last_scale_time)
+    if decision is not None:
+        for k, v in (("forecastRps", decision.forecast_rps),
+                     ("demandRps", decision.demand_rps)):
+            if v is not None and math.isfinite(v):
+                doc[k] = round(v, 3)
+        if decision.forecast_model:
+            doc["forecastModel"] = decision.forecast_model
+    return doc
+
+
+def material(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a status whose change is written at once (counts, reason, condition
+    states); messages and forecast figures wait for the periodic refresh."""
+    out = {k: v for k, v in status.items()
+           if k not in ("message", "forecastRps", "demandRps", "forecastModel", "conditions")}
+    out["conditions"] = [(c["type"], c["status"], c["reason"]) for c in status["conditions"]]
+    return out
+
+
+def condition(ctype: str, status: str, reason: str, message: str,
+              now: float) -> dict[str, str]:
+    return {"type": ctype, "status": status, "reason": reason, "message": message[:512],
+            "lastTransitionTime": rfc3339(now)}

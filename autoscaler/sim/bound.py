@@ -1,0 +1,183 @@
+"""A proven lower bound on the GPU-hours any policy needs for a given SLO attainment.
+
+Why: a ratio against a baseline means nothing unless the baseline cannot be beaten. This
+floor cannot: no schedule of replicas, however clairvoyant, serves the same requests with
+the same attainment for fewer GPU-hours on the same simulated replicas.
+
+Definition (``gpu_hours_lower_bound``). The replayed requests are *items* i with an arrival
+time a_i, a count c_i (1 per request; a fractional count per tick for the fluid engine), a
+deadline D_i (the TTFT objective, ``ttft_objective(slo, prompt_i)``, plus the engine's
+timing slack) and a unit work w_i in replica-seconds that must be done by a ready replica
+between a_i and a_i + D_i for the request to meet its objective:
+
+* request engine: w_i = prompt_i / prefill_tokens_per_s. A request's first token comes at
+  the end of the step that prefills its prompt's last chunk, and a replica prefills at most
+  ``prefill_tokens_per_s`` (= 1 / step_per_prefill_token_s) tokens per second: every step
+  lasts step_base_s + step_per_prefill_token_s x its prefill tokens + step_per_decode_seq_s
+  x its decodes >= step_per_prefill_token_s x its prefill tokens. So a request that meets
+  its objective received w_i replica-seconds of prefill inside [a_i, a_i + D_i] (a
+  preempted request's recomputed prefill only adds work).
+* fluid engine: w_i = 1 / mu, mu = ``max_throughput_rps`` of the trace's mean token mix:
+  the fluid fleet serves at most R x mu requests per second with R ready replicas, FIFO,
+  and counts an arrival as met only when the backlog ahead of it drains within its
+  objective (at the fleet of its arrival time, read per 1-s tick: D_i gets one tick of
+  slack). This is a proof about the fluid engine's own accounting.
+
+Let f = min(minReplicas, the initial fleet, the GPU quota): the provisioned fleet never
+falls below f (every decision is clamped to >= minReplicas, and a replica costs GPU time
+from the moment it is asked for). Split [0, T) into disjoint windows J. An item is
+*contained* in J when [a_i, a_i + D_i] lies inside J. Then for every window
+
+    integral over J of provisioned replicas >= max(f x |J|, met contained work in J),
+
+because the met contained items' work is done inside J by ready (or draining) replicas, all
+of which are provisioned. Summing over the disjoint windows,
+
+    GPU-seconds / gpus_per_replica >= sum_J max(f |J|, W_J - X_J),
+
+W_J the work of the items contained in J and X_J the work of those among them that missed.
+A result with attainment A missed (1 - A) x N requests; the ones whose work alone exceeds
+their objective (w_i > D_i) miss under every policy, so at most K = (1 - A) N - (those) of
+the rest can be dropped. The bound takes the drops that lower the sum the most: within a
+window a drop saves at most min(excess left, its work), the largest works first, and across
+windows the K units with the largest per-unit saving (a fractional knapsack, whose optimum
+is at least the integer one). A window partition is arbitrary, so the bound is the largest
+over several window lengths and offsets; each one is a valid bound, hence so is their max.
+
+It is loose where the work that binds is not the one counted: for the request engine only
+the prefill is counted (decode need not finish by any deadline), so on the 8B profile with
+1,000-token prompts the bound is roughly half of what a fleet at the SLO costs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from autoscaler.traces.model import FloatArray
+
+WINDOW_LENGTHS_S: tuple[float, ...] = (15.0, 60.0, 300.0, 3600.0)
+"""Window lengths tried (seconds). Short windows follow bursts, long ones lose little to the
+items that straddle a window edge; the max over all of them is kept."""
+WINDOW_OFFSETS: tuple[float, ...] = (0.0, 0.5)
+"""Window start offsets tried, as fractions of the window length."""
+
+DEFINITION = (
+    "Instant, fractional replicas that do only the work a request needs before its first "
+    "token (request engine: its prefill at the profile's prefill_tokens_per_s; fluid engine: "
+    "1/mu per request at the fleet's full-batch throughput mu), each request's work inside "
+    "[arrival, arrival + its TTFT objective], never fewer than min(minReplicas, initial "
+    "fleet, GPU quota) replicas, with the result's misses spent where they save the most. "
+    "No policy can use fewer GPU-hours at the same attainment (proof: autoscaler/sim/bound.py)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Items:
+    """What the bound needs from one replay (arrays of equal length)."""
+
+    arrival_s: FloatArray
+    count: FloatArray
+    """Requests per item (1 per request; arrivals per tick for the fluid engine)."""
+    work_s: FloatArray
+    """Replica-seconds of work per request before its first token."""
+    deadline_s: FloatArray
+    """Seconds after arrival by which that work must be done (objective + slack)."""
+    impossible: FloatArray
+    """Requests per item that miss under any policy (their prefill alone is too long)."""
+
+
+def gpu_hours_lower_bound(items: Items, *, duration_s: float, floor_replicas: float,
+                          gpus_per_replica: int, attainment: float,
+                          lengths_s: Sequence[float] = WINDOW_LENGTHS_S) -> float:
+    """The bound of the module docstring for a result with ``attainment`` (0..1)."""
+    total = float(items.count.sum())
+    misses = max(0.0, (1.0 - min(1.0, max(0.0, attainment))) * total)
+    droppable = max(0.0, misses - float(items.impossible.sum()) - 1e-9)
+    possible = np.maximum(items.count - items.impossible, 0.0)
+    best = floor_replicas * duration_s
+    for length in lengths_s:
+        if length >= duration_s and length != lengths_s[0]:
+            continue
+        for frac in WINDOW_OFFSETS:
+            best = max(best, _windowed(items, possible, duration_s, floor_replicas,
+                                       length, frac * length, droppable))
+    return best * gpus_per_replica / 3600.0
+
+
+def _windowed(items: Items, possible: FloatArray, duration_s: float, floor: float,
+              length: float, offset: float, droppable: float) -> float:
+    """Replica-seconds bound for one window partition: edges offset, offset + length, ..."""
+    edges = np.arange(offset, duration_s, length) if offset > 0 else np.arange(
+        0.0, duration_s, length)
+    edges = np.concatenate(([0.0], edges[edges > 0], [duration_s])) if offset > 0 else \
+        np.concatenate((edges, [duration_s]))
+    widths = np.diff(edges)
+    j = np.searchsorted(edges, items.arrival_s, side="right") - 1
+    j = np.clip(j, 0, len(widths) - 1)
+    contained = (items.arrival_s + items.deadline_s <= edges[j + 1] + 1e-9) & (possible > 0)
+    jc = j[contained]
+    cnt = possible[contained]
+    w = items.work_s[contained]
+    work = np.bincount(jc, weights=cnt * w, minlength=len(widths))
+    floor_s = floor * widths
+    base = float(np.maximum(floor_s, work).sum())
+    excess = np.maximum(work - floor_s, 0.0)
+    if droppable <= 0 or not np.any(excess > 0):
+        return base
+    # Within each window the largest works first; the saving of each item is capped by
+    # the excess its window has left.
+    order = np.lexsort((-w, jc))
+    jo, wo, co = jc[order], w[order], cnt[order]
+    item_work = wo * co
+    cum = np.cumsum(item_work)
+    start_of = np.concatenate(([0], np.flatnonzero(np.diff(jo)) + 1))
+    first = np.repeat(start_of, np.diff(np.concatenate((start_of, [len(jo)]))))
+    before = cum - item_work - (cum[first] - item_work[first])
+    usable = np.clip(excess[jo] - before, 0.0, item_work)
+    keep = usable > 0
+    uw, us = wo[keep], usable[keep]
+    units = us / np.maximum(uw, 1e-300)
+    # Across windows: the units with the largest saving each, until the drops run out.
+    g = np.argsort(-uw, kind="stable")
+    cu = np.cumsum(units[g])
+    k = int(np.searchsorted(cu, droppable, side="left"))
+    saved = float(us[g][:k].sum())
+    if k < len(g):
+        taken = droppable - (float(cu[k - 1]) if k > 0 else 0.0)
+        saved += max(0.0, taken) * float(uw[g][k])
+    return max(float(floor_s.sum()), base - saved)
+
+
+def request_items(arrival_s: FloatArray, prompt_tokens: FloatArray, objective_s: FloatArray,
+                  prefill_tokens_per_s: float) -> Items:
+    """Items of the request engine: one per request, its prefill as the work."""
+    work = np.asarray(prompt_tokens, dtype=np.float64) / prefill_tokens_per_s
+    n = len(work)
+    return Items(arrival_s=np.asarray(arrival_s, dtype=np.float64), count=np.ones(n),
+                 work_s=work, deadline_s=np.asarray(objective_s, dtype=np.float64),
+                 impossible=(work > objective_s).astype(np.float64))
+
+
+def fluid_items(arrivals_per_tick: FloatArray, tick_s: float, mu_rps: float | FloatArray,
+                prefill_s: float | FloatArray, objective_s: float | FloatArray) -> Items:
+    """Items of the fluid engine: one per tick, 1/mu per request, two ticks of slack (the
+    arrival's place inside its tick, and service read per tick). ``mu_rps``, ``prefill_s``
+    and ``objective_s`` may be per tick (token means that change over time)."""
+    a = np.asarray(arrivals_per_tick, dtype=np.float64)
+    n = len(a)
+    mu = np.broadcast_to(np.asarray(mu_rps, dtype=np.float64), (n,))
+    pre = np.broadcast_to(np.asarray(prefill_s, dtype=np.float64), (n,))
+    obj = np.broadcast_to(np.asarray(objective_s, dtype=np.float64), (n,))
+    return Items(arrival_s=np.arange(n, dtype=np.float64) * tick_s, count=a,
+                 work_s=1.0 / mu, deadline_s=obj + 2.0 * tick_s,
+                 impossible=np.where(pre > obj, a, 0.0))
+
+
+def floor_of(min_replicas: int, initial_replicas: int, gpu_quota: int | None) -> float:
+    """The provisioned fleet's floor (see the module docstring)."""
+    q = math.inf if gpu_quota is None else gpu_quota
+    return float(min(min_replicas, initial_replicas, q))

@@ -13,6 +13,7 @@ checked against the real RBAC too.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from kubernetes import client as k8s
 from kwok_cluster import POOL_LABEL, GpuPool, KwokCluster, gpu_deployment, pod_states, wait_for
 from promserver import PrometheusServer, ScriptedExporter
 from test_controller_e2e import (  # noqa: F401 - installed and metrics are fixtures
+    WINDOW,
     ControllerProcess,
     autoscaler_cr,
     create_cr,
@@ -30,13 +32,34 @@ from test_controller_e2e import (  # noqa: F401 - installed and metrics are fixt
     metrics,
     read_cr,
     replicas,
-    serve_load,
     wait_decisions,
 )
 
 A10 = GpuPool("a10", "NVIDIA-A10", nodes=1, gpus_per_node=4)
 """This test's own pool (the session's L4 pool is asserted to hold exactly 4 GPUs
 elsewhere, so it is not grown here)."""
+
+
+REPORTING = 8
+"""Pods exporting engine metrics: as many as can ever be ready here, so the sums are never
+partial (fewer pods reporting than ready would make the controller hold, rightly)."""
+
+
+def serve_load(served: tuple[ScriptedExporter, PrometheusServer], namespace: str,
+               workload: str, rate: float) -> None:
+    """``rate`` requests/s split over ``REPORTING`` pods, awaited in Prometheus' rate()."""
+    exporter, prom = served
+    for i in range(REPORTING):
+        labels = {"namespace": namespace, "workload": workload, "pod": f"{workload}-{i}"}
+        exporter.set_gauge("vllm:num_requests_running", labels, 1.0)
+        exporter.set_gauge("vllm:num_requests_waiting", labels, 0.0)
+        share = rate / REPORTING
+        exporter.set_histogram_rates("vllm:time_to_first_token_seconds", labels,
+                                     {"0.5": share, "+Inf": share}, sum_rate=0.1 * share)
+    q = (f'sum(rate(vllm:time_to_first_token_seconds_count{{namespace="{namespace}",'
+         f'workload="{workload}"}}[{WINDOW}]))')
+    prom.wait_for(q, lambda r: bool(r) and abs(float(r[0]["value"][1]) - rate) < 0.05 * rate)
+    time.sleep(2)  # and stays there for a couple of scrapes
 
 
 def _capacity(api: k8s.ApiClient, ns: str) -> dict[str, str] | None:
@@ -74,7 +97,8 @@ def test_the_controller_stops_at_the_gpu_pool_reports_it_once_and_resumes(
                 c := _capacity(api_client, namespace)) is not None and c["status"] == "False",
                 timeout_s=90, interval_s=0.5)
         except AssertionError:
-            raise fail("no CapacityAvailable=False") from None
+            raise fail("no CapacityAvailable=False; status: "
+                       f"{read_cr(api_client, namespace, 'gpu').get('status')}") from None
         pods = pod_states(api_client, namespace, "gpu")
         assert (len(pods), sum(p.ready for p in pods),
                 sum(p.unschedulable is not None for p in pods)) == (6, 4, 2)

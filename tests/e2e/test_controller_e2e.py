@@ -224,7 +224,10 @@ def test_the_controller_as_its_service_account_scales_a_deployment_and_reports(
                    lambda: replicas(api_client, namespace, "chat") == 6, timeout_s=90)
     except AssertionError:
         raise AssertionError(proc.tail()) from None
-    status = wait_until("status", lambda: read_cr(api_client, namespace, "chat").get("status"))
+    # The status is patched just after the scale write, in the same reconcile: await it.
+    status = wait_until("a status saying 6", lambda: (
+        s := read_cr(api_client, namespace, "chat").get("status") or {}).get(
+            "desiredReplicas") == 6 and s)
     assert status["desiredReplicas"] == 6
     conds = {c["type"]: c["status"] for c in status["conditions"]}
     assert conds["Ready"] == "True" and conds["MetricsAvailable"] == "True"

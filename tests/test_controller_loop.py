@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,14 +35,52 @@ class FakeKube:
     scale_writes: list[tuple[str, int]] = field(default_factory=list)
     competitors: list[Competitor] = field(default_factory=list)
     competitor_lists: int = 0
+    gpus: int | None = None
+    """A GPU pool of this many GPUs (one per pod) behind every workload: pods beyond it stay
+    Pending as unschedulable, the first ``gpus`` are ready at once. None: no such limit (the
+    ready counts are what the test sets)."""
+    starting: int = 0
+    """Of the scheduled pods, this many are Running but not yet Ready (a cold start)."""
+    pod_lists: int = 0
+    pods_fail: bool = False
+    """Pod LISTs fail as a flaky API server does (ApiUnavailable)."""
+
+    def _ready(self, name: str) -> int:
+        replicas, ready, _ = self.deployments[name]
+        if self.gpus is None:
+            return ready
+        return max(0, min(replicas, self.gpus) - self.starting)
 
     def list_autoscalers(self, namespace: str | None) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for o in self.autoscalers.values()]
 
     def list_workloads(self, kind: str, namespace: str | None
                        ) -> dict[tuple[str, str], ScaleInfo]:
-        return {(NS, n): ScaleInfo(r, ready, str(rv))
-                for n, (r, ready, rv) in self.deployments.items()}
+        return {(NS, n): ScaleInfo(r, self._ready(n), str(rv), selector=f"app={n}")
+                for n, (r, _, rv) in self.deployments.items()}
+
+    def list_pods(self, namespace: str, selector: str) -> list[Any]:
+        self.pod_lists += 1
+        if self.pods_fail:
+            raise ApiUnavailable("GET pods: HTTP 503: the server is currently unable")
+        name = selector.removeprefix("app=")
+        replicas = self.deployments[name][0]
+        placed = replicas if self.gpus is None else min(replicas, self.gpus)
+        ready = self._ready(name)
+        pods: list[dict[str, Any]] = []
+        for i in range(replicas):
+            meta = {"name": f"{name}-{i}", "namespace": namespace}
+            if i >= placed:
+                pods.append({"metadata": meta, "status": {"phase": "Pending", "conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                     "message": f"0/{self.gpus} nodes are available: {self.gpus} "
+                                "Insufficient nvidia.com/gpu."}]}})
+            else:
+                pods.append({"metadata": meta, "status": {"phase": "Running", "conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Ready", "status": "True" if i < ready else "False"}]}})
+        return pods
+
 
     def get_scale(self, namespace: str, ref: TargetRef) -> ScaleInfo:
         raise NotFound("no such kind", 404)
@@ -92,16 +130,19 @@ class FakePrometheus:
     in_flight: set[str] = field(default_factory=set)
     max_in_flight_sources: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    reporting: Callable[[str], int] | None = None
+    """Pods reporting per workload (None: two), e.g. its ready count in a fake cluster."""
 
     def _store(self, t: float) -> MeaningPrometheus:
         store = MeaningPrometheus(up=self.up)
         newest = t - 1.0 if self.newest_sample is None else self.newest_sample
         times = [newest - 15.0 * k for k in range(8)][::-1]
         for wl, rate in self.rates.items():
-            for pod in (f"{wl}-0", f"{wl}-1"):
+            n = 2 if self.reporting is None else self.reporting(wl)
+            for pod in (f"{wl}-{i}" for i in range(n)):
                 labels = {"namespace": NS, "workload": wl, "pod": pod}
                 store.add("vllm:time_to_first_token_seconds_count", labels,
-                          [(x, 1000.0 + rate / 2 * x) for x in times])
+                          [(x, 1000.0 + rate / n * x) for x in times])
                 store.add("vllm:num_requests_waiting", labels, [(x, 0.0) for x in times])
         return store
 
@@ -466,3 +507,94 @@ def test_a_failed_competitor_check_blocks_that_cycle_only() -> None:
     del kube.list_competitors  # answers again
     run(ctrl, prom, 1_000_015.0, 1)
     assert kube.scale_writes == [("chat", 4)]
+
+
+# --- GPUs run out ---------------------------------------------------------------------------
+
+def gpu_world(replicas: int, rate: float, gpus: int, starting: int = 0
+              ) -> tuple[FakeKube, FakePrometheus, Controller]:
+    """``world`` on a pool of ``gpus`` GPUs, where every ready pod reports metrics."""
+    kube, prom, ctrl = world(replicas=replicas, rate=rate)
+    kube.gpus, kube.starting = gpus, starting
+    prom.reporting = kube._ready
+    return kube, prom, ctrl
+
+
+def capacity_of(kube: FakeKube, name: str) -> dict[str, str]:
+    return conditions_of(kube, name)["CapacityAvailable"]
+
+
+def test_pods_pending_for_gpus_stop_the_scale_up_until_capacity_appears() -> None:
+    # 40 req/s at 4 x 0.85 = 3.4 req/s per replica needs ceil(11.8) = 12; the count may at
+    # most double per period: 4 -> 8. With 6 GPUs, 6 pods run and 2 stay Pending.
+    kube, prom, ctrl = gpu_world(replicas=4, rate=40.0, gpus=6)
+    t = run(ctrl, prom, 1_000_000.0, 1)
+    assert kube.scale_writes == [("chat", 8)]
+    t = run(ctrl, prom, t, 6)
+    assert kube.scale_writes == [("chat", 8)]  # 12 is asked for by the policy, not by us
+    status = kube.statuses["chat"][-1]
+    assert (status["currentReplicas"], status["desiredReplicas"]) == (8, 8)
+    assert status["reason"] == "InsufficientGPU"
+    cond = capacity_of(kube, "chat")
+    assert (cond["status"], cond["reason"]) == ("False", "InsufficientGPU")
+    assert "2 of 8 pods cannot be scheduled" in cond["message"]
+    warnings = [(r, m) for _, r, m in kube.events if r == "InsufficientGPU"]
+    assert len(warnings) == 1  # one Event for the shortage, not one per cycle (6 cycles)
+    assert "Insufficient nvidia.com/gpu" in warnings[0][1]
+    # Six more GPUs: the 2 Pending pods start, every replica is ready, the cap lifts.
+    kube.gpus = 12
+    t = run(ctrl, prom, t, 2)
+    assert kube.scale_writes == [("chat", 8), ("chat", 12)]
+    assert capacity_of(kube, "chat")["status"] == "True"
+    assert len([r for _, r, _ in kube.events if r == "InsufficientGPU"]) == 1
+
+
+def test_a_steady_fleet_costs_no_pod_list() -> None:
+    # 6 replicas, all ready, 20 req/s needing ceil(20 / 3.4) = 6: nothing to look for.
+    kube, prom, ctrl = world(replicas=6, rate=20.0)
+    run(ctrl, prom, 1_000_000.0, 8)
+    assert kube.scale_writes == []
+    assert kube.pod_lists == 0
+    assert capacity_of(kube, "chat")["status"] == "True"
+
+
+def test_pods_starting_on_free_gpus_do_not_hold_a_scale_up() -> None:
+    # 8 replicas, all scheduled, 3 still in their cold start: not a shortage.
+    kube, prom, ctrl = gpu_world(replicas=8, rate=40.0, gpus=20, starting=3)
+    run(ctrl, prom, 1_000_000.0, 1)
+    assert kube.pod_lists == 1
+    assert kube.scale_writes == [("chat", 12)]
+    assert capacity_of(kube, "chat")["status"] == "True"
+    assert not [r for _, r, _ in kube.events if r == "InsufficientGPU"]
+
+
+def test_a_failed_pod_list_keeps_the_cap_and_invents_none() -> None:
+    kube, prom, ctrl = gpu_world(replicas=4, rate=40.0, gpus=6)
+    t = run(ctrl, prom, 1_000_000.0, 3)
+    assert kube.scale_writes == [("chat", 8)]
+    kube.pods_fail = True
+    t = run(ctrl, prom, t, 4)
+    assert kube.scale_writes == [("chat", 8)]  # the known shortage still holds the count
+    cond = capacity_of(kube, "chat")
+    assert (cond["status"], cond["reason"]) == ("Unknown", "PodListFailed")
+    assert len([r for _, r, _ in kube.events if r == "InsufficientGPU"]) == 1
+
+    # Never assessed and the LIST fails: no cap is invented, the scale-up goes on.
+    kube2, prom2, ctrl2 = gpu_world(replicas=4, rate=40.0, gpus=20)
+    kube2.pods_fail = True
+    run(ctrl2, prom2, 1_000_000.0, 1)
+    assert kube2.scale_writes == [("chat", 8)]
+
+
+def test_a_scale_down_goes_through_while_pods_are_pending_or_unlisted() -> None:
+    # 8 replicas on 6 GPUs and a static policy of 3: the scale-down is written (the
+    # ReplicaSet removes the Pending pods first) whether the pods were listed or the LIST
+    # fails, and goes all the way: 8 -> 3, never above 8 on the way.
+    for fail in (False, True):
+        kube, prom, ctrl = gpu_world(replicas=8, rate=4.0, gpus=6)
+        kube.autoscalers["chat"]["spec"].update(policy="static", staticReplicas=3)
+        kube.pods_fail = fail
+        run(ctrl, prom, 1_000_000.0, 40)
+        assert kube.scale_writes, f"pods_fail={fail}"
+        assert all(n < 8 for _, n in kube.scale_writes), kube.scale_writes
+        assert kube.deployments["chat"][0] == 3

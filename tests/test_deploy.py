@@ -472,6 +472,8 @@ CLUSTER_RULES = {
     ("apps", "statefulsets"): {"get", "list", "watch"},
     ("apps", "deployments/scale"): {"get", "update", "patch"},
     ("apps", "statefulsets/scale"): {"get", "update", "patch"},
+    # Read only: pods Pending for want of GPUs stop scale-ups (CapacityAvailable).
+    ("", "pods"): {"get", "list"},
     # Read only: an HPA or KEDA ScaledObject on the same workload stops our writes.
     ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch"},
     ("keda.sh", "scaledobjects"): {"get", "list", "watch"},
@@ -507,9 +509,11 @@ def test_rbac_grants_exactly_the_listed_verbs(kind: str,
     assert grants(role["rules"]) == expected
 
 
-@pytest.mark.parametrize("resource", ["secrets", "pods", "pods/exec", "pods/log", "*",
+@pytest.mark.parametrize("resource", ["secrets", "pods/exec", "pods/log", "pods/status", "*",
                                       "configmaps", "serviceaccounts/token"])
 def test_rbac_grants_nothing_on(resource: str) -> None:
+    """Nothing at all on these; pods themselves are read only (checked verb by verb in
+    ``CLUSTER_RULES``: get and list, no write, no watch)."""
     text = (DEPLOY / "rbac.yaml").read_text(encoding="utf-8")
     docs = load_docs(DEPLOY / "rbac.yaml")
     for role in rbac_objects(docs).values():

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from test_controller_limits import SilentServer, kubeconfig, silent  # noqa: F401 - a fixture
 
+from autoscaler.controller import status as st
+from autoscaler.controller.kube import ApiUnavailable, KubeClient, api_client, selector_string
 from autoscaler.controller.schedulable import (
     CONDITION_TYPE,
     REASON_GPU,
@@ -14,6 +23,7 @@ from autoscaler.controller.schedulable import (
     assess,
     cap_scale_up,
 )
+from autoscaler.core.types import Reason
 
 GPU_MSG = ("0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes "
            "are available: 4 No preemption victims found for incoming pod.")
@@ -79,3 +89,117 @@ def test_a_scale_up_stops_at_the_current_count_while_pods_are_unschedulable(
         pod(f"p{i}", phase="Pending", unschedulable=GPU_MSG if short else None)
         for i in range(2)]
     assert cap_scale_up(desired, current, assess(pods)) == expected
+
+
+# --- wiring: the pod LIST at the Kubernetes edge, the condition in the status ---------------
+
+
+@pytest.mark.parametrize(("selector", "expected"), [
+    pytest.param({"matchLabels": {"app": "chat"}}, "app=chat", id="one label"),
+    pytest.param({"matchLabels": {"workload": "chat", "app": "vllm"}},
+                 "app=vllm,workload=chat", id="labels in a stable order"),
+    pytest.param({"matchLabels": {"app": "chat"}, "matchExpressions": [
+        {"key": "tier", "operator": "In", "values": ["a", "b"]},
+        {"key": "canary", "operator": "DoesNotExist"},
+        {"key": "gpu", "operator": "Exists"},
+        {"key": "zone", "operator": "NotIn", "values": ["x"]}]},
+        "app=chat,tier in (a,b),!canary,gpu,zone notin (x)", id="expressions"),
+    pytest.param({}, "", id="none"),
+])
+def test_a_workload_selector_becomes_the_scale_selector_string(
+        selector: dict[str, Any], expected: str) -> None:
+    assert selector_string(selector) == expected
+
+
+class PodServer:
+    """An API server that answers one pod LIST (two running pods, one GPU-starved) and
+    records the request line."""
+
+    def __init__(self) -> None:
+        pods = {"kind": "PodList", "items": [pod("chat-a"), pod("chat-b"),
+                                             pod("chat-c", phase="Pending",
+                                                 unschedulable=GPU_MSG)]}
+        body = json.dumps(pods).encode()
+        self.paths: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.paths.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def pod_server() -> Iterator[PodServer]:
+    server = PodServer()
+    yield server
+    server.close()
+
+
+def test_list_pods_asks_by_selector_from_the_watch_cache(pod_server: PodServer,
+                                                         tmp_path: Path) -> None:
+    kube = KubeClient(api_client(str(kubeconfig(tmp_path, pod_server.port))), timeout_s=2.0)
+    pods = kube.list_pods("llm", "app=chat,tier in (a,b)")
+    (path,) = pod_server.paths
+    url = urllib.parse.urlsplit(path)
+    assert url.path == "/api/v1/namespaces/llm/pods"
+    assert urllib.parse.parse_qs(url.query) == {"labelSelector": ["app=chat,tier in (a,b)"],
+                                                "resourceVersion": ["0"]}
+    found = assess(pods)
+    assert (found.pods, found.unschedulable, found.insufficient_gpu) == (3, 1, 1)
+
+
+def test_a_hung_pod_list_costs_one_attempt_then_is_transient(silent: SilentServer,  # noqa: F811
+                                                              tmp_path: Path) -> None:
+    kube = KubeClient(api_client(str(kubeconfig(tmp_path, silent.port))), timeout_s=0.3)
+    with pytest.raises(ApiUnavailable):
+        kube.list_pods("llm", "app=chat")
+    assert silent.accepted == 1
+
+
+@pytest.mark.parametrize(("pods", "kw", "expected"), [
+    pytest.param(None, dict(listed=False, pods_ready=6),
+                 ("True", REASON_OK, "all 6 replicas ready"), id="steady: nothing listed"),
+    pytest.param([pod("a"), pod("b")], dict(listed=True),
+                 ("True", REASON_OK, "all 2 pods scheduled"), id="listed, all scheduled"),
+    pytest.param([pod("a"), pod("b", phase="Pending", unschedulable=GPU_MSG)],
+                 dict(listed=True), ("False", REASON_GPU, None), id="listed, one GPU-starved"),
+    pytest.param(None, dict(listed=True, error="HTTP 503"),
+                 ("Unknown", "PodListFailed", "cannot list the workload's pods: HTTP 503"),
+                 id="the list failed: unknown"),
+])
+def test_the_capacity_condition(pods: list[dict[str, Any]] | None, kw: dict[str, Any],
+                                expected: tuple[str, str, str | None]) -> None:
+    got = st.capacity(None if pods is None else assess(pods), **kw)
+    assert got[:2] == expected[:2]
+    if expected[2] is not None:
+        assert got[2] == expected[2]
+    else:
+        assert got[2].startswith("1 of 2 pods cannot be scheduled (1 for lack of nvidia.com/gpu)")
+
+
+def test_the_capacity_condition_joins_the_others_only_when_given() -> None:
+    ok = st.MetricsVerdict(True, "fine", "ok")
+    kw: dict[str, Any] = dict(mode="Scale", valid=True, reason="R", message="m",
+                              decision_reason=Reason.DESIRED_WITHIN_RANGE, metrics=ok,
+                              blocked=None)
+    assert "CapacityAvailable" not in st.conditions(**kw)
+    cond = ("False", REASON_GPU, "2 of 6 pods cannot be scheduled")
+    assert st.conditions(**kw, capacity=cond)["CapacityAvailable"] == cond
+    assert CONDITION_TYPE == "CapacityAvailable"

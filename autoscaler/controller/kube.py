@@ -58,6 +58,35 @@ class RawList(TypedDict):
     items: list[RawObject]
 
 
+class PodCondition(TypedDict, total=False):
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+class PodStatus(TypedDict, total=False):
+    phase: str
+    conditions: list[PodCondition]
+
+
+class PodMeta(TypedDict, total=False):
+    name: str
+    namespace: str
+    deletionTimestamp: str
+
+
+class RawPod(TypedDict):
+    """A pod as the API returns it: the fields ``schedulable.assess`` reads."""
+
+    metadata: PodMeta
+    status: NotRequired[PodStatus]
+
+
+class RawPodList(TypedDict):
+    items: list[RawPod]
+
+
 @dataclass(frozen=True, slots=True)
 class Competitor:
     """Another autoscaler that writes the same workload's scale (an HPA or a KEDA
@@ -104,6 +133,9 @@ class ScaleInfo:
     that have no readiness count)."""
     resource_version: str
     """Of the workload: its ``scale`` shares it, so an update with it fails on a race."""
+    selector: str = ""
+    """Label selector of the workload's pods, as a string (the scale subresource's
+    ``status.selector``, e.g. ``app=chat``); "" when the workload does not say."""
 
 
 class Kube(Protocol):
@@ -125,6 +157,28 @@ class Kube(Protocol):
                      reason: str, message: str) -> None: ...
 
     def list_competitors(self, namespace: str) -> list[Competitor]: ...
+
+    def list_pods(self, namespace: str, selector: str) -> list[RawPod]: ...
+
+
+def selector_string(selector: Mapping[str, Any]) -> str:
+    """A ``LabelSelector`` object (a workload's ``spec.selector``) as the string a scale's
+    ``status.selector`` and a LIST's ``labelSelector`` use: ``{"matchLabels": {"app":
+    "chat"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}``
+    -> ``app=chat,tier in (a,b)``."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or ():
+        key, op = str(expr.get("key", "")), str(expr.get("operator", ""))
+        values = ",".join(str(v) for v in expr.get("values") or ())
+        if op == "In":
+            parts.append(f"{key} in ({values})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({values})")
+        elif op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)
 
 
 def api_client(kubeconfig: str | None) -> k8s.ApiClient:
@@ -243,7 +297,8 @@ class KubeClient:
             out[(meta.get("namespace", ""), meta.get("name", ""))] = ScaleInfo(
                 replicas=int(spec.get("replicas", 1)),
                 ready=int(status.get("readyReplicas", 0) or 0),
-                resource_version=str(meta.get("resourceVersion", "")))
+                resource_version=str(meta.get("resourceVersion", "")),
+                selector=selector_string(spec.get("selector") or {}))
         return out
 
     def _plural(self, ref: TargetRef) -> str:
@@ -268,7 +323,16 @@ class KubeClient:
         doc = self.call("GET", self._scale_path(namespace, ref))
         return ScaleInfo(replicas=int(doc.get("spec", {}).get("replicas", 0) or 0),
                          ready=int(doc.get("status", {}).get("replicas", 0) or 0),
-                         resource_version=str(doc["metadata"].get("resourceVersion", "")))
+                         resource_version=str(doc["metadata"].get("resourceVersion", "")),
+                         selector=str(doc.get("status", {}).get("selector", "") or ""))
+
+    def list_pods(self, namespace: str, selector: str) -> list[RawPod]:
+        """The pods of one workload (``selector`` as in a scale's ``status.selector``),
+        served from the API server's watch cache, under the same one-call deadline."""
+        doc: RawPodList = self.call(
+            "GET", f"/api/v1/namespaces/{namespace}/pods",
+            query=[("labelSelector", selector), ("resourceVersion", "0")])
+        return list(doc["items"])
 
     def update_scale(self, namespace: str, ref: TargetRef, replicas: int,
                      resource_version: str) -> None:

@@ -28,6 +28,12 @@ Safety rules, all enforced here at the edge and tested against a real API server
   within 10 minutes: a second controller fighting us) is left alone for 10 minutes, with
   ``ScalingActive=False``/``ConflictingWriter`` and an Event, instead of a tug-of-war.
 * No write once ``may_write()`` says no: the leader's lease watchdog (``election.py``).
+* GPUs run out: while the workload has fewer ready than desired replicas, its pods are
+  listed; if some are Pending as unschedulable (``Insufficient nvidia.com/gpu``), a scale-up
+  is held at the current count (more pods would only queue), ``CapacityAvailable=False``
+  and one Warning Event per change. A scale-down goes through. A steady fleet (all ready)
+  costs no pod LIST; a failed LIST keeps the last known verdict (Unknown condition), so it
+  neither lifts a cap nor lowers anything.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from autoscaler.controller.kube import (
     ScaleInfo,
 )
 from autoscaler.controller.resource import KIND, Autoscaler, Mode, parse_autoscaler
+from autoscaler.controller.schedulable import Assessment, assess, cap_scale_up
 from autoscaler.controller.settings import Limits
 from autoscaler.core.decide import decide
 from autoscaler.core.safety import Fallback, guard
@@ -112,6 +119,11 @@ class Memory:
     blocked_by: str | None = None
     invalid_generation: int | None = None
     warmed: bool = False
+    capacity: Assessment | None = None
+    """The last pod assessment (None: every replica was ready, nothing to assess); kept
+    through a failed pod LIST so the cap neither lifts nor tightens on missing data."""
+    capacity_event: str | None = None
+    """Reason of the unschedulable state last reported with an Event (None: none)."""
 
 
 @dataclass
@@ -477,6 +489,8 @@ class Controller:
         verdict = st.metrics_verdict(obs, info.ready)
         decision, mem.state = decide(snapshot, mem.state, a.spec, now)
         desired, reason, message = self._after_decide(a, mem, decision, info)
+        desired, reason, message, capacity = self._capacity(a, mem, info, desired, reason,
+                                                            message)
         blocked = self._blocked(a, mem, now)
         wrote = False
         if a.mode is Mode.SCALE and desired != info.replicas and blocked is None:
@@ -489,7 +503,7 @@ class Controller:
                      message=message, decision=decision, conditions=st.conditions(
                          mode=a.mode.value, valid=decision.valid, reason=reason,
                          message=message, decision_reason=decision.reason, metrics=verdict,
-                         blocked=blocked))
+                         blocked=blocked, capacity=capacity))
         return Outcome(a.namespace, a.name, a.mode, info.replicas, desired, reason,
                        decision.valid, wrote, decision, now)
 
@@ -505,6 +519,50 @@ class Controller:
                         max_replicas=a.spec.max_replicas)
         mem.failures = guarded.failures
         return guarded.replicas, guarded.reason.value, guarded.message
+
+    def _capacity(self, a: Autoscaler, mem: Memory, info: ScaleInfo, desired: int,
+                  reason: str, message: str) -> tuple[int, str, str, st.Condition]:
+        """Hold a scale-up while the workload's pods cannot be scheduled; (desired, reason,
+        message, the CapacityAvailable condition). Pods are listed only when fewer replicas
+        are ready than asked for: an unschedulable pod is never ready, so with every replica
+        ready there is nothing to find (1,000 steady autoscalers: no extra call)."""
+        if info.ready >= info.replicas:
+            mem.capacity = None
+            condition = st.capacity(None, listed=False, pods_ready=info.ready)
+        elif not info.selector:
+            mem.capacity = None
+            condition = ("Unknown", "NoPodSelector",
+                         "the target's scale has no status.selector: its pods cannot be found")
+        else:
+            try:
+                pods = self.kube.list_pods(a.namespace, info.selector)
+            except (TransientError, KubeError) as exc:
+                # Hold what we knew: a cap in force stays (scale-down still passes), none
+                # is invented; and never a scale-down because of this.
+                self.hooks.error("pods")
+                log.warning("%s/%s: cannot list pods: %s", a.namespace, a.name, exc)
+                condition = st.capacity(None, listed=True, error=str(exc))
+            else:
+                mem.capacity = assess(pods)
+                condition = st.capacity(mem.capacity, listed=True)
+        known = mem.capacity
+        # Only Scale mode asks for capacity itself; Shadow and Metrics report the condition
+        # and the Event with the decision as made (in Metrics mode the HPA is the writer).
+        if known is not None and a.mode is Mode.SCALE:
+            capped = cap_scale_up(desired, info.replicas, known)
+            if capped != desired:
+                desired, reason, message = capped, known.reason, (
+                    f"scale-up to {desired} held at {capped}: {known.message}")
+        # One Event when pods become unschedulable (or why changes), none per cycle; an
+        # Unknown condition (failed LIST) is no transition.
+        if condition[0] != "Unknown":
+            event = known.event() if known is not None else None
+            key = event[1] if event is not None else None
+            if key != mem.capacity_event:
+                if event is not None:
+                    self._event(a, *event)
+                mem.capacity_event = key
+        return desired, reason, message, condition
 
     def _write_scale(self, a: Autoscaler, mem: Memory, info: ScaleInfo, desired: int,
                      reason: str, message: str, now: float) -> bool:

@@ -10,6 +10,8 @@ Conditions (HPA-shaped names, so ``kubectl describe`` reads like an HPA's):
   keeps changing the scale (``ConflictingWriter``).
 * ``ScalingLimited``: the decision was clamped (min/max or a behaviour rate limit).
 * ``MetricsAvailable``: the request rate was read and trusted this cycle.
+* ``CapacityAvailable``: False while pods of the workload cannot be scheduled (GPUs run
+  out), Unknown when its pods could not be listed (``schedulable.py``, ``capacity``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from autoscaler.controller.schedulable import REASON_OK, Assessment
 from autoscaler.core.types import Decision, Reason, Signal
 from autoscaler.metrics.collect import Observation, Status
 
@@ -72,10 +75,11 @@ def metrics_event_message(verdict: MetricsVerdict) -> str:
 
 def conditions(*, mode: str, valid: bool, reason: str, message: str,
                decision_reason: Reason, metrics: MetricsVerdict,
-               blocked: Condition | None) -> dict[str, Condition]:
-    """The four conditions of one reconcile. ``reason``/``message`` are after the loop's
-    post-processing (``Fallback`` may replace the core's); ``blocked`` is why we do not
-    write (a competing autoscaler or writer), or None."""
+               blocked: Condition | None,
+               capacity: Condition | None = None) -> dict[str, Condition]:
+    """The four conditions of one reconcile, five with ``capacity``. ``reason``/``message``
+    are after the loop's post-processing (``Fallback`` may replace the core's); ``blocked``
+    is why we do not write (a competing autoscaler or writer), or None."""
     if blocked is not None:
         active: Condition = blocked
     elif not valid and reason != "Fallback":
@@ -83,7 +87,7 @@ def conditions(*, mode: str, valid: bool, reason: str, message: str,
     else:
         active = ("True", reason, message)
     limited = decision_reason in LIMITED
-    return {
+    out = {
         "Ready": ("True", "Reconciled", f"mode {mode}"),
         "ScalingActive": active,
         "ScalingLimited": (("True" if limited else "False"), decision_reason.value,
@@ -91,6 +95,21 @@ def conditions(*, mode: str, valid: bool, reason: str, message: str,
         "MetricsAvailable": (("True", "MetricsOK", metrics.message) if metrics.usable
                              else ("False", "MetricsUnavailable", metrics.message)),
     }
+    if capacity is not None:
+        out["CapacityAvailable"] = capacity
+    return out
+
+
+def capacity(assessment: Assessment | None, *, listed: bool, error: str = "",
+             pods_ready: int = 0) -> Condition:
+    """The ``CapacityAvailable`` condition. ``listed=False``: the fleet was steady (every
+    replica ready) and no pods were listed: True with nothing to count. A failed list
+    (``error``) is Unknown: the loop keeps the last known verdict for the cap meanwhile."""
+    if error:
+        return ("Unknown", "PodListFailed", f"cannot list the workload's pods: {error}")
+    if assessment is None or not listed:
+        return ("True", REASON_OK, f"all {pods_ready} replicas ready")
+    return assessment.condition()
 
 
 def failed_conditions(reason: str, message: str) -> dict[str, Condition]:

@@ -130,13 +130,19 @@ def wait_decisions(proc: ControllerProcess, name: str, more: int) -> None:
 
 
 def deployment(api: k8s.ApiClient, namespace: str, name: str, replicas: int) -> None:
+    """A Deployment whose pods are never scheduled: they name a scheduler nobody runs, so
+    they stay Pending without a PodScheduled condition, as with no scheduler at all. With
+    the kwok tier's kube-scheduler up in the same session they would otherwise be refused
+    (the GPU nodes' taint) and count as unschedulable, which holds every scale-up (the
+    CapacityAvailable rule, tested in test_kwok_gpu_exhaustion.py)."""
     labels = {"app": name}
     k8s.AppsV1Api(api).create_namespaced_deployment(namespace, {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                  "template": {"metadata": {"labels": labels},
-                              "spec": {"containers": [{"name": "vllm",
+                              "spec": {"schedulerName": "e2e-no-scheduler",
+                                       "containers": [{"name": "vllm",
                                                        "image": "vllm/vllm-openai:latest"}]}}}})
 
 
@@ -218,7 +224,10 @@ def test_the_controller_as_its_service_account_scales_a_deployment_and_reports(
                    lambda: replicas(api_client, namespace, "chat") == 6, timeout_s=90)
     except AssertionError:
         raise AssertionError(proc.tail()) from None
-    status = wait_until("status", lambda: read_cr(api_client, namespace, "chat").get("status"))
+    # The status is patched just after the scale write, in the same reconcile: await it.
+    status = wait_until("a status saying 6", lambda: (
+        s := read_cr(api_client, namespace, "chat").get("status") or {}).get(
+            "desiredReplicas") == 6 and s)
     assert status["desiredReplicas"] == 6
     conds = {c["type"]: c["status"] for c in status["conditions"]}
     assert conds["Ready"] == "True" and conds["MetricsAvailable"] == "True"
@@ -242,8 +251,15 @@ def test_the_controller_as_its_service_account_scales_a_deployment_and_reports(
                  .patch_namespaced_deployment("chat", ns, {"spec": {"template": {
                      "metadata": {"labels": {"x": "y"}}}}}),
                  id="cannot change a workload beyond its scale"),
-    pytest.param("create pods/exec", lambda api, ns: k8s.CoreV1Api(api)
-                 .list_namespaced_pod(ns), id="cannot list pods"),
+    # Pods are listed (read only, to see GPU shortages), never deleted or changed.
+    pytest.param("delete a pod", lambda api, ns: k8s.CoreV1Api(api)
+                 .delete_namespaced_pod("chat-0", ns), id="cannot delete pods"),
+    pytest.param("label a pod", lambda api, ns: k8s.CoreV1Api(api)
+                 .patch_namespaced_pod("chat-0", ns, {"metadata": {"labels": {"x": "y"}}}),
+                 id="cannot change pods"),
+    pytest.param("watch pods", lambda api, ns: k8s.CoreV1Api(api)
+                 .list_namespaced_pod(ns, watch=True, timeout_seconds=1),
+                 id="cannot watch pods"),
 ])
 def test_the_service_account_cannot_do_what_the_controller_does_not_need(
         api_client: k8s.ApiClient, installed: Path, namespace: str, action: str,
@@ -254,6 +270,26 @@ def test_the_service_account_cannot_do_what_the_controller_does_not_need(
     with client_from_kubeconfig(installed) as sa, pytest.raises(ApiException) as info:
         call(sa, namespace)
     assert info.value.status == 403, action
+
+
+def test_the_service_account_lists_pods_by_selector(api_client: k8s.ApiClient,
+                                                    installed: Path, namespace: str) -> None:
+    """What the GPU-shortage check needs (deploy/rbac.yaml: pods get/list), and only that:
+    the writes and the watch are refused above."""
+    deployment(api_client, namespace, "chat", 2)
+    from kube import client_from_kubeconfig
+
+    from autoscaler.controller.kube import KubeClient
+
+    def two() -> bool:
+        return len(k8s.CoreV1Api(api_client).list_namespaced_pod(
+            namespace, label_selector="app=chat").items) == 2
+
+    wait_until("the ReplicaSet's 2 pods", two)
+    with client_from_kubeconfig(installed) as sa:
+        pods = KubeClient(sa).list_pods(namespace, "app=chat")
+    assert sorted(p["metadata"]["name"].rpartition("-")[0].rpartition("-")[0]
+                  for p in pods) == ["chat", "chat"]
 
 
 def test_shadow_mode_decides_but_never_changes_the_scale(

@@ -6,7 +6,7 @@ one LIST of the custom resources, one LIST per apps/v1 workload kind in use (ser
 API server's watch cache), one Prometheus round per distinct metrics source (one query per
 signal for all targets), then writes only where something changed: a scale update when the
 decision differs from the current count, a status patch when the status differs, an Event on
-every scale and on every change of trouble.
+every scale and once per outage.
 
 Safety rules, all enforced here at the edge and tested against a real API server:
 
@@ -643,9 +643,11 @@ class Controller:
     # -- reporting ---------------------------------------------------------------------
 
     def _metrics_events(self, a: Autoscaler, mem: Memory, verdict: st.MetricsVerdict) -> None:
-        """One Warning when metrics become unusable, and again only when the trouble
-        changes (which signals, which status): never per cycle."""
-        trouble = None if verdict.usable else f"MetricsUnavailable: {verdict.key}"
+        """One Warning per outage: when metrics become unusable, never per cycle. Within
+        one outage the trouble may move on (a frozen exporter first leaves the rate window
+        uncovered, then stale); the status condition follows it, the Event does not, so a
+        reader sees one Warning per outage as Kubernetes would aggregate it."""
+        trouble = None if verdict.usable else "MetricsUnavailable"
         if trouble != mem.trouble:
             if trouble is not None:
                 self._event(a, "Warning", "MetricsUnavailable",

@@ -28,6 +28,7 @@ from autoscaler.core.types import Decision, Signal, Snapshot
 from autoscaler.errors import SpecError
 from autoscaler.sim import bound
 from autoscaler.sim.calibrate import capacity_at_slo
+from autoscaler.sim.observe import Fault
 from autoscaler.sim.profiles import ReplicaProfile
 from autoscaler.sim.replay import check_memory, replay
 from autoscaler.sim.result import ReplayResult
@@ -76,6 +77,9 @@ class ReplayOptions:
     max_replicas: int | None = None
     """None = enough for twice the trace's peak minute at the SLO capacity, plus 2."""
     progress: bool = False
+    faults: tuple[Fault, ...] = ()
+    """Observation faults every policy meets (``autoscaler.sim.observe``), e.g. a
+    ``PrometheusRestart(at=3600.0)``."""
     overrides: dict[PolicyKind, Spec] = field(default_factory=dict)
     """A full spec for a policy replaces the one built here (``--spec FILE``)."""
 
@@ -160,7 +164,8 @@ def compare(
                 on_decision(kind, t, snap, d)
         result = replay(trace, specs[kind], profile, engine=options.engine, seed=options.seed,
                         scrape_interval_s=min(15.0, sync), progress=options.progress,
-                        on_decision=hook, gpu_quota=options.gpu_quota)
+                        on_decision=hook, gpu_quota=options.gpu_quota,
+                        faults=options.faults)
         results[kind] = result
         if on_result is not None:
             on_result(kind, result)

@@ -7,7 +7,12 @@ The loop is the live controller's loop with the cluster replaced by an engine:
 * every ``spec.sync_period_s`` the snapshot is built from Prometheus queries only and a
   decide function is called (by default the very same ``autoscaler.core.decide`` the live
   controller uses; the ``hindsight`` baseline gets the replay-only one with foresight); its
-  ``State`` is kept for the next step. A decision with ``valid=False`` changes nothing;
+  ``State`` is kept for the next step. Every decision then goes through the core's
+  ``guard`` exactly as the live loop's: a decision with ``valid=False`` holds at the
+  current count, and after ``spec.fallback.failure_threshold`` consecutive invalid ones
+  the count is raised to ``spec.fallback.replicas`` if it is below (never lowered);
+* ``faults`` (``autoscaler.sim.observe``: scrape gaps, silent pods, Prometheus restarts,
+  counter resets) are injected into the fake Prometheus, as a live loop would meet them;
 * a new desired count reaches the engine ``actuation_delay_s`` later (API server, the
   Deployment controller, the scheduler); new replicas then pay the profile's cold start.
   With a GPU quota, replicas beyond it stay pending: they neither serve nor cost.
@@ -39,6 +44,7 @@ import numpy as np
 
 from autoscaler.core import decide as core_decide
 from autoscaler.core.policies.common import replicas_for_rate
+from autoscaler.core.safety import guard
 from autoscaler.core.spec import PolicyKind, Spec
 from autoscaler.core.types import Decision, Snapshot, State
 from autoscaler.errors import SpecError
@@ -46,7 +52,7 @@ from autoscaler.sim import bound as bnd
 from autoscaler.sim.fleet import Engine, gpu_seconds, provisioned_stats
 from autoscaler.sim.fluid_engine import FluidEngine, token_means_per_tick
 from autoscaler.sim.hindsight import Foresight, decide_with
-from autoscaler.sim.observe import FakePrometheus
+from autoscaler.sim.observe import FakePrometheus, Fault
 from autoscaler.sim.profiles import ReplicaProfile
 from autoscaler.sim.request_engine import RequestEngine
 from autoscaler.sim.result import ReplayResult, ReplaySummary, Timeline
@@ -234,13 +240,17 @@ class LoopOutcome:
 def run_loop(setup: Setup, spec: Spec, decide: DecideFn, *, scrape_interval_s: float,
              rate_window_s: float, actuation_delay_s: float,
              metrics_outage: Sequence[tuple[float, float]] = (),
+             faults: Sequence[Fault] = (), preset: str = "vllm",
              on_decision: Callable[[float, Snapshot, Decision], None] | None = None,
              progress: bool = False) -> LoopOutcome:
     """The event loop: actuation, scrape, decision, in that order at equal times."""
     eng, duration, quota = setup.engine, setup.duration_s, setup.gpu_quota
-    prom = FakePrometheus(rate_window_s=rate_window_s, outages=metrics_outage)
+    prom = FakePrometheus(preset=preset, rate_window_s=rate_window_s,
+                          outages=metrics_outage, faults=faults)
     out = LoopOutcome()
     state = State()
+    failures = 0
+    """Consecutive invalid decisions (the live loop's ``Memory.failures``)."""
     desired = actuated = setup.start
     pending: deque[tuple[float, int]] = deque()
     t_scrape, t_dec = scrape_interval_s, spec.sync_period_s
@@ -265,16 +275,22 @@ def run_loop(setup: Setup, spec: Spec, decide: DecideFn, *, scrape_interval_s: f
                                sample.waiting))
             t_scrape += scrape_interval_s
         if t_dec <= t:
-            snap = Snapshot(current_replicas=desired, ready_replicas=eng.ready_count(),
-                            metrics=prom.query(t))
+            ready = eng.ready_count()
+            snap = Snapshot(current_replicas=desired, ready_replicas=ready,
+                            metrics=prom.query(t, ready))
             decision, state = decide(snap, state, spec, t)
             if on_decision is not None:
                 on_decision(t, snap, decision)
+            # The live loop's safety rules (``_after_decide``): hold on invalid data, and
+            # raise to the fallback after N invalid cycles; never lower.
+            guarded = guard(decision, current=desired, failures=failures,
+                            fallback=spec.fallback, max_replicas=spec.max_replicas)
+            failures = guarded.failures
             out.decisions += 1
-            key = str(decision.reason)
+            key = str(guarded.reason)
             out.reasons[key] = out.reasons.get(key, 0) + 1
-            if decision.valid and decision.replicas != desired:
-                desired = decision.replicas
+            if guarded.replicas != desired:
+                desired = guarded.replicas
                 pending.append((t + actuation_delay_s, desired))
             t_dec += spec.sync_period_s
             if bar is not None:
@@ -421,6 +437,8 @@ def replay(
     on_decision: Callable[[float, Snapshot, Decision], None] | None = None,
     decide: DecideFn | None = None,
     gpu_quota: int | None = None,
+    faults: Sequence[Fault] = (),
+    preset: str = "vllm",
 ) -> ReplayResult:
     """Replay ``trace`` with ``spec``'s policy on replicas of ``profile``.
 
@@ -431,6 +449,10 @@ def replay(
     ``on_decision``: called with (now, snapshot, decision) after every decision.
     ``decide``: the decision function (default: ``default_decide``), e.g. a fake in tests.
     ``gpu_quota``: at most this many replicas run at once; the rest stay pending, free.
+    ``faults``: observation faults injected into the fake Prometheus (``ScrapeGap``,
+    ``PodSilent``, ``PrometheusRestart``, ``CounterReset`` from ``autoscaler.sim.observe``).
+    ``preset``: the metrics preset the policies' queries follow (which counter the request
+    rate reads: first tokens for vLLM, arrivals for TGI).
     """
     setup = set_up(trace, spec, profile, engine=engine, seed=seed,
                    initial_replicas=initial_replicas, scrape_interval_s=scrape_interval_s,
@@ -440,6 +462,6 @@ def replay(
                                                           actuation_delay_s)
     loop = run_loop(setup, spec, fn, scrape_interval_s=scrape_interval_s,
                     rate_window_s=rate_window_s, actuation_delay_s=actuation_delay_s,
-                    metrics_outage=(*metrics_outage, *trace.gaps), on_decision=on_decision,
-                    progress=progress)
+                    metrics_outage=(*metrics_outage, *trace.gaps), faults=faults,
+                    preset=preset, on_decision=on_decision, progress=progress)
     return summarize(trace, spec, profile, setup, loop)

@@ -179,3 +179,16 @@ def test_calibration_is_fast_cached_and_refuses_an_impossible_slo() -> None:
     assert time.perf_counter() - t1 < 0.01
     with pytest.raises(SpecError, match="ttftSeconds"):
         capacity_at_slo(P8, 0.01, (1000, 100))  # the prefill alone takes 0.05 s
+
+
+def test_the_memory_check_and_the_trace_size_estimate_use_one_figure() -> None:
+    # 1,000,000 requests x 700 B (2 x the 338 B measured, rounded up) = 700 MB; the check
+    # allows 80% of what is available: 875 MB fits exactly, 874 MB does not.
+    from autoscaler.sim.replay import check_memory
+
+    trace = Trace(name="million", duration_s=1000.0,
+                  rates_rps=np.full(1000, 1000.0), resolution_s=1.0)
+    assert trace.size_estimate().request_engine_bytes == 1_000_000 * 700
+    check_memory(1_000_000, available=875e6)
+    with pytest.raises(SpecError, match="700 B each"):
+        check_memory(1_000_000, available=874e6)

@@ -57,17 +57,12 @@ from autoscaler.sim.profiles import ReplicaProfile
 from autoscaler.sim.request_engine import RequestEngine
 from autoscaler.sim.result import ReplayResult, ReplaySummary, Timeline
 from autoscaler.sim.scoring import Scored, attainment, hourly, per_bin, weighted_quantile
-from autoscaler.traces.model import FloatArray, IntArray, Trace
+from autoscaler.traces.model import REQUEST_ENGINE_BYTES_PER_REQUEST, FloatArray, IntArray, Trace
 
 DecideFn = Callable[[Snapshot, State, Spec, float], tuple[Decision, State]]
 
 REQUEST_ENGINE_MAX_REQUESTS = 2_000_000
 """``engine="auto"`` simulates request-level traces up to this size request by request."""
-REQUEST_ENGINE_BYTES_PER_REQUEST = 700
-"""Peak resident bytes per request of the request engine, with a margin. Measured: 400,000
-requests (lognormal lengths around 1,000 / 150 tokens, a static fleet of 6) raised the peak
-RSS by 338 bytes per request (Python lists of floats and ints, per-request and result
-arrays). Twice that covers the temporaries of expanding a rate-level trace into requests."""
 MEMORY_HEADROOM = 0.8
 """The request engine is refused when its estimate exceeds this share of available memory."""
 MAX_TIMELINE_POINTS = 5000

@@ -127,7 +127,8 @@ def initial_fleet(trace: Trace, spec: Spec, profile: ReplicaProfile,
     """The documented default start: see the module docstring."""
     if spec.policy == PolicyKind.STATIC:
         return spec.static_replicas if spec.static_replicas is not None else spec.max_replicas
-    peak = max(Foresight.of(trace, lead_time_s(spec, profile, actuation_delay_s)).rates(0.0))
+    peak = max(Foresight.of(trace, lead_time_s(spec, profile, actuation_delay_s),
+                            profile).rates(0.0))
     n = replicas_for_rate(peak, spec.capacity.requests_per_second)
     return min(spec.max_replicas, max(spec.min_replicas, n))
 
@@ -412,7 +413,8 @@ def default_decide(trace: Trace, spec: Spec, profile: ReplicaProfile,
     """The core's decide, or for the ``hindsight`` baseline the one with the trace's
     true future (the only place foresight exists)."""
     if spec.policy == PolicyKind.HINDSIGHT:
-        return decide_with(Foresight.of(trace, lead_time_s(spec, profile, actuation_delay_s)))
+        return decide_with(Foresight.of(trace, lead_time_s(spec, profile, actuation_delay_s),
+                                        profile))
     return core_decide
 
 

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint unit e2e e2e-harness bench clean prometheus
+.PHONY: demo test lint unit e2e e2e-harness bench clean prometheus chromium
 HELM_VERSION := v3.22.0
 HELM := .cache/bin/helm
 
@@ -36,11 +36,18 @@ prometheus:
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 
+## A headless browser for the report tests (Debian package; needs root to install)
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing the Debian package chromium"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 ## helm, for the chart tests (built from the Go module proxy once, cached in .cache/bin)
 $(HELM):
 	GOBIN=$(CURDIR)/.cache/bin go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
-unit: $(STAMP) prometheus $(HELM)
+unit: $(STAMP) prometheus chromium $(HELM)
 	$(PY) -m pytest -q -n 2 -p no:cacheprovider -m "not e2e"
 
 ## Real etcd + kube-apiserver + kube-controller-manager (cached in .cache/k8s/), one process

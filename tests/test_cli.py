@@ -71,8 +71,8 @@ def test_replay_writes_an_html_report_with_plots(tmp_path: Path) -> None:
     assert main(["replay", "--trace", str(trace), "--policies", "hpa,oracle", "--report",
                  str(report), "--json", str(tmp_path / "r.json"), "--no-progress"]) == 0
     html = (report / "index.html").read_text()
-    for png in ("demand.png", "replicas.png", "latency.png", "tradeoff.png"):
-        assert f'src="{png}"' in html
+    for png in ("comparison.png", "replicas.png"):
+        assert f'href="{png}"' in html
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     doc = json.loads((tmp_path / "r.json").read_text())
     assert [r["policy"] for r in doc["results"]] == ["hpa", "hindsight"]

@@ -24,6 +24,14 @@ from autoscaler.metrics.presets import PRESETS, get_preset, render
 from autoscaler.sim.profiles import ReplicaProfile, load_profile
 from autoscaler.traces.model import Trace
 from autoscaler.twin import EXPOSITIONS, Twin, parse_replicas
+from autoscaler.twin.closed_loop import (
+    Run,
+    Tolerances,
+    compare,
+    compress_profile,
+    compress_spec,
+    compress_trace,
+)
 from autoscaler.twin.ledger import PodLedger
 
 RATE = 8.0  # requests/s of the constant test trace
@@ -512,3 +520,151 @@ def test_the_cli_serves_until_sigterm_and_exits_cleanly(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=10)
     assert code == 0
+
+
+# --- following a cluster's pods -------------------------------------------------------
+
+
+class FakePods:
+    """A PodSource whose answers the test sets (None: the cluster cannot be read)."""
+
+    def __init__(self) -> None:
+        self.ready: dict[str, list[str]] | None = {}
+
+    def ready_pods(self) -> dict[str, list[str]] | None:
+        return self.ready
+
+
+def following_twin(profile: ReplicaProfile) -> Twin:
+    return Twin.from_trace(constant_trace(), profile, workload="chat", follow_pods=True)
+
+
+def test_a_following_twin_exports_exactly_the_ready_pods_under_their_names(
+        profile: ReplicaProfile) -> None:
+    twin = following_twin(profile)
+    twin.advance_to(5)
+    assert per_pod(twin.metrics_text(), "vllm:request_success_total") == {}  # none ready yet
+    twin.set_pods({"chat": ["chat-abc12-x1", "chat-abc12-x2"]})
+    twin.advance_to(10)
+    first = per_pod(twin.metrics_text(), "vllm:request_success_total", workload="chat")
+    assert set(first) == {"chat-abc12-x1", "chat-abc12-x2"}
+    # A third pod turns Ready: a new series that starts from zero, the others keep counting.
+    twin.set_pods({"chat": ["chat-abc12-x1", "chat-abc12-x2", "chat-abc12-x3"]})
+    fresh = per_pod(twin.metrics_text(), "vllm:request_success_total")
+    assert fresh["chat-abc12-x3"] == 0
+    twin.advance_to(20)
+    later = per_pod(twin.metrics_text(), "vllm:request_success_total")
+    assert later["chat-abc12-x1"] >= first["chat-abc12-x1"]
+    assert later["chat-abc12-x3"] > 0
+    # Scale-down: the deleted pod's series vanish with it.
+    twin.set_pods({"chat": ["chat-abc12-x3"]})
+    twin.advance_to(25)
+    assert set(per_pod(twin.metrics_text(), "vllm:request_success_total")) == {"chat-abc12-x3"}
+
+
+def test_a_following_twin_serves_with_as_many_replicas_as_pods_are_ready(
+        profile: ReplicaProfile) -> None:
+    twin = following_twin(profile)
+    twin.set_pods({"chat": ["a", "b", "c"]})
+    twin.advance_to(3)
+    # The profile's 5-s cold start is not paid again: the cluster already paid it.
+    assert twin.replicas()["chat"]["ready"] == 3
+    twin.set_pods({"chat": ["a"]})
+    twin.advance_to(4)
+    assert twin.replicas()["chat"] == {"desired": 1, "ready": 1, "provisioned": 1 + 2}
+    # (the two removed replicas drain their in-flight requests, as in the replay)
+
+
+def test_with_no_ready_pod_arrivals_are_counted_but_exported_by_nobody(
+        profile: ReplicaProfile) -> None:
+    twin = following_twin(profile)
+    twin.advance_to(10)
+    truth = twin.truth()["targets"][0]
+    # 10 s x 8 req/s arrived while no pod was ready: no pod exists to export them.
+    assert truth["unattributed"]["arrivals"] == 10 * 8
+    assert truth["exported"]["arrivals"] == 0
+
+
+def test_following_ignores_unreadable_cluster_reads_and_replica_requests_are_refused(
+        profile: ReplicaProfile) -> None:
+    twin = following_twin(profile)
+    pods = FakePods()
+    pods.ready = {"chat": ["p1", "p2"]}
+    twin.follow(pods, interval_s=0.02)
+    try:
+        deadline = time.monotonic() + 10
+        while twin.replicas()["chat"]["desired"] != 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert twin.replicas()["chat"]["desired"] == 2
+        pods.ready = None  # the API server is down: keep serving with the known pods
+        time.sleep(0.1)
+        assert twin.replicas()["chat"]["desired"] == 2
+        pods.ready = {}  # read fine, nothing ready: none serve
+        deadline = time.monotonic() + 10
+        while twin.replicas()["chat"]["desired"] != 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert twin.replicas()["chat"]["desired"] == 0
+    finally:
+        twin.stop()
+    with pytest.raises(SpecError, match="follows a cluster"):
+        twin.set_replicas(3)
+
+
+# --- closed loop: compression and comparison -------------------------------------------
+
+def test_compression_divides_every_duration_and_no_rate(profile: ReplicaProfile) -> None:
+    spec = {"policy": "hpa", "syncPeriodSeconds": 15, "coldStartSeconds": 90,
+            "maxMetricAgeSeconds": 60, "behavior": {
+                "scaleDown": {"stabilizationWindowSeconds": 300,
+                              "policies": [{"type": "Percent", "value": 100,
+                                            "periodSeconds": 15}]}}}
+    out = compress_spec(spec, 15)
+    assert (out["syncPeriodSeconds"], out["coldStartSeconds"], out["maxMetricAgeSeconds"]) \
+        == (1, 6, 4)  # 15/15, 90/15, 60/15
+    assert out["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 20  # 300/15
+    assert out["behavior"]["scaleDown"]["policies"][0]["periodSeconds"] == 1
+    assert spec["syncPeriodSeconds"] == 15  # the input is left alone
+    with pytest.raises(SpecError, match="periodSeconds"):
+        compress_spec({"behavior": {"scaleUp": {"policies": [
+            {"type": "Pods", "value": 4, "periodSeconds": 10}]}}}, 15)  # 0.67 s: refused
+    trace = constant_trace(rate=8.0, duration_s=600.0)
+    fast = compress_trace(trace, 15)
+    assert fast.duration_s == 40.0  # 600 / 15
+    assert np.allclose(fast.binned_rates(1.0), 8.0)  # same rate
+    p = compress_profile(dataclasses.replace(profile, cold_start_s=90, cold_start_jitter_s=30),
+                         15)
+    assert (p.cold_start_s, p.cold_start_jitter_s) == (6, 2)
+
+
+def _run(replicas: list[int], *, gpu_hours: float = 1.0, attainment: float = 0.95) -> Run:
+    return Run(t_s=[float(i) for i in range(len(replicas))], replicas=replicas,
+               ready=replicas, gpu_hours=gpu_hours, attainment=attainment)
+
+
+REPLAY = [2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6, 6, 4, 4, 4, 4, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize(("live", "ok", "words"), [
+    pytest.param(_run(REPLAY), True, "", id="identical"),
+    pytest.param(_run([2, *REPLAY[:-1]]), True, "", id="one second late: absorbed by the lag"),
+    pytest.param(_run([min(6, r + 1) for r in REPLAY]), False, "mean |diff|",
+                 id="one replica more all along"),
+    pytest.param(_run(REPLAY[:7] + [9] * 5 + REPLAY[12:]), False, "p95 |diff|",
+                 id="overshoot of three for five seconds at the peak"),
+    pytest.param(_run(REPLAY, gpu_hours=1.2), False, "GPU-hours", id="20% more GPU-hours"),
+    pytest.param(_run(REPLAY, attainment=0.85), False, "attainment",
+                 id="ten points less attainment"),
+])
+def test_compare_passes_the_same_run_and_names_each_divergence(
+        live: Run, ok: bool, words: str) -> None:
+    cmp = compare(live, _run(REPLAY), duration_s=20.0)
+    assert cmp.ok is ok, cmp.table()
+    assert words in " ".join(cmp.failures)
+    assert ("OK" if ok else "DIVERGED") in cmp.table()
+
+
+def test_the_lag_search_is_bounded() -> None:
+    # Five seconds late is not latency: with a 2-s bound the shift cannot hide it.
+    late = _run([2] * 5 + REPLAY[:-5])
+    cmp = compare(late, _run(REPLAY), duration_s=20.0, tol=Tolerances(max_lag_s=2.0))
+    assert not cmp.ok and abs(cmp.lag_s) <= 2.0

@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "controller": ("autoscaler.cli.controller", "add_parser", "run"),
     "twin": ("autoscaler.cli.twin", "add_parser", "run"),
     "tune": ("autoscaler.cli.tune", "add_parser", "run"),
+    "trace": ("autoscaler.cli.fleet", "add_trace_parser", "run_trace"),
+    "profile": ("autoscaler.cli.fleet", "add_profile_parser", "run_profile"),
 }
 
 
@@ -73,7 +75,8 @@ def _runner(command: str) -> Runner:
 def _command_name(args: argparse.Namespace) -> str:
     """``tune shard``, ``metrics show``, ``forecast backtest``, or just ``replay``."""
     parts = [args.command]
-    for attr in ("tune_command", "metrics_command", "forecast_command"):
+    for attr in ("tune_command", "metrics_command", "forecast_command", "trace_command",
+                 "profile_command"):
         value: Any = getattr(args, attr, None)
         if value:
             parts.append(value)

@@ -256,7 +256,7 @@ def _emit(outcome: Any, doc: dict[str, Any], outputs: Outputs, out: Any) -> None
     if outputs.json_out:
         c.write_json("--json", outputs.json_out, doc, stdout=out)
     if outputs.report:
-        from autoscaler.tuning.reporting import write_tune_report
+        from autoscaler.reporting.tune_report import write_tune_report
 
         index = write_tune_report(doc, Path(outputs.report))
         print(f"report: {index}", file=sys.stderr if to_stdout else out)
@@ -271,8 +271,38 @@ def _emit(outcome: Any, doc: dict[str, Any], outputs: Outputs, out: Any) -> None
                 f"--emit-spec {outputs.emit_spec}: no policy reached attainment "
                 f">= {doc['settings']['attainment']} in-sample; nothing to emit (raise "
                 "--budget or lower --attainment)")
-        _write(outputs.emit_spec, yaml.safe_dump(spec_to_dict(win.spec), sort_keys=False),
-               "--emit-spec")
+        _write(outputs.emit_spec, yaml.safe_dump(tidy_spec(spec_to_dict(win.spec)),
+                                                 sort_keys=False), "--emit-spec")
+
+
+# Sections each policy reads; an emitted spec leaves out the others (a user reading a KPA
+# spec should not wonder what ``predictive.headroomQuantile`` does to it).
+# ``behavior`` stays everywhere: the core applies it after every policy.
+_SECTIONS = {"hpa": {"metrics", "behavior"}, "kpa": {"kpa", "behavior"},
+             "predictive": {"predictive", "behavior"},
+             "static": {"staticReplicas", "behavior"}, "oracle": {"behavior"},
+             "hindsight": {"behavior"}}
+_OPTIONAL_SECTIONS = {"metrics", "behavior", "kpa", "predictive", "staticReplicas"}
+
+
+def tidy_spec(doc: dict[str, Any], digits: int = 4) -> dict[str, Any]:
+    """``doc`` with floats rounded to ``digits`` significant digits but never below whole
+    units (0.30000000000000004 -> 0.3, 7.123456 -> 7.123, 123456.789 -> 123457.0) and the
+    sections its policy ignores left out."""
+    import math
+
+    def r(v: Any) -> Any:
+        if isinstance(v, float) and math.isfinite(v) and v != 0:
+            return round(v, max(0, digits - 1 - math.floor(math.log10(abs(v)))))
+        if isinstance(v, dict):
+            return {k: r(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [r(x) for x in v]
+        return v
+
+    keep = _SECTIONS.get(str(doc.get("policy")), _OPTIONAL_SECTIONS)
+    out = {k: v for k, v in doc.items() if k not in _OPTIONAL_SECTIONS or k in keep}
+    return {k: r(v) for k, v in out.items()}
 
 
 def check_journal(path: Path) -> None:

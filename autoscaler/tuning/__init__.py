@@ -2,10 +2,11 @@
 
 ``spaces`` holds every tuned knob and its bounds, ``pareto`` the front of (GPU-hours,
 attainment), ``searching`` the candidate evaluation, the optuna search, the deterministic
-sharded sweep and the per-policy outcome, ``reporting`` the HTML page and plot.
+sharded sweep and the per-policy outcome. The HTML page and plot are
+``autoscaler.reporting.tune_report``.
 
-Layering: above ``autoscaler.replaying`` / ``sim`` / ``traces`` (it replays through them),
-beside ``autoscaler.report`` (whose colours it reuses); nothing below imports it.
+Layering: above ``autoscaler.replaying`` / ``sim`` / ``traces`` (it replays through them);
+nothing below imports it.
 """
 
 from autoscaler.tuning.pareto import dominates, pareto_front

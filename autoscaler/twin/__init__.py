@@ -6,12 +6,13 @@ loop can close around, the ground truth, and fault hooks for tests.
 """
 
 from autoscaler.twin.expositions import EXPOSITIONS, Exposition, get_exposition, render_text
-from autoscaler.twin.serving import Twin, parse_replicas
+from autoscaler.twin.serving import PodSource, Twin, parse_replicas
 from autoscaler.twin.targets import SimTarget, TargetConfig
 
 __all__ = [
     "EXPOSITIONS",
     "Exposition",
+    "PodSource",
     "SimTarget",
     "TargetConfig",
     "Twin",

@@ -16,7 +16,9 @@ A background thread moves simulated time to ``speed x (wall - start)`` every ``s
 seconds; with ``clock=False`` only ``advance_to`` moves it, which tests use to be exact.
 The replica count comes from ``set_replicas`` / HTTP or from a replicas file, re-read when
 its modification time changes; a file that does not parse is logged and ignored (the last
-good value stays).
+good value stays). Or, for targets built with ``follow_pods``, from a real cluster: the
+pods a ``PodSource`` reports Ready (``follow``, polled every ``interval_s``, or
+``set_pods``) are the replicas that serve and export, under their own names.
 
 Everything shared between the HTTP threads and the stepping thread is guarded by one lock.
 """
@@ -28,11 +30,11 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from prometheus_client.metrics_core import Metric
@@ -103,6 +105,16 @@ def default_initial_replicas(rates: np.ndarray, capacity_rps: float) -> int:
     return max(1, math.ceil(peak / (0.8 * capacity_rps))) if capacity_rps > 0 else 1
 
 
+class PodSource(Protocol):
+    """Where a following twin learns which pods serve (a cluster's API, in tests a fake)."""
+
+    def ready_pods(self) -> Mapping[str, Sequence[str]] | None:
+        """Workload -> names of its pods that are Ready now; None when the cluster could
+        not be read (the twin then keeps the pods it knew: an API hiccup is not a scale-in).
+        A workload left out has no Ready pod."""
+        ...
+
+
 class _TwinCollector(Collector):
     """Yields the chosen engine's families for every exported target."""
 
@@ -153,6 +165,7 @@ class Twin:
         self._thread: threading.Thread | None = None
         self._server: ThreadingHTTPServer | None = None
         self._server_thread: threading.Thread | None = None
+        self._follower: threading.Thread | None = None
         self._stop = threading.Event()
         self._t0 = 0.0
         self.registry = CollectorRegistry(auto_describe=False)
@@ -172,12 +185,14 @@ class Twin:
         seed: int = 0,
         slo_ttft_s: float = 2.0,
         loops: int = 1,
+        follow_pods: bool = False,
         **kwargs: Any,
     ) -> Twin:
         """``targets`` fleets replaying ``trace`` (see ``target_rates``); with one target its
         workload is ``workload``, with more ``<workload>-<i>``. ``loops`` replays the trace
         that many times back to back; after the last one arrivals stop and the exported
-        values freeze (``trace_ended`` in the truth)."""
+        values freeze (``trace_ended`` in the truth). ``follow_pods``: the targets serve
+        with the pods a cluster reports Ready (``follow`` / ``set_pods``), not their own."""
         if not 1 <= targets <= 100_000:
             raise SpecError("targets", targets, "1..100000")
         if not 1 <= loops <= 10_000:
@@ -202,7 +217,8 @@ class Twin:
             configs.append(TargetConfig(
                 namespace=namespace, workload=workload if targets == 1 else f"{workload}-{i}",
                 profile=profile, rates_rps=rates, prompt_tokens=prompt, output_tokens=output,
-                initial_replicas=n0, seed=seed + i, slo_ttft_s=slo_ttft_s))
+                initial_replicas=n0, seed=seed + i, slo_ttft_s=slo_ttft_s,
+                follow_pods=follow_pods))
         return cls(configs, **kwargs)
 
     # --- simulation -----------------------------------------------------------------------
@@ -233,6 +249,39 @@ class Twin:
             # actuate now, at the current simulated time
             for w in change:
                 self._by_name[w].step(self._sim_t)
+
+    def set_pods(self, ready: Mapping[str, Sequence[str]]) -> None:
+        """The Ready pods of every following workload (one left out has none now); applied
+        at the current simulated time, as a replica change is."""
+        with self._lock:
+            changed = []
+            for t in self.targets:
+                if t.follows_pods and t.set_pods(list(ready.get(t.workload, ()))):
+                    changed.append(t)
+            for t in changed:
+                t.step(self._sim_t)
+
+    def follow(self, source: PodSource, interval_s: float = 0.5) -> None:
+        """Poll ``source`` every ``interval_s`` wall seconds (from ``start``'s thread set)
+        and serve with the pods it reports Ready."""
+        if not 0.01 <= interval_s <= 60:
+            raise SpecError("podPollSeconds", interval_s, "0.01..60")
+        if not any(t.follows_pods for t in self.targets):
+            raise SpecError("follow_pods", False, "True for at least one target")
+
+        def poll() -> None:
+            while not self._stop.is_set():
+                try:
+                    ready = source.ready_pods()
+                    if ready is not None:
+                        self.set_pods(ready)
+                except Exception:  # keep following; a bad read must not freeze the fleet
+                    log.exception("reading the ready pods failed")
+                self._stop.wait(interval_s)
+
+        self._stop.clear()
+        self._follower = threading.Thread(target=poll, name="twin-pods", daemon=True)
+        self._follower.start()
 
     def replicas(self) -> dict[str, dict[str, int]]:
         with self._lock:
@@ -354,11 +403,18 @@ class Twin:
             daemon=True)
         self._server_thread.start()
         if clock:
-            self._stop.clear()
-            self._t0 = self._clock() - self._sim_t / self.speed
-            self._thread = threading.Thread(target=self._run, name="twin-clock", daemon=True)
-            self._thread.start()
+            self.start_clock()
         return int(server.server_address[1])
+
+    def start_clock(self) -> None:
+        """Move simulated time with the wall clock from now on (from the current simulated
+        time): a closed loop starts serving first and starts the trace when ready."""
+        if self._thread is not None:
+            raise RuntimeError("twin clock already running")
+        self._stop.clear()
+        self._t0 = self._clock() - self._sim_t / self.speed
+        self._thread = threading.Thread(target=self._run, name="twin-clock", daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -375,6 +431,9 @@ class Twin:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        if self._follower is not None:
+            self._follower.join(timeout=10)
+            self._follower = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -6,15 +6,24 @@ pending replica changes are actuated first (the new replicas then pay the profil
 start), the engine advances whole 1-s ticks, and when a tick completed the new fleet totals
 are handed out to the pods that are ready. Between ticks nothing changes, so with a 0.2 s
 wall step at real time only one step in five costs anything.
+
+A target that *follows pods* (``TargetConfig.follow_pods``) does not simulate its own
+replicas: ``set_pods`` gives it the pods that are Ready in a real API server (their real
+names), the engine serves with exactly that many replicas (new ones serve from the next
+1-s tick: the cold start already happened in the cluster, so the engine's is zero), and
+only those pods export series. Pods still starting export nothing and get no requests;
+a pod that leaves the Ready set takes its series with it; a new one starts from zero.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from autoscaler.errors import SpecError
 from autoscaler.sim.fleet import ReplicaRecord
 from autoscaler.sim.fluid_engine import FluidEngine
 from autoscaler.sim.profiles import ReplicaProfile
@@ -40,6 +49,9 @@ class TargetConfig:
     initial_replicas: int
     seed: int
     slo_ttft_s: float = 2.0
+    follow_pods: bool = False
+    """The ready pods come from ``SimTarget.set_pods`` (a real cluster), not from the
+    engine's own cold starts; ``initial_replicas`` is then ignored (no pod is known yet)."""
 
 
 class SimTarget:
@@ -50,10 +62,15 @@ class SimTarget:
         self.namespace = cfg.namespace
         self.workload = cfg.workload
         self.exposition = exposition
+        self._external: list[str] | None = [] if cfg.follow_pods else None
+        # Following pods, the cluster pays the cold start; the engine's replicas serve at
+        # once (from the next tick) when a pod turns Ready.
+        profile = (replace(cfg.profile, cold_start_s=0.0, cold_start_jitter_s=0.0)
+                   if cfg.follow_pods else cfg.profile)
         self.engine = FluidEngine(
-            cfg.profile, cfg.rates_rps, prompt_tokens=cfg.prompt_tokens,
+            profile, cfg.rates_rps, prompt_tokens=cfg.prompt_tokens,
             output_tokens=cfg.output_tokens, slo_ttft_s=cfg.slo_ttft_s,
-            initial_replicas=cfg.initial_replicas, seed=cfg.seed)
+            initial_replicas=0 if cfg.follow_pods else cfg.initial_replicas, seed=cfg.seed)
         self.ctx = EngineContext(
             model=model, kv_cache_tokens=cfg.profile.kv_cache_tokens,
             max_num_seqs=cfg.profile.max_num_seqs,
@@ -65,11 +82,16 @@ class SimTarget:
         self._weights: list[tuple[int, int] | None] = [None, (_N_FIXED, _N_FIXED + self._nb)]
         self._hist = np.zeros(self._nb, dtype=np.float64)  # fleet TTFT counts (floats)
         self._ttft_sum = 0.0
+        # Released into the histogram (first token given): whole ticks so far.
+        self._rel_k = 0
+        self._rel_cum = 0.0
+        self._rel_hist = np.zeros(self._nb, dtype=np.float64)
+        self._rel_sum = 0.0
         self._queue_s = 0.0
         self._busy_last = 0.0
         self._k = 0  # ticks already accounted
         self._t = 0.0
-        self.desired = cfg.initial_replicas
+        self.desired = 0 if cfg.follow_pods else cfg.initial_replicas
         self._pending: list[int] = []
         self._names: dict[int, str] = {}
         self._alive: list[ReplicaRecord] = []  # records not yet picked for removal
@@ -86,10 +108,32 @@ class SimTarget:
         self._account(0.0, force=True)
 
     # --- control --------------------------------------------------------------------------
+    @property
+    def follows_pods(self) -> bool:
+        return self._external is not None
+
     def set_replicas(self, n: int) -> None:
         """Ask for ``n`` replicas; actuated at the next step."""
+        if self._external is not None:
+            raise SpecError("replicas", n, "nothing: this workload follows a cluster's pods")
         self.desired = n
         self._pending.append(n)
+
+    def set_pods(self, ready: Sequence[str]) -> bool:
+        """The pods Ready in the cluster now (following targets only); actuated at the next
+        step. Order does not matter; a pod keeps its counters while it stays. True if the
+        set changed."""
+        if self._external is None:
+            raise SpecError("pods", list(ready), "a workload created with follow_pods")
+        old = set(self._external)
+        new = set(ready)
+        if new == old:
+            return False
+        # Oldest first, then the new ones by name: the ledger keeps rows by name anyway.
+        self._external = [p for p in self._external if p in new] + sorted(new - old)
+        self.desired = len(new)
+        self._pending.append(len(new))
+        return True
 
     def step(self, t: float) -> bool:
         """Simulate up to ``t``; True if the exported values changed."""
@@ -116,6 +160,8 @@ class SimTarget:
 
     def ready_pods(self) -> list[str]:
         """Names of the replicas serving now, oldest first."""
+        if self._external is not None:
+            return list(self._external)
         eng = self.engine
         now = self._k * eng.tick_s + 1e-9
         records = eng.records()  # every replica ever: only look at the new ones
@@ -137,17 +183,9 @@ class SimTarget:
         dt = (k - k0) * eng.tick_s
         s = eng.sample(k * eng.tick_s)
         if k > k0:
-            a = eng.arrivals[k0:k]
-            tt = eng.ttft[k0:k]
-            idx = np.searchsorted(self._bounds, tt, side="left")
-            self._hist += np.bincount(idx, weights=a, minlength=self._nb)
-            fin = np.isfinite(tt)
-            d_sum = float(np.dot(a[fin], tt[fin]))
-            self._ttft_sum += d_sum
             # queue-seconds: the trapezoid of the waiting count over the stretch
             self._queue_s += 0.5 * (self.waiting + s.waiting) * dt
-        else:
-            d_sum = 0.0
+        d_sum = self._release(k, s.first_tokens_total)
         d_busy = s.gpu_busy_seconds_total - self._busy_last
         self._busy_last = s.gpu_busy_seconds_total
         pods = self.ready_pods()
@@ -174,6 +212,37 @@ class SimTarget:
         elif R == 0:
             self.gpu_util = 0.0
         return True
+
+    def _release(self, k: int, first_tokens: float) -> float:
+        """Count requests into the TTFT histogram when they get their first token, as vLLM
+        does (not when they arrive): under a backlog the count lags the arrivals. First
+        tokens come in arrival order (FCFS), so ``first_tokens`` = F means the first F
+        arrivals: whole ticks of arrivals, then a share of the next, each in the bucket of
+        its tick's TTFT. Returns the increment of the TTFT sum."""
+        eng = self.engine
+        arrivals, ttft = eng.arrivals, eng.ttft
+        before = self._ttft_sum
+        while (self._rel_k < k
+               and self._rel_cum + arrivals[self._rel_k] <= first_tokens + 1e-9):
+            i = self._rel_k
+            self._rel_hist[int(np.searchsorted(self._bounds, ttft[i], side="left"))] += \
+                arrivals[i]
+            if math.isfinite(ttft[i]):
+                self._rel_sum += arrivals[i] * ttft[i]
+            self._rel_cum += arrivals[i]
+            self._rel_k += 1
+        hist = self._rel_hist.copy()
+        total = self._rel_sum
+        part = first_tokens - self._rel_cum
+        if part > 0 and self._rel_k < k:
+            i = self._rel_k
+            hist[int(np.searchsorted(self._bounds, ttft[i], side="left"))] += part
+            if math.isfinite(ttft[i]):
+                total += part * ttft[i]
+        # never backwards (a counter), whatever the float noise
+        self._hist = np.maximum(self._hist, hist)
+        self._ttft_sum = max(self._ttft_sum, total)
+        return self._ttft_sum - before
 
     # --- views ----------------------------------------------------------------------------
     def pod_views(self) -> list[PodView]:

@@ -18,6 +18,7 @@ import pytest
 from kube import Binaries, ControlPlane, binaries_dir, build_binaries, wait_until
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+from kwok_cluster import kwok_cluster  # noqa: F401 - session fixture, registered once
 
 HERE = Path(__file__).resolve().parent
 

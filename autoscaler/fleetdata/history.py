@@ -1,0 +1,339 @@
+"""Reconstruct a workload from a fleet's Prometheus history.
+
+The engine's own series are read per pod, one chunked range query per family, and turned
+into a rate-level ``Trace``:
+
+* arrivals per step = first tokens served in the step (the TTFT histogram's count) plus
+  the growth of the waiting queue. vLLM has no arrival counter: a request counts once it
+  gets its first token, so a queue that grows by 30 in a step hid 30 arrivals;
+* mean prompt and output tokens per window, from the token histograms' ``_sum / _count``;
+* collection gaps: steps where no pod of the target has a sample are *missing*, not zero,
+  and the first step after a gap is missing too (its counter increase spans the outage).
+
+Every family is read with ``last_over_time(x[step])`` so a step without a fresh sample is
+absent instead of repeating the last value for Prometheus' 5-minute lookback (a 4-minute
+outage would otherwise read as zero traffic). Counters are differenced per pod with reset
+handling (a value below the previous one is a restart: the new value is the increase).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from autoscaler.errors import SpecError
+from autoscaler.metrics.backfill import MAX_POINTS
+from autoscaler.metrics.source import MetricsSource
+from autoscaler.traces.model import FloatArray, TokenMix, TokenWindows, Trace
+
+VLLM_FAMILIES = {
+    "first_tokens": "vllm:time_to_first_token_seconds_count",
+    "waiting": "vllm:num_requests_waiting",
+    "running": "vllm:num_requests_running",
+    "prompt_sum": "vllm:request_prompt_tokens_sum",
+    "prompt_count": "vllm:request_prompt_tokens_count",
+    "output_sum": "vllm:request_generation_tokens_sum",
+    "output_count": "vllm:request_generation_tokens_count",
+}
+"""The vLLM series a reconstruction reads (names as vLLM v1 exports them)."""
+
+SUPPORTED_PRESETS = ("vllm",)
+_TARGET = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)/([A-Za-z0-9]([-A-Za-z0-9_.]*"
+                     r"[A-Za-z0-9])?)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    namespace: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str, option: str = "--target") -> Target:
+        m = _TARGET.match(text or "")
+        if not m:
+            raise SpecError(option, text, "NAMESPACE/NAME (Kubernetes names, e.g. llm/chat)")
+        return cls(m.group(1), m.group(3))
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """Which target, which labels, which range."""
+
+    target: Target
+    start: float
+    """Unix seconds."""
+    end: float
+    step_s: float = 60.0
+    namespace_label: str = "namespace"
+    workload_label: str = "workload"
+    selector: str = ""
+    preset: str = "vllm"
+
+    def __post_init__(self) -> None:
+        if self.preset not in SUPPORTED_PRESETS:
+            raise SpecError("--preset", self.preset,
+                            f"one of {', '.join(SUPPORTED_PRESETS)} (the presets whose token "
+                            "histograms a reconstruction needs)")
+        if not 1.0 <= self.step_s <= 3600.0:
+            raise SpecError("--step", self.step_s, "1..3600 seconds")
+        if not self.end > self.start:
+            raise SpecError("--end", self.end, f"> --start ({self.start})")
+        if (self.end - self.start) / self.step_s > 40 * 86_400:
+            raise SpecError("--step", self.step_s, "a step giving at most 3,456,000 points")
+
+    def selector_for(self) -> str:
+        parts = [f'{self.namespace_label}="{self.target.namespace}"',
+                 f'{self.workload_label}="{self.target.name}"']
+        if self.selector:
+            parts.append(self.selector)
+        return ",".join(parts)
+
+    @property
+    def steps(self) -> int:
+        return math.floor((self.end - self.start) / self.step_s + 1e-9) + 1
+
+
+def read_per_pod(source: MetricsSource, promql: str, q: HistoryQuery, *,
+                 max_points: int = MAX_POINTS) -> dict[str, FloatArray]:
+    """pod -> values on the query's step grid (NaN where absent), in range queries of at
+    most ``max_points`` points per series (Prometheus refuses more than 11,000)."""
+    n = q.steps
+    out: dict[str, FloatArray] = {}
+    chunk = max(1, max_points)
+    k0 = 0
+    while k0 < n:
+        k1 = min(n - 1, k0 + chunk - 1)
+        t0, t1 = q.start + k0 * q.step_s, q.start + k1 * q.step_s
+        for series in source.query_range(promql, t0, t1, q.step_s):
+            pod = series.labels.get("pod", "")
+            arr = out.get(pod)
+            if arr is None:
+                arr = out[pod] = np.full(n, np.nan)
+            for t, v in series.points:
+                k = round((t - q.start) / q.step_s)
+                if 0 <= k < n:
+                    arr[k] = v
+        k0 = k1 + 1
+    return out
+
+
+def queries_needed(q: HistoryQuery, families: int) -> int:
+    """Range queries a read costs: one per family per chunk."""
+    return families * math.ceil(q.steps / MAX_POINTS)
+
+
+def counter_increase(values: FloatArray, *, new_pod: bool) -> FloatArray:
+    """Per-step increase of one pod's counter (NaN where it or the step before is absent).
+
+    A drop is a restart: the new value is the increase since it. The pod's first sample is
+    an increase from 0 when the pod started inside the range (``new_pod``), else a baseline.
+    Worked: [NaN, 5, 9, 2, NaN, 4] of a new pod -> [NaN, 5, 4, 2, NaN, NaN].
+    """
+    out = np.full(values.shape, np.nan)
+    prev = np.concatenate(([np.nan], values[:-1]))
+    both = np.isfinite(values) & np.isfinite(prev)
+    d = values - prev
+    out[both] = np.where(d[both] >= 0, d[both], values[both])
+    if new_pod:
+        finite = np.flatnonzero(np.isfinite(values))
+        if finite.size and finite[0] > 0:
+            out[finite[0]] = values[finite[0]]
+    return out
+
+
+def gauge_delta(values: FloatArray, *, new_pod: bool) -> FloatArray:
+    """Per-step change of a gauge; a new pod's first value counts from 0."""
+    prev = np.concatenate(([np.nan], values[:-1]))
+    out = values - prev
+    if new_pod:
+        finite = np.flatnonzero(np.isfinite(values))
+        if finite.size and finite[0] > 0:
+            out[finite[0]] = values[finite[0]]
+    return out
+
+
+def _is_new(arr: FloatArray, first_seen: int) -> bool:
+    """A pod that appeared after the first observed step started inside the range."""
+    finite = np.flatnonzero(np.isfinite(arr))
+    return bool(finite.size) and int(finite[0]) > first_seen
+
+
+def _fleet_increase(per_pod: dict[str, FloatArray], n: int, *, gauge: bool = False,
+                    first_seen: int = 0) -> tuple[FloatArray, FloatArray]:
+    """(sum over pods of the per-step increase, pods seen per step)."""
+    total = np.zeros(n)
+    seen = np.zeros(n)
+    for arr in per_pod.values():
+        new_pod = _is_new(arr, first_seen)
+        inc = gauge_delta(arr, new_pod=new_pod) if gauge else counter_increase(
+            arr, new_pod=new_pod)
+        ok = np.isfinite(inc)
+        total[ok] += inc[ok]
+        seen += np.isfinite(arr)
+    return total, seen
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    trace: Trace
+    start_unix: float
+    step_s: float
+    pods_seen: int
+    queries: int
+    missing_steps: int
+    token_windows_known: int
+    notes: tuple[str, ...]
+
+
+def _gaps(valid: np.ndarray, step_s: float) -> tuple[tuple[float, float], ...]:
+    """[start, end) seconds of each run of invalid steps (step k covers [k, k+1) x step)."""
+    gaps: list[tuple[float, float]] = []
+    k = 0
+    n = len(valid)
+    while k < n:
+        if valid[k]:
+            k += 1
+            continue
+        j = k
+        while j < n and not valid[j]:
+            j += 1
+        gaps.append((k * step_s, j * step_s))
+        k = j
+    return tuple(gaps)
+
+
+def reconstruct(source: MetricsSource, q: HistoryQuery, *, token_window_s: float = 3600.0,
+                name: str | None = None) -> Reconstruction:
+    """The workload of ``q.target`` over ``[q.start, q.end]`` as a rate-level trace.
+
+    Step ``k`` of the trace covers ``[k, k+1) x step_s`` from ``q.start`` and holds the
+    arrivals counted between the samples at ``start + k x step`` and ``start + (k+1) x
+    step``. Raises ``SpecError`` when the target has no series at all in the range.
+    """
+    sel = q.selector_for()
+    step = f"{q.step_s:g}s"
+    fam: dict[str, dict[str, FloatArray]] = {}
+    for key, metric in VLLM_FAMILIES.items():
+        fam[key] = read_per_pod(source, f"last_over_time({metric}{{{sel}}}[{step}])", q)
+    n = q.steps
+    if not fam["first_tokens"]:
+        raise SpecError("--target", str(q.target),
+                        f"a target with {VLLM_FAMILIES['first_tokens']} samples between "
+                        f"{q.start:.0f} and {q.end:.0f} (selector {{{sel}}})")
+    # Until some pod has reported, nothing was observed: the first pods' counters then hold
+    # everything since they started (a lump, not one step's traffic), so they are a
+    # baseline there, and only pods appearing later count from 0.
+    first_seen = min(int(np.flatnonzero(np.isfinite(a))[0])
+                     for a in fam["first_tokens"].values() if np.isfinite(a).any())
+    served, _ = _fleet_increase(fam["first_tokens"], n, first_seen=first_seen)
+    # Queue growth from the fleet's total waiting, not per pod: a pod removed with 20
+    # requests waiting hands them to the others, and per-pod deltas would count them twice.
+    w = np.zeros(n)
+    w_seen = np.zeros(n, dtype=bool)
+    for arr in fam["waiting"].values():
+        ok = np.isfinite(arr)
+        w[ok] += arr[ok]
+        w_seen |= ok
+    queue_growth = np.zeros(n)
+    both = w_seen[1:] & w_seen[:-1]
+    queue_growth[1:][both] = np.diff(w)[both]
+    # A step is known when some pod reported at both its ends (increase defined).
+    inc_known = np.zeros(n, dtype=bool)
+    for arr in fam["first_tokens"].values():
+        inc_known |= np.isfinite(counter_increase(arr, new_pod=_is_new(arr, first_seen)))
+    inc_known[: first_seen + 1] = False
+    # Sample k+1 closes step k: shift by one.
+    arrivals = np.maximum(0.0, served + queue_growth)[1:]
+    valid = inc_known[1:]
+    arrivals[~valid] = 0.0
+    rates = arrivals / q.step_s
+    duration = (n - 1) * q.step_s
+    gaps = _gaps(valid, q.step_s)
+
+    # Token means per window: increase of _sum over increase of _count, all pods.
+    def window_means(sum_key: str, count_key: str) -> tuple[FloatArray, float]:
+        s, _ = _fleet_increase(fam[sum_key], n, first_seen=first_seen)
+        c, _ = _fleet_increase(fam[count_key], n, first_seen=first_seen)
+        s, c = s[1:], c[1:]
+        per = max(1, round(token_window_s / q.step_s))
+        m = math.ceil(len(s) / per)
+        pad = m * per - len(s)
+        ss = np.concatenate((s, np.zeros(pad))).reshape(m, per).sum(axis=1)
+        cc = np.concatenate((c, np.zeros(pad))).reshape(m, per).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(cc > 0, ss / cc, np.nan)
+        overall = float(s.sum() / c.sum()) if c.sum() > 0 else math.nan
+        return means, overall
+
+    notes: list[str] = []
+    mix = TokenMix()
+    tw = None
+    if fam["prompt_count"] and fam["output_count"]:
+        mp, p_all = window_means("prompt_sum", "prompt_count")
+        mo, o_all = window_means("output_sum", "output_count")
+        if math.isfinite(p_all) and math.isfinite(o_all):
+            mix = TokenMix(mean_prompt_tokens=p_all, mean_output_tokens=o_all)
+        tw = TokenWindows(resolution_s=token_window_s, mean_prompt=mp, mean_output=mo)
+        known = int(np.sum(np.isfinite(mp) & np.isfinite(mo)))
+    else:
+        known = 0
+        notes.append("no token histograms (vllm:request_prompt_tokens / "
+                     "request_generation_tokens): token lengths are the default mix "
+                     f"{mix.mean_prompt_tokens:g}/{mix.mean_output_tokens:g}")
+    pods = set().union(*(set(d) for d in fam.values()))
+    trace = Trace(name=name or f"{q.target} (Prometheus)", duration_s=float(duration),
+                  rates_rps=rates.astype(np.float64), resolution_s=q.step_s, token_mix=mix,
+                  gaps=gaps, token_windows=tw)
+    return Reconstruction(
+        trace=trace, start_unix=q.start, step_s=q.step_s, pods_seen=len(pods),
+        queries=queries_needed(q, len(VLLM_FAMILIES)), missing_steps=int((~valid).sum()),
+        token_windows_known=known, notes=tuple(notes))
+
+
+def parse_duration_s(text: str, option: str) -> float:
+    """``7d``, ``36h``, ``90m``, ``600s`` or plain seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text or "")
+    if not m:
+        raise SpecError(option, text, "a duration like 7d, 36h, 90m or 600s")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[m.group(2)]
+    value = float(m.group(1)) * unit
+    if value <= 0:
+        raise SpecError(option, text, "a duration > 0")
+    return value
+
+
+def parse_time(text: str, option: str) -> float:
+    """Unix seconds from ``1733000000``, an RFC 3339 time (``2026-11-24T00:00:00Z``)."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SpecError(option, text, "Unix seconds or an RFC 3339 time "
+                        "(2026-11-24T00:00:00Z)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def time_range(start: str | None, end: str | None, since: str | None, now: float
+               ) -> tuple[float, float]:
+    """(start, end) Unix seconds from ``--start/--end`` or ``--since`` (end defaults to now)."""
+    t_end = parse_time(end, "--end") if end else now
+    if since and start:
+        raise SpecError("--since", since, "either --since or --start, not both")
+    if since:
+        return t_end - parse_duration_s(since, "--since"), t_end
+    if not start:
+        raise SpecError("--start", None, "a start time (or --since 7d)")
+    return parse_time(start, "--start"), t_end

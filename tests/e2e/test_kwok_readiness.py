@@ -1,0 +1,132 @@
+"""Readiness against the real HPA: the External ``Value`` path with pods still starting.
+
+kube-controller-manager's HPA proposes ceil(usage / target x *ready pods*) for an External
+metric with a ``Value`` target (GetExternalMetricReplicas). During a cold start that is
+fewer than the pods that exist, so a scale-up the HPA itself made can be partly undone
+while the new pods load. Our ``hpa`` policy re-implements it from the controller's own
+ready-replica count (the Deployment's ``status.readyReplicas``). Here both read the same
+number, the controller's request-rate observation served as ``inference_autoscaler_demand_rps``,
+while kwok keeps new pods Running-not-Ready for their cold start: they must agree.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from kube import ControlPlane
+from kubernetes import client as k8s
+from kwok_cluster import (
+    ApiPods,
+    KwokCluster,
+    gpu_deployment,
+    pod_states,
+    wait_for,
+)
+from kwok_loop import GROUP, PLURAL, VERSION, ExternalMetricsController, autoscaler_cr
+from promserver import PrometheusServer
+from test_controller_e2e import installed  # noqa: F401 - a fixture
+
+from autoscaler.controller.external_metrics import DEMAND_RPS
+from autoscaler.sim.profiles import load_profile
+from autoscaler.traces.model import Trace
+from autoscaler.twin import Twin
+
+RATE, TARGET = 8.0, 5.0  # ratio 1.6
+COLD_S = 15.0
+
+
+@pytest.fixture
+def served(api_client: k8s.ApiClient, namespace: str) -> Iterator[tuple[Twin, PrometheusServer]]:
+    trace = Trace(name="flat", duration_s=1800.0, rates_rps=np.full(1800, RATE),
+                  resolution_s=1.0)
+    twin = Twin.from_trace(trace, load_profile("llama3-8b-h100"), namespace=namespace,
+                           workload="valued", follow_pods=True)
+    port = twin.start()
+    twin.follow(ApiPods(api_client, namespace), interval_s=0.2)
+    prom = PrometheusServer([f"127.0.0.1:{port}"]).start()
+    yield twin, prom
+    prom.cleanup()
+    twin.stop()
+
+
+def _status(api: k8s.ApiClient, ns: str) -> dict[str, Any]:
+    obj = k8s.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL,
+                                                                 "valued")
+    return dict(obj.get("status") or {})
+
+
+def test_the_value_path_counts_ready_pods_like_the_real_hpa_during_a_cold_start(
+        api_client: k8s.ApiClient, control_plane: ControlPlane, namespace: str,
+        kwok_cluster: KwokCluster, installed: Path,  # noqa: F811
+        served: tuple[Twin, PrometheusServer], tmp_path: Path) -> None:
+    _, prom = served
+    gpu_deployment(api_client, namespace, "valued", 2, pool="h100", cold_start_s=COLD_S)
+    ctl = ExternalMetricsController(control_plane, api_client, installed, prom.url, tmp_path,
+                                    namespace=namespace,
+                                    service_ns=f"ready-ext-{uuid.uuid4().hex[:6]}",
+                                    identity="readiness")
+    try:
+        wait_for("2 Ready pods", lambda: sum(p.ready for p in pod_states(
+            api_client, namespace, "valued")) == 2, timeout_s=COLD_S + 20, cluster=kwok_cluster)
+        spec = {"policy": "hpa", "minReplicas": 1, "maxReplicas": 12,
+                "metrics": [{"metric": "request_rate",
+                             "target": {"type": "Value", "value": TARGET}}],
+                "capacity": {"requestsPerSecond": 10, "concurrency": 64},
+                "syncPeriodSeconds": 1, "behavior": {
+                    "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [
+                        {"type": "Pods", "value": 100, "periodSeconds": 1}]},
+                    "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [
+                        {"type": "Pods", "value": 100, "periodSeconds": 1}]}}}
+        k8s.CustomObjectsApi(api_client).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL,
+            autoscaler_cr(namespace, "valued", "Shadow", spec, 5.0))
+        # 2 ready of 2: ceil(8 / 5 x 2) = ceil(3.2) = 4.
+        wait_for("our decision for 2 ready pods", lambda: _status(api_client, namespace).get(
+            "desiredReplicas") == 4, timeout_s=40)
+
+        # Six pods, four of them loading for 15 s: still 2 ready -> still 4, not
+        # ceil(1.6 x 6) = 10 as counting every pod would give.
+        k8s.AppsV1Api(api_client).patch_namespaced_deployment_scale(
+            "valued", namespace, {"spec": {"replicas": 6}})
+        scaled = time.monotonic()
+        status = wait_for("our decision with 6 pods, 2 ready", lambda: (
+            s if (s := _status(api_client, namespace)).get("currentReplicas") == 6 else None),
+            timeout_s=10)
+        assert status["desiredReplicas"] == math.ceil(RATE / TARGET * 2)
+        assert "2 ready" in status["message"], status["message"]
+
+        k8s.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(
+            namespace, {
+                "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "valued"},
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                            "name": "valued"},
+                         "minReplicas": 1, "maxReplicas": 12,
+                         "metrics": [{"type": "External", "external": {
+                             "metric": {"name": DEMAND_RPS, "selector": {
+                                 "matchLabels": {"autoscaler": "valued"}}},
+                             "target": {"type": "Value", "value": f"{TARGET:g}"}}}],
+                         "behavior": spec["behavior"]}})
+
+        def hpa_desired() -> int | None:
+            hpa = k8s.AutoscalingV2Api(api_client).read_namespaced_horizontal_pod_autoscaler(
+                "valued", namespace)
+            return None if hpa.status.desired_replicas in (None, 6) else int(
+                hpa.status.desired_replicas)
+
+        theirs = wait_for("the HPA's first decision", hpa_desired, timeout_s=COLD_S)
+        ready_now = sum(p.ready for p in pod_states(api_client, namespace, "valued"))
+        assert time.monotonic() - scaled < COLD_S and ready_now <= 4, \
+            "the cold start was over before the HPA decided: nothing compared"
+        ours = _status(api_client, namespace)["desiredReplicas"]
+        # The stock HPA and our policy, both from 2 ready pods: ceil(1.6 x 2) = 4.
+        assert theirs == ours == 4, (theirs, ours, ctl.tail())
+    finally:
+        ctl.stop()

@@ -1,0 +1,263 @@
+"""Reconstruction of a workload and fitting of a profile from Prometheus series, against a
+fake ``MetricsSource`` that answers range queries from per-pod arrays (no server)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoscaler.errors import SpecError, TraceError
+from autoscaler.fleetdata.fit import fit_profile, profile_yaml
+from autoscaler.fleetdata.history import (
+    HistoryQuery,
+    Target,
+    counter_increase,
+    parse_duration_s,
+    read_per_pod,
+    reconstruct,
+    time_range,
+)
+from autoscaler.fleetdata.tracefile import (
+    is_fleet_trace,
+    load_trace_file,
+    trace_document,
+    write_trace,
+)
+from autoscaler.metrics.source import RangeSeries, Sample
+from autoscaler.sim.profiles import load_profile, parse_profile
+
+START = 1_800_000_000.0
+
+
+class FakeSource:
+    """Per-pod values on a 60-s grid from START, keyed by metric name; NaN = no sample."""
+
+    def __init__(self, series: dict[str, dict[str, list[float]]],
+                 instants: dict[str, list[Sample]] | None = None) -> None:
+        self.series = series
+        self.instants = instants or {}
+        self.ranges: list[tuple[str, float, float, float]] = []
+
+    def query(self, promql: str, at: float | None = None) -> list[Sample]:
+        for name, samples in self.instants.items():
+            if f"({name}{{" in promql:
+                return samples
+        return []
+
+    def query_range(self, promql: str, start: float, end: float,
+                    step_s: float) -> list[RangeSeries]:
+        self.ranges.append((promql, start, end, step_s))
+        m = re.search(r"last_over_time\(([^{]+)\{", promql)
+        assert m, promql
+        out = []
+        for pod, values in self.series.get(m.group(1), {}).items():
+            pts = []
+            t = start
+            while t <= end + 1e-9:
+                k = round((t - START) / 60.0)
+                if 0 <= k < len(values) and math.isfinite(values[k]):
+                    pts.append((t, values[k]))
+                t += step_s
+            if pts:
+                out.append(RangeSeries(labels={"pod": pod}, points=tuple(pts)))
+        return out
+
+
+NAN = math.nan
+
+
+@pytest.mark.parametrize(("values", "new_pod", "expected"), [
+    pytest.param([0, 5, 9, 12], False, [NAN, 5, 4, 3], id="plain"),
+    pytest.param([10, 15, 3, 7], False, [NAN, 5, 3, 4], id="reset-counts-new-value"),
+    pytest.param([NAN, 5, 9, 2, NAN, 4], True, [NAN, 5, 4, 2, NAN, NAN],
+                 id="new-pod-counts-from-zero-and-gap-breaks"),
+    pytest.param([7, 9], True, [NAN, 2], id="pod-present-at-start-is-baseline"),
+])
+def test_counter_increase(values: list[float], new_pod: bool, expected: list[float]) -> None:
+    got = counter_increase(np.asarray(values, dtype=float), new_pod=new_pod)
+    np.testing.assert_array_equal(got, np.asarray(expected, dtype=float))
+
+
+def _query(steps: int, step: float = 60.0) -> HistoryQuery:
+    return HistoryQuery(Target("llm", "chat"), START, START + (steps - 1) * step, step)
+
+
+def test_arrivals_are_first_tokens_plus_queue_growth() -> None:
+    # Two pods. Step 0->1: first tokens 60+60 = 120, queue 0 -> 30 (+30): 150 arrivals.
+    # Step 1->2: first tokens 90+90 = 180, queue 30 -> 0 (-30): 150 arrivals.
+    # 150 arrivals / 60 s = 2.5 req/s both steps.
+    series = {
+        "vllm:time_to_first_token_seconds_count": {"a": [0, 60, 150], "b": [0, 60, 150]},
+        "vllm:num_requests_waiting": {"a": [0, 15, 0], "b": [0, 15, 0]},
+        "vllm:request_prompt_tokens_sum": {"a": [0, 60_000, 150_000], "b": [0, 60_000,
+                                                                              150_000]},
+        "vllm:request_prompt_tokens_count": {"a": [0, 60, 150], "b": [0, 60, 150]},
+        "vllm:request_generation_tokens_sum": {"a": [0, 12_000, 30_000], "b": [0, 12_000,
+                                                                                 30_000]},
+        "vllm:request_generation_tokens_count": {"a": [0, 60, 150], "b": [0, 60, 150]},
+    }
+    rec = reconstruct(FakeSource(series), _query(3))
+    assert rec.trace.rates_rps is not None
+    np.testing.assert_allclose(rec.trace.rates_rps, [2.5, 2.5])
+    assert rec.trace.duration_s == 120.0
+    assert rec.trace.gaps == ()
+    # 300,000 prompt tokens over 300 requests = 1,000; 60,000 / 300 = 200.
+    assert rec.trace.token_mix.mean_prompt_tokens == pytest.approx(1000.0)
+    assert rec.trace.token_mix.mean_output_tokens == pytest.approx(200.0)
+    assert rec.pods_seen == 2
+
+
+def test_collection_gap_is_a_gap_not_zero_traffic() -> None:
+    # Samples missing at steps 3 and 4: steps [2,3), [3,4) and [4,5) cannot be counted
+    # (the increase from 2 to 5 spans the outage), so the gap is [120, 300) s.
+    ft = [0, 60, 120, NAN, NAN, 300, 360]
+    series = {"vllm:time_to_first_token_seconds_count": {"a": ft},
+              "vllm:num_requests_waiting": {"a": [0] * 7}}
+    rec = reconstruct(FakeSource(series), _query(7))
+    assert rec.trace.gaps == ((120.0, 300.0),)
+    assert rec.trace.rates_rps is not None
+    np.testing.assert_allclose(rec.trace.rates_rps, [1, 1, 0, 0, 0, 1])
+    assert rec.missing_steps == 3
+    assert rec.notes  # no token histograms: said so, defaults used
+
+
+def test_range_queries_are_chunked_under_the_point_limit() -> None:
+    n = 25
+    series = {"vllm:time_to_first_token_seconds_count": {"a": list(range(n))}}
+    src = FakeSource(series)
+    got = read_per_pod(src, "last_over_time(vllm:time_to_first_token_seconds_count{x}[60s])",
+                       _query(n), max_points=10)
+    # 25 points in chunks of at most 10: 10 + 10 + 5, each point asked for once.
+    points = [round((e - s) / st) + 1 for _, s, e, st in src.ranges]
+    assert points == [10, 10, 5]
+    np.testing.assert_array_equal(got["a"], np.arange(n, dtype=float))
+
+
+def test_unknown_target_is_a_spec_error_naming_the_selector() -> None:
+    with pytest.raises(SpecError, match="--target"):
+        reconstruct(FakeSource({}), _query(3))
+
+
+@pytest.mark.parametrize(("text", "ok"), [
+    pytest.param("llm/chat", True, id="ok"),
+    pytest.param("chat", False, id="no-namespace"),
+    pytest.param("LLM/chat", False, id="namespace-uppercase"),
+    pytest.param("llm/", False, id="no-name"),
+])
+def test_target_parse(text: str, ok: bool) -> None:
+    if ok:
+        assert str(Target.parse(text)) == text
+    else:
+        with pytest.raises(SpecError, match="NAMESPACE/NAME"):
+            Target.parse(text)
+
+
+def test_time_range_since_and_start() -> None:
+    assert parse_duration_s("7d", "--since") == 7 * 86_400
+    assert time_range(None, None, "2h", now=10_000.0) == (2_800.0, 10_000.0)
+    assert time_range("2026-11-24T00:00:00Z", "1795000000", None, now=0.0) == (
+        1_795_478_400.0, 1_795_000_000.0)
+    with pytest.raises(SpecError, match="--since"):
+        time_range("0", None, "1h", now=1.0)
+
+
+def test_trace_file_round_trip_and_anonymise(tmp_path: Path) -> None:
+    series = {"vllm:time_to_first_token_seconds_count": {"chat-abc": [0, 60, NAN, NAN, 240]},
+              "vllm:num_requests_waiting": {"chat-abc": [0, 0, NAN, NAN, 0]}}
+    rec = reconstruct(FakeSource(series), _query(5))
+    doc = trace_document(rec, source={"target": "llm/chat", "prometheus": "http://x"},
+                         anonymise=True)
+    path = tmp_path / "t.json.gz"
+    write_trace(path, doc)
+    raw = gzip.decompress(path.read_bytes()).decode()
+    for secret in ("llm", "chat", "http://x", str(int(START))):
+        assert secret not in raw
+    assert is_fleet_trace(path)
+    back = load_trace_file(path)
+    assert rec.trace.rates_rps is not None and back.rates_rps is not None
+    np.testing.assert_allclose(back.rates_rps, rec.trace.rates_rps)
+    assert back.gaps == rec.trace.gaps == ((60.0, 240.0),)
+    assert back.resolution_s == 60.0
+
+
+def test_trace_file_bad_field_names_file_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"format": "autoscaler-fleet-trace/v1", "step_s": 60,
+                                "rates_rps": [1, -2]}))
+    with pytest.raises(TraceError, match=r"bad\.json: rates_rps: numbers >= 0"):
+        load_trace_file(path)
+
+
+def _fit_series(batch: list[float]) -> dict[str, dict[str, list[float]]]:
+    """TPOT = 0.01 + 0.0002 x batch, 1,000 tokens a step; 2,000 prompt tokens per 0.1 s of
+    prefill (20,000 tokens/s)."""
+    n = len(batch)
+    tpot = np.cumsum([0.0] + [1000 * (0.01 + 0.0002 * b) for b in batch[1:]])
+    return {
+        "vllm:time_per_output_token_seconds_sum": {"a": list(tpot)},
+        "vllm:time_per_output_token_seconds_count": {"a": [1000.0 * k for k in range(n)]},
+        "vllm:num_requests_running": {"a": batch},
+        "vllm:request_prompt_tokens_sum": {"a": [2000.0 * k for k in range(n)]},
+        "vllm:request_prefill_time_seconds_sum": {"a": [0.1 * k for k in range(n)]},
+    }
+
+
+def test_fit_recovers_a_linear_step_time_and_reports_defaults() -> None:
+    batch = [4.0, 4.0, 8.0, 16.0, 32.0, 12.0, 20.0]
+    info = [Sample(labels={"num_gpu_blocks": "1000", "block_size": "16", "pod": "a"},
+                   time=0.0, value=1.0)]
+    src = FakeSource(_fit_series(batch), {"vllm:cache_config_info": info})
+    base = load_profile("llama3-8b-h100")
+    fit = fit_profile(src, _query(len(batch)), base)
+    assert fit.profile.step_base_s == pytest.approx(0.01, rel=1e-6)
+    assert fit.profile.step_per_decode_seq_s == pytest.approx(0.0002, rel=1e-6)
+    # 0.1 s of prefill per 2,000 prompt tokens: 0.00005 s per token (20,000 tokens/s).
+    assert fit.profile.step_per_prefill_token_s == pytest.approx(0.00005)
+    assert fit.profile.kv_cache_tokens == 16_000  # 1,000 blocks x 16 tokens
+    assert set(fit.unfitted()) == {"max_num_seqs", "max_num_batched_tokens", "cold_start_s",
+                                   "cold_start_jitter_s", "gpus_per_replica",
+                                   "gpu_hour_cost"}
+    assert "default kept" in fit.fields["cold_start_s"].how
+    # The written file is a valid profile with the fitted values.
+    import yaml
+
+    prof = parse_profile(yaml.safe_load(profile_yaml(fit, source="test")), "fit.yaml")
+    assert prof.step_per_decode_seq_s == pytest.approx(0.0002, rel=1e-5)
+    assert prof.kv_cache_tokens == 16_000
+
+
+def test_fit_without_batch_spread_keeps_the_default_and_says_why() -> None:
+    src = FakeSource(_fit_series([8.0] * 6))
+    base = load_profile("llama3-8b-h100")
+    fit = fit_profile(src, _query(6), base)
+    f = fit.fields["step_per_decode_seq_s"]
+    assert not f.fitted and f.value == base.step_per_decode_seq_s
+    assert "spans 0.0 sequences" in f.how
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "autoscaler.cli", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(("args", "code", "needle"), [
+    pytest.param(("trace", "export", "--prometheus", "http://127.0.0.1:9", "--target", "x",
+                  "--since", "1h", "--out", "/tmp/never.json"), 2, "--target", id="bad-target"),
+    pytest.param(("profile", "fit", "--prometheus", "http://127.0.0.1:9", "--target", "a/b",
+                  "--since", "soon"), 2, "--since", id="bad-since"),
+    pytest.param(("replay", "--prometheus", "http://127.0.0.1:9", "--target", "a/b",
+                  "--since", "1h"), 1, "unreachable", id="prometheus-down-is-transient"),
+])
+def test_cli_errors_are_one_line(args: tuple[str, ...], code: int, needle: str) -> None:
+    proc = _cli(*args)
+    assert proc.returncode == code, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr

@@ -181,9 +181,9 @@ def capacity_for(trace: Trace, profile: ReplicaProfile, slo_ttft_s: float,
     drawn through ``Trace.token_sample``), else lognormal lengths around its token mix.
     With a length-aware objective each trial request is judged against its own objective.
 
-    The shape matters, not only the means: ServeGen's lengths (mean 67 / 9.7 tokens,
-    median 34 / 3) give 177.9 req/s for the 8B profile, the lognormal around the same means
-    208.6 req/s: 17% more than a replica sustains on the trace's own requests."""
+    Measured on ServeGen (8B profile, 2 s SLO): its own lengths (mean 67 / 9.7 tokens,
+    median 34 / 3) give 211.7 req/s with seed 0 (197.1-211.7 over seeds 0-3: the 2,000
+    drawn pairs' means vary by a few tokens), the lognormal around its means 208.6."""
     tokens: Any
     if trace.prompt_tokens is not None and trace.output_tokens is not None:
         tokens = (trace.prompt_tokens, trace.output_tokens)

@@ -37,7 +37,12 @@ from autoscaler.traces.model import Trace
 from autoscaler.traces.stats import collection_gap_count, interarrival_cv
 
 DEFAULT_POLICIES: tuple[PolicyKind, ...] = (
-    PolicyKind.HPA, PolicyKind.KPA, PolicyKind.PREDICTIVE, PolicyKind.HINDSIGHT, PolicyKind.STATIC)
+    PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA, PolicyKind.KPA,
+    PolicyKind.WVA, PolicyKind.PREDICTIVE, PolicyKind.HINDSIGHT, PolicyKind.STATIC)
+BASELINES: tuple[PolicyKind, ...] = (
+    PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA, PolicyKind.KPA,
+    PolicyKind.WVA)
+"""The autoscalers users run, each at its documented default target."""
 
 HPA_DEFAULT_UTILIZATION = 0.7
 """The replay's default HPA: an External ``request_rate`` metric with an AverageValue target of
@@ -132,6 +137,20 @@ def default_specs(
                 select_policy=SelectPolicy.MAX))),
         PolicyKind.HINDSIGHT: replace(base, policy=PolicyKind.HINDSIGHT),
         PolicyKind.STATIC: base,
+        # Baselines at their documented targets (see autoscaler.core.defaults for sources).
+        PolicyKind.HPA_QUEUE: replace(base, policy=PolicyKind.HPA_QUEUE, metrics=(
+            MetricTarget(Signal.QUEUE_DEPTH.value, MetricTargetType.AVERAGE_VALUE,
+                         defaults.HPA_QUEUE_TARGET),)),
+        # KV usage is already a mean over replicas, so the per-pod average target is a
+        # Value target on the mean: ceil(ready x mean / 0.8), what AverageValue over per-pod
+        # series gives.
+        PolicyKind.HPA_KV: replace(base, policy=PolicyKind.HPA_KV, metrics=(
+            MetricTarget(Signal.KV_CACHE_USAGE.value, MetricTargetType.VALUE,
+                         defaults.HPA_KV_TARGET),)),
+        PolicyKind.KEDA: replace(base, policy=PolicyKind.KEDA, metrics=(
+            MetricTarget(Signal.QUEUE_DEPTH.value, MetricTargetType.AVERAGE_VALUE,
+                         defaults.HPA_QUEUE_TARGET),)),
+        PolicyKind.WVA: replace(base, policy=PolicyKind.WVA),
     }
     for kind, spec in options.overrides.items():
         specs[kind] = spec
@@ -201,7 +220,10 @@ def decision_record(kind: PolicyKind, t: float, snap: Snapshot, d: Decision) -> 
     return {"policy": kind.value, "t_s": t, "current": snap.current_replicas,
             "ready": snap.ready_replicas, "replicas": d.replicas, "valid": d.valid,
             "reason": d.reason.value, "message": d.message, "recommendation": d.recommendation,
-            "forecast_rps": d.forecast_rps, "demand_rps": d.demand_rps, "metrics": seen}
+            "forecast_rps": d.forecast_rps, "demand_rps": d.demand_rps,
+            "capacity_rps": d.capacity_rps, "capacity_unit": d.capacity_unit,
+            "capacity_per_replica": d.capacity_per_replica,
+            "capacity_uncertainty": d.capacity_uncertainty, "metrics": seen}
 
 
 def _num(x: float) -> float | None:

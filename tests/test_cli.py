@@ -53,8 +53,8 @@ def test_replay_writes_the_documented_json_shape(
     assert doc["slo"] == {"ttft_s": 2.0, "ttft_s_per_prompt_token": 0.0,
                           "target_attainment": 0.99}
     assert doc["bound"]["gpu_hours"] > 0 and doc["bound"]["definition"]
-    assert [r["policy"] for r in doc["results"]] == ["hpa", "kpa", "predictive", "hindsight",
-                                                      "static"]
+    assert [r["policy"] for r in doc["results"]] == [
+        "hpa", "hpa-queue", "hpa-kv", "keda", "kpa", "wva", "predictive", "hindsight", "static"]
     for r in doc["results"]:
         assert set(r) >= RESULT_KEYS
         assert 0.0 <= r["slo_attainment"] <= 1.0
@@ -199,7 +199,8 @@ def test_the_real_azure_conversation_trace_replays_with_every_policy(
     by = {r["policy"]: r for r in doc["results"]}
     # Perfect foresight keeps the SLO on real traffic, and every policy served every hour.
     assert by["hindsight"]["slo_attainment"] >= 0.99
-    assert set(by) == {"hpa", "kpa", "predictive", "hindsight", "static"}
+    assert set(by) == {"hpa", "hpa-queue", "hpa-kv", "keda", "kpa", "wva", "predictive",
+                       "hindsight", "static"}
     assert all(r["gpu_hours"] >= 0.9 for r in by.values())  # >= 1 replica for ~58 min
 
 

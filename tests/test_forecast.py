@@ -348,3 +348,54 @@ def test_quantiles_past_the_measured_horizon_only_widen() -> None:
     f = res.forecast(30)
     assert np.all(np.diff(f.quantiles[0.95]) >= -1e-12)
     assert np.all(np.diff(f.quantiles[0.05]) <= 1e-12)
+
+
+# --- never worse than naive; intervals that cover what they claim ------------------------
+
+
+def test_adaptive_width_worked_numbers() -> None:
+    from autoscaler.forecast.ets import adapt_width
+
+    # A miss widens by e^(0.05 x 0.9) = 1.046; a hit narrows by e^(-0.05 x 0.1) = 0.995.
+    assert adapt_width(1.0, covered=False) == pytest.approx(math.exp(0.045))
+    assert adapt_width(1.0, covered=True) == pytest.approx(math.exp(-0.005))
+    # One miss in ten leaves it where it was.
+    s = adapt_width(1.0, covered=False)
+    for _ in range(9):
+        s = adapt_width(s, covered=True)
+    assert s == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", ["ses", "auto"])
+def test_intervals_adapt_when_the_noise_grows_after_the_fit(name: str) -> None:
+    # Fitted on 4 days with noise sd 3; the next 3 days have sd 9, so the fitted 90 %
+    # interval alone would cover far less than 90 % (about 40 %: +-1.645 x 3 of sd 9 noise).
+    # After the adaptive width has caught up (the first day), coverage is 0.85-0.95.
+    rng = np.random.default_rng(11)
+    y = diurnal(4, noise=3.0, seed=3)
+    later = diurnal(3, noise=0.0, seed=4) + 9.0 * rng.standard_normal(3 * DAY)
+    res = make_forecaster(name, resolution_s=RES).fit(hist(y))
+    hits = []
+    for k, v in enumerate(later):
+        lo, hi = res.forecast(1).interval(0.9)
+        if k >= DAY:
+            hits.append(lo[0] <= v <= hi[0])
+        res = res.update(float(v))
+    assert 0.85 <= float(np.mean(hits)) <= 0.95
+
+
+def test_auto_takes_the_naive_forecast_on_a_random_walk() -> None:
+    # On a random walk the last value is the best forecast at every horizon; a smoothing
+    # model can match it in validation by chance, but not by the 3 % margin required.
+    rng = np.random.default_rng(5)
+    y = 500.0 + np.cumsum(rng.standard_normal(12 * DAY) * 4.0)
+    res = make_forecaster("auto", resolution_s=RES, horizon_s=6 * RES).fit(hist(y))
+    assert set(res.chosen_by_horizon) == {"last"}  # type: ignore[attr-defined]
+
+
+def test_make_forecaster_options_are_typed_keywords() -> None:
+    res = make_forecaster("auto", resolution_s=RES, candidates=("last", "ses"),
+                          validation_s=2 * DAY_S, max_horizon_s=6 * RES, combine=False)
+    assert res.name == "auto"
+    with pytest.raises(ValueError, match="fit_window_s"):
+        make_forecaster("ses", resolution_s=RES, fit_window_s=0.0)

@@ -20,7 +20,7 @@ import pytest
 from promserver import PrometheusServer
 
 from autoscaler.config import parse_spec
-from autoscaler.controller.kube import ScaleInfo
+from autoscaler.controller.kube import Competitor, ScaleInfo
 from autoscaler.controller.loop import Controller
 from autoscaler.controller.resource import TargetRef
 from autoscaler.core.decide import decide
@@ -173,6 +173,9 @@ class QuietKube:
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         pass
+
+    def list_competitors(self, namespace: str) -> list[Competitor]:
+        return []  # no HPA or ScaledObject shares these workloads
 
     def create_event(self, namespace: str, involved: Mapping[str, str], event_type: str,
                      reason: str, message: str) -> None:

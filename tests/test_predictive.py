@@ -38,11 +38,20 @@ NO_DOWN_STABILIZATION = Behavior(
         policies=(ScalingPolicy(ScalingPolicyType.PERCENT, 100, 15),)))
 
 
+def fixed_params(**kw: object) -> PredictiveParams:
+    """Predictive settings on a known capacity, without the scale-down band or cold-start
+    hold, so the planning arithmetic shows on its own."""
+    base = PredictiveParams(scale_down_band=1.0, learn_capacity=False, keep_idle_cold_starts=0.0)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
 def make_spec(*, scale_down_window_s: float = 0.0, **overrides: object) -> Spec:
+    # These tests pin the planning arithmetic on a known capacity: learning it from the
+    # fleet (test_capacity.py), the scale-down band and the cold-start hold are off here.
     base = Spec(max_replicas=200, min_replicas=1, capacity=CAPACITY,
                 policy=PolicyKind.PREDICTIVE, behavior=NO_DOWN_STABILIZATION,
-                predictive=PredictiveParams(target_utilization=0.8,
-                                            scale_down_window_s=scale_down_window_s))
+                predictive=fixed_params(target_utilization=0.8,
+                                        scale_down_window_s=scale_down_window_s))
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
@@ -101,10 +110,12 @@ def test_a_steady_demand_asks_for_exactly_what_it_needs() -> None:
 
 @pytest.mark.parametrize(("queue", "expected", "reason"), [
     pytest.param(0.0, 3, Reason.FORECAST, id="no queue"),
-    # Drain within 30 s at 4 req/s per replica: each extra replica drains 120 requests.
-    pytest.param(120.0, 4, Reason.BACKLOG_DRAIN, id="120 queued add one replica"),
-    pytest.param(121.0, 5, Reason.BACKLOG_DRAIN, id="121 queued add two"),
-    pytest.param(480.0, 7, Reason.BACKLOG_DRAIN, id="480 queued add four"),
+    # 3 ready at 4 req/s carrying 9 req/s have 3 req/s spare; a queue drained within 30 s
+    # needs queue / 30 req/s, and only what the spare cannot cover asks for replicas.
+    pytest.param(3.0, 3, Reason.FORECAST, id="3 queued: the spare drains them"),
+    pytest.param(90.0, 3, Reason.FORECAST, id="90 queued: 3 req/s, exactly the spare"),
+    pytest.param(120.0, 4, Reason.BACKLOG_DRAIN, id="120 queued: (4 - 3) / 4 -> one more"),
+    pytest.param(480.0, 7, Reason.BACKLOG_DRAIN, id="480 queued: (16 - 3) / 4 -> four more"),
 ])
 def test_a_backlog_adds_replicas_to_drain_it(queue: float, expected: int, reason: Reason) -> None:
     # 9 req/s needs ceil(9 / 3.2) = 3 replicas before the backlog.
@@ -270,7 +281,7 @@ def test_replicas_stay_within_bounds_for_any_metric_sequence(
 
 
 def named(forecaster: str) -> Spec:
-    return replace(make_spec(), predictive=PredictiveParams(
+    return replace(make_spec(), predictive=fixed_params(
         target_utilization=0.8, scale_down_window_s=0.0, forecaster=forecaster))
 
 
@@ -365,17 +376,29 @@ def test_headroom_quantiles_between_and_beyond_the_forecast_levels(
 def test_forecasts_are_scored_once_their_lead_time_has_passed() -> None:
     # Lead 120 s + 15 s = 135 s. A forecast made at t=0 promising 10 req/s is scored at
     # t=135 against the highest rate seen in (0, 135]: 13 req/s -> error +3.
-    prev = predictive.PredictiveState(pending=((0.0, 10.0), (15.0, 11.0)))
-    history = tuple((t, 13.0 if t == 60.0 else 9.0) for t in range(15, 151, 15))
-    pending, errors = predictive._resolved_errors(prev, history, 135.0, 135.0)
-    assert errors == (3.0,)
-    assert pending == ((15.0, 11.0),)  # its window ends at 150 s: not yet
+    lead = predictive.LeadErrors(pending=((0.0, 10.0, math.nan),))
+    for t in range(15, 136, 15):
+        lead = lead.step(float(t), 13.0 if t == 60 else 9.0, 135.0, 11.0)
+    assert lead.errors == (3.0,)
+    # The forecast made at 15 s (window (15, 150]) is not due yet; it has seen 13 so far.
+    assert lead.pending[0] == (15.0, 11.0, 13.0)
 
 
 def test_a_window_without_samples_is_not_scored() -> None:
-    prev = predictive.PredictiveState(pending=((0.0, 10.0),))
-    pending, errors = predictive._resolved_errors(prev, (), 135.0, 200.0)
-    assert (pending, errors) == ((), ())
+    lead = predictive.LeadErrors(pending=((0.0, 10.0, math.nan),))
+    lead = lead.step(200.0, 5.0, 135.0, 4.0)  # the first sample comes after the window
+    assert lead.errors == ()
+    assert [p[:2] for p in lead.pending] == [(200.0, 4.0)]
+
+
+def test_the_sorted_errors_match_a_slow_sort_of_the_last_960() -> None:
+    rng = np.random.default_rng(3)
+    lead = predictive.LeadErrors()
+    values = rng.normal(10.0, 3.0, 1100)
+    for i, v in enumerate(values):
+        lead = lead.step(15.0 * i, float(v), 15.0, 10.0)
+    assert len(lead.errors) == predictive.LEAD_ERROR_SAMPLES
+    assert lead.ordered == tuple(sorted(lead.errors))
 
 
 @pytest.mark.parametrize(
@@ -392,14 +415,15 @@ def test_a_window_without_samples_is_not_scored() -> None:
 def test_the_calibrated_peak_is_the_mean_peak_plus_an_error_quantile(
     errors: tuple[float, ...], q: float, expected: float | None
 ) -> None:
-    assert predictive._calibrated_peak(10.0, errors, q) == expected
+    lead = predictive.LeadErrors(errors=tuple(errors), ordered=tuple(sorted(errors)))
+    assert lead.calibrated_peak(10.0, q) == expected
 
 
 def test_after_a_burst_the_plan_keeps_headroom_for_the_next_one() -> None:
     # 20 minutes steady at 6.4 req/s (2 replicas at 3.2), a 3-minute burst to 16 req/s,
     # then steady again. Once the burst has been scored as a lead-time error, the p99 plan
     # carries headroom that the steady forecast alone does not.
-    spec = make_spec(predictive=PredictiveParams(target_utilization=0.8, headroom_quantile=0.99))
+    spec = make_spec(predictive=fixed_params(target_utilization=0.8, headroom_quantile=0.99))
     steady, burst = [6.4] * 80, [16.0] * 12
     decisions, state, _ = run(spec, steady + burst + steady * 2)
     assert decisions[79].replicas == 2  # before the burst: exactly what is needed
@@ -409,6 +433,61 @@ def test_after_a_burst_the_plan_keeps_headroom_for_the_next_one() -> None:
     assert isinstance(policy, predictive.PredictiveState)
     assert max(policy.lead_errors) >= 16.0 - 6.4 - 1.0
     assert len(policy.lead_errors) <= predictive.LEAD_ERROR_SAMPLES
+
+
+# --- true demand, hysteresis, the cold-start hold ------------------------------------------
+
+
+def test_under_overload_demand_is_served_plus_queue_growth() -> None:
+    # Served (first tokens) 10 req/s both steps; the queue grows 40 -> 100 in 15 s:
+    # arrivals = 10 + (100 - 40) / 15 = 14 req/s.
+    spec = make_spec()
+    _, state = predictive.decide(snap(at=0.0, current=4, rate=10.0, queue=40.0), State(), spec,
+                                 0.0)
+    d, _ = predictive.decide(snap(at=15.0, current=4, rate=10.0, queue=100.0), state, spec, 15.0)
+    assert d.demand_rps == pytest.approx(14.0)
+
+
+def test_a_gateway_arrival_counter_is_the_demand_when_present() -> None:
+    s = snap(at=0.0, current=4, rate=10.0, queue=40.0)
+    s = Snapshot(current_replicas=4, ready_replicas=4,
+                 metrics={**s.metrics, Signal.ARRIVAL_RATE: MetricValue(17.5, 0.0)})
+    d, _ = predictive.decide(s, State(), make_spec(), 0.0)
+    assert d.demand_rps == pytest.approx(17.5)
+
+
+def test_scale_down_waits_for_the_lower_band() -> None:
+    # 3.2 req/s per replica planned (4 x 0.8). At 12 req/s four replicas are needed
+    # (ceil(3.75)); at 9 req/s three would do (ceil(2.81)), but with a band of 0.85 the
+    # scale-down count is ceil(9 / (3.2 x 0.85)) = ceil(3.31) = 4: hold at 4. At 8 req/s
+    # it is ceil(2.94) = 3: release one.
+    spec = make_spec(predictive=fixed_params(target_utilization=0.8, scale_down_band=0.85))
+    _, _, current = run(spec, [12.0] * 8, current=4)
+    assert current == 4
+    _, _, held = run(spec, [9.0] * 30, current=4)
+    assert held == 4
+    _, _, released = run(spec, [8.0] * 30, current=4)
+    assert released == 3
+
+
+def test_a_replica_no_longer_needed_is_kept_for_one_cold_start() -> None:
+    # Cold start 120 s: after demand drops from 4 replicas' worth to 2, the count holds for
+    # 120 s of recommendations (8 steps of 15 s) and then falls.
+    spec = make_spec(predictive=fixed_params(target_utilization=0.8, keep_idle_cold_starts=1.0))
+    decisions, _, _ = run(spec, [12.0] * 4 + [6.0] * 20, current=4)
+    after = [d.replicas for d in decisions[4:]]
+    drop = next(i for i, r in enumerate(after) if r < 4)
+    # The drop is allowed once the last high recommendation (t = 45 s) is 120 s old:
+    # at t >= 165 s, i.e. the 8th low step (t = 60 + 7 x 15 = 165).
+    assert drop == 7
+
+
+def test_a_fresh_policy_holds_its_starting_count_for_one_hold_window() -> None:
+    # The first rate() after a start covers part of a window and reads low: 3.2 req/s would
+    # need one replica, but the 5 running are kept for the hold window (120 s here).
+    spec = make_spec(scale_down_window_s=120.0)
+    d, _ = predictive.decide(snap(at=0.0, current=5, rate=3.2), State(), spec, 0.0)
+    assert d.replicas == 5 and d.reason == Reason.FORECAST_HOLD
 
 
 @pytest.mark.parametrize(("prompt_rate", "ttft", "expected", "reason"), [

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autoscaler.core.trend import TrendForecaster, damped_sum
 from autoscaler.errors import SpecError
+from autoscaler.forecast.trend import TrendForecaster, damped_sum
 
 
 def reference_holt(

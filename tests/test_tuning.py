@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from autoscaler.cli import build_parser, main
 from autoscaler.cli.tune import settings_from_args
 from autoscaler.config import load_spec
-from autoscaler.core import defaults as d
 from autoscaler.core.spec import MetricTargetType, PolicyKind
 from autoscaler.errors import AutoscalerError, SpecError
 from autoscaler.sim.profiles import load_profile
@@ -120,30 +119,43 @@ def test_every_point_of_the_unit_cube_is_a_valid_spec_within_the_bounds(
     if policy == PolicyKind.PREDICTIVE:
         assert spec.predictive.forecaster == params["forecaster"]
         assert spec.predictive.scale_down_window_s == params["hold_s"]
+    if policy in (PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA):
+        (m,) = spec.metrics
+        assert m.value == pytest.approx(max(float(params["target"]), 0.001))
+    if policy == PolicyKind.WVA:
+        assert spec.wva.scale_down_threshold == pytest.approx(
+            float(params["scale_up_threshold"]) * float(params["band"]))
 
 
 @pytest.mark.parametrize(("policy", "name", "upstream"), [
-    pytest.param(PolicyKind.HPA, "scale_down_window_s", d.HPA_DOWNSCALE_STABILIZATION_S,
+    pytest.param(PolicyKind.HPA, "scale_down_window_s", 300,
                  id="hpa scale-down window 300 s"),
-    pytest.param(PolicyKind.HPA, "scale_up_percent", d.HPA_DEFAULT_SCALE_UP_PERCENT,
+    pytest.param(PolicyKind.HPA, "scale_up_percent", 100,
                  id="hpa scale-up 100 %"),
-    pytest.param(PolicyKind.HPA, "scale_up_pods", d.HPA_DEFAULT_SCALE_UP_PODS,
+    pytest.param(PolicyKind.HPA, "scale_up_pods", 4,
                  id="hpa scale-up 4 pods"),
-    pytest.param(PolicyKind.HPA, "tolerance", d.HPA_TOLERANCE, id="hpa tolerance 0.1"),
-    pytest.param(PolicyKind.KPA, "target_utilization", d.KPA_TARGET_UTILIZATION,
+    pytest.param(PolicyKind.HPA, "tolerance", 0.1, id="hpa tolerance 0.1"),
+    pytest.param(PolicyKind.KPA, "target_utilization", 0.7,
                  id="kpa utilisation 0.7"),
-    pytest.param(PolicyKind.KPA, "stable_window_s", d.KPA_STABLE_WINDOW_S,
+    pytest.param(PolicyKind.KPA, "stable_window_s", 60.0,
                  id="kpa stable window 60 s"),
-    pytest.param(PolicyKind.KPA, "panic_window_percentage", d.KPA_PANIC_WINDOW_PERCENTAGE,
+    pytest.param(PolicyKind.KPA, "panic_window_percentage", 10.0,
                  id="kpa panic window 10 %"),
     pytest.param(PolicyKind.KPA, "panic_threshold_percentage",
-                 d.KPA_PANIC_THRESHOLD_PERCENTAGE, id="kpa panic threshold 200 %"),
-    pytest.param(PolicyKind.KPA, "max_scale_down_rate", d.KPA_MAX_SCALE_DOWN_RATE,
+                 200.0, id="kpa panic threshold 200 %"),
+    pytest.param(PolicyKind.KPA, "max_scale_down_rate", 2.0,
                  id="kpa scale-down rate 2"),
-    pytest.param(PolicyKind.PREDICTIVE, "headroom_quantile", d.PREDICTIVE_HEADROOM_QUANTILE,
+    pytest.param(PolicyKind.PREDICTIVE, "headroom_quantile", 0.9,
                  id="predictive quantile 0.9"),
-    pytest.param(PolicyKind.PREDICTIVE, "hold_s", d.PREDICTIVE_SCALE_DOWN_WINDOW_S,
+    pytest.param(PolicyKind.PREDICTIVE, "hold_s", 120,
                  id="predictive hold 120 s"),
+    # Baselines' documented targets (sources in autoscaler.core.defaults).
+    pytest.param(PolicyKind.HPA_QUEUE, "target", 5.0, id="hpa-queue 5 waiting per replica"),
+    pytest.param(PolicyKind.HPA_KV, "target", 0.8, id="hpa-kv 80 % of the KV cache"),
+    pytest.param(PolicyKind.KEDA, "target", 5.0, id="keda 5 waiting per replica"),
+    pytest.param(PolicyKind.WVA, "kv_cache_threshold", 0.8, id="wva token capacity 0.8 x KV"),
+    pytest.param(PolicyKind.WVA, "scale_up_threshold", 0.85, id="wva scale up above 0.85"),
+    pytest.param(PolicyKind.WVA, "band", 0.70 / 0.85, id="wva scale down below 0.70"),
 ])
 def test_the_upstream_default_is_a_point_of_the_space(policy: PolicyKind, name: str,
                                                       upstream: float) -> None:
@@ -221,7 +233,9 @@ def test_shards_partition_the_candidate_list(n: int, shards: int) -> None:
 def test_the_candidate_list_depends_only_on_the_settings() -> None:
     s = TuneSettings(budget=5, seed=3)
     a, b = candidate_list(s), candidate_list(TuneSettings(budget=5, seed=3))
-    assert a == b and len(a) == 15
+    # Budget 5 for each of the 7 tunable policies (predictive, hpa, kpa, hpa-queue, hpa-kv,
+    # keda, wva): 5 x 7 = 35 candidates.
+    assert a == b and len(a) == 35
     assert candidate_list(TuneSettings(budget=5, seed=4)) != a
     # A bigger budget extends the list without changing its start (Sobol prefix).
     longer = [c for c in candidate_list(TuneSettings(budget=7, seed=3))

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from autoscaler.sim.profiles import ReplicaProfile
     from autoscaler.traces.model import Trace
 
-DEFAULT_POLICIES = "hpa,kpa,predictive,hindsight,static"
+DEFAULT_POLICIES = "hpa,hpa-queue,hpa-kv,keda,kpa,wva,predictive,hindsight,static"
 """``oracle``, the old name of ``hindsight``, is still accepted."""
 DEFAULT_PROFILE = "llama3-8b-h100"
 ENGINES = ("auto", "request", "fluid")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from autoscaler.core.policies import hpa, kpa, predictive, static
+from autoscaler.core.policies import hpa, keda, kpa, predictive, static, wva
 from autoscaler.core.policies.common import hold
 from autoscaler.core.spec import PolicyKind, Spec
 from autoscaler.core.types import Decision, Reason, Snapshot, State
@@ -17,6 +17,10 @@ POLICIES: dict[PolicyKind, Policy] = {
     PolicyKind.KPA: kpa.decide,
     PolicyKind.PREDICTIVE: predictive.decide,
     PolicyKind.STATIC: static.decide,
+    PolicyKind.HPA_QUEUE: hpa.decide,
+    PolicyKind.HPA_KV: hpa.decide,
+    PolicyKind.KEDA: keda.decide,
+    PolicyKind.WVA: wva.decide,
 }
 """The ``oracle`` (hindsight) baseline is not here: it needs the future, which only the
 replay has (``autoscaler.sim.hindsight``)."""

@@ -55,6 +55,28 @@ KPA_METRIC = "concurrency"
 KPA_TICK_S = 2.0
 """Knative's decider ticks every 2 s; the replay may run it at the sync period instead."""
 
+# --- Baselines users run (targets from each project's documentation) -----------------
+HPA_QUEUE_TARGET = 5.0
+"""Requests waiting per replica, the AverageValue target of the HPA on the queue. GKE's LLM
+autoscaling guide recommends queue size as the metric for throughput at a latency target
+and leaves the number to a load test; 5 per replica is the starting threshold the KEDA /
+vLLM examples use (``sum(vllm:num_requests_waiting)`` at averageValue 5). *upstream*"""
+HPA_KV_TARGET = 0.8
+"""Mean KV-cache usage per replica, the AverageValue target of the HPA on KV cache: llm-d
+WVA's documented ``kvCacheThreshold`` (a replica is saturated at 80 %). *upstream*"""
+KEDA_ACTIVATION_THRESHOLD = 0.0
+"""KEDA ``activationThreshold`` default: active when the metric is above 0. *upstream*"""
+KEDA_COOLDOWN_S = 300.0
+"""KEDA ``cooldownPeriod`` default, seconds (only used to scale to zero). *upstream*"""
+KEDA_POLLING_INTERVAL_S = 30.0
+"""KEDA ``pollingInterval`` default, seconds (how often the scaler is checked). *upstream*"""
+WVA_KV_CACHE_THRESHOLD = 0.8
+"""llm-d WVA: token capacity = min(0.8 x KV-cache tokens, compute). *upstream*"""
+WVA_SCALE_UP_THRESHOLD = 0.85
+"""llm-d WVA: scale up when demand exceeds 85 % of token capacity. *upstream*"""
+WVA_SCALE_DOWN_THRESHOLD = 0.70
+"""llm-d WVA: scale down when demand is below 70 % of token capacity. *upstream*"""
+
 # --- Our own --------------------------------------------------------------------------
 MAX_METRIC_AGE_S = 60.0
 """A sample older than this (seconds) counts as stale: the decision is invalid (hold)."""
@@ -76,6 +98,19 @@ PREDICTIVE_TARGET_UTILIZATION = 0.85
 """Plan each replica at this fraction of its capacity at the SLO."""
 PREDICTIVE_SCALE_DOWN_WINDOW_S = 120.0
 """Scale down only to the max recommendation seen over this many seconds."""
+PREDICTIVE_SCALE_DOWN_BAND = 0.85
+"""Release replicas only to the count that would run at ``targetUtilization`` x this
+(0.85 x 0.85 = 0.72 by default): hysteresis between scaling up and down. The gap mirrors
+llm-d WVA's documented 0.85 up / 0.70 down saturation thresholds."""
+PREDICTIVE_KEEP_IDLE_COLD_STARTS = 1.0
+"""Keep a replica that is no longer needed for this many cold starts (ski rental: idling
+for one cold start costs the GPU time a restart would, and the restart also risks the SLO;
+holding exactly that long is never worse than twice the best choice in hindsight)."""
+PREDICTIVE_LEARN_CAPACITY = True
+"""Learn one replica's capacity at the SLO from the fleet; ``capacity`` is then a prior."""
+KV_CACHE_TARGET = 0.8
+"""Plan the KV cache at this fraction of its tokens (llm-d WVA's default token capacity is
+0.8 x KV-cache tokens, from its documentation)."""
 FALLBACK_FAILURE_THRESHOLD = 3
 """Consecutive cycles without usable metrics before ``fallback.replicas`` applies."""
 FALLBACK_MAX_FAILURE_THRESHOLD = 1000

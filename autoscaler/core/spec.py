@@ -42,10 +42,23 @@ class PolicyKind(StrEnum):
     bound (``autoscaler.sim.hindsight``). It was called ``oracle``, which is still accepted."""
     ORACLE = "hindsight"  # the old name, an alias: PolicyKind.ORACLE is PolicyKind.HINDSIGHT
     STATIC = "static"
+    HPA_QUEUE = "hpa-queue"
+    """The HPA on the queue (vLLM ``num_requests_waiting``), AverageValue per replica."""
+    HPA_KV = "hpa-kv"
+    """The HPA on KV-cache usage (mean fraction over replicas), AverageValue per replica."""
+    KEDA = "keda"
+    """KEDA's Prometheus scaler on the queue: the HPA's algorithm behind KEDA's activation."""
+    WVA = "wva"
+    """llm-d workload-variant-autoscaler's default saturation logic (from its docs)."""
 
     @classmethod
     def _missing_(cls, value: object) -> PolicyKind | None:
         return cls.HINDSIGHT if value == "oracle" else None
+
+
+HPA_FAMILY: frozenset[PolicyKind] = frozenset(
+    {PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA})
+"""Policies that run the HPA's algorithm on ``metrics`` (and so need at least one)."""
 
 
 class MetricTargetType(StrEnum):
@@ -253,6 +266,14 @@ class PredictiveParams:
     forecaster: str = "trend"
     """Forecaster name: ``trend`` (the built-in simple one) or an ``autoscaler.forecast``
     model name (``auto``, ``profile``, ``damped``, ...)."""
+    scale_down_band: float = d.PREDICTIVE_SCALE_DOWN_BAND
+    """Scale down only to the count at ``target_utilization`` x this, 0.5..1 (hysteresis)."""
+    keep_idle_cold_starts: float = d.PREDICTIVE_KEEP_IDLE_COLD_STARTS
+    """Keep a replica no longer needed for this many cold starts before releasing it
+    (0..10; the hold is the larger of this and ``scale_down_window_s``)."""
+    learn_capacity: bool = d.PREDICTIVE_LEARN_CAPACITY
+    """Learn the per-replica capacity at the SLO from the fleet (``capacity`` is the prior);
+    False plans on ``capacity`` as given."""
 
     def validate(self, path: str = "predictive") -> None:
         _check_range(f"{path}.headroomQuantile", self.headroom_quantile, 0.5, 0.999)
@@ -261,6 +282,8 @@ class PredictiveParams:
         _check_range(f"{path}.historySeconds", self.history_s, 60.0, 30 * 86400.0)
         _check_range(f"{path}.backlogDrainSeconds", self.backlog_drain_s, 1.0, 3600.0)
         _check_range(f"{path}.scaleDownWindowSeconds", self.scale_down_window_s, 0.0, 86400.0)
+        _check_range(f"{path}.scaleDownBand", self.scale_down_band, 0.5, 1.0)
+        _check_range(f"{path}.keepIdleColdStarts", self.keep_idle_cold_starts, 0.0, 10.0)
         # Imported here: the forecasting package (numpy) is only needed once a spec is
         # checked, and the name list lives with the models it names.
         from autoscaler.forecast import MODEL_NAMES
@@ -268,6 +291,39 @@ class PredictiveParams:
         allowed = ("trend", *MODEL_NAMES)
         if self.forecaster not in allowed:
             raise SpecError(f"{path}.forecaster", self.forecaster, f"one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True, slots=True)
+class KedaParams:
+    """KEDA ScaledObject settings (KEDA's names in the docs)."""
+
+    activation_threshold: float = d.KEDA_ACTIVATION_THRESHOLD
+    """``activationThreshold``: at or below it the scaler is inactive (the metric's unit)."""
+    cooldown_s: float = d.KEDA_COOLDOWN_S
+    """``cooldownPeriod``: seconds inactive before scaling to ``minReplicas`` when that is 0."""
+
+    def validate(self, path: str = "keda") -> None:
+        _check_range(f"{path}.activationThreshold", self.activation_threshold, 0.0, 1e12)
+        _check_range(f"{path}.cooldownPeriod", self.cooldown_s, 0.0, 86400.0)
+
+
+@dataclass(frozen=True, slots=True)
+class WvaParams:
+    """llm-d WVA saturation thresholds (fractions of one replica's token capacity)."""
+
+    kv_cache_threshold: float = d.WVA_KV_CACHE_THRESHOLD
+    """Token capacity is this fraction of the KV cache (limited by compute)."""
+    scale_up_threshold: float = d.WVA_SCALE_UP_THRESHOLD
+    """Scale up when demand exceeds this fraction of the fleet's token capacity."""
+    scale_down_threshold: float = d.WVA_SCALE_DOWN_THRESHOLD
+    """Scale down when demand is below this fraction of it."""
+
+    def validate(self, path: str = "wva") -> None:
+        _check_range(f"{path}.kvCacheThreshold", self.kv_cache_threshold, 0.0, 1.0, lo_open=True)
+        _check_range(f"{path}.scaleUpThreshold", self.scale_up_threshold, 0.0, 1.0,
+                     lo_open=True)
+        _check_range(f"{path}.scaleDownThreshold", self.scale_down_threshold, 0.0,
+                     self.scale_up_threshold, lo_open=True)
 
 
 def default_hpa_metrics() -> tuple[MetricTarget, ...]:
@@ -298,6 +354,8 @@ class Spec:
     """For the ``static`` policy: the fixed count (None = ``max_replicas``)."""
     kpa: KpaParams = field(default_factory=KpaParams)
     predictive: PredictiveParams = field(default_factory=PredictiveParams)
+    keda: KedaParams = field(default_factory=KedaParams)
+    wva: WvaParams = field(default_factory=WvaParams)
     fallback: Fallback | None = None
     """Replicas to hold at least after ``failureThreshold`` cycles without usable metrics
     (``autoscaler.core.safety``); None = hold the current count."""
@@ -322,8 +380,9 @@ class Spec:
         self.capacity.validate()
         for i, m in enumerate(self.metrics):
             m.validate(f"metrics[{i}]")
-        if self.policy == PolicyKind.HPA and not self.metrics:
-            raise SpecError("metrics", [], "at least one metric target for the hpa policy")
+        if self.policy in HPA_FAMILY and not self.metrics:
+            raise SpecError("metrics", [], f"at least one metric target for the {self.policy} "
+                            "policy")
         if self.behavior is not None:
             self.behavior.validate()
         self.slo.validate()
@@ -335,5 +394,7 @@ class Spec:
                          self.max_replicas)
         self.kpa.validate()
         self.predictive.validate()
+        self.keda.validate()
+        self.wva.validate()
         if self.fallback is not None:
             self.fallback.validate(self.min_replicas, self.max_replicas)

@@ -38,6 +38,10 @@ class Signal(StrEnum):
     """Prompt (prefill) tokens per second, summed."""
     GENERATION_TOKENS_RATE = "generation_tokens_rate"
     """Generated (decode) tokens per second, summed."""
+    ARRIVAL_RATE = "arrival_rate"
+    """Requests arriving at a gateway in front of the replicas per second, when the preset
+    has such a counter: true demand even while the replicas are overloaded (the engines'
+    own counters show served work then)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,16 @@ class Decision:
     forecast_model: str | None = None
     """The forecasting model that set ``forecast_rps`` (``trend``, ``auto->profile``, or
     ``trend (fallback)`` while a named forecaster still lacks history), when it forecasts."""
+    capacity_rps: float | None = None
+    """Learned capacity of one replica at the SLO in requests/s (at the mix it was learned
+    on), when the policy learns capacity."""
+    capacity_unit: str | None = None
+    """The unit that binds the plan: ``prompt_tokens_per_s``, ``generation_tokens_per_s``
+    or ``requests_per_s``."""
+    capacity_per_replica: float | None = None
+    """Learned capacity of one replica at the SLO in ``capacity_unit``."""
+    capacity_uncertainty: float | None = None
+    """Relative standard deviation of the learned capacity (0.1 = +-10 %)."""
 
 
 class PolicyState:

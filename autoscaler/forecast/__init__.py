@@ -12,9 +12,11 @@ keeps no global mutable state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from autoscaler.forecast.auto import DEFAULT_CANDIDATES, AutoForecaster, AutoResult
 from autoscaler.forecast.ets import EtsResult
-from autoscaler.forecast.models import FITTERS, EtsForecaster, Settings
+from autoscaler.forecast.models import DAY_S, FITTERS, EtsForecaster, Settings
 from autoscaler.forecast.types import (
     QUANTILE_LEVELS,
     Forecast,
@@ -27,37 +29,60 @@ MODEL_NAMES: tuple[str, ...] = (*FITTERS, "auto")
 BASELINES: tuple[str, ...] = ("last", "seasonal_daily", "seasonal_weekly")
 
 
-def make_forecaster(name: str, *, resolution_s: float, **options: object) -> Forecaster:
-    """Build a forecaster. Options (seconds): ``fit_window_s``, ``interval_window_s``,
-    ``max_horizon_s``, ``max_history_s``; for ``auto`` also ``candidates`` (names),
-    ``horizon_s`` (longest horizon compared; default ``max_horizon_s``) and
-    ``validation_s`` (scored window, default 3 days) and ``combine`` (also score the mean
-    of each horizon's two best models; default True). Unknown names or options raise
-    ``ValueError``."""
+def make_forecaster(
+    name: str,
+    *,
+    resolution_s: float,
+    fit_window_s: float | None = None,
+    interval_window_s: float | None = None,
+    max_horizon_s: float | None = None,
+    max_history_s: float | None = None,
+    candidates: Sequence[str] | None = None,
+    horizon_s: float | None = None,
+    validation_s: float | None = None,
+    combine: bool | None = None,
+) -> Forecaster:
+    """Build a forecaster. Every option is keyword-only, in seconds where it is a time,
+    and None means the model's default (``Settings`` and ``AutoForecaster`` name them):
+    ``fit_window_s``, ``interval_window_s``, ``max_horizon_s``, ``max_history_s``; for
+    ``auto`` only: ``candidates`` (model names), ``horizon_s`` (longest horizon compared;
+    default ``max_horizon_s``), ``validation_s`` (scored window, default 3 days) and
+    ``combine`` (also score the mean of each horizon's two best models; default True).
+    Unknown names, or an ``auto`` option given to another model, raise ``ValueError``."""
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown forecaster {name!r}; allowed: {', '.join(MODEL_NAMES)}")
     if not (resolution_s > 0):
         raise ValueError(f"resolution_s must be > 0, got {resolution_s!r}")
-    auto_keys = {"candidates", "horizon_s", "validation_s", "combine"}
-    common = {k: float(v) for k, v in options.items() if k not in auto_keys}  # type: ignore[arg-type]
-    try:
-        settings = Settings(resolution_s=float(resolution_s), **common)  # type: ignore[arg-type]
-    except TypeError as exc:
-        raise ValueError(f"unknown forecaster option: {exc}") from exc
+    for field_name, value in (("fit_window_s", fit_window_s),
+                              ("interval_window_s", interval_window_s),
+                              ("max_horizon_s", max_horizon_s),
+                              ("max_history_s", max_history_s)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{field_name} must be > 0, got {value!r}")
+    base = Settings(resolution_s=float(resolution_s))
+    settings = Settings(
+        resolution_s=float(resolution_s),
+        fit_window_s=base.fit_window_s if fit_window_s is None else float(fit_window_s),
+        interval_window_s=(base.interval_window_s if interval_window_s is None
+                           else float(interval_window_s)),
+        max_horizon_s=base.max_horizon_s if max_horizon_s is None else float(max_horizon_s),
+        max_history_s=base.max_history_s if max_history_s is None else float(max_history_s))
+    auto_only = {k for k, v in (("candidates", candidates), ("horizon_s", horizon_s),
+                                ("validation_s", validation_s), ("combine", combine))
+                 if v is not None}
     if name != "auto":
-        if auto_keys & options.keys():
-            raise ValueError(f"options {sorted(auto_keys & options.keys())} are for 'auto' only")
+        if auto_only:
+            raise ValueError(f"options {sorted(auto_only)} are for 'auto' only")
         return EtsForecaster(name, settings)
-    cands: tuple[str, ...] = tuple(options.get("candidates", DEFAULT_CANDIDATES))  # type: ignore[arg-type]
+    cands = tuple(candidates) if candidates is not None else DEFAULT_CANDIDATES
     bad = [c for c in cands if c not in FITTERS]
     if bad:
         raise ValueError(f"unknown candidates {bad}; allowed: {', '.join(FITTERS)}")
-    horizon = options.get("horizon_s")
     return AutoForecaster(
         settings, candidates=cands,
-        horizon_s=None if horizon is None else float(horizon),  # type: ignore[arg-type]
-        validation_s=float(options.get("validation_s", 3 * 86_400.0)),  # type: ignore[arg-type]
-        combine=bool(options.get("combine", True)),
+        horizon_s=None if horizon_s is None else float(horizon_s),
+        validation_s=3 * DAY_S if validation_s is None else float(validation_s),
+        combine=True if combine is None else combine,
     )
 
 

@@ -25,7 +25,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from autoscaler.forecast.ets import EtsResult, error_quantiles, point_forecast
+from autoscaler.forecast.ets import (
+    EtsResult,
+    adapt_width,
+    error_quantiles,
+    point_forecast,
+    scaled_offsets,
+)
 from autoscaler.forecast.models import DAY_S, Settings, fit_with_fallback
 from autoscaler.forecast.types import FloatArray, Forecast, History
 
@@ -41,6 +47,16 @@ _ERROR_EWMA_WEIGHT = 0.05
 
 _TIE = 0.005
 """A candidate must beat an earlier (simpler) one by more than 0.5 % of MAE to win."""
+
+NAIVE = frozenset({"last", "seasonal_daily", "seasonal_weekly"})
+"""The naive baselines: a fitted model must beat the best of them clearly to be used."""
+
+NAIVE_MARGIN = 0.03
+"""A non-naive choice (or a pair) must beat the best naive candidate's validation MAE at
+that horizon by more than 3 %, else the naive one forecasts. Why: validation MAE is itself
+noisy (a few days of origins), and a winner by less than that margin is as likely to lose
+out of sample; a naive forecast can be chosen whenever it is as good, so ``auto`` cannot
+be much worse than the best naive model on any trace."""
 
 _MIN_SCORED = 20
 """Fewer scored origins than this at a horizon and that horizon is not compared."""
@@ -96,6 +112,8 @@ class AutoResult:
     """The plan's validation MAE at the longest scored horizon (requests/s)."""
     recent_abs_error: float = math.nan
     """Running mean (EWMA) of the 1-step absolute error since the fit."""
+    width_scale: float = 1.0
+    """Adaptive multiplier of every interval's half-width (``ets.adapt_width``)."""
     extra_fallbacks: int = 0
     extra_reason: str | None = None
     chosen_by_horizon: tuple[str, ...] = ()
@@ -129,7 +147,7 @@ class AutoResult:
     def forecast(self, steps: int) -> Forecast:
         steps = max(1, int(steps))
         if len(self.combos) == 1 and len(self.combos[0]) == 1:
-            return self.members[0].forecast(steps)
+            return replace(self.members[0], width_scale=self.width_scale).forecast(steps)
         means = [m.forecast(steps).mean for m in self.members]
         idx = np.asarray(self.plan[:steps], dtype=np.intp)
         if idx.size < steps:
@@ -140,6 +158,7 @@ class AutoResult:
         mean = mean_c[idx, cols]
         off = off_c[idx, :, cols]  # h x level
         levels = self.members[0].levels
+        off = scaled_offsets(off.T, levels, self.width_scale).T
         qs = {lv: np.maximum(mean + off[:, i], 0.0) for i, lv in enumerate(levels)}
         return Forecast(np.asarray(mean, dtype=np.float64), qs)
 
@@ -151,11 +170,14 @@ class AutoResult:
                        for m in first) / len(first)
             err = abs(value - pred)
         ewma = self.recent_abs_error
+        scale = self.width_scale
         if math.isfinite(err):
             w = _ERROR_EWMA_WEIGHT
             ewma = err if math.isnan(ewma) else (1 - w) * ewma + w * err
+            lo, hi = self.forecast(1).interval(0.9)
+            scale = adapt_width(scale, bool(lo[0] <= value <= hi[0]))
         return replace(self, members=tuple(m.update(value) for m in self.members),
-                       recent_abs_error=ewma)
+                       recent_abs_error=ewma, width_scale=scale)
 
 
 def _single(res: EtsResult, chosen: str, reason: str | None = None) -> AutoResult:
@@ -222,6 +244,12 @@ class AutoForecaster:
                 picks.append(picks[-1] if picks else ())
                 maes.append(maes[-1] if maes else math.nan)
                 continue
+            naive = [i for i, f in enumerate(fits)
+                     if f.model in NAIVE and math.isfinite(col[i])]
+            best_naive = min(naive, key=lambda i: col[i]) if naive else -1
+            if (best_naive >= 0 and fits[best].model not in NAIVE
+                    and not col[best] < col[best_naive] * (1 - NAIVE_MARGIN)):
+                best = best_naive
             pick: tuple[int, ...] = (best,)
             mae = float(col[best])
             ranked = [i for i in np.argsort(col, kind="stable") if math.isfinite(col[i])]
@@ -234,7 +262,8 @@ class AutoForecaster:
                     m[: got.size] = got
                     pair_mae[pair] = m
                 pm = float(pair_mae[pair][h])
-                if math.isfinite(pm) and pm < mae * (1 - _TIE):
+                floor = col[best_naive] * (1 - NAIVE_MARGIN) if best_naive >= 0 else math.inf
+                if math.isfinite(pm) and pm < mae * (1 - _TIE) and pm < floor:
                     pick, mae = pair, pm
             picks.append(pick)
             maes.append(mae)

@@ -57,7 +57,7 @@ def _score(res: ForecastResult, k: int, steps: tuple[int, ...], actual: FloatArr
 def backtest(values: FloatArray, *, resolution_s: float, horizons_s: Sequence[int],
              models: Sequence[str], train_steps: int, refit_every: int,
              start_s: float = 0.0, max_history_steps: int | None = None,
-             **options: object) -> list[BacktestRow]:
+             max_horizon_s: float | None = None) -> list[BacktestRow]:
     """Rows for every model x horizon; baselines are always included (they define
     ``relative_mae``). Horizons must be positive multiples of ``resolution_s``."""
     steps = tuple(round(h / resolution_s) for h in horizons_s)
@@ -73,8 +73,7 @@ def backtest(values: FloatArray, *, resolution_s: float, horizons_s: Sequence[in
     max_hist = max_history_steps or n
     results: dict[str, tuple[dict[int, list[float]], int, Counter[str]]] = {}
     for name in names:
-        opts = dict(options)
-        fc = make_forecaster(name, resolution_s=resolution_s, **opts)
+        fc = make_forecaster(name, resolution_s=resolution_s, max_horizon_s=max_horizon_s)
         res: ForecastResult = fc.fit(History(start_s, resolution_s, y[:train_steps]))
         fallbacks, used = res.fallbacks, Counter([res.model])
         acc: dict[int, list[float]] = {s: [0.0, 0.0, 0.0] for s in steps}

@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 ParamValue = float | int | str
 Params = dict[str, ParamValue]
 
-TUNABLE: tuple[PolicyKind, ...] = (PolicyKind.PREDICTIVE, PolicyKind.HPA, PolicyKind.KPA)
+TUNABLE: tuple[PolicyKind, ...] = (
+    PolicyKind.PREDICTIVE, PolicyKind.HPA, PolicyKind.KPA, PolicyKind.HPA_QUEUE,
+    PolicyKind.HPA_KV, PolicyKind.KEDA, PolicyKind.WVA)
 """Policies with a search space (the oracle is the floor, static has one knob: its count)."""
 
 BEHAVIOR_PERIOD_S = d.HPA_DEFAULT_POLICY_PERIOD_S
@@ -128,6 +130,10 @@ _SCALE_DOWN = (
              "behavior.scaleDown Percent policy (upstream default 100)", step=10),
 )
 
+_TOLERANCE = FloatParam("tolerance", 0.0, 0.2, "fraction",
+                        "relative change below which the HPA does not scale, both directions "
+                        "(upstream default 0.1)")
+
 SPACES: dict[PolicyKind, tuple[Param, ...]] = {
     PolicyKind.PREDICTIVE: (
         FloatParam("headroom_quantile", 0.5, 0.99, "quantile",
@@ -140,6 +146,9 @@ SPACES: dict[PolicyKind, tuple[Param, ...]] = {
                  "predictive.scaleDownWindowSeconds: scale down only to the max "
                  "recommendation over this window", step=15),
         ChoiceParam("forecaster", FORECASTERS, "name", "predictive.forecaster"),
+        FloatParam("scale_down_band", 0.5, 1.0, "fraction of targetUtilization",
+                   "predictive.scaleDownBand: release replicas only to the count at "
+                   "targetUtilization x this (hysteresis)"),
         *_SCALE_UP,
         *_SCALE_DOWN,
     ),
@@ -151,6 +160,37 @@ SPACES: dict[PolicyKind, tuple[Param, ...]] = {
                    "relative change below which the HPA does not scale, both directions "
                    "(upstream default 0.1)"),
         *_SCALE_UP,
+        *_SCALE_DOWN,
+    ),
+    PolicyKind.HPA_QUEUE: (
+        FloatParam("target", 0.5, 50.0, "requests waiting per replica",
+                   "External queue_depth AverageValue target (documented start 5)", log=True),
+        _TOLERANCE,
+        *_SCALE_UP,
+        *_SCALE_DOWN,
+    ),
+    PolicyKind.HPA_KV: (
+        FloatParam("target", 0.2, 0.95, "fraction of the KV cache",
+                   "KV-cache usage target per replica (documented start 0.8)"),
+        _TOLERANCE,
+        *_SCALE_UP,
+        *_SCALE_DOWN,
+    ),
+    PolicyKind.KEDA: (
+        FloatParam("target", 0.5, 50.0, "requests waiting per replica",
+                   "the Prometheus trigger's threshold (averageValue; documented start 5)",
+                   log=True),
+        *_SCALE_UP,
+        *_SCALE_DOWN,
+    ),
+    PolicyKind.WVA: (
+        FloatParam("kv_cache_threshold", 0.5, 0.95, "fraction of the KV cache",
+                   "wva.kvCacheThreshold: token capacity = this x KV tokens (documented 0.8)"),
+        FloatParam("scale_up_threshold", 0.6, 0.98, "fraction of token capacity",
+                   "wva: scale up above this (documented 0.85)"),
+        FloatParam("band", 0.5, 0.95, "fraction of the scale-up threshold",
+                   "wva: scale down below scale_up_threshold x this (documented 0.70 / 0.85 "
+                   "= 0.82)"),
         *_SCALE_DOWN,
     ),
     PolicyKind.KPA: (
@@ -228,13 +268,26 @@ def apply_params(base: Spec, params: Mapping[str, ParamValue]) -> Spec:
             base.predictive, headroom_quantile=float(f["headroom_quantile"]),
             target_utilization=float(f["target_utilization"]),
             backlog_drain_s=float(f["backlog_drain_s"]),
-            scale_down_window_s=float(f["hold_s"]), forecaster=str(f["forecaster"])))
+            scale_down_window_s=float(f["hold_s"]), forecaster=str(f["forecaster"]),
+            scale_down_band=float(f["scale_down_band"])))
     if kind == PolicyKind.HPA:
         # Rounded to 3 decimals as the replay's default target is (what a person would type).
         target = round(base.capacity.requests_per_second * float(f["target_fraction"]), 3)
         tol = float(f["tolerance"])
         return replace(base, behavior=_behavior(f, tol, tol), metrics=(MetricTarget(
             Signal.REQUEST_RATE.value, MetricTargetType.AVERAGE_VALUE, max(target, 0.001)),))
+    if kind in (PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA):
+        tol_q = float(f["tolerance"]) if "tolerance" in f else None
+        old = base.metrics[0]
+        return replace(base, behavior=_behavior(f, tol_q, tol_q), metrics=(
+            replace(old, value=max(float(f["target"]), 0.001)),))
+    if kind == PolicyKind.WVA:
+        up = float(f["scale_up_threshold"])
+        down_only = {"scale_up_percent": d.HPA_DEFAULT_SCALE_UP_PERCENT,
+                     "scale_up_pods": d.HPA_DEFAULT_SCALE_UP_PODS, **f}
+        return replace(base, behavior=_behavior(down_only), wva=replace(
+            base.wva, kv_cache_threshold=float(f["kv_cache_threshold"]),
+            scale_up_threshold=up, scale_down_threshold=up * float(f["band"])))
     return replace(base, kpa=replace(
         base.kpa, target_utilization=float(f["target_utilization"]),
         stable_window_s=float(f["stable_window_s"]),

@@ -8,7 +8,6 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -41,13 +40,10 @@ from autoscaler.controller.external_metrics.selectors import (
 from autoscaler.controller.external_metrics.tls import Authenticator
 from autoscaler.controller.loop import Outcome
 from autoscaler.controller.resource import Mode
+from autoscaler.controller.status import rfc3339
 
 OutcomeSource = Callable[[], Mapping[tuple[str, str], Outcome]]
 """Returns the newest outcome per (namespace, name); called once per request."""
-
-
-def rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def metric_value(outcome: Outcome, metric: str, *, now: float, max_age_s: float

@@ -21,14 +21,25 @@ A replica asked for now serves only after ``cold_start_s``, and the next decisio
    peak of its quantile over the bins that overlap the lead time. Until 6 hours of bins
    exist (or when no model could be fitted) the trend forecaster stands in and the state
    counts the fallback (``forecast_fallbacks``); the Decision names the model used.
-3. Capacity: ceil(planned / (capacity.requestsPerSecond x predictive.targetUtilization)).
-4. Reactive corrections: a queue adds ceil(queue / (capacity.requestsPerSecond x
-   backlogDrainSeconds)) replicas (BacklogDrain). A TTFT percentile above the SLO forbids
+3. Demand in work: the prompt-token and generated-token rates get the same treatment as
+   the request rate (trend forecast, lead-time errors scored in tokens/s, planned at the
+   calibrated quantile). Under overload the counters show served work, so demand is the
+   served rate plus the queue's growth per second (``_queue_growth``), or a gateway's
+   ARRIVAL_RATE where the preset has one.
+4. Capacity: one replica's capacity at the SLO per unit, learned from the fleet
+   (``autoscaler.core.capacity``; ``capacity.requestsPerSecond`` is the prior, scaled into
+   tokens by the mix). Replicas = max over units of ceil(planned_u / (C_u x
+   targetUtilization)), and at least what the KV cache needs at 80 % with demand grown to
+   the plan. Releasing replicas uses targetUtilization x ``scale_down_band`` (hysteresis).
+5. Reactive corrections: a queue the ready fleet's spare capacity cannot drain within
+   backlogDrainSeconds adds replicas for the shortfall, less those still starting
+   (BacklogDrain). A TTFT percentile above the SLO forbids
    scaling down and asks for at least one more replica than are *ready* (SLOCorrection):
    counting from ready rather than from asked-for replicas means a slip that lasts through a
    cold start asks for one extra replica, not one more every step.
-5. Scale down only to the highest recommendation of the last ``scale_down_window_s``
-   (ForecastHold), then HPA-shaped behaviour (``apply_behavior``) and min/max.
+6. Scale down only to the highest recommendation of the last max(``scale_down_window_s``,
+   ``keep_idle_cold_starts`` x cold start) (ForecastHold: a replica idle for one cold start
+   costs what restarting it would), then HPA-shaped behaviour and min/max.
 
 Partial data: a missing QUEUE_DEPTH or TTFT signal does not block the decision, but then the
 count may only go up (reason MetricsMissing when that is what holds it).
@@ -41,18 +52,21 @@ that arrives now.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, replace
 from statistics import NormalDist
 
+from autoscaler.core import capacity as cap_mod
+from autoscaler.core import defaults as d
 from autoscaler.core.behavior import apply_behavior
-from autoscaler.core.policies.common import clamp, hold, replicas_for_rate
+from autoscaler.core.policies.common import clamp, hold
 from autoscaler.core.spec import Spec, ttft_objective
-from autoscaler.core.trend import TrendForecaster, TrendResult
 from autoscaler.core.types import Decision, PolicyState, Reason, Signal, Snapshot, State
 from autoscaler.errors import SpecError
 from autoscaler.forecast import MODEL_NAMES, Forecast, ForecastResult, make_forecaster
 from autoscaler.forecast.binning import RateBins
+from autoscaler.forecast.trend import TrendForecaster, TrendResult
 
 # Slack so that a demand of exactly k x per-replica rate (after float noise) needs k replicas.
 _EPS = 1e-9
@@ -79,6 +93,61 @@ _ERROR_WEIGHT = 0.05
 
 
 @dataclass(frozen=True, slots=True)
+class LeadErrors:
+    """Forecasts waiting to be scored and the lead-time errors of those already scored.
+
+    A forecast made at t promised a mean peak for (t, t + lead]; every later observation in
+    that window raises its realised peak, and once now >= t + lead, realised - promised is
+    one sample of the forecaster's *lead-time* error. Worked number: promised 10 req/s, the
+    rate over the next 135 s peaked at 13 req/s: error +3 req/s. A window with no sample
+    (an outage) teaches nothing.
+
+    O(lead steps + log n) per step: each pending forecast keeps its running peak (no pass
+    over the history), and the errors are kept sorted as well as in arrival order, so the
+    calibrated quantile is one index, not a sort of 960 numbers.
+    """
+
+    pending: tuple[tuple[float, float, float], ...] = ()
+    """(time made, promised mean peak, realised peak so far or NaN)."""
+    errors: tuple[float, ...] = ()
+    """Realised minus promised, oldest first, at most ``LEAD_ERROR_SAMPLES``."""
+    ordered: tuple[float, ...] = ()
+    """The same errors, ascending."""
+
+    def step(self, now: float, value: float, lead_s: float, promised: float) -> LeadErrors:
+        """Fold in the observation at ``now``, score what is due, add this step's forecast."""
+        pending: list[tuple[float, float, float]] = []
+        errors, ordered = self.errors, self.ordered
+        for t_made, promise, peak in self.pending:
+            if t_made < now <= t_made + lead_s and not peak >= value:  # NaN-safe max
+                peak = value
+            if t_made + lead_s <= now:
+                if math.isfinite(peak):
+                    e = peak - promise
+                    # Tuple slices and + are memcpy in C: ~1 us for 960 items.
+                    errors = errors + (e,)  # noqa: RUF005 (memcpy, not unpacking)
+                    i = bisect.bisect_left(ordered, e)
+                    ordered = ordered[:i] + (e,) + ordered[i:]  # noqa: RUF005
+                    if len(errors) > LEAD_ERROR_SAMPLES:
+                        old, errors = errors[0], errors[1:]
+                        j = bisect.bisect_left(ordered, old)
+                        ordered = ordered[:j] + ordered[j + 1:]
+            else:
+                pending.append((t_made, promise, peak))
+        pending.append((now, promised, math.nan))
+        return LeadErrors(tuple(pending), errors, ordered)
+
+    def calibrated_peak(self, mean_peak: float, q: float) -> float | None:
+        """Mean peak plus the ``q`` quantile of past lead-time errors (None if too few)."""
+        n = len(self.ordered)
+        if n < MIN_LEAD_ERRORS:
+            return None
+        # Nearest rank: with 960 errors, q = 0.9 takes the 864th smallest.
+        k = min(n - 1, max(0, math.ceil(q * n) - 1))
+        return mean_peak + max(0.0, self.ordered[k])
+
+
+@dataclass(frozen=True, slots=True)
 class PredictiveState(PolicyState):
     """The predictive policy's memory between steps."""
 
@@ -98,11 +167,33 @@ class PredictiveState(PolicyState):
     """EWMA of |bin value - the model's 1-bin-ahead forecast| (requests/s)."""
     forecast_fallbacks: int = 0
     """Decisions that fell back to the trend forecaster while a named one was configured."""
-    pending: tuple[tuple[float, float], ...] = ()
-    """(time, forecast mean peak) of decisions whose lead time has not yet passed."""
-    lead_errors: tuple[float, ...] = ()
-    """Realised peak minus forecast mean peak over each past lead time, requests/s (newest
-    last, at most ``LEAD_ERROR_SAMPLES``)."""
+    lead: LeadErrors = LeadErrors()
+    """Forecasts awaiting their score and the request rate's lead-time errors (req/s)."""
+    tokens: tuple[SeriesState, ...] = ()
+    """Prompt-token and generated-token demand series (in that order), once seen."""
+    capacity: cap_mod.LearnedCapacity | None = None
+    """Per-replica capacity at the SLO learned from the fleet (None until the first step)."""
+    last_queue: tuple[float, float] | None = None
+    """(time, queue depth) of the previous step, for the queue's growth rate."""
+
+    @property
+    def lead_errors(self) -> tuple[float, ...]:
+        """Realised peak minus forecast mean peak over each past lead time, requests/s
+        (newest last, at most ``LEAD_ERROR_SAMPLES``)."""
+        return self.lead.errors
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesState:
+    """One token-rate demand series: recent samples, its trend and its lead-time errors.
+
+    The same machinery as the request rate's (trend forecaster, errors scored once each
+    lead time has passed) in the series' own unit (tokens/s), so the headroom for prompt
+    tokens comes from the measured lead-time error of prompt tokens."""
+
+    history: tuple[tuple[float, float], ...] = ()
+    trend: TrendResult | None = None
+    lead: LeadErrors = LeadErrors()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +219,8 @@ def _lead_steps(spec: Spec) -> int:
                             - _EPS))
 
 
-def _updated_trend(prev: PredictiveState, history: tuple[tuple[float, float], ...],
+def _updated_trend(prev: PredictiveState | SeriesState,
+                   history: tuple[tuple[float, float], ...],
                    spec: Spec, now: float, rate: float) -> TrendResult:
     """The forecaster state after this step's observation; refit from history if the model
     changed (a new sync period) or the last observation is older than the whole history."""
@@ -220,41 +312,6 @@ def _updated_model(prev: PredictiveState, spec: Spec, now: float, rate: float
     return bins, model, fitted_at, err
 
 
-def _resolved_errors(prev: PredictiveState, history: tuple[tuple[float, float], ...],
-                     lead_s: float, now: float) -> tuple[tuple[tuple[float, float], ...],
-                                                         tuple[float, ...]]:
-    """Score the forecasts whose lead time has passed against the demand that came.
-
-    A forecast made at t promised a mean peak for [t, t + lead]; once now >= t + lead the
-    realised peak of the observed rate in that window is known, and realised - promised is
-    one sample of the forecaster's *lead-time* error. Worked number: promised 10 req/s, the
-    rate over the next 135 s peaked at 13 req/s: error +3 req/s.
-    """
-    pending = prev.pending
-    errors = prev.lead_errors
-    i = 0
-    new_errors: list[float] = []
-    while i < len(pending) and pending[i][0] + lead_s <= now:
-        t_made, promised = pending[i]
-        seen = [v for t, v in history if t_made < t <= t_made + lead_s]
-        if seen:  # a window with no sample (an outage) teaches nothing
-            new_errors.append(max(seen) - promised)
-        i += 1
-    if new_errors:
-        errors = (*errors, *new_errors)[-LEAD_ERROR_SAMPLES:]
-    return pending[i:], errors
-
-
-def _calibrated_peak(mean_peak: float, errors: tuple[float, ...], q: float) -> float | None:
-    """Mean peak plus the ``q`` quantile of past lead-time errors (None if too few)."""
-    if len(errors) < MIN_LEAD_ERRORS:
-        return None
-    ordered = sorted(errors)
-    # Nearest rank: with 960 errors, q = 0.9 takes the 864th smallest.
-    k = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return mean_peak + max(0.0, ordered[k])
-
-
 def _live_objective(snapshot: Snapshot, spec: Spec, now: float) -> float:
     """The TTFT objective for the fleet's mean prompt (prompt-token rate / request rate)
     when both rates are fresh and positive, else the flat ``ttftSeconds``. Worked number:
@@ -280,72 +337,164 @@ def _ttft_slip(snapshot: Snapshot, spec: Spec, now: float) -> tuple[float | None
     return None, ""
 
 
+def _history_with(old: tuple[tuple[float, float], ...], now: float, value: float,
+                  keep_s: float) -> tuple[tuple[float, float], ...]:
+    """``old`` plus (now, value), without samples older than ``keep_s`` (time-ordered, so
+    only its front can be too old: O(dropped)); a repeated time replaces, not appends."""
+    if old and old[-1][0] >= now:
+        old = tuple(p for p in old if p[0] < now)
+    cutoff = now - keep_s
+    i = 0
+    while i < len(old) and old[i][0] <= cutoff:
+        i += 1
+    return (*old[i:], (now, value))
+
+
+def _series_step(prev: SeriesState, spec: Spec, now: float, value: float
+                 ) -> tuple[SeriesState, float]:
+    """Advance one token series; returns it and its planned peak over the lead time (the
+    calibrated quantile once enough lead times were scored, the trend's quantile before)."""
+    history = _history_with(prev.history, now, value, spec.predictive.history_s)
+    trend = _updated_trend(prev, history, spec, now, value)
+    fc = trend.forecast(_lead_steps(spec))
+    mean_peak = max(fc.mean)
+    q_peak = max(fc.quantile(spec.predictive.headroom_quantile))
+    lead_s = _lead_steps(spec) * spec.sync_period_s
+    lead = prev.lead.step(now, value, lead_s, mean_peak)
+    cal = lead.calibrated_peak(mean_peak, spec.predictive.headroom_quantile)
+    planned = max(value, cal if cal is not None else q_peak)
+    return SeriesState(history=history, trend=trend, lead=lead), planned
+
+
+def _queue_growth(prev: PredictiveState, queue: float | None, now: float) -> float:
+    """Requests/s by which the queue grew since the previous step (0 when it shrank or is
+    unknown). Under overload the served rate (first tokens) is what the fleet managed, not
+    what arrived: arrivals = served + d(queue)/dt. Worked number: 40 waiting 15 s ago and
+    100 now add (100 - 40) / 15 = 4 req/s to a served 10 req/s."""
+    if queue is None or prev.last_queue is None:
+        return 0.0
+    t0, q0 = prev.last_queue
+    if now <= t0:
+        return 0.0
+    return max(0.0, (queue - q0) / (now - t0))
+
+
+def _ratio(num: float | None, den: float) -> float | None:
+    if num is None or den <= 0 or not math.isfinite(num):
+        return None
+    return max(0.0, num) / den
+
+
 def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[Decision, State]:
     params = spec.predictive
-    rate = snapshot.get(Signal.REQUEST_RATE, now, spec.max_metric_age_s)
-    if rate is None:
+    served = snapshot.get(Signal.REQUEST_RATE, now, spec.max_metric_age_s)
+    if served is None:
         if Signal.REQUEST_RATE in snapshot.metrics:
             return hold(snapshot, state, Reason.METRICS_STALE,
                         f"the request-rate sample is older than {spec.max_metric_age_s:g} s "
                         "or not a number; holding")
         return hold(snapshot, state, Reason.METRICS_MISSING, "no request-rate sample; holding")
-    rate = max(0.0, rate)
-
+    served = max(0.0, served)
     prev = state.policy if isinstance(state.policy, PredictiveState) else PredictiveState()
-    cutoff = now - params.history_s
-    old = prev.history
-    if old and old[-1][0] >= now:
-        # A repeated call at the same time (or a clock that went back): replace, not append.
-        old = tuple(s for s in old if s[0] < now)
-    # History is time-ordered, so only its front can be too old: O(dropped), not O(history).
-    i = 0
-    while i < len(old) and old[i][0] <= cutoff:
-        i += 1
-    history = (*old[i:], (now, rate))
+    age = spec.max_metric_age_s
+    queue = snapshot.get(Signal.QUEUE_DEPTH, now, age)
+    kv = snapshot.get(Signal.KV_CACHE_USAGE, now, age)
+    prompt_rate = snapshot.get(Signal.PROMPT_TOKENS_RATE, now, age)
+    gen_rate = snapshot.get(Signal.GENERATION_TOKENS_RATE, now, age)
+    growth = _queue_growth(prev, queue, now)
+    gateway = snapshot.get(Signal.ARRIVAL_RATE, now, age)
+    # True demand: a gateway's arrival counter where the preset has one, else what was
+    # served plus what piled up in the queue.
+    rate = max(0.0, gateway) if gateway is not None else served + growth
+    tpr = (_ratio(prompt_rate, served), _ratio(gen_rate, served))
+
+    history = _history_with(prev.history, now, rate, params.history_s)
     trend = _updated_trend(prev, history, spec, now, rate)
-    new_policy = replace(prev, history=history, trend=trend)
+    bins, model, fitted_at, err = prev.bins, prev.model, prev.fitted_at, prev.forecast_error
     if params.forecaster != TREND:
         bins, model, fitted_at, err = _updated_model(prev, spec, now, rate)
-        new_policy = replace(new_policy, bins=bins, model=model, fitted_at=fitted_at,
-                             forecast_error=err)
+    # One replace now (what the forecast reads) and one at the end: each costs ~10 us.
+    new_policy = replace(prev, history=history, trend=trend, bins=bins, model=model,
+                         fitted_at=fitted_at, forecast_error=err)
     fc = forecast_demand(new_policy, spec, now)
-    if fc.model.endswith("(fallback)"):
-        new_policy = replace(new_policy, forecast_fallbacks=prev.forecast_fallbacks + 1)
+    fallbacks = prev.forecast_fallbacks + (1 if fc.model.endswith("(fallback)") else 0)
     lead_s = _lead_steps(spec) * spec.sync_period_s
-    pending, errors = _resolved_errors(prev, history, lead_s, now)
-    new_policy = replace(new_policy, pending=(*pending, (now, fc.mean_peak)),
-                         lead_errors=errors)
-    calibrated = _calibrated_peak(fc.mean_peak, errors, params.headroom_quantile)
+    lead = prev.lead.step(now, rate, lead_s, fc.mean_peak)
+    calibrated = lead.calibrated_peak(fc.mean_peak, params.headroom_quantile)
     if calibrated is not None:
         # Once enough lead times have been scored, plan on the forecaster's *measured*
         # lead-time error rather than its own interval: the trend's interval grows a
         # one-step residual by sqrt(steps), which knows nothing of bursts, while the
         # measured quantile covers what actually happened by construction.
         fc = replace(fc, quantile_peak=calibrated)
+    planned = max(fc.quantile_peak, rate)
+
+    # Demand in work: prompt tokens (prefill) and generated tokens (decode), each with its
+    # own forecast and measured lead-time error; queued requests carry the current mix.
+    planned_tokens: list[float | None] = [None, None]
+    series = list(prev.tokens) if len(prev.tokens) == 2 else [SeriesState(), SeriesState()]
+    for i, (tok_rate, per_req) in enumerate(((prompt_rate, tpr[0]), (gen_rate, tpr[1]))):
+        if tok_rate is None:
+            continue
+        demand_tok = max(0.0, tok_rate) + growth * (per_req or 0.0)
+        series[i], planned_tokens[i] = _series_step(series[i], spec, now, demand_tok)
 
     current = snapshot.current_replicas
     ready = snapshot.ready_replicas
-    capacity = spec.capacity.requests_per_second
-    per_replica = capacity * params.target_utilization
-    planned = max(fc.quantile_peak, rate)
-    needed = replicas_for_rate(planned, per_replica)
-    rec = needed
+    ttft, ttft_label = _ttft_slip(snapshot, spec, now)
+    prior_rps = spec.capacity.requests_per_second
+    est = prev.capacity or cap_mod.start(prior_rps, tpr)
+    if params.learn_capacity:
+        est = cap_mod.update(est, cap_mod.FleetObservation(
+            ready_replicas=ready, current_replicas=current,
+            served=(prompt_rate, gen_rate, served), ttft_s=ttft, queue=queue, kv_usage=kv),
+            slo_ttft_s=spec.slo.ttft_seconds, now=now, prior_rps=prior_rps,
+            tokens_per_request=tpr)
+    util = params.target_utilization
+    needed, unit = cap_mod.replicas_needed(est, (*planned_tokens, planned), util)
+    # The same count at the scale-down utilisation: fewer replicas are released only when
+    # even that lower band has room (hysteresis between 0.85 up and 0.85 x 0.85 = 0.72
+    # down by default), so noise around a boundary does not start and stop a replica.
+    needed_down, _ = cap_mod.replicas_needed(
+        est, (*planned_tokens, planned), util * params.scale_down_band)
+    unit_name = cap_mod.UNITS[unit]
+    per_replica = est.capacity[unit] * util
+    kv_note = ""
+    if kv is not None and ready > 0 and served > 0:
+        # KV cache: what the ready replicas hold now, grown with the planned demand, at 80 %
+        # of the cache (llm-d WVA's token capacity, 0.8 x KV tokens). Worked number: 3
+        # ready at 0.6 with demand planned 1.5x today's need ceil(3 x 0.6 x 1.5 / 0.8) = 4.
+        kv_needed = math.ceil(ready * kv * (planned / max(rate, served)) / d.KV_CACHE_TARGET
+                              - _EPS)
+        if kv_needed > needed:
+            needed = kv_needed
+            kv_note = f"; KV cache {kv:.0%} on {ready} ready needs {kv_needed}"
+    needed_down = max(needed_down, needed)
+    rec = needed if needed >= current else min(current, needed_down)
     reason = Reason.FORECAST
     q_label = f"p{params.headroom_quantile * 100:g}"
     notes: list[str] = []
 
-    queue = snapshot.get(Signal.QUEUE_DEPTH, now, spec.max_metric_age_s)
-    if queue is not None and queue > 0:
-        # Worked number: 120 waiting at 4 req/s per replica, drained within 30 s, needs
-        # ceil(120 / (4 x 30)) = 1 extra replica; 121 waiting need 2.
-        extra = math.ceil(queue / (capacity * params.backlog_drain_s) - _EPS)
+    starting = max(0, current - ready)
+    cap_rps = cap_mod.requests_equivalent(est, tpr)
+    if queue is not None and queue > 0 and math.isfinite(cap_rps) and cap_rps > 0:
+        # A queue drains at the ready fleet's spare rate (ready x capacity - demand); only
+        # what that spare cannot drain within backlogDrainSeconds asks for more replicas.
+        # A few requests waiting for the next batch step are normal and ask for nothing.
+        # Worked number: 3 ready at 4 req/s carrying 10 req/s spare 2 req/s; 120 waiting
+        # drained within 30 s need 4 req/s: ceil((4 - 2) / 4) = 1 extra replica. Replicas
+        # still starting are supply on its way: they count against the extra, so a queue
+        # that lasts through a cold start does not ask again every step.
+        spare = ready * cap_rps - rate
+        shortfall = queue / params.backlog_drain_s - max(0.0, spare)
+        extra = math.ceil(shortfall / cap_rps - _EPS) if shortfall > 0 else 0
+        extra = max(0, extra - starting)
         if extra > 0:
-            rec += extra
+            rec = max(rec, max(needed, ready) + extra)
             reason = Reason.BACKLOG_DRAIN
             notes.append(f"{queue:.0f} queued need {extra} more to drain within "
                          f"{params.backlog_drain_s:g} s")
 
-    ttft, ttft_label = _ttft_slip(snapshot, spec, now)
     objective = _live_objective(snapshot, spec, now)
     if ttft is not None and ttft > objective:
         floor = max(current, ready + 1)
@@ -362,11 +511,20 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         reason = Reason.METRICS_MISSING
         notes.append(f"{' and '.join(missing)} missing: scale up only")
 
-    down_cutoff = now - params.scale_down_window_s
-    recent = (*(r for r in prev.recent if down_cutoff < r[0] < now), (now, rec))
+    # Ski rental: keeping an idle replica for one cold start costs the GPU time a restart
+    # would cost (and a restart also risks the SLO), so a replica is released only when no
+    # recommendation of the last max(scale-down window, cold start) asked for it.
+    window = max(params.scale_down_window_s, spec.cold_start_s * params.keep_idle_cold_starts)
+    down_cutoff = now - window
+    # First sight: remember the current count as a recommendation (as the HPA does), so a
+    # freshly started policy, whose first rate() covers only part of a window, does not
+    # release replicas before one hold window has passed.
+    first = not isinstance(state.policy, PredictiveState)
+    seed = ((now, current),) if first and window > 0 else ()
+    recent = (*seed, *(r for r in prev.recent if down_cutoff < r[0] < now), (now, rec))
     held = max(r for _, r in recent)
     if held > rec:
-        notes.append(f"holding {held} (highest in the last {params.scale_down_window_s:g} s)")
+        notes.append(f"holding {held} (highest in the last {window:g} s)")
         reason = Reason.FORECAST_HOLD
 
     outcome = apply_behavior(held, current=current, state=state, spec=spec, now=now)
@@ -377,19 +535,27 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         reason = outcome.reason
         notes.append(outcome.message)
 
+    unit_label = {"prompt_tokens_per_s": "prompt tok/s", "generation_tokens_per_s":
+                  "generated tok/s", "requests_per_s": "req/s"}[unit_name]
     message = (f"forecast {fc.mean_peak:.1f} req/s ({q_label} {fc.quantile_peak:.1f}) over the "
-               f"next {lead_s:.0f} s, {rate:.1f} req/s now, needs "
-               f"{needed} replicas at {per_replica:.1f} req/s each")
+               f"next {lead_s:.0f} s, {rate:.1f} req/s now, needs {needed} replicas at "
+               f"{per_replica:.1f} {unit_label} each (learned capacity "
+               f"{est.capacity[unit]:.1f} +-{est.relative_sd:.0%}){kv_note}")
     if fc.model != TREND:
         err_note = (f", recent 1-min error {new_policy.forecast_error:.1f} req/s"
                     if math.isfinite(new_policy.forecast_error) else "")
         message += f" (model {fc.model}{err_note})"
     if notes:
         message += "; " + "; ".join(notes)
-    new_policy = replace(new_policy, recent=recent)
+    new_policy = replace(new_policy, recent=recent, lead=lead, tokens=tuple(series),
+                         capacity=est, forecast_fallbacks=fallbacks,
+                         last_queue=(now, queue) if queue is not None else prev.last_queue)
     new_state = replace(outcome.state, policy=new_policy)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,
-                 forecast_rps=planned, demand_rps=rate, forecast_model=fc.model),
+                 forecast_rps=planned, demand_rps=rate, forecast_model=fc.model,
+                 capacity_rps=cap_rps, capacity_unit=unit_name,
+                 capacity_per_replica=est.capacity[unit],
+                 capacity_uncertainty=est.relative_sd),
         new_state,
     )

@@ -1,0 +1,301 @@
+"""Capacity learned from the fleet itself: what one replica carries at the SLO, per unit of work.
+
+Pure and O(1) per step: the estimate lives in an immutable ``LearnedCapacity`` carried in the
+policy state, and each step folds in one observation of the fleet.
+
+Units of work (``UNITS``): prompt tokens/s (prefill, what binds TTFT), generated tokens/s
+(decode steps of the batch), and requests/s (the spec's prior, and the fallback when a
+preset has no token counters). One replica's capacity at the SLO is estimated per unit; the
+policy needs max over units of demand_u / capacity_u replicas.
+
+What one step can teach, from series the controller already reads (served rates per ready
+replica x_u, the TTFT percentile matching the attainment target, the queue, KV-cache use):
+
+* **Overloaded** (TTFT above the SLO, or KV cache above ``KV_SATURATED``): the replicas were
+  pushing x_u and missing the SLO, so capacity at the SLO is *below* x_u in the unit that
+  binds. The binding units are the ones whose load ratio x_u / C_u is within
+  ``BLAME_RATIO`` of the highest (the unit that predicted the most load is blamed; a unit
+  far from its estimate is not). Each blamed C_u moves fast (weight ``DOWN_WEIGHT``)
+  towards ``OVERLOAD_BACKOFF`` x x_u, never up.
+* **Loaded** (TTFT between ``LOADED_TTFT_FRACTION`` of the SLO and the SLO, or a queue):
+  the fleet runs near its SLO capacity, so x_u is a direct measurement for the binding
+  units: C_u moves towards x_u / ``LOADED_TTFT_FRACTION``-free, plain EWMA (``WEIGHT``).
+* **Slack** (TTFT well below the SLO, no queue, KV below ``KV_SLACK``): capacity is at least
+  x_u (the estimate never stays below what a comfortable replica carries) and, if the
+  replicas are actually loaded to at least ``PROBE_MIN_LOAD`` of the estimate, the binding
+  estimates are probed up by ``PROBE_RATE_PER_MIN`` per minute. Probing is what lets a
+  too-low prior (0.5x) recover: with a too-low estimate the policy over-provisions, every
+  replica idles, and nothing else would ever show the real capacity.
+
+This is additive-increase / multiplicative-decrease in spirit (TCP's congestion window):
+probe up slowly while the SLO holds, back off fast when it breaks. The steady state is
+where the fleet's TTFT sits between half the SLO and the SLO at the planned load.
+
+Only a *settled* fleet teaches: every replica asked for is ready (starting replicas make
+the served rate per ready replica meaningless) and the last change is older than one rate
+window (the 60-s ``rate()`` still mixes in the old fleet). Worked number: 4 ready replicas
+serving 6,000 prompt tokens/s with TTFT p99 at 2.6 s against a 2 s SLO give x = 1,500
+tokens/s per replica; with the prompt unit blamed and C = 2,000 the estimate moves to
+2,000 + 0.3 x (0.9 x 1,500 - 2,000) = 1,805 tokens/s.
+
+Uncertainty: an EWMA of the squared relative residual (y - C) / C of the measurements
+(loaded and overloaded steps), reported as a relative standard deviation; before any
+measurement it is ``PRIOR_RELATIVE_SD`` (the prior is a guess).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+UNITS: tuple[str, ...] = ("prompt_tokens_per_s", "generation_tokens_per_s", "requests_per_s")
+"""The units of work, in the order of ``LearnedCapacity.capacity``."""
+
+WEIGHT = 0.1
+"""EWMA weight of a direct (loaded) measurement: about 10 steps (2.5 min at a 15-s sync)."""
+DOWN_WEIGHT = 0.3
+"""EWMA weight of an overload measurement: backing off is three times faster than learning
+up, because an under-estimate costs GPU-hours while an over-estimate costs the SLO."""
+OVERLOAD_BACKOFF = 0.9
+"""An overloaded replica pushing x has a capacity at the SLO below x; aim at 0.9 x."""
+PROBE_RATE_PER_MIN = 0.05
+"""Relative increase of a binding estimate per minute of slack: 0.5x to 1x takes
+ln 2 / ln 1.05 = 14.2 minutes of slack at the planned load."""
+PROBE_MIN_LOAD = 0.5
+"""Probe only if replicas carry at least this fraction of the estimate (otherwise the slack
+says nothing about the estimate: min replicas or a quiet hour keeps them idle)."""
+PROBE_CEILING = 1.5
+"""A probe never takes an estimate above this multiple of the highest load seen meeting the
+SLO (the envelope): each probe tests at most 30 % more than what is known to work. It must
+exceed 1 / targetUtilization (1 / 0.85 = 1.18), or a fleet planned at 85 % of its estimate
+could never test a higher load and a too-low prior would stay too low."""
+LOADED_TTFT_FRACTION = 0.5
+"""TTFT at or above this fraction of the SLO (and not above the SLO) counts as loaded."""
+KV_SATURATED = 0.95
+"""KV-cache use at or above this fraction counts as overloaded (preemptions start)."""
+KV_SLACK = 0.7
+"""Slack needs KV-cache use below this fraction (WVA's scale-down threshold)."""
+BLAME_RATIO = 0.9
+"""Units whose load ratio is within this factor of the highest one count as binding."""
+PRIOR_RELATIVE_SD = 0.5
+"""Reported relative uncertainty before any measurement: the prior is a guess."""
+BOUND_FACTOR = 8.0
+"""The estimate stays within [prior / 8, prior x 8]: a sanity bound, never a tuning knob."""
+MIX_MEMORY_S = 1800.0
+"""Time constant of the averaged token mix that scales the prior into token units."""
+SETTLE_S = 60.0
+"""After a change in replicas, wait one rate window before learning from the fleet."""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetObservation:
+    """One step's view of the fleet, as the policy reads it. None = not available."""
+
+    ready_replicas: int
+    current_replicas: int
+    served: tuple[float | None, ...]
+    """Served rates in the order of ``UNITS`` (fleet totals)."""
+    ttft_s: float | None
+    """The TTFT percentile that matches the attainment target (p99 above 95 %)."""
+    queue: float | None
+    kv_usage: float | None
+    """KV-cache use, mean fraction 0..1."""
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedCapacity:
+    """The estimate per unit, with its evidence. Immutable; ``update`` returns a new one."""
+
+    capacity: tuple[float, ...]
+    """Per replica at the SLO, in the order of ``UNITS`` (NaN: not known yet)."""
+    prior: tuple[float, ...]
+    """Where each estimate started (for the sanity bound)."""
+    envelope: tuple[float, ...] = ()
+    """Highest per-replica load seen while the SLO held, per unit (empty until then); an
+    overload lowers it to what was then carried x ``OVERLOAD_BACKOFF``."""
+    rel_var: float = PRIOR_RELATIVE_SD ** 2
+    """EWMA of the squared relative residual of measurements."""
+    measurements: int = 0
+    """Loaded and overloaded steps folded in."""
+    probes: int = 0
+    """Slack steps that raised an estimate."""
+    last_time: float | None = None
+    settled_since: float | None = None
+    """Time since which the fleet has had every replica ready at the same count."""
+    settled_count: int = -1
+    mix: tuple[float, float] = (math.nan, math.nan)
+    """Slowly averaged prompt and generated tokens per request (``MIX_MEMORY_S``)."""
+    measured: tuple[bool, bool, bool] = (False, False, True)
+    """Whether each unit's estimate rests on the fleet's own evidence. A token unit that
+    has none yet is the requests/s estimate times the averaged mix, re-derived each step:
+    a prior set from one minute's mix would otherwise bind wrongly when the mix drifts."""
+
+    @property
+    def relative_sd(self) -> float:
+        """Relative standard deviation of the estimate (0.1 = +-10 %)."""
+        return math.sqrt(max(0.0, self.rel_var))
+
+    def binding(self, load: tuple[float, ...], only_measured: bool = False) -> tuple[int, ...]:
+        """Indexes of the units whose load ratio is within ``BLAME_RATIO`` of the highest
+        (among the units with evidence, with ``only_measured``)."""
+        ratios = [load[i] / c if (math.isfinite(c) and c > 0 and math.isfinite(load[i])
+                                  and (self.measured[i] or not only_measured)) else -1.0
+                  for i, c in enumerate(self.capacity)]
+        top = max(ratios)
+        if top <= 0:
+            return ()
+        return tuple(i for i, r in enumerate(ratios) if r >= BLAME_RATIO * top)
+
+
+def start(prior_rps: float, tokens_per_request: tuple[float | None, float | None]
+          ) -> LearnedCapacity:
+    """Seed from the spec's requests/s prior and the token mix seen so far: a replica that
+    carries 4 req/s of 1,000-token prompts carries 4,000 prompt tokens/s."""
+    p, g = tokens_per_request
+    prior = (prior_rps * p if p is not None and p > 0 else math.nan,
+             prior_rps * g if g is not None and g > 0 else math.nan,
+             prior_rps)
+    return LearnedCapacity(capacity=prior, prior=prior)
+
+
+def _bounded(value: float, prior: float) -> float:
+    if not math.isfinite(prior) or prior <= 0:
+        return value
+    return min(prior * BOUND_FACTOR, max(prior / BOUND_FACTOR, value))
+
+
+def _fill_priors(est: LearnedCapacity, prior_rps: float,
+                 tokens_per_request: tuple[float | None, float | None], dt: float
+                 ) -> LearnedCapacity:
+    """Average the mix, and re-derive every token unit that has no evidence of its own
+    from the requests/s estimate at that averaged mix: a replica that carries 4 req/s of
+    1,000-token prompts carries 4,000 prompt tokens/s."""
+    w = min(1.0, dt / MIX_MEMORY_S) if dt > 0 else 0.0
+    mix = list(est.mix)
+    for i, tpr in enumerate(tokens_per_request):
+        if tpr is not None and tpr > 0 and math.isfinite(tpr):
+            mix[i] = tpr if not math.isfinite(mix[i]) else mix[i] + w * (tpr - mix[i])
+    cap, prior = list(est.capacity), list(est.prior)
+    for i in range(2):
+        if not est.measured[i] and math.isfinite(mix[i]):
+            cap[i] = est.capacity[2] * mix[i]
+            prior[i] = prior_rps * mix[i]
+    return replace(est, capacity=tuple(cap), prior=tuple(prior), mix=(mix[0], mix[1]))
+
+
+def _measured(est: LearnedCapacity, units: tuple[int, ...] | range) -> tuple[bool, bool, bool]:
+    m = list(est.measured)
+    for i in units:
+        m[i] = True
+    return (m[0], m[1], m[2])
+
+
+def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, now: float,
+           prior_rps: float, tokens_per_request: tuple[float | None, float | None]
+           ) -> LearnedCapacity:
+    """Fold one step's observation into the estimate. O(1)."""
+    dt = 0.0 if est.last_time is None else max(0.0, now - est.last_time)
+    est = _fill_priors(est, prior_rps, tokens_per_request, dt)
+    # Served work per *ready* replica: starting replicas serve nothing, so the ready count
+    # is what divides; it must have been the same for a whole rate window.
+    settled = obs.ready_replicas >= 1
+    if not settled or obs.ready_replicas != est.settled_count:
+        since = now if settled else None
+        return replace(est, last_time=now, settled_since=since,
+                       settled_count=obs.ready_replicas if settled else -1)
+    est = replace(est, last_time=now)
+    if est.settled_since is None or now - est.settled_since < SETTLE_S or obs.ttft_s is None:
+        return est
+    r = obs.ready_replicas
+    load = tuple(v / r if v is not None and math.isfinite(v) and v >= 0 else math.nan
+                 for v in obs.served)
+    binding = est.binding(load)
+    if not binding:
+        return est
+    kv = obs.kv_usage
+    queue = obs.queue or 0.0
+    cap = list(est.capacity)
+    env = list(est.envelope) if est.envelope else [math.nan] * len(cap)
+    over = obs.ttft_s > slo_ttft_s or (kv is not None and kv >= KV_SATURATED)
+    if over:
+        sq = 0.0
+        for i in binding:
+            y = OVERLOAD_BACKOFF * load[i]
+            env[i] = y if not math.isfinite(env[i]) else min(env[i], y)
+            if y >= cap[i]:
+                continue  # an overload never raises an estimate
+            sq = max(sq, ((y - cap[i]) / cap[i]) ** 2)
+            cap[i] = _bounded(cap[i] + DOWN_WEIGHT * (y - cap[i]), est.prior[i])
+        return replace(est, capacity=tuple(cap), envelope=tuple(env),
+                       measurements=est.measurements + 1, measured=_measured(est, binding),
+                       rel_var=(1 - WEIGHT) * est.rel_var + WEIGHT * sq)
+    # The SLO held: every unit carried at least this much per replica.
+    carried: list[int] = []
+    for i in range(len(cap)):
+        if math.isfinite(load[i]):
+            env[i] = load[i] if not math.isfinite(env[i]) else max(env[i], load[i])
+            if math.isfinite(cap[i]) and load[i] > cap[i]:
+                cap[i] = _bounded(load[i], est.prior[i])  # a replica carried this in the SLO
+                carried.append(i)
+    est = replace(est, measured=_measured(est, tuple(carried)))
+    loaded = obs.ttft_s >= LOADED_TTFT_FRACTION * slo_ttft_s or queue >= r
+    if loaded:
+        # Near the knee: stop probing. The residual of the binding units is a measurement.
+        sq = max(((load[i] - cap[i]) / cap[i]) ** 2 for i in binding)
+        # Near the knee but within the SLO: evidence of a lower bound only (handled above),
+        # so a unit still derived from the prior stays derived.
+        return replace(est, capacity=tuple(cap), envelope=tuple(env),
+                       measurements=est.measurements + 1,
+                       rel_var=(1 - WEIGHT) * est.rel_var + WEIGHT * min(sq, 1.0))
+    # Slack: the untested part of the estimate, (C - envelope) / C, is its uncertainty.
+    gap = max(max(0.0, (cap[i] - env[i]) / cap[i]) for i in binding)
+    rel_var = (1 - WEIGHT) * est.rel_var + WEIGHT * min(gap * gap, 1.0)
+    probed: list[int] = []
+    if kv is None or kv < KV_SLACK:
+        # Only units with evidence are probed: an unmeasured token unit follows the
+        # requests/s estimate at the averaged mix, and a probe would mark it as known.
+        for i in est.binding(load, only_measured=True):
+            ceiling = env[i] * PROBE_CEILING
+            if load[i] >= PROBE_MIN_LOAD * cap[i] and cap[i] < ceiling:
+                grown = cap[i] * (1.0 + PROBE_RATE_PER_MIN) ** (dt / 60.0)
+                cap[i] = _bounded(min(grown, ceiling), est.prior[i])
+                probed.append(i)
+    return replace(est, capacity=tuple(cap), envelope=tuple(env), rel_var=rel_var,
+                   probes=est.probes + (1 if probed else 0),
+                   measured=_measured(est, tuple(probed)))
+
+
+def requests_equivalent(est: LearnedCapacity,
+                        tokens_per_request: tuple[float | None, float | None]) -> float:
+    """One replica's capacity in requests/s at the current mix: the least over units of
+    capacity_u / (units per request). Worked number: 12,000 prompt tokens/s at 1,500 tokens
+    per request is 8 req/s; 1,200 generated tokens/s at 200 per request is 6 req/s; with a
+    requests/s estimate of 7.8 the replica carries min(8, 6, 7.8) = 6 req/s."""
+    best = est.capacity[2] if math.isfinite(est.capacity[2]) else math.inf
+    for c, tpr, known in zip(est.capacity[:2], tokens_per_request, est.measured[:2],
+                             strict=True):
+        if known and tpr is not None and tpr > 0 and math.isfinite(c):
+            best = min(best, c / tpr)
+    return best
+
+
+def replicas_needed(est: LearnedCapacity, demand: tuple[float | None, ...],
+                    utilization: float) -> tuple[int, int]:
+    """(replicas, index of the unit that needs the most) for ``demand`` per unit at
+    ``utilization`` of the learned capacity; units without demand, estimate or evidence
+    are skipped.
+    Worked number: 9,000 prompt tokens/s at 2,000 per replica x 0.85 needs ceil(5.29) = 6."""
+    best, which = 0, len(UNITS) - 1
+    for i, (dem, c) in enumerate(zip(demand, est.capacity, strict=True)):
+        if dem is None or not math.isfinite(dem) or not math.isfinite(c) or c <= 0:
+            continue
+        if not est.measured[i]:
+            # A token unit still derived from the requests/s prior at the averaged mix
+            # would bind whenever the minute's mix wanders from the average (the max of two
+            # noisy ratios is above either), over-provisioning against plain requests/s.
+            # It plans once the fleet has shown something about it.
+            continue
+        n = 0 if dem <= 0 else max(1, math.ceil(dem / (c * utilization) - 1e-9))
+        if n > best:
+            best, which = n, i
+    return best, which

@@ -76,11 +76,17 @@ def run(policy: PolicyKind, faults: tuple[Fault, ...], *,
     pytest.param(p, f, id=f"{p.value} holds through a {f}") for p in POLICIES for f in FAULTS])
 def test_every_policy_holds_and_never_scales_down_through_each_fault(
         policy: PolicyKind, fault: str) -> None:
+    # A scale-down in the fault's window is allowed only where the same replay without the
+    # fault scales down too: the queue-driven policies (hpa-queue, keda) swing 10 -> 1 -> 10
+    # on this flat load by themselves (an empty queue reads as no demand), with or without
+    # a fault; every other policy must simply hold.
     counts, _ = run(policy, FAULTS[fault])
+    clean = dict(run(policy, ())[0])
     before = [n for t, n in counts if FAULT_T - 300.0 <= t < FAULT_T]
-    after = [n for t, n in counts if FAULT_T <= t <= FAULT_T + 600.0]
+    after = [(t, n) for t, n in counts if FAULT_T <= t <= FAULT_T + 600.0]
     assert before and after
-    assert min(after) >= before[-1], (before[-1], after)
+    lowered = [(t, n) for t, n in after if n < min(before[-1], clean[t])]
+    assert not lowered, (before[-1], lowered)
 
 
 def test_a_fault_that_leaves_the_policy_blind_is_counted_as_holds() -> None:

@@ -488,3 +488,24 @@ def test_a_fresh_policy_holds_its_starting_count_for_one_hold_window() -> None:
     spec = make_spec(scale_down_window_s=120.0)
     d, _ = predictive.decide(snap(at=0.0, current=5, rate=3.2), State(), spec, 0.0)
     assert d.replicas == 5 and d.reason == Reason.FORECAST_HOLD
+
+
+@pytest.mark.parametrize(("prompt_rate", "ttft", "expected", "reason"), [
+    # 2 s + 0.001 s/token x (6,000 tokens/s / 3 req/s = 2,000 tokens) = 4 s objective.
+    pytest.param(6000.0, 3.0, 1, Reason.FORECAST, id="3 s within a 2,000-token prompt's 4 s"),
+    pytest.param(6000.0, 4.5, 11, Reason.SLO_CORRECTION, id="4.5 s above its 4 s"),
+    # 2 s + 0.001 x (300 / 3 = 100 tokens) = 2.1 s: 3 s slips.
+    pytest.param(300.0, 3.0, 11, Reason.SLO_CORRECTION, id="3 s above a 100-token prompt's 2.1 s"),
+    # No prompt-token rate: the flat 2 s.
+    pytest.param(None, 3.0, 11, Reason.SLO_CORRECTION, id="no prompt rate reads the flat 2 s"),
+])
+def test_the_slo_check_uses_the_objective_of_the_mean_prompt(
+        prompt_rate: float | None, ttft: float, expected: int, reason: Reason) -> None:
+    spec = make_spec()
+    spec = replace(spec, slo=replace(spec.slo, ttft_seconds_per_prompt_token=0.001))
+    s = snap(at=0.0, current=10, ready=10, rate=3.0, ttft=ttft)
+    if prompt_rate is not None:
+        s = Snapshot(s.current_replicas, s.ready_replicas, {
+            **s.metrics, Signal.PROMPT_TOKENS_RATE: MetricValue(prompt_rate, 0.0)})
+    d, _ = predictive.decide(s, State(), spec, 0.0)
+    assert (d.replicas, d.reason) == (expected, reason)

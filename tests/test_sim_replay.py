@@ -179,3 +179,35 @@ def test_calibration_is_fast_cached_and_refuses_an_impossible_slo() -> None:
     assert time.perf_counter() - t1 < 0.01
     with pytest.raises(SpecError, match="ttftSeconds"):
         capacity_at_slo(P8, 0.01, (1000, 100))  # the prefill alone takes 0.05 s
+
+
+def test_the_memory_check_and_the_trace_size_estimate_use_one_figure() -> None:
+    # 1,000,000 requests x 700 B (2 x the 338 B measured, rounded up) = 700 MB; the check
+    # allows 80% of what is available: 875 MB fits exactly, 874 MB does not.
+    from autoscaler.sim.replay import check_memory
+
+    trace = Trace(name="million", duration_s=1000.0,
+                  rates_rps=np.full(1000, 1000.0), resolution_s=1.0)
+    assert trace.size_estimate().request_engine_bytes == 1_000_000 * 700
+    check_memory(1_000_000, available=875e6)
+    with pytest.raises(SpecError, match="700 B each"):
+        check_memory(1_000_000, available=874e6)
+
+
+def test_capacity_is_calibrated_on_the_traces_own_length_distribution() -> None:
+    # A rate-level trace whose every request has 67 prompt and 10 output tokens (a point
+    # mass), with a token_mix of the same means: the capacity is that of identical requests,
+    # not of lognormal lengths around the means (8B profile: 201.6 vs 207.2 req/s).
+    from autoscaler.replaying import capacity_for
+    from autoscaler.traces.model import TokenDistribution, TokenMix
+
+    profile = load_profile()
+    trace = Trace(name="point", duration_s=600.0, rates_rps=np.full(10, 50.0),
+                  resolution_s=60.0, token_mix=TokenMix(67.0, 10.0),
+                  token_distribution=TokenDistribution(
+                      np.array([67]), np.array([1.0]), np.array([10]), np.array([1.0])))
+    own = capacity_for(trace, profile, 2.0).requests_per_second
+    identical = capacity_at_slo(profile, 2.0, (67, 10)).requests_per_second
+    lognormal = capacity_at_slo(profile, 2.0, TokenMix(67.0, 10.0)).requests_per_second
+    assert own == pytest.approx(identical, rel=1e-9)
+    assert abs(own - lognormal) > 0.01 * lognormal  # the two calibrations do differ here

@@ -118,5 +118,5 @@ def test_size_estimate_counts_requests_bins_and_bytes() -> None:
     size = trace.size_estimate()
     assert size.requests == 1_040_256_000.0 == trace.estimated_request_count
     assert size.bins_1s == 1_209_600
-    assert size.request_engine_bytes == 1_040_256_000 * 96  # about 100 GB
+    assert size.request_engine_bytes == 1_040_256_000 * 700  # 700 B each: about 728 GB
     assert size.fluid_engine_bytes == 1_209_600 * 128  # about 155 MB

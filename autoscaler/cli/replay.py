@@ -19,6 +19,7 @@ from autoscaler.errors import AutoscalerError, SpecError
 if TYPE_CHECKING:
     from autoscaler.core.spec import Capacity, PolicyKind, Spec
     from autoscaler.replaying import ReplayOptions
+    from autoscaler.sim.observe import Fault
     from autoscaler.sim.profiles import ReplicaProfile
     from autoscaler.traces.model import Trace
 
@@ -77,6 +78,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--spec", action="append", default=[], metavar="FILE",
                    help="an autoscaler spec YAML (or InferenceAutoscaler) replacing the "
                    "built-in spec of its policy (repeatable)")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND:TIME[:END]",
+                   help="inject an observation fault every policy meets (repeatable): "
+                        "scrape-gap:START:END, pod-silent:START:END, restart:T, "
+                        "counter-reset:T (times since the trace's start, units s m h d)")
     p.add_argument("--json", metavar="FILE|-", help="write results as JSON ('-' = stdout)")
     p.add_argument("--report", metavar="DIR", help="write an HTML report with plots")
     p.add_argument("--decisions", metavar="FILE",
@@ -158,6 +163,7 @@ class ReplayCommand:
     decisions: str | None
     decision_filter: DecisionFilter
     progress: bool
+    faults: tuple[Fault, ...] = ()
     fleet_args: argparse.Namespace | None = None
     """The parsed arguments when ``--prometheus`` is given (the history to replay)."""
 
@@ -181,6 +187,7 @@ class ReplayCommand:
                                                  args.decisions_window,
                                                  args.decisions_changes_only, policies),
             progress=not args.no_progress,
+            faults=tuple(parse_fault(f) for f in getattr(args, "fault", None) or ()),
             fleet_args=args if getattr(args, "prometheus", None) else None)
 
     def replay_options(self, overrides: dict[PolicyKind, Spec]) -> ReplayOptions:
@@ -192,7 +199,7 @@ class ReplayCommand:
             slo_ttft_s_per_prompt_token=self.slo_ttft_s_per_prompt_token,
             gpu_quota=self.gpu_quota, cold_start_s=self.cold_start_s, engine=self.engine,
             seed=self.seed, min_replicas=self.min_replicas, max_replicas=self.max_replicas,
-            progress=False, overrides=overrides)
+            progress=False, faults=self.faults, overrides=overrides)
 
     def check_outputs(self) -> None:
         """Refuse unwritable outputs before a long run, not after it."""
@@ -202,6 +209,28 @@ class ReplayCommand:
             c.writable_path("--decisions", self.decisions)
         if self.report:
             c.writable_path("--report", self.report)
+
+
+FAULT_FORMS = ("scrape-gap:START:END, pod-silent:START:END, restart:T or counter-reset:T "
+               "(times in s, m, h or d since the trace's start, START < END)")
+
+
+def parse_fault(text: str) -> Fault:
+    """``"restart:2h"`` -> ``PrometheusRestart(7200.0)``; anything else a ``SpecError``."""
+    from autoscaler.sim.observe import CounterReset, PodSilent, PrometheusRestart, ScrapeGap
+
+    kind, _, rest = text.strip().partition(":")
+    parts = rest.split(":") if rest else []
+    times = [c.seconds("--fault", p, FAULT_FORMS) for p in parts]
+    kind = kind.strip().lower()
+    if kind in ("scrape-gap", "pod-silent") and len(times) == 2 and times[0] < times[1]:
+        return (ScrapeGap(times[0], times[1]) if kind == "scrape-gap"
+                else PodSilent(times[0], times[1]))
+    if kind == "restart" and len(times) == 1:
+        return PrometheusRestart(times[0])
+    if kind == "counter-reset" and len(times) == 1:
+        return CounterReset(times[0])
+    raise SpecError("--fault", text, FAULT_FORMS)
 
 
 def run(args: argparse.Namespace) -> int:

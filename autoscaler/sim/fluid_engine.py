@@ -86,6 +86,18 @@ def _max_batch(profile: ReplicaProfile, p: FloatArray, o: FloatArray) -> FloatAr
     return np.asarray(np.maximum(1.0, b), dtype=np.float64)
 
 
+def throughput_rps(profile: ReplicaProfile, prompt_tokens: npt.ArrayLike,
+                   output_tokens: npt.ArrayLike) -> FloatArray:
+    """``ReplicaProfile.max_throughput_rps`` for arrays of token means: what one replica of
+    the fluid engine serves per second at each (prompt, output) mean."""
+    pm = np.maximum(1.0, np.asarray(prompt_tokens, dtype=np.float64))
+    om = np.maximum(1.0, np.asarray(output_tokens, dtype=np.float64))
+    b = _max_batch(profile, pm, om)
+    step_b = profile.step_base_s + profile.step_per_decode_seq_s * b
+    return np.asarray(1.0 / (pm * profile.step_per_prefill_token_s + (om - 1.0) * step_b / b),
+                      dtype=np.float64)
+
+
 class FluidEngine:
     """Tick-based fluid approximation of the fleet."""
 

@@ -33,6 +33,8 @@ import numpy as np
 from autoscaler.core.policies.common import clamp, replicas_for_rate
 from autoscaler.core.spec import Spec
 from autoscaler.core.types import Decision, Reason, Snapshot, State
+from autoscaler.sim.fluid_engine import throughput_rps
+from autoscaler.sim.profiles import ReplicaProfile
 from autoscaler.traces.model import FloatArray, Trace
 
 _EPS = 1e-9
@@ -61,8 +63,11 @@ class Foresight:
     resolution_s: float = RESOLUTION_S
 
     @classmethod
-    def of(cls, trace: Trace, horizon_s: float) -> Foresight:
-        return cls(cumulative_arrivals(trace), horizon_s)
+    def of(cls, trace: Trace, horizon_s: float,
+           profile: ReplicaProfile | None = None) -> Foresight:
+        """With ``profile``, a rate-level trace whose token means vary over time (ServeGen's
+        per-6-hour windows) is foreseen in *work*: see ``work_equivalent_rates``."""
+        return cls(cumulative_arrivals(trace, profile), horizon_s)
 
     def rates(self, now: float) -> tuple[float, ...]:
         """Mean true rate (requests/s) of each ``resolution_s`` bin in [now, now + horizon]."""
@@ -72,8 +77,32 @@ class Foresight:
         return tuple((np.diff(c) / res).tolist())
 
 
-def cumulative_arrivals(trace: Trace) -> Callable[[FloatArray], FloatArray]:
-    """C(t): true arrivals in [0, t), for any array of times."""
+def work_equivalent_rates(trace: Trace, profile: ReplicaProfile) -> FloatArray:
+    """The trace's rates, each bin scaled by its requests' replica work relative to the
+    ``token_mix`` that the capacity at the SLO is calibrated on.
+
+    The capacity is one number, for the trace-wide mix; the engine serves each tick's own
+    mix. Foresight that knows the future rates also knows their token lengths, so it reads
+    the demand in requests *of the calibrated mix*. Worked number, 8B profile: ServeGen's
+    first windows (prompt 141, output 32 tokens) let a replica serve 84.7 req/s, the
+    trace-wide mix (67 / 9.7) 213.5 req/s, so 100 req/s there count as 100 x 213.5 / 84.7
+    = 252 req/s at the calibrated capacity.
+    """
+    assert trace.rates_rps is not None and trace.resolution_s is not None
+    rates = np.asarray(trace.rates_rps, dtype=np.float64)
+    if trace.token_windows is None or trace.prompt_tokens is not None or not len(rates):
+        return rates
+    mid = (np.arange(len(rates), dtype=np.float64) + 0.5) * trace.resolution_s
+    p, o = trace.token_means_at(mid)
+    ref = throughput_rps(profile, trace.token_mix.mean_prompt_tokens,
+                         trace.token_mix.mean_output_tokens)
+    return np.asarray(rates * (ref / throughput_rps(profile, p, o)), dtype=np.float64)
+
+
+def cumulative_arrivals(trace: Trace, profile: ReplicaProfile | None = None
+                        ) -> Callable[[FloatArray], FloatArray]:
+    """C(t): true arrivals in [0, t), for any array of times (in work-equivalent requests
+    with ``profile``: ``work_equivalent_rates``)."""
     if trace.arrivals_s is not None:
         arr = trace.arrivals_s
 
@@ -83,7 +112,9 @@ def cumulative_arrivals(trace: Trace) -> Callable[[FloatArray], FloatArray]:
         return cum_req
     assert trace.rates_rps is not None and trace.resolution_s is not None
     edges = np.arange(len(trace.rates_rps) + 1) * trace.resolution_s
-    cum = np.concatenate(([0.0], np.cumsum(trace.rates_rps * trace.resolution_s)))
+    rates = (trace.rates_rps if profile is None
+             else work_equivalent_rates(trace, profile))
+    cum = np.concatenate(([0.0], np.cumsum(rates * trace.resolution_s)))
 
     def cum_rate(t: FloatArray) -> FloatArray:
         return np.asarray(np.interp(t, edges, cum), dtype=np.float64)

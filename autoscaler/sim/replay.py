@@ -7,7 +7,12 @@ The loop is the live controller's loop with the cluster replaced by an engine:
 * every ``spec.sync_period_s`` the snapshot is built from Prometheus queries only and a
   decide function is called (by default the very same ``autoscaler.core.decide`` the live
   controller uses; the ``hindsight`` baseline gets the replay-only one with foresight); its
-  ``State`` is kept for the next step. A decision with ``valid=False`` changes nothing;
+  ``State`` is kept for the next step. Every decision then goes through the core's
+  ``guard`` exactly as the live loop's: a decision with ``valid=False`` holds at the
+  current count, and after ``spec.fallback.failure_threshold`` consecutive invalid ones
+  the count is raised to ``spec.fallback.replicas`` if it is below (never lowered);
+* ``faults`` (``autoscaler.sim.observe``: scrape gaps, silent pods, Prometheus restarts,
+  counter resets) are injected into the fake Prometheus, as a live loop would meet them;
 * a new desired count reaches the engine ``actuation_delay_s`` later (API server, the
   Deployment controller, the scheduler); new replicas then pay the profile's cold start.
   With a GPU quota, replicas beyond it stay pending: they neither serve nor cost.
@@ -39,6 +44,7 @@ import numpy as np
 
 from autoscaler.core import decide as core_decide
 from autoscaler.core.policies.common import replicas_for_rate
+from autoscaler.core.safety import guard
 from autoscaler.core.spec import PolicyKind, Spec
 from autoscaler.core.types import Decision, Snapshot, State
 from autoscaler.errors import SpecError
@@ -46,22 +52,17 @@ from autoscaler.sim import bound as bnd
 from autoscaler.sim.fleet import Engine, gpu_seconds, provisioned_stats
 from autoscaler.sim.fluid_engine import FluidEngine, token_means_per_tick
 from autoscaler.sim.hindsight import Foresight, decide_with
-from autoscaler.sim.observe import FakePrometheus
+from autoscaler.sim.observe import FakePrometheus, Fault
 from autoscaler.sim.profiles import ReplicaProfile
 from autoscaler.sim.request_engine import RequestEngine
 from autoscaler.sim.result import ReplayResult, ReplaySummary, Timeline
 from autoscaler.sim.scoring import Scored, attainment, hourly, per_bin, weighted_quantile
-from autoscaler.traces.model import FloatArray, IntArray, Trace
+from autoscaler.traces.model import REQUEST_ENGINE_BYTES_PER_REQUEST, FloatArray, IntArray, Trace
 
 DecideFn = Callable[[Snapshot, State, Spec, float], tuple[Decision, State]]
 
 REQUEST_ENGINE_MAX_REQUESTS = 2_000_000
 """``engine="auto"`` simulates request-level traces up to this size request by request."""
-REQUEST_ENGINE_BYTES_PER_REQUEST = 700
-"""Peak resident bytes per request of the request engine, with a margin. Measured: 400,000
-requests (lognormal lengths around 1,000 / 150 tokens, a static fleet of 6) raised the peak
-RSS by 338 bytes per request (Python lists of floats and ints, per-request and result
-arrays). Twice that covers the temporaries of expanding a rate-level trace into requests."""
 MEMORY_HEADROOM = 0.8
 """The request engine is refused when its estimate exceeds this share of available memory."""
 MAX_TIMELINE_POINTS = 5000
@@ -126,7 +127,8 @@ def initial_fleet(trace: Trace, spec: Spec, profile: ReplicaProfile,
     """The documented default start: see the module docstring."""
     if spec.policy == PolicyKind.STATIC:
         return spec.static_replicas if spec.static_replicas is not None else spec.max_replicas
-    peak = max(Foresight.of(trace, lead_time_s(spec, profile, actuation_delay_s)).rates(0.0))
+    peak = max(Foresight.of(trace, lead_time_s(spec, profile, actuation_delay_s),
+                            profile).rates(0.0))
     n = replicas_for_rate(peak, spec.capacity.requests_per_second)
     return min(spec.max_replicas, max(spec.min_replicas, n))
 
@@ -234,13 +236,17 @@ class LoopOutcome:
 def run_loop(setup: Setup, spec: Spec, decide: DecideFn, *, scrape_interval_s: float,
              rate_window_s: float, actuation_delay_s: float,
              metrics_outage: Sequence[tuple[float, float]] = (),
+             faults: Sequence[Fault] = (), preset: str = "vllm",
              on_decision: Callable[[float, Snapshot, Decision], None] | None = None,
              progress: bool = False) -> LoopOutcome:
     """The event loop: actuation, scrape, decision, in that order at equal times."""
     eng, duration, quota = setup.engine, setup.duration_s, setup.gpu_quota
-    prom = FakePrometheus(rate_window_s=rate_window_s, outages=metrics_outage)
+    prom = FakePrometheus(preset=preset, rate_window_s=rate_window_s,
+                          outages=metrics_outage, faults=faults)
     out = LoopOutcome()
     state = State()
+    failures = 0
+    """Consecutive invalid decisions (the live loop's ``Memory.failures``)."""
     desired = actuated = setup.start
     pending: deque[tuple[float, int]] = deque()
     t_scrape, t_dec = scrape_interval_s, spec.sync_period_s
@@ -265,16 +271,22 @@ def run_loop(setup: Setup, spec: Spec, decide: DecideFn, *, scrape_interval_s: f
                                sample.waiting))
             t_scrape += scrape_interval_s
         if t_dec <= t:
-            snap = Snapshot(current_replicas=desired, ready_replicas=eng.ready_count(),
-                            metrics=prom.query(t))
+            ready = eng.ready_count()
+            snap = Snapshot(current_replicas=desired, ready_replicas=ready,
+                            metrics=prom.query(t, ready))
             decision, state = decide(snap, state, spec, t)
             if on_decision is not None:
                 on_decision(t, snap, decision)
+            # The live loop's safety rules (``_after_decide``): hold on invalid data, and
+            # raise to the fallback after N invalid cycles; never lower.
+            guarded = guard(decision, current=desired, failures=failures,
+                            fallback=spec.fallback, max_replicas=spec.max_replicas)
+            failures = guarded.failures
             out.decisions += 1
-            key = str(decision.reason)
+            key = str(guarded.reason)
             out.reasons[key] = out.reasons.get(key, 0) + 1
-            if decision.valid and decision.replicas != desired:
-                desired = decision.replicas
+            if guarded.replicas != desired:
+                desired = guarded.replicas
                 pending.append((t + actuation_delay_s, desired))
             t_dec += spec.sync_period_s
             if bar is not None:
@@ -401,7 +413,8 @@ def default_decide(trace: Trace, spec: Spec, profile: ReplicaProfile,
     """The core's decide, or for the ``hindsight`` baseline the one with the trace's
     true future (the only place foresight exists)."""
     if spec.policy == PolicyKind.HINDSIGHT:
-        return decide_with(Foresight.of(trace, lead_time_s(spec, profile, actuation_delay_s)))
+        return decide_with(Foresight.of(trace, lead_time_s(spec, profile, actuation_delay_s),
+                                        profile))
     return core_decide
 
 
@@ -421,6 +434,8 @@ def replay(
     on_decision: Callable[[float, Snapshot, Decision], None] | None = None,
     decide: DecideFn | None = None,
     gpu_quota: int | None = None,
+    faults: Sequence[Fault] = (),
+    preset: str = "vllm",
 ) -> ReplayResult:
     """Replay ``trace`` with ``spec``'s policy on replicas of ``profile``.
 
@@ -431,6 +446,10 @@ def replay(
     ``on_decision``: called with (now, snapshot, decision) after every decision.
     ``decide``: the decision function (default: ``default_decide``), e.g. a fake in tests.
     ``gpu_quota``: at most this many replicas run at once; the rest stay pending, free.
+    ``faults``: observation faults injected into the fake Prometheus (``ScrapeGap``,
+    ``PodSilent``, ``PrometheusRestart``, ``CounterReset`` from ``autoscaler.sim.observe``).
+    ``preset``: the metrics preset the policies' queries follow (which counter the request
+    rate reads: first tokens for vLLM, arrivals for TGI).
     """
     setup = set_up(trace, spec, profile, engine=engine, seed=seed,
                    initial_replicas=initial_replicas, scrape_interval_s=scrape_interval_s,
@@ -440,6 +459,6 @@ def replay(
                                                           actuation_delay_s)
     loop = run_loop(setup, spec, fn, scrape_interval_s=scrape_interval_s,
                     rate_window_s=rate_window_s, actuation_delay_s=actuation_delay_s,
-                    metrics_outage=(*metrics_outage, *trace.gaps), on_decision=on_decision,
-                    progress=progress)
+                    metrics_outage=(*metrics_outage, *trace.gaps), faults=faults,
+                    preset=preset, on_decision=on_decision, progress=progress)
     return summarize(trace, spec, profile, setup, loop)

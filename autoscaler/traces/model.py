@@ -12,11 +12,13 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-REQUEST_ENGINE_BYTES_PER_REQUEST = 96
-"""Estimated memory of the request engine per request (bytes): the trace's arrival time
-and two token counts (3 x 8 B) plus the engine's per-request state (TTFT, start, finish,
-replica and a few flags: about 9 x 8 B). An estimate for refusing runs up front, not a
-measurement of one engine version: replay code may pass its own figure."""
+REQUEST_ENGINE_BYTES_PER_REQUEST = 700
+"""Peak resident bytes per request of the request engine, with a margin; the one figure
+every memory check uses (``autoscaler.sim.replay.check_memory`` reads it from here).
+Measured: 400,000 requests (lognormal lengths around 1,000 / 150 tokens, a static fleet of
+6) raised the peak RSS by 338 bytes per request (Python lists of floats and ints,
+per-request and result arrays). Twice that covers the temporaries of expanding a rate-level
+trace into requests: 2 x 338 = 676, rounded up to 700."""
 FLUID_ENGINE_BYTES_PER_BIN = 128
 """Estimated memory of the fluid engine per 1-s tick (bytes): the rate, the per-time token
 means and the engine's outputs (arrivals, TTFT, met, queue, ...): about 16 float64 arrays."""
@@ -121,7 +123,7 @@ class Trace:
         """What replaying this trace would cost (see :class:`TraceSize`); O(1) memory.
 
         Worked number: 14 days of ServeGen carry about 1.04e9 requests, so the request
-        engine would need about 1.04e9 x 96 B = 100 GB, while the fluid engine's
+        engine would need about 1.04e9 x 700 B = 728 GB, while the fluid engine's
         1,209,600 ticks need about 155 MB.
         """
         requests = self.request_count

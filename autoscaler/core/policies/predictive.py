@@ -61,7 +61,7 @@ from autoscaler.core import capacity as cap_mod
 from autoscaler.core import defaults as d
 from autoscaler.core.behavior import apply_behavior
 from autoscaler.core.policies.common import clamp, hold
-from autoscaler.core.spec import Spec
+from autoscaler.core.spec import Spec, ttft_objective
 from autoscaler.core.types import Decision, PolicyState, Reason, Signal, Snapshot, State
 from autoscaler.errors import SpecError
 from autoscaler.forecast import MODEL_NAMES, Forecast, ForecastResult, make_forecaster
@@ -312,6 +312,19 @@ def _updated_model(prev: PredictiveState, spec: Spec, now: float, rate: float
     return bins, model, fitted_at, err
 
 
+def _live_objective(snapshot: Snapshot, spec: Spec, now: float) -> float:
+    """The TTFT objective for the fleet's mean prompt (prompt-token rate / request rate)
+    when both rates are fresh and positive, else the flat ``ttftSeconds``. Worked number:
+    2 s + 0.001 s/token x (40,000 tokens/s / 20 req/s = 2,000 tokens) = 4 s."""
+    if spec.slo.ttft_seconds_per_prompt_token <= 0.0:
+        return spec.slo.ttft_seconds
+    prompt = snapshot.get(Signal.PROMPT_TOKENS_RATE, now, spec.max_metric_age_s)
+    rate = snapshot.get(Signal.REQUEST_RATE, now, spec.max_metric_age_s)
+    if prompt is None or rate is None or not rate > 0.0 or not prompt >= 0.0:
+        return spec.slo.ttft_seconds
+    return ttft_objective(spec, prompt / rate)
+
+
 def _ttft_slip(snapshot: Snapshot, spec: Spec, now: float) -> tuple[float | None, str]:
     """The TTFT percentile that matches the attainment target (p99 above 95 %, else p95),
     falling back to the other one; None when neither is fresh."""
@@ -482,12 +495,13 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
             notes.append(f"{queue:.0f} queued need {extra} more to drain within "
                          f"{params.backlog_drain_s:g} s")
 
-    if ttft is not None and ttft > spec.slo.ttft_seconds:
+    objective = _live_objective(snapshot, spec, now)
+    if ttft is not None and ttft > objective:
         floor = max(current, ready + 1)
         if floor > rec:
             rec = floor
             reason = Reason.SLO_CORRECTION
-        notes.append(f"TTFT {ttft_label} {ttft:.2f} s is above the {spec.slo.ttft_seconds:g} s "
+        notes.append(f"TTFT {ttft_label} {ttft:.2f} s is above the {objective:.3g} s "
                      "SLO: no scale-down")
 
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))

@@ -204,3 +204,11 @@ def test_emitted_spec_keeps_its_policy_sections_and_rounds(
     assert out["capacity"] == {"requestsPerSecond": 7.123, "concurrency": 123457.0}
     if policy == "kpa":
         assert out["kpa"]["targetRps"] == 0.3
+
+
+def test_every_policy_has_its_own_colour() -> None:
+    # Four baselines once shared one grey, so their lines could not be told apart.
+    from autoscaler.core.spec import PolicyKind
+    from autoscaler.reporting.replay_report import color
+    names = sorted({p.value for p in PolicyKind} - {"oracle"})  # oracle = hindsight's old name
+    assert len({color(n) for n in names}) == len(names)

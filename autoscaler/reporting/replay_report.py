@@ -39,7 +39,11 @@ if TYPE_CHECKING:
     from autoscaler.replaying import Comparison
 
 COLORS = {"hpa": "#d62728", "kpa": "#9467bd", "predictive": "#2ca02c",
-          "hindsight": "#1f77b4", "oracle": "#1f77b4", "static": "#7f7f7f"}
+          "hindsight": "#1f77b4", "oracle": "#1f77b4", "static": "#7f7f7f",
+          "hpa-queue": "#ff7f0e", "hpa-kv": "#8c564b", "keda": "#e377c2", "wva": "#17becf"}
+SPARE_COLORS = ("#bcbd22", "#393b79", "#637939", "#843c39", "#7b4173")
+"""For policy names without their own colour: picked by a stable hash of the name, so a
+policy keeps its colour across reports (never one grey for all of them)."""
 MAX_POINTS = 4000
 """Points per line in the browser; a 14-day trace at 60-s bins (20,160) is cut by 6."""
 MAX_EVENTS = 3000
@@ -48,7 +52,9 @@ HOUR_S = 3600.0
 
 
 def color(policy: str) -> str:
-    return COLORS.get(policy, "#444444")
+    if policy in COLORS:
+        return COLORS[policy]
+    return SPARE_COLORS[sum(policy.encode()) % len(SPARE_COLORS)]
 
 
 @dataclass(frozen=True)

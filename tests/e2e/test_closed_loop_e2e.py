@@ -3,8 +3,12 @@
 One scenario (kwok_loop.azure_scenario): 20 minutes of the Azure LLM conversation trace,
 x8, the ``hpa`` policy on request_rate (10 req/s per replica), the llama3-8b-h100 profile's
 90-120 s cold start, production timings (15-s sync and scrape, 60-s rate window, 300-s
-scale-down window), all compressed 15x: 80 s of wall time per live run. The replay runs the
-same compressed trace, spec and profile.
+scale-down window), all compressed 15x: 80 s of wall time per live run. The replay is
+``autoscaler replay`` itself on the same compressed trace, spec and profile (files), with
+the loop's timings as flags (kwok_loop.replay_argv: ``--scrape-interval 1 --rate-window 4
+--actuation-delay ... --initial-replicas 3``) and, in Metrics mode, the stock HPA that
+writes the scale from our served count (``--via-hpa 2``: its 2-s sync and 10% tolerance,
+autoscaler.twin.stock_hpa).
 
 Tolerances (autoscaler.twin.closed_loop.Tolerances), and why:
 

@@ -26,7 +26,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,9 @@ from kube import (
 )
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+
+from autoscaler.cli.twin import ClusterPods
+from autoscaler.controller.kube import KubeClient
 
 HERE = Path(__file__).resolve().parent
 STAGES = HERE / "kwok" / "stages.yaml"
@@ -275,27 +278,14 @@ def pod_states(api: k8s.ApiClient, namespace: str, app: str) -> list[PodState]:
     return out
 
 
-class ApiPods:
-    """The twin's ``PodSource`` for one namespace: workload (pod label ``workload``) ->
-    names of its Ready pods that are not being deleted; None when the API cannot be read."""
+class ApiPods(ClusterPods):
+    """The twin's ``PodSource`` for one namespace, as ``autoscaler twin --kubeconfig`` runs
+    it (``autoscaler.cli.twin.ClusterPods``): workload (pod label ``workload``) -> names of
+    its Ready pods that are not being deleted; None when the API cannot be read."""
 
     def __init__(self, api: k8s.ApiClient, namespace: str) -> None:
-        self.core = k8s.CoreV1Api(api)
-        self.namespace = namespace
-
-    def ready_pods(self) -> Mapping[str, Sequence[str]] | None:
-        try:
-            pods = self.core.list_namespaced_pod(self.namespace, label_selector="workload",
-                                                 _request_timeout=5).items
-        except (ApiException, OSError):
-            return None
-        out: dict[str, list[str]] = {}
-        for p in pods:
-            if p.metadata.deletion_timestamp is not None:
-                continue
-            if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or ()):
-                out.setdefault(p.metadata.labels["workload"], []).append(p.metadata.name)
-        return out
+        super().__init__(KubeClient(api, component="autoscaler-twin"), namespace,
+                         "workload")
 
 
 # --- fixtures (imported by the tests that use them) ------------------------------------

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import json
 import os
 import sys
 import tempfile
@@ -83,6 +85,9 @@ def main() -> int:
     ap.add_argument("--factor", type=float, default=15.0)
     ap.add_argument("--minutes", type=int, default=20)
     ap.add_argument("--modes", default="Scale,Metrics")
+    ap.add_argument("--live-json", metavar="FILE",
+                    help="also write each mode's live run (trajectory and figures) as JSON, "
+                    "to compare other replays against it without a cluster")
     add_readme_flag(ap)
     args = ap.parse_args()
     sc = azure_scenario(factor=args.factor, minutes=args.minutes)
@@ -114,6 +119,7 @@ def main() -> int:
     plane.start()
     cluster = None
     rows: list[str] = []
+    saved: dict[str, dict[str, object]] = {}
     try:
         sched, kwok = ensure_binaries(plane, work / "build.log")
         cluster = KwokCluster(plane, work, scheduler=sched, kwok=kwok)
@@ -141,6 +147,9 @@ def main() -> int:
                         service_ns=f"bench-ext-{uuid.uuid4().hex[:6]}", identity="metrics")
                 live = live_run(api, ns, sc, start_controller=start_m, mode="Metrics",
                                 hpa_metric=DESIRED_REPLICAS)
+            saved[mode] = dataclasses.asdict(live.run)
+            if args.live_json:
+                Path(args.live_json).write_text(json.dumps(saved))
             # The replay of the mode (Metrics: through the stock HPA's stage), at the live
             # latency: shift fitted within the tolerance's bound, and the HPA's phase.
             mode_sc = sc if mode == "Scale" else azure_scenario(

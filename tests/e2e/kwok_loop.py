@@ -428,7 +428,7 @@ def controller_flags(namespace: str, identity: str) -> list[str]:
 
 
 def calibrated_replay(sc: Scenario, live: Run, tol: Tolerances, *,
-                      spec: dict[str, Any] | None = None) -> tuple[Run, float]:
+                      spec: dict[str, Any] | None = None) -> tuple[Run, float, float]:
     """The replay at the live run's latency: the one quantity that cannot be compressed.
 
     ``live_latency_s`` models its mean from idle-machine figures; on a loaded machine the
@@ -439,13 +439,13 @@ def calibrated_replay(sc: Scenario, live: Run, tol: Tolerances, *,
     shift: its trajectory is off by replicas, not seconds. With a stock HPA (Metrics mode)
     its sync phase is unknown as well: each phase on the decision grid (0 and 1 s of a 2-s
     HPA over 1-s decisions) is tried and the closer one kept, bounded by one HPA sync
-    period. Returns (replay, added delay).
+    period. Returns (replay, added delay, the HPA's first sync in seconds).
     """
     offsets = [0.0]
     if sc.hpa_sync_s is not None:
         step = float(sc.spec["syncPeriodSeconds"])
         offsets = [k * step for k in range(round(sc.hpa_sync_s / step))]
-    best: tuple[float, Run, float] | None = None
+    best: tuple[float, Run, float, float] | None = None
     for offset in offsets:
         base = dataclasses.replace(sc, hpa_offset_s=offset)
         run = replay_run(base, spec=spec)
@@ -457,6 +457,6 @@ def calibrated_replay(sc: Scenario, live: Run, tol: Tolerances, *,
                              spec=spec)
         mae = compare(live, run, sc.duration_s, tol).replica_mae
         if best is None or mae < best[0]:
-            best = (mae, run, added)
+            best = (mae, run, added, offset)
     assert best is not None
-    return best[1], best[2]
+    return best[1], best[2], best[3]

@@ -215,6 +215,12 @@ def _loop_options(trace: Trace, spec: Spec, profile: ReplicaProfile,
     defaults)."""
     kw: dict[str, Any] = {}
     if options.rate_window_s is not None:
+        scrape = (min(15.0, spec.sync_period_s) if options.scrape_interval_s is None
+                  else options.scrape_interval_s)
+        if options.rate_window_s < 2 * scrape:
+            # A window of one scrape interval holds one sample half the time: no rate.
+            raise SpecError("--rate-window", options.rate_window_s,
+                            f">= twice the scrape interval ({2 * scrape:g} s)")
         kw["rate_window_s"] = options.rate_window_s
     if options.actuation_delay_s is not None:
         kw["actuation_delay_s"] = options.actuation_delay_s

@@ -209,6 +209,8 @@ def test_the_default_replay_is_unchanged_by_the_new_flags_being_absent(
     pytest.param(["--rate-window", "-1"], "--rate-window", id="window negative"),
     pytest.param(["--scrape-interval", "2", "--rate-window", "3"], "--rate-window",
                  id="window under two scrapes"),
+    pytest.param(["--rate-window", "1.5"], "--rate-window",
+                 id="window under two scrapes of the default 1 s (the sync period)"),
     pytest.param(["--actuation-delay", "-0.5"], "--actuation-delay", id="delay negative"),
     pytest.param(["--initial-replicas", "1.5"], "--initial-replicas", id="replicas 1.5"),
     pytest.param(["--initial-replicas", "11"], "--initial-replicas", id="above maxReplicas"),

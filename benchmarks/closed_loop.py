@@ -83,7 +83,9 @@ def seed_tolerances(sc: Scenario, runs: list[Run] | None = None) -> Tolerances:
 def _row(what: str, cmp: Comparison, *, tol: Tolerances, note: str = "") -> str:
     """One row of the README table."""
     att_diff = abs(cmp.attainment_live - cmp.attainment_replay)
-    result = "within" if cmp.ok else "diverged: " + "; ".join(cmp.failures)
+    # A "|" inside a cell ends it in Markdown: "mean |diff|" is written "mean \\|diff\\|".
+    result = "within" if cmp.ok else "diverged: " + "; ".join(
+        f.replace("|", "\\|") for f in cmp.failures)
     return (f"| {what} | {cmp.gpu_hours_live:.4f} / {cmp.gpu_hours_replay:.4f} "
             f"({cmp.gpu_hours_rel:.1%}; tol {tol.gpu_hours_rel:.0%}) | "
             f"{cmp.attainment_live:.3f} / {cmp.attainment_replay:.3f} ({att_diff:.3f}; tol "

@@ -141,44 +141,54 @@ def main() -> int:
         kubeconfig = install(plane, api)
         scale_run = None
         for mode in args.modes.split(","):
-            ns = f"bench-{mode.lower()}"
-            k8s.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
-            time.sleep(1)  # the serviceaccount controller creates "default"
-            if mode == "Scale":
-                from test_controller_e2e import ControllerProcess
+            # As the e2e test does: a miss gets one more live run (wall-time latencies on a
+            # shared machine), and both rows are published.
+            for attempt in (1, 2):
+                ns = f"bench-{mode.lower()}-{attempt}"
+                k8s.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
+                time.sleep(1)  # the serviceaccount controller creates "default"
+                if mode == "Scale":
+                    from test_controller_e2e import ControllerProcess
 
-                def start(url: str, ns: str = ns) -> ControllerProcess:
-                    return ControllerProcess(kubeconfig, url, "scale", work,
-                                             extra=controller_flags(ns, "scale"))
-                live = live_run(api, ns, sc, start_controller=start, mode="Scale")
-                scale_run = live.run
-            else:
-                def start_m(url: str, ns: str = ns) -> ExternalMetricsController:
-                    return ExternalMetricsController(
-                        plane, api, kubeconfig, url, work, namespace=ns,
-                        service_ns=f"bench-ext-{uuid.uuid4().hex[:6]}", identity="metrics")
-                live = live_run(api, ns, sc, start_controller=start_m, mode="Metrics",
-                                hpa_metric=DESIRED_REPLICAS)
-            saved[mode] = dataclasses.asdict(live.run)
-            if args.live_json:
-                Path(args.live_json).write_text(json.dumps(saved))
-            # The replay of the mode (Metrics: through the stock HPA's stage), at the live
-            # latency: shift fitted within the tolerance's bound, and the HPA's phase.
-            mode_sc = sc if mode == "Scale" else azure_scenario(
-                factor=args.factor, minutes=args.minutes, hpa=True)
-            mode_tol = tol if mode == "Scale" else seed_tolerances(mode_sc)
-            mode_replay, added, offset = calibrated_replay(mode_sc, live.run, mode_tol)
-            cmp = compare(live.run, mode_replay, sc.duration_s, mode_tol)
-            hpa = f", HPA's first sync {offset:g} s" if mode != "Scale" else ""
-            print(f"\n== {mode} mode: live vs replay (replay latency "
-                  f"{mode_sc.actuation_s:.2f} + {added:.2f} s{hpa}) ==\n{cmp.table()}\n"
-                  f"{trajectory_table(live.run, mode_replay, sc.duration_s)}\n"
-                  f"rescale events: {len(live.events)}, most pods loading at once: "
-                  f"{live.max_unready}")
-            what = ("controller in Scale mode" if mode == "Scale"
-                    else "Metrics mode + stock HPA (replay `--via-hpa 2`)")
-            rows.append(_row(what, cmp, tol=mode_tol,
-                             note=f", replay delay +{added:.2f} s{hpa}"))
+                    def start(url: str, ns: str = ns, who: str = f"scale-{attempt}"
+                              ) -> ControllerProcess:
+                        return ControllerProcess(kubeconfig, url, who, work,
+                                                 extra=controller_flags(ns, who))
+                    live = live_run(api, ns, sc, start_controller=start, mode="Scale")
+                    if scale_run is None:
+                        scale_run = live.run
+                else:
+                    def start_m(url: str, ns: str = ns, who: str = f"metrics-{attempt}"
+                                ) -> ExternalMetricsController:
+                        return ExternalMetricsController(
+                            plane, api, kubeconfig, url, work, namespace=ns,
+                            service_ns=f"bench-ext-{uuid.uuid4().hex[:6]}", identity=who)
+                    live = live_run(api, ns, sc, start_controller=start_m, mode="Metrics",
+                                    hpa_metric=DESIRED_REPLICAS)
+                saved[f"{mode}-{attempt}"] = dataclasses.asdict(live.run)
+                if args.live_json:
+                    Path(args.live_json).write_text(json.dumps(saved))
+                # The replay of the mode (Metrics: through the stock HPA's stage), at the
+                # live latency: shift fitted within the tolerance's bound, and the HPA's phase.
+                mode_sc = sc if mode == "Scale" else azure_scenario(
+                    factor=args.factor, minutes=args.minutes, hpa=True)
+                mode_tol = tol if mode == "Scale" else seed_tolerances(mode_sc)
+                mode_replay, added, offset = calibrated_replay(mode_sc, live.run, mode_tol)
+                cmp = compare(live.run, mode_replay, sc.duration_s, mode_tol)
+                hpa = f", HPA's first sync {offset:g} s" if mode != "Scale" else ""
+                print(f"\n== {mode} mode, live run {attempt}: live vs replay (replay latency "
+                      f"{mode_sc.actuation_s:.2f} + {added:.2f} s{hpa}) ==\n{cmp.table()}\n"
+                      f"{trajectory_table(live.run, mode_replay, sc.duration_s)}\n"
+                      f"rescale events: {len(live.events)}, most pods loading at once: "
+                      f"{live.max_unready}")
+                what = ("controller in Scale mode" if mode == "Scale"
+                        else "Metrics mode + stock HPA (replay `--via-hpa 2`)")
+                if attempt == 2:
+                    what += ", second live run"
+                rows.append(_row(what, cmp, tol=mode_tol,
+                                 note=f", replay delay +{added:.2f} s{hpa}"))
+                if cmp.ok:
+                    break
         if scale_run is not None:
             spec = copy.deepcopy(sc.spec)
             spec["metrics"][0]["target"]["value"] = 13

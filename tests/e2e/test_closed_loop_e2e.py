@@ -14,11 +14,12 @@ Tolerances (autoscaler.twin.closed_loop.Tolerances), and why:
 
 * replica counts: mean |live - replay| <= 0.5 and 95th percentile <= 2, after shifting
   live by at most 2 s. Live latencies do not compress: the replay's actuation delay starts
-  at the live path's modelled mean (kwok_loop.live_latency_s) and is raised by that best
-  shift before attainment and GPU-hours are compared (kwok_loop.calibrated_replay): one
-  fitted, bounded nuisance parameter. In Metrics mode a second one: which of the 1-s
-  decisions the HPA's own 2-s clock reads (two phases; the rest of its phase is in the
-  modelled latency, half a decision period on average);
+  at the live path's modelled mean (kwok_loop.live_latency_s) and is raised by the amount
+  in 0..2 s (0.25-s steps) whose replay follows live's trajectory closest, before
+  attainment and GPU-hours are compared (kwok_loop.calibrated_replay): one fitted, bounded
+  nuisance parameter. In Metrics mode a second one: which of the 1-s decisions the HPA's
+  own 2-s clock reads (two phases; the rest of its phase is in the modelled latency, half
+  a decision period on average);
 * GPU-hours within 10%, attainment within 5 points, or twice the spread the replay itself
   shows over 8 cold-start draws (seeds) of the mode's replay, whichever is wider: live is
   one more draw of kwok's jitter, and no tolerance may be tighter than the replay's own

@@ -173,7 +173,7 @@ class SpecModel(BoundaryModel):
     """The user-facing autoscaler spec (also the CRD's ``spec`` minus the target reference)."""
 
     policy: Literal["hpa", "kpa", "predictive", "hindsight", "oracle", "static", "hpa-queue",
-                    "hpa-kv", "keda", "wva"] = "predictive"
+                    "hpa-kv", "keda", "wva", "hpa-running"] = "predictive"
     min_replicas: int = Field(1, alias="minReplicas", ge=0, le=d.MAX_REPLICAS_LIMIT)
     max_replicas: int = Field(alias="maxReplicas", ge=1, le=d.MAX_REPLICAS_LIMIT)
     metrics: list[MetricModel] = Field(default_factory=list)

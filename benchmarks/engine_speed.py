@@ -59,7 +59,8 @@ def main() -> int:
                     help="comma-separated subset of request (Azure conv), fluid (ServeGen)")
     ap.add_argument("--days", type=float, default=14.0,
                     help="days of ServeGen for the fluid run (the goal is for 14)")
-    ap.add_argument("--policies", default=",".join(p.value for p in DEFAULT_POLICIES))
+    ap.add_argument("--policies", default=",".join(
+        [p.value for p in DEFAULT_POLICIES] + [PolicyKind.HPA_RUNNING.value]))
     add_readme_flag(ap)
     args = ap.parse_args()
     profile = load_profile("llama3-8b-h100")

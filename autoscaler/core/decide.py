@@ -19,6 +19,7 @@ POLICIES: dict[PolicyKind, Policy] = {
     PolicyKind.STATIC: static.decide,
     PolicyKind.HPA_QUEUE: hpa.decide,
     PolicyKind.HPA_KV: hpa.decide,
+    PolicyKind.HPA_RUNNING: hpa.decide,
     PolicyKind.KEDA: keda.decide,
     PolicyKind.WVA: wva.decide,
 }

@@ -44,6 +44,9 @@ class PolicyKind(StrEnum):
     STATIC = "static"
     HPA_QUEUE = "hpa-queue"
     """The HPA on the queue (vLLM ``num_requests_waiting``), AverageValue per replica."""
+    HPA_RUNNING = "hpa-running"
+    """The HPA on running requests (vLLM ``num_requests_running``, GKE's "batch size"),
+    AverageValue per replica."""
     HPA_KV = "hpa-kv"
     """The HPA on KV-cache usage (mean fraction over replicas), AverageValue per replica."""
     KEDA = "keda"
@@ -57,7 +60,8 @@ class PolicyKind(StrEnum):
 
 
 HPA_FAMILY: frozenset[PolicyKind] = frozenset(
-    {PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA})
+    {PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA,
+     PolicyKind.HPA_RUNNING})
 """Policies that run the HPA's algorithm on ``metrics`` (and so need at least one)."""
 
 

@@ -440,8 +440,10 @@ class FakePrometheus:
                                      c.pods))
         return WindowSeries(tuple(rows))
 
-    def _values(self, now: float, windows: list[tuple[_Cohort, list[tuple[float, float]]]]
-                ) -> dict[Signal, float | None]:
+    def _values(self, now: float, windows: list[tuple[_Cohort, list[tuple[float, float]]]],
+                *, rate: bool = True) -> dict[Signal, float | None]:
+        """Every signal's value at ``now`` (``rate=False`` leaves the request rate out: the
+        memo computes it itself, at every query)."""
         out: dict[Signal, float | None] = dict.fromkeys(self._signals)
         samples, corrected = self._samples, self._corrected
         n = len(samples)
@@ -459,7 +461,8 @@ class FakePrometheus:
             span = last.t - first.t
             if span > 0:
                 rates = [(b - a) / span for a, b in zip(c_first, c_last, strict=True)]
-                out[Signal.REQUEST_RATE] = self._request_rate(now, windows)
+                if rate:
+                    out[Signal.REQUEST_RATE] = self._request_rate(now, windows)
                 out[Signal.PROMPT_TOKENS_RATE] = rates[1]
                 out[Signal.GENERATION_TOKENS_RATE] = rates[2]
                 if last.ready_replicas > 0:
@@ -531,11 +534,12 @@ class FakePrometheus:
         memo = self._memo
         if memo is None or memo.version != self._version or memo.lo != lo:
             windows = self._windows(now)
-            values = self._values(now, windows)
+            values = self._values(now, windows, rate=False)
             latest = samples[-1].t if samples else None
             gauges = values
             if latest is not None and now - latest > LOOKBACK_S:
-                gauges = self._values(latest, windows)  # as a query in the lookback reads
+                # as a query in the lookback reads
+                gauges = self._values(latest, windows, rate=False)
             memo = _Memo(
                 self._version, lo, self._series(windows),
                 {s: values[s] for s in values if s not in _NOW_DEPENDENT},

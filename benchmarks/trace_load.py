@@ -59,6 +59,12 @@ def _measure(load: Callable[[], Trace], repeat: int) -> tuple[float, float, floa
     return best, best_cpu, peak / 2**20, trace
 
 
+def _cv(trace: Trace) -> str:
+    """The inter-arrival CV, or n/a where window means carry none (a flat rate per window)."""
+    cv = interarrival_cv(trace)
+    return "n/a" if cv != cv else f"{cv:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trace_dir", nargs="?", type=Path,
@@ -85,18 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         base = load_trace(nasa)
         jobs.append(("nasa x20 (scale_trace only)", lambda: scale_trace(base, rate=20.0)))
 
-    rows = ["| trace | best wall s | CPU s | peak MiB | requests | 1-s bins | gaps | "
+    rows = ["| trace | best wall s | CPU s | peak MiB | requests | bins | gaps | "
             "inter-arrival CV |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, load in jobs:
         seconds, cpu, peak_mib, trace = _measure(load, args.repeat)
         bins = "-" if trace.rates_rps is None else f"{trace.rates_rps.size:,}"
         rows.append(f"| {label} | {seconds:.2f} | {cpu:.2f} | {peak_mib:,.0f} | "
                     f"{trace.request_count:,.0f} | {bins} | {len(trace.gaps)} | "
-                    f"{interarrival_cv(trace):.2f} |")
+                    f"{_cv(trace)} |")
         print(rows[-1], file=sys.stderr, flush=True)
     # ru_maxrss is in KiB on Linux.
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows += ["", f"`benchmarks/trace_load.py --repeat {args.repeat}`, load average "
+    rows += ["", f"`benchmarks/trace_load.py --repeat {args.repeat}`: peak MiB is tracemalloc's "
+             "peak of one more load (numpy buffers included); load average "
              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores; peak "
              f"resident set size of the whole run {rss_mib:,.0f} MiB."]
     publish("trace_load", "\n".join(rows), readme=args.readme)

@@ -192,7 +192,8 @@ class _Memo:
     values: dict[Signal, float | None]
     """Every value that depends on the window's samples only."""
     want_rate: bool
-    """The request rate is answered (two samples in the window, the preset asks for it)."""
+    """The request rate is answered: the window holds two samples at different times (the
+    preset's signals filter it out at the end if it does not ask for it)."""
     rate_windows: list[tuple[int, list[tuple[float, float]]]]
     """(pods, samples in the window) per cohort, for the request rate's extrapolation."""
     latest_t: float | None

@@ -7,7 +7,7 @@ is a printed figure, not a guess. ``--no-cache`` turns the fake Prometheus' quer
 (the slow path it must equal, ``tests/test_sim_observe_cache.py``). Usage:
 
     python benchmarks/observe_overhead.py [--traces DIR] [--days 14] [--policies hpa,...]
-        [--no-cache]
+        [--scrape-s S] [--no-cache]
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ def main() -> int:
     ap.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
     ap.add_argument("--days", type=float, default=14.0)
     ap.add_argument("--policies", default="hpa,kpa,predictive,static")
+    ap.add_argument("--scrape-s", type=float, default=None,
+                    help="scrape interval (default: what `autoscaler replay` uses, "
+                         "min(15 s, the policy's sync period): 2 s for the KPA)")
     ap.add_argument("--no-cache", action="store_true",
                     help="recompute every query (the fake Prometheus' slow path)")
     args = ap.parse_args()
@@ -75,7 +78,10 @@ def main() -> int:
     for name in args.policies.split(","):
         TimedPrometheus.spent_s = 0.0
         t0 = time.process_time()
-        result = replay_module.replay(trace, specs[PolicyKind(name)], profile, engine="fluid")
+        spec = specs[PolicyKind(name)]
+        scrape = args.scrape_s if args.scrape_s is not None else min(15.0, spec.sync_period_s)
+        result = replay_module.replay(trace, spec, profile, engine="fluid",
+                                      scrape_interval_s=scrape)
         wall = time.process_time() - t0
         held = sum(v for k, v in result.reasons.items() if k in ("MetricsMissing",
                                                                    "MetricsStale"))

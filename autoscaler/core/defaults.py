@@ -64,11 +64,11 @@ vLLM examples use (``sum(vllm:num_requests_waiting)`` at averageValue 5). *upstr
 HPA_RUNNING_TARGET = 10.0
 """Requests running per replica (vLLM ``num_requests_running``, the "batch size" GKE's LLM
 autoscaling guide names as the metric for a lower latency target than the queue), the
-AverageValue target of the HPA on running requests. GKE's guide leaves the number to a load
-test; 10 is the averageValue of Google's reference GKE manifest for it
-(GoogleCloudPlatform/accelerated-platforms, ``hpa-vllm-openai-batch-size.yaml``); the
-Kubernetes project's vLLM HPA example (kubernetes/examples, ``AI/vllm-deployment/hpa``)
-uses 4. *upstream*"""
+AverageValue target of the HPA on running requests. The guide gives no number; 10 is the
+averageValue of Google's reference GKE manifest for it (GoogleCloudPlatform/
+accelerated-platforms, ``hpa-vllm-openai-batch-size.yaml``, whose guide asks users to adjust
+it); the Kubernetes project's vLLM HPA example (kubernetes/examples,
+``AI/vllm-deployment/hpa``) uses 4. *upstream*"""
 HPA_KV_TARGET = 0.8
 """Mean KV-cache usage per replica, the AverageValue target of the HPA on KV cache: llm-d
 WVA's documented ``kvCacheThreshold`` (a replica is saturated at 80 %). *upstream*"""

@@ -14,13 +14,21 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from autoscaler.core import defaults as d
 from autoscaler.core.spec import (
     SLO,
     Behavior,
     Capacity,
+    KedaParams,
     KpaParams,
     MetricTarget,
     MetricTargetType,
@@ -31,6 +39,7 @@ from autoscaler.core.spec import (
     ScalingRules,
     SelectPolicy,
     Spec,
+    WvaParams,
     default_scale_down_rules,
     default_scale_up_rules,
 )
@@ -167,6 +176,48 @@ class PredictiveModel(BoundaryModel):
     scale_down_window_s: float = Field(d.PREDICTIVE_SCALE_DOWN_WINDOW_S,
                                        alias="scaleDownWindowSeconds", ge=0, le=86400)
     forecaster: str = "trend"
+    scale_down_band: float = Field(
+        d.PREDICTIVE_SCALE_DOWN_BAND, alias="scaleDownBand", ge=0.5, le=1,
+        description="Hysteresis, a fraction 0.5..1 of targetUtilization: replicas are "
+        "released only to the count that would run at targetUtilization x this (0.85 x 0.85 "
+        "= 0.72 by default); 1 = no band")
+    keep_idle_cold_starts: float = Field(
+        d.PREDICTIVE_KEEP_IDLE_COLD_STARTS, alias="keepIdleColdStarts", ge=0, le=10,
+        description="Keep a replica no longer needed for this many cold starts (0..10, in "
+        "units of coldStartSeconds) before releasing it; the hold is the longer of this and "
+        "scaleDownWindowSeconds")
+    learn_capacity: bool = Field(
+        d.PREDICTIVE_LEARN_CAPACITY, alias="learnCapacity", strict=True,
+        description="Learn one replica's capacity at the SLO from the fleet (capacity is "
+        "then the prior); false plans on capacity as given")
+
+
+class KedaModel(BoundaryModel):
+    activation_threshold: float = Field(
+        d.KEDA_ACTIVATION_THRESHOLD, alias="activationThreshold", ge=0, le=1e12,
+        description="KEDA activationThreshold, in the trigger metric's unit (0..1e12): at or "
+        "below it the scaler is inactive")
+    cooldown_s: float = Field(
+        d.KEDA_COOLDOWN_S, alias="cooldownPeriod", ge=0, le=86400,
+        description="KEDA cooldownPeriod, seconds (0..86400): inactive this long before "
+        "scaling to minReplicas when that is 0")
+
+
+class WvaModel(BoundaryModel):
+    kv_cache_threshold: float = Field(
+        d.WVA_KV_CACHE_THRESHOLD, alias="kvCacheThreshold", gt=0, le=1,
+        description="llm-d WVA: one replica's token capacity is this fraction (0..1, 0 "
+        "excluded) of its KV-cache tokens, limited by compute (capacity.concurrency)")
+    scale_up_threshold: float = Field(
+        d.WVA_SCALE_UP_THRESHOLD, alias="scaleUpThreshold", gt=0, le=1,
+        description="Scale up when demand exceeds this fraction (0..1, 0 excluded) of the "
+        "fleet's token capacity")
+    scale_down_threshold: float = Field(
+        d.WVA_SCALE_DOWN_THRESHOLD, alias="scaleDownThreshold", gt=0, le=1,
+        description="Scale down when demand is below this fraction (0..1, 0 excluded, at "
+        "most scaleUpThreshold) of the fleet's token capacity")
+    # scaleDownThreshold <= scaleUpThreshold is the core's check (``WvaParams.validate``),
+    # so its error names the field and the range it has there, e.g. "> 0 and <= 0.85".
 
 
 class SpecModel(BoundaryModel):
@@ -188,6 +239,8 @@ class SpecModel(BoundaryModel):
     static_replicas: int | None = Field(None, alias="staticReplicas", ge=0)
     kpa: KpaModel = Field(default_factory=lambda: KpaModel.model_validate({}))
     predictive: PredictiveModel = Field(default_factory=lambda: PredictiveModel.model_validate({}))
+    keda: KedaModel = Field(default_factory=lambda: KedaModel.model_validate({}))
+    wva: WvaModel = Field(default_factory=lambda: WvaModel.model_validate({}))
 
     def to_core(self) -> Spec:
         return Spec(
@@ -206,6 +259,8 @@ class SpecModel(BoundaryModel):
             static_replicas=self.static_replicas,
             kpa=KpaParams(**self.kpa.model_dump()),
             predictive=PredictiveParams(**self.predictive.model_dump()),
+            keda=KedaParams(**self.keda.model_dump()),
+            wva=WvaParams(**self.wva.model_dump()),
         )
 
 
@@ -606,7 +661,14 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     doc["predictive"] = {
         "headroomQuantile": p.headroom_quantile, "targetUtilization": p.target_utilization,
         "historySeconds": p.history_s, "backlogDrainSeconds": p.backlog_drain_s,
-        "scaleDownWindowSeconds": p.scale_down_window_s, "forecaster": p.forecaster}
+        "scaleDownWindowSeconds": p.scale_down_window_s, "forecaster": p.forecaster,
+        "scaleDownBand": p.scale_down_band, "keepIdleColdStarts": p.keep_idle_cold_starts,
+        "learnCapacity": p.learn_capacity}
+    doc["keda"] = {"activationThreshold": spec.keda.activation_threshold,
+                   "cooldownPeriod": spec.keda.cooldown_s}
+    doc["wva"] = {"kvCacheThreshold": spec.wva.kv_cache_threshold,
+                  "scaleUpThreshold": spec.wva.scale_up_threshold,
+                  "scaleDownThreshold": spec.wva.scale_down_threshold}
     return doc
 
 

@@ -330,7 +330,12 @@ FULL_SPEC: dict[str, Any] = {
             "maxScaleUpRate": 1000, "maxScaleDownRate": 2, "scaleDownDelaySeconds": 0},
     "predictive": {"headroomQuantile": 0.9, "targetUtilization": 0.85, "historySeconds": 1800,
                    "backlogDrainSeconds": 30, "scaleDownWindowSeconds": 120,
-                   "forecaster": "trend"},
+                   "forecaster": "trend", "scaleDownBand": 0.85, "keepIdleColdStarts": 1,
+                   "learnCapacity": True},
+    "keda": {"activationThreshold": 0, "cooldownPeriod": 300},
+    # wva.scaleDownThreshold <= scaleUpThreshold is a CEL rule (not run here): up at 1 and
+    # down at its smallest probe (1e-6) let each reach its own bounds without crossing.
+    "wva": {"kvCacheThreshold": 0.8, "scaleUpThreshold": 1.0, "scaleDownThreshold": 1e-6},
     "metricsSource": {"preset": "vllm", "selector": "", "namespaceLabel": "namespace",
                       "workloadLabel": "workload", "workload": "web", "window": "1m",
                       "queries": {}},

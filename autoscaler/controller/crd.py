@@ -125,6 +125,8 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "predictive.scaleDownWindowSeconds": "Scale down only to the highest recommendation of "
                                          "this many past seconds",
     "predictive.forecaster": "Forecasting model (trend, or one of the named models)",
+    "keda": "KEDA ScaledObject settings (KEDA's names), used by the keda policy",
+    "wva": "llm-d workload-variant-autoscaler saturation thresholds, used by the wva policy",
     "scaleTargetRef": "The workload to scale: any kind with a scale subresource",
     "mode": "Scale: patch the workload's scale subresource; Metrics: publish the decision "
             "through the external metrics API for a stock HPA; Shadow: decide and report "
@@ -253,6 +255,10 @@ def _refine(spec: dict[str, Any]) -> None:
                  "self.staticReplicas <= self.maxReplicas)",
          "message": "staticReplicas must be within [minReplicas, maxReplicas]",
          "fieldPath": ".staticReplicas"},
+        # wva.scaleDownThreshold and scaleUpThreshold have defaults, so both are present.
+        {"rule": "!has(self.wva) || self.wva.scaleDownThreshold <= self.wva.scaleUpThreshold",
+         "message": "wva.scaleDownThreshold must be <= wva.scaleUpThreshold",
+         "fieldPath": ".wva.scaleDownThreshold"},
         {"rule": "self.policy != 'hpa' || (has(self.metrics) && size(self.metrics) > 0)",
          "message": "the hpa policy needs at least one metrics[] target",
          "fieldPath": ".metrics"},

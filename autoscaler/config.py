@@ -42,6 +42,7 @@ from autoscaler.core.spec import (
     WvaParams,
     default_scale_down_rules,
     default_scale_up_rules,
+    prior_capacity,
 )
 from autoscaler.errors import SpecError, short_repr
 
@@ -230,7 +231,12 @@ class SpecModel(BoundaryModel):
     metrics: list[MetricModel] = Field(default_factory=list)
     behavior: BehaviorModel | None = None
     slo: SLOModel = Field(default_factory=lambda: SLOModel.model_validate({}))
-    capacity: CapacityModel
+    capacity: CapacityModel | None = Field(
+        None, description="What one replica serves at the SLO. Optional: left out, the "
+        "predictive policy learns it from the fleet, starting from a documented prior ("
+        f"{d.CAPACITY_PRIOR_RPS:g} requests/s, {d.CAPACITY_PRIOR_CONCURRENCY:g} in flight) "
+        "and never scaling down before the fleet has shown its capacity; required by wva "
+        "and by kpa without its own target")
     cold_start_seconds: float = Field(d.COLD_START_S, alias="coldStartSeconds", ge=0, le=3600)
     sync_period_seconds: float = Field(d.HPA_SYNC_PERIOD_S, alias="syncPeriodSeconds", ge=1,
                                        le=3600)
@@ -252,7 +258,8 @@ class SpecModel(BoundaryModel):
             behavior=self.behavior.to_core() if self.behavior is not None else None,
             slo=SLO(self.slo.ttft_seconds, self.slo.target_attainment,
                     self.slo.ttft_seconds_per_prompt_token),
-            capacity=Capacity(self.capacity.requests_per_second, self.capacity.concurrency),
+            capacity=(Capacity(self.capacity.requests_per_second, self.capacity.concurrency)
+                      if self.capacity is not None else prior_capacity()),
             cold_start_s=self.cold_start_seconds,
             sync_period_s=self.sync_period_seconds,
             max_metric_age_s=self.max_metric_age_seconds,
@@ -599,7 +606,7 @@ def spec_from_document(doc: SpecDocument) -> Spec:
         raise validation_error(exc, doc, prefix) from exc
     except SpecError as exc:  # a cross-field rule of the core spec
         loc = tuple(exc.field.split("[")[0].split("."))
-        raise SpecError(exc.field, exc.value, exc.allowed,
+        raise SpecError(exc.field, exc.value, exc.allowed, problem=exc.problem,
                         source=doc.where(prefix + loc)) from exc
 
 
@@ -630,8 +637,6 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
         "policy": spec.policy.value,
         "minReplicas": spec.min_replicas,
         "maxReplicas": spec.max_replicas,
-        "capacity": {"requestsPerSecond": spec.capacity.requests_per_second,
-                     "concurrency": spec.capacity.concurrency},
         "slo": {"ttftSeconds": spec.slo.ttft_seconds,
                 "targetAttainment": spec.slo.target_attainment,
                 "ttftSecondsPerPromptToken": spec.slo.ttft_seconds_per_prompt_token},
@@ -639,6 +644,9 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
         "syncPeriodSeconds": spec.sync_period_s,
         "maxMetricAgeSeconds": spec.max_metric_age_s,
     }
+    if spec.capacity.known:
+        doc["capacity"] = {"requestsPerSecond": spec.capacity.requests_per_second,
+                           "concurrency": spec.capacity.concurrency}
     if spec.metrics:
         doc["metrics"] = [{"metric": m.signal, "target": {"type": m.type.value,
                                                           "value": m.value}}

@@ -238,7 +238,7 @@ def test_bounds_and_defaults_come_from_the_model() -> None:
     assert spec["mode"]["default"] == "Scale"
     assert spec["metricsSource"]["properties"]["queries"]["additionalProperties"] == {
         "type": "string"}
-    assert set(spec_schema()["required"]) == {"maxReplicas", "capacity", "scaleTargetRef"}
+    assert set(spec_schema()["required"]) == {"maxReplicas", "scaleTargetRef"}
 
 
 def test_the_cel_rules_keep_min_below_max_with_a_readable_message() -> None:

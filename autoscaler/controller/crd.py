@@ -97,7 +97,6 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "slo": "Service level objective the predictive policy sizes for",
     "slo.ttftSeconds": "Time-to-first-token objective, seconds",
     "slo.targetAttainment": "Fraction of requests that must meet the objective, 0..1",
-    "capacity": "What one replica serves at the SLO (`autoscaler replay` calibrates it)",
     "capacity.requestsPerSecond": "Requests per second one replica serves within the SLO",
     "capacity.concurrency": "Requests in flight one replica holds within the SLO",
     "coldStartSeconds": "Seconds from asking for a replica until it serves (image pull, "
@@ -259,6 +258,17 @@ def _refine(spec: dict[str, Any]) -> None:
         {"rule": "!has(self.wva) || self.wva.scaleDownThreshold <= self.wva.scaleUpThreshold",
          "message": "wva.scaleDownThreshold must be <= wva.scaleUpThreshold",
          "fieldPath": ".wva.scaleDownThreshold"},
+        # Spec._check_capacity_optional: capacity may be left out only where no decision
+        # divides by the documented prior (predictive learning it, the HPA family, static,
+        # the KPA with its own target). kpa.metric and predictive.learnCapacity have defaults.
+        {"rule": "has(self.capacity) || (self.policy != 'wva' && self.policy != 'hindsight' "
+                 "&& self.policy != 'oracle' && (self.policy != 'predictive' || "
+                 "!has(self.predictive) || self.predictive.learnCapacity) && "
+                 "(self.policy != 'kpa' || (has(self.kpa) && (self.kpa.metric == 'rps' ? "
+                 "has(self.kpa.targetRps) : has(self.kpa.targetConcurrency)))))",
+         "message": "capacity is required for wva, hindsight, predictive with learnCapacity "
+                    "false, and kpa without its own target",
+         "fieldPath": ".capacity"},
         {"rule": "self.policy != 'hpa' || (has(self.metrics) && size(self.metrics) > 0)",
          "message": "the hpa policy needs at least one metrics[] target",
          "fieldPath": ".metrics"},

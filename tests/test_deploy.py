@@ -193,7 +193,7 @@ def test_the_status_schema_is_explicit_with_a_condition_map() -> None:
     assert set(status["properties"]) == {
         "observedGeneration", "currentReplicas", "desiredReplicas", "lastScaleTime",
         "lastDecisionTime", "reason", "message", "forecastRps", "demandRps", "forecastModel",
-        "conditions"}
+        "conditions", "learnedCapacity"}
     conditions = status["properties"]["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
@@ -677,7 +677,9 @@ def test_the_base_holds_the_controller_and_nothing_else() -> None:
 COUNTERS = {"autoscaler_decisions_total", "autoscaler_errors_total"}
 HISTOGRAMS = {"autoscaler_cycle_seconds", "autoscaler_prometheus_query_seconds"}
 GAUGES = {"autoscaler_desired_replicas", "autoscaler_current_replicas",
-          "autoscaler_forecast_rps", "autoscaler_demand_rps", "autoscaler_is_leader"}
+          "autoscaler_forecast_rps", "autoscaler_demand_rps", "autoscaler_is_leader",
+          "autoscaler_learned_capacity_rps", "autoscaler_learned_capacity_lower_rps",
+          "autoscaler_learned_capacity_upper_rps", "autoscaler_learned_capacity_relative_sd"}
 ALLOWED_SERIES = COUNTERS | GAUGES | {h + s for h in HISTOGRAMS
                                       for s in ("_bucket", "_sum", "_count")}
 _PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset",

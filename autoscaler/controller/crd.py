@@ -321,6 +321,26 @@ def status_schema() -> dict[str, Any]:
             "demandRps": {"type": "number", "description": "Current demand, requests/s"},
             "forecastModel": {"type": "string",
                               "description": "Forecasting model behind forecastRps"},
+            "learnedCapacity": {
+                "type": "object",
+                "description": "One replica's capacity at the SLO as the predictive policy "
+                               "learned it from the fleet, with a 90 % band",
+                "properties": {
+                    "requestsPerSecond": {"type": "number", "description": "Requests/s at "
+                                          "the current request mix"},
+                    "lowerRequestsPerSecond": {"type": "number", "description": "90 % band, "
+                                               "lower end, requests/s"},
+                    "upperRequestsPerSecond": {"type": "number", "description": "90 % band, "
+                                               "upper end, requests/s"},
+                    "relativeStdDev": {"type": "number", "description": "Relative standard "
+                                       "deviation of the estimate (0.1 = +-10 %)"},
+                    "unit": {"type": "string", "description": "Unit of work that binds the "
+                             "plan: prompt_tokens_per_s, generation_tokens_per_s or "
+                             "requests_per_s"},
+                    "perReplica": {"type": "number", "description": "Capacity of one "
+                                   "replica in unit"},
+                },
+            },
             "conditions": {
                 "type": "array",
                 "description": "Latest observations (" + ", ".join(CONDITION_TYPES) + ")",

@@ -112,9 +112,12 @@ def test_a_twin_counter_reset_reads_as_a_reset_not_as_negative_load(
     for _ in range(5):
         twin.advance_to(fleet(twin)["sim_time_s"] + 1)
         time.sleep(prom.scrape_interval_s)
-    # The series must span the whole 10-s window: a younger one is not yet valid. So must
-    # the time since the reset: what each pod counted between its last scrape before the
-    # restart and the restart is lost, and the window is not valid while that is in it.
+    # The series must span the whole 10-s window: a younger one is not yet valid.
+    prom.wait_for("min(count_over_time(vllm:time_to_first_token_seconds_count[10s]))",
+                  lambda r: bool(r) and float(r[0]["value"][1]) >= 10)
+    # So must the time since the reset: what each pod counted between its last scrape
+    # before the restart and the restart is lost, and the window is not valid while that is
+    # in it. Read a whole window (plus two scrapes) after the first sample after the reset.
     series = 'vllm:time_to_first_token_seconds_count{workload="chat"}[30s]'
     result = prom.wait_for(series, lambda r: any(
         float(b[1]) < float(a[1]) for row in r for a, b in itertools.pairwise(row["values"])))
@@ -123,8 +126,6 @@ def test_a_twin_counter_reset_reads_as_a_reset_not_as_negative_load(
     later = t_after + 10.0 + 2 * prom.scrape_interval_s
     prom.wait_for("min(timestamp(vllm:time_to_first_token_seconds_count"
                   f'{{workload="chat"}})) > {later}', bool)
-    prom.wait_for("min(count_over_time(vllm:time_to_first_token_seconds_count[10s]))",
-                  lambda r: bool(r) and float(r[0]["value"][1]) >= 10)
     reading = collector.collect(later).observations[TARGET].readings[Signal.REQUEST_RATE]
     assert reading.status is Status.OK, reading.detail
     assert reading.value is not None and reading.value >= 0

@@ -388,9 +388,8 @@ class FakePrometheus:
         ws = now - self.rate_window_s
         return [(c, [(t, v) for t, v in c.history if ws < t <= now]) for c in self._cohorts]
 
-    def _series(self, windows: list[tuple[_Cohort, list[tuple[float, float]]]], now: float
+    def _series(self, windows: list[tuple[_Cohort, list[tuple[float, float]]]]
                 ) -> WindowSeries:
-        ws = now - self.rate_window_s
         rows: list[SeriesWindow] = []
         for c, pts in windows:
             if not pts:
@@ -398,7 +397,7 @@ class FakePrometheus:
             # A counter reset loses what the pod counted between the scrape before it and
             # the reset (``SeriesWindow.lost_until``), also when that scrape lies just before
             # the window: the window is covered only from the sample after the reset.
-            before = next((v for t, v in reversed(c.history) if t <= ws), None)
+            before = next((v for t, v in reversed(c.history) if t < pts[0][0]), None)
             inc, lost, prev = 0.0, math.nan, pts[0]
             if before is not None and pts[0][1] < before:
                 lost = pts[0][0]
@@ -476,7 +475,7 @@ class FakePrometheus:
                       if not c.gone and c.history and c.history[-1][0] == self._last_attempt
                       and now - c.history[-1][0] <= LOOKBACK_S)
         return RawTarget(at=now, window_s=self.rate_window_s,
-                         values=self._values(now, windows), series=self._series(windows, now),
+                         values=self._values(now, windows), series=self._series(windows),
                          present=present)
 
     def observe(self, now: float) -> Observation:

@@ -6,17 +6,29 @@ delay at all."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
+from types import ModuleType
 
 import pytest
-from test_sim_replay_faults import FAULT_T, FAULTS, eager
-from test_sim_replay_faults import run as replay_run
 
 from autoscaler.core.spec import PolicyKind, Spec
 from autoscaler.core.types import Signal
 from autoscaler.metrics.collect import CollectorConfig
 from autoscaler.metrics.presets import get_preset
 from autoscaler.observation import RawTarget, Status, WindowSeries, judge
+
+
+def _sibling(name: str) -> ModuleType:
+    """A sibling test module, whether ``tests`` is a package (``tests.support``) or not."""
+    try:
+        return importlib.import_module(f"tests.{name}")
+    except ModuleNotFoundError:
+        return importlib.import_module(name)
+
+
+faults = _sibling("test_sim_replay_faults")
+FAULT_T, FAULTS, eager = faults.FAULT_T, faults.FAULTS, faults.eager
 
 AT, WINDOW = 600.0, 60.0
 SINCE = AT - WINDOW
@@ -97,11 +109,9 @@ def test_a_counter_reset_causes_no_scale_down_with_every_delay_removed(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Two of four pods restart 5 s after a scrape; before the rule, predictive at a flat
     # 40 req/s went 4 -> 3 at 1845 on the under-read and back up to 5, then 6.
-    import test_sim_replay_faults
-
-    monkeypatch.setattr(test_sim_replay_faults, "eager", _no_delay)
-    counts, _ = replay_run(PolicyKind.PREDICTIVE, FAULTS["counter reset"])
-    clean = dict(replay_run(PolicyKind.PREDICTIVE, ())[0])
+    monkeypatch.setattr(faults, "eager", _no_delay)
+    counts, _ = faults.run(PolicyKind.PREDICTIVE, FAULTS["counter reset"])
+    clean = dict(faults.run(PolicyKind.PREDICTIVE, ())[0])
     before = [n for t, n in counts if FAULT_T - 300.0 <= t < FAULT_T]
     window = [(t, n) for t, n in counts if FAULT_T <= t <= FAULT_T + 600.0]
     assert before and window

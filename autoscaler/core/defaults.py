@@ -125,6 +125,14 @@ FALLBACK_MAX_FAILURE_THRESHOLD = 1000
 """Upper bound of ``fallback.failureThreshold``."""
 MAX_REPLICAS_LIMIT = 100_000
 """Sanity bound on maxReplicas."""
+CAPACITY_PRIOR_RPS = 2.0
+"""Requests/s one replica is assumed to carry at the SLO when a spec gives no ``capacity``
+(a prior only the capacity-learning predictive policy runs on). Deliberately low: a chat
+model on one GPU carries a few to tens of requests/s at a 2 s TTFT, and a low guess costs
+replicas while a high one costs the SLO. Until the fleet has shown its capacity the
+decision never scales down on it."""
+CAPACITY_PRIOR_CONCURRENCY = 16.0
+"""Requests in flight per replica of the same prior (2 req/s x ~8 s per request)."""
 
 CONTROLLER_TICK_S = 5.0
 """How often the controller loop wakes, seconds; each autoscaler still decides on its own

@@ -42,7 +42,9 @@ Faults (``faults=``), each a typed record:
   straddling the restart see only the new samples, of counters that kept counting: not
   covered until a whole window has passed;
 * ``CounterReset(at, pods)``: that many pods restart their process between two scrapes;
-  their counters start again from 0. Not a gap, not a drop in load.
+  their counters start again from 0. Not a drop in load, but what they counted between the
+  scrape before and the restart is lost: not yet valid until the sample after it is a
+  whole window old.
 """
 
 from __future__ import annotations
@@ -361,8 +363,12 @@ class FakePrometheus:
                 c.history.append((t, c.value))
                 if self.recorded is not None:
                     self.recorded.extend((i, t, c.value) for i in ids)
-            while c.history and c.history[0][0] < keep_from:
+            # One sample older than the window is kept: a counter reset between it and the
+            # window's first sample is seen, as the live collector's longer range sees it.
+            while len(c.history) > 1 and c.history[1][0] < keep_from:
                 c.history.popleft()
+            if c.gone and c.history and c.history[-1][0] < keep_from:
+                c.history.clear()
         alive = [i for i, c in enumerate(self._cohorts) if not (c.gone and not c.history)]
         if len(alive) < len(self._cohorts):
             self._cohorts = [self._cohorts[i] for i in alive]
@@ -427,15 +433,19 @@ class FakePrometheus:
         for c, pts in windows:
             if not pts:
                 continue
+            # A counter reset loses what the pod counted between the scrape before it and
+            # the reset (``SeriesWindow.lost_until``), also when that scrape lies just before
+            # the window: the window is covered only from the sample after the reset.
+            before = next((v for t, v in reversed(c.history) if t < pts[0][0]), None)
             inc, lost, prev = 0.0, math.nan, pts[0]
-            usual = (pts[-1][0] - pts[0][0]) / (len(pts) - 1) if len(pts) > 1 else math.inf
+            if before is not None and pts[0][1] < before:
+                lost = pts[0][0]
             for cur in pts[1:]:
                 if cur[1] >= prev[1]:
                     inc += cur[1] - prev[1]
                 else:
                     inc += cur[1]
-                    if cur[0] - prev[0] > GAP_FACTOR * usual:
-                        lost = cur[0]
+                    lost = cur[0]
                 prev = cur
             rows.append(SeriesWindow(pts[0][0], pts[-1][0], len(pts), pts[0][1], inc, lost,
                                      c.pods))

@@ -1,7 +1,7 @@
 """Replay against live, side by side: the closed loop of tests/e2e/test_closed_loop_e2e.py
 as figures.
 
-    .venv/bin/python benchmarks/closed_loop.py [--factor 15] [--minutes 20] [--modes Scale,Metrics]
+    .venv/bin/python -m benchmarks.closed_loop [--factor 15] [--minutes 20] [--modes Scale,Metrics]
 
 Starts a control plane (etcd, kube-apiserver, kube-controller-manager) plus kube-scheduler
 and kwok with GPU nodes (binaries from tests/e2e/cluster/build.sh), installs deploy/'s CRD
@@ -18,21 +18,19 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from kubernetes import client as k8s
+from kubernetes import utils as k8s_utils
 
-from kube import Binaries, ControlPlane, binaries_dir, build_binaries  # noqa: E402
-from kubernetes import client as k8s  # noqa: E402
-from kubernetes import utils as k8s_utils  # noqa: E402
-from kwok_cluster import H100, KwokCluster, ensure_binaries  # noqa: E402
-from kwok_loop import (  # noqa: E402
+from autoscaler.controller.external_metrics import DESIRED_REPLICAS
+from autoscaler.twin.closed_loop import Tolerances, compare
+from tests.e2e.kube import Binaries, ControlPlane, binaries_dir, build_binaries
+from tests.e2e.kwok_cluster import H100, KwokCluster, ensure_binaries
+from tests.e2e.kwok_loop import (
     ExternalMetricsController,
     azure_scenario,
     calibrated_replay,
@@ -42,9 +40,7 @@ from kwok_loop import (  # noqa: E402
     trajectory_table,
 )
 
-from autoscaler.controller.external_metrics import DESIRED_REPLICAS  # noqa: E402
-from autoscaler.twin.closed_loop import Tolerances, compare  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
 SA_NAMESPACE, SA_NAME = "inference-autoscaler", "inference-autoscaler-controller"
 
 

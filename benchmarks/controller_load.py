@@ -2,8 +2,8 @@
 15-s sync period, against a real API server (tests/e2e's control plane, built from the Go
 modules) and a real Prometheus.
 
-    .venv/bin/python benchmarks/controller_load.py [--counts 10,100,1000] [--measure 120]
-    .venv/bin/python benchmarks/controller_load.py --broken 50 [--cycles 30]
+    .venv/bin/python -m benchmarks.controller_load [--counts 10,100,1000] [--measure 120]
+    .venv/bin/python -m benchmarks.controller_load --broken 50 [--cycles 30]
 
 Per count: a fresh control plane; N Deployments and N InferenceAutoscalers (Scale mode,
 predictive); an exporter serving N workloads; the controller as its ServiceAccount, started
@@ -30,15 +30,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client as k8s
+from kubernetes import utils as k8s_utils
+
+from tests.e2e.kube import Binaries, ControlPlane, binaries_dir, build_binaries
+from tests.support.ports import free_port
+from tests.support.promserver import PrometheusServer, ScriptedExporter
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-
-from kube import Binaries, ControlPlane, binaries_dir, build_binaries, free_port  # noqa: E402
-from kubernetes import client as k8s  # noqa: E402
-from kubernetes import utils as k8s_utils  # noqa: E402
-from promserver import PrometheusServer, ScriptedExporter  # noqa: E402
-
 GROUP, VERSION, PLURAL = "inference.autoscaler.dev", "v1alpha1", "inferenceautoscalers"
 NS = "bench"
 TICKS = os.sysconf("SC_CLK_TCK")

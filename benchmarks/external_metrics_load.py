@@ -14,7 +14,7 @@ Each request is ``GET /apis/external.metrics.k8s.io/v1beta1/namespaces/ml/
 inference_autoscaler_desired_replicas?labelSelector=autoscaler=chat-7`` (what the HPA asks).
 
     go install github.com/tsenart/vegeta/v12@v12.12.0      # once; or pass --vegeta PATH
-    .venv/bin/python benchmarks/external_metrics_load.py [--rate 500] [--seconds 15]
+    .venv/bin/python -m benchmarks.external_metrics_load [--rate 500] [--seconds 15]
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from tests.support.certs import issue_certificate, make_ca
+from tests.support.ports import free_port
 
-from certs import issue_certificate, make_ca
+ROOT = Path(__file__).resolve().parents[1]
 
 PATH = ("/apis/external.metrics.k8s.io/v1beta1/namespaces/ml/"
         "inference_autoscaler_desired_replicas?labelSelector=autoscaler%3Dchat-7")
@@ -116,12 +116,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         make_pki(d)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-        child = subprocess.Popen([*pin, sys.executable, __file__, "--serve", tmp, str(port)],
-                                 stdout=subprocess.PIPE, env=env)
+        # The child runs as a module from the repo root, as this script does (tests.support
+        # is reached by its package path).
+        child = subprocess.Popen(
+            [*pin, sys.executable, "-m", "benchmarks.external_metrics_load", "--serve", tmp,
+             str(port)], stdout=subprocess.PIPE, env=env, cwd=ROOT)
         try:
             assert child.stdout is not None
             if child.stdout.readline().strip() != b"ready":

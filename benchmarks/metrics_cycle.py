@@ -2,7 +2,7 @@
 targets, against a real Prometheus scraping the digital twin (vLLM exposition, 2 pods or
 more per target).
 
-    .venv/bin/python benchmarks/metrics_cycle.py [--targets 10,100,1000] [--cycles 10]
+    .venv/bin/python -m benchmarks.metrics_cycle [--targets 10,100,1000] [--cycles 10]
 
 Each size is read twice: from the raw series (each TTFT histogram's buckets fetched once,
 its quantiles derived locally) and from the recording rules ``autoscaler metrics rules``
@@ -16,13 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from promserver import PrometheusServer
 
 from autoscaler.metrics.collect import Collector, CollectorConfig, Status
 from autoscaler.metrics.presets import get_preset
@@ -31,6 +25,7 @@ from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
 from autoscaler.sim.profiles import load_profile
 from autoscaler.traces import default_workload
 from autoscaler.twin.serving import Twin
+from tests.support.promserver import PrometheusServer
 
 
 def measure(k: int, cycles: int) -> list[dict[str, float | str]]:

@@ -34,7 +34,7 @@ from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
 from autoscaler.replaying import ReplayOptions, compare
 from autoscaler.sim.profiles import ReplicaProfile, load_profile
 from autoscaler.traces.model import Trace
-from tests.promserver import prometheus_binary
+from tests.support.promserver import prometheus_binary
 
 pytestmark = pytest.mark.prometheus
 

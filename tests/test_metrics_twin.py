@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from promserver import PrometheusServer
 
 from autoscaler.core.types import Signal
 from autoscaler.metrics.collect import Collector, CollectorConfig, Status, TargetKey
@@ -24,6 +23,7 @@ from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
 from autoscaler.sim.profiles import load_profile
 from autoscaler.traces import default_workload
 from autoscaler.twin.serving import Twin
+from tests.support.promserver import PrometheusServer
 
 pytestmark = pytest.mark.prometheus
 TARGET = TargetKey("llm", "chat")

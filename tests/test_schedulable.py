@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_controller_limits import SilentServer, kubeconfig, silent  # noqa: F401 - a fixture
 
 from autoscaler.controller import status as st
 from autoscaler.controller.kube import ApiUnavailable, KubeClient, api_client, selector_string
@@ -24,6 +23,7 @@ from autoscaler.controller.schedulable import (
     cap_scale_up,
 )
 from autoscaler.core.types import Reason
+from tests.support.silent import SilentServer, kubeconfig
 
 GPU_MSG = ("0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes "
            "are available: 4 No preemption victims found for incoming pod.")
@@ -165,7 +165,7 @@ def test_list_pods_asks_by_selector_from_the_watch_cache(pod_server: PodServer,
     assert (found.pods, found.unschedulable, found.insufficient_gpu) == (3, 1, 1)
 
 
-def test_a_hung_pod_list_costs_one_attempt_then_is_transient(silent: SilentServer,  # noqa: F811
+def test_a_hung_pod_list_costs_one_attempt_then_is_transient(silent: SilentServer,
                                                               tmp_path: Path) -> None:
     kube = KubeClient(api_client(str(kubeconfig(tmp_path, silent.port))), timeout_s=0.3)
     with pytest.raises(ApiUnavailable):

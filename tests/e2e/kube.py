@@ -15,10 +15,7 @@ kubeconfigs and one log file per process (``log_paths``; ``log_tails()`` for fai
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -28,14 +25,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
 
 import yaml
-from certs import CertPair, make_ca, make_leaf, write_key
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+
+from tests.support.certs import CertPair, make_ca, make_leaf, write_key
+from tests.support.ports import free_port
+from tests.support.procs import die_with_parent
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "cluster" / "build.sh"
@@ -47,7 +46,6 @@ KUBERNETES_SERVICE_IP = "10.0.0.1"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 FRONT_PROXY_CLIENT_NAME = "front-proxy-client"
 
-T = TypeVar("T")
 
 # Controllers the autoscaler's tests rely on, and the ones those need to work at all:
 # serviceaccount(-token) create the `default` ServiceAccount that pod admission requires;
@@ -268,34 +266,6 @@ def client_from_kubeconfig(path: Path) -> k8s.ApiClient:
 # --- processes ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-# Loaded here, not in the forked child: dlopen after fork in a threaded parent can deadlock.
-_LIBC: ctypes.CDLL | None
-try:
-    _LIBC = ctypes.CDLL(None, use_errno=True)
-except OSError:
-    _LIBC = None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: be killed when pytest dies, even by SIGKILL.
-
-    Otherwise an interrupted run leaves etcd and the API server holding ports and CPU.
-    SIGKILL, not SIGTERM: etcd dies at the same moment, and an API server shutting down
-    gracefully without etcd was seen hanging for good.
-    """
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _tail(path: Path, lines: int) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -322,7 +292,7 @@ class _Process:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def exit_code(self) -> int | None:
@@ -663,24 +633,3 @@ def _http_ok(url: str, *, context: ssl.SSLContext | None) -> bool:
             return status == 200
     except (urllib.error.URLError, OSError, ssl.SSLError):
         return False
-
-
-def wait_until(
-    what: str,
-    probe: Callable[[], T | None],
-    *,
-    timeout_s: float = 30.0,
-    interval_s: float = 0.25,
-) -> T:
-    """Call ``probe`` until it returns a truthy value (an object, a non-empty list, True).
-
-    Returns that value; on timeout, raises AssertionError naming ``what``.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(interval_s)

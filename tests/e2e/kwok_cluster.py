@@ -32,17 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import (
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from tests.e2e.kube import (
     BUILD_SCRIPT,
     ControlPlane,
     ControlPlaneError,
     _Process,
     _tail,
     build_binaries,
-    free_port,
 )
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
+from tests.support.ports import free_port
 
 HERE = Path(__file__).resolve().parent
 STAGES = HERE / "kwok" / "stages.yaml"

@@ -24,8 +24,6 @@ from typing import Any, Protocol
 
 import numpy as np
 from kubernetes import client as k8s
-from kwok_cluster import ApiPods, gpu_deployment, pod_states, wait_for
-from promserver import PrometheusServer
 
 from autoscaler.config import parse_spec
 from autoscaler.core.types import Decision, Snapshot
@@ -42,6 +40,8 @@ from autoscaler.twin.closed_loop import (
     compress_spec,
     compress_trace,
 )
+from tests.e2e.kwok_cluster import ApiPods, gpu_deployment, pod_states, wait_for
+from tests.support.promserver import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURE_CONV = ROOT.parent / "shared" / "traces" / "AzureLLMInferenceTrace_conv.csv"
@@ -303,10 +303,11 @@ class ExternalMetricsController:
 
     def __init__(self, plane: Any, api: k8s.ApiClient, kubeconfig: Path, prom_url: str,
                  workdir: Path, *, namespace: str, service_ns: str, identity: str) -> None:
-        from certs import issue_certificate
-        from kube import free_port
         from test_controller_e2e import ControllerProcess
         from test_external_metrics_e2e import register_apiservice
+
+        from tests.support.certs import issue_certificate
+        from tests.support.ports import free_port
 
         service = "autoscaler-external-metrics"
         pki = workdir / f"pki-{identity}"

@@ -18,29 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import ControlPlane, free_port
 from kubernetes import client as k8s
 from kubernetes import utils as k8s_utils
 from kubernetes.client.exceptions import ApiException
-from promserver import PrometheusServer, ScriptedExporter
+
+from tests.e2e.kube import ControlPlane
+from tests.support.ports import free_port
+from tests.support.promserver import PrometheusServer, ScriptedExporter
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 GROUP, VERSION, PLURAL = "inference.autoscaler.dev", "v1alpha1", "inferenceautoscalers"
 SA_NAMESPACE, SA_NAME = "inference-autoscaler", "inference-autoscaler-controller"
 WINDOW = "5s"
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 60.0,
-               every_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; last: {last}")
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +117,7 @@ def wait_decisions(proc: ControllerProcess, name: str, more: int) -> None:
     start = decisions(proc.port, name)
     wait_until(f"{more} more decisions for {name}",
                lambda: decisions(proc.port, name) >= start + more, timeout_s=15 + 5 * more,
-               every_s=0.2)
+               interval_s=0.2)
 
 
 def deployment(api: k8s.ApiClient, namespace: str, name: str, replicas: int) -> None:
@@ -265,7 +256,7 @@ def test_the_service_account_cannot_do_what_the_controller_does_not_need(
         api_client: k8s.ApiClient, installed: Path, namespace: str, action: str,
         call: Callable[[k8s.ApiClient, str], Any]) -> None:
     deployment(api_client, namespace, "chat", 1)
-    from kube import client_from_kubeconfig
+    from tests.e2e.kube import client_from_kubeconfig
 
     with client_from_kubeconfig(installed) as sa, pytest.raises(ApiException) as info:
         call(sa, namespace)
@@ -277,9 +268,8 @@ def test_the_service_account_lists_pods_by_selector(api_client: k8s.ApiClient,
     """What the GPU-shortage check needs (deploy/rbac.yaml: pods get/list), and only that:
     the writes and the watch are refused above."""
     deployment(api_client, namespace, "chat", 2)
-    from kube import client_from_kubeconfig
-
     from autoscaler.controller.kube import KubeClient
+    from tests.e2e.kube import client_from_kubeconfig
 
     def two() -> bool:
         return len(k8s.CoreV1Api(api_client).list_namespaced_pod(

@@ -24,8 +24,6 @@ from typing import Any
 
 import httpx
 import pytest
-from certs import issue_certificate
-from kube import ControlPlane, free_port, wait_until
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -49,6 +47,10 @@ from autoscaler.core.spec import (
     Spec,
 )
 from autoscaler.core.types import Decision, MetricValue, Reason, Snapshot, State
+from tests.e2e.kube import ControlPlane
+from tests.support.certs import issue_certificate
+from tests.support.ports import free_port
+from tests.support.wait import wait_until
 
 SERVICE_NS, SERVICE = "external-metrics-e2e", "autoscaler-external-metrics"
 APISERVICE = "v1beta1.external.metrics.k8s.io"

@@ -20,8 +20,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kwok_cluster import POOL_LABEL, GpuPool, KwokCluster, gpu_deployment, pod_states, wait_for
-from promserver import PrometheusServer, ScriptedExporter
 from test_controller_e2e import (  # noqa: F401 - installed and metrics are fixtures
     WINDOW,
     ControllerProcess,
@@ -34,6 +32,16 @@ from test_controller_e2e import (  # noqa: F401 - installed and metrics are fixt
     replicas,
     wait_decisions,
 )
+
+from tests.e2e.kwok_cluster import (
+    POOL_LABEL,
+    GpuPool,
+    KwokCluster,
+    gpu_deployment,
+    pod_states,
+    wait_for,
+)
+from tests.support.promserver import PrometheusServer, ScriptedExporter
 
 A10 = GpuPool("a10", "NVIDIA-A10", nodes=1, gpus_per_node=4)
 """This test's own pool (the session's L4 pool is asserted to hold exactly 4 GPUs

@@ -20,23 +20,23 @@ from typing import Any
 
 import numpy as np
 import pytest
-from kube import ControlPlane
 from kubernetes import client as k8s
-from kwok_cluster import (
-    ApiPods,
-    KwokCluster,
-    gpu_deployment,
-    pod_states,
-    wait_for,
-)
-from kwok_loop import GROUP, PLURAL, VERSION, ExternalMetricsController, autoscaler_cr
-from promserver import PrometheusServer
 from test_controller_e2e import installed  # noqa: F401 - a fixture
 
 from autoscaler.controller.external_metrics import DEMAND_RPS
 from autoscaler.sim.profiles import load_profile
 from autoscaler.traces.model import Trace
 from autoscaler.twin import Twin
+from tests.e2e.kube import ControlPlane
+from tests.e2e.kwok_cluster import (
+    ApiPods,
+    KwokCluster,
+    gpu_deployment,
+    pod_states,
+    wait_for,
+)
+from tests.e2e.kwok_loop import GROUP, PLURAL, VERSION, ExternalMetricsController, autoscaler_cr
+from tests.support.promserver import PrometheusServer
 
 RATE, TARGET = 8.0, 5.0  # ratio 1.6
 COLD_S = 15.0

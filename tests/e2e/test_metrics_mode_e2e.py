@@ -12,10 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from certs import issue_certificate
-from kube import ControlPlane, free_port
 from kubernetes import client as k8s
-from promserver import PrometheusServer, ScriptedExporter
 from test_controller_e2e import (
     ControllerProcess,
     autoscaler_cr,
@@ -27,11 +24,15 @@ from test_controller_e2e import (
     read_cr,
     replicas,
     serve_load,
-    wait_until,
 )
 from test_external_metrics_e2e import register_apiservice
 
 from autoscaler.controller.external_metrics import DESIRED_REPLICAS
+from tests.e2e.kube import ControlPlane
+from tests.support.certs import issue_certificate
+from tests.support.ports import free_port
+from tests.support.promserver import PrometheusServer, ScriptedExporter
+from tests.support.wait import wait_until
 
 SERVICE_NS, SERVICE = "metrics-mode-e2e", "autoscaler-external-metrics"
 

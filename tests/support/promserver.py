@@ -8,12 +8,9 @@ than silently skipping, unless ``AUTOSCALER_PROMETHEUS=skip`` is set.
 
 from __future__ import annotations
 
-import ctypes
 import http.server
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -33,24 +30,10 @@ from prometheus_client.core import (
     Metric,
 )
 
+from tests.support.ports import free_port
+from tests.support.procs import die_with_parent
+
 SCRAPE_INTERVAL_S = 1.0
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True)
-"""Loaded here, in the parent: the forked child must not dlopen (other threads may hold
-the loader's locks at fork time)."""
-
-
-def _killed_with_us() -> None:
-    """Runs in the Prometheus child before exec: the kernel sends it SIGKILL when the test
-    process dies, so an interrupted run (or a killed benchmark) leaves no server behind."""
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def prometheus_binary() -> str:
@@ -117,7 +100,7 @@ class PrometheusServer:
              f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
              "--log.level=warn",
              *([f"--web.config.file={self.web_config}"] if self.web_config else [])],
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=_killed_with_us)
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -36,6 +36,7 @@ from kubernetes import utils as k8s_utils
 from tests.e2e.kube import Binaries, ControlPlane, binaries_dir, build_binaries
 from tests.support.ports import free_port
 from tests.support.promserver import PrometheusServer, ScriptedExporter
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "inference.autoscaler.dev", "v1alpha1", "inferenceautoscalers"
@@ -68,7 +69,11 @@ def run(n: int, measure_s: float, binaries: Binaries, profile: str | None = None
         for name in ("namespace.yaml", "crd.yaml", "serviceaccount.yaml", "rbac.yaml"):
             k8s_utils.create_from_yaml(api, str(ROOT / "deploy" / name))
         k8s.CoreV1Api(api).create_namespace({"metadata": {"name": NS}})
-        time.sleep(2)  # CRD established
+        ext = k8s.ApiextensionsV1Api(api)
+        wait_until("the CRD to be Established", lambda: any(
+            c.type == "Established" and c.status == "True"
+            for c in ext.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status.conditions
+            or []))
         apps, crs = k8s.AppsV1Api(api), k8s.CustomObjectsApi(api)
         for i in range(n):
             wl = f"m{i}"
@@ -91,7 +96,8 @@ def run(n: int, measure_s: float, binaries: Binaries, profile: str | None = None
                          "capacity": {"requestsPerSecond": 4.0, "concurrency": 24},
                          "syncPeriodSeconds": 15, "metricsSource": {"window": "30s"}}})
         prom = PrometheusServer([exporter.address], scrape_interval_s=5.0).start()
-        time.sleep(40)  # full 30-s rate() windows before the first decision: no start-up ramp
+        # Full 30-s rate() windows before the first decision: no start-up ramp.
+        prom.wait_for_full_window("vllm:time_to_first_token_seconds_count", 30.0)
         kubeconfig = plane.service_account_kubeconfig("inference-autoscaler",
                                                       "inference-autoscaler-controller")
         log = open(work / "controller.log", "wb")  # noqa: SIM115
@@ -103,6 +109,7 @@ def run(n: int, measure_s: float, binaries: Binaries, profile: str | None = None
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
         s0, w0 = cpu_seconds(proc.pid), time.monotonic()
+        # The two spans below are what is measured (CPU over a stretch of time), not waits.
         time.sleep(warmup_s)  # start-up: first decisions, first status for every autoscaler
         c0, t0 = cpu_seconds(proc.pid), time.monotonic()
         time.sleep(measure_s)
@@ -180,7 +187,7 @@ def broken_sources(n: int, cycles: int) -> None:
     no_backoff = Limits(source_backoff_s=0.001, source_backoff_max_transient_s=0.001,
                         source_backoff_max_spec_s=0.001)
     try:
-        time.sleep(8)  # full 5-s rate() windows
+        prom.wait_for_full_window("vllm:time_to_first_token_seconds_count", 5.0)
         print("| autoscalers | back-off | first cycle | mean cycle after it "
               "| Prometheus queries per cycle |")
         print("|---|---|---:|---:|---:|")
@@ -197,7 +204,7 @@ def broken_sources(n: int, cycles: int) -> None:
                 t0 = time.perf_counter()
                 ctrl.cycle(start)
                 walls.append(time.perf_counter() - t0)
-                time.sleep(max(0.0, 1.0 - (time.time() - start)))
+                time.sleep(max(0.0, 1.0 - (time.time() - start)))  # the 1-s sync period
             ctrl.close()
             on = "off (1 ms)" if limits is no_backoff else "on (5 s doubling)"
             rest = walls[1:]

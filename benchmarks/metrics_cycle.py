@@ -41,7 +41,10 @@ def measure(k: int, cycles: int) -> list[dict[str, float | str]]:
     try:
         prom.wait_for("count(count by (workload) (vllm:num_requests_running))",
                       lambda r: bool(r) and int(r[0]["value"][1]) == k, timeout_s=120)
-        time.sleep(25)  # a few scrapes and rule evaluations: full 20-s rate() windows
+        # Measured only once every series spans the 20-s rate() window and the rules have
+        # been evaluated over full windows: before, a cycle reads a ramp.
+        prom.wait_for_full_window("vllm:time_to_first_token_seconds_count", 20.0)
+        prom.wait_for_scrapes("autoscaler:vllm:ttft_p99_s", 1)  # one evaluation since
         source = PrometheusSource(PrometheusConfig(url=prom.url, timeout_s=30))
         for mode, cfg in (("raw series", direct),
                           ("recording rules", dataclasses.replace(direct, recorded=True))):
@@ -54,7 +57,7 @@ def measure(k: int, cycles: int) -> list[dict[str, float | str]]:
                 ok = sum(1 for o in result.observations.values()
                          if all(r.status is Status.OK for s, r in o.readings.items()
                                 if s.value != "kv_cache_usage"))
-                time.sleep(0.5)
+                time.sleep(0.5)  # the cycles' spacing, part of the set-up (not a wait)
             rows.append({"targets": k, "mode": mode, "queries": statistics.median(queries),
                          "p50_s": statistics.median(walls), "max_s": max(walls),
                          "ok_targets": ok})

@@ -171,9 +171,9 @@ def events(api: k8s.ApiClient, namespace: str, reason: str | None = None) -> lis
 def serve_load(metrics: tuple[ScriptedExporter, PrometheusServer], namespace: str,
                workload: str, rate: float) -> None:
     """Export ``rate`` requests/s for the workload (two pods) and wait until Prometheus'
-    5-s rate() shows it: while the window fills, the rate ramps up from 0, and the trend
-    forecaster would rightly read a ramp as a surge (and then hold the surge's count for its
-    scale-down window)."""
+    5-s rate() shows it and stays there for two scrapes: while the window fills, the rate
+    ramps up from 0, and the trend forecaster would rightly read a ramp as a surge (and then
+    hold the surge's count for its scale-down window)."""
     exporter, prom = metrics
     for pod in ("0", "1"):
         labels = {"namespace": namespace, "workload": workload, "pod": f"{workload}-{pod}"}
@@ -183,8 +183,7 @@ def serve_load(metrics: tuple[ScriptedExporter, PrometheusServer], namespace: st
                                      {"0.5": rate / 2, "+Inf": rate / 2}, sum_rate=0.1 * rate)
     q = (f'sum(rate(vllm:time_to_first_token_seconds_count{{namespace="{namespace}",'
          f'workload="{workload}"}}[{WINDOW}]))')
-    prom.wait_for(q, lambda r: bool(r) and abs(float(r[0]["value"][1]) - rate) < 0.05 * rate)
-    time.sleep(2)  # and stays there for a couple of scrapes
+    prom.wait_for_steady(q, rate)
 
 
 @pytest.fixture

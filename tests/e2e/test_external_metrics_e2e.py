@@ -186,6 +186,15 @@ def hpa(api: k8s.ApiClient, namespace: str, name: str, behavior: dict[str, Any],
                  "behavior": behavior}}))
 
 
+def failed_reads(api: k8s.ApiClient, namespace: str, name: str) -> int:
+    """How many of the HPA's syncs found no value for its external metric: each records a
+    FailedGetExternalMetric Warning, and the event recorder merges the identical ones into
+    one Event whose ``count`` it raises."""
+    return sum(e.count or 1 for e in k8s.CoreV1Api(api).list_namespaced_event(namespace).items
+               if e.involved_object.kind == "HorizontalPodAutoscaler"
+               and e.involved_object.name == name and e.reason == "FailedGetExternalMetric")
+
+
 def hpa_has_read_a_value(api: k8s.ApiClient, namespace: str, name: str) -> bool:
     status = k8s.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler(
         name, namespace).status
@@ -262,9 +271,11 @@ def test_a_stock_hpa_scales_a_deployment_to_our_desired_replicas_and_follows(
     outcomes.set(namespace, "chat", 3)
     wait_until("3 replicas", lambda: replicas(api_client, namespace, "chat") == 3,
                timeout_s=60)
-    # Withheld (stale) value: the HPA holds instead of scaling to zero or to min.
+    # Withheld (stale) value: the HPA holds instead of scaling to zero or to min. Awaited
+    # as three of its syncs finding no value, not as a span of time.
     del outcomes.items[(namespace, "chat")]
-    time.sleep(6)  # three HPA sync periods
+    wait_until("three HPA syncs without a value",
+               lambda: failed_reads(api_client, namespace, "chat") >= 3, timeout_s=60)
     assert replicas(api_client, namespace, "chat") == 3
 
 
@@ -346,13 +357,17 @@ def test_the_replay_hpa_matches_the_real_hpa_step_for_step(
     hpa(api_client, namespace, "fid", FIDELITY_BEHAVIOR)
     wait_until("the HPA to read the metric",
                lambda: hpa_has_read_a_value(api_client, namespace, "fid"), timeout_s=30)
-    time.sleep(4)  # two more syncs on the starting value
+    # The timed holds below are the test's input, not waits: a schedule of values, each
+    # served for a span of HPA sync periods, which replay() mirrors read for read (the
+    # starting value for two more 2-s syncs, then each value for HOLD_SYNCS). Nothing in
+    # the cluster marks a sync that changed nothing, so the schedule is kept by the clock.
+    time.sleep(4)
     seen = [replicas(api_client, namespace, "fid")]
     ends = []
     for value in SCRIPT:
         outcomes.set(namespace, "fid", value)
         until = time.monotonic() + HOLD_SYNCS * 2.0
-        while time.monotonic() < until:
+        while time.monotonic() < until:  # every count the HPA passes through, in order
             now_replicas = replicas(api_client, namespace, "fid")
             if now_replicas != seen[-1]:
                 seen.append(now_replicas)

@@ -13,7 +13,6 @@ checked against the real RBAC too.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -66,8 +65,7 @@ def serve_load(served: tuple[ScriptedExporter, PrometheusServer], namespace: str
                                      {"0.5": share, "+Inf": share}, sum_rate=0.1 * share)
     q = (f'sum(rate(vllm:time_to_first_token_seconds_count{{namespace="{namespace}",'
          f'workload="{workload}"}}[{WINDOW}]))')
-    prom.wait_for(q, lambda r: bool(r) and abs(float(r[0]["value"][1]) - rate) < 0.05 * rate)
-    time.sleep(2)  # and stays there for a couple of scrapes
+    prom.wait_for_steady(q, rate)
 
 
 def _capacity(api: k8s.ApiClient, ns: str) -> dict[str, str] | None:

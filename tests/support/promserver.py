@@ -153,6 +153,50 @@ class PrometheusServer:
         raise AssertionError(f"{promql!r} never satisfied the condition; last: {result}\n"
                              f"{self.log_tail()}")
 
+    def wait_for_scrapes(self, selector: str, scrapes: int = 2, *,
+                         timeout_s: float = 30.0) -> None:
+        """Wait until every series ``selector`` matches has been scraped ``scrapes`` times
+        since this call: what was set before the call is then in Prometheus, ``scrapes``
+        samples deep.
+
+        Read from the oldest newest-sample timestamp: at a fixed interval I, the n-th scrape
+        after t0 starts after t0 + (n - 1) x I (the first is after t0), and a newest sample
+        later than t0 + (n - 1) x I has n - 1 scrapes before it, all after t0. With 1-s
+        scrapes and n = 2: a newest sample stamped after t0 + 1 s.
+        """
+        after = time.time() + (scrapes - 1) * self.scrape_interval_s
+        self.wait_for(f"min(timestamp({selector}))",
+                      lambda r: bool(r) and float(r[0]["value"][1]) > after, timeout_s)
+
+    def wait_for_full_window(self, selector: str, window_s: float, *,
+                             timeout_s: float = 120.0) -> None:
+        """Wait until every series ``selector`` (a plain series selector) matches spans a
+        ``window_s`` rate() window, so a reader sees the steady rate, not the ramp of a
+        window still filling (which the observation path also calls not yet valid).
+
+        Spanning W at interval I takes W / I + 1 samples within W + I: 30 s at 5-s scrapes
+        is 7 samples within 35 s, the oldest at least 30 s before the newest.
+        """
+        step = self.scrape_interval_s
+        need = round(window_s / step) + 1
+        self.wait_for(f"min(count_over_time({selector}[{window_s + step:g}s]))",
+                      lambda r: bool(r) and float(r[0]["value"][1]) >= need, timeout_s)
+
+    def wait_for_steady(self, promql: str, value: float, *, rel: float = 0.05,
+                        scrapes: int = 2, timeout_s: float = 30.0) -> None:
+        """Wait until the scalar-valued ``promql`` (one series) has been within ``rel`` of
+        ``value`` at every evaluation over the last ``scrapes`` scrape intervals.
+
+        For a rate(): it has reached the value and stays there, rather than passing through
+        it while its window fills (a controller reading the ramp sees a surge). One
+        subquery, so the check and the span are evaluated at one instant.
+        """
+        step = self.scrape_interval_s
+        span = f"[{scrapes * step:g}s:{step:g}s]"
+        lo, hi = value * (1 - rel), value * (1 + rel)
+        self.wait_for(f"min_over_time(({promql}){span}) >= {lo!r} "
+                      f"and max_over_time(({promql}){span}) <= {hi!r}", bool, timeout_s)
+
 
 class ScriptedExporter:
     """A real /metrics endpoint whose series the test sets directly (vLLM names).

@@ -41,6 +41,7 @@ from autoscaler.twin.closed_loop import (
     compress_trace,
 )
 from tests.e2e.kwok_cluster import ApiPods, gpu_deployment, pod_states, wait_for
+from tests.support.manifests import external_metric_hpa
 from tests.support.promserver import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,21 +183,11 @@ def passthrough_hpa(name: str, max_replicas: int, metric: str) -> dict[str, Any]
     desired-replicas metric, and no stabilisation or rate limit of its own (ours already
     ran in the controller; the HPA's 300-s default window is wall time, i.e. 75 minutes of
     a 15x compressed run)."""
-    return {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": name},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                    "name": name},
-                 "minReplicas": 1, "maxReplicas": max_replicas,
-                 "metrics": [{"type": "External", "external": {
-                     "metric": {"name": metric,
-                                "selector": {"matchLabels": {"autoscaler": name}}},
-                     "target": {"type": "AverageValue", "averageValue": "1"}}}],
-                 "behavior": {
-                     "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [
-                         {"type": "Pods", "value": 100, "periodSeconds": 1}]},
-                     "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [
-                         {"type": "Pods", "value": 100, "periodSeconds": 1}]}}}}
+    return external_metric_hpa(name, max_replicas=max_replicas, metric=metric, behavior={
+        "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [
+            {"type": "Pods", "value": 100, "periodSeconds": 1}]},
+        "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [
+            {"type": "Pods", "value": 100, "periodSeconds": 1}]}})
 
 
 def live_run(api: k8s.ApiClient, namespace: str, sc: Scenario, *,

@@ -49,6 +49,7 @@ from autoscaler.core.spec import (
 from autoscaler.core.types import Decision, MetricValue, Reason, Snapshot, State
 from tests.e2e.kube import ControlPlane
 from tests.support.certs import issue_certificate
+from tests.support.manifests import external_metric_hpa
 from tests.support.ports import free_port
 from tests.support.wait import wait_until
 
@@ -173,17 +174,8 @@ def replicas(api: k8s.ApiClient, namespace: str, name: str) -> int:
 
 def hpa(api: k8s.ApiClient, namespace: str, name: str, behavior: dict[str, Any],
         *, max_replicas: int = 20) -> None:
-    k8s.AutoscalingV2Api(api).create_namespaced_horizontal_pod_autoscaler(namespace, raw({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": name},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                    "name": name},
-                 "minReplicas": 1, "maxReplicas": max_replicas,
-                 "metrics": [{"type": "External", "external": {
-                     "metric": {"name": DESIRED_REPLICAS,
-                                "selector": {"matchLabels": {"autoscaler": name}}},
-                     "target": {"type": "AverageValue", "averageValue": "1"}}}],
-                 "behavior": behavior}}))
+    k8s.AutoscalingV2Api(api).create_namespaced_horizontal_pod_autoscaler(
+        namespace, external_metric_hpa(name, max_replicas=max_replicas, behavior=behavior))
 
 
 def failed_reads(api: k8s.ApiClient, namespace: str, name: str) -> int:

@@ -27,9 +27,9 @@ from test_controller_e2e import (
 )
 from test_external_metrics_e2e import register_apiservice
 
-from autoscaler.controller.external_metrics import DESIRED_REPLICAS
 from tests.e2e.kube import ControlPlane
 from tests.support.certs import issue_certificate
+from tests.support.manifests import external_metric_hpa
 from tests.support.ports import free_port
 from tests.support.promserver import PrometheusServer, ScriptedExporter
 from tests.support.wait import wait_until
@@ -69,16 +69,8 @@ def test_a_stock_hpa_follows_a_metrics_mode_controller(
     serve_load(metrics, namespace, "chat", rate=20.0)  # needs ceil(20 / 3.4) = 6
     deployment(api_client, namespace, "chat", 1)
     create_cr(api_client, namespace, autoscaler_cr(namespace, "chat", mode="Metrics"))
-    k8s.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(namespace, {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "chat"},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                    "name": "chat"},
-                 "minReplicas": 1, "maxReplicas": 20,
-                 "metrics": [{"type": "External", "external": {
-                     "metric": {"name": DESIRED_REPLICAS,
-                                "selector": {"matchLabels": {"autoscaler": "chat"}}},
-                     "target": {"type": "AverageValue", "averageValue": "1"}}}]}})
+    k8s.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(
+        namespace, external_metric_hpa("chat", max_replicas=20))
     proc = controller_serving_metrics
     try:
         # Our decisions double the count at most per period (1 -> 2 -> 4 -> 6); the HPA

@@ -9,7 +9,6 @@ than silently skipping, unless ``AUTOSCALER_PROMETHEUS=skip`` is set.
 from __future__ import annotations
 
 import http.server
-import os
 import shutil
 import subprocess
 import tempfile
@@ -19,7 +18,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 import yaml
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -30,6 +28,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from tests.support.debian import debian_binary
 from tests.support.ports import free_port
 from tests.support.procs import die_with_parent
 
@@ -37,21 +36,8 @@ SCRAPE_INTERVAL_S = 1.0
 
 
 def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    if os.environ.get("AUTOSCALER_PROMETHEUS") == "skip":
-        pytest.skip("prometheus is not installed and AUTOSCALER_PROMETHEUS=skip")
-    if os.geteuid() != 0:
-        pytest.fail("the prometheus binary is missing; install the Debian package "
-                    "`prometheus` (make test does this when run as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "prometheus"], check=True, env=env)
-    found = shutil.which("prometheus")
-    if not found:
-        pytest.fail("apt-get installed prometheus but the binary is not on PATH")
-    return found
+    return debian_binary("prometheus", names=("prometheus",),
+                         skip_env="AUTOSCALER_PROMETHEUS", make_target="prometheus")
 
 
 class PrometheusServer:

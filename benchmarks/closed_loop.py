@@ -39,9 +39,10 @@ from tests.e2e.kwok_loop import (
     replay_run,
     trajectory_table,
 )
+from tests.support.controller import SA_NAME, SA_NAMESPACE
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-SA_NAMESPACE, SA_NAME = "inference-autoscaler", "inference-autoscaler-controller"
 
 
 def install(plane: ControlPlane, api: k8s.ApiClient) -> Path:
@@ -97,9 +98,12 @@ def main() -> int:
         for mode in args.modes.split(","):
             ns = f"bench-{mode.lower()}"
             k8s.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
-            time.sleep(1)  # the serviceaccount controller creates "default"
+            # Pods are refused until the serviceaccount controller creates "default".
+            wait_until(f"the default ServiceAccount of {ns}", lambda ns=ns: bool(
+                k8s.CoreV1Api(api).list_namespaced_service_account(
+                    ns, field_selector="metadata.name=default").items))
             if mode == "Scale":
-                from test_controller_e2e import ControllerProcess
+                from tests.support.controller import ControllerProcess
 
                 def start(url: str, ns: str = ns) -> ControllerProcess:
                     return ControllerProcess(kubeconfig, url, "scale", work,

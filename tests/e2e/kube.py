@@ -14,6 +14,7 @@ kubeconfigs and one log file per process (``log_paths``; ``log_tails()`` for fai
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import ssl
@@ -633,3 +634,36 @@ def _http_ok(url: str, *, context: ssl.SSLContext | None) -> bool:
             return status == 200
     except (urllib.error.URLError, OSError, ssl.SSLError):
         return False
+
+
+# --- aggregated APIs ------------------------------------------------------------------------
+
+APISERVICE = "v1beta1.external.metrics.k8s.io"
+
+
+def register_apiservice(control_plane: ControlPlane, api_client: k8s.ApiClient,
+                        service_ns: str, service: str, port: int) -> Callable[[], None]:
+    """Register a server on loopback ``port`` as the cluster's external metrics API: an
+    ExternalName Service to localhost and the APIService (CA: the cluster's). Returns the
+    clean-up."""
+    core = k8s.CoreV1Api(api_client)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=service_ns)))
+    core.create_namespaced_service(service_ns, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": service},
+        "spec": {"type": "ExternalName", "externalName": "localhost",
+                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}})
+    reg = k8s.ApiregistrationV1Api(api_client)
+    reg.create_api_service({
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+        "metadata": {"name": APISERVICE},
+        "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
+                 "service": {"namespace": service_ns, "name": service, "port": port},
+                 "caBundle": base64.b64encode(control_plane.certs.ca.cert.read_bytes()
+                                              ).decode(),
+                 "groupPriorityMinimum": 100, "versionPriority": 100}})
+
+    def unregister() -> None:
+        reg.delete_api_service(APISERVICE)
+        core.delete_namespace(service_ns)
+
+    return unregister

@@ -294,10 +294,9 @@ class ExternalMetricsController:
 
     def __init__(self, plane: Any, api: k8s.ApiClient, kubeconfig: Path, prom_url: str,
                  workdir: Path, *, namespace: str, service_ns: str, identity: str) -> None:
-        from test_controller_e2e import ControllerProcess
-        from test_external_metrics_e2e import register_apiservice
-
+        from tests.e2e.kube import register_apiservice
         from tests.support.certs import issue_certificate
+        from tests.support.controller import ControllerProcess
         from tests.support.ports import free_port
 
         service = "autoscaler-external-metrics"

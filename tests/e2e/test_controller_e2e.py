@@ -8,10 +8,7 @@ a real exporter. Every assertion reads the cluster through the admin client.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,14 +20,13 @@ from kubernetes import utils as k8s_utils
 from kubernetes.client.exceptions import ApiException
 
 from tests.e2e.kube import ControlPlane
-from tests.support.ports import free_port
+from tests.support.controller import SA_NAME, SA_NAMESPACE, ControllerProcess
 from tests.support.promserver import PrometheusServer, ScriptedExporter
 from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 GROUP, VERSION, PLURAL = "inference.autoscaler.dev", "v1alpha1", "inferenceautoscalers"
-SA_NAMESPACE, SA_NAME = "inference-autoscaler", "inference-autoscaler-controller"
 WINDOW = "5s"
 
 
@@ -59,42 +55,6 @@ def metrics() -> Iterator[tuple[ScriptedExporter, PrometheusServer]]:
     yield exporter, prom
     prom.cleanup()
     exporter.stop()
-
-
-class ControllerProcess:
-    def __init__(self, kubeconfig: Path, prometheus_url: str, identity: str,
-                 workdir: Path, *, lease_duration: int = 6,
-                 extra: list[str] | None = None) -> None:
-        self.port = free_port()
-        self.log_path = workdir / f"controller-{identity}.log"
-        self.identity = identity
-        argv = [sys.executable, "-m", "autoscaler.cli", "controller",
-                "--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus_url,
-                "--leader-elect", "--lease-namespace", SA_NAMESPACE,
-                "--lease-duration", str(lease_duration), "--identity", identity,
-                "--metrics-host", "127.0.0.1", "--metrics-port", str(self.port),
-                "--tick", "1", "--backfill-seconds", "0", *(extra or [])]
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=ROOT)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.alive():
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
-
-    def tail(self) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
 
 
 def decisions(port: int, name: str) -> float:

@@ -16,10 +16,9 @@ Pods stay Pending (no kubelet); the HPA's AverageValue arithmetic divides by the
 
 from __future__ import annotations
 
-import base64
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -47,14 +46,13 @@ from autoscaler.core.spec import (
     Spec,
 )
 from autoscaler.core.types import Decision, MetricValue, Reason, Snapshot, State
-from tests.e2e.kube import ControlPlane
+from tests.e2e.kube import APISERVICE, ControlPlane, register_apiservice
 from tests.support.certs import issue_certificate
 from tests.support.manifests import external_metric_hpa
 from tests.support.ports import free_port
 from tests.support.wait import wait_until
 
 SERVICE_NS, SERVICE = "external-metrics-e2e", "autoscaler-external-metrics"
-APISERVICE = "v1beta1.external.metrics.k8s.io"
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
 
 
@@ -86,34 +84,6 @@ class Outcomes:
         for key, o in list(self.items.items()):
             self.items[key] = Outcome(o.namespace, o.name, o.mode, o.current, o.desired,
                                       o.reason, o.valid, o.wrote_scale, o.decision, time.time())
-
-
-def register_apiservice(control_plane: ControlPlane, api_client: k8s.ApiClient,
-                        service_ns: str, service: str, port: int) -> Callable[[], None]:
-    """Register a server on loopback ``port`` as the cluster's external metrics API: an
-    ExternalName Service to localhost and the APIService (CA: the cluster's). Returns the
-    clean-up."""
-    core = k8s.CoreV1Api(api_client)
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=service_ns)))
-    core.create_namespaced_service(service_ns, raw({
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": service},
-        "spec": {"type": "ExternalName", "externalName": "localhost",
-                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}}))
-    reg = k8s.ApiregistrationV1Api(api_client)
-    reg.create_api_service(raw({
-        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-        "metadata": {"name": APISERVICE},
-        "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
-                 "service": {"namespace": service_ns, "name": service, "port": port},
-                 "caBundle": base64.b64encode(control_plane.certs.ca.cert.read_bytes()
-                                              ).decode(),
-                 "groupPriorityMinimum": 100, "versionPriority": 100}}))
-
-    def unregister() -> None:
-        reg.delete_api_service(APISERVICE)
-        core.delete_namespace(service_ns)
-
-    return unregister
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,8 @@ from test_controller_e2e import (
     replicas,
     serve_load,
 )
-from test_external_metrics_e2e import register_apiservice
 
-from tests.e2e.kube import ControlPlane
+from tests.e2e.kube import ControlPlane, register_apiservice
 from tests.support.certs import issue_certificate
 from tests.support.manifests import external_metric_hpa
 from tests.support.ports import free_port

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.errors import SpecError, TraceError
 from autoscaler.fleetdata.fit import fit_profile, profile_yaml
 from autoscaler.fleetdata.history import (
     HistoryQuery,
     Target,
+    conserving_nonnegative,
     counter_increase,
     parse_duration_s,
     read_per_pod,
@@ -38,7 +41,11 @@ START = 1_800_000_000.0
 
 
 class FakeSource:
-    """Per-pod values on a 60-s grid from START, keyed by metric name; NaN = no sample."""
+    """Per-pod values on a 60-s grid from START, keyed by metric name; NaN = no sample.
+
+    ``last_over_time(x[w])`` is answered as Prometheus 2.x does: the newest sample in the
+    *closed* range [t - w, t], so ``[60s]`` at t still holds the sample taken at t - 60 s.
+    """
 
     def __init__(self, series: dict[str, dict[str, list[float]]],
                  instants: dict[str, list[Sample]] | None = None) -> None:
@@ -55,16 +62,21 @@ class FakeSource:
     def query_range(self, promql: str, start: float, end: float,
                     step_s: float) -> list[RangeSeries]:
         self.ranges.append((promql, start, end, step_s))
-        m = re.search(r"last_over_time\(([^{]+)\{", promql)
+        m = re.search(r"last_over_time\(([^{]+)\{.*\[(\d+)(ms|s)\]\)", promql)
         assert m, promql
+        window = float(m.group(2)) / (1000.0 if m.group(3) == "ms" else 1.0)
         out = []
         for pod, values in self.series.get(m.group(1), {}).items():
             pts = []
             t = start
             while t <= end + 1e-9:
-                k = round((t - START) / 60.0)
-                if 0 <= k < len(values) and math.isfinite(values[k]):
-                    pts.append((t, values[k]))
+                # Samples at START + 60 k; the newest with t - window <= time <= t.
+                k = math.floor((t - START) / 60.0 + 1e-9)
+                while k >= 0 and START + 60.0 * k >= t - window - 1e-9:
+                    if k < len(values) and math.isfinite(values[k]):
+                        pts.append((t, values[k]))
+                        break
+                    k -= 1
                 t += step_s
             if pts:
                 out.append(RangeSeries(labels={"pod": pod}, points=tuple(pts)))
@@ -113,6 +125,86 @@ def test_arrivals_are_first_tokens_plus_queue_growth() -> None:
     assert rec.trace.token_mix.mean_prompt_tokens == pytest.approx(1000.0)
     assert rec.trace.token_mix.mean_output_tokens == pytest.approx(200.0)
     assert rec.pods_seen == 2
+
+
+@pytest.mark.parametrize(("steps", "valid", "expected"), [
+    # cumulative [5, 14, 11, 15] -> lower envelope [5, 11, 11, 15]: 15 requests kept (a
+    # clamp at 0 would give [5, 9, 0, 4] = 18).
+    pytest.param([5, 9, -3, 4], [1, 1, 1, 1], [5, 6, 0, 4], id="shortfall-moves-back"),
+    pytest.param([3, -5, 4], [1, 1, 1], [0, 0, 2], id="run-summing-negative-starts-at-0"),
+    # The gap splits the runs: the -2 after it cannot take requests from before it.
+    pytest.param([4, 7, 1, -2, 6], [1, 1, 0, 1, 1], [4, 7, 0, 0, 4], id="not-across-gaps"),
+    pytest.param([1, 2, 3], [1, 1, 1], [1, 2, 3], id="non-negative-unchanged"),
+])
+def test_conserving_nonnegative(steps: list[float], valid: list[int],
+                                expected: list[float]) -> None:
+    got = conserving_nonnegative(np.asarray(steps, dtype=float), np.asarray(valid, bool))
+    np.testing.assert_allclose(got, expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(-50, 100), st.booleans()), min_size=1, max_size=40))
+def test_conserving_nonnegative_keeps_each_runs_total(cells: list[tuple[float, bool]]
+                                                      ) -> None:
+    steps = np.asarray([x for x, _ in cells])
+    valid = np.asarray([v for _, v in cells])
+    got = conserving_nonnegative(steps, valid)
+    assert (got >= -1e-9).all()
+    assert (got[~valid] == 0).all()
+    # Every run's total is kept, except a run whose cumulative sum ends below 0 (that
+    # shortfall has no earlier step to come from): it ends at max(0, its total), and
+    # every prefix keeps at most what it counted.
+    k = 0
+    while k < len(cells):
+        if not valid[k]:
+            k += 1
+            continue
+        j = k
+        while j < len(cells) and valid[j]:
+            j += 1
+        total = float(steps[k:j].sum())
+        assert float(got[k:j].sum()) == pytest.approx(max(0.0, total), abs=1e-6)
+        k = j
+
+
+def test_a_twin_history_reads_back_as_its_trace_through_a_burst(tmp_path: Path) -> None:
+    """The proof's OpenMetrics history, read through reconstruct (fake Prometheus with 2.x
+    ranges): a burst that overloads a fixed fleet must read back minute by minute.
+
+    Before, the twin counted a request both as served (first token) and as waiting (behind
+    other prefills, which its waiting gauge includes), and arrivals = first tokens + queue
+    growth counted it twice: the burst's busiest minute read 137 req/s for 100."""
+    from autoscaler.fleetdata.openmetrics import HistorySpec, write_history
+    from autoscaler.traces.model import TokenMix, Trace
+
+    # 90 minutes at 20 req/s with 80 req/s from minute 40 to 50 (4 replicas hold ~52).
+    rates = np.full(90, 20.0)
+    rates[40:50] = 80.0
+    trace = Trace(name="burst", duration_s=5400.0, rates_rps=rates, resolution_s=60.0,
+                  token_mix=TokenMix(1000.0, 200.0))
+    om = tmp_path / "h.om"
+    write_history(HistorySpec(trace=trace, profile=load_profile("llama3-8b-h100"),
+                              start_unix=START, replicas=[(0.0, 4)]), om)
+    series: dict[str, dict[str, list[float]]] = {}
+    pat = re.compile(r'^([^{ ]+)\{(.*)\} (\S+) (\S+)$')
+    for line in om.read_text().splitlines():
+        m = pat.match(line)
+        if not m:
+            continue
+        pod = re.search(r'pod="([^"]+)"', m.group(2))
+        if pod is None or m.group(1) not in ("vllm:time_to_first_token_seconds_count",
+                                             "vllm:num_requests_waiting"):
+            continue
+        arr = series.setdefault(m.group(1), {}).setdefault(pod.group(1), [NAN] * 91)
+        arr[round((float(m.group(4)) - START) / 60.0)] = float(m.group(3))
+    rec = reconstruct(FakeSource(series), _query(91))
+    got = rec.trace.rates_rps
+    assert got is not None
+    known = np.ones(90, bool)
+    for a, b in rec.trace.gaps:  # the first minutes, before a replica was ready
+        known[round(a / 60):round(b / 60)] = False
+    assert known[10:].all(), rec.trace.gaps
+    np.testing.assert_allclose(got[known], rates[known], rtol=1e-6)
 
 
 def test_collection_gap_is_a_gap_not_zero_traffic() -> None:

@@ -1,9 +1,11 @@
-"""The fleet replay against a real Prometheus holding two days of history.
+"""The fleet replay against a real Prometheus holding days of history.
 
-A day and a quarter (not a week) to keep the unit tier near a minute of CPU on a shared
-2-core machine: writing ~1 M samples and promtool's blocks take about 40 s of CPU, the two
-replays of two policies about 10 s. ``benchmarks/fleet_replay.py --days 7`` prints the
-same figures for a week.
+Two histories: seed 3 over a day and a quarter (replay and profile fit) and seed 0 over 18
+hours (replay only), not a week, to keep the unit tier near a minute of CPU on a shared
+2-core machine (measured: 46 s of CPU for the file, load average 7 on 2 cores: writing
+the samples and promtool's blocks, then 2 x 2 x 4 replays). Two seeds so that a tolerance
+met is not one seed's luck. ``benchmarks/fleet_replay.py --days 7`` prints the same
+figures for a week.
 
 Tolerances (stated in the issue): the replay from Prometheus is within 0.5 points of
 attainment and 3% of GPU-hours of the replay from the trace; every fitted profile field
@@ -48,29 +50,50 @@ class History:
     profile: ReplicaProfile
     query: HistoryQuery
     rec: Reconstruction
-    fit: ProfileFit
+    fit: ProfileFit | None
+    """None where the fixture does not fit a profile."""
 
 
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+def _history(tmp: Path, *, days: float, seed: int, gap_at_s: float,
+             fit: bool) -> Iterator[History]:
     binary = prometheus_binary()
     promtool = str(Path(binary).with_name("promtool"))
     profile = load_profile("llama3-8b-h100")
-    # A 40-minute monitoring outage in the evening.
-    gap = (0.8 * 86_400, 0.8 * 86_400 + 2400.0)
-    trace = diurnal_trace(DAYS, seed=3, gaps=(gap,))
-    start = (time.time() - DAYS * 86_400 - 7200) // 60 * 60
+    # A 40-minute monitoring outage.
+    trace = diurnal_trace(days, seed=seed, gaps=((gap_at_s, gap_at_s + 2400.0),))
+    start = (time.time() - days * 86_400 - 7200) // 60 * 60
     spec = HistorySpec(trace=trace, profile=profile, start_unix=start,
-                       replicas=day_schedule(DAYS), seed=3)
-    data, _ = build_tsdb(spec, tmp_path_factory.mktemp("tsdb"), promtool=promtool)
+                       replicas=day_schedule(days), seed=seed)
+    data, _ = build_tsdb(spec, tmp, promtool=promtool)
     with serve_tsdb(data, prometheus=binary) as url:
         src = PrometheusSource(PrometheusConfig(url=url, timeout_s=120))
         q = HistoryQuery(Target("llm", "chat"), start, start + trace.duration_s, 60.0)
         rec = reconstruct(src, q)
         # A different base profile: a field that was not fitted cannot pass by accident.
-        fit = fit_profile(src, q, load_profile("llama3-70b-4xh100"))
+        fitted = fit_profile(src, q, load_profile("llama3-70b-4xh100")) if fit else None
         src.close()
-        yield History(url, trace, profile, q, rec, fit)
+        yield History(url, trace, profile, q, rec, fitted)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    """Seed 3, a day and a quarter, the outage in the evening (19:12)."""
+    yield from _history(tmp_path_factory.mktemp("tsdb"), days=DAYS, seed=3,
+                        gap_at_s=0.8 * 86_400, fit=True)
+
+
+@pytest.fixture(scope="module")
+def history_seed0(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    """A second seed (the benchmark's), cheaper: 18 hours (both bursts and every step of
+    the schedule but the second midnight), the outage over the 18:00 scale-down, so the
+    step before it and the pods removed at it are read across a gap."""
+    yield from _history(tmp_path_factory.mktemp("tsdb0"), days=0.75, seed=0,
+                        gap_at_s=18 * 3600.0, fit=False)
+
+
+def _fit(h: History) -> ProfileFit:
+    assert h.fit is not None
+    return h.fit
 
 
 def test_reconstruction_keeps_the_gap_and_the_token_means(history: History) -> None:
@@ -83,15 +106,23 @@ def test_reconstruction_keeps_the_gap_and_the_token_means(history: History) -> N
     assert rec.pods_seen >= 8  # 3 at midnight, +2 at 06:00, +3 at 12:00, more next day
 
 
-def test_replay_from_prometheus_matches_replay_from_the_trace(history: History) -> None:
-    policies = (PolicyKind.HPA, PolicyKind.PREDICTIVE)
+@pytest.mark.parametrize("which", ["history", "history_seed0"])
+def test_replay_from_prometheus_matches_replay_from_the_trace(
+        which: str, request: pytest.FixtureRequest) -> None:
+    """Every policy that missed before (hpa -0.83 pt, kpa -1.38 pt, predictive -0.64 pt,
+    static +33% GPU-h on seed 0) within +/-0.5 points and +/-3% GPU-hours, on two seeds."""
+    h: History = request.getfixturevalue(which)
+    policies = (PolicyKind.HPA, PolicyKind.KPA, PolicyKind.PREDICTIVE, PolicyKind.STATIC)
     opts = ReplayOptions(engine="fluid", seed=0, max_replicas=20)
-    ref = compare(history.trace, history.profile, policies, opts)
-    got = compare(history.rec.trace, history.profile, policies, opts)
+    ref = compare(h.trace, h.profile, policies, opts)
+    got = compare(h.rec.trace, h.profile, policies, opts)
     for kind in policies:
         a, b = ref.results[kind].summary, got.results[kind].summary
         assert abs(100 * (b.slo_attainment - a.slo_attainment)) <= 0.5, (kind, a, b)
         assert abs(b.gpu_hours / a.gpu_hours - 1) <= 0.03, (kind, a, b)
+    # The static fleet is sized on the same busiest minute (not an overstated one).
+    assert got.specs[PolicyKind.STATIC].static_replicas == \
+        ref.specs[PolicyKind.STATIC].static_replicas
     # The workload is not trivially easy: some policy misses the SLO somewhere.
     assert min(r.summary.slo_attainment for r in ref.results.values()) < 0.999
 
@@ -109,7 +140,7 @@ def test_replay_from_prometheus_matches_replay_from_the_trace(history: History) 
 ])
 def test_profile_fit_recovers_the_twin_profile(history: History, field: str,
                                                tolerance: float) -> None:
-    f = history.fit.fields[field]
+    f = _fit(history).fields[field]
     true = float(getattr(history.profile, field))
     assert f.fitted, f.how
     assert abs(float(f.value) / true - 1) <= tolerance, (field, f.value, true, f.quality)
@@ -118,7 +149,7 @@ def test_profile_fit_recovers_the_twin_profile(history: History, field: str,
 def test_unfittable_fields_are_reported_with_the_default_kept(history: History) -> None:
     base = load_profile("llama3-70b-4xh100")
     for field in ("gpus_per_replica", "gpu_hour_cost", "max_num_batched_tokens"):
-        f = history.fit.fields[field]
+        f = _fit(history).fields[field]
         assert not f.fitted
         assert f.value == getattr(base, field)
 

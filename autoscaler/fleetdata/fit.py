@@ -30,7 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from autoscaler.fleetdata.history import HistoryQuery, counter_increase, read_per_pod
+from autoscaler.fleetdata.history import (
+    HistoryQuery,
+    counter_increase,
+    lookback,
+    read_per_pod,
+)
 from autoscaler.metrics.source import MetricsSource
 from autoscaler.sim.profiles import ReplicaProfile
 
@@ -87,7 +92,7 @@ def fit_profile(source: MetricsSource, q: HistoryQuery, base: ReplicaProfile, *,
                 name: str | None = None) -> ProfileFit:
     """Fit what the series allow; every other field is ``base``'s, said so in ``fields``."""
     sel = q.selector_for()
-    step = f"{q.step_s:g}s"
+    step = lookback(q.step_s)
     n = q.steps
 
     def per_pod(metric: str, extra_sel: str = "") -> dict[str, np.ndarray]:

@@ -10,10 +10,12 @@ into a rate-level ``Trace``:
 * collection gaps: steps where no pod of the target has a sample are *missing*, not zero,
   and the first step after a gap is missing too (its counter increase spans the outage).
 
-Every family is read with ``last_over_time(x[step])`` so a step without a fresh sample is
-absent instead of repeating the last value for Prometheus' 5-minute lookback (a 4-minute
-outage would otherwise read as zero traffic). Counters are differenced per pod with reset
-handling (a value below the previous one is a restart: the new value is the increase).
+Every family is read with ``last_over_time(x[step - 1 ms])`` so a step without a fresh sample
+is absent instead of repeating the last value for Prometheus' 5-minute lookback (a 4-minute
+outage would otherwise read as zero traffic); see ``lookback`` for the millisecond.
+Counters are differenced per pod with reset handling (a value below the previous one is a
+restart: the new value is the increase). A step's first tokens + queue growth below zero
+is netted against the steps before it (``conserving_nonnegative``), not clamped.
 """
 
 from __future__ import annotations
@@ -99,6 +101,19 @@ class HistoryQuery:
         return math.floor((self.end - self.start) / self.step_s + 1e-9) + 1
 
 
+def lookback(step_s: float) -> str:
+    """The range of ``last_over_time`` for one step: a millisecond short of the step.
+
+    Prometheus 2.x range selectors are closed at both ends: ``[60s]`` at t holds a sample
+    taken at exactly t - 60 s. With samples on the step grid (a 60-s scrape read at 60-s
+    steps, as promtool-built blocks and many fleets have), a missing scrape at t then read
+    as the one before it: the step before an outage counted zero traffic instead of being
+    missing, and a pod removed at t still reported its last queue one step later.
+    Prometheus 3 leaves the start open, where both forms agree. Worked: 60 s -> 59999ms.
+    """
+    return f"{round(step_s * 1000) - 1}ms"
+
+
 def read_per_pod(source: MetricsSource, promql: str, q: HistoryQuery, *,
                  max_points: int = MAX_POINTS) -> dict[str, FloatArray]:
     """pod -> values on the query's step grid (NaN where absent), in range queries of at
@@ -155,6 +170,37 @@ def gauge_delta(values: FloatArray, *, new_pod: bool) -> FloatArray:
         finite = np.flatnonzero(np.isfinite(values))
         if finite.size and finite[0] > 0:
             out[finite[0]] = values[finite[0]]
+    return out
+
+
+def conserving_nonnegative(steps: FloatArray, valid: np.ndarray) -> FloatArray:
+    """Per-step arrivals made >= 0 without changing their total over each run of valid
+    steps (invalid steps are 0).
+
+    First tokens + queue growth can go negative in a step: a gauge read at a slightly
+    different moment than a counter, or a pod's queue handed to the others. Clamping such a
+    step at 0 adds the requests it was short to the total; instead the cumulative arrivals
+    are replaced by their lower monotone envelope (the least non-decreasing curve from each
+    point on, ``min`` over later points), which moves the shortfall onto the steps just
+    before it, the ones that counted those requests early. Worked: [5, 9, -3, 4] ->
+    cumulative [5, 14, 11, 15] -> envelope [5, 11, 11, 15] -> [5, 6, 0, 4]: total 15 kept,
+    where the clamp gives [5, 9, 0, 4] = 18.
+    """
+    out = np.zeros(steps.shape)
+    n = steps.size
+    k = 0
+    while k < n:
+        if not valid[k]:
+            k += 1
+            continue
+        j = k
+        while j < n and valid[j]:
+            j += 1
+        cum = np.cumsum(steps[k:j])
+        env = np.minimum.accumulate(cum[::-1])[::-1]
+        env = np.maximum(env, 0.0)  # a run whose first steps sum negative starts at 0
+        out[k:j] = np.diff(np.concatenate(([0.0], env)))
+        k = j
     return out
 
 
@@ -217,7 +263,7 @@ def reconstruct(source: MetricsSource, q: HistoryQuery, *, token_window_s: float
     step``. Raises ``SpecError`` when the target has no series at all in the range.
     """
     sel = q.selector_for()
-    step = f"{q.step_s:g}s"
+    step = lookback(q.step_s)
     fam: dict[str, dict[str, FloatArray]] = {}
     for key, metric in VLLM_FAMILIES.items():
         fam[key] = read_per_pod(source, f"last_over_time({metric}{{{sel}}}[{step}])", q)
@@ -249,9 +295,8 @@ def reconstruct(source: MetricsSource, q: HistoryQuery, *, token_window_s: float
         inc_known |= np.isfinite(counter_increase(arr, new_pod=_is_new(arr, first_seen)))
     inc_known[: first_seen + 1] = False
     # Sample k+1 closes step k: shift by one.
-    arrivals = np.maximum(0.0, served + queue_growth)[1:]
     valid = inc_known[1:]
-    arrivals[~valid] = 0.0
+    arrivals = conserving_nonnegative((served + queue_growth)[1:], valid)
     rates = arrivals / q.step_s
     duration = (n - 1) * q.step_s
     gaps = _gaps(valid, q.step_s)

@@ -23,6 +23,7 @@ from autoscaler.fleetdata.history import (
     Target,
     conserving_nonnegative,
     counter_increase,
+    onto_grid,
     parse_duration_s,
     read_per_pod,
     reconstruct,
@@ -41,16 +42,20 @@ START = 1_800_000_000.0
 
 
 class FakeSource:
-    """Per-pod values on a 60-s grid from START, keyed by metric name; NaN = no sample.
+    """Per-pod values sampled every 60 s at START + offset + 60 k, keyed by metric name; NaN
+    = no sample.
 
     ``last_over_time(x[w])`` is answered as Prometheus 2.x does: the newest sample in the
     *closed* range [t - w, t], so ``[60s]`` at t still holds the sample taken at t - 60 s.
+    ``timestamp(x)`` is the time of the newest sample at or before t (5-minute lookback).
     """
 
     def __init__(self, series: dict[str, dict[str, list[float]]],
-                 instants: dict[str, list[Sample]] | None = None) -> None:
+                 instants: dict[str, list[Sample]] | None = None, *,
+                 offset_s: float = 0.0) -> None:
         self.series = series
         self.instants = instants or {}
+        self.offset_s = offset_s
         self.ranges: list[tuple[str, float, float, float]] = []
 
     def query(self, promql: str, at: float | None = None) -> list[Sample]:
@@ -63,18 +68,24 @@ class FakeSource:
                     step_s: float) -> list[RangeSeries]:
         self.ranges.append((promql, start, end, step_s))
         m = re.search(r"last_over_time\(([^{]+)\{.*\[(\d+)(ms|s)\]\)", promql)
-        assert m, promql
-        window = float(m.group(2)) / (1000.0 if m.group(3) == "ms" else 1.0)
+        stamp = re.search(r"timestamp\(([^{]+)\{", promql)
+        assert m or stamp, promql
+        if m:
+            name = m.group(1)
+            window = float(m.group(2)) / (1000.0 if m.group(3) == "ms" else 1.0)
+        else:
+            assert stamp is not None
+            name, window = stamp.group(1), 300.0
         out = []
-        for pod, values in self.series.get(m.group(1), {}).items():
+        for pod, values in self.series.get(name, {}).items():
             pts = []
             t = start
             while t <= end + 1e-9:
-                # Samples at START + 60 k; the newest with t - window <= time <= t.
-                k = math.floor((t - START) / 60.0 + 1e-9)
-                while k >= 0 and START + 60.0 * k >= t - window - 1e-9:
+                # The newest sample with t - window <= its time <= t.
+                k = math.floor((t - START - self.offset_s) / 60.0 + 1e-9)
+                while k >= 0 and START + self.offset_s + 60.0 * k >= t - window - 1e-9:
                     if k < len(values) and math.isfinite(values[k]):
-                        pts.append((t, values[k]))
+                        pts.append((t, values[k] if m else START + self.offset_s + 60.0 * k))
                         break
                     k -= 1
                 t += step_s
@@ -205,6 +216,38 @@ def test_a_twin_history_reads_back_as_its_trace_through_a_burst(tmp_path: Path) 
         known[round(a / 60):round(b / 60)] = False
     assert known[10:].all(), rec.trace.gaps
     np.testing.assert_allclose(got[known], rates[known], rtol=1e-6)
+
+
+def test_samples_off_the_step_grid_are_placed_at_their_own_times() -> None:
+    # Scrapes 30 s past each minute: 60, 60, 240, 60 requests between the samples at 30,
+    # 90, 150, 210 and 270 s (1, 1, 4, 1 req/s). Read on the minute, each reading is 30 s
+    # old, so the trace's bins start on the samples' phase (30 s before the range's start)
+    # and hold exactly the requests between two of them: [30, 90) s is the trace's second
+    # bin. Before, the 4 req/s was placed at [180, 240) s, 30 s after it happened.
+    series = {"vllm:time_to_first_token_seconds_count": {"a": [0, 60, 120, 360, 420, 480]},
+              "vllm:num_requests_waiting": {"a": [0] * 6}}
+    rec = reconstruct(FakeSource(series, offset_s=30.0), _query(6))
+    assert rec.start_unix == START - 30.0
+    assert rec.trace.rates_rps is not None
+    # Bin 0 ([-30, 30) s) ends with the first sample: before it nothing was seen.
+    np.testing.assert_allclose(rec.trace.rates_rps, [0, 1, 1, 4, 1])
+    assert rec.trace.gaps == ((0.0, 60.0),)
+
+
+@pytest.mark.parametrize(("knots", "origin", "expected", "known"), [
+    # Samples 20 s early: [0, 60) takes 40 s of the first interval and 20 s of the second.
+    pytest.param([-20, 40, 100], 0.0, [80, 0], [True, False], id="interpolated"),
+    pytest.param([-20, 40, 100], -20.0, [60, 120], [True, True], id="on-the-samples"),
+    # Two pods at different phases move the mean reading time by 10 s in the middle.
+    pytest.param([0, 70, 120], 0.0, [60 * 60 / 70, 60 * 10 / 70 + 120],
+                 [True, True], id="uneven-readings"),
+])
+def test_onto_grid(knots: list[float], origin: float, expected: list[float],
+                   known: list[bool]) -> None:
+    got, ok = onto_grid(np.asarray([60.0, 120.0]), np.asarray([True, True]),
+                        np.asarray(knots, dtype=float), 60.0, origin=origin)
+    np.testing.assert_allclose(got, expected)
+    assert ok.tolist() == known
 
 
 def test_collection_gap_is_a_gap_not_zero_traffic() -> None:

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from autoscaler.core.spec import PolicyKind
@@ -36,6 +37,7 @@ from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
 from autoscaler.replaying import ReplayOptions, compare
 from autoscaler.sim.profiles import ReplicaProfile, load_profile
 from autoscaler.traces.model import Trace
+from autoscaler.traces.window import window_trace
 from tests.promserver import prometheus_binary
 
 pytestmark = pytest.mark.prometheus
@@ -54,8 +56,22 @@ class History:
     """None where the fixture does not fit a profile."""
 
 
+OFFSET_S = 23.0
+"""The second history's extra workload is scraped 23 s past each minute."""
+
+
+def _offset_spec(start: float) -> HistorySpec:
+    """Workload ``llm/offset``: 09:00-12:00 of the seed-0 day (the 10:00 burst overloads
+    its 5 replicas), scraped at 23 s past each minute, as a real Prometheus scrapes at its
+    own phase, not on the range query's grid."""
+    day = diurnal_trace(0.75, seed=0)
+    return HistorySpec(trace=window_trace(day, 9 * 3600.0, 3 * 3600.0),
+                       profile=load_profile("llama3-8b-h100"), start_unix=start,
+                       replicas=[(0.0, 5)], workload="offset", scrape_offset_s=OFFSET_S)
+
+
 def _history(tmp: Path, *, days: float, seed: int, gap_at_s: float,
-             fit: bool) -> Iterator[History]:
+             fit: bool, with_offset: bool = False) -> Iterator[History]:
     binary = prometheus_binary()
     promtool = str(Path(binary).with_name("promtool"))
     profile = load_profile("llama3-8b-h100")
@@ -64,7 +80,8 @@ def _history(tmp: Path, *, days: float, seed: int, gap_at_s: float,
     start = (time.time() - days * 86_400 - 7200) // 60 * 60
     spec = HistorySpec(trace=trace, profile=profile, start_unix=start,
                        replicas=day_schedule(days), seed=seed)
-    data, _ = build_tsdb(spec, tmp, promtool=promtool)
+    more = (_offset_spec(start),) if with_offset else ()
+    data, _ = build_tsdb(spec, tmp, promtool=promtool, more=more)
     with serve_tsdb(data, prometheus=binary) as url:
         src = PrometheusSource(PrometheusConfig(url=url, timeout_s=120))
         q = HistoryQuery(Target("llm", "chat"), start, start + trace.duration_s, 60.0)
@@ -88,7 +105,7 @@ def history_seed0(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]
     the schedule but the second midnight), the outage over the 18:00 scale-down, so the
     step before it and the pods removed at it are read across a gap."""
     yield from _history(tmp_path_factory.mktemp("tsdb0"), days=0.75, seed=0,
-                        gap_at_s=18 * 3600.0, fit=False)
+                        gap_at_s=18 * 3600.0, fit=False, with_offset=True)
 
 
 def _fit(h: History) -> ProfileFit:
@@ -125,6 +142,34 @@ def test_replay_from_prometheus_matches_replay_from_the_trace(
         ref.specs[PolicyKind.STATIC].static_replicas
     # The workload is not trivially easy: some policy misses the SLO somewhere.
     assert min(r.summary.slo_attainment for r in ref.results.values()) < 0.999
+
+
+def test_samples_off_the_query_grid_read_back_at_their_own_times(
+        history_seed0: History) -> None:
+    """Scrapes 23 s past the minute, read on the minute by a real Prometheus: every bin of
+    the reconstruction is the trace's requests between two scrapes (the cumulative trace
+    at the scrape times), and the trace starts on the scrape phase (37 s before the
+    range). Before, every minute's requests were placed 37 s late."""
+    spec = _offset_spec(history_seed0.query.start)
+    q = HistoryQuery(Target("llm", "offset"), spec.start_unix,
+                     spec.start_unix + spec.trace.duration_s, 60.0)
+    src = PrometheusSource(PrometheusConfig(url=history_seed0.url, timeout_s=120))
+    rec = reconstruct(src, q)
+    src.close()
+    assert rec.start_unix == pytest.approx(spec.start_unix + OFFSET_S - 60.0, abs=1e-3)
+    got = rec.trace.rates_rps
+    assert got is not None
+    rates = spec.trace.rates_rps
+    assert rates is not None
+    edges = np.arange(len(rates) + 1) * 60.0
+    cum = np.concatenate(([0.0], np.cumsum(rates * 60.0)))
+    origin = rec.start_unix - spec.start_unix
+    want = np.diff(np.interp(origin + np.arange(len(got) + 1) * 60.0, edges, cum)) / 60.0
+    known = np.ones(len(got), bool)
+    for a, b in rec.trace.gaps:
+        known[round(a / 60):round(b / 60)] = False
+    assert known.sum() >= len(got) - 5, rec.trace.gaps  # only the first minutes missing
+    np.testing.assert_allclose(got[known], want[known], rtol=1e-6)
 
 
 @pytest.mark.parametrize(("field", "tolerance"), [

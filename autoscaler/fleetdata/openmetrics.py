@@ -69,6 +69,9 @@ class HistorySpec:
     namespace: str = "llm"
     workload: str = "chat"
     scrape_s: float = 60.0
+    scrape_offset_s: float = 0.0
+    """Scrapes at ``offset + k x scrape_s`` seconds of trace time: a real Prometheus
+    scrapes each target at its own phase, not on the grid a range query steps on."""
     model: str = "meta-llama/Llama-3.1-8B-Instruct"
     seed: int = 0
 
@@ -108,11 +111,11 @@ def write_history(spec: HistorySpec, path: Path) -> dict[str, float]:
     shape = np.zeros(len(bounds) + 1)
     shape[-1] = 1.0
     samples = 0
-    n_steps = int(tr.duration_s // spec.scrape_s)
+    n_steps = int((tr.duration_s - spec.scrape_offset_s) // spec.scrape_s)
     si = 0
     waiting_prev = 0.0
     for k in range(n_steps + 1):
-        t = k * spec.scrape_s
+        t = spec.scrape_offset_s + k * spec.scrape_s
         eng.advance(t)
         while si < len(schedule) and schedule[si][0] <= t:
             eng.set_target(schedule[si][1], t)
@@ -128,14 +131,16 @@ def write_history(spec: HistorySpec, path: Path) -> dict[str, float]:
                                ready=spec.start_unix + r.ready_at)
         served = s.first_tokens_total
         # A request counts in the TTFT histogram once it has its first token, as in vLLM,
-        # where a request is either waiting, prefilling, or counted there. The engine's
-        # served total also holds the requests still queued behind other prefills, which its
-        # waiting gauge reports too (waiting = backlog + that M/D/1 queue): they are taken
-        # out here, or arrivals = first tokens + queue growth counts them twice (measured
-        # before: a burst's busiest minute read 137 req/s for 100, and the minutes after it
-        # 0 for 29 as that queue emptied).
-        behind = max(0.0, s.waiting - eng.backlog())
-        first = max(last_first, s.first_tokens_total - behind)
+        # where a request that arrived is either waiting, prefilling, or counted there: so
+        # first tokens = arrivals - waiting. The engine's own served total is not that: it
+        # also holds the requests still queued behind other prefills, which its waiting
+        # gauge reports too (waiting = backlog + that M/D/1 queue), and arrivals = first
+        # tokens + queue growth counted them twice (measured before: a burst's busiest
+        # minute read 137 req/s for 100, and the minutes after it 0 for 29 as that queue
+        # emptied). It also misses requests the fluid engine's under-capacity shortcut
+        # drops when a backlog forms inside a stretch (sim/fluid_engine.py: `s.max() <= 0`
+        # does not mean no backlog; 145 requests at 10:02 of the seed-0 burst).
+        first = max(last_first, s.requests_total - s.waiting)
         d_first = first - last_first
         # This step's first tokens spread over the TTFT buckets of this step's arrivals, so
         # the histogram's count is the first-token counter exactly (scaling the cumulative

@@ -323,6 +323,83 @@ def test_trace_file_round_trip_and_anonymise(tmp_path: Path) -> None:
     assert back.resolution_s == 60.0
 
 
+def _count_trace_file(tmp_path: Path, days: int = 3) -> tuple[Path, np.ndarray]:
+    """An exported fleet trace of whole counts per 60-s step (what a real fleet's counters
+    give), with a 10-minute gap on day 2."""
+    rng = np.random.default_rng(5)
+    n = days * 1440
+    t = np.arange(n) * 60.0
+    counts = rng.poisson(600 + 400 * np.sin(2 * np.pi * t / 86_400)).astype(float)
+    gap = (1440 + 600, 1440 + 610)
+    counts[gap[0]:gap[1]] = 0
+    doc = {"format": "autoscaler-fleet-trace/v1", "name": "fleet", "step_s": 60,
+           "duration_s": n * 60.0, "rates_rps": [round(c / 60, 6) for c in counts],
+           "gaps": [[gap[0] * 60.0, gap[1] * 60.0]],
+           "token_mix": {"mean_prompt_tokens": 1000, "mean_output_tokens": 200}}
+    path = tmp_path / "fleet.json"
+    path.write_text(json.dumps(doc))
+    return path, counts
+
+
+def test_exported_trace_reads_back_whole_counts(tmp_path: Path) -> None:
+    path, counts = _count_trace_file(tmp_path, days=1)
+    back = load_trace_file(path)
+    assert back.rates_rps is not None
+    # 7 requests in 60 s were written as 0.116667 req/s: read back as exactly 7.
+    np.testing.assert_allclose(back.rates_rps * 60.0, counts, rtol=0, atol=1e-9)
+
+
+def test_rate_scale_superposes_whole_days_of_an_exported_trace(tmp_path: Path) -> None:
+    from autoscaler.cli.common import load_trace_input
+
+    path, x = _count_trace_file(tmp_path)
+    got = load_trace_input(str(path), None, rate_scale=2.0, seed=1)
+    assert got.rates_rps is not None and got.resolution_s == 60.0
+    # x2 on a 3-day trace: the trace plus the copy one day ahead (wrapping), step by step;
+    # a source step in the gap takes the next day; the gap itself stays empty.
+    n = x.size
+    src = (np.arange(n) + 1440) % n
+    gap = np.zeros(n, bool)
+    gap[2040:2050] = True
+    src[gap[src]] = (src[gap[src]] + 1440) % n
+    want = x + x[src]
+    want[gap] = 0
+    np.testing.assert_array_equal(np.rint(got.rates_rps * 60.0), want)
+    assert got.gaps == ((122_400.0, 123_000.0),)
+
+
+def test_rate_scale_thins_an_exported_trace_and_start_cuts_it(tmp_path: Path) -> None:
+    from autoscaler.cli.common import load_trace_input
+
+    path, x = _count_trace_file(tmp_path)
+    got = load_trace_input(str(path), None, rate_scale=0.5, seed=1, start="1d",
+                           duration="6h")
+    assert got.rates_rps is not None and got.duration_s == 6 * 3600.0
+    c = got.rates_rps * 60.0
+    part = x[1440:1440 + 360]
+    np.testing.assert_allclose(c, np.rint(c), rtol=0, atol=1e-9)
+    c = np.rint(c)
+    # Binomial(count, 0.5) per step: whole, never more than the step had; the total
+    # within 5 sd (sd = sqrt(N / 4) = 0.5 x sqrt(216,000) = 232) of half.
+    assert (c <= part).all()
+    assert abs(c.sum() - part.sum() / 2) <= 5 * 0.5 * math.sqrt(part.sum())
+    # --start alone: the same steps, unscaled.
+    cut = load_trace_input(str(path), None, start="1d", duration="6h")
+    assert cut.rates_rps is not None
+    np.testing.assert_array_equal(np.rint(cut.rates_rps * 60.0), part)
+
+
+def test_replay_takes_rate_scale_and_start_on_an_exported_trace(tmp_path: Path) -> None:
+    path, _ = _count_trace_file(tmp_path)
+    proc = _cli("replay", "--trace", str(path), "--rate-scale", "1.5", "--start", "1d",
+                "--duration", "2h", "--policies", "static", "--engine", "fluid", "--json", "-",
+                "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["trace"]["duration_s"] == 7200.0
+    assert doc["trace"]["name"].startswith("fleet[rate=1.5]")
+
+
 def test_trace_file_bad_field_names_file_and_field(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"format": "autoscaler-fleet-trace/v1", "step_s": 60,

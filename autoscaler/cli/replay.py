@@ -356,8 +356,6 @@ REPORT_DECISION_EVERY_S = 300.0
 
 def _load_trace(cmd: ReplayCommand) -> Trace:
     """The trace file, the fleet's own history (``--prometheus``), or the synthetic one."""
-    from pathlib import Path
-
     if cmd.fleet_args is not None:
         from autoscaler.fleetdata.history import reconstruct
         from autoscaler.fleetdata.options import history_query, prometheus_config
@@ -375,15 +373,7 @@ def _load_trace(cmd: ReplayCommand) -> Trace:
         for n in rec.notes:
             print(f"note: {n}", file=sys.stderr)
         return rec.trace
-    if cmd.trace and Path(cmd.trace).is_file():
-        from autoscaler.fleetdata.tracefile import is_fleet_trace, load_trace_file
-
-        if is_fleet_trace(Path(cmd.trace)):
-            if (cmd.rate_scale, cmd.time_scale, cmd.start, cmd.duration) != (1.0, 1.0, None,
-                                                                              None):
-                raise SpecError("--trace", cmd.trace, "no --rate-scale/--time-scale/--start/"
-                                "--duration with an exported fleet trace (replay it whole)")
-            return load_trace_file(Path(cmd.trace))
+    # An exported fleet trace is found by content there, and scaled like any count trace.
     return c.load_trace_input(cmd.trace, cmd.trace_format, seed=cmd.seed,
                               rate_scale=cmd.rate_scale, time_scale=cmd.time_scale,
                               start=cmd.start, duration=cmd.duration)

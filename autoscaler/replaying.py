@@ -329,8 +329,16 @@ def _strict(obj: Any) -> Any:
     return obj
 
 
-def _cell(x: float | None, spec: str, width: int) -> str:
-    return f"{'-' if x is None else format(x, spec):>{width}}"
+def _cell(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+TABLE_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("policy", 11), ("SLO att.", 9), ("worst h", 8), ("h>=tgt", 7), ("GPU-h", 9),
+    ("bound", 8), ("/bound", 7), ("TTFT p50", 9), ("p95", 7), ("p99", 8), ("events", 7),
+    ("starts/d", 9), ("cold GPU-h", 11), ("mean rep", 9), ("max", 5))
+"""Each column's header and its narrowest width; a column widens to its widest cell plus a
+space, so five-digit GPU-hours (12,345.67) still leave a space before the next column."""
 
 
 def format_table(doc: dict[str, Any]) -> str:
@@ -342,20 +350,24 @@ def format_table(doc: dict[str, Any]) -> str:
     head = (f"trace {t['name']}: {t['requests']:,} requests over {t['duration_s'] / 3600:.2f} h; "
             f"SLO TTFT <= {objective}; profile {doc['profile']}; one replica "
             f"holds {doc['capacity']['requests_per_second']:.2f} req/s at the SLO")
-    cols = (f"{'policy':<11}{'SLO att.':>9}{'worst h':>8}{'h>=tgt':>7}{'GPU-h':>9}"
-            f"{'bound':>8}{'/bound':>7}{'TTFT p50':>9}{'p95':>7}{'p99':>8}{'events':>7}"
-            f"{'starts/d':>9}{'cold GPU-h':>11}{'mean rep':>9}{'max':>5}")
+    rows = [[r["policy"], f"{r['slo_attainment']:.2%}",
+             _cell(r["worst_hour_attainment"], ".1%"), _cell(r["hours_meeting_target"], ".0%"),
+             f"{r['gpu_hours']:,.2f}", _cell(r["bound_gpu_hours"], ",.2f"),
+             _cell(r["gpu_vs_bound"], ".2f"), _cell(r["ttft_p50_s"], ",.2f"),
+             _cell(r["ttft_p95_s"], ",.2f"), _cell(r["ttft_p99_s"], ",.2f"),
+             f"{r['scale_events']:,d}", f"{r['replica_starts_per_day']:,.1f}",
+             f"{r['cold_start_gpu_hours']:,.2f}", f"{r['mean_replicas']:,.2f}",
+             f"{r['max_replicas']:,d}"] for r in doc["results"]]
+    widths = [max(w, *(len(row[i]) + 1 for row in rows)) if rows else w
+              for i, (_, w) in enumerate(TABLE_COLUMNS)]
+
+    def line(cells: list[str]) -> str:
+        first = f"{cells[0]:<{widths[0]}}"
+        return first + "".join(f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=True))
+
+    cols = line([h for h, _ in TABLE_COLUMNS])
     lines = [head, cols, "-" * len(cols)]
-    for r in doc["results"]:
-        lines.append(
-            f"{r['policy']:<11}{r['slo_attainment']:>9.2%}"
-            f"{_cell(r['worst_hour_attainment'], '.1%', 8)}"
-            f"{_cell(r['hours_meeting_target'], '.0%', 7)}{r['gpu_hours']:>9.2f}"
-            f"{_cell(r['bound_gpu_hours'], '.2f', 8)}{_cell(r['gpu_vs_bound'], '.2f', 7)}"
-            f"{_cell(r['ttft_p50_s'], '.2f', 9)}{_cell(r['ttft_p95_s'], '.2f', 7)}"
-            f"{_cell(r['ttft_p99_s'], '.2f', 8)}{r['scale_events']:>7d}"
-            f"{r['replica_starts_per_day']:>9.1f}{r['cold_start_gpu_hours']:>11.2f}"
-            f"{r['mean_replicas']:>9.2f}{r['max_replicas']:>5d}")
+    lines += [line(row) for row in rows]
     lines.append(f"bound: proven lower bound on GPU-hours at each result's attainment "
                  f"(autoscaler/sim/bound.py); hindsight = a heuristic with foresight, not a bound; "
                  f"worst h / h>=tgt: worst clock hour, share of hours at >= "

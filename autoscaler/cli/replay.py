@@ -269,8 +269,9 @@ def run_replay(cmd: ReplayCommand, *, stream: IO[str] | None = None) -> int:
     trace = _load_trace(cmd)
     options = cmd.replay_options(overrides)
     capacity, specs = c.derive_specs(trace, profile, options)
-    if cmd.progress:
-        c.note(header(trace, profile, capacity, cmd, specs), stream=err)
+    # What is about to run, before it runs (a 14-day replay takes minutes), with or
+    # without progress output: progress is the bar or lines, not this.
+    c.note(header(trace, profile, capacity, cmd, specs), stream=err)
 
     flt = cmd.decision_filter
     log = None

@@ -1,7 +1,7 @@
 """Replay against live, side by side: the closed loop of tests/e2e/test_closed_loop_e2e.py
 as figures.
 
-    .venv/bin/python benchmarks/closed_loop.py [--factor 15] [--minutes 20] [--modes Scale,Metrics]
+    .venv/bin/python -m benchmarks.closed_loop [--factor 15] [--minutes 20] [--modes Scale,Metrics]
         [--readme]
 
 Starts a control plane (etcd, kube-apiserver, kube-controller-manager) plus kube-scheduler
@@ -23,22 +23,20 @@ import copy
 import dataclasses
 import json
 import os
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from kubernetes import client as k8s
+from kubernetes import utils as k8s_utils
 
-from _readme import add_readme_flag, publish  # noqa: E402
-from kube import Binaries, ControlPlane, binaries_dir, build_binaries  # noqa: E402
-from kubernetes import client as k8s  # noqa: E402
-from kubernetes import utils as k8s_utils  # noqa: E402
-from kwok_cluster import H100, KwokCluster, ensure_binaries  # noqa: E402
-from kwok_loop import (  # noqa: E402
+from autoscaler.controller.external_metrics import DESIRED_REPLICAS
+from autoscaler.twin.closed_loop import Comparison, Run, Tolerances, compare
+from benchmarks._readme import add_readme_flag, publish
+from tests.e2e.kube import Binaries, ControlPlane, binaries_dir, build_binaries
+from tests.e2e.kwok_cluster import H100, KwokCluster, ensure_binaries
+from tests.e2e.kwok_loop import (
     ExternalMetricsController,
     Scenario,
     azure_scenario,
@@ -49,11 +47,10 @@ from kwok_loop import (  # noqa: E402
     replay_run,
     trajectory_table,
 )
+from tests.support.controller import SA_NAME, SA_NAMESPACE
+from tests.support.wait import wait_until
 
-from autoscaler.controller.external_metrics import DESIRED_REPLICAS  # noqa: E402
-from autoscaler.twin.closed_loop import Comparison, Run, Tolerances, compare  # noqa: E402
-
-SA_NAMESPACE, SA_NAME = "inference-autoscaler", "inference-autoscaler-controller"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def install(plane: ControlPlane, api: k8s.ApiClient) -> Path:
@@ -146,9 +143,12 @@ def main() -> int:
             for attempt in (1, 2):
                 ns = f"bench-{mode.lower()}-{attempt}"
                 k8s.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
-                time.sleep(1)  # the serviceaccount controller creates "default"
+                # Pods are refused until the serviceaccount controller creates "default".
+                wait_until(f"the default ServiceAccount of {ns}", lambda ns=ns: bool(
+                    k8s.CoreV1Api(api).list_namespaced_service_account(
+                        ns, field_selector="metadata.name=default").items))
                 if mode == "Scale":
-                    from test_controller_e2e import ControllerProcess
+                    from tests.support.controller import ControllerProcess
 
                     def start(url: str, ns: str = ns, who: str = f"scale-{attempt}"
                               ) -> ControllerProcess:

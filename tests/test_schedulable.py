@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_controller_limits import SilentServer, kubeconfig, silent  # noqa: F401 - a fixture
 
 from autoscaler.controller import status as st
 from autoscaler.controller.kube import ApiUnavailable, KubeClient, api_client, selector_string
@@ -24,6 +23,7 @@ from autoscaler.controller.schedulable import (
     cap_scale_up,
 )
 from autoscaler.core.types import Reason
+from tests.support.silent import SilentServer, kubeconfig
 
 GPU_MSG = ("0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes "
            "are available: 4 No preemption victims found for incoming pod.")
@@ -165,7 +165,7 @@ def test_list_pods_asks_by_selector_from_the_watch_cache(pod_server: PodServer,
     assert (found.pods, found.unschedulable, found.insufficient_gpu) == (3, 1, 1)
 
 
-def test_a_hung_pod_list_costs_one_attempt_then_is_transient(silent: SilentServer,  # noqa: F811
+def test_a_hung_pod_list_costs_one_attempt_then_is_transient(silent: SilentServer,
                                                               tmp_path: Path) -> None:
     kube = KubeClient(api_client(str(kubeconfig(tmp_path, silent.port))), timeout_s=0.3)
     with pytest.raises(ApiUnavailable):
@@ -212,10 +212,9 @@ def test_in_metrics_mode_the_served_count_is_held_while_pods_are_pending() -> No
     """The same story as the Scale-mode test in test_controller_loop.py, with a stock HPA
     (``StockHpa``: AverageValue 1 on our desired-replicas metric, 10% tolerance) reading
     the external metric after every cycle and writing the scale."""
-    from test_controller_loop import NS, run, world
-
     from autoscaler.controller.external_metrics import DESIRED_REPLICAS, metric_value
     from autoscaler.twin.stock_hpa import StockHpa
+    from tests.test_controller_loop import NS, run, world
 
     kube, prom, ctrl = world(mode="Metrics", replicas=4, rate=40.0)
     kube.gpus = 6
@@ -257,7 +256,7 @@ def test_in_metrics_mode_the_served_count_is_held_while_pods_are_pending() -> No
 def test_in_shadow_mode_the_decision_is_reported_as_made() -> None:
     # Shadow mode writes nothing and serves no count: it reports what the policy decided
     # (12), with the shortage in its condition.
-    from test_controller_loop import run, world
+    from tests.test_controller_loop import run, world
 
     kube, prom, ctrl = world(mode="Shadow", replicas=8, rate=40.0)
     kube.gpus = 6

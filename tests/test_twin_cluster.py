@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_controller_limits import kubeconfig
 
 from autoscaler.twin.pods import ready_by_workload
+from tests.support.silent import kubeconfig
 
 
 def pod(name: str, *, workload: str | None = "chat", phase: str = "Running",

@@ -149,7 +149,7 @@ def loop_options(args: argparse.Namespace) -> dict[str, Any]:
                            "actuation_delay_s": args.actuation_delay,
                            "initial_replicas": args.initial_replicas}
     if args.via_hpa is not None:
-        from autoscaler.twin.stock_hpa import StockHpa, wrap_decide
+        from autoscaler.twin.stock_hpa import HpaStage, StockHpa
 
         if args.via_hpa_offset >= args.via_hpa:
             raise SpecError("--via-hpa-offset", args.via_hpa_offset,
@@ -157,11 +157,21 @@ def loop_options(args: argparse.Namespace) -> dict[str, Any]:
         hpa = StockHpa(sync_period_s=args.via_hpa, offset_s=args.via_hpa_offset,
                        tolerance=args.via_hpa_tolerance)
 
-        def stage(inner: Any) -> Any:
-            return wrap_decide(inner, hpa, option="--via-hpa")
-
-        out["decide_stage"] = stage
+        out["decide_stage"] = HpaStage(hpa, option="--via-hpa")
     return out
+
+
+def check_loop(options: ReplayOptions, specs: dict[PolicyKind, Spec],
+               policies: tuple[PolicyKind, ...]) -> None:
+    """The loop flags against each replayed policy's spec, before the header: a bad one is
+    the only line printed (exit 2)."""
+    from autoscaler.replaying import check_loop_options
+    from autoscaler.twin.stock_hpa import HpaStage
+
+    for kind in policies:
+        check_loop_options(specs[kind], options)
+        if isinstance(options.decide_stage, HpaStage):
+            options.decide_stage.check(specs[kind])
 
 
 @dataclass(frozen=True)
@@ -333,8 +343,10 @@ def run_replay(cmd: ReplayCommand, *, stream: IO[str] | None = None) -> int:
     trace = _load_trace(cmd)
     options = cmd.replay_options(overrides)
     capacity, specs = c.derive_specs(trace, profile, options)
-    if cmd.progress:
-        c.note(header(trace, profile, capacity, cmd, specs), stream=err)
+    check_loop(options, specs, cmd.policies)
+    # What is about to run, before it runs (a 14-day replay takes minutes), with or
+    # without progress output: progress is the bar or lines, not this.
+    c.note(header(trace, profile, capacity, cmd, specs), stream=err)
 
     flt = cmd.decision_filter
     log = None
@@ -420,8 +432,6 @@ REPORT_DECISION_EVERY_S = 300.0
 
 def _load_trace(cmd: ReplayCommand) -> Trace:
     """The trace file, the fleet's own history (``--prometheus``), or the synthetic one."""
-    from pathlib import Path
-
     if cmd.fleet_args is not None:
         from autoscaler.fleetdata.history import reconstruct
         from autoscaler.fleetdata.options import history_query, prometheus_config
@@ -439,15 +449,7 @@ def _load_trace(cmd: ReplayCommand) -> Trace:
         for n in rec.notes:
             print(f"note: {n}", file=sys.stderr)
         return rec.trace
-    if cmd.trace and Path(cmd.trace).is_file():
-        from autoscaler.fleetdata.tracefile import is_fleet_trace, load_trace_file
-
-        if is_fleet_trace(Path(cmd.trace)):
-            if (cmd.rate_scale, cmd.time_scale, cmd.start, cmd.duration) != (1.0, 1.0, None,
-                                                                              None):
-                raise SpecError("--trace", cmd.trace, "no --rate-scale/--time-scale/--start/"
-                                "--duration with an exported fleet trace (replay it whole)")
-            return load_trace_file(Path(cmd.trace))
+    # An exported fleet trace is found by content there, and scaled like any count trace.
     return c.load_trace_input(cmd.trace, cmd.trace_format, seed=cmd.seed,
                               rate_scale=cmd.rate_scale, time_scale=cmd.time_scale,
                               start=cmd.start, duration=cmd.duration)

@@ -164,3 +164,18 @@ def wrap_decide(inner: DecideFn, hpa: StockHpa, *, option: str = "hpa.syncPeriod
             f"{snap.ready_replicas} ready)")), new_state
 
     return decide
+
+
+class HpaStage:
+    """``wrap_decide`` with ``hpa`` as a ``ReplayOptions.decide_stage``, whose ``check``
+    refuses a spec it cannot follow before a replay starts."""
+
+    def __init__(self, hpa: StockHpa, option: str = "hpa.syncPeriodSeconds") -> None:
+        self.hpa = hpa
+        self.option = option
+
+    def __call__(self, inner: DecideFn) -> DecideFn:
+        return wrap_decide(inner, self.hpa, option=self.option)
+
+    def check(self, spec: Spec) -> None:
+        check_period(self.hpa, spec, self.option)

@@ -32,20 +32,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import (
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from autoscaler.cli.twin import ClusterPods
+from autoscaler.controller.kube import KubeClient
+from tests.e2e.kube import (
     BUILD_SCRIPT,
     ControlPlane,
     ControlPlaneError,
     _Process,
     _tail,
     build_binaries,
-    free_port,
 )
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
-
-from autoscaler.cli.twin import ClusterPods
-from autoscaler.controller.kube import KubeClient
+from tests.support.ports import free_port
+from tests.support.wait import wait_until
 
 HERE = Path(__file__).resolve().parent
 STAGES = HERE / "kwok" / "stages.yaml"
@@ -313,15 +314,10 @@ def kwok_cluster(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathF
 
 def wait_for(what: str, probe: Callable[[], Any], *, timeout_s: float = 30.0,
              interval_s: float = 0.1, cluster: KwokCluster | None = None) -> Any:
-    """Poll ``probe`` until truthy; on timeout fail naming ``what`` and the last value, with
-    the scheduler's and kwok's log tails."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval_s)
-    logs = "" if cluster is None else "\n" + cluster.log_tails()
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}; last: {last}"
-                         f"{logs}")
+    """``wait_until``, adding the scheduler's and kwok's log tails to a timeout."""
+    try:
+        return wait_until(what, probe, timeout_s=timeout_s, interval_s=interval_s)
+    except AssertionError as exc:
+        if cluster is None:
+            raise
+        raise AssertionError(f"{exc}\n{cluster.log_tails()}") from None

@@ -27,8 +27,6 @@ from typing import Any, Protocol
 
 import numpy as np
 from kubernetes import client as k8s
-from kwok_cluster import ApiPods, gpu_deployment, pod_states, wait_for
-from promserver import PrometheusServer
 
 from autoscaler.config import parse_spec
 from autoscaler.core.decide import decide as core_decide
@@ -46,6 +44,9 @@ from autoscaler.twin.closed_loop import (
     compress_spec,
     compress_trace,
 )
+from tests.e2e.kwok_cluster import ApiPods, gpu_deployment, pod_states, wait_for
+from tests.support.manifests import external_metric_hpa
+from tests.support.promserver import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURE_CONV = ROOT.parent / "shared" / "traces" / "AzureLLMInferenceTrace_conv.csv"
@@ -269,21 +270,11 @@ def passthrough_hpa(name: str, max_replicas: int, metric: str) -> dict[str, Any]
     desired-replicas metric, and no stabilisation or rate limit of its own (ours already
     ran in the controller; the HPA's 300-s default window is wall time, i.e. 75 minutes of
     a 15x compressed run)."""
-    return {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": name},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                    "name": name},
-                 "minReplicas": 1, "maxReplicas": max_replicas,
-                 "metrics": [{"type": "External", "external": {
-                     "metric": {"name": metric,
-                                "selector": {"matchLabels": {"autoscaler": name}}},
-                     "target": {"type": "AverageValue", "averageValue": "1"}}}],
-                 "behavior": {
-                     "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [
-                         {"type": "Pods", "value": 100, "periodSeconds": 1}]},
-                     "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [
-                         {"type": "Pods", "value": 100, "periodSeconds": 1}]}}}}
+    return external_metric_hpa(name, max_replicas=max_replicas, metric=metric, behavior={
+        "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [
+            {"type": "Pods", "value": 100, "periodSeconds": 1}]},
+        "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [
+            {"type": "Pods", "value": 100, "periodSeconds": 1}]}})
 
 
 def live_run(api: k8s.ApiClient, namespace: str, sc: Scenario, *,
@@ -390,10 +381,10 @@ class ExternalMetricsController:
 
     def __init__(self, plane: Any, api: k8s.ApiClient, kubeconfig: Path, prom_url: str,
                  workdir: Path, *, namespace: str, service_ns: str, identity: str) -> None:
-        from certs import issue_certificate
-        from kube import free_port
-        from test_controller_e2e import ControllerProcess
-        from test_external_metrics_e2e import register_apiservice
+        from tests.e2e.kube import register_apiservice
+        from tests.support.certs import issue_certificate
+        from tests.support.controller import ControllerProcess
+        from tests.support.ports import free_port
 
         service = "autoscaler-external-metrics"
         pki = workdir / f"pki-{identity}"

@@ -37,10 +37,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import ControlPlane
 from kubernetes import client as k8s
-from kwok_cluster import KwokCluster
-from kwok_loop import (
+from test_controller_e2e import (  # noqa: F401 - installed is a fixture
+    ControllerProcess,
+    installed,
+)
+
+from autoscaler.controller.external_metrics import DESIRED_REPLICAS
+from autoscaler.twin.closed_loop import Run, Tolerances, compare
+from tests.e2e.kube import ControlPlane
+from tests.e2e.kwok_cluster import KwokCluster
+from tests.e2e.kwok_loop import (
     ExternalMetricsController,
     LiveResult,
     Scenario,
@@ -51,13 +58,6 @@ from kwok_loop import (
     replay_run,
     trajectory_table,
 )
-from test_controller_e2e import (  # noqa: F401 - installed is a fixture
-    ControllerProcess,
-    installed,
-)
-
-from autoscaler.controller.external_metrics import DESIRED_REPLICAS
-from autoscaler.twin.closed_loop import Run, Tolerances, compare
 
 SEEDS = 8
 

@@ -18,18 +18,13 @@ checked against the real RBAC too.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import ControlPlane
 from kubernetes import client as k8s
-from kwok_cluster import POOL_LABEL, GpuPool, KwokCluster, gpu_deployment, pod_states, wait_for
-from kwok_loop import ExternalMetricsController, passthrough_hpa
-from promserver import PrometheusServer, ScriptedExporter
 from test_controller_e2e import (  # noqa: F401 - installed and metrics are fixtures
     WINDOW,
     ControllerProcess,
@@ -44,6 +39,17 @@ from test_controller_e2e import (  # noqa: F401 - installed and metrics are fixt
 )
 
 from autoscaler.controller.external_metrics import DESIRED_REPLICAS
+from tests.e2e.kube import ControlPlane
+from tests.e2e.kwok_cluster import (
+    POOL_LABEL,
+    GpuPool,
+    KwokCluster,
+    gpu_deployment,
+    pod_states,
+    wait_for,
+)
+from tests.e2e.kwok_loop import ExternalMetricsController, passthrough_hpa
+from tests.support.promserver import PrometheusServer, ScriptedExporter
 
 A10 = GpuPool("a10", "NVIDIA-A10", nodes=1, gpus_per_node=4)
 """This test's own pool (the session's L4 pool is asserted to hold exactly 4 GPUs
@@ -68,8 +74,7 @@ def serve_load(served: tuple[ScriptedExporter, PrometheusServer], namespace: str
                                      {"0.5": share, "+Inf": share}, sum_rate=0.1 * share)
     q = (f'sum(rate(vllm:time_to_first_token_seconds_count{{namespace="{namespace}",'
          f'workload="{workload}"}}[{WINDOW}]))')
-    prom.wait_for(q, lambda r: bool(r) and abs(float(r[0]["value"][1]) - rate) < 0.05 * rate)
-    time.sleep(2)  # and stays there for a couple of scrapes
+    prom.wait_for_steady(q, rate)
 
 
 def _capacity(api: k8s.ApiClient, ns: str) -> dict[str, str] | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from kwok_loop import azure_scenario, replay_api_run, replay_run
+
+from tests.e2e.kwok_loop import azure_scenario, replay_api_run, replay_run
 
 
 @pytest.mark.parametrize(("hpa", "offset"), [(False, 0.0), (True, 0.0), (True, 1.0)],

@@ -90,6 +90,8 @@ MIN_LEAD_ERRORS = 40
 """Fewer errors than this (10 minutes at 15 s) and the forecaster's own quantile plans."""
 _ERROR_WEIGHT = 0.05
 """Weight of the newest 1-bin absolute error in ``forecast_error`` (~20 bins of memory)."""
+HOLD_DOUBLINGS_MAX = 4
+"""The release hold grows to at most 2^4 = 16 times its base (120 s -> 32 min)."""
 KV_WINDOW_S = 60.0
 """KV-cache use is a gauge, read at one instant: the policy plans on the median of the
 readings of the last 60 s (the window of the ``rate()`` the counters are read through), so
@@ -181,7 +183,11 @@ class PredictiveState(PolicyState):
     last_queue: tuple[float, float] | None = None
     """(time, queue depth) of the previous step, for the queue's growth rate."""
     kv_recent: tuple[tuple[float, float], ...] = ()
-    """(time, KV-cache use) of the readings within the last ``KV_WINDOW_S``."""
+    """(time, replica caches held) of the readings within the last ``KV_WINDOW_S``."""
+    hold_doublings: int = 0
+    """The release hold is its base x 2^this (``_next_hold``)."""
+    last_release: float | None = None
+    """When replicas were last released and not yet asked back (None: none pending)."""
 
     @property
     def lead_errors(self) -> tuple[float, ...]:
@@ -404,6 +410,31 @@ def _kv_level(prev: PredictiveState, kv: float | None, ready: int, now: float
     return (vals[n // 2] if n % 2 else 0.5 * (vals[n // 2 - 1] + vals[n // 2])), kept
 
 
+def _next_hold(prev: PredictiveState, base_s: float, now: float, current: int,
+               replicas: int) -> tuple[int, float | None]:
+    """(hold doublings, pending release time) after this step's outcome.
+
+    Ski rental with a memory. Keeping an idle replica for one cold start costs what
+    restarting it would, so the base hold (``max(scaleDownWindow, keepIdleColdStarts x
+    cold start)``) is never worse than twice the best choice in hindsight for one release.
+    But a release followed by a start within the longest hold (16 x base) was a flap: the
+    fleet's demand is noisier than the forecast's band admits at that count (on NASA x20,
+    a replica released after 2 minutes was asked back 8-11 minutes later, hundreds of
+    times), so the next hold doubles; a release not asked back within that horizon halves
+    it. Worked number, base 120 s: flaps at 510 s and 675 s after release take the hold
+    to 240 s and then 480 s; a quiet 32 minutes after the next release brings it to 240 s.
+    """
+    k, pending = prev.hold_doublings, prev.last_release
+    horizon = base_s * 2 ** HOLD_DOUBLINGS_MAX
+    if pending is not None and now - pending > horizon:
+        k, pending = max(0, k - 1), None
+    if replicas > current and pending is not None:
+        k, pending = min(HOLD_DOUBLINGS_MAX, k + 1), None
+    elif replicas < current:
+        pending = now
+    return k, pending
+
+
 def _ratio(num: float | None, den: float) -> float | None:
     if num is None or den <= 0 or not math.isfinite(num):
         return None
@@ -548,8 +579,11 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
 
     # Ski rental: keeping an idle replica for one cold start costs the GPU time a restart
     # would cost (and a restart also risks the SLO), so a replica is released only when no
-    # recommendation of the last max(scale-down window, cold start) asked for it.
-    window = max(params.scale_down_window_s, spec.cold_start_s * params.keep_idle_cold_starts)
+    # recommendation of the last max(scale-down window, cold start) asked for it; that hold
+    # doubles after each release that was asked back soon after (``_next_hold``).
+    base_hold = max(params.scale_down_window_s,
+                    spec.cold_start_s * params.keep_idle_cold_starts)
+    window = base_hold * 2 ** prev.hold_doublings
     down_cutoff = now - window
     # First sight: remember the current count as a recommendation (as the HPA does), so a
     # freshly started policy, whose first rate() covers only part of a window, does not
@@ -582,7 +616,9 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         message += f" (model {fc.model}{err_note})"
     if notes:
         message += "; " + "; ".join(notes)
-    new_policy = replace(new_policy, recent=recent, lead=lead, tokens=tuple(series),
+    doublings, last_release = _next_hold(prev, base_hold, now, current, replicas)
+    new_policy = replace(new_policy, recent=recent, hold_doublings=doublings,
+                         last_release=last_release, lead=lead, tokens=tuple(series),
                          capacity=est, forecast_fallbacks=fallbacks,
                          last_queue=(now, queue) if queue is not None else prev.last_queue,
                          kv_recent=kv_recent)

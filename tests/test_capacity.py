@@ -212,10 +212,11 @@ def _attainment_after(result: ReplayResult, t0: float) -> float:
 
 
 @pytest.mark.parametrize(("factor", "within_s", "attainment"), [
+    # Measured: 0.5x converges at 100 min, then 100 %; 2x at 10 min, then 99.31 %. The 2x
+    # run was at 98.7 % while the KV-cache floor read one instant's gauge and the release
+    # hold never grew: a probe's overshoot at the cycle's peak then cost two minutes.
     pytest.param(0.5, 110 * 60.0, 0.99, id="prior 0.5x converges within 110 min"),
-    # Measured 98.7 % after convergence: one probe overshoots (at 92 min, as the cycle
-    # peaks) and costs two minutes of misses. Below the 99 % goal, and asserted as such.
-    pytest.param(2.0, 10 * 60.0, 0.985, id="prior 2x converges within 10 min"),
+    pytest.param(2.0, 10 * 60.0, 0.99, id="prior 2x converges within 10 min"),
 ])
 def test_a_wrong_prior_converges_and_then_meets_the_slo(factor: float, within_s: float,
                                                          attainment: float) -> None:

@@ -60,11 +60,24 @@ def test_an_overload_lowers_the_binding_unit_only_by_the_worked_number() -> None
     # ratio), 400 generated tok/s (100 each = 0.5 of 200) and 2 req/s (0.5 each = 0.5):
     # only prompt tokens bind. TTFT 2.6 s > 2 s: 1,500 + 0.3 x (0.9 x 1,500 - 1,500) = 1,455.
     o = obs(prompt=6000.0, gen=400.0, req=2.0, ttft=2.6)
-    est, _ = settled(PRIOR, o)
-    # Settled at t = 60 (one step after the 60-s window): exactly one overload step counted.
+    est, t = settled(PRIOR, o)
+    # Settled at t = 60 (one step after the 60-s window): one overloaded reading is a blip
+    # and teaches nothing; the second in a row (t = 75) is the one step counted.
+    assert est.capacity == (1500.0, 200.0, 1.0)
+    assert est.measurements == 0
+    est = step(est, o, t + 15.0)
     assert est.capacity[0] == pytest.approx(1500.0 + 0.3 * (0.9 * 1500.0 - 1500.0))
     assert est.capacity[1:] == (200.0, 1.0)
     assert est.measurements == 1
+
+
+def test_an_overload_broken_by_a_good_reading_teaches_nothing() -> None:
+    over = obs(prompt=6000.0, gen=400.0, req=2.0, ttft=2.6)
+    est, t = settled(PRIOR, over)
+    est = step(est, obs(prompt=6000.0, gen=400.0, req=2.0, ttft=1.5), t + 15.0)
+    est = step(est, over, t + 30.0)
+    assert est.capacity[0] == 1500.0
+    assert est.measurements == 1  # the loaded reading (1.5 s >= half the SLO) only
 
 
 def test_an_overload_never_raises_an_estimate() -> None:

@@ -64,7 +64,13 @@ from autoscaler.core.policies.common import clamp, hold
 from autoscaler.core.spec import Spec, ttft_objective
 from autoscaler.core.types import Decision, PolicyState, Reason, Signal, Snapshot, State
 from autoscaler.errors import SpecError
-from autoscaler.forecast import MODEL_NAMES, Forecast, ForecastResult, make_forecaster
+from autoscaler.forecast import (
+    MODEL_NAMES,
+    Forecast,
+    ForecastResult,
+    carry_calibration,
+    make_forecaster,
+)
 from autoscaler.forecast.binning import RateBins
 from autoscaler.forecast.trend import TrendForecaster, TrendResult
 
@@ -323,8 +329,8 @@ def _updated_model(prev: PredictiveState, spec: Spec, now: float, rate: float
     due = (model is None or fitted_at is None
            or math.floor(now / REFIT_EVERY_S) > math.floor(fitted_at / REFIT_EVERY_S))
     if due and len(bins) * BIN_S >= MIN_MODEL_HISTORY_S:
-        fitted = make_forecaster(spec.predictive.forecaster, resolution_s=BIN_S).fit(
-            bins.history())
+        fitted = carry_calibration(model, make_forecaster(
+            spec.predictive.forecaster, resolution_s=BIN_S).fit(bins.history()))
         model = fitted if math.isfinite(float(fitted.forecast(1).mean[0])) else None
         fitted_at = now
     return bins, model, fitted_at, err

@@ -534,3 +534,61 @@ def test_the_slo_check_uses_the_objective_of_the_mean_prompt(
             **s.metrics, Signal.PROMPT_TOKENS_RATE: MetricValue(prompt_rate, 0.0)})
     d, _ = predictive.decide(s, State(), spec, 0.0)
     assert (d.replicas, d.reason) == (expected, reason)
+
+
+def _kv_snap(at: float, kv: float, *, current: int = 3, rate: float = 9.0) -> Snapshot:
+    return Snapshot(current_replicas=current, ready_replicas=current, metrics={
+        Signal.REQUEST_RATE: MetricValue(rate, at), Signal.QUEUE_DEPTH: MetricValue(0.0, at),
+        Signal.TTFT_P99: MetricValue(0.5, at), Signal.KV_CACHE_USAGE: MetricValue(kv, at)})
+
+
+@pytest.mark.parametrize(("readings", "expected"), [
+    # 9 req/s at 4 x 0.8 = 3.2 per replica needs ceil(2.81) = 3 whatever the cache says.
+    # One 15-s reading of 82 % between 5 % ones: the median of the minute, in replica caches
+    # (3 x 0.05 = 0.15, 2.46, 0.15), is 0.15: the floor asks for nothing.
+    pytest.param((0.05, 0.82, 0.05), 3, id="one spike starts nothing"),
+    # Two readings of 82 % in a row: median 2.46 caches, ceil(2.46 / 0.8) = 4 at least.
+    pytest.param((0.05, 0.82, 0.82), 4, id="a level held for two readings scales up"),
+])
+def test_the_kv_floor_reads_the_median_of_the_last_minute(
+        readings: tuple[float, ...], expected: int) -> None:
+    state = State()
+    d = None
+    for i, kv in enumerate(readings):
+        t = 15.0 * i
+        d, state = predictive.decide(_kv_snap(t, kv), state, make_spec(), t)
+    assert d is not None and d.replicas == expected
+
+
+def test_the_kv_floor_releases_only_below_the_band() -> None:
+    # 4 ready at 60 % hold 2.4 caches: ceil(2.4 / 0.8) = 3 would do, but releasing the 4th
+    # needs 2.4 <= 3 x 0.8 x band; with band 0.85 that is 2.04, so the 4 stay; with band 1
+    # (no hysteresis) they fall to 3. Demand is flat, so the planned growth is 1.
+    def last(band: float) -> int:
+        spec = replace(make_spec(), predictive=replace(make_spec().predictive,
+                                                       scale_down_band=band))
+        state, d = State(), None
+        for i in range(3):
+            t = 15.0 * i
+            d, state = predictive.decide(_kv_snap(t, 0.6, current=4, rate=3.0), state, spec, t)
+        assert d is not None
+        return d.replicas
+
+    assert last(0.85) == 4
+    assert last(1.0) == 3
+
+
+@pytest.mark.parametrize(("doublings", "pending", "now", "current", "replicas", "expected"), [
+    # Base hold 120 s, horizon 16 x 120 = 1,920 s.
+    pytest.param(0, None, 100.0, 3, 2, (0, 100.0), id="a release is remembered"),
+    pytest.param(0, 100.0, 610.0, 2, 3, (1, None), id="asked back 510 s later doubles"),
+    pytest.param(4, 100.0, 610.0, 2, 3, (4, None), id="never past 16x"),
+    pytest.param(2, 100.0, 2021.0, 2, 2, (1, None), id="a quiet horizon halves"),
+    pytest.param(2, 100.0, 2021.0, 2, 3, (1, None), id="asked back after the horizon: no flap"),
+    pytest.param(1, None, 500.0, 2, 3, (1, None), id="a start with no release pending"),
+])
+def test_the_release_hold_doubles_after_a_flap(
+        doublings: int, pending: float | None, now: float, current: int, replicas: int,
+        expected: tuple[int, float | None]) -> None:
+    prev = PredictiveState(hold_doublings=doublings, last_release=pending)
+    assert predictive._next_hold(prev, 120.0, now, current, replicas) == expected

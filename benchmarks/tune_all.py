@@ -90,8 +90,8 @@ def _gap(doc: dict[str, Any]) -> tuple[str, str]:
     closed = ((b_gpu - ph["gpu_hours"]) / (b_gpu - bound)
               if bound is not None and b_gpu > bound else math.nan)
     cell = (f"predictive held out {ph['attainment']:.2%} at {ph['gpu_hours']:,.2f} GPU-h; "
-            f"best tuned baseline {b_name} {b_gpu:,.2f} at {b_att:.2%}; bound {_f(bound, ',.2f')}; gap "
-            f"closed {_f(closed, '.0%')}")
+            f"best tuned baseline {b_name} {b_gpu:,.2f} at {b_att:.2%}; bound "
+            f"{_f(bound, ',.2f')}; gap closed {_f(closed, '.0%')}")
     ok = att_ok and closed >= GAP_GOAL
     return cell, "yes" if ok else "no"
 

@@ -14,13 +14,21 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from autoscaler.core import defaults as d
 from autoscaler.core.spec import (
     SLO,
     Behavior,
     Capacity,
+    KedaParams,
     KpaParams,
     MetricTarget,
     MetricTargetType,
@@ -31,8 +39,10 @@ from autoscaler.core.spec import (
     ScalingRules,
     SelectPolicy,
     Spec,
+    WvaParams,
     default_scale_down_rules,
     default_scale_up_rules,
+    prior_capacity,
 )
 from autoscaler.errors import SpecError, short_repr
 
@@ -167,19 +177,66 @@ class PredictiveModel(BoundaryModel):
     scale_down_window_s: float = Field(d.PREDICTIVE_SCALE_DOWN_WINDOW_S,
                                        alias="scaleDownWindowSeconds", ge=0, le=86400)
     forecaster: str = "trend"
+    scale_down_band: float = Field(
+        d.PREDICTIVE_SCALE_DOWN_BAND, alias="scaleDownBand", ge=0.5, le=1,
+        description="Hysteresis, a fraction 0.5..1 of targetUtilization: replicas are "
+        "released only to the count that would run at targetUtilization x this (0.85 x 0.85 "
+        "= 0.72 by default); 1 = no band")
+    keep_idle_cold_starts: float = Field(
+        d.PREDICTIVE_KEEP_IDLE_COLD_STARTS, alias="keepIdleColdStarts", ge=0, le=10,
+        description="Keep a replica no longer needed for this many cold starts (0..10, in "
+        "units of coldStartSeconds) before releasing it; the hold is the longer of this and "
+        "scaleDownWindowSeconds")
+    learn_capacity: bool = Field(
+        d.PREDICTIVE_LEARN_CAPACITY, alias="learnCapacity", strict=True,
+        description="Learn one replica's capacity at the SLO from the fleet (capacity is "
+        "then the prior); false plans on capacity as given")
+
+
+class KedaModel(BoundaryModel):
+    activation_threshold: float = Field(
+        d.KEDA_ACTIVATION_THRESHOLD, alias="activationThreshold", ge=0, le=1e12,
+        description="KEDA activationThreshold, in the trigger metric's unit (0..1e12): at or "
+        "below it the scaler is inactive")
+    cooldown_s: float = Field(
+        d.KEDA_COOLDOWN_S, alias="cooldownPeriod", ge=0, le=86400,
+        description="KEDA cooldownPeriod, seconds (0..86400): inactive this long before "
+        "scaling to minReplicas when that is 0")
+
+
+class WvaModel(BoundaryModel):
+    kv_cache_threshold: float = Field(
+        d.WVA_KV_CACHE_THRESHOLD, alias="kvCacheThreshold", gt=0, le=1,
+        description="llm-d WVA: one replica's token capacity is this fraction (0..1, 0 "
+        "excluded) of its KV-cache tokens, limited by compute (capacity.concurrency)")
+    scale_up_threshold: float = Field(
+        d.WVA_SCALE_UP_THRESHOLD, alias="scaleUpThreshold", gt=0, le=1,
+        description="Scale up when demand exceeds this fraction (0..1, 0 excluded) of the "
+        "fleet's token capacity")
+    scale_down_threshold: float = Field(
+        d.WVA_SCALE_DOWN_THRESHOLD, alias="scaleDownThreshold", gt=0, le=1,
+        description="Scale down when demand is below this fraction (0..1, 0 excluded, at "
+        "most scaleUpThreshold) of the fleet's token capacity")
+    # scaleDownThreshold <= scaleUpThreshold is the core's check (``WvaParams.validate``),
+    # so its error names the field and the range it has there, e.g. "> 0 and <= 0.85".
 
 
 class SpecModel(BoundaryModel):
     """The user-facing autoscaler spec (also the CRD's ``spec`` minus the target reference)."""
 
     policy: Literal["hpa", "kpa", "predictive", "hindsight", "oracle", "static", "hpa-queue",
-                    "hpa-kv", "keda", "wva"] = "predictive"
+                    "hpa-kv", "keda", "wva", "hpa-running"] = "predictive"
     min_replicas: int = Field(1, alias="minReplicas", ge=0, le=d.MAX_REPLICAS_LIMIT)
     max_replicas: int = Field(alias="maxReplicas", ge=1, le=d.MAX_REPLICAS_LIMIT)
     metrics: list[MetricModel] = Field(default_factory=list)
     behavior: BehaviorModel | None = None
     slo: SLOModel = Field(default_factory=lambda: SLOModel.model_validate({}))
-    capacity: CapacityModel
+    capacity: CapacityModel | None = Field(
+        None, description="What one replica serves at the SLO. Optional: left out, the "
+        "predictive policy learns it from the fleet, starting from a documented prior ("
+        f"{d.CAPACITY_PRIOR_RPS:g} requests/s, {d.CAPACITY_PRIOR_CONCURRENCY:g} in flight) "
+        "and never scaling down before the fleet has shown its capacity; required by wva "
+        "and by kpa without its own target")
     cold_start_seconds: float = Field(d.COLD_START_S, alias="coldStartSeconds", ge=0, le=3600)
     sync_period_seconds: float = Field(d.HPA_SYNC_PERIOD_S, alias="syncPeriodSeconds", ge=1,
                                        le=3600)
@@ -188,6 +245,8 @@ class SpecModel(BoundaryModel):
     static_replicas: int | None = Field(None, alias="staticReplicas", ge=0)
     kpa: KpaModel = Field(default_factory=lambda: KpaModel.model_validate({}))
     predictive: PredictiveModel = Field(default_factory=lambda: PredictiveModel.model_validate({}))
+    keda: KedaModel = Field(default_factory=lambda: KedaModel.model_validate({}))
+    wva: WvaModel = Field(default_factory=lambda: WvaModel.model_validate({}))
 
     def to_core(self) -> Spec:
         return Spec(
@@ -199,13 +258,16 @@ class SpecModel(BoundaryModel):
             behavior=self.behavior.to_core() if self.behavior is not None else None,
             slo=SLO(self.slo.ttft_seconds, self.slo.target_attainment,
                     self.slo.ttft_seconds_per_prompt_token),
-            capacity=Capacity(self.capacity.requests_per_second, self.capacity.concurrency),
+            capacity=(Capacity(self.capacity.requests_per_second, self.capacity.concurrency)
+                      if self.capacity is not None else prior_capacity()),
             cold_start_s=self.cold_start_seconds,
             sync_period_s=self.sync_period_seconds,
             max_metric_age_s=self.max_metric_age_seconds,
             static_replicas=self.static_replicas,
             kpa=KpaParams(**self.kpa.model_dump()),
             predictive=PredictiveParams(**self.predictive.model_dump()),
+            keda=KedaParams(**self.keda.model_dump()),
+            wva=WvaParams(**self.wva.model_dump()),
         )
 
 
@@ -544,7 +606,7 @@ def spec_from_document(doc: SpecDocument) -> Spec:
         raise validation_error(exc, doc, prefix) from exc
     except SpecError as exc:  # a cross-field rule of the core spec
         loc = tuple(exc.field.split("[")[0].split("."))
-        raise SpecError(exc.field, exc.value, exc.allowed,
+        raise SpecError(exc.field, exc.value, exc.allowed, problem=exc.problem,
                         source=doc.where(prefix + loc)) from exc
 
 
@@ -575,8 +637,6 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
         "policy": spec.policy.value,
         "minReplicas": spec.min_replicas,
         "maxReplicas": spec.max_replicas,
-        "capacity": {"requestsPerSecond": spec.capacity.requests_per_second,
-                     "concurrency": spec.capacity.concurrency},
         "slo": {"ttftSeconds": spec.slo.ttft_seconds,
                 "targetAttainment": spec.slo.target_attainment,
                 "ttftSecondsPerPromptToken": spec.slo.ttft_seconds_per_prompt_token},
@@ -584,6 +644,9 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
         "syncPeriodSeconds": spec.sync_period_s,
         "maxMetricAgeSeconds": spec.max_metric_age_s,
     }
+    if spec.capacity.known:
+        doc["capacity"] = {"requestsPerSecond": spec.capacity.requests_per_second,
+                           "concurrency": spec.capacity.concurrency}
     if spec.metrics:
         doc["metrics"] = [{"metric": m.signal, "target": {"type": m.type.value,
                                                           "value": m.value}}
@@ -606,7 +669,14 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     doc["predictive"] = {
         "headroomQuantile": p.headroom_quantile, "targetUtilization": p.target_utilization,
         "historySeconds": p.history_s, "backlogDrainSeconds": p.backlog_drain_s,
-        "scaleDownWindowSeconds": p.scale_down_window_s, "forecaster": p.forecaster}
+        "scaleDownWindowSeconds": p.scale_down_window_s, "forecaster": p.forecaster,
+        "scaleDownBand": p.scale_down_band, "keepIdleColdStarts": p.keep_idle_cold_starts,
+        "learnCapacity": p.learn_capacity}
+    doc["keda"] = {"activationThreshold": spec.keda.activation_threshold,
+                   "cooldownPeriod": spec.keda.cooldown_s}
+    doc["wva"] = {"kvCacheThreshold": spec.wva.kv_cache_threshold,
+                  "scaleUpThreshold": spec.wva.scale_up_threshold,
+                  "scaleDownThreshold": spec.wva.scale_down_threshold}
     return doc
 
 

@@ -147,6 +147,9 @@ def default_specs(
         PolicyKind.HPA_KV: replace(base, policy=PolicyKind.HPA_KV, metrics=(
             MetricTarget(Signal.KV_CACHE_USAGE.value, MetricTargetType.VALUE,
                          defaults.HPA_KV_TARGET),)),
+        PolicyKind.HPA_RUNNING: replace(base, policy=PolicyKind.HPA_RUNNING, metrics=(
+            MetricTarget(Signal.RUNNING.value, MetricTargetType.AVERAGE_VALUE,
+                         defaults.HPA_RUNNING_TARGET),)),
         PolicyKind.KEDA: replace(base, policy=PolicyKind.KEDA, metrics=(
             MetricTarget(Signal.QUEUE_DEPTH.value, MetricTargetType.AVERAGE_VALUE,
                          defaults.HPA_QUEUE_TARGET),)),

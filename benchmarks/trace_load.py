@@ -1,7 +1,8 @@
 """Time and memory to load each real trace (and to generate the synthetic workload).
 
-Usage: ``python benchmarks/trace_load.py [TRACE_DIR]`` (default: ``../shared/traces`` beside
-the clone).
+Usage: ``python benchmarks/trace_load.py [TRACE_DIR] [--repeat N] [--readme]`` (default:
+``../shared/traces`` beside the clone; ``--readme`` writes the table into the README section
+``trace_load``).
 
 ServeGen is loaded twice: with its bursts (the default: per-second counts drawn from each
 window's fitted inter-arrival distribution, 14 days, 1.2 million seconds) and as 600-s
@@ -27,6 +28,8 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+
+from _readme import add_readme_flag, publish
 
 from autoscaler.traces import Trace, default_workload, interarrival_cv, load_trace, scale_trace
 
@@ -56,11 +59,18 @@ def _measure(load: Callable[[], Trace], repeat: int) -> tuple[float, float, floa
     return best, best_cpu, peak / 2**20, trace
 
 
+def _cv(trace: Trace) -> str:
+    """The inter-arrival CV, or n/a where window means carry none (a flat rate per window)."""
+    cv = interarrival_cv(trace)
+    return "n/a" if cv != cv else f"{cv:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("trace_dir", nargs="?", type=Path,
                         default=Path(__file__).resolve().parents[2] / "shared" / "traces")
     parser.add_argument("--repeat", type=int, default=3, help="timed loads per trace")
+    add_readme_flag(parser)
     args = parser.parse_args(argv)
 
     jobs: list[tuple[str, Callable[[], Trace]]] = []
@@ -81,20 +91,22 @@ def main(argv: list[str] | None = None) -> int:
         base = load_trace(nasa)
         jobs.append(("nasa x20 (scale_trace only)", lambda: scale_trace(base, rate=20.0)))
 
-    print(f"{'trace':<44} {'best s':>8} {'cpu s':>7} {'peak MiB':>9} {'requests':>14} "
-          f"{'bins':>10} {'gaps':>5} {'iat CV':>7}")
+    rows = ["| trace | best wall s | CPU s | peak MiB | requests | bins | gaps | "
+            "inter-arrival CV |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, load in jobs:
         seconds, cpu, peak_mib, trace = _measure(load, args.repeat)
         bins = "-" if trace.rates_rps is None else f"{trace.rates_rps.size:,}"
-        print(
-            f"{label:<44} {seconds:>8.3f} {cpu:>7.3f} {peak_mib:>9.1f} "
-            f"{trace.request_count:>14,.0f} {bins:>10} {len(trace.gaps):>5} "
-            f"{interarrival_cv(trace):>7.2f}"
-        )
-    print(f"load average while running: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        rows.append(f"| {label} | {seconds:.2f} | {cpu:.2f} | {peak_mib:,.0f} | "
+                    f"{trace.request_count:,.0f} | {bins} | {len(trace.gaps)} | "
+                    f"{_cv(trace)} |")
+        print(rows[-1], file=sys.stderr, flush=True)
     # ru_maxrss is in KiB on Linux.
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"max resident set size of this process: {rss_mib:.0f} MiB")
+    rows += ["", f"`benchmarks/trace_load.py --repeat {args.repeat}`: peak MiB is tracemalloc's "
+             "peak of one more load (numpy buffers included); load average "
+             f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores; peak "
+             f"resident set size of the whole run {rss_mib:,.0f} MiB."]
+    publish("trace_load", "\n".join(rows), readme=args.readme)
     return 0
 
 

@@ -104,9 +104,9 @@ CASES = [
                  ["{f}:2: maxReplicas: '4'", "not a string"], id="a quoted number"),
     pytest.param(_with(_file("m.yaml", GOOD + "---\n" + GOOD), lambda f: ["validate", f]), 2,
                  ["{f}:4: (yaml): a second YAML document"], id="two documents"),
-    pytest.param(_with(_file("r.yaml", "policy: hpa\nmaxReplicas: 4\n"),
+    pytest.param(_with(_file("r.yaml", "policy: predictive\nminReplicas: 1\n"),
                        lambda f: ["validate", f]), 2,
-                 ["{f}:1: capacity: required, but missing"], id="a missing field is named"),
+                 ["{f}:1: maxReplicas: required, but missing"], id="a missing field is named"),
     pytest.param(_with(_file("e.yaml", "policy: predictive\nmaxReplicas: -1\nminReplicas: -2\n"
                               "capacity: {requestsPerSecond: 0, concurrency: 20}\n"
                               "syncPeriodSeconds: 0\n"), lambda f: ["validate", f]), 2,

@@ -193,7 +193,7 @@ def test_the_status_schema_is_explicit_with_a_condition_map() -> None:
     assert set(status["properties"]) == {
         "observedGeneration", "currentReplicas", "desiredReplicas", "lastScaleTime",
         "lastDecisionTime", "reason", "message", "forecastRps", "demandRps", "forecastModel",
-        "conditions"}
+        "conditions", "learnedCapacity"}
     conditions = status["properties"]["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
@@ -238,7 +238,7 @@ def test_bounds_and_defaults_come_from_the_model() -> None:
     assert spec["mode"]["default"] == "Scale"
     assert spec["metricsSource"]["properties"]["queries"]["additionalProperties"] == {
         "type": "string"}
-    assert set(spec_schema()["required"]) == {"maxReplicas", "capacity", "scaleTargetRef"}
+    assert set(spec_schema()["required"]) == {"maxReplicas", "scaleTargetRef"}
 
 
 def test_the_cel_rules_keep_min_below_max_with_a_readable_message() -> None:
@@ -330,7 +330,12 @@ FULL_SPEC: dict[str, Any] = {
             "maxScaleUpRate": 1000, "maxScaleDownRate": 2, "scaleDownDelaySeconds": 0},
     "predictive": {"headroomQuantile": 0.9, "targetUtilization": 0.85, "historySeconds": 1800,
                    "backlogDrainSeconds": 30, "scaleDownWindowSeconds": 120,
-                   "forecaster": "trend"},
+                   "forecaster": "trend", "scaleDownBand": 0.85, "keepIdleColdStarts": 1,
+                   "learnCapacity": True},
+    "keda": {"activationThreshold": 0, "cooldownPeriod": 300},
+    # wva.scaleDownThreshold <= scaleUpThreshold is a CEL rule (not run here): up at 1 and
+    # down at its smallest probe (1e-6) let each reach its own bounds without crossing.
+    "wva": {"kvCacheThreshold": 0.8, "scaleUpThreshold": 1.0, "scaleDownThreshold": 1e-6},
     "metricsSource": {"preset": "vllm", "selector": "", "namespaceLabel": "namespace",
                       "workloadLabel": "workload", "workload": "web", "window": "1m",
                       "queries": {}},
@@ -672,7 +677,9 @@ def test_the_base_holds_the_controller_and_nothing_else() -> None:
 COUNTERS = {"autoscaler_decisions_total", "autoscaler_errors_total"}
 HISTOGRAMS = {"autoscaler_cycle_seconds", "autoscaler_prometheus_query_seconds"}
 GAUGES = {"autoscaler_desired_replicas", "autoscaler_current_replicas",
-          "autoscaler_forecast_rps", "autoscaler_demand_rps", "autoscaler_is_leader"}
+          "autoscaler_forecast_rps", "autoscaler_demand_rps", "autoscaler_is_leader",
+          "autoscaler_learned_capacity_rps", "autoscaler_learned_capacity_lower_rps",
+          "autoscaler_learned_capacity_upper_rps", "autoscaler_learned_capacity_relative_sd"}
 ALLOWED_SERIES = COUNTERS | GAUGES | {h + s for h in HISTOGRAMS
                                       for s in ("_bucket", "_sum", "_count")}
 _PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset",

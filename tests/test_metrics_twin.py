@@ -10,6 +10,7 @@ tolerances come only from PromQL itself (``rate()`` over scrape-aligned samples 
 from __future__ import annotations
 
 import bisect
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -114,8 +115,19 @@ def test_a_twin_counter_reset_reads_as_a_reset_not_as_negative_load(
     # The series must span the whole 10-s window: a younger one is not yet valid.
     prom.wait_for("min(count_over_time(vllm:time_to_first_token_seconds_count[10s]))",
                   lambda r: bool(r) and float(r[0]["value"][1]) >= 10)
-    reading = collector.collect(time.time()).observations[TARGET].readings[Signal.REQUEST_RATE]
-    assert reading.status is Status.OK
+    # So must the time since the reset: what each pod counted between its last scrape
+    # before the restart and the restart is lost, and the window is not valid while that is
+    # in it. Read a whole window (plus two scrapes) after the first sample after the reset.
+    series = 'vllm:time_to_first_token_seconds_count{workload="chat"}[30s]'
+    result = prom.wait_for(series, lambda r: any(
+        float(b[1]) < float(a[1]) for row in r for a, b in itertools.pairwise(row["values"])))
+    t_after = max(float(b[0]) for row in result
+                  for a, b in itertools.pairwise(row["values"]) if float(b[1]) < float(a[1]))
+    later = t_after + 10.0 + 2 * prom.scrape_interval_s
+    prom.wait_for("min(timestamp(vllm:time_to_first_token_seconds_count"
+                  f'{{workload="chat"}})) > {later}', bool)
+    reading = collector.collect(later).observations[TARGET].readings[Signal.REQUEST_RATE]
+    assert reading.status is Status.OK, reading.detail
     assert reading.value is not None and reading.value >= 0
 
 

@@ -139,7 +139,8 @@ def test_no_policy_uses_fewer_gpu_hours_than_the_bound_on_public_traces(
     if scale != 1.0:
         from autoscaler.traces import scale_trace
         trace = scale_trace(trace, rate=scale)
-    comp = compare(trace, P8, options=ReplayOptions(slo_ttft_s=2.0))
+    # Every registered policy, not only compare()'s default list (hpa-running is not in it).
+    comp = compare(trace, P8, policies=tuple(PolicyKind), options=ReplayOptions(slo_ttft_s=2.0))
     for kind, result in comp.results.items():
         s = result.summary
         assert s.gpu_hours >= s.bound_gpu_hours * (1 - 1e-9), kind
@@ -377,3 +378,45 @@ def test_the_windowed_bound_matches_a_slow_reference(
     slow = _slow_windowed(arr, [float(c) for c in cnt], work, dl, 60.0, floor, length,
                           droppable)
     assert fast == pytest.approx(slow, abs=1e-9)
+
+
+# --- the request engine's prefill work, with the step base over a full budget -----------
+
+def test_request_items_charge_each_prefill_token_its_share_of_a_full_steps_base() -> None:
+    from autoscaler.sim.bound import request_items
+    # llama3-8b-h100: 50 us per prefill token and an 8-ms step base carrying at most 8,192
+    # tokens: 1,000 tokens cost 1,000 x (0.00005 + 0.008 / 8,192) = 0.0509765625 replica-s.
+    # 20,000 tokens need ceil(20,000 / 8,192) = 3 steps: 3 x 0.008 + 20,000 x 0.00005 =
+    # 1.024 s on an idle replica, above a 1.0-s objective: impossible; 8,000 tokens need
+    # 0.008 + 0.4 = 0.408 s: possible.
+    it = request_items(np.asarray([0.0, 1.0, 2.0]), np.asarray([1000.0, 20000.0, 8000.0]),
+                       np.asarray([1.0, 1.0, 1.0]), 20_000.0, step_base_s=0.008,
+                       max_num_batched_tokens=8192)
+    assert it.work_s[0] == pytest.approx(0.0509765625)
+    assert it.impossible.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_the_idle_ttft_the_bound_calls_impossible_is_the_request_engines_own() -> None:
+    # One 20,000-token request alone on one replica: its first token after 3 steps of
+    # 8 ms plus 20,000 x 50 us = 1.024 s, exactly the bound's idle TTFT.
+    from autoscaler.sim.request_engine import RequestEngine
+    eng = RequestEngine(P8, np.asarray([0.0]), np.asarray([20_000]), np.asarray([5]),
+                        initial_replicas=1)
+    eng.advance(10.0)
+    eng.finish()
+    assert eng.ttft[0] == pytest.approx(3 * 0.008 + 20_000 * 0.00005)
+
+
+def test_the_step_base_tightens_the_request_bound_by_its_share() -> None:
+    # 1,000 requests of 2,000 tokens at t = 10 s, 2-s objective, 60 s, floor 0: the bound
+    # is their work, 1,000 x 2,000 x (0.00005 + 0.008 / 8,192) = 101.953125 replica-s,
+    # against 100 with the bare prefill cost.
+    from autoscaler.sim.bound import request_items
+    args = (np.full(1000, 10.0), np.full(1000, 2000.0), np.full(1000, 2.0), 20_000.0)
+    bare = gpu_hours_lower_bound(request_items(*args), duration_s=60.0, floor_replicas=0.0,
+                                 gpus_per_replica=1, attainment=1.0)
+    tight = gpu_hours_lower_bound(
+        request_items(*args, step_base_s=0.008, max_num_batched_tokens=8192),
+        duration_s=60.0, floor_replicas=0.0, gpus_per_replica=1, attainment=1.0)
+    assert bare == pytest.approx(100.0 / 3600)
+    assert tight == pytest.approx(101.953125 / 3600)

@@ -490,3 +490,24 @@ def test_real_nasa_trace_marks_hurricane_erin_as_a_gap() -> None:
     # 2,381,546 (Aug 1 00:00:01), so the outage begins 14:52:00 = 53,520 s later.
     assert longest[0] == pytest.approx(2_381_546 + 53_520, abs=120)
     assert (longest[1] - longest[0]) / 3600 == pytest.approx(37.7, abs=0.1)
+
+
+@pytest.mark.parametrize(("lulls", "is_gap"), [
+    # 1 req/s on average either way. Steady: per-minute counts 60 +- 8 never approach 0, so
+    # 75 silent seconds have P = e^-75 (a stalled server or log). With lulls: half the
+    # minutes, at random, carry nothing (an on/off source at 2 req/s): per-minute variance
+    # 60 + 0.5 x 0.5 x 120^2 = 3,660, s2 = 1.0, shape 1, P(75 s) = 1 / 76: traffic.
+    pytest.param(False, True, id="steady 1 req/s: a 75-s silence is a gap"),
+    pytest.param(True, False, id="1 req/s with minute-long lulls: it is traffic"),
+])
+def test_a_short_silence_is_judged_against_the_lulls_of_its_own_traffic(
+        lulls: bool, is_gap: bool) -> None:
+    rng = np.random.default_rng(9)
+    minutes = 4 * 60
+    level = (rng.random(minutes) < 0.5) * 2.0 if lulls else np.ones(minutes)
+    counts = rng.poisson(np.repeat(level, 60)).astype(float)
+    counts[7200:7275] = 0.0
+    # Leave the run exactly 75 s long: the seconds next to it carry an arrival.
+    counts[7199] = counts[7275] = 1.0
+    gaps = count_gaps(counts)
+    assert ((7200.0, 7275.0) in gaps) is is_gap

@@ -97,7 +97,6 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "slo": "Service level objective the predictive policy sizes for",
     "slo.ttftSeconds": "Time-to-first-token objective, seconds",
     "slo.targetAttainment": "Fraction of requests that must meet the objective, 0..1",
-    "capacity": "What one replica serves at the SLO (`autoscaler replay` calibrates it)",
     "capacity.requestsPerSecond": "Requests per second one replica serves within the SLO",
     "capacity.concurrency": "Requests in flight one replica holds within the SLO",
     "coldStartSeconds": "Seconds from asking for a replica until it serves (image pull, "
@@ -125,6 +124,8 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "predictive.scaleDownWindowSeconds": "Scale down only to the highest recommendation of "
                                          "this many past seconds",
     "predictive.forecaster": "Forecasting model (trend, or one of the named models)",
+    "keda": "KEDA ScaledObject settings (KEDA's names), used by the keda policy",
+    "wva": "llm-d workload-variant-autoscaler saturation thresholds, used by the wva policy",
     "scaleTargetRef": "The workload to scale: any kind with a scale subresource",
     "mode": "Scale: patch the workload's scale subresource; Metrics: publish the decision "
             "through the external metrics API for a stock HPA; Shadow: decide and report "
@@ -253,6 +254,21 @@ def _refine(spec: dict[str, Any]) -> None:
                  "self.staticReplicas <= self.maxReplicas)",
          "message": "staticReplicas must be within [minReplicas, maxReplicas]",
          "fieldPath": ".staticReplicas"},
+        # wva.scaleDownThreshold and scaleUpThreshold have defaults, so both are present.
+        {"rule": "!has(self.wva) || self.wva.scaleDownThreshold <= self.wva.scaleUpThreshold",
+         "message": "wva.scaleDownThreshold must be <= wva.scaleUpThreshold",
+         "fieldPath": ".wva.scaleDownThreshold"},
+        # Spec._check_capacity_optional: capacity may be left out only where no decision
+        # divides by the documented prior (predictive learning it, the HPA family, static,
+        # the KPA with its own target). kpa.metric and predictive.learnCapacity have defaults.
+        {"rule": "has(self.capacity) || (self.policy != 'wva' && self.policy != 'hindsight' "
+                 "&& self.policy != 'oracle' && (self.policy != 'predictive' || "
+                 "!has(self.predictive) || self.predictive.learnCapacity) && "
+                 "(self.policy != 'kpa' || (has(self.kpa) && (self.kpa.metric == 'rps' ? "
+                 "has(self.kpa.targetRps) : has(self.kpa.targetConcurrency)))))",
+         "message": "capacity is required for wva, hindsight, predictive with learnCapacity "
+                    "false, and kpa without its own target",
+         "fieldPath": ".capacity"},
         {"rule": "self.policy != 'hpa' || (has(self.metrics) && size(self.metrics) > 0)",
          "message": "the hpa policy needs at least one metrics[] target",
          "fieldPath": ".metrics"},
@@ -305,6 +321,26 @@ def status_schema() -> dict[str, Any]:
             "demandRps": {"type": "number", "description": "Current demand, requests/s"},
             "forecastModel": {"type": "string",
                               "description": "Forecasting model behind forecastRps"},
+            "learnedCapacity": {
+                "type": "object",
+                "description": "One replica's capacity at the SLO as the predictive policy "
+                               "learned it from the fleet, with a 90 % band",
+                "properties": {
+                    "requestsPerSecond": {"type": "number", "description": "Requests/s at "
+                                          "the current request mix"},
+                    "lowerRequestsPerSecond": {"type": "number", "description": "90 % band, "
+                                               "lower end, requests/s"},
+                    "upperRequestsPerSecond": {"type": "number", "description": "90 % band, "
+                                               "upper end, requests/s"},
+                    "relativeStdDev": {"type": "number", "description": "Relative standard "
+                                       "deviation of the estimate (0.1 = +-10 %)"},
+                    "unit": {"type": "string", "description": "Unit of work that binds the "
+                             "plan: prompt_tokens_per_s, generation_tokens_per_s or "
+                             "requests_per_s"},
+                    "perReplica": {"type": "number", "description": "Capacity of one "
+                                   "replica in unit"},
+                },
+            },
             "conditions": {
                 "type": "array",
                 "description": "Latest observations (" + ", ".join(CONDITION_TYPES) + ")",

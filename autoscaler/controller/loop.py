@@ -79,6 +79,10 @@ from autoscaler.metrics.presets import get_preset
 from autoscaler.metrics.source import MetricsSource, QueryError
 
 log = logging.getLogger("autoscaler.controller")
+decision_log = logging.getLogger("autoscaler.decisions")
+"""The decision log: one record per decision, its figures as ``extra`` fields (top-level
+keys of the JSON log line). INFO when the desired count or the reason changed, DEBUG
+otherwise: 1,000 steady autoscalers at a 15-s sync would be 67 lines a second at INFO."""
 
 STATUS_REFRESH_S = 300.0
 """An unchanged status (same counts, reason and condition states) is rewritten at most this
@@ -118,6 +122,8 @@ class Memory:
     trouble: str | None = None
     blocked_by: str | None = None
     invalid_generation: int | None = None
+    last_logged: tuple[int, str] | None = None
+    """(desired, reason) of the last decision logged at INFO."""
     warmed: bool = False
     capacity: Assessment | None = None
     """The last pod assessment (None: every replica was ready, nothing to assess); kept
@@ -499,6 +505,7 @@ class Controller:
             log.info("%s/%s: %s mode: would scale %d -> %d (%s)", a.namespace, a.name,
                      a.mode.value, info.replicas, desired, reason)
         self._metrics_events(a, mem, verdict)
+        self._log_decision(a, mem, info, desired, reason, decision)
         self._status(a, mem, now, current=info.replicas, desired=desired, reason=reason,
                      message=message, decision=decision, conditions=st.conditions(
                          mode=a.mode.value, valid=decision.valid, reason=reason,
@@ -506,6 +513,25 @@ class Controller:
                          blocked=blocked, capacity=capacity))
         return Outcome(a.namespace, a.name, a.mode, info.replicas, desired, reason,
                        decision.valid, wrote, decision, now)
+
+    def _log_decision(self, a: Autoscaler, mem: Memory, info: ScaleInfo, desired: int,
+                      reason: str, decision: Decision) -> None:
+        changed = mem.last_logged != (desired, reason)
+        level = logging.INFO if changed else logging.DEBUG
+        if not decision_log.isEnabledFor(level):
+            return
+        mem.last_logged = (desired, reason)
+        fields: dict[str, Any] = {
+            "namespace": a.namespace, "autoscaler": a.name, "current": info.replicas,
+            "ready": info.ready, "desired": desired, "reason": reason,
+            "valid": decision.valid}
+        for key, value in (("forecast_rps", decision.forecast_rps),
+                           ("demand_rps", decision.demand_rps)):
+            if value is not None and math.isfinite(value):
+                fields[key] = round(value, 4)
+        fields.update(st.learned_capacity_fields(decision))
+        decision_log.log(level, "%s/%s: %d -> %d (%s): %s", a.namespace, a.name,
+                         info.replicas, desired, reason, decision.message, extra=fields)
 
     def _after_decide(self, a: Autoscaler, mem: Memory, decision: Decision,
                       info: ScaleInfo) -> tuple[int, str, str]:

@@ -23,6 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from autoscaler.controller.capacity_gauges import CapacityGauges
 from autoscaler.controller.election import ElectionConfig, LeaseElector
 from autoscaler.controller.kube import KubeClient, api_client
 from autoscaler.controller.loop import Controller, ControllerHooks, Outcome, run_forever
@@ -59,6 +60,7 @@ class Metrics(ControllerHooks):
         self.demand = Gauge("autoscaler_demand_rps", "Observed demand, requests/s", labels,
                             registry=r)
         self.leader = Gauge("autoscaler_is_leader", "1 while this replica leads", registry=r)
+        self.capacity = CapacityGauges(r)
 
     def decision(self, outcome: Outcome) -> None:
         lab = (outcome.namespace, outcome.name)
@@ -70,6 +72,7 @@ class Metrics(ControllerHooks):
             self.forecast.labels(*lab).set(d.forecast_rps)
         if d is not None and d.demand_rps is not None:
             self.demand.labels(*lab).set(d.demand_rps)
+        self.capacity.observe(outcome)
 
     def error(self, kind: str) -> None:
         self.errors.labels(kind).inc()

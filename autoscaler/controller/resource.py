@@ -198,7 +198,8 @@ def parse_autoscaler(obj: dict[str, Any]) -> Autoscaler:
             value = _lookup(obj.get("spec") or {}, path)
         raise SpecError("spec." + path, value, allowed, source=where) from exc
     except SpecError as exc:
-        raise SpecError("spec." + exc.field, exc.value, exc.allowed, source=where) from exc
+        raise SpecError("spec." + exc.field, exc.value, exc.allowed, source=where,
+                        problem=exc.problem) from exc
     ref = model.scale_target_ref
     src = model.metrics_source
     return Autoscaler(

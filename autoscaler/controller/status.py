@@ -12,6 +12,9 @@ Conditions (HPA-shaped names, so ``kubectl describe`` reads like an HPA's):
 * ``MetricsAvailable``: the request rate was read and trusted this cycle.
 * ``CapacityAvailable``: False while pods of the workload cannot be scheduled (GPUs run
   out), Unknown when its pods could not be listed (``schedulable.py``, ``capacity``).
+
+``learnedCapacity`` (not a condition): what one replica carries at the SLO as the policy
+learned it, with a 90 % band (``learned_capacity``), refreshed with the forecast figures.
 """
 
 from __future__ import annotations
@@ -31,6 +34,62 @@ LIMITED = frozenset({Reason.TOO_FEW_REPLICAS, Reason.TOO_MANY_REPLICAS,
 
 Condition = tuple[str, str, str]
 """(status "True"/"False", reason, message)."""
+
+
+CAPACITY_INTERVAL_Z = 1.645
+"""Standard normal z of a two-sided 90 % interval. The learned capacity's uncertainty is a
+relative standard deviation (``Decision.capacity_uncertainty``); its 90 % band, reading the
+relative residuals as roughly normal, is capacity x (1 -+ 1.645 x sd): 4 req/s at +-10 %
+is 3.34..4.66 req/s."""
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedCapacity:
+    """One replica's learned capacity at the SLO, as the status, ``/metrics`` and the
+    decision log show it."""
+
+    requests_per_second: float
+    """At the current request mix (the least over units of work)."""
+    lower_rps: float
+    """90 % band, lower end (never below 0)."""
+    upper_rps: float
+    relative_sd: float
+    """Relative standard deviation (0.1 = +-10 %)."""
+    unit: str | None
+    """The unit of work that binds the plan (``prompt_tokens_per_s``, ...)."""
+    per_replica: float | None
+    """Capacity of one replica in ``unit``."""
+
+
+def learned_capacity(decision: Decision | None) -> LearnedCapacity | None:
+    """The learned capacity a decision reports, with its 90 % band; None when the policy
+    learns none (every policy but predictive) or reported no finite figure."""
+    if decision is None:
+        return None
+    rps, sd = decision.capacity_rps, decision.capacity_uncertainty
+    if rps is None or sd is None or not math.isfinite(rps) or not math.isfinite(sd):
+        return None
+    half = CAPACITY_INTERVAL_Z * max(0.0, sd) * rps
+    per = decision.capacity_per_replica
+    return LearnedCapacity(rps, max(0.0, rps - half), rps + half, max(0.0, sd),
+                           decision.capacity_unit,
+                           per if per is not None and math.isfinite(per) else None)
+
+
+def learned_capacity_fields(decision: Decision | None) -> dict[str, float | str]:
+    """The learned capacity as flat fields (the controller's decision log; empty when none)."""
+    cap = learned_capacity(decision)
+    if cap is None:
+        return {}
+    out: dict[str, float | str] = {
+        "capacity_rps": round(cap.requests_per_second, 4),
+        "capacity_lower_rps": round(cap.lower_rps, 4),
+        "capacity_upper_rps": round(cap.upper_rps, 4),
+        "capacity_relative_sd": round(cap.relative_sd, 4)}
+    if cap.unit is not None and cap.per_replica is not None:
+        out["capacity_unit"] = cap.unit
+        out["capacity_per_replica"] = round(cap.per_replica, 4)
+    return out
 
 
 def rfc3339(t: float) -> str:
@@ -147,6 +206,17 @@ def status_document(*, generation: int, current: int | None, desired: int | None
                 doc[k] = round(v, 3)
         if decision.forecast_model:
             doc["forecastModel"] = decision.forecast_model
+        cap = learned_capacity(decision)
+        if cap is not None:
+            learned: dict[str, Any] = {
+                "requestsPerSecond": round(cap.requests_per_second, 3),
+                "lowerRequestsPerSecond": round(cap.lower_rps, 3),
+                "upperRequestsPerSecond": round(cap.upper_rps, 3),
+                "relativeStdDev": round(cap.relative_sd, 4)}
+            if cap.unit is not None and cap.per_replica is not None:
+                learned["unit"] = cap.unit
+                learned["perReplica"] = round(cap.per_replica, 3)
+            doc["learnedCapacity"] = learned
     return doc
 
 
@@ -154,7 +224,8 @@ def material(status: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a status whose change is written at once (counts, reason, condition
     states); messages and forecast figures wait for the periodic refresh."""
     out = {k: v for k, v in status.items()
-           if k not in ("message", "forecastRps", "demandRps", "forecastModel", "conditions")}
+           if k not in ("message", "forecastRps", "demandRps", "forecastModel", "conditions",
+                        "learnedCapacity")}
     out["conditions"] = [(c["type"], c["status"], c["reason"]) for c in status["conditions"]]
     return out
 

@@ -61,6 +61,14 @@ HPA_QUEUE_TARGET = 5.0
 autoscaling guide recommends queue size as the metric for throughput at a latency target
 and leaves the number to a load test; 5 per replica is the starting threshold the KEDA /
 vLLM examples use (``sum(vllm:num_requests_waiting)`` at averageValue 5). *upstream*"""
+HPA_RUNNING_TARGET = 10.0
+"""Requests running per replica (vLLM ``num_requests_running``, the "batch size" GKE's LLM
+autoscaling guide names as the metric for a lower latency target than the queue), the
+AverageValue target of the HPA on running requests. The guide gives no number; 10 is the
+averageValue of Google's reference GKE manifest for it (GoogleCloudPlatform/
+accelerated-platforms, ``hpa-vllm-openai-batch-size.yaml``, whose guide asks users to adjust
+it); the Kubernetes project's vLLM HPA example (kubernetes/examples,
+``AI/vllm-deployment/hpa``) uses 4. *upstream*"""
 HPA_KV_TARGET = 0.8
 """Mean KV-cache usage per replica, the AverageValue target of the HPA on KV cache: llm-d
 WVA's documented ``kvCacheThreshold`` (a replica is saturated at 80 %). *upstream*"""
@@ -117,6 +125,14 @@ FALLBACK_MAX_FAILURE_THRESHOLD = 1000
 """Upper bound of ``fallback.failureThreshold``."""
 MAX_REPLICAS_LIMIT = 100_000
 """Sanity bound on maxReplicas."""
+CAPACITY_PRIOR_RPS = 2.0
+"""Requests/s one replica is assumed to carry at the SLO when a spec gives no ``capacity``
+(a prior only the capacity-learning predictive policy runs on). Deliberately low: a chat
+model on one GPU carries a few to tens of requests/s at a 2 s TTFT, and a low guess costs
+replicas while a high one costs the SLO. Until the fleet has shown its capacity the
+decision never scales down on it."""
+CAPACITY_PRIOR_CONCURRENCY = 16.0
+"""Requests in flight per replica of the same prior (2 req/s x ~8 s per request)."""
 
 CONTROLLER_TICK_S = 5.0
 """How often the controller loop wakes, seconds; each autoscaler still decides on its own

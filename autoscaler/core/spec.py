@@ -8,7 +8,7 @@ is what the user wrote. Parsing YAML into these lives at the boundary (``autosca
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from autoscaler.core import defaults as d
@@ -44,6 +44,9 @@ class PolicyKind(StrEnum):
     STATIC = "static"
     HPA_QUEUE = "hpa-queue"
     """The HPA on the queue (vLLM ``num_requests_waiting``), AverageValue per replica."""
+    HPA_RUNNING = "hpa-running"
+    """The HPA on running requests (vLLM ``num_requests_running``, GKE's "batch size"),
+    AverageValue per replica."""
     HPA_KV = "hpa-kv"
     """The HPA on KV-cache usage (mean fraction over replicas), AverageValue per replica."""
     KEDA = "keda"
@@ -57,7 +60,8 @@ class PolicyKind(StrEnum):
 
 
 HPA_FAMILY: frozenset[PolicyKind] = frozenset(
-    {PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA})
+    {PolicyKind.HPA, PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA,
+     PolicyKind.HPA_RUNNING})
 """Policies that run the HPA's algorithm on ``metrics`` (and so need at least one)."""
 
 
@@ -195,6 +199,19 @@ def ttft_objective(spec: Spec | SLO, prompt_tokens: float) -> float:
     return slo.ttft_seconds + slo.ttft_seconds_per_prompt_token * max(0.0, prompt_tokens)
 
 
+class CapacitySource(StrEnum):
+    """Where a spec's ``capacity`` came from."""
+
+    GIVEN = "given"
+    """The user wrote it (``capacity`` in the spec)."""
+    PROFILE = "profile"
+    """Calibrated from a replica profile (the replay, for a spec that leaves it out)."""
+    PRIOR = "prior"
+    """Neither: the documented prior (``defaults.CAPACITY_PRIOR_*``). Only a policy that
+    learns capacity may run on it, and the decision never scales down while nothing has
+    been learned yet (``autoscaler.core.decide``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Capacity:
     """The capacity model of one replica at the SLO."""
@@ -203,6 +220,12 @@ class Capacity:
     """Arrival rate one replica sustains while meeting the TTFT SLO (requests/s)."""
     concurrency: float
     """Requests in flight on one replica at that rate (Little's law: rate x latency)."""
+    source: CapacitySource = CapacitySource.GIVEN
+
+    @property
+    def known(self) -> bool:
+        """False for the documented prior: a guess, not a measurement of this workload."""
+        return self.source != CapacitySource.PRIOR
 
     def validate(self, path: str = "capacity") -> None:
         _check_range(f"{path}.requestsPerSecond", self.requests_per_second, 0.0, 1e9,
@@ -326,6 +349,19 @@ class WvaParams:
                      self.scale_up_threshold, lo_open=True)
 
 
+def prior_capacity() -> Capacity:
+    """The capacity a spec without ``capacity`` starts from (``defaults.CAPACITY_PRIOR_*``)."""
+    return Capacity(d.CAPACITY_PRIOR_RPS, d.CAPACITY_PRIOR_CONCURRENCY, CapacitySource.PRIOR)
+
+
+def with_profile_capacity(spec: Spec, capacity: Capacity) -> Spec:
+    """``spec`` with ``capacity`` (calibrated from a replica profile) in place of the
+    documented prior when the spec left ``capacity`` out; a given capacity is kept."""
+    if spec.capacity.known:
+        return spec
+    return replace(spec, capacity=replace(capacity, source=CapacitySource.PROFILE))
+
+
 def default_hpa_metrics() -> tuple[MetricTarget, ...]:
     """Empty: the replay fills an HPA target from the capacity model when none is given."""
     return ()
@@ -378,6 +414,8 @@ class Spec:
             raise SpecError("minReplicas", self.min_replicas,
                             f"<= maxReplicas ({self.max_replicas})")
         self.capacity.validate()
+        if not self.capacity.known:
+            self._check_capacity_optional()
         for i, m in enumerate(self.metrics):
             m.validate(f"metrics[{i}]")
         if self.policy in HPA_FAMILY and not self.metrics:
@@ -398,3 +436,20 @@ class Spec:
         self.wva.validate()
         if self.fallback is not None:
             self.fallback.validate(self.min_replicas, self.max_replicas)
+
+    def _check_capacity_optional(self) -> None:
+        """``capacity`` may be left out only where no decision divides by a guess: the
+        predictive policy learning it, the HPA family (it divides by ``metrics`` targets)
+        and ``static``; the KPA only with its own per-replica target."""
+        need = None
+        if self.policy == PolicyKind.PREDICTIVE and not self.predictive.learn_capacity:
+            need = "the predictive policy unless predictive.learnCapacity is true"
+        elif self.policy in (PolicyKind.WVA, PolicyKind.HINDSIGHT):
+            need = f"the {self.policy.value} policy"
+        elif self.policy == PolicyKind.KPA and (
+                self.kpa.target_rps if self.kpa.metric == "rps"
+                else self.kpa.target_concurrency) is None:
+            target = "targetRps" if self.kpa.metric == "rps" else "targetConcurrency"
+            need = f"the kpa policy unless kpa.{target} is set"
+        if need is not None:
+            raise SpecError("capacity", None, "", problem=f"required for {need}")

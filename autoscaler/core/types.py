@@ -102,6 +102,9 @@ class Reason(StrEnum):
     FALLBACK = "Fallback"
     """Metrics stayed unusable for ``fallback.failureThreshold`` cycles: the count was raised
     to ``fallback.replicas`` (``autoscaler.core.safety``)."""
+    CAPACITY_UNKNOWN = "CapacityUnknown"
+    """The spec gives no ``capacity`` and the fleet has not shown its own yet: a scale-down
+    was held, or limited to what the fleet has shown it carries (``autoscaler.core.decide``)."""
 
 
 @dataclass(frozen=True, slots=True)

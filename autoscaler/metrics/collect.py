@@ -2,10 +2,12 @@
 
 Each signal of the preset is one PromQL query aggregated ``by`` the target labels, so the
 answer carries every target at once. Two more queries read the pods' own series of the
-counter the preset rates: their raw samples over the rate window (``counter{sel}[window]``,
-a range vector: each target's newest sample, and how much of the window the series cover,
-since a window not yet covered after a restart or a gap reads too low), and their instant
-count per target (pods reporting: a pod whose scrape failed is dropped from it at once).
+counter the preset rates: their raw samples over the rate window and half a window before
+it (``counter{sel}[1.5 x window]``, a range vector: each target's newest sample, how much of
+the window the series cover, since a window not yet covered after a restart, a gap or a
+counter reset reads too low, and the sample before the window that shows a reset at its
+start), and their instant count per target (pods reporting: a pod whose scrape failed is
+dropped from it at once).
 vLLM: 10 queries a cycle (8 signal queries, the TTFT quantiles sharing one, plus these
 two) for any number of targets, as before.
 
@@ -54,6 +56,10 @@ def rate_selector(promql: str) -> str | None:
     ``vllm:time_to_first_token_seconds_count{namespace="a"}``; None if there is none."""
     m = _RATE_SELECTOR.search(promql)
     return m.group(1) if m else None
+
+
+SERIES_RANGE_FACTOR = 1.5
+"""The counter's raw samples are read over this many rate windows (``series_range``)."""
 
 
 def _window_seconds(window: str) -> float:
@@ -145,6 +151,16 @@ class CollectorConfig:
     def window_s(self) -> float:
         return _window_seconds(self.window)
 
+    @property
+    def series_range(self) -> str:
+        """The range of the counter's raw samples: the rate window and half a window more
+        (two scrape intervals at least, the window being four or more), so each series'
+        last sample before the window comes back too. A counter reset between it and the
+        window's first sample is then seen (the observation rules need it) in the same one
+        query: 1m -> 90s."""
+        ms = round(self.window_s * SERIES_RANGE_FACTOR * 1000)
+        return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
     def series_queries(self) -> tuple[str, str, bool]:
         """The range-vector query of every pod's series over the window, the instant count
         of the same series per target (a pod whose scrape just failed is dropped from it at
@@ -157,8 +173,8 @@ class CollectorConfig:
             if signal in self.preset.queries:
                 found = rate_selector(self.promql(signal))
                 if found is not None:
-                    return (f"{found}[{self.window}]", f"count by ({self.by}) ({found})",
-                            True)
+                    return (f"{found}[{self.series_range}]",
+                            f"count by ({self.by}) ({found})", True)
         gauge = f"{self.preset.liveness_metric}{{{self.selector}}}"
         return f"{gauge}[{self.window}]", f"count by ({self.by}) ({gauge})", False
 
@@ -242,7 +258,8 @@ class Collector:
             key = self._key(series.labels)
             if key is not None:
                 grouped.setdefault(key, []).append(series.points)
-        return {key: WindowSeries.from_samples(rows, counter=counter)
+        since = at - self.config.window_s
+        return {key: WindowSeries.from_samples(rows, counter=counter, since=since)
                 for key, rows in grouped.items()}
 
     def collect(self, at: float, targets: Iterable[TargetKey] | None = None) -> CycleResult:

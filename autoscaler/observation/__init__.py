@@ -8,7 +8,8 @@ replay's fake Prometheus (``autoscaler.sim.observe``) both hand their raw readin
 * partial pods (fewer pods report than are ready: a sum undercounts);
 * a rate window that the series do not cover yet (after a scrape gap, a Prometheus
   restart or a pod that reappears): ``not_yet_valid``, never low load;
-* counter resets, which are not a drop in load.
+* counter resets, which are not a drop in load, and leave the window uncovered from the
+  last scrape before the reset until the sample after it.
 
 Pure like the core: no I/O, no clock, no client libraries (an import-linter contract).
 """

@@ -24,9 +24,13 @@ target's series) and ``ws = at - window``:
   ``rate()`` extrapolates it back to that zero exactly. A counter that is already large
   when its series appears (Prometheus lost its head; a pod that was serving but not
   scraped) does not qualify;
-* a counter reset that follows a gap loses what was counted in the gap: the series covers
-  the window only from the sample after it. A reset between two regular scrapes loses at
-  most one scrape interval of one pod: that is not a gap, and not a drop in load.
+* a counter reset loses what the pod counted between the last scrape before it and the
+  reset (Prometheus sees the value after it, counted from 0): the series covers the window
+  only from the sample after the reset, so the rate is ``not_yet_valid`` until that sample
+  is a whole window old. A reset is not a drop in load, and between two regular scrapes it
+  still under-reads: two of four pods restarting 10 s after a scrape lose 100 of a 60-s
+  window's 1,200 requests (8 %), enough for a policy without a scale-down delay to release
+  a replica it needs.
 """
 
 from __future__ import annotations
@@ -227,8 +231,8 @@ def judge(raw: RawTarget, max_age_s: float) -> Observation:
     if not cov.complete:
         late = cov.series - cov.covered
         uncovered = (f"rate window {cov.least:.0%} covered: {late} of {cov.series} series "
-                     f"start inside the {raw.window_s:g}-s window (a restart, a scrape gap or "
-                     "a pod that reappeared); not yet valid")
+                     f"start inside the {raw.window_s:g}-s window (a restart, a scrape gap, "
+                     "a counter reset or a pod that reappeared); not yet valid")
     readings: dict[Signal, SignalReading] = {}
     for signal in wanted:
         if signal in raw.failed:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -38,34 +37,44 @@ class SeriesWindow:
     increase: float = math.nan
     """A counter's reset-corrected increase from ``first_t`` to ``last_t`` (NaN: gauge)."""
     lost_until: float = math.nan
-    """The latest in-window sample that follows a counter reset *after a gap* (NaN: none):
-    what the counter gained between the gap's start and the reset is lost, so the window is
-    only covered from here. A reset between two regular scrapes loses at most one scrape
-    interval of one pod and is not a gap (a counter reset is not a drop in load)."""
+    """The sample right after the newest counter reset seen (NaN: none). What the counter
+    gained between the last scrape before the reset and the reset itself is lost (Prometheus
+    sees only the value after it, counted from 0), so the window is covered only from here:
+    with 4 pods at 5 req/s, two restarting 10 s after a scrape lose 2 x 5 x 10 = 100 of a
+    60-s window's 1,200, and ``rate()`` reads 8 % low. The sample before the reset may lie
+    just before the window (``from_samples``' ``since``): a reset between it and the
+    window's first sample loses part of the window as well."""
     count: int = 1
     """How many identical series this entry stands for. The replay keeps pods that share
     every sample time as one entry: 150 steady pods are one entry, not 150."""
 
     @classmethod
     def from_samples(cls, points: Sequence[tuple[float, float]], *,
-                     counter: bool) -> SeriesWindow:
-        """From one series' raw ``(time, value)`` samples inside the window (what an
-        instant query of ``metric[window]`` returns), oldest first."""
-        if not points:
-            raise ValueError("a series needs at least one sample")
+                     counter: bool, since: float | None = None) -> SeriesWindow:
+        """From one series' raw ``(time, value)`` samples (what an instant query of
+        ``metric[range]`` returns), oldest first. With ``since`` (the window's start,
+        exclusive), samples at or before it are not the window's: only the newest of them
+        is read, to see a counter reset between it and the window's first sample."""
         r = sorted(points)
+        before: tuple[float, float] | None = None
+        if since is not None:
+            inside = [p for p in r if p[0] > since]
+            if len(inside) < len(r):
+                before = r[len(r) - len(inside) - 1]
+            r = inside
+        if not r:
+            raise ValueError("a series needs at least one sample inside the window")
         if not counter:
             return cls(r[0][0], r[-1][0], len(r))
-        spacings = [b[0] - a[0] for a, b in itertools.pairwise(r)]
-        usual = statistics.median(spacings) if spacings else math.inf
         increase, lost = 0.0, math.nan
-        for (ta, va), (tb, vb) in itertools.pairwise(r):
+        if before is not None and r[0][1] < before[1]:
+            lost = r[0][0]
+        for (_, va), (tb, vb) in itertools.pairwise(r):
             if vb >= va:
                 increase += vb - va
             else:  # a reset: the counter restarted from 0 and counted vb since
                 increase += vb
-                if tb - ta > GAP_FACTOR * usual:
-                    lost = tb
+                lost = tb
         return cls(r[0][0], r[-1][0], len(r), r[0][1], increase, lost)
 
 
@@ -80,11 +89,12 @@ class WindowSeries:
 
     @classmethod
     def from_samples(cls, series: Sequence[Sequence[tuple[float, float]]], *,
-                     counter: bool) -> WindowSeries:
-        """From each series' raw samples inside the window; series without any are
-        skipped."""
-        return cls(tuple(SeriesWindow.from_samples(s, counter=counter)
-                         for s in series if len(s)))
+                     counter: bool, since: float | None = None) -> WindowSeries:
+        """From each series' raw samples; series without any inside the window (after
+        ``since``, when given) are skipped."""
+        return cls(tuple(SeriesWindow.from_samples(s, counter=counter, since=since)
+                         for s in series
+                         if any(since is None or t > since for t, _ in s)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 COLORS = {"hpa": "#d62728", "kpa": "#9467bd", "predictive": "#2ca02c",
           "hindsight": "#1f77b4", "oracle": "#1f77b4", "static": "#7f7f7f",
-          "hpa-queue": "#ff7f0e", "hpa-kv": "#8c564b", "keda": "#e377c2", "wva": "#17becf"}
-SPARE_COLORS = ("#bcbd22", "#393b79", "#637939", "#843c39", "#7b4173")
+          "hpa-queue": "#ff7f0e", "hpa-kv": "#8c564b", "keda": "#e377c2", "wva": "#17becf",
+          "hpa-running": "#bcbd22"}
+SPARE_COLORS = ("#aec7e8", "#393b79", "#637939", "#843c39", "#7b4173")
 """For policy names without their own colour: picked by a stable hash of the name, so a
 policy keeps its colour across reports (never one grey for all of them)."""
 MAX_POINTS = 4000

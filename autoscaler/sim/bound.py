@@ -10,13 +10,27 @@ deadline D_i (the TTFT objective, ``ttft_objective(slo, prompt_i)``, plus the en
 timing slack) and a unit work w_i in replica-seconds that must be done by a ready replica
 between a_i and a_i + D_i for the request to meet its objective:
 
-* request engine: w_i = prompt_i / prefill_tokens_per_s. A request's first token comes at
-  the end of the step that prefills its prompt's last chunk, and a replica prefills at most
-  ``prefill_tokens_per_s`` (= 1 / step_per_prefill_token_s) tokens per second: every step
-  lasts step_base_s + step_per_prefill_token_s x its prefill tokens + step_per_decode_seq_s
-  x its decodes >= step_per_prefill_token_s x its prefill tokens. So a request that meets
-  its objective received w_i replica-seconds of prefill inside [a_i, a_i + D_i] (a
-  preempted request's recomputed prefill only adds work).
+* request engine: w_i = prompt_i x (step_per_prefill_token_s + step_base_s /
+  max_num_batched_tokens). A request's first token comes at the end of the step that
+  prefills its prompt's last chunk. Every step lasts step_base_s + step_per_prefill_token_s
+  x its prefill tokens x + step_per_decode_seq_s x its decodes, and carries at most
+  max_num_batched_tokens (B) prefill tokens, so x <= B and
+
+      step time >= step_base_s + step_per_prefill_token_s x x
+                >= x x (step_base_s / B + step_per_prefill_token_s):
+
+  each prefill token costs its replica at least that many seconds, whichever step and
+  batch it rides in (worked number, llama3-8b-h100: 8 ms / 8,192 + 50 us = 50.98 us per
+  token, 1,000 tokens = 0.05098 replica-s; the step base adds 2% to the bare prefill
+  cost). So a request that meets its objective received w_i replica-seconds inside [a_i,
+  a_i + D_i] (a preempted request's recomputed prefill only adds work). It misses under
+  every policy when even an idle replica is too slow: ceil(prompt_i / B) steps of
+  step_base_s plus the prefill, ``idle_ttft_s``, above D_i.
+
+  Decode is not counted, and cannot be against a deadline: a request that met its
+  objective may be preempted (its KV blocks reclaimed by vLLM's recompute policy) right
+  after its first token and wait behind others, so none of its decode steps is bound to
+  fall inside any window. Only its prefill is.
 * fluid engine: w_i = 1 / mu, mu = ``max_throughput_rps`` of the trace's mean token mix:
   the fluid fleet serves at most R x mu requests per second with R ready replicas, FIFO,
   and counts an arrival as met only when the backlog ahead of it drains within its
@@ -45,8 +59,9 @@ is at least the integer one). A window partition is arbitrary, so the bound is t
 over several window lengths and offsets; each one is a valid bound, hence so is their max.
 
 It is loose where the work that binds is not the one counted: for the request engine only
-the prefill is counted (decode need not finish by any deadline), so on the 8B profile with
-1,000-token prompts the bound is roughly half of what a fleet at the SLO costs.
+the prefill is counted (decode need not finish by any deadline, see above), so on the 8B
+profile with 1,000-token prompts the bound is roughly half of what a fleet at the SLO
+costs.
 """
 
 from __future__ import annotations
@@ -67,7 +82,8 @@ WINDOW_OFFSETS: tuple[float, ...] = (0.0, 0.5)
 
 DEFINITION = (
     "Instant, fractional replicas that do only the work a request needs before its first "
-    "token (request engine: its prefill at the profile's prefill_tokens_per_s; fluid engine: "
+    "token (request engine: its prefill at the profile's prefill cost per token plus the "
+    "step base over a full token budget; fluid engine: "
     "1/mu per request at the fleet's full-batch throughput mu), each request's work inside "
     "[arrival, arrival + its TTFT objective], never fewer than min(minReplicas, initial "
     "fleet, GPU quota) replicas, with the result's misses spent where they save the most. "
@@ -153,13 +169,22 @@ def _windowed(items: Items, possible: FloatArray, duration_s: float, floor: floa
 
 
 def request_items(arrival_s: FloatArray, prompt_tokens: FloatArray, objective_s: FloatArray,
-                  prefill_tokens_per_s: float) -> Items:
-    """Items of the request engine: one per request, its prefill as the work."""
-    work = np.asarray(prompt_tokens, dtype=np.float64) / prefill_tokens_per_s
+                  prefill_tokens_per_s: float, *, step_base_s: float = 0.0,
+                  max_num_batched_tokens: float = math.inf) -> Items:
+    """Items of the request engine: one per request, its prefill as the work (each token
+    at least ``1 / prefill_tokens_per_s + step_base_s / max_num_batched_tokens`` replica-s,
+    see the module docstring; the defaults give the bare prefill cost)."""
+    p = np.asarray(prompt_tokens, dtype=np.float64)
+    per_token = 1.0 / prefill_tokens_per_s + step_base_s / max_num_batched_tokens
+    work = p * per_token
+    steps = np.ceil(p / max_num_batched_tokens) if math.isfinite(max_num_batched_tokens) \
+        else np.zeros_like(p)
+    idle_ttft_s = steps * step_base_s + p / prefill_tokens_per_s
     n = len(work)
+    obj = np.asarray(objective_s, dtype=np.float64)
     return Items(arrival_s=np.asarray(arrival_s, dtype=np.float64), count=np.ones(n),
-                 work_s=work, deadline_s=np.asarray(objective_s, dtype=np.float64),
-                 impossible=(work > objective_s).astype(np.float64))
+                 work_s=work, deadline_s=obj,
+                 impossible=(idle_ttft_s > obj).astype(np.float64))
 
 
 def fluid_items(arrivals_per_tick: FloatArray, tick_s: float, mu_rps: float | FloatArray,

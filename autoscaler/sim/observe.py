@@ -42,7 +42,9 @@ Faults (``faults=``), each a typed record:
   straddling the restart see only the new samples, of counters that kept counting: not
   covered until a whole window has passed;
 * ``CounterReset(at, pods)``: that many pods restart their process between two scrapes;
-  their counters start again from 0. Not a gap, not a drop in load.
+  their counters start again from 0. Not a drop in load, but what they counted between the
+  scrape before and the restart is lost: not yet valid until the sample after it is a
+  whole window old.
 """
 
 from __future__ import annotations
@@ -174,6 +176,36 @@ class _Cohort:
                        self.gone)
 
 
+_GAUGES = frozenset({Signal.QUEUE_DEPTH, Signal.RUNNING, Signal.CONCURRENCY,
+                     Signal.KV_CACHE_USAGE})
+"""Read from the newest sample, within the 5-minute lookback."""
+_NOW_DEPENDENT = _GAUGES | {Signal.REQUEST_RATE}
+"""What a query at the same stored samples may still answer differently at another time."""
+
+
+@dataclass(slots=True)
+class _Memo:
+    """What a query computed from the stored samples (``FakePrometheus._raw_memo``)."""
+
+    version: int
+    lo: int
+    """Stored samples at or before the window's start."""
+    series: WindowSeries
+    values: dict[Signal, float | None]
+    """Every value that depends on the window's samples only."""
+    want_rate: bool
+    """The request rate is answered: the window holds two samples at different times (the
+    preset's signals filter it out at the end if it does not ask for it)."""
+    rate_windows: list[tuple[int, list[tuple[float, float]]]]
+    """(pods, samples in the window) per cohort, for the request rate's extrapolation."""
+    latest_t: float | None
+    """The newest stored sample's time (the gauges' age)."""
+    gauges: dict[Signal, float | None]
+    """The gauges, as a query that still finds the newest sample in its lookback reads."""
+    present: int
+    """Pods present as an instant vector while the newest attempt is within the lookback."""
+
+
 class FakePrometheus:
     """Scrapes an engine and answers what a policy's queries would.
 
@@ -190,7 +222,15 @@ class FakePrometheus:
         outages: Sequence[tuple[float, float]] = (),
         faults: Sequence[Fault] = (),
         max_age_s: float = LOOKBACK_S,
+        cache: bool = True,
     ) -> None:
+        """``cache``: reuse what a query computes from the stored samples until the next
+        scrape (see ``_Memo``); False recomputes everything at every query (the slow,
+        obviously-equal path the tests compare against)."""
+        self.cache = cache
+        self._version = 0
+        """Bumped by every scrape: what is stored changes only there."""
+        self._memo: _Memo | None = None
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
         self.rate_window_s = rate_window_s
         self.max_age_s = max_age_s
@@ -295,6 +335,7 @@ class FakePrometheus:
 
     def scrape(self, sample: EngineSample) -> None:
         """Let the pods count, then store a sample unless a fault hides it."""
+        self._version += 1
         t = sample.t
         total = float(getattr(sample, self._counter))
         delta = 0.0 if self._fleet_last is None else max(0.0, total - self._fleet_last)
@@ -322,8 +363,12 @@ class FakePrometheus:
                 c.history.append((t, c.value))
                 if self.recorded is not None:
                     self.recorded.extend((i, t, c.value) for i in ids)
-            while c.history and c.history[0][0] < keep_from:
+            # One sample older than the window is kept: a counter reset between it and the
+            # window's first sample is seen, as the live collector's longer range sees it.
+            while len(c.history) > 1 and c.history[1][0] < keep_from:
                 c.history.popleft()
+            if c.gone and c.history and c.history[-1][0] < keep_from:
+                c.history.clear()
         alive = [i for i, c in enumerate(self._cohorts) if not (c.gone and not c.history)]
         if len(alive) < len(self._cohorts):
             self._cohorts = [self._cohorts[i] for i in alive]
@@ -388,22 +433,28 @@ class FakePrometheus:
         for c, pts in windows:
             if not pts:
                 continue
+            # A counter reset loses what the pod counted between the scrape before it and
+            # the reset (``SeriesWindow.lost_until``), also when that scrape lies just before
+            # the window: the window is covered only from the sample after the reset.
+            before = next((v for t, v in reversed(c.history) if t < pts[0][0]), None)
             inc, lost, prev = 0.0, math.nan, pts[0]
-            usual = (pts[-1][0] - pts[0][0]) / (len(pts) - 1) if len(pts) > 1 else math.inf
+            if before is not None and pts[0][1] < before:
+                lost = pts[0][0]
             for cur in pts[1:]:
                 if cur[1] >= prev[1]:
                     inc += cur[1] - prev[1]
                 else:
                     inc += cur[1]
-                    if cur[0] - prev[0] > GAP_FACTOR * usual:
-                        lost = cur[0]
+                    lost = cur[0]
                 prev = cur
             rows.append(SeriesWindow(pts[0][0], pts[-1][0], len(pts), pts[0][1], inc, lost,
                                      c.pods))
         return WindowSeries(tuple(rows))
 
-    def _values(self, now: float, windows: list[tuple[_Cohort, list[tuple[float, float]]]]
-                ) -> dict[Signal, float | None]:
+    def _values(self, now: float, windows: list[tuple[_Cohort, list[tuple[float, float]]]],
+                *, rate: bool = True) -> dict[Signal, float | None]:
+        """Every signal's value at ``now`` (``rate=False`` leaves the request rate out: the
+        memo computes it itself, at every query)."""
         out: dict[Signal, float | None] = dict.fromkeys(self._signals)
         samples, corrected = self._samples, self._corrected
         n = len(samples)
@@ -421,7 +472,8 @@ class FakePrometheus:
             span = last.t - first.t
             if span > 0:
                 rates = [(b - a) / span for a, b in zip(c_first, c_last, strict=True)]
-                out[Signal.REQUEST_RATE] = self._request_rate(now, windows)
+                if rate:
+                    out[Signal.REQUEST_RATE] = self._request_rate(now, windows)
                 out[Signal.PROMPT_TOKENS_RATE] = rates[1]
                 out[Signal.GENERATION_TOKENS_RATE] = rates[2]
                 if last.ready_replicas > 0:
@@ -458,15 +510,75 @@ class FakePrometheus:
 
     def raw(self, now: float) -> RawTarget:
         """The raw readings at ``now``: what the live collector reads from Prometheus."""
+        if self.cache and now >= self._last_scrape_t:
+            return self._raw_memo(now)
         windows = self._windows(now)
-        # Present as an instant vector: scraped at Prometheus' newest attempt (a failed
-        # scrape or a removed pod leaves a staleness marker), within the 5-min lookback.
-        present = sum(c.pods for c in self._cohorts
-                      if not c.gone and c.history and c.history[-1][0] == self._last_attempt
-                      and now - c.history[-1][0] <= LOOKBACK_S)
         return RawTarget(at=now, window_s=self.rate_window_s,
                          values=self._values(now, windows), series=self._series(windows),
-                         present=present)
+                         present=self._present(now))
+
+    def _present(self, now: float) -> int:
+        # Present as an instant vector: scraped at Prometheus' newest attempt (a failed
+        # scrape or a removed pod leaves a staleness marker), within the 5-min lookback.
+        return sum(c.pods for c in self._cohorts
+                   if not c.gone and c.history and c.history[-1][0] == self._last_attempt
+                   and now - c.history[-1][0] <= LOOKBACK_S)
+
+    def _raw_memo(self, now: float) -> RawTarget:
+        """``raw`` from what the last query at the same version and window start computed.
+
+        Why it is exact: between two scrapes nothing stored changes (``_version``), and a
+        query at or after the newest scrape sees every stored sample newer than its window's
+        start. So which samples fall inside ``(now - window, now]`` depends only on how
+        many stored samples lie at or before ``now - window`` (``lo``): the series, the
+        token and GPU rates, the TTFT quantiles and the gauges are the same numbers. What
+        moves with ``now`` alone is recomputed every time, from the same samples: the
+        request rate's extrapolation to the window's edges, the gauges' and the series'
+        5-minute lookback. The KPA decides every 2 s against a scrape every 15 s, so about
+        seven queries in eight reuse one ``_Memo``.
+        """
+        ws = now - self.rate_window_s
+        samples = self._samples
+        lo = 0
+        while lo < len(samples) and samples[lo].t <= ws:
+            lo += 1
+        memo = self._memo
+        if memo is None or memo.version != self._version or memo.lo != lo:
+            windows = self._windows(now)
+            values = self._values(now, windows, rate=False)
+            latest = samples[-1].t if samples else None
+            gauges = values
+            if latest is not None and now - latest > LOOKBACK_S:
+                # as a query in the lookback reads
+                gauges = self._values(latest, windows, rate=False)
+            memo = _Memo(
+                self._version, lo, self._series(windows),
+                {s: values[s] for s in values if s not in _NOW_DEPENDENT},
+                len(samples) - lo >= 2 and samples[-1].t > samples[lo].t,
+                [(c.pods, pts) for c, pts in windows],
+                latest,
+                {s: gauges[s] for s in gauges if s in _GAUGES},
+                self._present(self._last_attempt),
+            )
+            self._memo = memo
+        out: dict[Signal, float | None] = dict.fromkeys(self._signals)
+        for s, v in memo.values.items():
+            out[s] = v
+        if memo.want_rate:
+            total, any_series = 0.0, False
+            for pods, pts in memo.rate_windows:
+                r = extrapolated_rate(pts, ws, now)
+                if r is not None:
+                    total += pods * r
+                    any_series = True
+            out[Signal.REQUEST_RATE] = total if any_series else None
+        if memo.latest_t is not None and now - memo.latest_t <= LOOKBACK_S:
+            for s, v in memo.gauges.items():
+                out[s] = v
+        present = memo.present if now - self._last_attempt <= LOOKBACK_S else 0
+        return RawTarget(at=now, window_s=self.rate_window_s,
+                         values={s: v for s, v in out.items() if s in self._signals},
+                         series=memo.series, present=present)
 
     def observe(self, now: float) -> Observation:
         """The judged observation at ``now`` (the live collector's ``Observation``)."""

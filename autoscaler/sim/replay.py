@@ -320,7 +320,10 @@ def _scored_requests(setup: Setup, spec: Spec) -> tuple[Scored, bnd.Items]:
     arr, ttft = req.arrivals, req.ttft
     ok = (ttft <= objective).astype(np.float64)
     scored = Scored(time_s=arr, weight=np.ones(len(arr)), met=ok, ttft_s=ttft)
-    items = bnd.request_items(arr, setup.prompts, objective, req.profile.prefill_tokens_per_s)
+    prof = req.profile
+    items = bnd.request_items(arr, setup.prompts, objective, prof.prefill_tokens_per_s,
+                              step_base_s=prof.step_base_s,
+                              max_num_batched_tokens=prof.max_num_batched_tokens)
     return scored, items
 
 

@@ -65,6 +65,27 @@ Knative's own 2-s tick (``defaults.KPA_TICK_S``) on metrics it scrapes from its
 queue-proxies, not from Prometheus, so the comparison is fair to it."""
 
 
+DAY_S = 86_400.0
+SHORT_TRACE_PEAK_FACTOR = 4.0
+"""A trace shorter than a day has not shown the day's busiest minute, so the default
+``maxReplicas`` leaves room for 4x its own: the hourly peak-to-trough swing of the shared
+diurnal traces (``../shared/traces/SOURCES.md``: NASA July 1995, 19 to 76 requests/min by
+hour, 4x; ServeGen language, 47k to 100k/min, 2.1x, its busiest window 3.3x the median).
+Without it a one-hour trace needing 3 replicas capped the fleet, and the spec tune emits
+from it, at 8."""
+
+
+def default_max_replicas(trace: Trace, capacity: Capacity) -> int:
+    """``maxReplicas`` when none is given: twice the replicas the busiest minute needs, plus
+    2, with the busiest minute taken x ``SHORT_TRACE_PEAK_FACTOR`` for a trace shorter
+    than a day. Worked, 1 replica = 10 req/s, busiest minute 25 req/s: a week-long trace
+    2 x 3 + 2 = 8; a one-hour trace 2 x ceil(4 x 2.5) + 2 = 22."""
+    needs = peak_rate(trace) / capacity.requests_per_second
+    if trace.duration_s < DAY_S:
+        needs *= SHORT_TRACE_PEAK_FACTOR
+    return 2 * max(1, math.ceil(needs - 1e-9)) + 2
+
+
 @dataclass(frozen=True)
 class ReplayOptions:
     """Knobs shared by every policy in one comparison (units in the names)."""
@@ -81,7 +102,8 @@ class ReplayOptions:
     seed: int = 0
     min_replicas: int = 1
     max_replicas: int | None = None
-    """None = enough for twice the trace's peak minute at the SLO capacity, plus 2."""
+    """None = ``default_max_replicas``: twice the replicas the trace's busiest minute needs
+    at the SLO capacity, plus 2 (that minute x4 for a trace shorter than a day)."""
     progress: bool = False
     faults: tuple[Fault, ...] = ()
     """Observation faults every policy meets (``autoscaler.sim.observe``), e.g. a
@@ -113,7 +135,7 @@ def default_specs(
     """The spec each policy runs with unless overridden."""
     cold = options.cold_start_s if options.cold_start_s is not None else profile.cold_start_s
     peak_needs = max(1, math.ceil(peak_rate(trace) / capacity.requests_per_second))
-    max_r = options.max_replicas or (2 * peak_needs + 2)
+    max_r = options.max_replicas or default_max_replicas(trace, capacity)
     if options.min_replicas > max_r:
         raise SpecError("--min-replicas", options.min_replicas, f"<= max replicas ({max_r})")
     base = Spec(max_replicas=max_r, min_replicas=options.min_replicas, capacity=capacity,
@@ -310,8 +332,16 @@ def _strict(obj: Any) -> Any:
     return obj
 
 
-def _cell(x: float | None, spec: str, width: int) -> str:
-    return f"{'-' if x is None else format(x, spec):>{width}}"
+def _cell(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+TABLE_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("policy", 11), ("SLO att.", 9), ("worst h", 8), ("h>=tgt", 7), ("GPU-h", 9),
+    ("bound", 8), ("/bound", 7), ("TTFT p50", 9), ("p95", 7), ("p99", 8), ("events", 7),
+    ("starts/d", 9), ("cold GPU-h", 11), ("mean rep", 9), ("max", 5))
+"""Each column's header and its narrowest width; a column widens to its widest cell plus a
+space, so five-digit GPU-hours (12,345.67) still leave a space before the next column."""
 
 
 def format_table(doc: dict[str, Any]) -> str:
@@ -323,20 +353,24 @@ def format_table(doc: dict[str, Any]) -> str:
     head = (f"trace {t['name']}: {t['requests']:,} requests over {t['duration_s'] / 3600:.2f} h; "
             f"SLO TTFT <= {objective}; profile {doc['profile']}; one replica "
             f"holds {doc['capacity']['requests_per_second']:.2f} req/s at the SLO")
-    cols = (f"{'policy':<11}{'SLO att.':>9}{'worst h':>8}{'h>=tgt':>7}{'GPU-h':>9}"
-            f"{'bound':>8}{'/bound':>7}{'TTFT p50':>9}{'p95':>7}{'p99':>8}{'events':>7}"
-            f"{'starts/d':>9}{'cold GPU-h':>11}{'mean rep':>9}{'max':>5}")
+    rows = [[r["policy"], f"{r['slo_attainment']:.2%}",
+             _cell(r["worst_hour_attainment"], ".1%"), _cell(r["hours_meeting_target"], ".0%"),
+             f"{r['gpu_hours']:,.2f}", _cell(r["bound_gpu_hours"], ",.2f"),
+             _cell(r["gpu_vs_bound"], ".2f"), _cell(r["ttft_p50_s"], ",.2f"),
+             _cell(r["ttft_p95_s"], ",.2f"), _cell(r["ttft_p99_s"], ",.2f"),
+             f"{r['scale_events']:,d}", f"{r['replica_starts_per_day']:,.1f}",
+             f"{r['cold_start_gpu_hours']:,.2f}", f"{r['mean_replicas']:,.2f}",
+             f"{r['max_replicas']:,d}"] for r in doc["results"]]
+    widths = [max(w, *(len(row[i]) + 1 for row in rows)) if rows else w
+              for i, (_, w) in enumerate(TABLE_COLUMNS)]
+
+    def line(cells: list[str]) -> str:
+        first = f"{cells[0]:<{widths[0]}}"
+        return first + "".join(f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=True))
+
+    cols = line([h for h, _ in TABLE_COLUMNS])
     lines = [head, cols, "-" * len(cols)]
-    for r in doc["results"]:
-        lines.append(
-            f"{r['policy']:<11}{r['slo_attainment']:>9.2%}"
-            f"{_cell(r['worst_hour_attainment'], '.1%', 8)}"
-            f"{_cell(r['hours_meeting_target'], '.0%', 7)}{r['gpu_hours']:>9.2f}"
-            f"{_cell(r['bound_gpu_hours'], '.2f', 8)}{_cell(r['gpu_vs_bound'], '.2f', 7)}"
-            f"{_cell(r['ttft_p50_s'], '.2f', 9)}{_cell(r['ttft_p95_s'], '.2f', 7)}"
-            f"{_cell(r['ttft_p99_s'], '.2f', 8)}{r['scale_events']:>7d}"
-            f"{r['replica_starts_per_day']:>9.1f}{r['cold_start_gpu_hours']:>11.2f}"
-            f"{r['mean_replicas']:>9.2f}{r['max_replicas']:>5d}")
+    lines += [line(row) for row in rows]
     lines.append(f"bound: proven lower bound on GPU-hours at each result's attainment "
                  f"(autoscaler/sim/bound.py); hindsight = a heuristic with foresight, not a bound; "
                  f"worst h / h>=tgt: worst clock hour, share of hours at >= "

@@ -1,16 +1,18 @@
-"""The fleet replay against a real Prometheus holding two days of history.
+"""The fleet replay against a real Prometheus holding days of history.
 
-A day and a quarter (not a week) to keep the unit tier near a minute of CPU on a shared
-2-core machine: writing ~1 M samples and promtool's blocks take about 40 s of CPU, the two
-replays of two policies about 10 s. ``benchmarks/fleet_replay.py --days 7`` prints the
-same figures for a week.
+Two histories: seed 3 over a day and a quarter (replay and profile fit) and seed 0 over 18
+hours (replay only), not a week, to keep the unit tier near a minute of CPU on a shared
+2-core machine (measured: 46 s of CPU for the file, load average 7 on 2 cores: writing
+the samples and promtool's blocks, then 2 x 2 x 4 replays). Two seeds so that a tolerance
+met is not one seed's luck. ``benchmarks/fleet_replay.py --days 7`` prints the same
+figures for a week.
 
 Tolerances (stated in the issue): the replay from Prometheus is within 0.5 points of
 attainment and 3% of GPU-hours of the replay from the trace; every fitted profile field
 within 10% of the true profile, except ``cold_start_jitter_s``: it is estimated from the
-spread of the few pods started in the range (8 here), whose expected range is only
-(n - 1)/(n + 1) = 82% of the true jitter, so it is checked for the right order (within
-35%) and its sample count is reported with it.
+spread of the few pods started in the range (8 here), and +/-10% at 90% confidence needs
+30 starts, so the fit reports its 90% interval and says it could not be fitted to +/-10%;
+the test checks that the interval holds the true value and that the report says so.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from autoscaler.core.spec import PolicyKind
@@ -34,6 +37,7 @@ from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
 from autoscaler.replaying import ReplayOptions, compare
 from autoscaler.sim.profiles import ReplicaProfile, load_profile
 from autoscaler.traces.model import Trace
+from autoscaler.traces.window import window_trace
 from tests.promserver import prometheus_binary
 
 pytestmark = pytest.mark.prometheus
@@ -48,29 +52,65 @@ class History:
     profile: ReplicaProfile
     query: HistoryQuery
     rec: Reconstruction
-    fit: ProfileFit
+    fit: ProfileFit | None
+    """None where the fixture does not fit a profile."""
 
 
-@pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+OFFSET_S = 23.0
+"""The second history's extra workload is scraped 23 s past each minute."""
+
+
+def _offset_spec(start: float) -> HistorySpec:
+    """Workload ``llm/offset``: 09:00-12:00 of the seed-0 day (the 10:00 burst overloads
+    its 5 replicas), scraped at 23 s past each minute, as a real Prometheus scrapes at its
+    own phase, not on the range query's grid."""
+    day = diurnal_trace(0.75, seed=0)
+    return HistorySpec(trace=window_trace(day, 9 * 3600.0, 3 * 3600.0),
+                       profile=load_profile("llama3-8b-h100"), start_unix=start,
+                       replicas=[(0.0, 5)], workload="offset", scrape_offset_s=OFFSET_S)
+
+
+def _history(tmp: Path, *, days: float, seed: int, gap_at_s: float,
+             fit: bool, with_offset: bool = False) -> Iterator[History]:
     binary = prometheus_binary()
     promtool = str(Path(binary).with_name("promtool"))
     profile = load_profile("llama3-8b-h100")
-    # A 40-minute monitoring outage in the evening.
-    gap = (0.8 * 86_400, 0.8 * 86_400 + 2400.0)
-    trace = diurnal_trace(DAYS, seed=3, gaps=(gap,))
-    start = (time.time() - DAYS * 86_400 - 7200) // 60 * 60
+    # A 40-minute monitoring outage.
+    trace = diurnal_trace(days, seed=seed, gaps=((gap_at_s, gap_at_s + 2400.0),))
+    start = (time.time() - days * 86_400 - 7200) // 60 * 60
     spec = HistorySpec(trace=trace, profile=profile, start_unix=start,
-                       replicas=day_schedule(DAYS), seed=3)
-    data, _ = build_tsdb(spec, tmp_path_factory.mktemp("tsdb"), promtool=promtool)
+                       replicas=day_schedule(days), seed=seed)
+    more = (_offset_spec(start),) if with_offset else ()
+    data, _ = build_tsdb(spec, tmp, promtool=promtool, more=more)
     with serve_tsdb(data, prometheus=binary) as url:
         src = PrometheusSource(PrometheusConfig(url=url, timeout_s=120))
         q = HistoryQuery(Target("llm", "chat"), start, start + trace.duration_s, 60.0)
         rec = reconstruct(src, q)
         # A different base profile: a field that was not fitted cannot pass by accident.
-        fit = fit_profile(src, q, load_profile("llama3-70b-4xh100"))
+        fitted = fit_profile(src, q, load_profile("llama3-70b-4xh100")) if fit else None
         src.close()
-        yield History(url, trace, profile, q, rec, fit)
+        yield History(url, trace, profile, q, rec, fitted)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    """Seed 3, a day and a quarter, the outage in the evening (19:12)."""
+    yield from _history(tmp_path_factory.mktemp("tsdb"), days=DAYS, seed=3,
+                        gap_at_s=0.8 * 86_400, fit=True)
+
+
+@pytest.fixture(scope="module")
+def history_seed0(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
+    """A second seed (the benchmark's), cheaper: 18 hours (both bursts and every step of
+    the schedule but the second midnight), the outage over the 18:00 scale-down, so the
+    step before it and the pods removed at it are read across a gap."""
+    yield from _history(tmp_path_factory.mktemp("tsdb0"), days=0.75, seed=0,
+                        gap_at_s=18 * 3600.0, fit=False, with_offset=True)
+
+
+def _fit(h: History) -> ProfileFit:
+    assert h.fit is not None
+    return h.fit
 
 
 def test_reconstruction_keeps_the_gap_and_the_token_means(history: History) -> None:
@@ -83,17 +123,53 @@ def test_reconstruction_keeps_the_gap_and_the_token_means(history: History) -> N
     assert rec.pods_seen >= 8  # 3 at midnight, +2 at 06:00, +3 at 12:00, more next day
 
 
-def test_replay_from_prometheus_matches_replay_from_the_trace(history: History) -> None:
-    policies = (PolicyKind.HPA, PolicyKind.PREDICTIVE)
+@pytest.mark.parametrize("which", ["history", "history_seed0"])
+def test_replay_from_prometheus_matches_replay_from_the_trace(
+        which: str, request: pytest.FixtureRequest) -> None:
+    """Every policy that missed before (hpa -0.83 pt, kpa -1.38 pt, predictive -0.64 pt,
+    static +33% GPU-h on seed 0) within +/-0.5 points and +/-3% GPU-hours, on two seeds."""
+    h: History = request.getfixturevalue(which)
+    policies = (PolicyKind.HPA, PolicyKind.KPA, PolicyKind.PREDICTIVE, PolicyKind.STATIC)
     opts = ReplayOptions(engine="fluid", seed=0, max_replicas=20)
-    ref = compare(history.trace, history.profile, policies, opts)
-    got = compare(history.rec.trace, history.profile, policies, opts)
+    ref = compare(h.trace, h.profile, policies, opts)
+    got = compare(h.rec.trace, h.profile, policies, opts)
     for kind in policies:
         a, b = ref.results[kind].summary, got.results[kind].summary
         assert abs(100 * (b.slo_attainment - a.slo_attainment)) <= 0.5, (kind, a, b)
         assert abs(b.gpu_hours / a.gpu_hours - 1) <= 0.03, (kind, a, b)
+    # The static fleet is sized on the same busiest minute (not an overstated one).
+    assert got.specs[PolicyKind.STATIC].static_replicas == \
+        ref.specs[PolicyKind.STATIC].static_replicas
     # The workload is not trivially easy: some policy misses the SLO somewhere.
     assert min(r.summary.slo_attainment for r in ref.results.values()) < 0.999
+
+
+def test_samples_off_the_query_grid_read_back_at_their_own_times(
+        history_seed0: History) -> None:
+    """Scrapes 23 s past the minute, read on the minute by a real Prometheus: every bin of
+    the reconstruction is the trace's requests between two scrapes (the cumulative trace
+    at the scrape times), and the trace starts on the scrape phase (37 s before the
+    range). Before, every minute's requests were placed 37 s late."""
+    spec = _offset_spec(history_seed0.query.start)
+    q = HistoryQuery(Target("llm", "offset"), spec.start_unix,
+                     spec.start_unix + spec.trace.duration_s, 60.0)
+    src = PrometheusSource(PrometheusConfig(url=history_seed0.url, timeout_s=120))
+    rec = reconstruct(src, q)
+    src.close()
+    assert rec.start_unix == pytest.approx(spec.start_unix + OFFSET_S - 60.0, abs=1e-3)
+    got = rec.trace.rates_rps
+    assert got is not None
+    rates = spec.trace.rates_rps
+    assert rates is not None
+    edges = np.arange(len(rates) + 1) * 60.0
+    cum = np.concatenate(([0.0], np.cumsum(rates * 60.0)))
+    origin = rec.start_unix - spec.start_unix
+    want = np.diff(np.interp(origin + np.arange(len(got) + 1) * 60.0, edges, cum)) / 60.0
+    known = np.ones(len(got), bool)
+    for a, b in rec.trace.gaps:
+        known[round(a / 60):round(b / 60)] = False
+    assert known.sum() >= len(got) - 5, rec.trace.gaps  # only the first minutes missing
+    np.testing.assert_allclose(got[known], want[known], rtol=1e-6)
 
 
 @pytest.mark.parametrize(("field", "tolerance"), [
@@ -105,20 +181,33 @@ def test_replay_from_prometheus_matches_replay_from_the_trace(history: History) 
     pytest.param("cold_start_s", 0.10, id="cold-start"),
     # The bursts overload the fixed schedule: the running batch plateaus at the limit.
     pytest.param("max_num_seqs", 0.10, id="max-num-seqs-from-saturation"),
-    pytest.param("cold_start_jitter_s", 0.35, id="cold-start-jitter-few-pods"),
 ])
 def test_profile_fit_recovers_the_twin_profile(history: History, field: str,
                                                tolerance: float) -> None:
-    f = history.fit.fields[field]
+    f = _fit(history).fields[field]
     true = float(getattr(history.profile, field))
     assert f.fitted, f.how
     assert abs(float(f.value) / true - 1) <= tolerance, (field, f.value, true, f.quality)
 
 
+def test_cold_start_jitter_from_few_pods_is_reported_with_its_interval(
+        history: History) -> None:
+    """A day and a quarter starts only a handful of pods: the jitter cannot be fitted to
+    +/-10% from them (30 starts would be needed), and the fit says so, with a 90% interval
+    that holds the true value."""
+    f = _fit(history).fields["cold_start_jitter_s"]
+    true = history.profile.cold_start_jitter_s
+    assert f.fitted
+    assert f.quality["jitter_low_s"] <= true <= f.quality["jitter_high_s"], f.quality
+    starts = int(f.quality["pods"])
+    assert starts < 30
+    assert f"could not be fitted to +/-10% with {starts} starts" in f.warning
+
+
 def test_unfittable_fields_are_reported_with_the_default_kept(history: History) -> None:
     base = load_profile("llama3-70b-4xh100")
     for field in ("gpus_per_replica", "gpu_hour_cost", "max_num_batched_tokens"):
-        f = history.fit.fields[field]
+        f = _fit(history).fields[field]
         assert not f.fitted
         assert f.value == getattr(base, field)
 
@@ -142,6 +231,9 @@ def test_cli_export_fit_and_replay_read_back(history: History, tmp_path: Path) -
     fit = json.loads((tmp_path / "f.json").read_text())
     assert fit["fields"]["num_gpu_blocks"]["fitted"] is True
     assert "# default:" in prof.read_text()  # unfitted fields are marked in the file
+    assert "# imprecise: could not be fitted" in prof.read_text()
+    assert "could not be fitted" in fit["fields"]["cold_start_jitter_s"]["warning"]
+    assert "IMPRECISE: could not be fitted to +/-10%" in proc.stdout
     proc = _cli("replay", "--trace", str(out), "--profile", str(prof), "--policies", "hpa",
                 "--engine", "fluid", "--json", "-", "--no-progress")
     assert proc.returncode == 0, proc.stderr

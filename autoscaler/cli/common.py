@@ -222,7 +222,17 @@ def load_trace_input(path: str | None, trace_format: str | None, *, seed: int = 
     start_s = 0.0 if start is None else parse_duration("--start", start, allow_zero=True)
     duration_s = None if duration is None else parse_duration("--duration", duration,
                                                                allow_zero=False)
-    if path:
+    # A trace ``autoscaler trace export`` wrote (its own JSON format, found by content).
+    fleet = False
+    if path and trace_format is None and Path(path).is_file():
+        from autoscaler.fleetdata.tracefile import is_fleet_trace
+
+        fleet = is_fleet_trace(Path(path))
+    if fleet:
+        from autoscaler.fleetdata.tracefile import load_trace_file, scale_fleet_trace
+
+        trace = load_trace_file(Path(path or ""))
+    elif path:
         trace = load_trace(path, format=trace_format, seed=seed)
     elif synthetic_duration_s is not None:
         trace = default_workload(seed=seed, duration_s=synthetic_duration_s)
@@ -230,7 +240,8 @@ def load_trace_input(path: str | None, trace_format: str | None, *, seed: int = 
         trace = default_workload(seed=seed)
     if rate_scale != 1.0 or time_scale != 1.0:
         try:
-            trace = scale_trace(trace, rate=rate_scale, time=time_scale, seed=seed)
+            scale = scale_fleet_trace if fleet else scale_trace
+            trace = scale(trace, rate=rate_scale, time=time_scale, seed=seed)
         except SpecError as exc:
             option = {"rate": "--rate-scale", "time": "--time-scale"}.get(exc.field)
             if option is None:

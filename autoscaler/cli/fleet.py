@@ -106,6 +106,8 @@ def run_profile(args: argparse.Namespace) -> int:
         tag = "fitted " if f.fitted else "default"
         print(f"  {tag} {key:<22} {f.value:>12.6g}  {f.how}"
               + (f" [{quality}]" if quality else ""), file=out)
+        if f.warning:
+            print(f"  {'':7} {'':22} {'':>12}  IMPRECISE: {f.warning}", file=out)
     if args.json_out:
         c.write_json("--json", args.json_out, fit.as_json())
     return 0

@@ -269,8 +269,9 @@ def run_replay(cmd: ReplayCommand, *, stream: IO[str] | None = None) -> int:
     trace = _load_trace(cmd)
     options = cmd.replay_options(overrides)
     capacity, specs = c.derive_specs(trace, profile, options)
-    if cmd.progress:
-        c.note(header(trace, profile, capacity, cmd, specs), stream=err)
+    # What is about to run, before it runs (a 14-day replay takes minutes), with or
+    # without progress output: progress is the bar or lines, not this.
+    c.note(header(trace, profile, capacity, cmd, specs), stream=err)
 
     flt = cmd.decision_filter
     log = None
@@ -356,8 +357,6 @@ REPORT_DECISION_EVERY_S = 300.0
 
 def _load_trace(cmd: ReplayCommand) -> Trace:
     """The trace file, the fleet's own history (``--prometheus``), or the synthetic one."""
-    from pathlib import Path
-
     if cmd.fleet_args is not None:
         from autoscaler.fleetdata.history import reconstruct
         from autoscaler.fleetdata.options import history_query, prometheus_config
@@ -375,15 +374,7 @@ def _load_trace(cmd: ReplayCommand) -> Trace:
         for n in rec.notes:
             print(f"note: {n}", file=sys.stderr)
         return rec.trace
-    if cmd.trace and Path(cmd.trace).is_file():
-        from autoscaler.fleetdata.tracefile import is_fleet_trace, load_trace_file
-
-        if is_fleet_trace(Path(cmd.trace)):
-            if (cmd.rate_scale, cmd.time_scale, cmd.start, cmd.duration) != (1.0, 1.0, None,
-                                                                              None):
-                raise SpecError("--trace", cmd.trace, "no --rate-scale/--time-scale/--start/"
-                                "--duration with an exported fleet trace (replay it whole)")
-            return load_trace_file(Path(cmd.trace))
+    # An exported fleet trace is found by content there, and scaled like any count trace.
     return c.load_trace_input(cmd.trace, cmd.trace_format, seed=cmd.seed,
                               rate_scale=cmd.rate_scale, time_scale=cmd.time_scale,
                               start=cmd.start, duration=cmd.duration)

@@ -18,9 +18,11 @@ vLLM families a fit needs that the twin does not write:
 * ``vllm:cache_config_info`` (``num_gpu_blocks``, ``block_size``);
 * kube-state-metrics ``kube_pod_created`` and ``kube_pod_status_ready_time`` (Unix seconds).
 
-The first-token counter counts a request once it is served (the engine's
-``first_tokens_total``), as vLLM does: arrivals are then first tokens plus queue growth,
-which a reconstruction must undo. Inside a gap nothing is written (a monitoring outage).
+As in vLLM, every request that arrived is in exactly one place at a scrape: waiting
+(``vllm:num_requests_waiting``) or counted by the TTFT histogram (its first token came);
+arrivals are then first tokens plus queue growth, which a reconstruction must undo. (The
+few requests inside their prefill step are in neither: under a second's worth per pod.)
+Inside a gap nothing is written (a monitoring outage).
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ class HistorySpec:
     namespace: str = "llm"
     workload: str = "chat"
     scrape_s: float = 60.0
+    scrape_offset_s: float = 0.0
+    """Scrapes at ``offset + k x scrape_s`` seconds of trace time: a real Prometheus
+    scrapes each target at its own phase, not on the grid a range query steps on."""
     model: str = "meta-llama/Llama-3.1-8B-Instruct"
     seed: int = 0
 
@@ -100,14 +105,17 @@ def write_history(spec: HistorySpec, path: Path) -> dict[str, float]:
     types: dict[str, tuple[str, str]] = {}
     schedule = sorted(spec.replicas)
     pods: dict[int, _Pod] = {}
-    last_fleet = {"success": 0.0, "prompt": 0.0, "gen": 0.0, "ttft_sum": 0.0, "queue_us": 0.0}
-    last_hist = np.zeros(len(bounds) + 1)
+    last_fleet = {"success": 0.0, "prompt": 0.0, "gen": 0.0, "queue_us": 0.0}
+    last_first = last_req = last_ttft_sum = mean_ttft = 0.0
+    last_cum = np.zeros(len(bounds) + 1)
+    shape = np.zeros(len(bounds) + 1)
+    shape[-1] = 1.0
     samples = 0
-    n_steps = int(tr.duration_s // spec.scrape_s)
+    n_steps = int((tr.duration_s - spec.scrape_offset_s) // spec.scrape_s)
     si = 0
     waiting_prev = 0.0
     for k in range(n_steps + 1):
-        t = k * spec.scrape_s
+        t = spec.scrape_offset_s + k * spec.scrape_s
         eng.advance(t)
         while si < len(schedule) and schedule[si][0] <= t:
             eng.set_target(schedule[si][1], t)
@@ -122,20 +130,40 @@ def write_history(spec: HistorySpec, path: Path) -> dict[str, float]:
                                created=spec.start_unix + r.requested_at,
                                ready=spec.start_unix + r.ready_at)
         served = s.first_tokens_total
-        hist = np.diff(np.concatenate(([0.0], np.asarray(s.ttft_buckets))))
-        first = s.first_tokens_total
-        scale = first / s.requests_total if s.requests_total > 0 else 0.0
-        hist = hist * scale
+        # A request counts in the TTFT histogram once it has its first token, as in vLLM,
+        # where a request that arrived is either waiting, prefilling, or counted there: so
+        # first tokens = arrivals - waiting. The engine's own served total is not that: it
+        # also holds the requests still queued behind other prefills, which its waiting
+        # gauge reports too (waiting = backlog + that M/D/1 queue), and arrivals = first
+        # tokens + queue growth counted them twice (measured before: a burst's busiest
+        # minute read 137 req/s for 100, and the minutes after it 0 for 29 as that queue
+        # emptied). It also misses requests the fluid engine's under-capacity shortcut
+        # drops when a backlog forms inside a stretch (sim/fluid_engine.py: `s.max() <= 0`
+        # does not mean no backlog; 145 requests at 10:02 of the seed-0 burst).
+        first = max(last_first, s.requests_total - s.waiting)
+        d_first = first - last_first
+        # This step's first tokens spread over the TTFT buckets of this step's arrivals, so
+        # the histogram's count is the first-token counter exactly (scaling the cumulative
+        # buckets instead made a bucket fall whenever the served share fell, and clamping
+        # it broke the count).
+        cum = np.diff(np.concatenate(([0.0], np.asarray(s.ttft_buckets))))
+        inc = np.maximum(0.0, cum - last_cum)
+        if inc.sum() > 0:
+            shape = inc / inc.sum()
+        d_hist = d_first * shape
+        d_req = s.requests_total - last_req
+        if d_req > 0:
+            mean_ttft = (s.ttft_sum - last_ttft_sum) / d_req
         d = {"success": served - last_fleet["success"],
              "prompt": s.prompt_tokens_total - last_fleet["prompt"],
              "gen": s.generation_tokens_total - last_fleet["gen"],
-             "ttft_sum": s.ttft_sum * scale - last_fleet["ttft_sum"],
+             "ttft_sum": d_first * mean_ttft,
              "queue_us": 0.5 * (waiting_prev + s.waiting) * spec.scrape_s * 1e6}
-        d_hist = np.maximum(0.0, hist - last_hist)
         last_fleet = {"success": served, "prompt": s.prompt_tokens_total,
-                      "gen": s.generation_tokens_total, "ttft_sum": s.ttft_sum * scale,
+                      "gen": s.generation_tokens_total,
                       "queue_us": last_fleet["queue_us"] + d["queue_us"]}
-        last_hist = np.maximum(hist, last_hist)
+        last_first, last_cum = first, np.maximum(cum, last_cum)
+        last_req, last_ttft_sum = s.requests_total, s.ttft_sum
         waiting_prev = s.waiting
         R = len(ready)
         if R == 0:

@@ -21,17 +21,21 @@ from autoscaler.errors import AutoscalerError
 from autoscaler.fleetdata.openmetrics import HistorySpec, write_history
 
 
-def build_tsdb(spec: HistorySpec, workdir: Path, *, promtool: str = "promtool"
-               ) -> tuple[Path, dict[str, float]]:
-    """Write the OpenMetrics file and turn it into TSDB blocks; (data dir, facts)."""
-    om = workdir / "history.om"
-    facts = write_history(spec, om)
+def build_tsdb(spec: HistorySpec, workdir: Path, *, promtool: str = "promtool",
+               more: Sequence[HistorySpec] = ()) -> tuple[Path, dict[str, float]]:
+    """Write the OpenMetrics file and turn it into TSDB blocks; (data dir, facts of
+    ``spec``). ``more`` histories (other workloads) go into the same data directory."""
     data = workdir / "data"
-    proc = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(om),
-                           str(data)], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise AutoscalerError(f"promtool failed: {proc.stderr.strip()[-500:]}")
-    om.unlink()
+    facts: dict[str, float] = {}
+    for i, one in enumerate((spec, *more)):
+        om = workdir / f"history-{i}.om"
+        got = write_history(one, om)
+        facts = facts or got
+        proc = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(om),
+                               str(data)], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise AutoscalerError(f"promtool failed: {proc.stderr.strip()[-500:]}")
+        om.unlink()
     return data, facts
 
 

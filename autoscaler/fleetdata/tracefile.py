@@ -103,6 +103,12 @@ def load_trace_file(path: Path) -> Trace:
     if (rates[np.isfinite(rates)] < 0).any():
         raise TraceError(str(path), "rates_rps: numbers >= 0")
     rates = np.nan_to_num(rates, nan=0.0)
+    # Rates are written to 6 decimals: a whole count per step reads back within
+    # step x 5e-7 of a whole number (7 requests in 60 s: 0.116667 x 60 = 7.00002). A real
+    # fleet's counts are whole; snapping them keeps them counts for --rate-scale.
+    counts = rates * float(step)
+    if np.all(np.abs(counts - np.rint(counts)) <= float(step) * 5e-7 + 1e-9):
+        rates = np.rint(counts) / float(step)
     gaps_raw = doc.get("gaps", [])
     try:
         gaps = tuple((float(a), float(b)) for a, b in gaps_raw)
@@ -121,3 +127,54 @@ def load_trace_file(path: Path) -> Trace:
                  duration_s=float(doc.get("duration_s", rates.size * step)),
                  rates_rps=rates, resolution_s=float(step), token_mix=mix, gaps=gaps,
                  token_windows=tw)
+
+
+def whole_counts(trace: Trace) -> bool:
+    """Whole requests per bin (a real fleet's reconstruction), not fractional rates."""
+    if trace.rates_rps is None or trace.resolution_s is None:
+        return False
+    counts = trace.rates_rps * trace.resolution_s
+    return bool(np.all(np.abs(counts - np.rint(counts)) < 1e-6))
+
+
+def scale_fleet_trace(trace: Trace, *, rate: float = 1.0, time: float = 1.0,
+                      seed: int = 0) -> Trace:
+    """``traces.scale_trace`` for an exported fleet trace, whose whole counts sit in
+    steps of 60 s (or whatever ``--step`` was), not in the 1-s bins ``scale_trace`` treats
+    as counts.
+
+    A step's count is spread over its seconds as evenly as whole requests allow (7 in 60 s:
+    one in each of the first 7 seconds), scaled as a count trace (thinning, or superposed
+    copies from other whole days, or shifted by 60-600 s when it spans less than two
+    days), and summed back into steps. Day copies and thinning are then exactly the
+    count-trace law per step (a binomial per second sums to a binomial per step); a
+    shifted copy's step takes the parts of the two steps it overlaps. Fractional rates
+    (the twin's fluid reconstruction) are multiplied, as for any smooth rate trace.
+    """
+    from autoscaler.traces.scaling import scale_trace
+
+    if rate == 1.0 or not whole_counts(trace):
+        return scale_trace(trace, rate=rate, time=time, seed=seed)
+    assert trace.rates_rps is not None and trace.resolution_s is not None
+    step = trace.resolution_s
+    per = round(step)
+    if abs(step - per) > 1e-9 or per < 1:
+        return scale_trace(trace, rate=rate, time=time, seed=seed)
+    counts = np.rint(trace.rates_rps * step).astype(np.int64)
+    base, extra = np.divmod(counts, per)
+    seconds = np.repeat(base, per).reshape(-1, per)
+    seconds += np.arange(per)[None, :] < extra[:, None]
+    fine = Trace(name=trace.name, duration_s=float(counts.size * per),
+                 rates_rps=seconds.reshape(-1).astype(np.float64), resolution_s=1.0,
+                 token_mix=trace.token_mix, gaps=trace.gaps,
+                 token_windows=trace.token_windows,
+                 token_distribution=trace.token_distribution)
+    scaled = scale_trace(fine, rate=rate, time=1.0, seed=seed)
+    assert scaled.rates_rps is not None
+    back = scaled.rates_rps.reshape(-1, per).sum(axis=1)
+    out = Trace(name=scaled.name, duration_s=trace.duration_s,
+                rates_rps=np.asarray(back / step, dtype=np.float64), resolution_s=step,
+                token_mix=trace.token_mix, gaps=trace.gaps,
+                token_windows=trace.token_windows,
+                token_distribution=trace.token_distribution)
+    return out if time == 1.0 else scale_trace(out, time=time, seed=seed)

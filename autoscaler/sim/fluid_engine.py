@@ -302,9 +302,12 @@ class FluidEngine:
         b_start[1:] = b_end[:-1]
         a_sum = float(a.sum())
         total_served = self._backlog + a_sum - float(b_end[-1])
-        if R > 0 and self._const and self._backlog == 0.0 and float(s.max()) <= 0.0:
+        if R > 0 and self._const and self._backlog == 0.0 and float(b_end.max()) <= 0.0:
             # Under capacity the whole stretch with fixed token means: no backlog, every
-            # arrival sees the same TTFT, one histogram bucket.
+            # arrival sees the same TTFT, one histogram bucket. The test is on the backlog
+            # itself, not on the cumulative surplus ``s``: after a dip a burst can leave a
+            # backlog while ``s`` stays negative (s = [-5, -2] leaves 3 waiting), and the
+            # fast path would then drop those 3 requests.
             lam = total_served / (R * dt * n)
             p0, pf0 = float(self._p[k0]), float(self._pf[k0])
             rho = min(0.99, lam * pf0)

@@ -4,6 +4,7 @@ collect the results. The CLI, the report and the benchmarks all go through here.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,7 +32,7 @@ from autoscaler.sim.calibrate import MAX_SAMPLES as CALIBRATION_SAMPLES
 from autoscaler.sim.calibrate import capacity_at_slo
 from autoscaler.sim.observe import Fault
 from autoscaler.sim.profiles import ReplicaProfile
-from autoscaler.sim.replay import check_memory, replay
+from autoscaler.sim.replay import DecideFn, check_memory, default_decide, replay
 from autoscaler.sim.result import ReplayResult
 from autoscaler.traces.model import Trace
 from autoscaler.traces.stats import collection_gap_count, interarrival_cv
@@ -110,6 +111,20 @@ class ReplayOptions:
     ``PrometheusRestart(at=3600.0)``."""
     overrides: dict[PolicyKind, Spec] = field(default_factory=dict)
     """A full spec for a policy replaces the one built here (``--spec FILE``)."""
+    # The loop's timings (``autoscaler replay --scrape-interval/--rate-window/
+    # --actuation-delay/--initial-replicas``), for replaying a live setup as it runs, e.g.
+    # the time-compressed closed loop of tests/e2e/test_closed_loop_e2e.py.
+    scrape_interval_s: float | None = None
+    """Seconds between scrapes; None = the smaller of 15 s and the policy's sync period."""
+    rate_window_s: float | None = None
+    """The ``rate()`` window, seconds; None = the replay's default (60 s)."""
+    actuation_delay_s: float | None = None
+    """Seconds from a decision to its new pods starting; None = the replay's default."""
+    initial_replicas: int | None = None
+    """Replicas at the start; None = sized for the trace's first minutes."""
+    decide_stage: Callable[[DecideFn], DecideFn] | None = None
+    """Wraps each policy's decision function, e.g. ``autoscaler.twin.stock_hpa``'s HPA
+    between the decision and the scale (``--via-hpa``)."""
 
 
 @dataclass(frozen=True)
@@ -208,13 +223,49 @@ def compare(
             def hook(t: float, snap: Snapshot, d: Decision, kind: PolicyKind = kind) -> None:
                 on_decision(kind, t, snap, d)
         result = replay(trace, specs[kind], profile, engine=options.engine, seed=options.seed,
-                        scrape_interval_s=min(15.0, sync), progress=options.progress,
+                        scrape_interval_s=min(15.0, sync) if options.scrape_interval_s is None
+                        else options.scrape_interval_s, progress=options.progress,
                         on_decision=hook, gpu_quota=options.gpu_quota,
-                        faults=options.faults)
+                        faults=options.faults, **_loop_options(trace, specs[kind], profile,
+                                                                options))
         results[kind] = result
         if on_result is not None:
             on_result(kind, result)
     return Comparison(trace, profile, capacity, options, specs, results)
+
+
+def check_loop_options(spec: Spec, options: ReplayOptions) -> None:
+    """The loop's timings against one policy's spec (``SpecError`` naming the flag): the
+    CLI calls it before its header, ``compare`` again per policy."""
+    if options.rate_window_s is not None:
+        scrape = (min(15.0, spec.sync_period_s) if options.scrape_interval_s is None
+                  else options.scrape_interval_s)
+        if options.rate_window_s < 2 * scrape:
+            # A window of one scrape interval holds one sample half the time: no rate.
+            raise SpecError("--rate-window", options.rate_window_s,
+                            f">= twice the scrape interval ({2 * scrape:g} s)")
+    if options.initial_replicas is not None and options.initial_replicas > spec.max_replicas:
+        raise SpecError("--initial-replicas", options.initial_replicas,
+                        f"<= maxReplicas of the {spec.policy} spec ({spec.max_replicas})")
+
+
+def _loop_options(trace: Trace, spec: Spec, profile: ReplicaProfile,
+                  options: ReplayOptions) -> dict[str, Any]:
+    """``replay``'s keyword arguments for the options that are set (the rest keep its
+    defaults)."""
+    check_loop_options(spec, options)
+    kw: dict[str, Any] = {}
+    if options.rate_window_s is not None:
+        kw["rate_window_s"] = options.rate_window_s
+    if options.actuation_delay_s is not None:
+        kw["actuation_delay_s"] = options.actuation_delay_s
+    if options.initial_replicas is not None:
+        kw["initial_replicas"] = options.initial_replicas
+    if options.decide_stage is not None:
+        delay = kw.get("actuation_delay_s",
+                       inspect.signature(replay).parameters["actuation_delay_s"].default)
+        kw["decide"] = options.decide_stage(default_decide(trace, spec, profile, delay))
+    return kw
 
 
 def capacity_for(trace: Trace, profile: ReplicaProfile, slo_ttft_s: float,

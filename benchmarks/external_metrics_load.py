@@ -14,7 +14,7 @@ Each request is ``GET /apis/external.metrics.k8s.io/v1beta1/namespaces/ml/
 inference_autoscaler_desired_replicas?labelSelector=autoscaler=chat-7`` (what the HPA asks).
 
     go install github.com/tsenart/vegeta/v12@v12.12.0      # once; or pass --vegeta PATH
-    .venv/bin/python benchmarks/external_metrics_load.py [--rate 500] [--seconds 15]
+    .venv/bin/python -m benchmarks.external_metrics_load [--rate 500] [--seconds 15] [--readme]
 """
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from benchmarks._machine import Provenance
+from benchmarks._readme import add_readme_flag, publish
+from tests.support.certs import issue_certificate, make_ca
+from tests.support.ports import free_port
 
-from certs import issue_certificate, make_ca
+ROOT = Path(__file__).resolve().parents[1]
 
 PATH = ("/apis/external.metrics.k8s.io/v1beta1/namespaces/ml/"
         "inference_autoscaler_desired_replicas?labelSelector=autoscaler%3Dchat-7")
@@ -107,21 +109,24 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=8,
                     help="connections of the constant-rate attack (default 8)")
     ap.add_argument("--serve", nargs=2, metavar=("DIR", "PORT"), help=argparse.SUPPRESS)
+    add_readme_flag(ap)
     args = ap.parse_args()
     if args.serve:
         serve(Path(args.serve[0]), int(args.serve[1]))
         return 0
     vegeta = vegeta_binary(args.vegeta)
+    run = Provenance("benchmarks.external_metrics_load")
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         make_pki(d)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-        child = subprocess.Popen([*pin, sys.executable, __file__, "--serve", tmp, str(port)],
-                                 stdout=subprocess.PIPE, env=env)
+        # The child runs as a module from the repo root, as this script does (tests.support
+        # is reached by its package path).
+        child = subprocess.Popen(
+            [*pin, sys.executable, "-m", "benchmarks.external_metrics_load", "--serve", tmp,
+             str(port)], stdout=subprocess.PIPE, env=env, cwd=ROOT)
         try:
             assert child.stdout is not None
             if child.stdout.readline().strip() != b"ready":
@@ -138,21 +143,24 @@ def main() -> int:
         finally:
             child.terminate()
             child.wait(10)
-    print(f"constant-rate attack on {args.workers} connections")
-    print(f"server pinned to one core: {'yes (taskset -c 0)' if pin else 'no'}; "
-          f"load generator: vegeta {vegeta}, TLS + client certificate, keep-alive")
-    for label, rep in ((f"constant {args.rate} req/s for {args.seconds:g} s", fixed),
+    lines = ["| load | throughput | p50 | p90 | p99 | max | success |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, rep in ((f"constant {args.rate} req/s, {args.seconds:g} s, "
+                        f"{args.workers} connections", fixed),
                        (f"as fast as possible, 4 workers, {args.seconds / 2:g} s", flat)):
         lat = rep["latencies"]
         assert isinstance(lat, dict)
-        codes = rep.get("status_codes")
-        print(f"{label}: {rep['requests']} requests, throughput "
-              f"{float(str(rep['throughput'])):.0f}/s, success {float(str(rep['success'])):.4f}, "
-              f"p50 {lat['50th'] / 1e6:.2f} ms, p90 {lat['90th'] / 1e6:.2f} ms, "
-              f"p99 {lat['99th'] / 1e6:.2f} ms, max {lat['max'] / 1e6:.2f} ms, codes {codes}")
+        lines.append(f"| {label} | {float(str(rep['throughput'])):,.0f}/s | "
+                     f"{lat['50th'] / 1e6:.2f} ms | {lat['90th'] / 1e6:.2f} ms | "
+                     f"{lat['99th'] / 1e6:.2f} ms | {lat['max'] / 1e6:.1f} ms | "
+                     f"{float(str(rep['success'])):.2%} |")
     p99_ms = fixed["latencies"]["99th"] / 1e6  # type: ignore[index]
-    print(f"goal p99 < 5 ms at {args.rate} req/s: {'met' if p99_ms < 5 else 'NOT met'} "
-          f"({p99_ms:.2f} ms)")
+    goal = (f"Goal p99 < 5 ms at {args.rate} req/s: {'met' if p99_ms < 5 else 'NOT met'} "
+            f"({p99_ms:.2f} ms).")
+    setting = (f"; server {'pinned to core 0 (taskset)' if pin else 'not pinned'}, vegeta on "
+               "core 1, TLS with a client certificate, keep-alive")
+    publish("external_metrics_load", "\n".join(lines) + "\n\n" + goal + " " +
+            run.note(setting), readme=args.readme)
     return 0
 
 

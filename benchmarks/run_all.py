@@ -11,6 +11,7 @@ that need extra arguments to fit a shared machine get them from ``ARGS``.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 ARGS: dict[str, list[str]] = {}
 """Extra arguments per script name (without ``.py``); none are needed today."""
 
@@ -44,14 +46,21 @@ def main() -> int:
         print(f"run_all: unknown benchmark(s) {', '.join(sorted(unknown))}; "
               f"known: {', '.join(names)}", file=sys.stderr)
         return 2
+    # Each script runs as a file from the repo root with the root importable: a sibling
+    # import (``_readme``, ``replay_all``) finds the script's own folder, and the scripts that
+    # share the tests' servers and PKI import them by package path (``tests.support``), as
+    # ``python -m benchmarks.NAME`` from the root does, with no ``sys.path`` edits.
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
+                                         if p)}
     failed: list[str] = []
     for name in names:
         if (only and name not in only) or name in skip:
             continue
         cmd = [sys.executable, str(HERE / f"{name}.py"), *ARGS.get(name, [])]
-        print(f"\n## {name}\n\n    {shlex.join(cmd)}\n", flush=True)
+        print(f"\n## {name}\n\n    PYTHONPATH=. {shlex.join(cmd)}\n", flush=True)
         t0 = time.perf_counter()
-        code = subprocess.call(cmd)
+        code = subprocess.call(cmd, cwd=ROOT, env=env)
         print(f"\n({name}: exit {code}, {time.perf_counter() - t0:.0f} s)", flush=True)
         if code != 0:
             failed.append(name)

@@ -1,7 +1,16 @@
-"""Shared test set-up: this directory on sys.path, so tests in sub-folders (tests/e2e) can
-use the real-server helpers in tests/promserver.py."""
+"""Fixtures shared by test files (their classes live in tests/support/)."""
 
-import sys
-from pathlib import Path
+from __future__ import annotations
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.silent import SilentServer
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()

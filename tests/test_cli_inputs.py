@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from hypothesis import strategies as st
 from autoscaler.cli import main
 from autoscaler.cli.common import MAX_MESSAGE_CHARS, Range
 from autoscaler.errors import SpecError
+from tests.support.ports import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "deploy" / "examples"
 GOOD = "policy: predictive\nmaxReplicas: 4\ncapacity: {requestsPerSecond: 4, concurrency: 20}\n"
@@ -47,14 +47,6 @@ def _counts_day(path: Path) -> Path:
     counts = np.random.default_rng(0).poisson(1.0, 86_400)
     path.write_text(" ".join(map(str, counts)))
     return path
-
-
-def _free_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 Make = Callable[[Path], list[str]]
@@ -276,7 +268,7 @@ def test_no_kubeconfig_outside_a_pod_names_the_file_it_looked_for(
 
 def test_an_unreachable_prometheus_is_one_line_and_exit_code_one(
         capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     assert main(["metrics", "show", "--prometheus", url, "--target", "llm/a",
                  "--timeout", "2"]) == 1
     out = capsys.readouterr()

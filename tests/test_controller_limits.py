@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,55 +20,7 @@ from autoscaler.controller.resource import parse_autoscaler
 from autoscaler.controller.settings import Limits, ServingLimits
 from autoscaler.errors import SpecError
 from autoscaler.metrics.source import PrometheusConfig, PrometheusSource, PrometheusUnavailable
-
-
-class SilentServer:
-    """Accepts TCP connections and reads what is sent, never answering: a hung API server
-    or Prometheus. Counts the connections, i.e. the attempts a client made."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.05)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            self.accepted += 1
-            self._held.append(conn)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        for c in self._held:
-            c.close()
-        self.sock.close()
-
-
-@pytest.fixture
-def silent() -> Iterator[SilentServer]:
-    server = SilentServer()
-    yield server
-    server.close()
-
-
-def kubeconfig(tmp_path: Path, port: int) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "k", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}))
-    return path
-
+from tests.support.silent import SilentServer, kubeconfig
 
 # --- the API deadline ------------------------------------------------------------------------
 

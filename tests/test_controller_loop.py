@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from promfake import MeaningPrometheus
 
 from autoscaler.controller.kube import ApiUnavailable, Competitor, Conflict, NotFound, ScaleInfo
 from autoscaler.controller.loop import Controller
 from autoscaler.controller.resource import TargetRef
 from autoscaler.controller.settings import Limits
 from autoscaler.metrics.source import QueryError, RangeSeries, Sample
+from tests.support.promfake import MeaningPrometheus
 
 NS = "llm"
 

@@ -6,9 +6,7 @@ delay at all."""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import replace
-from types import ModuleType
 
 import pytest
 
@@ -17,18 +15,8 @@ from autoscaler.core.types import Signal
 from autoscaler.metrics.collect import CollectorConfig
 from autoscaler.metrics.presets import get_preset
 from autoscaler.observation import RawTarget, Status, WindowSeries, judge
-
-
-def _sibling(name: str) -> ModuleType:
-    """A sibling test module, whether ``tests`` is a package (``tests.support``) or not."""
-    try:
-        return importlib.import_module(f"tests.{name}")
-    except ModuleNotFoundError:
-        return importlib.import_module(name)
-
-
-faults = _sibling("test_sim_replay_faults")
-FAULT_T, FAULTS, eager = faults.FAULT_T, faults.FAULTS, faults.eager
+from tests import test_sim_replay_faults as faults
+from tests.test_sim_replay_faults import FAULT_T, FAULTS, eager
 
 AT, WINDOW = 600.0, 60.0
 SINCE = AT - WINDOW

@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from certs import CertPair, issue_certificate, make_ca
 from fastapi.testclient import TestClient
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
@@ -44,6 +43,8 @@ from autoscaler.controller.resource import Mode
 from autoscaler.controller.settings import ServingLimits
 from autoscaler.core.policies.hpa import usage_milli
 from autoscaler.core.types import Decision, Reason
+from tests.support.certs import CertPair, issue_certificate, make_ca
+from tests.support.ports import free_port
 
 NOW = 1_700_000_000.0
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
@@ -446,13 +447,6 @@ def test_keda_needs_a_certificate_from_the_ca_but_not_an_allowed_name(
 HEADER_TIMEOUT_S = 1.0
 MAX_CONNS = 20
 SLOWLORIS = 300
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:

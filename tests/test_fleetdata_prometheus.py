@@ -38,7 +38,7 @@ from autoscaler.replaying import ReplayOptions, compare
 from autoscaler.sim.profiles import ReplicaProfile, load_profile
 from autoscaler.traces.model import Trace
 from autoscaler.traces.window import window_trace
-from tests.promserver import prometheus_binary
+from tests.support.promserver import prometheus_binary
 
 pytestmark = pytest.mark.prometheus
 

@@ -3,9 +3,7 @@ controller's ``/metrics`` and the decision log."""
 
 from __future__ import annotations
 
-import importlib
 import logging
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -17,19 +15,8 @@ from autoscaler.controller.loop import Outcome
 from autoscaler.controller.main import Metrics
 from autoscaler.controller.resource import Mode
 from autoscaler.core.types import Decision, Reason
-
-
-def _sibling(name: str) -> ModuleType:
-    """A sibling test module, whether ``tests`` is a package (``tests.support``) or not."""
-    try:
-        return importlib.import_module(f"tests.{name}")
-    except ModuleNotFoundError:
-        return importlib.import_module(name)
-
-
-_loop = _sibling("test_controller_loop")
-NS, run, world = _loop.NS, _loop.run, _loop.world
-schema_errors = _sibling("test_deploy").schema_errors
+from tests.test_controller_loop import NS, run, world
+from tests.test_deploy import schema_errors
 
 
 def _decision(rps: float | None, sd: float | None, unit: str | None = "prompt_tokens_per_s",

@@ -10,8 +10,6 @@ from pathlib import Path
 import bcrypt
 import pytest
 import yaml
-from certs import issue_certificate, make_ca
-from promserver import DelayProxy, PrometheusServer
 
 from autoscaler.metrics.source import (
     PrometheusAuthError,
@@ -19,6 +17,8 @@ from autoscaler.metrics.source import (
     PrometheusSource,
     PrometheusUnavailable,
 )
+from tests.support.certs import issue_certificate, make_ca
+from tests.support.promserver import DelayProxy, PrometheusServer
 
 pytestmark = pytest.mark.prometheus
 USER, PASSWORD = "autoscaler", "s3cret"

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from promserver import PrometheusServer
 
 from autoscaler.config import parse_spec
 from autoscaler.controller.kube import Competitor, ScaleInfo
@@ -30,6 +29,7 @@ from autoscaler.metrics.backfill import HistoryRequest, backfill, backfill_many
 from autoscaler.metrics.collect import CollectorConfig, TargetKey
 from autoscaler.metrics.presets import VLLM
 from autoscaler.metrics.source import PrometheusConfig, PrometheusSource, RangeSeries, Sample
+from tests.support.promserver import PrometheusServer
 
 pytestmark = pytest.mark.prometheus
 

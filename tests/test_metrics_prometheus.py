@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from promserver import DelayProxy, PrometheusServer, ScriptedExporter
 
 from autoscaler.cli import main
 from autoscaler.config import parse_spec
@@ -42,6 +41,7 @@ from autoscaler.metrics.source import (
 )
 from autoscaler.sim.fleet import TTFT_BUCKETS_S, EngineSample
 from autoscaler.sim.observe import CounterReset, FakePrometheus, PodSilent
+from tests.support.promserver import DelayProxy, PrometheusServer, ScriptedExporter
 
 pytestmark = pytest.mark.prometheus
 

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from promserver import PrometheusServer
 
 from autoscaler.core.types import Signal
 from autoscaler.metrics.collect import Collector, CollectorConfig, Status, TargetKey
@@ -25,9 +24,11 @@ from autoscaler.metrics.source import PrometheusConfig, PrometheusSource
 from autoscaler.sim.profiles import load_profile
 from autoscaler.traces import default_workload
 from autoscaler.twin.serving import Twin
+from tests.support.promserver import PrometheusServer
 
 pytestmark = pytest.mark.prometheus
 TARGET = TargetKey("llm", "chat")
+SERIES = 'vllm:num_requests_running{workload="chat"}'
 SIM_START_S = 2 * 3600.0  # into the synthetic day's busy hours: a queue and a full batch
 
 
@@ -38,7 +39,7 @@ def twin_and_prometheus() -> Iterator[tuple[Twin, PrometheusServer]]:
     port = twin.start(0, clock=False)
     twin.advance_to(SIM_START_S)
     prom = PrometheusServer([f"127.0.0.1:{port}"]).start()
-    prom.wait_for('count(vllm:num_requests_running{workload="chat"})', lambda r: bool(r))
+    prom.wait_for(f"count({SERIES})", lambda r: bool(r))
     yield twin, prom
     prom.cleanup()
     twin.stop()
@@ -46,7 +47,7 @@ def twin_and_prometheus() -> Iterator[tuple[Twin, PrometheusServer]]:
 
 def plateau(prom: PrometheusServer) -> None:
     """Wait until Prometheus has scraped the twin's current values at least twice."""
-    time.sleep(2.5 * prom.scrape_interval_s)
+    prom.wait_for_scrapes(SERIES, 2)
 
 
 def fleet(twin: Twin) -> dict[str, Any]:
@@ -111,7 +112,7 @@ def test_a_twin_counter_reset_reads_as_a_reset_not_as_negative_load(
     twin.counter_reset(workload="chat")
     for _ in range(5):
         twin.advance_to(fleet(twin)["sim_time_s"] + 1)
-        time.sleep(prom.scrape_interval_s)
+        prom.wait_for_scrapes(SERIES, 1)  # one simulated second per scrape
     # The series must span the whole 10-s window: a younger one is not yet valid.
     prom.wait_for("min(count_over_time(vllm:time_to_first_token_seconds_count[10s]))",
                   lambda r: bool(r) and float(r[0]["value"][1]) >= 10)

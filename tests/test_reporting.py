@@ -4,9 +4,7 @@ Prometheus the other tests use)."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,25 +16,12 @@ from autoscaler.replaying import ReplayOptions, compare
 from autoscaler.reporting.replay_report import _group, hourly_attainment, write_report
 from autoscaler.sim.profiles import load_profile
 from autoscaler.traces.synthetic import default_workload
+from tests.support.debian import debian_binary
 
 
 def chromium_binary() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    if os.environ.get("AUTOSCALER_CHROMIUM") == "skip":
-        pytest.skip("chromium is not installed and AUTOSCALER_CHROMIUM=skip")
-    if os.geteuid() != 0:
-        pytest.fail("chromium is missing; install the Debian package `chromium` "
-                    "(make unit does this when run as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
-    found = shutil.which("chromium")
-    if not found:
-        pytest.fail("apt-get installed chromium but the binary is not on PATH")
-    return found
+    return debian_binary("chromium", names=("chromium", "chromium-browser"),
+                         skip_env="AUTOSCALER_CHROMIUM", make_target="chromium")
 
 
 def _chromium(*args: str) -> subprocess.CompletedProcess[str]:

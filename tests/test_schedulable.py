@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_controller_limits import SilentServer, kubeconfig, silent  # noqa: F401 - a fixture
 
 from autoscaler.controller import status as st
 from autoscaler.controller.kube import ApiUnavailable, KubeClient, api_client, selector_string
@@ -24,6 +23,7 @@ from autoscaler.controller.schedulable import (
     cap_scale_up,
 )
 from autoscaler.core.types import Reason
+from tests.support.silent import SilentServer, kubeconfig
 
 GPU_MSG = ("0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes "
            "are available: 4 No preemption victims found for incoming pod.")
@@ -165,7 +165,7 @@ def test_list_pods_asks_by_selector_from_the_watch_cache(pod_server: PodServer,
     assert (found.pods, found.unschedulable, found.insufficient_gpu) == (3, 1, 1)
 
 
-def test_a_hung_pod_list_costs_one_attempt_then_is_transient(silent: SilentServer,  # noqa: F811
+def test_a_hung_pod_list_costs_one_attempt_then_is_transient(silent: SilentServer,
                                                               tmp_path: Path) -> None:
     kube = KubeClient(api_client(str(kubeconfig(tmp_path, silent.port))), timeout_s=0.3)
     with pytest.raises(ApiUnavailable):
@@ -203,3 +203,66 @@ def test_the_capacity_condition_joins_the_others_only_when_given() -> None:
     cond = ("False", REASON_GPU, "2 of 6 pods cannot be scheduled")
     assert st.conditions(**kw, capacity=cond)["CapacityAvailable"] == cond
     assert CONDITION_TYPE == "CapacityAvailable"
+
+
+# --- Metrics mode: the cap is in the value the HPA reads ---------------------------------
+
+
+def test_in_metrics_mode_the_served_count_is_held_while_pods_are_pending() -> None:
+    """The same story as the Scale-mode test in test_controller_loop.py, with a stock HPA
+    (``StockHpa``: AverageValue 1 on our desired-replicas metric, 10% tolerance) reading
+    the external metric after every cycle and writing the scale."""
+    from autoscaler.controller.external_metrics import DESIRED_REPLICAS, metric_value
+    from autoscaler.twin.stock_hpa import StockHpa
+    from tests.test_controller_loop import NS, run, world
+
+    kube, prom, ctrl = world(mode="Metrics", replicas=4, rate=40.0)
+    kube.gpus = 6
+    prom.reporting = kube._ready
+    hpa = StockHpa(sync_period_s=15.0)
+    served: list[float | None] = []
+
+    def cycle_and_hpa(t: float) -> float:
+        t = run(ctrl, prom, t, 1)
+        value = metric_value(ctrl.outcomes[(NS, "chat")], DESIRED_REPLICAS, now=t,
+                             max_age_s=60.0)
+        served.append(value)
+        if value is not None:
+            replicas = kube.deployments["chat"][0]
+            n = hpa.proposal(value, replicas, kube._ready("chat"), max_replicas=20)
+            if n != replicas:
+                kube.scale_by_hand("chat", n)
+        return t
+
+    # 40 req/s at 3.4 req/s per replica needs 12; our behaviour at most doubles per
+    # period: 4 -> 8 (served 8, ratio 8/4 = 2: the HPA writes 8). On 6 GPUs, 2 pods Pend.
+    t = cycle_and_hpa(1_000_000.0)
+    assert served == [8.0] and kube.deployments["chat"][0] == 8
+    for _ in range(6):
+        t = cycle_and_hpa(t)
+    # The policy asks for 12; what the HPA reads is the held 8 (ratio 1: it keeps 8).
+    assert served[1:] == [8.0] * 6
+    assert kube.deployments["chat"][0] == 8
+    assert kube.scale_writes == []  # we never write the scale in Metrics mode
+    status = kube.statuses["chat"][-1]
+    assert (status["desiredReplicas"], status["reason"]) == (8, REASON_GPU)
+    assert len([r for _, r, _ in kube.events if r == REASON_GPU]) == 1
+    # Six more GPUs: all 8 ready, no LIST, no cap: 12 is served and the HPA writes it.
+    kube.gpus = 12
+    t = cycle_and_hpa(t)
+    assert served[-1] == 12.0 and kube.deployments["chat"][0] == 12
+
+
+def test_in_shadow_mode_the_decision_is_reported_as_made() -> None:
+    # Shadow mode writes nothing and serves no count: it reports what the policy decided
+    # (12), with the shortage in its condition.
+    from tests.test_controller_loop import run, world
+
+    kube, prom, ctrl = world(mode="Shadow", replicas=8, rate=40.0)
+    kube.gpus = 6
+    prom.reporting = kube._ready
+    run(ctrl, prom, 1_000_000.0, 1)
+    status = kube.statuses["chat"][-1]
+    assert status["desiredReplicas"] == 12
+    cond = next(c for c in status["conditions"] if c["type"] == CONDITION_TYPE)
+    assert (cond["status"], cond["reason"]) == ("False", REASON_GPU)

@@ -114,7 +114,10 @@ def test_every_point_of_the_unit_cube_is_a_valid_spec_within_the_bounds(
     if policy == PolicyKind.HPA:
         (m,) = spec.metrics
         assert m.type == MetricTargetType.AVERAGE_VALUE
-        want = round(spec.capacity.requests_per_second * float(params["target_fraction"]), 3)
+        # The target is the fraction of the base spec's capacity (the input, not the
+        # result's), to 3 decimals: a fraction 0.7 of 10 req/s is 7 req/s per replica.
+        want = round(ctx_spec.capacity.requests_per_second * float(params["target_fraction"]),
+                     3)
         assert m.value == pytest.approx(max(want, 0.001))
     if policy == PolicyKind.PREDICTIVE:
         assert spec.predictive.forecaster == params["forecaster"]

@@ -33,6 +33,7 @@ from autoscaler.twin.closed_loop import (
     compress_trace,
 )
 from autoscaler.twin.ledger import PodLedger
+from tests.support.wait import wait_until
 
 RATE = 8.0  # requests/s of the constant test trace
 COLD_S = 5.0
@@ -529,8 +530,11 @@ class FakePods:
 
     def __init__(self) -> None:
         self.ready: dict[str, list[str]] | None = {}
+        self.reads = 0
+        """How many times the twin has asked: a wait on its next reads, not on time."""
 
     def ready_pods(self) -> dict[str, list[str]] | None:
+        self.reads += 1
         return self.ready
 
 
@@ -596,7 +600,9 @@ def test_following_ignores_unreadable_cluster_reads_and_replica_requests_are_ref
             time.sleep(0.02)
         assert twin.replicas()["chat"]["desired"] == 2
         pods.ready = None  # the API server is down: keep serving with the known pods
-        time.sleep(0.1)
+        failing = pods.reads
+        wait_until("two unreadable cluster reads", lambda: pods.reads >= failing + 2,
+                   timeout_s=10)
         assert twin.replicas()["chat"]["desired"] == 2
         pods.ready = {}  # read fine, nothing ready: none serve
         deadline = time.monotonic() + 10

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from autoscaler.cli import common as c
@@ -35,6 +35,13 @@ SLO_TTFT = c.Range(low=0, low_open=True, high=3600, unit="seconds")
 COLD_START = c.Range(low=0, high=3600, unit="seconds")
 """The spec's own range of ``coldStartSeconds`` (0 is allowed: a warm pool)."""
 REPLICAS = c.Range(low=0, high=d.MAX_REPLICAS_LIMIT)
+# The loop's timings (kwok's hunk: the live-vs-replay closed loop sets them).
+SCRAPE_INTERVAL = c.Range(low=0, low_open=True, high=3600, unit="seconds")
+RATE_WINDOW = c.Range(low=0, low_open=True, high=86400, unit="seconds")
+ACTUATION_DELAY = c.Range(low=0, high=3600, unit="seconds")
+HPA_SYNC = c.Range(low=0, low_open=True, high=3600, unit="seconds")
+HPA_OFFSET = c.Range(low=0, high=3600, unit="seconds")
+HPA_TOLERANCE = c.Range(low=0, high=1, high_open=True)
 
 DECISION_RECORD_BYTES = 650
 """Mean size of one decision-log line (measured: 645 bytes for the HPA on the synthetic
@@ -102,6 +109,69 @@ def add_parser(sub: Any) -> None:
 
     # --prometheus replays the target's own history; --start then is an absolute time.
     add_prometheus_arguments(p, required=False, with_start=False)
+    add_loop_arguments(p)
+
+
+def add_loop_arguments(p: Any) -> None:
+    """The loop's timings and a stock HPA after the decision, for replaying a live setup
+    as it runs (tests/e2e/test_closed_loop_e2e.py replays its compressed cluster so)."""
+    g = p.add_argument_group("loop timings (default: the replay's own)")
+    g.add_argument("--scrape-interval", type=c.number(SCRAPE_INTERVAL), metavar="S",
+                   help="seconds between scrapes (default: 15, or the sync period if "
+                   f"shorter; allowed: {SCRAPE_INTERVAL.describe()})")
+    g.add_argument("--rate-window", type=c.number(RATE_WINDOW), metavar="S",
+                   help="the rate() window, seconds, at least twice the scrape interval "
+                   f"(default 60; allowed: {RATE_WINDOW.describe()})")
+    g.add_argument("--actuation-delay", type=c.number(ACTUATION_DELAY), metavar="S",
+                   help="seconds from a decision to its pods starting (default 2; allowed: "
+                   f"{ACTUATION_DELAY.describe()})")
+    g.add_argument("--initial-replicas", type=c.whole(REPLICAS), metavar="N",
+                   help="replicas at the start, at most maxReplicas (default: sized for "
+                   "the trace's first minutes)")
+    g.add_argument("--via-hpa", type=c.number(HPA_SYNC), metavar="S",
+                   help="Metrics mode: a stock HPA reads the decided count (AverageValue "
+                   "1) every S seconds, a whole multiple of the sync period, and writes the "
+                   f"scale (allowed: {HPA_SYNC.describe()})")
+    g.add_argument("--via-hpa-offset", type=c.number(HPA_OFFSET), default=0.0, metavar="S",
+                   help="time of the HPA's first sync after the trace starts, below "
+                   "--via-hpa (default 0)")
+    g.add_argument("--via-hpa-tolerance", type=c.number(HPA_TOLERANCE),
+                   default=d.HPA_TOLERANCE, metavar="R",
+                   help=f"the HPA's tolerance (default {d.HPA_TOLERANCE:g}; allowed: "
+                   f"{HPA_TOLERANCE.describe()})")
+
+
+def loop_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``ReplayOptions`` fields of ``add_loop_arguments`` (the rate window is checked
+    against the scrape interval per policy, in ``autoscaler.replaying``)."""
+    out: dict[str, Any] = {"scrape_interval_s": args.scrape_interval,
+                           "rate_window_s": args.rate_window,
+                           "actuation_delay_s": args.actuation_delay,
+                           "initial_replicas": args.initial_replicas}
+    if args.via_hpa is not None:
+        from autoscaler.twin.stock_hpa import HpaStage, StockHpa
+
+        if args.via_hpa_offset >= args.via_hpa:
+            raise SpecError("--via-hpa-offset", args.via_hpa_offset,
+                            f">= 0 and < --via-hpa ({args.via_hpa:g})")
+        hpa = StockHpa(sync_period_s=args.via_hpa, offset_s=args.via_hpa_offset,
+                       tolerance=args.via_hpa_tolerance)
+
+        out["decide_stage"] = HpaStage(hpa, option="--via-hpa")
+    return out
+
+
+def check_loop(options: ReplayOptions, specs: dict[PolicyKind, Spec],
+               policies: tuple[PolicyKind, ...]) -> None:
+    """The loop flags against each replayed policy's spec, before the header: a bad one is
+    the only line printed (exit 2)."""
+    from autoscaler.replaying import check_loop_options
+    from autoscaler.twin.stock_hpa import HpaStage
+
+    for kind in policies:
+        check_loop_options(specs[kind], options)
+        if isinstance(options.decide_stage, HpaStage):
+            options.decide_stage.check(specs[kind])
 
 
 @dataclass(frozen=True)
@@ -166,6 +236,8 @@ class ReplayCommand:
     faults: tuple[Fault, ...] = ()
     fleet_args: argparse.Namespace | None = None
     """The parsed arguments when ``--prometheus`` is given (the history to replay)."""
+    loop: dict[str, Any] = field(default_factory=dict)
+    """``loop_options``: the loop's timings and the ``--via-hpa`` stage."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ReplayCommand:
@@ -188,7 +260,8 @@ class ReplayCommand:
                                                  args.decisions_changes_only, policies),
             progress=not args.no_progress,
             faults=tuple(parse_fault(f) for f in getattr(args, "fault", None) or ()),
-            fleet_args=args if getattr(args, "prometheus", None) else None)
+            fleet_args=args if getattr(args, "prometheus", None) else None,
+            loop=loop_options(args) if hasattr(args, "via_hpa") else {})
 
     def replay_options(self, overrides: dict[PolicyKind, Spec]) -> ReplayOptions:
         from autoscaler.replaying import ReplayOptions
@@ -199,7 +272,8 @@ class ReplayCommand:
             slo_ttft_s_per_prompt_token=self.slo_ttft_s_per_prompt_token,
             gpu_quota=self.gpu_quota, cold_start_s=self.cold_start_s, engine=self.engine,
             seed=self.seed, min_replicas=self.min_replicas, max_replicas=self.max_replicas,
-            progress=False, faults=self.faults, overrides=overrides)
+            progress=False, faults=self.faults, overrides=overrides,
+            **self.loop)
 
     def check_outputs(self) -> None:
         """Refuse unwritable outputs before a long run, not after it."""
@@ -269,6 +343,7 @@ def run_replay(cmd: ReplayCommand, *, stream: IO[str] | None = None) -> int:
     trace = _load_trace(cmd)
     options = cmd.replay_options(overrides)
     capacity, specs = c.derive_specs(trace, profile, options)
+    check_loop(options, specs, cmd.policies)
     # What is about to run, before it runs (a 14-day replay takes minutes), with or
     # without progress output: progress is the bar or lines, not this.
     c.note(header(trace, profile, capacity, cmd, specs), stream=err)

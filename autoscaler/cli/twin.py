@@ -20,6 +20,7 @@ SPEED = c.Range(low=0, low_open=True, high=1e4)
 TARGETS = c.Range(low=1, high=10_000)
 LOOPS = c.Range(low=1, high=1_000_000)
 STEP = c.Range(low=0, low_open=True, high=60, unit="seconds")
+POD_POLL = c.Range(low=0.01, high=60, unit="seconds")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -58,6 +59,16 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--seed", type=c.whole(c.SEED), default=0)
     p.add_argument("--step", type=c.number(STEP), default=0.2,
                    help="wall seconds between simulation steps (default 0.2)")
+    p.add_argument("--kubeconfig", metavar="FILE",
+                   help="follow real pods: serve with the pods that are Ready in --namespace "
+                   "of this API server (a pod's --pod-label value names its workload), "
+                   "instead of a simulated count")
+    p.add_argument("--pod-label", default="workload", metavar="KEY",
+                   help="with --kubeconfig: the pod label naming the twin's workload "
+                   "(default workload)")
+    p.add_argument("--pod-poll", type=c.number(POD_POLL), default=0.5, metavar="S",
+                   help=f"with --kubeconfig: seconds between pod LISTs (default 0.5; "
+                   f"allowed: {POD_POLL.describe()})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,15 +80,25 @@ def run(args: argparse.Namespace) -> int:
     trace = c.load_trace_input(None if args.trace == "default" else args.trace,
                                args.trace_format, seed=args.seed)
     profile = c.load_profile_input(args.profile)
+    pods = None
+    if args.kubeconfig is not None:
+        if args.replicas_file is not None:
+            raise SpecError("--replicas-file", args.replicas_file,
+                            "not with --kubeconfig (the cluster's Ready pods are the count)")
+        pods = ClusterPods.connect(args.kubeconfig, args.namespace, args.pod_label)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     twin = Twin.from_trace(
         trace, profile, targets=args.targets, namespace=args.namespace,
         workload=args.workload, initial_replicas=args.initial_replicas, seed=args.seed,
         preset=args.preset, model=args.model, speed=args.speed, step_s=args.step,
-        replicas_file=args.replicas_file, loops=args.loops)
+        replicas_file=args.replicas_file, loops=args.loops, follow_pods=pods is not None)
     port = twin.start(args.port, args.host)
+    if pods is not None:
+        twin.follow(pods, interval_s=args.pod_poll)
+    following = (f"; following the Ready pods of {args.namespace} (label {args.pod_label})"
+                 if pods is not None else "")
     print(f"twin: {len(twin.targets)} target(s), preset {args.preset}, speed x{args.speed}: "
-          f"http://{args.host}:{port}/metrics (also /replicas, /truth, /faults)",
+          f"http://{args.host}:{port}/metrics (also /replicas, /truth, /faults){following}",
           file=sys.stderr, flush=True)
     done = threading.Event()
 
@@ -92,3 +113,38 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, h)
         twin.stop()
     return 0
+
+
+class ClusterPods:
+    """The twin's ``PodSource`` on a real API server: one pod LIST of the namespace per
+    poll (pods carrying ``label``), from the API server's watch cache, under the client's
+    one-call deadline; None when it fails (the twin keeps the pods it knew)."""
+
+    def __init__(self, kube: Any, namespace: str, label: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.label = label
+
+    @classmethod
+    def connect(cls, kubeconfig: str, namespace: str, label: str) -> ClusterPods:
+        """Built from ``kubeconfig``, after one LIST that must succeed: a bad kubeconfig or
+        a forbidden LIST is one line, exit 2; an unreachable API server one line, exit 1."""
+        from autoscaler.controller.kube import KubeClient, api_client
+
+        if not label or any(ch in label for ch in " ,=!()"):
+            raise SpecError("--pod-label", label, "a label key (e.g. workload or app)")
+        pods = cls(KubeClient(api_client(kubeconfig), component="autoscaler-twin"),
+                   namespace, label)
+        pods.kube.list_pods(namespace, label)
+        return pods
+
+    def ready_pods(self) -> dict[str, list[str]] | None:
+        from autoscaler.controller.kube import KubeError
+        from autoscaler.errors import TransientError
+        from autoscaler.twin.pods import ready_by_workload
+
+        try:
+            listed = self.kube.list_pods(self.namespace, self.label)
+        except (TransientError, KubeError):
+            return None
+        return ready_by_workload(listed, self.label)

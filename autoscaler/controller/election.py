@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from autoscaler.controller.kube import Conflict, KubeError, NotFound
+from autoscaler.controller.kube import Conflict, KubeError, NotFound, ObjectMeta, RawLease
 from autoscaler.errors import TransientError
 
 log = logging.getLogger("autoscaler.election")
@@ -81,8 +81,8 @@ class LeaseElector:
                       f"{config.name}")
 
     def _body(self, now: float, acquire: float, transitions: int, rv: str | None,
-              holder: str) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": self.config.name, "namespace": self.config.namespace}
+              holder: str) -> RawLease:
+        meta: ObjectMeta = {"name": self.config.name, "namespace": self.config.namespace}
         if rv is not None:
             meta["resourceVersion"] = rv
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
@@ -116,7 +116,7 @@ class LeaseElector:
     def _try(self, now: float) -> None:
         me = self.config.identity
         try:
-            lease = self.kube.call("GET", self._path)
+            lease: RawLease = self.kube.call("GET", self._path)
         except NotFound:
             coll = self._path.rsplit("/", 1)[0]
             try:
@@ -140,7 +140,7 @@ class LeaseElector:
         if expired:
             self._write(self._body(now, now, transitions + 1, rv, me), now)
 
-    def _write(self, body: dict[str, Any], now: float) -> None:
+    def _write(self, body: RawLease, now: float) -> None:
         try:
             self.kube.call("PUT", self._path, body=body)
         except Conflict:
@@ -162,10 +162,11 @@ class LeaseElector:
             return
         self.is_leader = False
         try:
-            lease = self.kube.call("GET", self._path)
-            if (lease.get("spec", {}).get("holderIdentity") or "") != self.config.identity:
+            lease: RawLease = self.kube.call("GET", self._path)
+            spec = lease.get("spec", {})
+            if (spec.get("holderIdentity") or "") != self.config.identity:
                 return
-            body = self._body(now, now, int(lease["spec"].get("leaseTransitions") or 0),
+            body = self._body(now, now, int(spec.get("leaseTransitions") or 0),
                               lease["metadata"]["resourceVersion"], "")
             body["spec"]["leaseDurationSeconds"] = 1
             self.kube.call("PUT", self._path, body=body)

@@ -34,7 +34,9 @@ APPS_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
 deploy/rbac.yaml grants exactly these. Any other kind goes through its ``scale``."""
 
 
-# --- raw payloads crossing this edge (only the fields the controller reads) -------------
+# --- raw payloads crossing this edge (only the fields the controller reads or writes) ------
+# Every JSON document read from or written to the API server is one of these. Fields are
+# optional (total=False) where the API may omit them; the reader supplies the default.
 
 
 class ObjectMeta(TypedDict, total=False):
@@ -45,17 +47,103 @@ class ObjectMeta(TypedDict, total=False):
     resourceVersion: str
 
 
-class RawObject(TypedDict):
-    """A Kubernetes object as the API returns it (``spec``/``status`` stay free-form: the
-    custom resource's are validated by pydantic in ``resource.py``)."""
+class RawAutoscaler(TypedDict):
+    """An InferenceAutoscaler as the API returns it. ``spec`` stays a free-form mapping
+    here on purpose: it is validated once, by the pydantic model in ``resource.py`` that
+    the CRD's schema is generated from, not typed twice."""
 
+    apiVersion: NotRequired[str]
+    kind: NotRequired[str]
     metadata: ObjectMeta
     spec: NotRequired[dict[str, Any]]
     status: NotRequired[dict[str, Any]]
 
 
-class RawList(TypedDict):
-    items: list[RawObject]
+class RawAutoscalerList(TypedDict):
+    items: list[RawAutoscaler]
+
+
+class LabelSelectorRequirement(TypedDict, total=False):
+    key: str
+    operator: str
+    values: list[str]
+
+
+class LabelSelector(TypedDict, total=False):
+    matchLabels: dict[str, str]
+    matchExpressions: list[LabelSelectorRequirement]
+
+
+class WorkloadSpec(TypedDict, total=False):
+    replicas: int
+    selector: LabelSelector
+
+
+class WorkloadStatus(TypedDict, total=False):
+    readyReplicas: int
+
+
+class RawWorkload(TypedDict):
+    """An apps/v1 Deployment or StatefulSet."""
+
+    metadata: ObjectMeta
+    spec: NotRequired[WorkloadSpec]
+    status: NotRequired[WorkloadStatus]
+
+
+class RawWorkloadList(TypedDict):
+    items: list[RawWorkload]
+
+
+class ScaleSpec(TypedDict, total=False):
+    replicas: int
+
+
+class ScaleStatus(TypedDict, total=False):
+    replicas: int
+    selector: str
+
+
+class RawScale(TypedDict):
+    """An autoscaling/v1 Scale: read from and written to a workload's ``scale``."""
+
+    apiVersion: NotRequired[str]
+    kind: NotRequired[str]
+    metadata: ObjectMeta
+    spec: NotRequired[ScaleSpec]
+    status: NotRequired[ScaleStatus]
+
+
+class CrossVersionObjectReference(TypedDict, total=False):
+    apiVersion: str
+    kind: str
+    name: str
+
+
+class CompetitorSpec(TypedDict, total=False):
+    scaleTargetRef: CrossVersionObjectReference
+
+
+class RawCompetitor(TypedDict):
+    """An autoscaling/v2 HorizontalPodAutoscaler or a KEDA ScaledObject."""
+
+    metadata: ObjectMeta
+    spec: NotRequired[CompetitorSpec]
+
+
+class RawCompetitorList(TypedDict):
+    items: list[RawCompetitor]
+
+
+class ApiResource(TypedDict):
+    name: str
+    kind: str
+
+
+class RawResourceList(TypedDict):
+    """A discovery document (``/apis/GROUP/VERSION``): the kinds a group serves."""
+
+    resources: list[ApiResource]
 
 
 class PodCondition(TypedDict, total=False):
@@ -85,6 +173,65 @@ class RawPod(TypedDict):
 
 class RawPodList(TypedDict):
     items: list[RawPod]
+
+
+class LeaseSpec(TypedDict, total=False):
+    holderIdentity: str
+    leaseDurationSeconds: int
+    acquireTime: str
+    """MicroTime, e.g. ``2026-11-23T23:59:01.123456Z``; so is ``renewTime``."""
+    renewTime: str
+    leaseTransitions: int
+
+
+class RawLease(TypedDict):
+    """A coordination.k8s.io/v1 Lease (leader election, ``election.py``)."""
+
+    apiVersion: NotRequired[str]
+    kind: NotRequired[str]
+    metadata: ObjectMeta
+    spec: NotRequired[LeaseSpec]
+
+
+class RawConfigMap(TypedDict):
+    """A core/v1 ConfigMap (the request-header settings, ``external_metrics/configmap.py``)."""
+
+    metadata: NotRequired[ObjectMeta]
+    data: NotRequired[dict[str, str]]
+
+
+class StatusPatch(TypedDict):
+    """A merge patch of an autoscaler's ``status`` subresource (built by ``status.py``)."""
+
+    status: dict[str, Any]
+
+
+class EventMeta(TypedDict):
+    generateName: str
+    namespace: str
+
+
+class EventSource(TypedDict):
+    component: str
+    host: str
+
+
+class RawEvent(TypedDict):
+    """A core/v1 Event, as posted."""
+
+    apiVersion: str
+    kind: str
+    metadata: EventMeta
+    involvedObject: dict[str, str]
+    type: str
+    reason: str
+    message: str
+    firstTimestamp: str
+    lastTimestamp: str
+    count: int
+    source: EventSource
+    reportingComponent: str
+    reportingInstance: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +288,7 @@ class ScaleInfo:
 class Kube(Protocol):
     """What the controller loop needs from the cluster (a fake implements it in tests)."""
 
-    def list_autoscalers(self, namespace: str | None) -> list[dict[str, Any]]: ...
+    def list_autoscalers(self, namespace: str | None) -> list[RawAutoscaler]: ...
 
     def list_workloads(self, kind: str, namespace: str | None
                        ) -> dict[tuple[str, str], ScaleInfo]: ...
@@ -255,17 +402,17 @@ class KubeClient:
             raise ApiUnavailable(message)
         return json.loads(data) if data else None
 
-    def list_autoscalers(self, namespace: str | None) -> list[dict[str, Any]]:
+    def list_autoscalers(self, namespace: str | None) -> list[RawAutoscaler]:
         path = (f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}" if namespace
                 else f"/apis/{GROUP}/{VERSION}/{PLURAL}")
-        doc: RawList = self.call("GET", path)
-        return [dict(item) for item in doc["items"]]
+        doc: RawAutoscalerList = self.call("GET", path)
+        return doc["items"]
 
     def list_competitors(self, namespace: str) -> list[Competitor]:
         """HPAs (autoscaling/v2) and KEDA ScaledObjects of a namespace, with their targets.
         A cluster without KEDA answers 404 for its group: no ScaledObjects."""
         out: list[Competitor] = []
-        hpas: RawList = self.call(
+        hpas: RawCompetitorList = self.call(
             "GET", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers",
             query=[("resourceVersion", "0")])
         for item in hpas["items"]:
@@ -273,7 +420,7 @@ class KubeClient:
             out.append(Competitor("HorizontalPodAutoscaler", item["metadata"].get("name", ""),
                                   str(ref.get("kind", "")), str(ref.get("name", ""))))
         try:
-            scaled: RawList = self.call(
+            scaled: RawCompetitorList = self.call(
                 "GET", f"/apis/keda.sh/v1alpha1/namespaces/{namespace}/scaledobjects")
         except NotFound:
             return out
@@ -290,7 +437,7 @@ class KubeClient:
         path = (f"/apis/apps/v1/namespaces/{namespace}/{plural}" if namespace
                 else f"/apis/apps/v1/{plural}")
         # resourceVersion=0: served from the API server's watch cache, not from etcd.
-        doc: RawList = self.call("GET", path, query=[("resourceVersion", "0")])
+        doc: RawWorkloadList = self.call("GET", path, query=[("resourceVersion", "0")])
         out: dict[tuple[str, str], ScaleInfo] = {}
         for item in doc["items"]:
             meta, spec, status = item["metadata"], item.get("spec", {}), item.get("status", {})
@@ -307,7 +454,8 @@ class KubeClient:
         key = (ref.api_version, ref.kind)
         if key not in self._plurals:
             base = f"/apis/{ref.api_version}" if ref.group else f"/api/{ref.version}"
-            for res in self.call("GET", base)["resources"]:
+            discovery: RawResourceList = self.call("GET", base)
+            for res in discovery["resources"]:
                 if res.get("kind") == ref.kind and "/" not in res["name"]:
                     self._plurals[key] = res["name"]
                     break
@@ -320,7 +468,7 @@ class KubeClient:
         return f"{base}/namespaces/{namespace}/{self._plural(ref)}/{ref.name}/scale"
 
     def get_scale(self, namespace: str, ref: TargetRef) -> ScaleInfo:
-        doc = self.call("GET", self._scale_path(namespace, ref))
+        doc: RawScale = self.call("GET", self._scale_path(namespace, ref))
         return ScaleInfo(replicas=int(doc.get("spec", {}).get("replicas", 0) or 0),
                          ready=int(doc.get("status", {}).get("replicas", 0) or 0),
                          resource_version=str(doc["metadata"].get("resourceVersion", "")),
@@ -336,7 +484,7 @@ class KubeClient:
 
     def update_scale(self, namespace: str, ref: TargetRef, replicas: int,
                      resource_version: str) -> None:
-        body = {"apiVersion": "autoscaling/v1", "kind": "Scale",
+        body: RawScale = {"apiVersion": "autoscaling/v1", "kind": "Scale",
                 "metadata": {"name": ref.name, "namespace": namespace,
                              "resourceVersion": resource_version},
                 "spec": {"replicas": replicas}}
@@ -344,15 +492,15 @@ class KubeClient:
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
-        self.call("PATCH", path, body={"status": dict(status)},
-                  content_type="application/merge-patch+json")
+        body: StatusPatch = {"status": dict(status)}
+        self.call("PATCH", path, body=body, content_type="application/merge-patch+json")
 
     def create_event(self, namespace: str, involved: Mapping[str, str], event_type: str,
                      reason: str, message: str) -> None:
         from datetime import UTC, datetime
 
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = {
+        body: RawEvent = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
             "involvedObject": dict(involved), "type": event_type, "reason": reason,

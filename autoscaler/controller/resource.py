@@ -9,6 +9,7 @@ metrics are, and what to do when they are missing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -178,7 +179,7 @@ def _lookup(doc: Any, dotted: str) -> Any:
     return doc
 
 
-def parse_autoscaler(obj: dict[str, Any]) -> Autoscaler:
+def parse_autoscaler(obj: Mapping[str, Any]) -> Autoscaler:
     """Validate a CR (as the API returns it). A bad spec is a ``SpecError`` whose field path
     starts with ``spec.`` and whose source is ``namespace/name``."""
     meta = obj.get("metadata") or {}

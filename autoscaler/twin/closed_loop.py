@@ -209,5 +209,6 @@ def compare(live: Run, replay: Run, duration_s: float,
         failures.append(f"GPU-hours differ by {cmp.gpu_hours_rel:.1%} > {tol.gpu_hours_rel:.0%}")
     if abs(live.attainment - replay.attainment) > tol.attainment_abs:
         failures.append(f"attainment differs by "
-                        f"{abs(live.attainment - replay.attainment):.3f} > {tol.attainment_abs}")
+                        f"{abs(live.attainment - replay.attainment):.3f} > "
+                        f"{tol.attainment_abs:.3f}")
     return replace(cmp, failures=tuple(failures))

@@ -15,10 +15,12 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
-from kube import Binaries, ControlPlane, binaries_dir, build_binaries, wait_until
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-from kwok_cluster import kwok_cluster  # noqa: F401 - session fixture, registered once
+
+from tests.e2e.kube import Binaries, ControlPlane, binaries_dir, build_binaries
+from tests.e2e.kwok_cluster import kwok_cluster  # noqa: F401 - session fixture, registered once
+from tests.support.wait import wait_until
 
 HERE = Path(__file__).resolve().parent
 

@@ -14,11 +14,9 @@ kubeconfigs and one log file per process (``log_paths``; ``log_tails()`` for fai
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import ctypes
 import os
-import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -28,14 +26,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
 
 import yaml
-from certs import CertPair, make_ca, make_leaf, write_key
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+
+from tests.support.certs import CertPair, make_ca, make_leaf, write_key
+from tests.support.ports import free_port
+from tests.support.procs import die_with_parent
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "cluster" / "build.sh"
@@ -47,7 +47,6 @@ KUBERNETES_SERVICE_IP = "10.0.0.1"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 FRONT_PROXY_CLIENT_NAME = "front-proxy-client"
 
-T = TypeVar("T")
 
 # Controllers the autoscaler's tests rely on, and the ones those need to work at all:
 # serviceaccount(-token) create the `default` ServiceAccount that pod admission requires;
@@ -268,34 +267,6 @@ def client_from_kubeconfig(path: Path) -> k8s.ApiClient:
 # --- processes ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-# Loaded here, not in the forked child: dlopen after fork in a threaded parent can deadlock.
-_LIBC: ctypes.CDLL | None
-try:
-    _LIBC = ctypes.CDLL(None, use_errno=True)
-except OSError:
-    _LIBC = None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: be killed when pytest dies, even by SIGKILL.
-
-    Otherwise an interrupted run leaves etcd and the API server holding ports and CPU.
-    SIGKILL, not SIGTERM: etcd dies at the same moment, and an API server shutting down
-    gracefully without etcd was seen hanging for good.
-    """
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _tail(path: Path, lines: int) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -322,7 +293,7 @@ class _Process:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def exit_code(self) -> int | None:
@@ -665,22 +636,34 @@ def _http_ok(url: str, *, context: ssl.SSLContext | None) -> bool:
         return False
 
 
-def wait_until(
-    what: str,
-    probe: Callable[[], T | None],
-    *,
-    timeout_s: float = 30.0,
-    interval_s: float = 0.25,
-) -> T:
-    """Call ``probe`` until it returns a truthy value (an object, a non-empty list, True).
+# --- aggregated APIs ------------------------------------------------------------------------
 
-    Returns that value; on timeout, raises AssertionError naming ``what``.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(interval_s)
+APISERVICE = "v1beta1.external.metrics.k8s.io"
+
+
+def register_apiservice(control_plane: ControlPlane, api_client: k8s.ApiClient,
+                        service_ns: str, service: str, port: int) -> Callable[[], None]:
+    """Register a server on loopback ``port`` as the cluster's external metrics API: an
+    ExternalName Service to localhost and the APIService (CA: the cluster's). Returns the
+    clean-up."""
+    core = k8s.CoreV1Api(api_client)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=service_ns)))
+    core.create_namespaced_service(service_ns, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": service},
+        "spec": {"type": "ExternalName", "externalName": "localhost",
+                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}})
+    reg = k8s.ApiregistrationV1Api(api_client)
+    reg.create_api_service({
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+        "metadata": {"name": APISERVICE},
+        "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
+                 "service": {"namespace": service_ns, "name": service, "port": port},
+                 "caBundle": base64.b64encode(control_plane.certs.ca.cert.read_bytes()
+                                              ).decode(),
+                 "groupPriorityMinimum": 100, "versionPriority": 100}})
+
+    def unregister() -> None:
+        reg.delete_api_service(APISERVICE)
+        core.delete_namespace(service_ns)
+
+    return unregister

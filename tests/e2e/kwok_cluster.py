@@ -26,23 +26,27 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import (
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from autoscaler.cli.twin import ClusterPods
+from autoscaler.controller.kube import KubeClient
+from tests.e2e.kube import (
     BUILD_SCRIPT,
     ControlPlane,
     ControlPlaneError,
     _Process,
     _tail,
     build_binaries,
-    free_port,
 )
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
+from tests.support.ports import free_port
+from tests.support.wait import wait_until
 
 HERE = Path(__file__).resolve().parent
 STAGES = HERE / "kwok" / "stages.yaml"
@@ -275,27 +279,14 @@ def pod_states(api: k8s.ApiClient, namespace: str, app: str) -> list[PodState]:
     return out
 
 
-class ApiPods:
-    """The twin's ``PodSource`` for one namespace: workload (pod label ``workload``) ->
-    names of its Ready pods that are not being deleted; None when the API cannot be read."""
+class ApiPods(ClusterPods):
+    """The twin's ``PodSource`` for one namespace, as ``autoscaler twin --kubeconfig`` runs
+    it (``autoscaler.cli.twin.ClusterPods``): workload (pod label ``workload``) -> names of
+    its Ready pods that are not being deleted; None when the API cannot be read."""
 
     def __init__(self, api: k8s.ApiClient, namespace: str) -> None:
-        self.core = k8s.CoreV1Api(api)
-        self.namespace = namespace
-
-    def ready_pods(self) -> Mapping[str, Sequence[str]] | None:
-        try:
-            pods = self.core.list_namespaced_pod(self.namespace, label_selector="workload",
-                                                 _request_timeout=5).items
-        except (ApiException, OSError):
-            return None
-        out: dict[str, list[str]] = {}
-        for p in pods:
-            if p.metadata.deletion_timestamp is not None:
-                continue
-            if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or ()):
-                out.setdefault(p.metadata.labels["workload"], []).append(p.metadata.name)
-        return out
+        super().__init__(KubeClient(api, component="autoscaler-twin"), namespace,
+                         "workload")
 
 
 # --- fixtures (imported by the tests that use them) ------------------------------------
@@ -323,15 +314,10 @@ def kwok_cluster(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathF
 
 def wait_for(what: str, probe: Callable[[], Any], *, timeout_s: float = 30.0,
              interval_s: float = 0.1, cluster: KwokCluster | None = None) -> Any:
-    """Poll ``probe`` until truthy; on timeout fail naming ``what`` and the last value, with
-    the scheduler's and kwok's log tails."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval_s)
-    logs = "" if cluster is None else "\n" + cluster.log_tails()
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}; last: {last}"
-                         f"{logs}")
+    """``wait_until``, adding the scheduler's and kwok's log tails to a timeout."""
+    try:
+        return wait_until(what, probe, timeout_s=timeout_s, interval_s=interval_s)
+    except AssertionError as exc:
+        if cluster is None:
+            raise
+        raise AssertionError(f"{exc}\n{cluster.log_tails()}") from None

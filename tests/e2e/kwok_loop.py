@@ -5,9 +5,12 @@ kwok GPU nodes; a real Prometheus scrapes it; ``autoscaler controller`` (a proce
 ServiceAccount) decides from Prometheus and either writes the scale (Scale mode) or serves
 its decision through external.metrics.k8s.io to a stock HPA that writes it (Metrics mode);
 kube-scheduler places the pods and kwok starts them with the profile's cold start from
-their annotations. Replay: ``autoscaler.sim.replay.replay`` (what ``autoscaler replay``
-runs) on the same compressed trace, spec and profile, with the same scrape interval and
-rate window.
+their annotations. Replay: ``autoscaler replay`` itself (in-process,
+``autoscaler.cli.app.main``) on the same compressed trace, spec and profile written to
+files, with the same scrape interval and rate window (``--scrape-interval``,
+``--rate-window``), the live path's latency (``--actuation-delay``), the same start
+(``--initial-replicas``) and, for Metrics mode, the stock HPA between our decision and the
+scale (``--via-hpa``).
 
 Used by tests/e2e/test_closed_loop_e2e.py and benchmarks/closed_loop.py.
 """
@@ -24,10 +27,9 @@ from typing import Any, Protocol
 
 import numpy as np
 from kubernetes import client as k8s
-from kwok_cluster import ApiPods, gpu_deployment, pod_states, wait_for
-from promserver import PrometheusServer
 
 from autoscaler.config import parse_spec
+from autoscaler.core.decide import decide as core_decide
 from autoscaler.core.types import Decision, Snapshot
 from autoscaler.sim.profiles import ReplicaProfile, load_profile
 from autoscaler.sim.replay import initial_fleet, replay
@@ -42,6 +44,9 @@ from autoscaler.twin.closed_loop import (
     compress_spec,
     compress_trace,
 )
+from tests.e2e.kwok_cluster import ApiPods, gpu_deployment, pod_states, wait_for
+from tests.support.manifests import external_metric_hpa
+from tests.support.promserver import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURE_CONV = ROOT.parent / "shared" / "traces" / "AzureLLMInferenceTrace_conv.csv"
@@ -70,11 +75,13 @@ HPA_SYNC_S = 2.0
 """The e2e control plane's --horizontal-pod-autoscaler-sync-period."""
 
 
-def live_latency_s(scrape_s: float, *, hpa: bool = False) -> float:
+def live_latency_s(scrape_s: float, *, hpa_phase_s: float | None = None) -> float:
     """Mean wall seconds from the data a decision reads to its pods starting, live (see
-    ``Scenario.actuation_s``). Scale mode at a 1-s scrape: 0.5 + 0.125 + 0.5 = 1.125 s;
-    Metrics mode adds 1 s (half the HPA's sync period)."""
-    return 0.5 * scrape_s + 0.5 * TICK_S + API_TO_POD_S + (0.5 * HPA_SYNC_S if hpa else 0.0)
+    ``Scenario.actuation_s``). Scale mode at a 1-s scrape: 0.5 + 0.125 + 0.5 = 1.125 s.
+    Metrics mode: the replay's HPA stage (``--via-hpa``) acts at the decisions its syncs
+    read, so what is left is where in that decision's sync period the HPA syncs
+    (``hpa_phase_s``; uniform over a 1-s period: 0.5 s on average)."""
+    return 0.5 * scrape_s + 0.5 * TICK_S + API_TO_POD_S + (hpa_phase_s or 0.0)
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,12 @@ class Scenario:
     (0.3-0.6 s measured). Metrics mode adds half the HPA's 2-s sync period."""
     initial: int = 0
     """Replicas at the start (0: the replay's default, sized for the first minutes)."""
+    hpa_sync_s: float | None = None
+    """Metrics mode: the stock HPA's sync period, wall seconds (None: Scale mode)."""
+    hpa_offset_s: float = 0.0
+    """Its first sync after the trace starts, in whole decision periods (0 or 1 s with a
+    2-s HPA over 1-s decisions): which decisions its syncs read. Unknown live (the HPA's
+    clock is its own), so ``calibrated_replay`` tries each."""
 
     def __post_init__(self) -> None:
         if self.initial <= 0:
@@ -126,15 +139,86 @@ def azure_scenario(*, factor: float = 15.0, start_min: int = 25, minutes: int = 
     trace = Trace(name=f"azure_conv[{start_min}:{start_min + minutes}min,x{rate_scale:g}]",
                   duration_s=minutes * 60.0, rates_rps=rates, resolution_s=15.0,
                   token_mix=full.token_mix)
+    spec = compress_spec(SPEC, factor)
     return Scenario(factor=factor, trace=compress_trace(trace, factor),
                     profile=compress_profile(load_profile("llama3-8b-h100"), factor),
-                    spec=compress_spec(SPEC, factor), scrape_s=SCRAPE_S / factor,
-                    window_s=WINDOW_S / factor,
-                    actuation_s=live_latency_s(SCRAPE_S / factor, hpa=hpa), initial=initial)
+                    spec=spec, scrape_s=SCRAPE_S / factor, window_s=WINDOW_S / factor,
+                    actuation_s=live_latency_s(SCRAPE_S / factor, hpa_phase_s=(
+                        0.5 * spec["syncPeriodSeconds"] if hpa else None)),
+                    initial=initial, hpa_sync_s=HPA_SYNC_S if hpa else None)
+
+
+def replay_argv(sc: Scenario, workdir: Path, *, spec: dict[str, Any] | None = None,
+                seed: int = 0) -> list[str]:
+    """``autoscaler replay`` arguments replaying ``sc``, its inputs written to ``workdir``:
+    the compressed trace as a fleet-trace file (rates per 1-s step, to 6 decimals), the
+    compressed profile and the spec as YAML, and the loop's timings as flags."""
+    import json
+
+    import yaml
+
+    tr = sc.trace
+    assert tr.rates_rps is not None and tr.resolution_s is not None
+    (workdir / "trace.json").write_text(json.dumps({
+        "format": "autoscaler-fleet-trace/v1", "name": tr.name, "step_s": tr.resolution_s,
+        "duration_s": tr.duration_s, "rates_rps": [round(float(r), 6) for r in tr.rates_rps],
+        "gaps": [list(g) for g in tr.gaps],
+        "token_mix": {"mean_prompt_tokens": tr.token_mix.mean_prompt_tokens,
+                      "mean_output_tokens": tr.token_mix.mean_output_tokens}}))
+    prof = {k: v for k, v in dataclasses.asdict(sc.profile).items() if v is not None}
+    (workdir / "profile.yaml").write_text(yaml.safe_dump(prof))
+    body = spec or sc.spec
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(body))
+    argv = ["replay", "--trace", str(workdir / "trace.json"),
+            "--profile", str(workdir / "profile.yaml"), "--spec", str(workdir / "spec.yaml"),
+            "--policies", str(body["policy"]), "--engine", "fluid", "--seed", str(seed),
+            "--no-progress", "--scrape-interval", repr(sc.scrape_s),
+            "--rate-window", repr(sc.window_s), "--actuation-delay", repr(sc.actuation_s),
+            "--initial-replicas", str(sc.initial), "--json", str(workdir / "result.json"),
+            "--decisions", str(workdir / "decisions.jsonl")]
+    if sc.hpa_sync_s is not None:
+        argv += ["--via-hpa", repr(sc.hpa_sync_s), "--via-hpa-offset", repr(sc.hpa_offset_s)]
+    return argv
 
 
 def replay_run(sc: Scenario, *, spec: dict[str, Any] | None = None, seed: int = 0) -> Run:
-    """The replay of ``sc`` (``spec`` replaces the scenario's, for broken variants)."""
+    """The replay of ``sc`` by ``autoscaler replay`` (``spec`` replaces the scenario's, for
+    broken variants): its trajectory from ``--decisions``, its figures from ``--json``."""
+    import contextlib
+    import io
+    import json
+    import tempfile
+
+    from autoscaler.cli.app import main
+
+    with tempfile.TemporaryDirectory(prefix="closed-loop-replay-") as tmp:
+        work = Path(tmp)
+        argv = replay_argv(sc, work, spec=spec, seed=seed)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv)
+        if code != 0:
+            raise RuntimeError(f"autoscaler {' '.join(argv)}: exit {code}: {err.getvalue()}")
+        result = json.loads((work / "result.json").read_text())["results"][0]
+        times: list[float] = [0.0]
+        counts: list[int] = [sc.initial]
+        ready: list[int] = [sc.initial]
+        with (work / "decisions.jsonl").open() as fh:
+            for line in fh:
+                rec = json.loads(line)
+                times.append(float(rec["t_s"]))
+                counts.append(int(rec["replicas"]) if rec["valid"] else counts[-1])
+                ready.append(int(rec["ready"]))
+    return Run(t_s=times, replicas=counts, ready=ready, gpu_hours=float(result["gpu_hours"]),
+               attainment=float(result["slo_attainment"]))
+
+
+def replay_api_run(sc: Scenario, *, spec: dict[str, Any] | None = None, seed: int = 0
+                   ) -> Run:
+    """The same replay through ``autoscaler.sim.replay.replay`` directly: the reference
+    ``replay_run`` must reproduce (tests/e2e/test_kwok_replay_cli.py)."""
+    from autoscaler.twin.stock_hpa import StockHpa, wrap_decide
+
     core = parse_spec(_yaml(spec or sc.spec), source="closed-loop spec")
     times: list[float] = [0.0]
     counts: list[int] = [sc.initial]
@@ -145,10 +229,14 @@ def replay_run(sc: Scenario, *, spec: dict[str, Any] | None = None, seed: int = 
         counts.append(d.replicas if d.valid else counts[-1])
         ready.append(snap.ready_replicas)
 
+    decide = None
+    if sc.hpa_sync_s is not None:
+        decide = wrap_decide(core_decide, StockHpa(sync_period_s=sc.hpa_sync_s,
+                                                   offset_s=sc.hpa_offset_s))
     result = replay(sc.trace, core, sc.profile, engine="fluid", seed=seed,
                     initial_replicas=sc.initial, scrape_interval_s=sc.scrape_s,
                     rate_window_s=sc.window_s, actuation_delay_s=sc.actuation_s,
-                    on_decision=on_decision)
+                    on_decision=on_decision, decide=decide)
     return Run(t_s=times, replicas=counts, ready=ready,
                gpu_hours=result.summary.gpu_hours,
                attainment=result.summary.slo_attainment)
@@ -182,21 +270,11 @@ def passthrough_hpa(name: str, max_replicas: int, metric: str) -> dict[str, Any]
     desired-replicas metric, and no stabilisation or rate limit of its own (ours already
     ran in the controller; the HPA's 300-s default window is wall time, i.e. 75 minutes of
     a 15x compressed run)."""
-    return {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": name},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                    "name": name},
-                 "minReplicas": 1, "maxReplicas": max_replicas,
-                 "metrics": [{"type": "External", "external": {
-                     "metric": {"name": metric,
-                                "selector": {"matchLabels": {"autoscaler": name}}},
-                     "target": {"type": "AverageValue", "averageValue": "1"}}}],
-                 "behavior": {
-                     "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [
-                         {"type": "Pods", "value": 100, "periodSeconds": 1}]},
-                     "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [
-                         {"type": "Pods", "value": 100, "periodSeconds": 1}]}}}}
+    return external_metric_hpa(name, max_replicas=max_replicas, metric=metric, behavior={
+        "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [
+            {"type": "Pods", "value": 100, "periodSeconds": 1}]},
+        "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [
+            {"type": "Pods", "value": 100, "periodSeconds": 1}]}})
 
 
 def live_run(api: k8s.ApiClient, namespace: str, sc: Scenario, *,
@@ -303,10 +381,10 @@ class ExternalMetricsController:
 
     def __init__(self, plane: Any, api: k8s.ApiClient, kubeconfig: Path, prom_url: str,
                  workdir: Path, *, namespace: str, service_ns: str, identity: str) -> None:
-        from certs import issue_certificate
-        from kube import free_port
-        from test_controller_e2e import ControllerProcess
-        from test_external_metrics_e2e import register_apiservice
+        from tests.e2e.kube import register_apiservice
+        from tests.support.certs import issue_certificate
+        from tests.support.controller import ControllerProcess
+        from tests.support.ports import free_port
 
         service = "autoscaler-external-metrics"
         pki = workdir / f"pki-{identity}"
@@ -340,20 +418,44 @@ def controller_flags(namespace: str, identity: str) -> list[str]:
             "--tick", f"{TICK_S:g}"]
 
 
+DELAY_STEP_S = 0.25
+"""The grid of the fitted latency (the live trajectory is sampled every 0.25 s)."""
+
+
 def calibrated_replay(sc: Scenario, live: Run, tol: Tolerances, *,
-                      spec: dict[str, Any] | None = None) -> tuple[Run, float]:
+                      spec: dict[str, Any] | None = None) -> tuple[Run, float, float]:
     """The replay at the live run's latency: the one quantity that cannot be compressed.
 
     ``live_latency_s`` models its mean from idle-machine figures; on a loaded machine the
-    live path is slower (measured: live trailing the replay by 1.75-3 s). So the replay's
-    actuation delay is raised by the shift (within ``tol.max_lag_s``) that best aligns the
-    two trajectories, and the replay runs again; attainment and GPU-hours are then compared
-    at that latency. A wrong capacity, policy or cold start cannot hide in a bounded
-    shift: its trajectory is off by replicas, not seconds. Returns (replay, added delay).
+    live path is slower (measured: live trailing the replay by up to 2 s). So the replay
+    runs with its actuation delay raised by 0, 0.25, ... up to ``tol.max_lag_s`` s, and
+    the one whose trajectory is closest to live's *unshifted* (replica mean |diff|; ties
+    go to the smaller delay) is compared. A wrong capacity, policy or cold start cannot
+    hide in a bounded delay: its trajectory is off by replicas, not seconds. With a stock
+    HPA (Metrics mode) its sync phase is unknown as well, so each phase on the decision
+    grid (0 and 1 s of a 2-s HPA over 1-s decisions) is tried too, bounded by one HPA sync
+    period. Returns (replay, added delay, the HPA's first sync in seconds).
+
+    Why a grid and not the best shift of a first replay (as before 2026-12-02): a fleet
+    that changes size a few times makes the mean |diff| flat over the shift, so the best
+    shift often sat at its bound (+2 s) while the replay needed none; the replay rerun at
+    +2 s then missed attainment by 0.05-0.09 where the unshifted one missed by 0.01.
     """
-    first = replay_run(sc, spec=spec)
-    lag = compare(live, first, sc.duration_s, tol).lag_s
-    if lag <= 0:
-        return first, 0.0
-    return replay_run(dataclasses.replace(sc, actuation_s=sc.actuation_s + lag),
-                      spec=spec), lag
+    offsets = [0.0]
+    if sc.hpa_sync_s is not None:
+        step = float(sc.spec["syncPeriodSeconds"])
+        offsets = [k * step for k in range(round(sc.hpa_sync_s / step))]
+    unshifted = dataclasses.replace(tol, max_lag_s=0.0)
+    best: tuple[tuple[float, float, float], Run, float, float] | None = None
+    for offset in offsets:
+        for k in range(round(tol.max_lag_s / DELAY_STEP_S) + 1):
+            added = k * DELAY_STEP_S
+            run = replay_run(dataclasses.replace(sc, hpa_offset_s=offset,
+                                                 actuation_s=sc.actuation_s + added),
+                             spec=spec)
+            mae = compare(live, run, sc.duration_s, unshifted).replica_mae
+            key = (round(mae, 9), added, offset)
+            if best is None or key < best[0]:
+                best = (key, run, added, offset)
+    assert best is not None
+    return best[1], best[2], best[3]

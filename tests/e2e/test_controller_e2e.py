@@ -8,39 +8,26 @@ a real exporter. Every assertion reads the cluster through the admin client.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import ControlPlane, free_port
 from kubernetes import client as k8s
 from kubernetes import utils as k8s_utils
 from kubernetes.client.exceptions import ApiException
-from promserver import PrometheusServer, ScriptedExporter
+
+from tests.e2e.kube import ControlPlane
+from tests.support.controller import SA_NAME, SA_NAMESPACE, ControllerProcess
+from tests.support.promserver import PrometheusServer, ScriptedExporter
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 GROUP, VERSION, PLURAL = "inference.autoscaler.dev", "v1alpha1", "inferenceautoscalers"
-SA_NAMESPACE, SA_NAME = "inference-autoscaler", "inference-autoscaler-controller"
 WINDOW = "5s"
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 60.0,
-               every_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; last: {last}")
 
 
 @pytest.fixture(scope="module")
@@ -70,42 +57,6 @@ def metrics() -> Iterator[tuple[ScriptedExporter, PrometheusServer]]:
     exporter.stop()
 
 
-class ControllerProcess:
-    def __init__(self, kubeconfig: Path, prometheus_url: str, identity: str,
-                 workdir: Path, *, lease_duration: int = 6,
-                 extra: list[str] | None = None) -> None:
-        self.port = free_port()
-        self.log_path = workdir / f"controller-{identity}.log"
-        self.identity = identity
-        argv = [sys.executable, "-m", "autoscaler.cli", "controller",
-                "--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus_url,
-                "--leader-elect", "--lease-namespace", SA_NAMESPACE,
-                "--lease-duration", str(lease_duration), "--identity", identity,
-                "--metrics-host", "127.0.0.1", "--metrics-port", str(self.port),
-                "--tick", "1", "--backfill-seconds", "0", *(extra or [])]
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=ROOT)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.alive():
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
-
-    def tail(self) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
-
-
 def decisions(port: int, name: str) -> float:
     """Decisions the controller on ``port`` has made for autoscaler ``name`` (its own
     ``autoscaler_decisions_total``, all reasons)."""
@@ -126,7 +77,7 @@ def wait_decisions(proc: ControllerProcess, name: str, more: int) -> None:
     start = decisions(proc.port, name)
     wait_until(f"{more} more decisions for {name}",
                lambda: decisions(proc.port, name) >= start + more, timeout_s=15 + 5 * more,
-               every_s=0.2)
+               interval_s=0.2)
 
 
 def deployment(api: k8s.ApiClient, namespace: str, name: str, replicas: int) -> None:
@@ -180,9 +131,9 @@ def events(api: k8s.ApiClient, namespace: str, reason: str | None = None) -> lis
 def serve_load(metrics: tuple[ScriptedExporter, PrometheusServer], namespace: str,
                workload: str, rate: float) -> None:
     """Export ``rate`` requests/s for the workload (two pods) and wait until Prometheus'
-    5-s rate() shows it: while the window fills, the rate ramps up from 0, and the trend
-    forecaster would rightly read a ramp as a surge (and then hold the surge's count for its
-    scale-down window)."""
+    5-s rate() shows it and stays there for two scrapes: while the window fills, the rate
+    ramps up from 0, and the trend forecaster would rightly read a ramp as a surge (and then
+    hold the surge's count for its scale-down window)."""
     exporter, prom = metrics
     for pod in ("0", "1"):
         labels = {"namespace": namespace, "workload": workload, "pod": f"{workload}-{pod}"}
@@ -192,8 +143,7 @@ def serve_load(metrics: tuple[ScriptedExporter, PrometheusServer], namespace: st
                                      {"0.5": rate / 2, "+Inf": rate / 2}, sum_rate=0.1 * rate)
     q = (f'sum(rate(vllm:time_to_first_token_seconds_count{{namespace="{namespace}",'
          f'workload="{workload}"}}[{WINDOW}]))')
-    prom.wait_for(q, lambda r: bool(r) and abs(float(r[0]["value"][1]) - rate) < 0.05 * rate)
-    time.sleep(2)  # and stays there for a couple of scrapes
+    prom.wait_for_steady(q, rate)
 
 
 @pytest.fixture
@@ -265,7 +215,7 @@ def test_the_service_account_cannot_do_what_the_controller_does_not_need(
         api_client: k8s.ApiClient, installed: Path, namespace: str, action: str,
         call: Callable[[k8s.ApiClient, str], Any]) -> None:
     deployment(api_client, namespace, "chat", 1)
-    from kube import client_from_kubeconfig
+    from tests.e2e.kube import client_from_kubeconfig
 
     with client_from_kubeconfig(installed) as sa, pytest.raises(ApiException) as info:
         call(sa, namespace)
@@ -277,9 +227,8 @@ def test_the_service_account_lists_pods_by_selector(api_client: k8s.ApiClient,
     """What the GPU-shortage check needs (deploy/rbac.yaml: pods get/list), and only that:
     the writes and the watch are refused above."""
     deployment(api_client, namespace, "chat", 2)
-    from kube import client_from_kubeconfig
-
     from autoscaler.controller.kube import KubeClient
+    from tests.e2e.kube import client_from_kubeconfig
 
     def two() -> bool:
         return len(k8s.CoreV1Api(api_client).list_namespaced_pod(

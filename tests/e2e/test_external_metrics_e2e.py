@@ -16,16 +16,13 @@ Pods stay Pending (no kubelet); the HPA's AverageValue arithmetic divides by the
 
 from __future__ import annotations
 
-import base64
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from certs import issue_certificate
-from kube import ControlPlane, free_port, wait_until
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -49,9 +46,13 @@ from autoscaler.core.spec import (
     Spec,
 )
 from autoscaler.core.types import Decision, MetricValue, Reason, Snapshot, State
+from tests.e2e.kube import APISERVICE, ControlPlane, register_apiservice
+from tests.support.certs import issue_certificate
+from tests.support.manifests import external_metric_hpa
+from tests.support.ports import free_port
+from tests.support.wait import wait_until
 
 SERVICE_NS, SERVICE = "external-metrics-e2e", "autoscaler-external-metrics"
-APISERVICE = "v1beta1.external.metrics.k8s.io"
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
 
 
@@ -83,34 +84,6 @@ class Outcomes:
         for key, o in list(self.items.items()):
             self.items[key] = Outcome(o.namespace, o.name, o.mode, o.current, o.desired,
                                       o.reason, o.valid, o.wrote_scale, o.decision, time.time())
-
-
-def register_apiservice(control_plane: ControlPlane, api_client: k8s.ApiClient,
-                        service_ns: str, service: str, port: int) -> Callable[[], None]:
-    """Register a server on loopback ``port`` as the cluster's external metrics API: an
-    ExternalName Service to localhost and the APIService (CA: the cluster's). Returns the
-    clean-up."""
-    core = k8s.CoreV1Api(api_client)
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=service_ns)))
-    core.create_namespaced_service(service_ns, raw({
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": service},
-        "spec": {"type": "ExternalName", "externalName": "localhost",
-                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}}))
-    reg = k8s.ApiregistrationV1Api(api_client)
-    reg.create_api_service(raw({
-        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-        "metadata": {"name": APISERVICE},
-        "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
-                 "service": {"namespace": service_ns, "name": service, "port": port},
-                 "caBundle": base64.b64encode(control_plane.certs.ca.cert.read_bytes()
-                                              ).decode(),
-                 "groupPriorityMinimum": 100, "versionPriority": 100}}))
-
-    def unregister() -> None:
-        reg.delete_api_service(APISERVICE)
-        core.delete_namespace(service_ns)
-
-    return unregister
 
 
 @pytest.fixture(scope="module")
@@ -171,17 +144,17 @@ def replicas(api: k8s.ApiClient, namespace: str, name: str) -> int:
 
 def hpa(api: k8s.ApiClient, namespace: str, name: str, behavior: dict[str, Any],
         *, max_replicas: int = 20) -> None:
-    k8s.AutoscalingV2Api(api).create_namespaced_horizontal_pod_autoscaler(namespace, raw({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": name},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                    "name": name},
-                 "minReplicas": 1, "maxReplicas": max_replicas,
-                 "metrics": [{"type": "External", "external": {
-                     "metric": {"name": DESIRED_REPLICAS,
-                                "selector": {"matchLabels": {"autoscaler": name}}},
-                     "target": {"type": "AverageValue", "averageValue": "1"}}}],
-                 "behavior": behavior}}))
+    k8s.AutoscalingV2Api(api).create_namespaced_horizontal_pod_autoscaler(
+        namespace, external_metric_hpa(name, max_replicas=max_replicas, behavior=behavior))
+
+
+def failed_reads(api: k8s.ApiClient, namespace: str, name: str) -> int:
+    """How many of the HPA's syncs found no value for its external metric: each records a
+    FailedGetExternalMetric Warning, and the event recorder merges the identical ones into
+    one Event whose ``count`` it raises."""
+    return sum(e.count or 1 for e in k8s.CoreV1Api(api).list_namespaced_event(namespace).items
+               if e.involved_object.kind == "HorizontalPodAutoscaler"
+               and e.involved_object.name == name and e.reason == "FailedGetExternalMetric")
 
 
 def hpa_has_read_a_value(api: k8s.ApiClient, namespace: str, name: str) -> bool:
@@ -260,9 +233,11 @@ def test_a_stock_hpa_scales_a_deployment_to_our_desired_replicas_and_follows(
     outcomes.set(namespace, "chat", 3)
     wait_until("3 replicas", lambda: replicas(api_client, namespace, "chat") == 3,
                timeout_s=60)
-    # Withheld (stale) value: the HPA holds instead of scaling to zero or to min.
+    # Withheld (stale) value: the HPA holds instead of scaling to zero or to min. Awaited
+    # as three of its syncs finding no value, not as a span of time.
     del outcomes.items[(namespace, "chat")]
-    time.sleep(6)  # three HPA sync periods
+    wait_until("three HPA syncs without a value",
+               lambda: failed_reads(api_client, namespace, "chat") >= 3, timeout_s=60)
     assert replicas(api_client, namespace, "chat") == 3
 
 
@@ -344,13 +319,17 @@ def test_the_replay_hpa_matches_the_real_hpa_step_for_step(
     hpa(api_client, namespace, "fid", FIDELITY_BEHAVIOR)
     wait_until("the HPA to read the metric",
                lambda: hpa_has_read_a_value(api_client, namespace, "fid"), timeout_s=30)
-    time.sleep(4)  # two more syncs on the starting value
+    # The timed holds below are the test's input, not waits: a schedule of values, each
+    # served for a span of HPA sync periods, which replay() mirrors read for read (the
+    # starting value for two more 2-s syncs, then each value for HOLD_SYNCS). Nothing in
+    # the cluster marks a sync that changed nothing, so the schedule is kept by the clock.
+    time.sleep(4)
     seen = [replicas(api_client, namespace, "fid")]
     ends = []
     for value in SCRIPT:
         outcomes.set(namespace, "fid", value)
         until = time.monotonic() + HOLD_SYNCS * 2.0
-        while time.monotonic() < until:
+        while time.monotonic() < until:  # every count the HPA passes through, in order
             now_replicas = replicas(api_client, namespace, "fid")
             if now_replicas != seen[-1]:
                 seen.append(now_replicas)

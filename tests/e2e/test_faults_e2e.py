@@ -24,7 +24,6 @@ import requests
 import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-from promserver import PrometheusServer, ScriptedExporter
 from test_controller_e2e import (  # noqa: F401 - installed is a fixture used here
     SA_NAMESPACE,
     ControllerProcess,
@@ -37,8 +36,10 @@ from test_controller_e2e import (  # noqa: F401 - installed is a fixture used he
     read_cr,
     replicas,
     serve_load,
-    wait_until,
 )
+
+from tests.support.promserver import PrometheusServer, ScriptedExporter
+from tests.support.wait import wait_until
 
 LEASE_S = 6
 RENEW_DEADLINE_S = LEASE_S * 2 / 3  # what `autoscaler controller` derives: 4 s
@@ -248,7 +249,7 @@ def test_a_hung_prometheus_with_several_sources_holds_within_one_cycle_and_stays
     try:
         wait_until("MetricsAvailable=False for all", lambda: all(
             conditions(api_client, namespace, n)["MetricsAvailable"]["status"] == "False"
-            for n in names), timeout_s=20, every_s=0.2)
+            for n in names), timeout_s=20, interval_s=0.2)
         noticed = time.monotonic() - hung
         # /healthz stays 200 while Prometheus is hung (20 more seconds of cycles).
         healthz = []
@@ -262,7 +263,7 @@ def test_a_hung_prometheus_with_several_sources_holds_within_one_cycle_and_stays
     resumed = time.monotonic()
     wait_until("metrics available again", lambda: all(
         conditions(api_client, namespace, n)["MetricsAvailable"]["status"] == "True"
-        for n in names), timeout_s=60, every_s=0.2)
+        for n in names), timeout_s=60, interval_s=0.2)
     recovered = time.monotonic() - resumed
     cycles = (during["autoscaler_cycle_seconds_count"]
               - before["autoscaler_cycle_seconds_count"])

@@ -1,4 +1,5 @@
-"""GPUs run out under the live controller: kube-scheduler + kwok, the controller in Scale mode.
+"""GPUs run out under the live controller: kube-scheduler + kwok, the controller in Scale mode,
+and in Metrics mode with a stock HPA writing the count we serve.
 
 A pool of 4 GPUs (one node), a Deployment of one GPU per pod, and load that needs 8 replicas
 (25 req/s at 4 x 0.85 = 3.4 req/s per replica: ceil(7.35) = 8). The predictive behaviour
@@ -7,21 +8,23 @@ Pending with ``Insufficient nvidia.com/gpu``. It must then stop there (more pods
 queue), say so in ``CapacityAvailable=False`` and in one Warning Event, and go on to 8 once a
 second node brings 4 more GPUs.
 
+In Metrics mode the same hold must reach the HPA: the desired-replicas metric we serve is the
+held 6, so the HPA (AverageValue 1: 6 / 6 replicas, ratio 1) keeps 6 instead of asking for
+8, and goes to 8 when we serve 8.
+
 The controller runs as its ServiceAccount with deploy/rbac.yaml, so the pod LIST it needs is
 checked against the real RBAC too.
 """
 
 from __future__ import annotations
 
-import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kwok_cluster import POOL_LABEL, GpuPool, KwokCluster, gpu_deployment, pod_states, wait_for
-from promserver import PrometheusServer, ScriptedExporter
 from test_controller_e2e import (  # noqa: F401 - installed and metrics are fixtures
     WINDOW,
     ControllerProcess,
@@ -34,6 +37,19 @@ from test_controller_e2e import (  # noqa: F401 - installed and metrics are fixt
     replicas,
     wait_decisions,
 )
+
+from autoscaler.controller.external_metrics import DESIRED_REPLICAS
+from tests.e2e.kube import ControlPlane
+from tests.e2e.kwok_cluster import (
+    POOL_LABEL,
+    GpuPool,
+    KwokCluster,
+    gpu_deployment,
+    pod_states,
+    wait_for,
+)
+from tests.e2e.kwok_loop import ExternalMetricsController, passthrough_hpa
+from tests.support.promserver import PrometheusServer, ScriptedExporter
 
 A10 = GpuPool("a10", "NVIDIA-A10", nodes=1, gpus_per_node=4)
 """This test's own pool (the session's L4 pool is asserted to hold exactly 4 GPUs
@@ -58,8 +74,7 @@ def serve_load(served: tuple[ScriptedExporter, PrometheusServer], namespace: str
                                      {"0.5": share, "+Inf": share}, sum_rate=0.1 * share)
     q = (f'sum(rate(vllm:time_to_first_token_seconds_count{{namespace="{namespace}",'
          f'workload="{workload}"}}[{WINDOW}]))')
-    prom.wait_for(q, lambda r: bool(r) and abs(float(r[0]["value"][1]) - rate) < 0.05 * rate)
-    time.sleep(2)  # and stays there for a couple of scrapes
+    prom.wait_for_steady(q, rate)
 
 
 def _capacity(api: k8s.ApiClient, ns: str) -> dict[str, str] | None:
@@ -76,9 +91,10 @@ def a10(kwok_cluster: KwokCluster, api_client: k8s.ApiClient) -> Iterator[KwokCl
         core.delete_node(node.metadata.name)
 
 
+@pytest.mark.parametrize("mode", ["Scale", "Metrics"])
 def test_the_controller_stops_at_the_gpu_pool_reports_it_once_and_resumes(
-        api_client: k8s.ApiClient, namespace: str, a10: KwokCluster,
-        installed: Path,  # noqa: F811
+        mode: str, api_client: k8s.ApiClient, control_plane: ControlPlane, namespace: str,
+        a10: KwokCluster, installed: Path,  # noqa: F811
         metrics: tuple[ScriptedExporter, PrometheusServer],  # noqa: F811
         tmp_path: Path) -> None:
     serve_load(metrics, namespace, "gpu", rate=25.0)
@@ -87,8 +103,19 @@ def test_the_controller_stops_at_the_gpu_pool_reports_it_once_and_resumes(
         api_client, namespace, "gpu")) == 3, cluster=a10)
     # A 3-s sync leaves the ReplicaSet and the scheduler time to create and place (or
     # refuse) new pods before the next decision reads them.
-    create_cr(api_client, namespace, autoscaler_cr(namespace, "gpu", syncPeriodSeconds=3))
-    proc = ControllerProcess(installed, metrics[1].url, "gpu", tmp_path)
+    create_cr(api_client, namespace, autoscaler_cr(namespace, "gpu", mode=mode,
+                                                   syncPeriodSeconds=3))
+    ext: ExternalMetricsController | None = None
+    if mode == "Scale":
+        proc = ControllerProcess(installed, metrics[1].url, "gpu", tmp_path)
+    else:
+        ext = ExternalMetricsController(control_plane, api_client, installed, metrics[1].url,
+                                        tmp_path, namespace=namespace,
+                                        service_ns=f"gpu-ext-{uuid.uuid4().hex[:6]}",
+                                        identity="gpu")
+        proc = ext.proc
+        k8s.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(
+            namespace, passthrough_hpa("gpu", 12, DESIRED_REPLICAS))
     fail: Callable[[str], Any] = lambda what: AssertionError(  # noqa: E731
         f"{what}\ncontroller log:\n{proc.tail()}\n{a10.log_tails()}")
     try:
@@ -128,5 +155,13 @@ def test_the_controller_stops_at_the_gpu_pool_reports_it_once_and_resumes(
         except AssertionError:
             raise fail("the scale-up did not resume") from None
         assert len(events(api_client, namespace, "InsufficientGPU")) == 1
+        if mode == "Metrics":
+            # The HPA wrote every count; we wrote none.
+            rescaled = events(api_client, namespace, "SuccessfulRescale")
+            assert rescaled and all(e.involved_object.kind == "HorizontalPodAutoscaler"
+                                    for e in rescaled), [e.message for e in rescaled]
     finally:
-        proc.stop()
+        if ext is not None:
+            ext.stop()
+        else:
+            proc.stop()

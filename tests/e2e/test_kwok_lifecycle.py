@@ -10,15 +10,15 @@ import time
 from typing import Any
 
 from kubernetes import client as k8s
-from kwok_cluster import (
+
+from autoscaler.controller.schedulable import REASON_GPU, assess, cap_scale_up
+from tests.e2e.kwok_cluster import (
     L4,
     KwokCluster,
     gpu_deployment,
     pod_states,
     wait_for,
 )
-
-from autoscaler.controller.schedulable import REASON_GPU, assess, cap_scale_up
 
 COLD_S, JITTER_S = 3.0, 1.0
 

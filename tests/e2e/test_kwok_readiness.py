@@ -20,23 +20,24 @@ from typing import Any
 
 import numpy as np
 import pytest
-from kube import ControlPlane
 from kubernetes import client as k8s
-from kwok_cluster import (
-    ApiPods,
-    KwokCluster,
-    gpu_deployment,
-    pod_states,
-    wait_for,
-)
-from kwok_loop import GROUP, PLURAL, VERSION, ExternalMetricsController, autoscaler_cr
-from promserver import PrometheusServer
 from test_controller_e2e import installed  # noqa: F401 - a fixture
 
 from autoscaler.controller.external_metrics import DEMAND_RPS
 from autoscaler.sim.profiles import load_profile
 from autoscaler.traces.model import Trace
 from autoscaler.twin import Twin
+from tests.e2e.kube import ControlPlane
+from tests.e2e.kwok_cluster import (
+    ApiPods,
+    KwokCluster,
+    gpu_deployment,
+    pod_states,
+    wait_for,
+)
+from tests.e2e.kwok_loop import GROUP, PLURAL, VERSION, ExternalMetricsController, autoscaler_cr
+from tests.support.manifests import external_metric_hpa
+from tests.support.promserver import PrometheusServer
 
 RATE, TARGET = 8.0, 5.0  # ratio 1.6
 COLD_S = 15.0
@@ -103,17 +104,9 @@ def test_the_value_path_counts_ready_pods_like_the_real_hpa_during_a_cold_start(
         assert "2 ready" in status["message"], status["message"]
 
         k8s.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(
-            namespace, {
-                "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-                "metadata": {"name": "valued"},
-                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                            "name": "valued"},
-                         "minReplicas": 1, "maxReplicas": 12,
-                         "metrics": [{"type": "External", "external": {
-                             "metric": {"name": DEMAND_RPS, "selector": {
-                                 "matchLabels": {"autoscaler": "valued"}}},
-                             "target": {"type": "Value", "value": f"{TARGET:g}"}}}],
-                         "behavior": spec["behavior"]}})
+            namespace, external_metric_hpa(
+                "valued", max_replicas=12, metric=DEMAND_RPS,
+                target={"type": "Value", "value": f"{TARGET:g}"}, behavior=spec["behavior"]))
 
         def hpa_desired() -> int | None:
             hpa = k8s.AutoscalingV2Api(api_client).read_namespaced_horizontal_pod_autoscaler(

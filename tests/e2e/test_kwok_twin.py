@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 import requests
 from kubernetes import client as k8s
-from kwok_cluster import (
+
+from autoscaler.sim.profiles import load_profile
+from autoscaler.traces.model import Trace
+from autoscaler.twin import Twin
+from tests.e2e.kwok_cluster import (
     ApiPods,
     KwokCluster,
     gpu_deployment,
     pod_states,
     wait_for,
 )
-from promserver import PrometheusServer
-
-from autoscaler.sim.profiles import load_profile
-from autoscaler.traces.model import Trace
-from autoscaler.twin import Twin
+from tests.support.promserver import PrometheusServer
 
 RATE = 8.0
 COLD_S = 3.0

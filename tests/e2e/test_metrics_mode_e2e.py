@@ -12,10 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from certs import issue_certificate
-from kube import ControlPlane, free_port
 from kubernetes import client as k8s
-from promserver import PrometheusServer, ScriptedExporter
 from test_controller_e2e import (
     ControllerProcess,
     autoscaler_cr,
@@ -27,11 +24,14 @@ from test_controller_e2e import (
     read_cr,
     replicas,
     serve_load,
-    wait_until,
 )
-from test_external_metrics_e2e import register_apiservice
 
-from autoscaler.controller.external_metrics import DESIRED_REPLICAS
+from tests.e2e.kube import ControlPlane, register_apiservice
+from tests.support.certs import issue_certificate
+from tests.support.manifests import external_metric_hpa
+from tests.support.ports import free_port
+from tests.support.promserver import PrometheusServer, ScriptedExporter
+from tests.support.wait import wait_until
 
 SERVICE_NS, SERVICE = "metrics-mode-e2e", "autoscaler-external-metrics"
 
@@ -68,16 +68,8 @@ def test_a_stock_hpa_follows_a_metrics_mode_controller(
     serve_load(metrics, namespace, "chat", rate=20.0)  # needs ceil(20 / 3.4) = 6
     deployment(api_client, namespace, "chat", 1)
     create_cr(api_client, namespace, autoscaler_cr(namespace, "chat", mode="Metrics"))
-    k8s.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(namespace, {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "chat"},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                    "name": "chat"},
-                 "minReplicas": 1, "maxReplicas": 20,
-                 "metrics": [{"type": "External", "external": {
-                     "metric": {"name": DESIRED_REPLICAS,
-                                "selector": {"matchLabels": {"autoscaler": "chat"}}},
-                     "target": {"type": "AverageValue", "averageValue": "1"}}}]}})
+    k8s.AutoscalingV2Api(api_client).create_namespaced_horizontal_pod_autoscaler(
+        namespace, external_metric_hpa("chat", max_replicas=20))
     proc = controller_serving_metrics
     try:
         # Our decisions double the count at most per period (1 -> 2 -> 4 -> 6); the HPA

@@ -34,6 +34,12 @@ proposes ceil(usage / target) = ceil(N / 1) = N (outside its tolerance; see
 deploy/examples/hpa-external.yaml for why that example sets ``tolerance: 0``). Select one
 autoscaler: with AverageValue the HPA *sums* every item the selector returns.
 
+GPU exhaustion. The desired count served is the loop's, so it carries the loop's cap: while
+pods are Pending for ``nvidia.com/gpu`` a scale-up is served at the current count (8 pods on
+6 GPUs: 8, not the 12 the policy wants; ``controller/schedulable.py``), and the HPA does not
+ask for pods that would only queue. The demand and forecast metrics are not capped: an HPA
+built on them instead gets no such hold.
+
 Withholding. Values never come from Prometheus at request time; they are the loop's newest
 ``Outcome``. An outcome older than ``max_age_s``, an invalid decision (missing or stale
 metrics: the loop holds), or a non-finite number is *left out* of the list, never served as

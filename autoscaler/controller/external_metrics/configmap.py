@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: serving the API needs no cluster client at import time
+    from autoscaler.controller.kube import RawConfigMap
 
 AUTH_CONFIGMAP = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 
 
-def request_header_auth(get: Callable[[str], Any], directory: str) -> tuple[str, tuple[str, ...]]:
+def request_header_auth(get: Callable[[str], RawConfigMap | None], directory: str
+                        ) -> tuple[str, tuple[str, ...]]:
     """The request-header CA (written to a file in ``directory``) and allowed names that the
     cluster publishes in kube-system/extension-apiserver-authentication, as every
     aggregated API server reads them (deploy/external-metrics/rbac.yaml grants the read).
@@ -18,7 +22,8 @@ def request_header_auth(get: Callable[[str], Any], directory: str) -> tuple[str,
     ``get(path)`` returns the parsed JSON of a GET on the API server. The allowed names are
     a JSON list in the ConfigMap (``["front-proxy-client"]``); empty means any CN.
     """
-    data = (get(AUTH_CONFIGMAP) or {}).get("data") or {}
+    configmap = get(AUTH_CONFIGMAP)
+    data = (configmap.get("data") if configmap else None) or {}
     ca = data.get("requestheader-client-ca-file")
     if not ca:
         raise ValueError("kube-system/extension-apiserver-authentication has no "

@@ -10,7 +10,7 @@ import asyncio
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -74,10 +74,31 @@ def _with_tls(app: Any, tls: dict[str, Any]) -> Any:
     return with_tls
 
 
-class _Guarded:
-    """Mixed into uvicorn's protocols (which provide ``loop``, ``transport``, ``cycle``,
-    ``connections`` and ``on_response_complete``).
+if TYPE_CHECKING:
+    class _UvicornProtocol(asyncio.Protocol):
+        """What the mixin uses of uvicorn's HTTP protocols (h11's and httptools' alike),
+        for the type checker only: at run time the mixin sits before one of them in the
+        MRO, so ``super()`` reaches the real one."""
 
+        app: Any
+        loop: asyncio.AbstractEventLoop
+        transport: asyncio.Transport
+        cycle: Any
+        connections: set[Any]
+
+        def on_response_complete(self) -> None: ...
+else:
+    _UvicornProtocol = object
+
+
+class _Guarded(_UvicornProtocol):
+    """Mixed in before one of uvicorn's HTTP protocols, adding:
+
+    * the ASGI TLS extension: ``scope["extensions"]["tls"]`` with ``client_cert_chain``
+      (PEM) and ``client_cert_name`` (RFC 4514) of the peer certificate, which uvicorn
+      does not expose. It is read once per connection (``connection_made`` runs after the
+      TLS handshake, when the peer certificate is known) and every request of the
+      connection gets the same extension; the wrapped app is otherwise untouched.
     * Connection cap: a connection beyond ``limits.max_connections`` open at once is
       closed as soon as it is made.
     * Header timeout: a connection has ``limits.header_timeout_s`` from connecting (or
@@ -89,19 +110,27 @@ class _Guarded:
     """
 
     limits: ServingLimits = ServingLimits()
-    loop: asyncio.AbstractEventLoop
-    transport: asyncio.Transport
-    cycle: Any
-    connections: set[Any]
     _guard_timer: asyncio.TimerHandle | None = None
     _guard_cycle: Any = None
 
-    def _guard_open(self, transport: asyncio.Transport) -> bool:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
             transport.close()
-            return False
+            return
         self._guard_arm()
-        return True
+        self.app = _with_tls(self.app, _tls_extension(transport))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._guard_timer is not None:
+            self._guard_timer.cancel()
+            self._guard_timer = None
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._guard_arm()
 
     def _guard_arm(self) -> None:
         if self._guard_timer is not None:
@@ -115,35 +144,9 @@ class _Guarded:
         if self.cycle is self._guard_cycle and not self.transport.is_closing():
             self.transport.close()  # no complete request headers in time
 
-    def _guard_close(self) -> None:
-        if self._guard_timer is not None:
-            self._guard_timer.cancel()
-            self._guard_timer = None
-
 
 class TLSScopeProtocol(_Guarded, H11Protocol):
-    """uvicorn's h11 protocol, adding the ASGI TLS extension to every request's scope:
-    ``scope["extensions"]["tls"]`` with ``client_cert_chain`` (PEM) and
-    ``client_cert_name`` (RFC 4514) of the peer certificate, which uvicorn does not expose.
-
-    The certificate is read once per connection (``connection_made`` runs after the TLS
-    handshake, when the peer certificate is known) and every request of the connection
-    gets the same extension; the wrapped app is otherwise untouched.
-    """
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if self._guard_open(transport):
-            self.app = _with_tls(self.app, _tls_extension(transport))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._guard_close()
-        super().connection_lost(exc)
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._guard_arm()
+    """uvicorn's h11 protocol with the TLS extension and the guards (``_Guarded``)."""
 
 
 try:  # uvicorn's C parser (httptools): about half the per-request cost of h11
@@ -152,21 +155,7 @@ except ImportError:  # pragma: no cover - uvicorn without its [standard] extras
     FAST_PROTOCOL: type[_Guarded] | None = None
 else:
     class TLSScopeHttpToolsProtocol(_Guarded, HttpToolsProtocol):
-        """The same TLS extension and guards on uvicorn's httptools protocol."""
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if self._guard_open(transport):
-                self.app = _with_tls(self.app, _tls_extension(transport))
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._guard_close()
-            super().connection_lost(exc)
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._guard_arm()
+        """uvicorn's httptools protocol with the same TLS extension and guards."""
 
     FAST_PROTOCOL = TLSScopeHttpToolsProtocol
 

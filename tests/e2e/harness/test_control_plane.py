@@ -18,17 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import (
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from tests.e2e.kube import (
     BUILD_SCRIPT,
     HERE,
     Binaries,
     ControlPlane,
     ControlPlaneError,
     client_from_kubeconfig,
-    wait_until,
 )
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -8,12 +8,8 @@ than silently skipping, unless ``AUTOSCALER_PROMETHEUS=skip`` is set.
 
 from __future__ import annotations
 
-import ctypes
 import http.server
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -22,7 +18,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 import yaml
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -33,42 +28,16 @@ from prometheus_client.core import (
     Metric,
 )
 
+from tests.support.debian import debian_binary
+from tests.support.ports import free_port
+from tests.support.procs import die_with_parent
+
 SCRAPE_INTERVAL_S = 1.0
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True)
-"""Loaded here, in the parent: the forked child must not dlopen (other threads may hold
-the loader's locks at fork time)."""
-
-
-def _killed_with_us() -> None:
-    """Runs in the Prometheus child before exec: the kernel sends it SIGKILL when the test
-    process dies, so an interrupted run (or a killed benchmark) leaves no server behind."""
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    if os.environ.get("AUTOSCALER_PROMETHEUS") == "skip":
-        pytest.skip("prometheus is not installed and AUTOSCALER_PROMETHEUS=skip")
-    if os.geteuid() != 0:
-        pytest.fail("the prometheus binary is missing; install the Debian package "
-                    "`prometheus` (make test does this when run as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "prometheus"], check=True, env=env)
-    found = shutil.which("prometheus")
-    if not found:
-        pytest.fail("apt-get installed prometheus but the binary is not on PATH")
-    return found
+    return debian_binary("prometheus", names=("prometheus",),
+                         skip_env="AUTOSCALER_PROMETHEUS", make_target="prometheus")
 
 
 class PrometheusServer:
@@ -117,7 +86,7 @@ class PrometheusServer:
              f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
              "--log.level=warn",
              *([f"--web.config.file={self.web_config}"] if self.web_config else [])],
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=_killed_with_us)
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -169,6 +138,50 @@ class PrometheusServer:
             time.sleep(0.2)
         raise AssertionError(f"{promql!r} never satisfied the condition; last: {result}\n"
                              f"{self.log_tail()}")
+
+    def wait_for_scrapes(self, selector: str, scrapes: int = 2, *,
+                         timeout_s: float = 30.0) -> None:
+        """Wait until every series ``selector`` matches has been scraped ``scrapes`` times
+        since this call: what was set before the call is then in Prometheus, ``scrapes``
+        samples deep.
+
+        Read from the oldest newest-sample timestamp: at a fixed interval I, the n-th scrape
+        after t0 starts after t0 + (n - 1) x I (the first is after t0), and a newest sample
+        later than t0 + (n - 1) x I has n - 1 scrapes before it, all after t0. With 1-s
+        scrapes and n = 2: a newest sample stamped after t0 + 1 s.
+        """
+        after = time.time() + (scrapes - 1) * self.scrape_interval_s
+        self.wait_for(f"min(timestamp({selector}))",
+                      lambda r: bool(r) and float(r[0]["value"][1]) > after, timeout_s)
+
+    def wait_for_full_window(self, selector: str, window_s: float, *,
+                             timeout_s: float = 120.0) -> None:
+        """Wait until every series ``selector`` (a plain series selector) matches spans a
+        ``window_s`` rate() window, so a reader sees the steady rate, not the ramp of a
+        window still filling (which the observation path also calls not yet valid).
+
+        Spanning W at interval I takes W / I + 1 samples within W + I: 30 s at 5-s scrapes
+        is 7 samples within 35 s, the oldest at least 30 s before the newest.
+        """
+        step = self.scrape_interval_s
+        need = round(window_s / step) + 1
+        self.wait_for(f"min(count_over_time({selector}[{window_s + step:g}s]))",
+                      lambda r: bool(r) and float(r[0]["value"][1]) >= need, timeout_s)
+
+    def wait_for_steady(self, promql: str, value: float, *, rel: float = 0.05,
+                        scrapes: int = 2, timeout_s: float = 30.0) -> None:
+        """Wait until the scalar-valued ``promql`` (one series) has been within ``rel`` of
+        ``value`` at every evaluation over the last ``scrapes`` scrape intervals.
+
+        For a rate(): it has reached the value and stays there, rather than passing through
+        it while its window fills (a controller reading the ramp sees a surge). One
+        subquery, so the check and the span are evaluated at one instant.
+        """
+        step = self.scrape_interval_s
+        span = f"[{scrapes * step:g}s:{step:g}s]"
+        lo, hi = value * (1 - rel), value * (1 + rel)
+        self.wait_for(f"min_over_time(({promql}){span}) >= {lo!r} "
+                      f"and max_over_time(({promql}){span}) <= {hi!r}", bool, timeout_s)
 
 
 class ScriptedExporter:

@@ -1,24 +1,28 @@
-"""Tune predictive, HPA and KPA with the same budget on every trace and print the tables.
+"""Tuned against tuned: every tunable policy with the same budget on each trace, judged on the
+held-out part (issue 13's goal).
 
-1. Per trace (the list and limits of ``replay_all.py``): each policy's tuned GPU-hours at
-   >= 99% SLO attainment (TPE, ``--budget`` candidates per policy, tuned on the first 75% of
-   the trace), the oracle's on the same part, the ratios, and how the predictive winner does
-   on the held-out last 25%.
-2. The wall time of a 200-candidate sweep (predictive, the embedded synthetic workload) with
-   1 and 2 worker processes.
+Per trace: each policy is tuned with TPE (``--budget`` candidates, seed 0) for the fewest
+GPU-hours at >= 99 % SLO attainment on the first 75 % of the trace; each winner is then
+replayed on the last 25 %, which no candidate was chosen on. The table leads with those
+held-out figures: GPU-hours, attainment, and the ratio to the proven lower bound at that
+attainment (``autoscaler/sim/bound.py``); the in-sample figures and the ratio to the
+hindsight policy (a heuristic with foresight, *not* a bound) follow. The goal line per trace:
+predictive reaches 99 % held out, and closes at least 60 % of the gap between the best tuned
+baseline's held-out GPU-hours and the bound: (baseline - predictive) / (baseline - bound).
 
-    .venv/bin/python benchmarks/tune_all.py [--budget N] [--workers N] [--quick]
+    .venv/bin/python benchmarks/tune_all.py [--budget N] [--workers N] [--only TEXT]
+        [--quick] [--readme]
 
-Budget: measured single replays (s, full length) of predictive / HPA / KPA are about
-40 / 9 / 51 on NASA x20 (14 d; the named forecasters cost 1.5-2.5x the trend) and
-60 / 5 / 51 on ServeGen (14 d), ~4 s for all short traces together. At 75% of the trace
-that is ~165 s per unit of budget on one core, ~90 s on two, so 16 candidates per policy
-take ~24 min and the sweep timings ~5 min: the whole run stays within ~30-40 min on 2 cores.
+Heavy: every candidate is a replay of 75 % of its trace, and there are budget x 7 of them
+per trace. Run it under ``nice`` on a shared machine, smallest traces first (``--only``).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -27,89 +31,118 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from replay_all import TARGET, traces  # noqa: E402  (a sibling script, not a package)
+from _readme import add_readme_flag, publish  # noqa: E402  (a sibling script)
 
+from autoscaler.cli.common import load_trace_input  # noqa: E402
 from autoscaler.core.spec import PolicyKind  # noqa: E402
 from autoscaler.sim.profiles import load_profile  # noqa: E402
-from autoscaler.traces import default_workload  # noqa: E402
-from autoscaler.tuning import TuneSettings, finish, outcome_json, prepare, search, sweep  # noqa: E402
+from autoscaler.traces.model import Trace  # noqa: E402
+from autoscaler.tuning import TuneSettings, finish, outcome_json, prepare, search  # noqa: E402
 
-DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
-DEFAULT_BUDGET = 16
-SWEEP_CANDIDATES = 200
+ROOT = HERE.parent
+TRACES = ROOT.parent / "shared" / "traces"
+DEFAULT_BUDGET = 24
+TARGET = 0.99
+GAP_GOAL = 0.6
+
+
+def _traces(root: Path, quick: bool) -> list[tuple[str, Trace]]:
+    """(label, trace), smallest first; the embedded demo when no public trace is found."""
+    out: list[tuple[str, Any]] = []
+    conv = root / "AzureLLMInferenceTrace_conv.csv"
+    code = root / "AzureLLMInferenceTrace_code.csv"
+    for label, path in (("Azure code 1 h", code), ("Azure conv 1 h", conv)):
+        if path.exists():
+            out.append((label, (str(path), 1.0, None)))
+            out.append((f"{label} x5", (str(path), 5.0, None)))
+    out.append(("embedded demo (4 h)", (None, 1.0, None)))
+    nasa = root / "nasa_http_1995" / "workload.tbz2"
+    if not quick and nasa.exists():
+        out.append(("NASA 1995 x20 (14 d)", (str(nasa), 20.0, "14d")))
+    return [(label, load_trace_input(p, None, rate_scale=r, start=None, duration=dur))
+            for label, (p, r, dur) in out]
 
 
 def _f(x: float | None, spec: str) -> str:
     return "-" if x is None or x != x else format(x, spec)
 
 
-def _cell(p: dict[str, Any]) -> str:
-    """'GPU-h' when the policy met the target, else 'best att. (GPU-h)'."""
-    i = p["in_sample"]
-    if i is None:
-        return "-"
-    if p["feasible"]:
-        return f"{i['gpu_hours']:,.2f}"
-    return f"none ({i['attainment']:.2%} at {i['gpu_hours']:,.2f})"
+def _gap(doc: dict[str, Any]) -> tuple[str, str]:
+    """(the goal cell, the verdict) for predictive against the best tuned baseline."""
+    pol = doc["policies"]
+    pred = pol.get(PolicyKind.PREDICTIVE.value)
+    if pred is None or pred["held_out"] is None:
+        return "predictive not tuned", "-"
+    ph = pred["held_out"]
+    # The best tuned baseline: the cheapest held out among the winners that also reach 99 %
+    # held out (a cheaper winner that misses the SLO there is not a like-for-like figure);
+    # if none does, the cheapest winner that met 99 % in sample.
+    winners = [(p["held_out"]["gpu_hours"], p["held_out"]["attainment"], n)
+               for n, p in pol.items()
+               if n != PolicyKind.PREDICTIVE.value and p["feasible"] and p["held_out"]]
+    att_ok = ph["attainment"] >= TARGET
+    if not winners:
+        return (f"predictive held out {ph['attainment']:.2%}; no baseline met 99 % in sample",
+                "yes" if att_ok else "no")
+    held_99 = [w for w in winners if w[1] >= TARGET]
+    b_gpu, b_att, b_name = min(held_99 or winners)
+    bound = ph.get("bound_gpu_hours")
+    closed = ((b_gpu - ph["gpu_hours"]) / (b_gpu - bound)
+              if bound is not None and b_gpu > bound else math.nan)
+    cell = (f"predictive held out {ph['attainment']:.2%} at {ph['gpu_hours']:,.2f} GPU-h; "
+            f"best tuned baseline {b_name} {b_gpu:,.2f} at {b_att:.2%}; bound "
+            f"{_f(bound, ',.2f')}; gap closed {_f(closed, '.0%')}")
+    ok = att_ok and closed >= GAP_GOAL
+    return cell, "yes" if ok else "no"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES)
-    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="skip the multi-day traces")
-    parser.add_argument("--no-sweep-timing", action="store_true")
-    args = parser.parse_args()
-
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--traces", type=Path, default=TRACES)
+    ap.add_argument("--budget", type=int, default=DEFAULT_BUDGET)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--only", default="", help="only traces whose label contains this text")
+    ap.add_argument("--quick", action="store_true", help="skip the 14-day trace")
+    add_readme_flag(ap)
+    args = ap.parse_args()
     profile = load_profile("llama3-8b-h100")
     settings = TuneSettings(budget=args.budget, attainment=TARGET, holdout=0.25, seed=0)
-    head = [f"Budget: {args.budget} candidates per policy (TPE, seed 0, {args.workers} "
-            f"workers); tuned on the first 75% of each trace, held out: the last 25%. "
-            f"Cells: GPU-hours at >= {TARGET:.0%} attainment on the training part.", "",
-            "| trace | oracle GPU-h | predictive | HPA | KPA | pred / oracle | pred / HPA | "
-            "pred held-out att. | pred held-out GPU-h / oracle (in-sample) | wall (s) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    lines = list(head)
+    rows = ["| trace | policy | GPU-h held out | att. held out | / bound held out | "
+            "GPU-h in sample | att. in sample | / bound in | / hindsight in |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    goals = ["| trace | predictive against the best tuned baseline (held out) | met? | "
+             "wall s |", "|---|---|---|---:|"]
     started = time.perf_counter()
-    for name, trace in traces(args.traces, args.quick):
+    for label, trace in _traces(args.traces, args.quick):
+        if args.only and args.only not in label:
+            continue
         t0 = time.perf_counter()
         ctx = prepare(trace, profile, settings)
         doc = outcome_json(finish(ctx, search(ctx, workers=args.workers), "tpe"))
-        pol = doc["policies"]
-        oracle = doc["oracle"]["in_sample"]["gpu_hours"]
-        pred, hpa = pol[PolicyKind.PREDICTIVE.value], pol[PolicyKind.HPA.value]
-        pg = pred["in_sample"]["gpu_hours"] if pred["feasible"] else None
-        hg = hpa["in_sample"]["gpu_hours"] if hpa["feasible"] else None
-        held = pred["held_out"] or {}
-        ins = pred["in_sample"] or {}
-        lines.append(
-            f"| {name} | {oracle:,.2f} | {_cell(pred)} | {_cell(hpa)} | "
-            f"{_cell(pol[PolicyKind.KPA.value])} | "
-            f"{_f(None if pg is None else pg / oracle, '.2f')} | "
-            f"{_f(None if pg is None or hg is None else pg / hg, '.2f')} | "
-            f"{_f(held.get('attainment'), '.2%')} (in {_f(ins.get('attainment'), '.2%')}) | "
-            f"{_f(held.get('gpu_vs_oracle'), '.2f')} ({_f(ins.get('gpu_vs_oracle'), '.2f')}) | "
-            f"{time.perf_counter() - t0:.0f} |")
-        print(f"done: {name} ({time.perf_counter() - started:.0f} s so far)", file=sys.stderr,
-              flush=True)
-        print(lines[-1], file=sys.stderr, flush=True)
-    text = "\n".join(lines)
-    if not args.no_sweep_timing:
-        sw = TuneSettings(policies=(PolicyKind.PREDICTIVE,), budget=SWEEP_CANDIDATES, seed=0)
-        ctx = prepare(default_workload(seed=0), profile, sw)
-        rows = ["", f"Sweep of {SWEEP_CANDIDATES} predictive candidates on the embedded "
-                "synthetic workload (4 h, tuned on 3 h):", "",
-                "| workers | wall (s) | candidates / s |", "|---:|---:|---:|"]
-        for workers in (1, 2):
-            t0 = time.perf_counter()
-            sweep(ctx, shards=max(workers, 4), workers=workers)
-            wall = time.perf_counter() - t0
-            rows.append(f"| {workers} | {wall:.0f} | {SWEEP_CANDIDATES / wall:.2f} |")
-            print(rows[-1], file=sys.stderr, flush=True)
-        text += "\n" + "\n".join(rows)
-    text += f"\n\nTotal wall time: {time.perf_counter() - started:.0f} s.\n"
-    print(text)
+        for name, p in doc["policies"].items():
+            i, h = p["in_sample"] or {}, p["held_out"] or {}
+            mark = "" if p["feasible"] else " (none met 99 % in sample: best shown)"
+            rows.append(
+                f"| {label} | {name}{mark} | {_f(h.get('gpu_hours'), ',.2f')} | "
+                f"{_f(h.get('attainment'), '.2%')} | {_f(h.get('gpu_vs_bound'), '.2f')} | "
+                f"{_f(i.get('gpu_hours'), ',.2f')} | {_f(i.get('attainment'), '.2%')} | "
+                f"{_f(i.get('gpu_vs_bound'), '.2f')} | {_f(i.get('gpu_vs_hindsight'), '.2f')} |")
+        cell, verdict = _gap(doc)
+        goals.append(f"| {label} | {cell} | {verdict} | {time.perf_counter() - t0:.0f} |")
+        print(f"done: {label} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
+    load = os.getloadavg()
+    text = "\n".join([
+        f"Budget {args.budget} candidates per policy (TPE, seed 0, {args.workers} worker(s)); "
+        "tuned on the first 75 % of each trace, judged on the last 25 %.", "",
+        *goals, "", *rows, "",
+        f"Measured by `benchmarks/tune_all.py --budget {args.budget}"
+        f"{' --only ' + repr(args.only) if args.only else ''}` in "
+        f"{time.perf_counter() - started:.0f} s wall, {cpu:.0f} CPU s, on a shared 2-core "
+        f"machine (load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end)."])
+    publish("tune_all", text, readme=args.readme)
     return 0
 
 

@@ -3,6 +3,7 @@ properties, bad histories, automatic choice."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -12,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
-from autoscaler.forecast import MODEL_NAMES, QUANTILE_LEVELS, History, make_forecaster
+from autoscaler.forecast import (
+    MODEL_NAMES,
+    QUANTILE_LEVELS,
+    History,
+    carry_calibration,
+    make_forecaster,
+)
 from autoscaler.forecast.ets import EtsParams, EtsResult, EtsState, error_quantiles, run
 from autoscaler.forecast.models import DAY_S
 
@@ -399,3 +406,19 @@ def test_make_forecaster_options_are_typed_keywords() -> None:
     assert res.name == "auto"
     with pytest.raises(ValueError, match="fit_window_s"):
         make_forecaster("ses", resolution_s=RES, fit_window_s=0.0)
+
+
+def test_a_refit_keeps_the_adaptive_interval_width() -> None:
+    y = np.array([10.0, 12.0, 9.0, 11.0, 10.0, 13.0, 8.0, 10.0] * 10)
+    fc = make_forecaster("auto", resolution_s=60.0)
+    old = dataclasses.replace(fc.fit(History(0.0, 60.0, y[:60])), width_scale=0.5)
+    new = fc.fit(History(0.0, 60.0, y))
+    assert new.width_scale == 1.0  # a fit alone starts at 1
+    kept = carry_calibration(old, new)
+    assert kept.width_scale == 0.5
+    # The 90 % interval's half-width around the median is halved with it.
+    f_new, f_kept = new.forecast(1), kept.forecast(1)
+    w_new = f_new.quantiles[0.95][0] - f_new.quantiles[0.5][0]
+    w_kept = f_kept.quantiles[0.95][0] - f_kept.quantiles[0.5][0]
+    assert w_kept == pytest.approx(0.5 * w_new)
+    assert carry_calibration(None, new) is new

@@ -85,6 +85,21 @@ MIX_MEMORY_S = 1800.0
 """Time constant of the averaged token mix that scales the prior into token units."""
 SETTLE_S = 60.0
 """After a change in replicas, wait one rate window before learning from the fleet."""
+BREACH_MEMORY_S = 4 * 3600.0
+"""How long the lowest per-replica load seen overloaded caps probing (``LearnedCapacity.
+breach``) unless a higher load meets the SLO first: four hours, the span the predictive
+policy keeps its lead-time errors for. Without it the AIMD cycle (back off on a slip, probe
+back up at 5 % a minute past the load that slipped, slip again) repeats every ~10 minutes:
+on ServeGen (14 d) that cycle, on the generated-token unit, started 293 of 320 replicas,
+and on the 3-hour sine of ``tests/test_capacity.py`` it holds the estimate at ~12 req/s
+(truth 11.45) instead of letting probes take it to ~16.7 and back."""
+OVERLOAD_CONFIRM = 2
+"""An overload teaches only from its second consecutive settled reading on. A TTFT p99
+read over one rate window is the 99th percentile of a few hundred requests: at 7.5 req/s
+a 60-s window holds 450, so one burst of a few seconds makes its 5th-worst request late
+while the fleet meets a 99 % target over the hour (Azure conv, 1 replica: one p99 reading
+of 2.04 s against 2 s cut the estimate from 10.5 to 9.1 req/s and kept a second replica
+for 23 minutes; a 1-replica fleet met the SLO for the whole hour at 0.72 s p99)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +138,14 @@ class LearnedCapacity:
     settled_since: float | None = None
     """Time since which the fleet has had every replica ready at the same count."""
     settled_count: int = -1
+    over_streak: int = 0
+    """Consecutive settled readings that were overloaded (``OVERLOAD_CONFIRM``)."""
+    breach: tuple[float, ...] = ()
+    """Per unit, the lowest per-replica load seen overloaded within ``BREACH_MEMORY_S``
+    (NaN: none); a probe never takes an estimate above it. Forgotten when a higher load
+    meets the SLO."""
+    breach_time: float = -math.inf
+    """When ``breach`` was last lowered."""
     mix: tuple[float, float] = (math.nan, math.nan)
     """Slowly averaged prompt and generated tokens per request (``MIX_MEMORY_S``)."""
     measured: tuple[bool, bool, bool] = (False, False, True)
@@ -201,7 +224,7 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
     settled = obs.ready_replicas >= 1
     if not settled or obs.ready_replicas != est.settled_count:
         since = now if settled else None
-        return replace(est, last_time=now, settled_since=since,
+        return replace(est, last_time=now, settled_since=since, over_streak=0,
                        settled_count=obs.ready_replicas if settled else -1)
     est = replace(est, last_time=now)
     if est.settled_since is None or now - est.settled_since < SETTLE_S or obs.ttft_s is None:
@@ -217,9 +240,16 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
     cap = list(est.capacity)
     env = list(est.envelope) if est.envelope else [math.nan] * len(cap)
     over = obs.ttft_s > slo_ttft_s or (kv is not None and kv >= KV_SATURATED)
+    streak = est.over_streak + 1 if over else 0
+    est = replace(est, over_streak=streak)
+    if over and streak < OVERLOAD_CONFIRM:
+        return est  # one reading: a blip, not yet evidence about the estimate
+    breach = list(est.breach) if (est.breach and now - est.breach_time <= BREACH_MEMORY_S) \
+        else [math.nan] * len(cap)
     if over:
         sq = 0.0
         for i in binding:
+            breach[i] = load[i] if not breach[i] <= load[i] else breach[i]  # NaN-safe min
             y = OVERLOAD_BACKOFF * load[i]
             env[i] = y if not math.isfinite(env[i]) else min(env[i], y)
             if y >= cap[i]:
@@ -228,7 +258,8 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
             cap[i] = _bounded(cap[i] + DOWN_WEIGHT * (y - cap[i]), est.prior[i])
         return replace(est, capacity=tuple(cap), envelope=tuple(env),
                        measurements=est.measurements + 1, measured=_measured(est, binding),
-                       rel_var=(1 - WEIGHT) * est.rel_var + WEIGHT * sq)
+                       rel_var=(1 - WEIGHT) * est.rel_var + WEIGHT * sq,
+                       breach=tuple(breach), breach_time=now)
     # The SLO held: every unit carried at least this much per replica.
     carried: list[int] = []
     for i in range(len(cap)):
@@ -237,7 +268,9 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
             if math.isfinite(cap[i]) and load[i] > cap[i]:
                 cap[i] = _bounded(load[i], est.prior[i])  # a replica carried this in the SLO
                 carried.append(i)
-    est = replace(est, measured=_measured(est, tuple(carried)))
+            if load[i] >= breach[i]:
+                breach[i] = math.nan  # a higher load met the SLO: the breach is stale
+    est = replace(est, measured=_measured(est, tuple(carried)), breach=tuple(breach))
     loaded = obs.ttft_s >= LOADED_TTFT_FRACTION * slo_ttft_s or queue >= r
     if loaded:
         # Near the knee: stop probing. The residual of the binding units is a measurement.
@@ -256,6 +289,11 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
         # requests/s estimate at the averaged mix, and a probe would mark it as known.
         for i in est.binding(load, only_measured=True):
             ceiling = env[i] * PROBE_CEILING
+            if breach[i] < ceiling:  # False for NaN: no breach remembered
+                # Worked number: overloaded at 2,400 tokens/s per replica, backed off to
+                # 0.9 x 2,400 = 2,160: probes may test up to 2,400 again, not 1.5 x the
+                # envelope (3,240), for an hour or until a higher load meets the SLO.
+                ceiling = breach[i]
             if load[i] >= PROBE_MIN_LOAD * cap[i] and cap[i] < ceiling:
                 grown = cap[i] * (1.0 + PROBE_RATE_PER_MIN) ** (dt / 60.0)
                 cap[i] = _bounded(min(grown, ceiling), est.prior[i])

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from autoscaler.forecast import BASELINES, make_forecaster
+from autoscaler.forecast import BASELINES, carry_calibration, make_forecaster
 from autoscaler.forecast.types import FloatArray, ForecastResult, History
 
 
@@ -83,7 +83,8 @@ def backtest(values: FloatArray, *, resolution_s: float, horizons_s: Sequence[in
             t = train_steps + k + 1  # samples observed after this step
             if (k + 1) % refit_every == 0:
                 lo = max(0, t - max_hist)
-                res = fc.fit(History(start_s + lo * resolution_s, resolution_s, y[lo:t]))
+                res = carry_calibration(res, fc.fit(
+                    History(start_s + lo * resolution_s, resolution_s, y[lo:t])))
                 fallbacks += res.fallbacks
                 used[res.model] += 1
             else:

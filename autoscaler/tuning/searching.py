@@ -3,10 +3,12 @@ deterministic candidate list in shards, and sum it all up per policy.
 
 The goal is the fewest GPU-hours subject to SLO attainment >= a target. Every policy gets
 the same number of candidates (``budget``), so a comparison is always tuned against tuned;
-the oracle is replayed once as the floor.
+the hindsight policy (a heuristic with foresight, not a bound) is replayed once for
+reference, and every figure also carries the proven lower bound on GPU-hours at its
+attainment (``autoscaler/sim/bound.py``) and the ratio to it.
 
 Overfitting guard: candidates are replayed on the first ``1 - holdout`` of the trace (time
-ordered); each policy's winner is then replayed on the untouched rest, next to the oracle on
+ordered); each policy's winner is then replayed on the untouched rest, next to hindsight on
 the same rest.
 """
 
@@ -96,6 +98,8 @@ class Candidate:
     scale_events: int = 0
     ttft_p99_s: float = math.nan
     mean_replicas: float = math.nan
+    bound_gpu_hours: float = math.nan
+    """The proven lower bound on GPU-hours at this candidate's attainment (same part)."""
     error: str | None = None
     """Why it could not be replayed (its spec was invalid); then it has no figures."""
 
@@ -171,7 +175,8 @@ def evaluate(ctx: Context, policy: PolicyKind, index: int, params: Params) -> Ca
     s = _replay(ctx, spec, ctx.train)
     return Candidate(str(policy), index, dict(params), gpu_hours=float(s.gpu_hours),
                      attainment=float(s.slo_attainment), scale_events=int(s.scale_events),
-                     ttft_p99_s=float(s.ttft_p99_s), mean_replicas=float(s.mean_replicas))
+                     ttft_p99_s=float(s.ttft_p99_s), mean_replicas=float(s.mean_replicas),
+                     bound_gpu_hours=float(s.bound_gpu_hours))
 
 
 # --- Deterministic candidate lists, shards and the local sweep ------------------------------
@@ -298,6 +303,7 @@ def _to_candidate(policy: PolicyKind, trial: Any) -> Candidate:
                      scale_events=int(a.get("scale_events", 0)),
                      ttft_p99_s=float(a.get("ttft_p99_s", math.nan)),
                      mean_replicas=float(a.get("mean_replicas", math.nan)),
+                     bound_gpu_hours=float(a.get("bound_gpu_hours", math.nan)),
                      error=a.get("error"))
 
 
@@ -366,7 +372,7 @@ def search(ctx: Context, *, storage: Path | None = None, workers: int = 1,
                             study.tell(t, state=TrialState.FAIL)
                         else:
                             for key in ("gpu_hours", "attainment", "scale_events",
-                                        "ttft_p99_s", "mean_replicas"):
+                                        "ttft_p99_s", "mean_replicas", "bound_gpu_hours"):
                                 t.set_user_attr(key, getattr(r, key))
                             # TPE ranks infeasible trials (shortfall > 0) below every
                             # feasible one, by shortfall; feasible ones by GPU-hours.
@@ -389,9 +395,19 @@ def search(ctx: Context, *, storage: Path | None = None, workers: int = 1,
 class Figures:
     gpu_hours: float
     attainment: float
-    gpu_vs_oracle: float
-    """GPU-hours / the oracle's on the same part (the part lengths differ, this does not)."""
+    gpu_vs_hindsight: float
+    """GPU-hours / the hindsight policy's on the same part (the part lengths differ, this
+    does not). Hindsight is a heuristic with foresight, not a floor: a ratio below 1 is
+    possible."""
     scale_events: int
+    bound_gpu_hours: float = math.nan
+    """The proven lower bound on GPU-hours at this attainment on the same part."""
+
+    @property
+    def gpu_vs_bound(self) -> float:
+        """GPU-hours / the proven lower bound (>= 1 by construction when both are known)."""
+        b = self.bound_gpu_hours
+        return self.gpu_hours / b if math.isfinite(b) and b > 0 else math.nan
 
 
 @dataclass(frozen=True)
@@ -412,8 +428,8 @@ class PolicyOutcome:
 class Outcome:
     ctx: Context
     method: str
-    oracle_in_sample: Figures
-    oracle_held_out: Figures | None
+    hindsight_in_sample: Figures
+    hindsight_held_out: Figures | None
     policies: dict[str, PolicyOutcome]
 
 
@@ -429,24 +445,24 @@ def best_of(cands: Sequence[Candidate], target: float) -> tuple[Candidate | None
     return None, False
 
 
-def _figures(summary: Any, oracle_gpu: float) -> Figures:
+def _figures(summary: Any, hindsight_gpu: float) -> Figures:
     return Figures(float(summary.gpu_hours), float(summary.slo_attainment),
-                   float(summary.gpu_hours) / oracle_gpu if oracle_gpu > 0 else math.nan,
-                   int(summary.scale_events))
+                   float(summary.gpu_hours) / hindsight_gpu if hindsight_gpu > 0 else math.nan,
+                   int(summary.scale_events), float(summary.bound_gpu_hours))
 
 
 def finish(ctx: Context, candidates: Sequence[Candidate], method: str) -> Outcome:
-    """Best and Pareto front per policy, the oracle on both parts, and each winner replayed
+    """Best and Pareto front per policy, hindsight on both parts, and each winner replayed
     on the held-out part."""
     s = ctx.settings
-    o_train = _replay(ctx, ctx.base[PolicyKind.ORACLE], ctx.train)
-    oracle_in = _figures(o_train, float(o_train.gpu_hours))
-    oracle_out = None
-    o_test_gpu = math.nan
+    h_train = _replay(ctx, ctx.base[PolicyKind.HINDSIGHT], ctx.train)
+    hindsight_in = _figures(h_train, float(h_train.gpu_hours))
+    hindsight_out = None
+    h_test_gpu = math.nan
     if ctx.test is not None:
-        o_test = _replay(ctx, ctx.base[PolicyKind.ORACLE], ctx.test)
-        o_test_gpu = float(o_test.gpu_hours)
-        oracle_out = _figures(o_test, o_test_gpu)
+        h_test = _replay(ctx, ctx.base[PolicyKind.HINDSIGHT], ctx.test)
+        h_test_gpu = float(h_test.gpu_hours)
+        hindsight_out = _figures(h_test, h_test_gpu)
     policies: dict[str, PolicyOutcome] = {}
     for kind in s.policies:
         mine = [c for c in candidates if c.policy == str(kind)]
@@ -457,13 +473,14 @@ def finish(ctx: Context, candidates: Sequence[Candidate], method: str) -> Outcom
         if best is not None:
             spec = apply_params(ctx.base[kind], best.params)
             in_fig = Figures(best.gpu_hours, best.attainment,
-                             best.gpu_hours / oracle_in.gpu_hours
-                             if oracle_in.gpu_hours > 0 else math.nan, best.scale_events)
+                             best.gpu_hours / hindsight_in.gpu_hours
+                             if hindsight_in.gpu_hours > 0 else math.nan, best.scale_events,
+                             best.bound_gpu_hours)
             if ctx.test is not None:
-                out_fig = _figures(_replay(ctx, spec, ctx.test), o_test_gpu)
+                out_fig = _figures(_replay(ctx, spec, ctx.test), h_test_gpu)
         policies[str(kind)] = PolicyOutcome(str(kind), best, feasible, spec, front, mine,
                                             in_fig, out_fig)
-    return Outcome(ctx, method, oracle_in, oracle_out, policies)
+    return Outcome(ctx, method, hindsight_in, hindsight_out, policies)
 
 
 def _num(x: float) -> float | None:
@@ -472,7 +489,7 @@ def _num(x: float) -> float | None:
 
 def candidate_json(c: Candidate) -> dict[str, Any]:
     d = asdict(c)
-    for k in ("gpu_hours", "attainment", "ttft_p99_s", "mean_replicas"):
+    for k in ("gpu_hours", "attainment", "ttft_p99_s", "mean_replicas", "bound_gpu_hours"):
         d[k] = _num(d[k])
     return d
 
@@ -485,14 +502,17 @@ def candidate_from_json(d: dict[str, Any]) -> Candidate:
     return Candidate(str(d["policy"]), int(d["index"]), dict(d["params"]),
                      gpu_hours=f("gpu_hours"), attainment=f("attainment"),
                      scale_events=int(d.get("scale_events", 0)), ttft_p99_s=f("ttft_p99_s"),
-                     mean_replicas=f("mean_replicas"), error=d.get("error"))
+                     mean_replicas=f("mean_replicas"), bound_gpu_hours=f("bound_gpu_hours"),
+                     error=d.get("error"))
 
 
 def _fig_json(f: Figures | None) -> dict[str, Any] | None:
     if f is None:
         return None
     return {"gpu_hours": f.gpu_hours, "attainment": f.attainment,
-            "gpu_vs_oracle": _num(f.gpu_vs_oracle), "scale_events": f.scale_events}
+            "gpu_vs_hindsight": _num(f.gpu_vs_hindsight),
+            "bound_gpu_hours": _num(f.bound_gpu_hours), "gpu_vs_bound": _num(f.gpu_vs_bound),
+            "scale_events": f.scale_events}
 
 
 def settings_json(s: TuneSettings) -> dict[str, Any]:
@@ -514,7 +534,7 @@ def settings_from_json(d: dict[str, Any]) -> TuneSettings:
 
 
 def outcome_json(out: Outcome) -> dict[str, Any]:
-    """The documented JSON shape: settings (budget, seed, ...), trace and split, the oracle,
+    """The documented JSON shape: settings (budget, seed, ...), trace and split, hindsight,
     and per policy the best candidate and its spec, the Pareto front, every candidate, and
     in-sample against held-out figures."""
     from autoscaler.config import spec_to_dict
@@ -526,9 +546,11 @@ def outcome_json(out: Outcome) -> dict[str, Any]:
         if po.in_sample is not None and po.held_out is not None:
             degr = {
                 "attainment_drop": po.in_sample.attainment - po.held_out.attainment,
-                "gpu_vs_oracle_ratio": _num(po.held_out.gpu_vs_oracle
-                                            / po.in_sample.gpu_vs_oracle)
-                if po.in_sample.gpu_vs_oracle > 0 else None,
+                "gpu_vs_hindsight_ratio": _num(po.held_out.gpu_vs_hindsight
+                                               / po.in_sample.gpu_vs_hindsight)
+                if po.in_sample.gpu_vs_hindsight > 0 else None,
+                "gpu_vs_bound_ratio": _num(po.held_out.gpu_vs_bound / po.in_sample.gpu_vs_bound)
+                if po.in_sample.gpu_vs_bound > 0 else None,
                 "meets_target_held_out": po.held_out.attainment >= ctx.settings.attainment,
             }
         policies[name] = {
@@ -554,9 +576,9 @@ def outcome_json(out: Outcome) -> dict[str, Any]:
         "split": {"holdout": ctx.settings.holdout, "train_s": float(ctx.train.duration_s),
                   "held_out_s": None if ctx.test is None else float(ctx.test.duration_s)},
         "profile": ctx.profile.name,
-        "capacity_rps": ctx.base[PolicyKind.ORACLE].capacity.requests_per_second,
-        "oracle": {"in_sample": _fig_json(out.oracle_in_sample),
-                   "held_out": _fig_json(out.oracle_held_out)},
+        "capacity_rps": ctx.base[PolicyKind.HINDSIGHT].capacity.requests_per_second,
+        "hindsight": {"in_sample": _fig_json(out.hindsight_in_sample),
+                      "held_out": _fig_json(out.hindsight_held_out)},
         "policies": policies,
     }
 

@@ -45,7 +45,8 @@ Params = dict[str, ParamValue]
 TUNABLE: tuple[PolicyKind, ...] = (
     PolicyKind.PREDICTIVE, PolicyKind.HPA, PolicyKind.KPA, PolicyKind.HPA_QUEUE,
     PolicyKind.HPA_KV, PolicyKind.KEDA, PolicyKind.WVA)
-"""Policies with a search space (the oracle is the floor, static has one knob: its count)."""
+"""Policies with a search space (hindsight has none: it is replayed once for reference;
+static has one knob: its count)."""
 
 BEHAVIOR_PERIOD_S = d.HPA_DEFAULT_POLICY_PERIOD_S
 """periodSeconds of every tuned behaviour policy (15 s, the upstream default): rates are

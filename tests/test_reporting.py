@@ -173,6 +173,12 @@ def test_tune_report_names_the_winner_and_renders(tmp_path: Path) -> None:
     pytest.param("hpa", {"metrics", "behavior"}, {"kpa", "predictive", "staticReplicas"},
                  id="hpa"),
     pytest.param("static", {"staticReplicas"}, {"kpa", "predictive", "metrics"}, id="static"),
+    pytest.param("hpa-running", {"metrics", "behavior"},
+                 {"kpa", "predictive", "staticReplicas", "keda", "wva"}, id="hpa-running"),
+    pytest.param("keda", {"metrics", "keda", "behavior"},
+                 {"kpa", "predictive", "staticReplicas", "wva"}, id="keda"),
+    pytest.param("wva", {"wva", "behavior"},
+                 {"kpa", "predictive", "staticReplicas", "metrics", "keda"}, id="wva"),
 ])
 def test_emitted_spec_keeps_its_policy_sections_and_rounds(
         policy: str, kept: set[str], dropped: set[str]) -> None:
@@ -181,6 +187,7 @@ def test_emitted_spec_keeps_its_policy_sections_and_rounds(
     doc = {"policy": policy, "maxReplicas": 10, "staticReplicas": 3, "metrics": [],
            "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0}},
            "kpa": {"targetRps": 0.30000000000000004}, "predictive": {"headroomQuantile": 0.9},
+           "keda": {"cooldownPeriod": 300}, "wva": {"kvCacheThreshold": 0.8},
            "capacity": {"requestsPerSecond": 7.123456789, "concurrency": 123456.789}}
     out = tidy_spec(doc)
     assert kept <= set(out) and not (dropped & set(out))

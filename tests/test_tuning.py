@@ -122,7 +122,8 @@ def test_every_point_of_the_unit_cube_is_a_valid_spec_within_the_bounds(
     if policy == PolicyKind.PREDICTIVE:
         assert spec.predictive.forecaster == params["forecaster"]
         assert spec.predictive.scale_down_window_s == params["hold_s"]
-    if policy in (PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA):
+    if policy in (PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.HPA_RUNNING,
+                  PolicyKind.KEDA):
         (m,) = spec.metrics
         assert m.value == pytest.approx(max(float(params["target"]), 0.001))
     if policy == PolicyKind.WVA:
@@ -155,6 +156,7 @@ def test_every_point_of_the_unit_cube_is_a_valid_spec_within_the_bounds(
     # Baselines' documented targets (sources in autoscaler.core.defaults).
     pytest.param(PolicyKind.HPA_QUEUE, "target", 5.0, id="hpa-queue 5 waiting per replica"),
     pytest.param(PolicyKind.HPA_KV, "target", 0.8, id="hpa-kv 80 % of the KV cache"),
+    pytest.param(PolicyKind.HPA_RUNNING, "target", 10.0, id="hpa-running 10 running per replica"),
     pytest.param(PolicyKind.KEDA, "target", 5.0, id="keda 5 waiting per replica"),
     pytest.param(PolicyKind.WVA, "kv_cache_threshold", 0.8, id="wva token capacity 0.8 x KV"),
     pytest.param(PolicyKind.WVA, "scale_up_threshold", 0.85, id="wva scale up above 0.85"),
@@ -236,9 +238,9 @@ def test_shards_partition_the_candidate_list(n: int, shards: int) -> None:
 def test_the_candidate_list_depends_only_on_the_settings() -> None:
     s = TuneSettings(budget=5, seed=3)
     a, b = candidate_list(s), candidate_list(TuneSettings(budget=5, seed=3))
-    # Budget 5 for each of the 7 tunable policies (predictive, hpa, kpa, hpa-queue, hpa-kv,
-    # keda, wva): 5 x 7 = 35 candidates.
-    assert a == b and len(a) == 35
+    # Budget 5 for each of the 8 tunable policies (predictive, hpa, kpa, hpa-queue, hpa-kv,
+    # hpa-running, keda, wva): 5 x 8 = 40 candidates.
+    assert a == b and len(a) == 40
     assert candidate_list(TuneSettings(budget=5, seed=4)) != a
     # A bigger budget extends the list without changing its start (Sobol prefix).
     longer = [c for c in candidate_list(TuneSettings(budget=7, seed=3))

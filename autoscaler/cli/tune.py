@@ -281,8 +281,12 @@ def _emit(outcome: Any, doc: dict[str, Any], outputs: Outputs, out: Any) -> None
 _SECTIONS = {"hpa": {"metrics", "behavior"}, "kpa": {"kpa", "behavior"},
              "predictive": {"predictive", "behavior"},
              "static": {"staticReplicas", "behavior"}, "oracle": {"behavior"},
-             "hindsight": {"behavior"}}
-_OPTIONAL_SECTIONS = {"metrics", "behavior", "kpa", "predictive", "staticReplicas"}
+             "hindsight": {"behavior"},
+             "hpa-queue": {"metrics", "behavior"}, "hpa-kv": {"metrics", "behavior"},
+             "hpa-running": {"metrics", "behavior"},
+             "keda": {"metrics", "keda", "behavior"}, "wva": {"wva", "behavior"}}
+_OPTIONAL_SECTIONS = {"metrics", "behavior", "kpa", "predictive", "staticReplicas", "keda",
+                      "wva"}
 
 
 def tidy_spec(doc: dict[str, Any], digits: int = 4) -> dict[str, Any]:

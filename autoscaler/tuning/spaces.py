@@ -44,7 +44,7 @@ Params = dict[str, ParamValue]
 
 TUNABLE: tuple[PolicyKind, ...] = (
     PolicyKind.PREDICTIVE, PolicyKind.HPA, PolicyKind.KPA, PolicyKind.HPA_QUEUE,
-    PolicyKind.HPA_KV, PolicyKind.KEDA, PolicyKind.WVA)
+    PolicyKind.HPA_KV, PolicyKind.HPA_RUNNING, PolicyKind.KEDA, PolicyKind.WVA)
 """Policies with a search space (hindsight has none: it is replayed once for reference;
 static has one knob: its count)."""
 
@@ -177,6 +177,15 @@ SPACES: dict[PolicyKind, tuple[Param, ...]] = {
         *_SCALE_UP,
         *_SCALE_DOWN,
     ),
+    PolicyKind.HPA_RUNNING: (
+        FloatParam("target", 1.0, 256.0, "requests running per replica",
+                   "External running_requests AverageValue target (documented start 10; "
+                   "256 is vLLM's default max_num_seqs, beyond which none can run)",
+                   log=True),
+        _TOLERANCE,
+        *_SCALE_UP,
+        *_SCALE_DOWN,
+    ),
     PolicyKind.KEDA: (
         FloatParam("target", 0.5, 50.0, "requests waiting per replica",
                    "the Prometheus trigger's threshold (averageValue; documented start 5)",
@@ -277,7 +286,7 @@ def apply_params(base: Spec, params: Mapping[str, ParamValue]) -> Spec:
         tol = float(f["tolerance"])
         return replace(base, behavior=_behavior(f, tol, tol), metrics=(MetricTarget(
             Signal.REQUEST_RATE.value, MetricTargetType.AVERAGE_VALUE, max(target, 0.001)),))
-    if kind in (PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.KEDA):
+    if kind in (PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.HPA_RUNNING, PolicyKind.KEDA):
         tol_q = float(f["tolerance"]) if "tolerance" in f else None
         old = base.metrics[0]
         return replace(base, behavior=_behavior(f, tol_q, tol_q), metrics=(

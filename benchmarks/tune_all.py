@@ -28,17 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _readme import add_readme_flag, publish  # a sibling script (run as a file)
+
+from autoscaler.cli.common import load_trace_input
+from autoscaler.core.spec import PolicyKind
+from autoscaler.sim.profiles import load_profile
+from autoscaler.traces.model import Trace
+from autoscaler.tuning import TuneSettings, finish, outcome_json, prepare, search
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from _readme import add_readme_flag, publish  # noqa: E402  (a sibling script)
-
-from autoscaler.cli.common import load_trace_input  # noqa: E402
-from autoscaler.core.spec import PolicyKind  # noqa: E402
-from autoscaler.sim.profiles import load_profile  # noqa: E402
-from autoscaler.traces.model import Trace  # noqa: E402
-from autoscaler.tuning import TuneSettings, finish, outcome_json, prepare, search  # noqa: E402
-
 ROOT = HERE.parent
 TRACES = ROOT.parent / "shared" / "traces"
 DEFAULT_BUDGET = 24

@@ -120,11 +120,29 @@ def test_probes_stop_at_the_load_that_last_overloaded() -> None:
         est = step(est, slack, t + 15.0 * k)
     assert est.probes > 0
     assert est.capacity[0] == pytest.approx(1500.0)
-    # A replica carrying 1,600 within the SLO shows the breach is stale: the estimate takes
-    # what was carried, and probing may go on from there.
+    # A replica carrying 1,600 within the SLO: the estimate takes what was carried (the
+    # breach itself is forgotten only past 1,500 / 0.9, see the test below).
     t += 15.0 * 200
     est, t = settled(est, obs(prompt=6400.0, gen=400.0, req=3.2), t)
     assert est.capacity[0] >= 1600.0
+
+
+@pytest.mark.parametrize(("carried", "forgotten"), [
+    # The overload's own tail: a saturated fleet's rate() still reads the 1,500 it pushed
+    # while the TTFT window is back under the SLO.
+    pytest.param(1500.0, False, id="the load that overloaded: kept"),
+    pytest.param(1600.0, False, id="1.07x the breach, within its noise: kept"),
+    # The overload aimed at 0.9 x 1,500; only a load past 1,500 / 0.9 = 1,667 contradicts it.
+    pytest.param(1700.0, True, id="past breach / 0.9: forgotten"),
+])
+def test_a_breach_is_forgotten_only_by_a_clearly_higher_load(carried: float,
+                                                             forgotten: bool) -> None:
+    over = obs(prompt=6000.0, gen=400.0, req=2.0, ttft=2.6)
+    est, t = settled(PRIOR, over)
+    est = step(est, over, t + 15.0)
+    assert est.breach[0] == pytest.approx(1500.0)
+    est, _ = settled(est, obs(prompt=4.0 * carried, gen=400.0, req=3.2), t + 30.0)
+    assert math.isnan(est.breach[0]) == forgotten
 
 
 def test_slack_on_a_lightly_loaded_fleet_does_not_probe() -> None:

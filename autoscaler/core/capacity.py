@@ -86,13 +86,13 @@ MIX_MEMORY_S = 1800.0
 SETTLE_S = 60.0
 """After a change in replicas, wait one rate window before learning from the fleet."""
 BREACH_MEMORY_S = 4 * 3600.0
-"""How long the lowest per-replica load seen overloaded caps probing (``LearnedCapacity.
-breach``) unless a higher load meets the SLO first: four hours, the span the predictive
-policy keeps its lead-time errors for. Without it the AIMD cycle (back off on a slip, probe
-back up at 5 % a minute past the load that slipped, slip again) repeats every ~10 minutes:
-on ServeGen (14 d) that cycle, on the generated-token unit, started 293 of 320 replicas,
-and on the 3-hour sine of ``tests/test_capacity.py`` it holds the estimate at ~12 req/s
-(truth 11.45) instead of letting probes take it to ~16.7 and back."""
+"""How long the lowest per-replica load seen overloaded caps probing (``LearnedCapacity.breach``)
+unless a load past breach / ``OVERLOAD_BACKOFF`` meets the SLO first: four hours, the span the
+predictive policy keeps its lead-time errors for. Without it the AIMD cycle (back off on a slip,
+probe back up at 5 % a minute past the load that slipped, slip again) repeats every ~10 minutes: on
+ServeGen (14 d) that cycle, on the generated-token unit, started 293 of 320 replicas, and on the
+3-hour sine of ``tests/test_capacity.py`` it holds the estimate at ~12 req/s (truth 11.45) instead
+of letting probes take it to ~16.7 and back."""
 OVERLOAD_CONFIRM = 2
 """An overload teaches only from its second consecutive settled reading on. A TTFT p99
 read over one rate window is the 99th percentile of a few hundred requests: at 7.5 req/s
@@ -142,8 +142,8 @@ class LearnedCapacity:
     """Consecutive settled readings that were overloaded (``OVERLOAD_CONFIRM``)."""
     breach: tuple[float, ...] = ()
     """Per unit, the lowest per-replica load seen overloaded within ``BREACH_MEMORY_S``
-    (NaN: none); a probe never takes an estimate above it. Forgotten when a higher load
-    meets the SLO."""
+    (NaN: none); a probe never takes an estimate above it. Forgotten when a load past
+    breach / ``OVERLOAD_BACKOFF`` meets the SLO."""
     breach_time: float = -math.inf
     """When ``breach`` was last lowered."""
     mix: tuple[float, float] = (math.nan, math.nan)

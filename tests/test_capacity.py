@@ -198,6 +198,28 @@ def test_the_estimate_stays_finite_and_within_eight_times_the_prior(
         assert 0.0 <= est.relative_sd <= 1.0
 
 
+@given(st.lists(st.tuples(st.integers(1, 8), st.floats(0.0, 1.1109), st.floats(0.0, 1.99)),
+                min_size=1, max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_no_load_below_breach_over_0_9_meeting_the_slo_forgets_the_breach(
+        steps: list[tuple[int, float, float]]) -> None:
+    # An overload at 1,500 prompt tok/s per replica; then any sequence of fleets meeting the
+    # SLO at up to 1.1109 x 1,500 (< 1,500 / 0.9 = 1,666.7) per replica keeps it remembered,
+    # and no probe takes the prompt estimate above it or above what a replica carried.
+    over = obs(prompt=6000.0, gen=400.0, req=2.0, ttft=2.6)
+    est, t = settled(PRIOR, over)
+    est = step(est, over, t + 15.0)
+    t += 30.0
+    carried = 1500.0
+    for ready, ratio, ttft in steps:
+        carried = max(carried, 1500.0 * ratio)
+        o = obs(ready=ready, prompt=1500.0 * ratio * ready, gen=100.0 * ready,
+                req=0.8 * ready, ttft=ttft)
+        est, t = settled(est, o, t + 15.0)
+        assert est.breach[0] == pytest.approx(1500.0)
+        assert est.capacity[0] <= carried + 1e-6
+
+
 # --- In replay: the predictive policy on a fleet of the 8B profile ----------------------------
 
 PROFILE = load_profile("llama3-8b-h100")

@@ -76,6 +76,8 @@ class Status(StrEnum):
 
 
 _OK = Status.OK
+_BOUND_STATUSES = frozenset({Status.PARTIAL, Status.NOT_YET_VALID})
+"""Marks whose summed value is a lower bound of the load (``Observation.snapshot``)."""
 
 
 class SignalReading(NamedTuple):
@@ -208,14 +210,28 @@ class Observation:
 
     def snapshot(self, current_replicas: int, ready_replicas: int) -> Snapshot:
         """The core's input: only trusted (``ok``) values; everything else is absent, so
-        the core holds instead of reading it as zero."""
+        the core holds instead of reading it as zero. Sums that are ``partial`` and summed
+        rates that are ``not_yet_valid`` go to ``Snapshot.lower_bounds`` instead: they
+        cannot be above the load (a pod that does not report adds >= 0; an uncovered part
+        of a window or a counter reset loses counts, never adds them), so the core may
+        scale *up* on them (``autoscaler.core.decide``) and nothing else. A stale, NaN or
+        missing reading is no bound: the load may have gone anywhere since."""
         ok = _OK  # a local: enum attribute access is slow, and this runs every decision
-        metrics: dict[str, MetricValue] = {
-            s: MetricValue(r.value, r.observed_at)  # a Signal is its own str key
-            for s, r in self.judged(ready_replicas).items()
-            if r.status is ok and r.value is not None and r.observed_at is not None}
+        metrics: dict[str, MetricValue] = {}
+        bounds: dict[str, MetricValue] = {}
+        for s, r in self.judged(ready_replicas).items():
+            if r.value is None or r.observed_at is None:
+                continue
+            if r.status is ok:
+                metrics[s] = MetricValue(r.value, r.observed_at)  # a Signal is its own key
+            elif (r.status in _BOUND_STATUSES and s in SUMMED_SIGNALS
+                  and math.isfinite(r.value) and r.value >= 0.0):
+                bounds[s] = MetricValue(r.value, r.observed_at)
+        if not bounds:
+            return Snapshot(current_replicas=current_replicas,
+                            ready_replicas=ready_replicas, metrics=metrics)
         return Snapshot(current_replicas=current_replicas, ready_replicas=ready_replicas,
-                        metrics=metrics)
+                        metrics=metrics, lower_bounds=bounds)
 
 
 def judge(raw: RawTarget, max_age_s: float) -> Observation:

@@ -217,19 +217,19 @@ class Observation:
         scale *up* on them (``autoscaler.core.decide``) and nothing else. A stale, NaN or
         missing reading is no bound: the load may have gone anywhere since."""
         ok = _OK  # a local: enum attribute access is slow, and this runs every decision
-        metrics: dict[str, MetricValue] = {}
-        bounds: dict[str, MetricValue] = {}
-        for s, r in self.judged(ready_replicas).items():
-            if r.value is None or r.observed_at is None:
-                continue
-            if r.status is ok:
-                metrics[s] = MetricValue(r.value, r.observed_at)  # a Signal is its own key
-            elif (r.status in _BOUND_STATUSES and s in SUMMED_SIGNALS
-                  and math.isfinite(r.value) and r.value >= 0.0):
-                bounds[s] = MetricValue(r.value, r.observed_at)
-        if not bounds:
+        judged = self.judged(ready_replicas)
+        metrics: dict[str, MetricValue] = {
+            s: MetricValue(r.value, r.observed_at)  # a Signal is its own str key
+            for s, r in judged.items()
+            if r.status is ok and r.value is not None and r.observed_at is not None}
+        if len(metrics) == len(judged):  # the usual case: every reading trusted
             return Snapshot(current_replicas=current_replicas,
                             ready_replicas=ready_replicas, metrics=metrics)
+        bounds: dict[str, MetricValue] = {
+            s: MetricValue(r.value, r.observed_at)
+            for s, r in judged.items()
+            if r.status in _BOUND_STATUSES and s in SUMMED_SIGNALS and r.value is not None
+            and r.observed_at is not None and math.isfinite(r.value) and r.value >= 0.0}
         return Snapshot(current_replicas=current_replicas, ready_replicas=ready_replicas,
                         metrics=metrics, lower_bounds=bounds)
 

@@ -338,3 +338,30 @@ def test_a_pod_silent_through_a_ramp_no_longer_freezes_the_scale_up() -> None:
     peak = {name: max(cur for t, cur, _ in seen if 900.0 <= t <= 1500.0)
             for name, seen in (("before", before), ("after", after))}
     assert peak["after"] > peak["before"]
+
+
+# --- the live loop -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("rate", "desired", "reason", "active"), [
+    # 40 req/s summed over the 3 pods that report, 4 ready: ceil(40 / 6) = 7 > 4, and the
+    # default scale-up rate allows max(4 x 2, 4 + 4) = 8, so 7.
+    pytest.param(40.0, 7, "ScaleUpOnLowerBound", "True",
+                 id="3 of 4 pods already report 40 req/s: scale to 7 and say why"),
+    # 4 req/s over the 3 that report: ceil(4 / 6) = 1 < 4. A partial sum is not low load.
+    pytest.param(4.0, 4, "MetricsMissing", "False",
+                 id="3 of 4 pods report 4 req/s: hold 4, never scale down"),
+])
+def test_the_live_loop_acts_on_a_bound_only_to_scale_up(
+        rate: float, desired: int, reason: str, active: str) -> None:
+    from tests.test_controller_loop import run, world
+
+    kube, prom, ctrl = world(replicas=4, rate=rate, policy="hpa", metrics=[
+        {"metric": "request_rate", "target": {"type": "AverageValue", "value": 6}}])
+    prom.reporting = lambda _workload: 3
+    run(ctrl, prom, 1_000_000.0, 1)
+    assert kube.deployments["chat"][0] == desired
+    status = kube.statuses["chat"][-1]
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert status["reason"] == reason
+    assert conds["ScalingActive"]["status"] == active
+    assert conds["MetricsAvailable"]["status"] == "False"  # the rate is still partial

@@ -1,7 +1,10 @@
 """Every rule about untrustworthy metrics, in one place: raw readings -> ``Observation``.
 
-A reading that cannot be trusted is *marked*, and left out of the ``Snapshot``; the core
-then holds (never scales down) on it. The marks, in the order they are checked:
+A reading that cannot be trusted is *marked*, and left out of the ``Snapshot``'s metrics;
+the core then holds (never scales down) on it. A ``partial`` sum and a ``not_yet_valid``
+summed rate cannot be above the load, so they go to ``Snapshot.lower_bounds``, on which the
+core may only scale up (``autoscaler.core.decide``). The marks, in the order they are
+checked:
 
 * ``error``: the query failed this cycle (Prometheus down or slow);
 * ``missing``: no series for this target;

@@ -10,7 +10,7 @@ from autoscaler.core import capacity as cap_mod
 from autoscaler.core.policies import hpa, keda, kpa, predictive, static, wva
 from autoscaler.core.policies.common import hold
 from autoscaler.core.spec import CapacitySource, PolicyKind, Spec
-from autoscaler.core.types import Decision, Reason, Snapshot, State
+from autoscaler.core.types import Decision, Reason, Signal, Snapshot, State
 
 Policy = Callable[[Snapshot, State, Spec, float], tuple[Decision, State]]
 """Every policy has this shape: pure, time passed in, state returned anew."""
@@ -49,6 +49,17 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     if not spec.capacity.known:
         decision = _no_scale_down_on_a_guess(decision, new_state, snapshot, spec)
     return decision, new_state
+
+
+_WITHHELD_ON_BOUNDS = (Signal.KV_CACHE_USAGE,)
+"""Trusted signals left out of the run on lower bounds. KV-cache use is a mean over the
+reporting pods, and the policies turn it into a load by dividing by a summed signal:
+predictive grows the cache the fleet holds by planned / current request rate, WVA reads a
+replica's capacity from running / KV use. With that sum a lower bound, the quotient is
+biased *up* (a rate bound of 10.4 req/s where about 13 arrived grew 82 % of 2 caches to
+1.64 x 15.4 / 10.4 = 2.43 caches, 4 replicas instead of 3: one of the extra starts on NASA
+x20). Without the gauge both fall back to their other limits, which can only ask for
+fewer replicas, so the bounded count stays a lower bound."""
 
 
 def _scale_up_on_lower_bounds(policy: Policy, snapshot: Snapshot, state: State, spec: Spec,
@@ -102,6 +113,8 @@ def _scale_up_on_lower_bounds(policy: Policy, snapshot: Snapshot, state: State, 
         return decision, new_state
     stand_in = dict(snapshot.lower_bounds)
     stand_in.update(snapshot.metrics)  # a trusted value always wins over a bound
+    for signal in _WITHHELD_ON_BOUNDS:
+        stand_in.pop(signal, None)
     bounded = Snapshot(current_replicas=snapshot.current_replicas,
                        ready_replicas=snapshot.ready_replicas, metrics=stand_in)
     up, up_state = policy(bounded, state, _learning_frozen(spec), now)

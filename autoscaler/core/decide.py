@@ -76,10 +76,10 @@ def _scale_up_on_lower_bounds(policy: Policy, snapshot: Snapshot, state: State, 
     Every policy here asks for at least as many replicas when a summed signal is higher
     (ceil(usage / target) for the HPA and KEDA; the KPA's window mean; predictive's trend,
     whose level, slope and upside-only spread all grow with the newest sample, and its
-    queue shortfall; WVA's demand, which it divides by a KV-limited capacity that grows
-    with the running sum: it plans on in-flight / running of the same reporting pods, their
-    own ratio), so a count computed on lower bounds is at most the count the full data
-    would ask for. If that count is above both the current count and the policy's own
+    queue shortfall; WVA's requests in flight), once the KV-cache gauge, which two of them
+    divide by a sum, is withheld (``_WITHHELD_ON_BOUNDS``) and the capacity learner frozen
+    (below). So a count computed on lower bounds is at most the count the full data would
+    ask for. If that count is above both the current count and the policy's own
     answer, the true load needs it too: it is taken, with reason ``ScaleUpOnLowerBound``.
     Anything else (equal, fewer, or invalid) is not: the policy's own decision stands, which
     on partial data is a hold (``valid=False``) exactly as before.

@@ -10,7 +10,7 @@ from autoscaler.core import capacity as cap_mod
 from autoscaler.core.policies import hpa, keda, kpa, predictive, static, wva
 from autoscaler.core.policies.common import hold
 from autoscaler.core.spec import CapacitySource, PolicyKind, Spec
-from autoscaler.core.types import Decision, Reason, Signal, Snapshot, State
+from autoscaler.core.types import Decision, MetricValue, Reason, Signal, Snapshot, State
 
 Policy = Callable[[Snapshot, State, Spec, float], tuple[Decision, State]]
 """Every policy has this shape: pure, time passed in, state returned anew."""
@@ -117,8 +117,22 @@ def _scale_up_on_lower_bounds(policy: Policy, snapshot: Snapshot, state: State, 
         stand_in.pop(signal, None)
     bounded = Snapshot(current_replicas=snapshot.current_replicas,
                        ready_replicas=snapshot.ready_replicas, metrics=stand_in)
-    up, up_state = policy(bounded, state, _learning_frozen(spec), now)
+    frozen = _learning_frozen(spec)
+    up, up_state = policy(bounded, state, frozen, now)
     if not up.valid or up.replicas <= floor:
+        return decision, new_state
+    # Only what the bounds themselves ask for: with every bounded signal at 0, the least it
+    # can be, the trusted signals alone must ask for less. A scale-up they ask for anyway
+    # (predictive's TTFT correction, read from a window that still holds the overload from
+    # before the newest pod was ready) is the policy's to make on full data, not ours to
+    # add while it holds: on ServeGen 14 d, 16 of 22 such scale-ups were of that kind and
+    # raised predictive's starts from 16.9 to 17.5 a day.
+    least = dict(stand_in)
+    for signal in snapshot.lower_bounds:
+        if signal not in snapshot.metrics:
+            least[signal] = MetricValue(0.0, snapshot.lower_bounds[signal].observed_at)
+    zero, _ = policy(replace(bounded, metrics=least), state, frozen, now)
+    if zero.valid and zero.replicas >= up.replicas:
         return decision, new_state
     bounds = ", ".join(f"{name} >= {mv.value:.4g}"
                        for name, mv in sorted(snapshot.lower_bounds.items()))

@@ -3,8 +3,9 @@
 A sum over pods while fewer pods report than are ready, or a ``rate()`` over a window the
 series do not cover yet, cannot be above the fleet's load. ``Snapshot.lower_bounds`` carries
 them (filled by ``autoscaler.observation``), and ``autoscaler.core.decide`` runs the policy on
-them: a count above the current one is taken (``ScaleUpOnLowerBound``); anything else holds
-exactly as before (``valid=False``).
+them: a count above the current one, and above what the policy asks with those signals at
+0, is taken (``ScaleUpOnLowerBound``); anything else holds exactly as before
+(``valid=False``).
 """
 
 from __future__ import annotations
@@ -160,6 +161,30 @@ def test_predictive_does_not_learn_a_lower_bound_as_a_sample() -> None:
     assert after.policy is before.policy
     # The behaviour part records the scale event (4 -> decision.replicas).
     assert after.scale_up_events[-1] == (NOW, decision.replicas - 4)
+
+
+@pytest.mark.parametrize(("rate_bound", "taken"), [
+    # TTFT p99 5 s against the 2 s SLO, read twice in a row: predictive's own correction
+    # asks for ready + 1 = 5 whatever the rate; at 8 req/s (ceil(8 / 3.4) = 3 replicas'
+    # worth) the bound adds nothing to that, so the scale-up is not the bound's to take.
+    pytest.param(8.0, False, id="a TTFT slip alone asks for more: not taken on a bound"),
+    # 60 req/s: ceil(60 / (4 x 0.85)) = 18 replicas' worth: the bound itself asks for it.
+    pytest.param(60.0, True, id="the bound itself asks for more: taken"),
+])
+def test_only_what_the_bounds_ask_for_is_taken(rate_bound: float, taken: bool) -> None:
+    spec = Spec(max_replicas=30, capacity=CAP, policy=PolicyKind.PREDICTIVE)
+    state = State()
+    slipping = {Signal.QUEUE_DEPTH: 0.0, Signal.TTFT_P99: 5.0, Signal.TTFT_P95: 4.0}
+    for i in range(3):  # three trusted readings, the TTFT above the SLO in each
+        t = NOW - 15.0 * (3 - i)
+        s = Snapshot(4, 4, {sig: MetricValue(v, t) for sig, v in
+                            {**slipping, Signal.REQUEST_RATE: 8.0}.items()})
+        _, state = decide(s, state, replace(spec, max_replicas=4), t)  # held at 4
+    decision, _ = decide(snap(4, 4, {Signal.REQUEST_RATE: rate_bound}, slipping),
+                         state, spec, NOW)
+    assert (decision.reason is Reason.SCALE_UP_ON_LOWER_BOUND) is taken
+    assert decision.valid is taken
+    assert (decision.replicas > 4) is taken
 
 
 def test_a_spec_without_capacity_still_scales_up_on_a_bound() -> None:

@@ -79,8 +79,9 @@ def _scale_up_on_lower_bounds(policy: Policy, snapshot: Snapshot, state: State, 
     queue shortfall; WVA's requests in flight), once the KV-cache gauge, which two of them
     divide by a sum, is withheld (``_WITHHELD_ON_BOUNDS``) and the capacity learner frozen
     (below). So a count computed on lower bounds is at most the count the full data would
-    ask for. If that count is above both the current count and the policy's own
-    answer, the true load needs it too: it is taken, with reason ``ScaleUpOnLowerBound``.
+    ask for. If that count is above the current count, the policy's own answer and what
+    it asks with the bounded signals at 0 (so the bounds, not the trusted signals alone,
+    ask for it), the true load needs it too: it is taken, reason ``ScaleUpOnLowerBound``.
     Anything else (equal, fewer, or invalid) is not: the policy's own decision stands, which
     on partial data is a hold (``valid=False``) exactly as before.
 

@@ -25,13 +25,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from autoscaler.forecast.ets import (
-    EtsResult,
-    adapt_width,
-    error_quantiles,
-    point_forecast,
-    scaled_offsets,
-)
+from autoscaler.forecast.calibration import HorizonCalibration, quantiles_from
+from autoscaler.forecast.ets import EtsResult, error_quantiles, step
 from autoscaler.forecast.models import DAY_S, Settings, fit_with_fallback
 from autoscaler.forecast.types import FloatArray, Forecast, History
 
@@ -112,8 +107,9 @@ class AutoResult:
     """The plan's validation MAE at the longest scored horizon (requests/s)."""
     recent_abs_error: float = math.nan
     """Running mean (EWMA) of the 1-step absolute error since the fit."""
-    width_scale: float = 1.0
-    """Adaptive multiplier of every interval's half-width (``ets.adapt_width``)."""
+    calibration: HorizonCalibration | None = None
+    """Per-horizon multipliers of the half-widths and the plan's point forecasts awaiting
+    their score (``calibration``); None right after a fit (every multiplier 1)."""
     extra_fallbacks: int = 0
     extra_reason: str | None = None
     chosen_by_horizon: tuple[str, ...] = ()
@@ -144,10 +140,17 @@ class AutoResult:
     def valid(self) -> bool:
         return all(m.valid for m in self.members)
 
-    def forecast(self, steps: int) -> Forecast:
-        steps = max(1, int(steps))
+    @property
+    def horizons(self) -> int:
+        """Measured horizons: the widest offsets of any combo."""
+        return max(int(o.shape[1]) for o in self.offsets)
+
+    def _mean_and_offsets(self, steps: int) -> tuple[FloatArray, FloatArray]:
+        """The plan's point forecast (clipped at 0) and unscaled offsets (levels x steps)."""
         if len(self.combos) == 1 and len(self.combos[0]) == 1:
-            return replace(self.members[0], width_scale=self.width_scale).forecast(steps)
+            m = self.members[0]
+            f = replace(m, calibration=None).forecast(steps)
+            return f.mean, m._offsets(steps)
         means = [m.forecast(steps).mean for m in self.members]
         idx = np.asarray(self.plan[:steps], dtype=np.intp)
         if idx.size < steps:
@@ -155,29 +158,39 @@ class AutoResult:
         cols = np.arange(steps)
         mean_c = np.stack([np.mean([means[i] for i in c], axis=0) for c in self.combos])
         off_c = np.stack([extend_offsets(o, steps) for o in self.offsets])  # combo, level, h
-        mean = mean_c[idx, cols]
-        off = off_c[idx, :, cols]  # h x level
-        levels = self.members[0].levels
-        off = scaled_offsets(off.T, levels, self.width_scale).T
-        qs = {lv: np.maximum(mean + off[:, i], 0.0) for i, lv in enumerate(levels)}
-        return Forecast(np.asarray(mean, dtype=np.float64), qs)
+        return (np.asarray(mean_c[idx, cols], dtype=np.float64),
+                np.asarray(off_c[idx, :, cols].T, dtype=np.float64))
+
+    def forecast(self, steps: int) -> Forecast:
+        steps = max(1, int(steps))
+        if not self.valid:
+            nan = np.full(steps, np.nan)
+            return Forecast(nan, {lv: nan.copy() for lv in self.members[0].levels})
+        mean, off = self._mean_and_offsets(steps)
+        scales = (self.calibration.scales_for(steps) if self.calibration is not None
+                  else np.ones(steps))
+        return Forecast(mean, quantiles_from(mean, off, self.members[0].levels, scales))
 
     def update(self, value: float) -> AutoResult:
-        err = math.nan
-        if math.isfinite(value) and self.valid:
-            first = [self.members[i] for i in self.combos[self.plan[0]]]
-            pred = sum(max(float(point_forecast(m.params, m.state, 1)[0]), 0.0)
-                       for m in first) / len(first)
-            err = abs(value - pred)
+        if not self.valid:
+            return self
+        big_h = self.horizons
+        f = self.forecast(max(big_h, 1))
+        err = abs(value - float(f.mean[0])) if math.isfinite(value) else math.nan
         ewma = self.recent_abs_error
-        scale = self.width_scale
         if math.isfinite(err):
             w = _ERROR_EWMA_WEIGHT
             ewma = err if math.isnan(ewma) else (1 - w) * ewma + w * err
-            lo, hi = self.forecast(1).interval(0.9)
-            scale = adapt_width(scale, bool(lo[0] <= value <= hi[0]))
-        return replace(self, members=tuple(m.update(value) for m in self.members),
-                       recent_abs_error=ewma, width_scale=scale)
+        cal = (self.calibration if self.calibration is not None
+               else HorizonCalibration.fresh(big_h))
+        if cal.horizons != big_h:
+            cal = cal.resized(big_h)
+        lo, hi = f.interval(0.9)
+        cal = cal.observe(lo, hi, float(value))
+        # The members only move their state: the plan's own calibration is the one used.
+        members = tuple(replace(m, state=step(m.params, m.state, float(value)))
+                        for m in self.members)
+        return replace(self, members=members, recent_abs_error=ewma, calibration=cal)
 
 
 def _single(res: EtsResult, chosen: str, reason: str | None = None) -> AutoResult:

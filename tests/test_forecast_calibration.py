@@ -18,7 +18,7 @@ from autoscaler.forecast import (
     carry_calibration,
     make_forecaster,
 )
-from autoscaler.forecast.calibration import adapt_width
+from autoscaler.forecast.calibration import adapt_width, rate
 
 RES = 60.0
 
@@ -46,6 +46,20 @@ def test_adapt_width_worked_numbers(scale: float, covered: bool, want: float) ->
     assert adapt_width(scale, covered) == pytest.approx(want)
 
 
+@pytest.mark.parametrize(
+    ("scored", "want"),
+    [
+        pytest.param(1, 1.0, id="first score: 1"),
+        pytest.param(4, 0.5, id="4th: 1/2"),
+        pytest.param(100, 0.1, id="100th: 1/10"),
+        pytest.param(400, 0.05, id="400th: the steady 0.05"),
+        pytest.param(10_000, 0.05, id="never below 0.05"),
+    ],
+)
+def test_the_step_decays_from_1_to_the_steady_rate(scored: int, want: float) -> None:
+    assert rate(scored) == pytest.approx(want)
+
+
 def test_one_miss_in_ten_leaves_the_multiplier_where_it_was() -> None:
     # 0.05 x (0.9 - 9 x 0.1) = 0.
     s = adapt_width(1.0, covered=False)
@@ -56,18 +70,31 @@ def test_one_miss_in_ten_leaves_the_multiplier_where_it_was() -> None:
 
 def test_each_horizon_is_scored_on_the_interval_issued_for_it() -> None:
     # Two horizons. Origin A issues [0, 10] (1 step) and [0, 4] (2 steps); origin B, one
-    # step later, issues [0, 3] (1 step) and [0, 20] (2 steps).
+    # step later, issues [0, 3] (1 step) and [0, 20] (2 steps). The n-th score at a horizon
+    # moves its multiplier at the rate max(0.05, 1 / sqrt(n)).
     cal = HorizonCalibration.fresh(2)
     cal = cal.observe(np.array([0.0, 0.0]), np.array([10.0, 4.0]), 5.0)
-    # 5 arrived after A: A's 1-step [0, 10] covers it; the 2-step has no issued interval.
-    assert cal.scales == pytest.approx([math.exp(-0.005), 1.0])
+    # 5 arrived after A: A's 1-step [0, 10] covers it (1st score, rate 1: x e^(-0.1)); the
+    # 2-step has no issued interval yet.
+    assert cal.scales == pytest.approx([math.exp(-0.1), 1.0])
     cal = cal.observe(np.array([0.0, 0.0]), np.array([3.0, 20.0]), 5.0)
-    # 5 arrived after B: B's 1-step [0, 3] misses (x e^0.045); A's 2-step [0, 4] misses too.
-    assert cal.scales == pytest.approx([math.exp(-0.005 + 0.045), math.exp(0.045)])
+    # 5 arrived after B: B's 1-step [0, 3] misses (2nd score, rate 1/sqrt(2) = 0.7071:
+    # x e^(0.7071 x 0.9)); A's 2-step [0, 4] misses too (1st score: x e^0.9).
+    assert cal.scales == pytest.approx([math.exp(-0.1 + 0.9 / math.sqrt(2)), math.exp(0.9)])
+    assert cal.scored.tolist() == [2.0, 1.0]
     # A missing observation scores nothing, but the ring moves on.
     moved = cal.observe(np.array([0.0, 0.0]), np.array([1.0, 1.0]), math.nan)
     assert moved.scales == pytest.approx(cal.scales)
     assert moved.upper[0].tolist() == [1.0, 1.0] and moved.upper[1].tolist() == [3.0, 20.0]
+
+
+def test_after_400_scores_a_horizon_moves_at_the_steady_rate() -> None:
+    # 1 / sqrt(401) = 0.0499 < 0.05: the 401st hit narrows by e^(-0.05 x 0.1) = e^(-0.005).
+    cal = HorizonCalibration(np.ones(1), np.full((1, 1), np.nan), np.full((1, 1), np.nan),
+                             np.array([400.0]))
+    cal = cal.observe(np.array([0.0]), np.array([10.0]), math.nan)  # issue [0, 10]
+    cal = cal.observe(np.array([0.0]), np.array([10.0]), 5.0)
+    assert cal.scales[0] == pytest.approx(math.exp(-0.005))
 
 
 def test_the_multiplier_scales_the_half_widths_around_the_median() -> None:
@@ -75,7 +102,7 @@ def test_the_multiplier_scales_the_half_widths_around_the_median() -> None:
     res = make_forecaster("ses", resolution_s=RES, max_horizon_s=3 * RES).fit(hist(y))
     base = res.forecast(3)
     cal = HorizonCalibration(np.array([0.5, 1.0, 2.0]), np.full((3, 3), np.nan),
-                             np.full((3, 3), np.nan))
+                             np.full((3, 3), np.nan), np.zeros(3))
     scaled = carry_calibration(type("Old", (), {"calibration": cal})(), res).forecast(3)
     med = base.quantiles[0.5]
     for lv in (0.05, 0.95):
@@ -90,8 +117,10 @@ def slow_calibration(intervals: list[list[tuple[float, float]]], values: list[fl
                      horizons: int) -> list[float]:
     """Per-horizon adaptive width written as plainly as possible: every issued interval is
     filed under the time it is for; when a value arrives, each horizon's interval filed for
-    that time (if any) is checked and that horizon's multiplier moves."""
+    that time (if any) is checked and that horizon's multiplier moves, at the rate
+    max(0.05, 1 / sqrt(n)) for its n-th check."""
     scales = [1.0] * horizons
+    checks = [0] * horizons
     filed: dict[tuple[int, int], tuple[float, float]] = {}
     for t, (issued, v) in enumerate(zip(intervals, values, strict=True)):
         for h in range(1, horizons + 1):
@@ -101,7 +130,9 @@ def slow_calibration(intervals: list[list[tuple[float, float]]], values: list[fl
         for h in range(1, horizons + 1):
             if (t, h) in filed:
                 lo, hi = filed[(t, h)]
-                scales[h - 1] = adapt_width(scales[h - 1], lo <= v <= hi)
+                checks[h - 1] += 1
+                scales[h - 1] = adapt_width(scales[h - 1], lo <= v <= hi,
+                                            max(0.05, 1 / math.sqrt(checks[h - 1])))
     return scales
 
 

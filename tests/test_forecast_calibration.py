@@ -254,3 +254,50 @@ def test_a_refit_keeps_the_calibration_and_the_issued_intervals() -> None:
     kept = carry_calibration(old, new)
     assert kept.calibration is old.calibration  # type: ignore[attr-defined]
     assert carry_calibration(None, new) is new
+
+
+# --- never worse than the last value: the tracking signal --------------------------------
+
+
+def _noise(rng: np.random.Generator, n: int, level: float = 100.0) -> np.ndarray:
+    return level + 5.0 * rng.standard_normal(n)
+
+
+def test_a_plan_that_trails_a_burst_hands_over_to_the_last_value() -> None:
+    # Fitted on noise around 100 the plan smooths heavily; the level then jumps to 300
+    # (40 noise standard deviations). The tracking signal after two such errors is
+    # (0.19 x 200) / (0.81 x 4 + 0.19 x 200) = 0.92 > 0.7: the last value forecasts.
+    rng = np.random.default_rng(3)
+    res = make_forecaster("auto", resolution_s=RES, max_horizon_s=5 * RES).fit(
+        hist(_noise(rng, 600)))
+    assert res.chosen_by_horizon[0] != "last"  # type: ignore[attr-defined]
+    for v in _noise(rng, 40):
+        res = res.update(float(v))
+    assert not res.lagging  # type: ignore[attr-defined]
+    burst = _noise(rng, 3, level=300.0)
+    for v in burst:
+        res = res.update(float(v))
+    assert res.lagging  # type: ignore[attr-defined]
+    np.testing.assert_allclose(res.forecast(5).mean, burst[-1])
+    # When the burst is over, the plan's errors are unbiased again; the signal decays (both
+    # running means shrink by 0.9 a step, the absolute one is topped up by the noise) and
+    # the plan forecasts again, near 100 (it barely moved during the burst).
+    for v in _noise(rng, 200):
+        res = res.update(float(v))
+    assert not res.lagging  # type: ignore[attr-defined]
+    assert abs(res.forecast(1).mean[0] - 100.0) < 10.0
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_the_tracking_signal_rarely_fires_on_unbiased_noise(seed: int) -> None:
+    # Independent noise around a fixed level: the signal's sd is about 0.29, so 0.7 is
+    # crossed on about 1 % of steps; allow up to 5 % of 1,000.
+    rng = np.random.default_rng(seed)
+    res = make_forecaster("auto", resolution_s=RES, max_horizon_s=5 * RES).fit(
+        hist(_noise(rng, 600)))
+    fired = 0
+    for v in _noise(rng, 1000):
+        res = res.update(float(v))
+        fired += int(res.lagging)  # type: ignore[attr-defined]
+    assert fired <= 50

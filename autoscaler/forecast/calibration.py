@@ -40,13 +40,13 @@ EARLY_RATE = 1.0
 """The step at a horizon's n-th scored observation is max(ADAPT_RATE, EARLY_RATE/sqrt(n)):
 a decaying step (Angelopoulos, Barber & Bates 2024, online conformal prediction with
 decaying step sizes) with the unit constant, floored at the steady rate from the 400th
-scored observation on (1/sqrt(400) = 0.05). Why: with the steady rate alone a multiplier moves at most
-e^(-0.005) per hit, so intervals that start twice too wide need 139 hits in a row to
-halve; the Azure code hour has 195 scored 5-minute origins in all, and covered 0.96 at 5
-minutes that way. With the decaying step the first 100 hits alone move a multiplier by
-e^(-0.1 x sum of 1/sqrt(n), n = 1..100) = e^(-0.1 x 18.6) = e^(-1.86). Measured on the three short traces with the constant
-at 0.2 / 0.5 / 1.0, 5-minute coverage: conv 0.86 / 0.84 / 0.87, code 0.96 / 0.93 / 0.92,
-demo 0.88 / 0.88 / 0.88."""
+scored observation on (1/sqrt(400) = 0.05). Why: with the steady rate alone a multiplier
+moves at most e^(-0.005) per hit, so intervals that start twice too wide need 139 hits in
+a row to halve; the Azure code hour has 195 scored 5-minute origins in all, and covered
+0.96 at 5 minutes that way. With the decaying step the first 100 hits alone move a
+multiplier by e^(-0.1 x (sum of 1/sqrt(n) for n = 1..100)) = e^(-0.1 x 18.6) = e^(-1.86).
+Measured on the three short traces with the constant at 0.2 / 0.5 / 1.0, 5-minute
+coverage: conv 0.86 / 0.84 / 0.87, code 0.96 / 0.93 / 0.92, demo 0.88 / 0.88 / 0.88."""
 TARGET_MISS = 0.1
 """The 90 % interval should miss one observation in ten, at every horizon."""
 SCALE_MIN, SCALE_MAX = 0.1, 10.0

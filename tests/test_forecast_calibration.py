@@ -278,6 +278,7 @@ def test_a_plan_that_trails_a_burst_hands_over_to_the_last_value() -> None:
     for v in burst:
         res = res.update(float(v))
     assert res.lagging  # type: ignore[attr-defined]
+    assert res.model.startswith("last (while ")
     np.testing.assert_allclose(res.forecast(5).mean, burst[-1])
     # When the burst is over, the plan's errors are unbiased again; the signal decays (both
     # running means shrink by 0.9 a step, the absolute one is topped up by the noise) and

@@ -134,7 +134,9 @@ class AutoResult:
     model: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "model", self._combo_name(self.plan[-1]))
+        name = self._combo_name(self.plan[-1])
+        # While the plan lags a level shift the last value forecasts: say so.
+        object.__setattr__(self, "model", f"last (while {name} lags)" if self.lagging else name)
 
     def _combo_name(self, c: int) -> str:
         return "+".join(self.members[i].model for i in self.combos[c])

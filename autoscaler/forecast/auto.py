@@ -15,6 +15,12 @@ are estimated on ``fit_window_s`` of history that overlaps the scored window, an
 a median little). That in-sample part is the price of one fit per candidate instead of
 two (a held-back fit plus a refit of the winner), which is what keeps a refit on 14 days
 of 1-minute data inside its budget. Nothing after the history's end is ever seen.
+
+Between refits two things follow what the fit could not see: the intervals, calibrated per
+horizon on their own misses (``calibration``), and a guard for level shifts: while Trigg's
+tracking signal says the plan's 1-step errors are one-sided (a smoother trailing a burst),
+the last value forecasts instead (``AutoResult.lagging``), so a burst the validation window
+never showed cannot make ``auto`` much worse than the naive forecast.
 """
 
 from __future__ import annotations

@@ -126,12 +126,12 @@ def _scale_up_on_lower_bounds(policy: Policy, snapshot: Snapshot, state: State, 
     # can be, the trusted signals alone must ask for less. A scale-up they ask for anyway
     # (predictive's TTFT correction, read from a window that still holds the overload from
     # before the newest pod was ready) is the policy's to make on full data, not ours to
-    # add while it holds: on ServeGen 14 d, 16 of 22 such scale-ups were of that kind and
-    # raised predictive's starts from 16.9 to 17.5 a day.
+    # add while it holds. On ServeGen 14 d, 16 of 22 scale-ups on bounds were of that kind;
+    # without this check predictive's starts rose from 16.9 to 17.5 a day, with it to 17.2.
     least = dict(stand_in)
-    for signal in snapshot.lower_bounds:
-        if signal not in snapshot.metrics:
-            least[signal] = MetricValue(0.0, snapshot.lower_bounds[signal].observed_at)
+    for name, bound in snapshot.lower_bounds.items():
+        if name not in snapshot.metrics:
+            least[name] = MetricValue(0.0, bound.observed_at)
     zero, _ = policy(replace(bounded, metrics=least), state, frozen, now)
     if zero.valid and zero.replicas >= up.replicas:
         return decision, new_state

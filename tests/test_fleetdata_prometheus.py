@@ -137,22 +137,8 @@ def _replays(which: str, request: pytest.FixtureRequest) -> tuple[Comparison, Co
     return _REPLAYS[which]
 
 
-# Known miss, kept visible (strict: it fails the day it passes, so this mark must go then).
-# Since this session's churn changes, predictive's trend reacts to the replay's cold start:
-# the fleet's first rate() readings rise from 0 as the window fills (4.6 req/s at 60 s, with
-# ~6 real), the trend extrapolates that ramp (forecast 11.0) and starts a second replica at
-# 60 s. The reconstruction cannot see those minutes (rate() needs two of them, so they are
-# a gap) and holds 1. Over 18 hours that start alone moves its GPU-hours by 6.0% (76.5 vs
-# 71.9); attainment is equal. The fix belongs to the cold start of a replay (issue 13), not
-# to the reconstruction.
-_KNOWN_MISS = pytest.mark.xfail(
-    strict=True, reason="predictive seed 0: GPU-h 6.0% apart from the replay's cold start")
-
-
 @pytest.mark.parametrize(("which", "kind"), [
-    pytest.param(which, kind, id=f"{which}-{kind.value}",
-                 marks=(_KNOWN_MISS,) if (which, kind) == ("history_seed0",
-                                                           PolicyKind.PREDICTIVE) else ())
+    pytest.param(which, kind, id=f"{which}-{kind.value}")
     for which in ("history", "history_seed0") for kind in POLICIES])
 def test_replay_from_prometheus_matches_replay_from_the_trace(
         which: str, kind: PolicyKind, request: pytest.FixtureRequest) -> None:

@@ -61,9 +61,6 @@ from autoscaler.traces.model import Trace
 _BOUNDS = np.asarray(TTFT_BUCKETS_S, dtype=np.float64)
 _SCALAR_MAX_TICKS = 12
 """Stretches up to this many ticks run in plain Python (numpy's call overhead dominates)."""
-_CHUNK_TICKS = 4096
-"""Ticks of the per-tick arrays the scalar path reads as Python lists at once: converting
-4,096 ticks costs about what converting two elements at a time costs for a few of them."""
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -173,11 +170,6 @@ class FluidEngine:
         self._starting: list[ReplicaRecord] = []
         self._draining: list[ReplicaRecord] = []
         self._hist = [0.0] * (len(TTFT_BUCKETS_S) + 1)
-        self._chunk_k0 = 0
-        self._chunk: tuple[list[float], ...] = ([],) * 7
-        """Up to ``_CHUNK_TICKS`` ticks from ``_chunk_k0`` of (a, mu, p, pf, P, O, slo) as
-        Python lists (``_chunk_at``): the same floats as the arrays, without numpy's cost
-        per slice."""
         self._ttft_sum = 0.0
         self._req_total = 0.0
         self._served_total = 0.0
@@ -242,9 +234,10 @@ class FluidEngine:
         return len(self._ready)
 
     def provisioned_count(self) -> int:
-        now = self._k * self.tick_s
-        self._draining = [r for r in self._draining if r.ended_at is not None
-                          and r.ended_at > now]
+        if self._draining:  # called at every scrape; usually nothing drains
+            now = self._k * self.tick_s
+            self._draining = [r for r in self._draining if r.ended_at is not None
+                              and r.ended_at > now]
         return len(self._ready) + len(self._starting) + len(self._draining)
 
     def set_target(self, replicas: int, t: float) -> None:
@@ -370,24 +363,15 @@ class FluidEngine:
         self._backlog = float(b_end[-1])
         self._k = k1
 
-    def _chunk_at(self, k0: int, k1: int) -> int:
-        """Make ``_chunk`` hold ticks [k0, k1); returns tick k0's index in it."""
-        c0 = self._chunk_k0
-        if k0 < c0 or k1 > c0 + len(self._chunk[0]):
-            c1 = min(len(self._a), max(k1, k0 + _CHUNK_TICKS))
-            self._chunk = tuple(arr[k0:c1].tolist() for arr in (
-                self._a, self._mu, self._p, self._pf, self._P, self._O, self._slo))
-            self._chunk_k0 = c0 = k0
-        return k0 - c0
-
     def _run_scalar(self, k0: int, k1: int, R: int) -> None:
         """The same arithmetic as the vectorised path, tick by tick: cheaper than numpy's
         per-call overhead for the short stretches between frequent fleet changes."""
-        i = self._chunk_at(k0, k1)
-        j = i + k1 - k0
-        ca, cmu, cp, cpf, cpm, com, cslo = self._chunk
-        a, mu, p_l, pf_l = ca[i:j], cmu[i:j], cp[i:j], cpf[i:j]
-        pm_l, om_l, slo_l = cpm[i:j], com[i:j], cslo[i:j]
+        a = self._a[k0:k1].tolist()
+        mu = self._mu[k0:k1].tolist()
+        p_l = self._p[k0:k1].tolist()
+        pf_l = self._pf[k0:k1].tolist()
+        pm_l = self._P[k0:k1].tolist()
+        om_l = self._O[k0:k1].tolist()
         dt = self.tick_s
         b = b0 = self._backlog
         ends = []
@@ -404,6 +388,7 @@ class FluidEngine:
         hist = self._hist
         tsum = psum = osum = 0.0
         prev = b0
+        slo_l = self._slo[k0:k1].tolist()
         for j, (x, be, m) in enumerate(zip(a, ends, mu, strict=True)):
             p = p_l[j]
             rho = lam * pf_l[j]

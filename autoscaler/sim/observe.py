@@ -374,19 +374,24 @@ class FakePrometheus:
         self._last_attempt = t
         # Queries come at or after the newest scrape: older samples never enter a window.
         keep_from = t - self.rate_window_s
+        recorded = self.recorded
+        emptied = False
         for c, ids in zip(self._cohorts, self._pod_ids, strict=True):
+            h = c.history
             if t >= c.silent_until and not c.gone:
-                c.history.append((t, c.value))
-                if self.recorded is not None:
-                    self.recorded.extend((i, t, c.value) for i in ids)
+                h.append((t, c.value))
+                if recorded is not None:
+                    recorded.extend((i, t, c.value) for i in ids)
             # One sample older than the window is kept: a counter reset between it and the
             # window's first sample is seen, as the live collector's longer range sees it.
-            while len(c.history) > 1 and c.history[1][0] < keep_from:
-                c.history.popleft()
-            if c.gone and c.history and c.history[-1][0] < keep_from:
-                c.history.clear()
-        alive = [i for i, c in enumerate(self._cohorts) if not (c.gone and not c.history)]
-        if len(alive) < len(self._cohorts):
+            while len(h) > 1 and h[1][0] < keep_from:
+                h.popleft()
+            if c.gone:
+                if h and h[-1][0] < keep_from:
+                    h.clear()
+                emptied = emptied or not h
+        if emptied:  # a removed pod's series has aged out of every window
+            alive = [i for i, c in enumerate(self._cohorts) if not (c.gone and not c.history)]
             self._cohorts = [self._cohorts[i] for i in alive]
             self._pod_ids = [self._pod_ids[i] for i in alive]
         self._merge(t)

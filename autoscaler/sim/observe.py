@@ -194,8 +194,8 @@ class _Memo:
     """Stored samples at or before the window's start."""
     series: WindowSeries
     want_rate: bool
-    """The request rate is answered: the window holds two samples at different times (the
-    preset's signals filter it out at the end if it does not ask for it)."""
+    """The request rate is answered: the window holds two samples at different times (and
+    the preset asks for it)."""
     rate_windows: list[tuple[int, float, float, float, int, float]]
     """(pods, first time, first value, last time, samples, increase) per cohort with two or
     more samples in the window: what the request rate's extrapolation reads of them."""

@@ -600,8 +600,21 @@ class FakePrometheus:
         samples = self._samples
         rows: list[SeriesWindow] = []
         rate_windows: list[tuple[int, float, float, float, int, float]] = []
+        # In the same pass: ``ready()``, the pods scraped at the newest stored sample (the
+        # gauges' share) and at the newest attempt (``_present`` at it).
+        latest_t = samples[-1].t if samples else math.nan
+        attempt = self._last_attempt
+        ready = seen = present = 0
         for c in self._cohorts:
             h = c.history
+            if not c.gone:
+                ready += c.pods
+                if h:
+                    newest = h[-1][0]
+                    if newest == latest_t:
+                        seen += c.pods
+                    if newest == attempt:
+                        present += c.pods
             m = len(h)
             i = 0
             while i < m and h[i][0] <= ws:
@@ -624,23 +637,24 @@ class FakePrometheus:
             rows.append(SeriesWindow(first_t, last_t, n, first_v, inc, lost, c.pods))
             if n >= 2:
                 rate_windows.append((c.pods, first_t, first_v, last_t, n, inc))
-        values, gauges = self._window_values(lo)
+        values, gauges = self._window_values(lo, ready, seen)
         return _Memo(
             self._version, lo, WindowSeries(tuple(rows)),
             len(samples) - lo >= 2 and samples[-1].t > samples[lo].t,
             rate_windows,
             samples[-1].t if samples else None,
             gauges,
-            self._present(self._last_attempt),
+            present,
             {s: values.get(s) for s in self._order},
         )
 
-    def _window_values(self, lo: int
+    def _window_values(self, lo: int, ready: int, seen: int
                        ) -> tuple[dict[Signal, float | None], dict[Signal, float | None]]:
         """``_values`` for a query at or after the newest scrape whose window starts after
-        the first ``lo`` stored samples: (the values that depend on the window's samples
-        only, the preset's gauges as a query within the newest sample's lookback reads
-        them). Same arithmetic as ``_values``."""
+        the first ``lo`` stored samples, with ``ready`` pods of which ``seen`` were scraped
+        at the newest stored sample: (the values that depend on the window's samples only,
+        the preset's gauges as a query within the newest sample's lookback reads them).
+        Same arithmetic as ``_values``."""
         samples = self._samples
         if not samples:
             return {}, {}
@@ -661,9 +675,6 @@ class FakePrometheus:
                 (vals[Signal.TTFT_P50], vals[Signal.TTFT_P95],
                  vals[Signal.TTFT_P99]) = histogram_quantiles((0.5, 0.95, 0.99),
                                                               TTFT_BUCKETS_S, inc)
-        ready = self.ready()
-        seen = sum(c.pods for c in self._cohorts
-                   if not c.gone and c.history and c.history[-1][0] == latest.t)
         part = seen / ready if ready > 0 else 1.0
         gauges = {Signal.QUEUE_DEPTH: latest.waiting * part,
                   Signal.RUNNING: latest.running * part,

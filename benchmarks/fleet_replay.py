@@ -198,8 +198,11 @@ def main() -> int:
             cell = f"{err:+.2f}%" if f.fitted else "not fitted"
             if key == "cold_start_jitter_s" and f.fitted:
                 n = int(f.quality["pods"])
-                cell += (f" ({n} starts; 90% interval {f.quality['jitter_low_s']:.0f}.."
-                         f"{f.quality['jitter_high_s']:.0f} s)")
+                lo, hi = f.quality["jitter_low_s"], f.quality["jitter_high_s"]
+                # One decimal: with 33 starts the interval is 30.2..34.5 s, which "30..35"
+                # would show as holding the true 30 s.
+                cell += (f" ({n} starts; 90% interval {lo:.1f}..{hi:.1f} s, "
+                         f"{'holds' if lo <= true <= hi else 'misses'} the true value)")
                 jitter_ok.append(f"{_label(r)}: {n} starts, {err:+.1f}%, "
                                  + ("interval within +/-10%" if not f.warning else
                                     "interval wider than +/-10%"))

@@ -3,7 +3,6 @@ properties, bad histories, automatic choice."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 
@@ -17,7 +16,6 @@ from autoscaler.forecast import (
     MODEL_NAMES,
     QUANTILE_LEVELS,
     History,
-    carry_calibration,
     make_forecaster,
 )
 from autoscaler.forecast.ets import EtsParams, EtsResult, EtsState, error_quantiles, run
@@ -360,19 +358,6 @@ def test_quantiles_past_the_measured_horizon_only_widen() -> None:
 # --- never worse than naive; intervals that cover what they claim ------------------------
 
 
-def test_adaptive_width_worked_numbers() -> None:
-    from autoscaler.forecast.ets import adapt_width
-
-    # A miss widens by e^(0.05 x 0.9) = 1.046; a hit narrows by e^(-0.05 x 0.1) = 0.995.
-    assert adapt_width(1.0, covered=False) == pytest.approx(math.exp(0.045))
-    assert adapt_width(1.0, covered=True) == pytest.approx(math.exp(-0.005))
-    # One miss in ten leaves it where it was.
-    s = adapt_width(1.0, covered=False)
-    for _ in range(9):
-        s = adapt_width(s, covered=True)
-    assert s == pytest.approx(1.0)
-
-
 @pytest.mark.parametrize("name", ["ses", "auto"])
 def test_intervals_adapt_when_the_noise_grows_after_the_fit(name: str) -> None:
     # Fitted on 4 days with noise sd 3; the next 3 days have sd 9, so the fitted 90 %
@@ -406,19 +391,3 @@ def test_make_forecaster_options_are_typed_keywords() -> None:
     assert res.name == "auto"
     with pytest.raises(ValueError, match="fit_window_s"):
         make_forecaster("ses", resolution_s=RES, fit_window_s=0.0)
-
-
-def test_a_refit_keeps_the_adaptive_interval_width() -> None:
-    y = np.array([10.0, 12.0, 9.0, 11.0, 10.0, 13.0, 8.0, 10.0] * 10)
-    fc = make_forecaster("auto", resolution_s=60.0)
-    old = dataclasses.replace(fc.fit(History(0.0, 60.0, y[:60])), width_scale=0.5)
-    new = fc.fit(History(0.0, 60.0, y))
-    assert new.width_scale == 1.0  # a fit alone starts at 1
-    kept = carry_calibration(old, new)
-    assert kept.width_scale == 0.5
-    # The 90 % interval's half-width around the median is halved with it.
-    f_new, f_kept = new.forecast(1), kept.forecast(1)
-    w_new = f_new.quantiles[0.95][0] - f_new.quantiles[0.5][0]
-    w_kept = f_kept.quantiles[0.95][0] - f_kept.quantiles[0.5][0]
-    assert w_kept == pytest.approx(0.5 * w_new)
-    assert carry_calibration(None, new) is new

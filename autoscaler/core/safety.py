@@ -60,14 +60,23 @@ def guard(decision: Decision, *, current: int, failures: int, fallback: Fallback
     A valid decision passes through and resets the count of failures. An invalid one holds
     at ``current`` (never lower); from the ``failure_threshold``-th consecutive one on, a
     count below ``fallback.replicas`` is raised to it (capped at ``max_replicas``).
+
+    A scale-up taken on lower bounds (``Reason.SCALE_UP_ON_LOWER_BOUND``) is acted on, but
+    the metrics are still not usable as the load, so it counts as a failure like a hold: a
+    fleet whose rate stays partial (one pod's exporter broken) reaches its fallback on the
+    same cycle as without the rule, and the fallback only ever raises the count further.
+    Worked number, threshold 3, fallback 6, current 4: hold, scale-up to 5 on a bound,
+    hold: the third cycle raises 5 to 6.
     """
-    if decision.valid:
+    on_bounds = decision.valid and decision.reason is Reason.SCALE_UP_ON_LOWER_BOUND
+    if decision.valid and not on_bounds:
         return Guarded(decision.replicas, decision.reason, decision.message, 0, False)
     failures += 1
+    held = max(current, decision.replicas) if on_bounds else current
     if (fallback is not None and failures >= fallback.failure_threshold
-            and current < fallback.replicas):
+            and held < fallback.replicas):
         target = min(fallback.replicas, max_replicas)
         return Guarded(target, Reason.FALLBACK,
                        f"{failures} cycles without usable metrics: holding at least "
                        f"{fallback.replicas}", failures, True)
-    return Guarded(current, decision.reason, decision.message, failures, False)
+    return Guarded(held, decision.reason, decision.message, failures, False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 
 class Signal(StrEnum):
@@ -52,6 +53,15 @@ class MetricValue:
     observed_at: float
 
 
+_NO_BOUNDS: Mapping[str, MetricValue] = MappingProxyType({})
+"""The shared, read-only empty default of ``Snapshot.lower_bounds`` (no dict is built per
+snapshot: almost every snapshot has none)."""
+
+
+def _no_bounds() -> Mapping[str, MetricValue]:
+    return _NO_BOUNDS
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """What the autoscaler can see at one decision time.
@@ -65,6 +75,14 @@ class Snapshot:
     ready_replicas: int
     """Replicas that are serving (started and ready)."""
     metrics: Mapping[str, MetricValue] = field(default_factory=dict)
+    lower_bounds: Mapping[str, MetricValue] = field(default_factory=_no_bounds)
+    """Signals absent from ``metrics`` because they cannot be trusted as the fleet's load,
+    but which cannot be *above* it: a sum over pods while fewer pods report than are ready
+    (a pod that does not report adds >= 0), or a counter's ``rate()`` over a window its
+    series do not fully cover (a new pod, a restart, a counter reset or a late scrape:
+    what was not seen is missing from the count, never added). Filled by
+    ``autoscaler.observation``; ``autoscaler.core.decide`` acts on them only to scale up
+    (reason ``ScaleUpOnLowerBound``), never to hold lower or scale down."""
 
     def get(self, signal: str, now: float, max_age_s: float) -> float | None:
         """The value of ``signal`` if present, finite and not older than ``max_age_s``."""
@@ -102,6 +120,12 @@ class Reason(StrEnum):
     FALLBACK = "Fallback"
     """Metrics stayed unusable for ``fallback.failureThreshold`` cycles: the count was raised
     to ``fallback.replicas`` (``autoscaler.core.safety``)."""
+    SCALE_UP_ON_LOWER_BOUND = "ScaleUpOnLowerBound"
+    """Some signal was partial (fewer pods report than are ready) or its ``rate()`` window
+    not yet covered, so the policy ran with those readings as lower bounds of the load
+    (``Snapshot.lower_bounds``) and even that asked for more replicas than current: the
+    scale-up was taken (``autoscaler.core.decide``). The Kubernetes HPA does the same for a
+    scale-up with pods whose metrics are missing."""
     CAPACITY_UNKNOWN = "CapacityUnknown"
     """The spec gives no ``capacity`` and the fleet has not shown its own yet: a scale-down
     was held, or limited to what the fleet has shown it carries (``autoscaler.core.decide``)."""

@@ -13,10 +13,10 @@ keeps no global mutable state.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 
 from autoscaler.forecast.auto import DEFAULT_CANDIDATES, AutoForecaster, AutoResult
+from autoscaler.forecast.calibration import HorizonCalibration
 from autoscaler.forecast.ets import EtsResult
 from autoscaler.forecast.models import DAY_S, FITTERS, EtsForecaster, Settings
 from autoscaler.forecast.types import (
@@ -31,19 +31,24 @@ MODEL_NAMES: tuple[str, ...] = (*FITTERS, "auto")
 
 
 def carry_calibration(old: ForecastResult | None, new: ForecastResult) -> ForecastResult:
-    """``new`` (a refit) with ``old``'s adaptive interval width (``ets.adapt_width``).
+    """``new`` (a refit) with ``old``'s per-horizon interval calibration
+    (``calibration.HorizonCalibration``: the multipliers and the point forecasts still
+    awaiting their score).
 
-    A refit re-measures the error quantiles on its window, but the adaptive scale corrects
-    what such in-window quantiles get wrong out of sample, and that bias outlives a refit:
-    on a bursty series the 5th/95th percentiles of ~40 errors include a spike and cover
+    A refit re-measures the error quantiles on its window, but the multipliers correct what
+    such in-window quantiles get wrong out of sample, and that bias outlives a refit: on a
+    bursty series the 5th/95th percentiles of ~40 errors include a spike and cover
     0.95-0.99 of what follows. Reset to 1 at every refit (every 10 minutes on the Azure
-    hours), a scale moving e^(-0.005) per covered step could shrink the intervals by at
-    most e^(-0.3) = 0.74 before being thrown away."""
-    scale = getattr(old, "width_scale", None)
-    if (isinstance(scale, float) and math.isfinite(scale) and hasattr(new, "width_scale")
+    hours), a multiplier moving e^(-0.005) per covered step could shrink an interval by at
+    most e^(-0.3) = 0.74 before being thrown away. The forecasts awaiting their score were
+    issued by the old result; they are still what was promised, so they are scored too."""
+    cal = getattr(old, "calibration", None)
+    if (isinstance(cal, HorizonCalibration) and hasattr(new, "calibration")
             and dataclasses.is_dataclass(new) and not isinstance(new, type)):
-        return dataclasses.replace(new, width_scale=scale)
+        return dataclasses.replace(new, calibration=cal)
     return new
+
+
 BASELINES: tuple[str, ...] = ("last", "seasonal_daily", "seasonal_weekly")
 
 
@@ -107,5 +112,5 @@ def make_forecaster(
 __all__ = [
     "BASELINES", "DEFAULT_CANDIDATES", "MODEL_NAMES", "QUANTILE_LEVELS", "AutoForecaster",
     "AutoResult", "EtsResult", "Forecast", "ForecastResult", "Forecaster", "History",
-    "carry_calibration", "make_forecaster",
+    "HorizonCalibration", "carry_calibration", "make_forecaster",
 ]

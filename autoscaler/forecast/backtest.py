@@ -81,14 +81,16 @@ def backtest(values: FloatArray, *, resolution_s: float, horizons_s: Sequence[in
         for k in range(test.shape[0]):
             _score(res, k, steps, test, acc)
             t = train_steps + k + 1  # samples observed after this step
+            # The observation always reaches the running result first, as in the live loop
+            # (update every bin, then refit when due): its interval calibration scores the
+            # intervals issued for this step, and a refit carries that calibration on.
+            res = res.update(float(test[k]))
             if (k + 1) % refit_every == 0:
                 lo = max(0, t - max_hist)
                 res = carry_calibration(res, fc.fit(
                     History(start_s + lo * resolution_s, resolution_s, y[lo:t])))
                 fallbacks += res.fallbacks
                 used[res.model] += 1
-            else:
-                res = res.update(float(test[k]))
         results[name] = (acc, fallbacks, used)
     rows: list[BacktestRow] = []
     for s, h in zip(steps, horizons_s, strict=True):

@@ -19,6 +19,8 @@ Intervals are empirical: at fit time the filter is run over the recent history a
 every origin in the last ``interval_window`` samples, the h-step forecast error is
 recorded for h = 1..H. The p-quantile of those errors, added to the point forecast, is the
 p-quantile of the forecast. No distribution is assumed; the measured coverage is the test.
+Each horizon's half-widths are then multiplied by that horizon's adaptive factor
+(``calibration.HorizonCalibration``), which follows the coverage observed after the fit.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from autoscaler.forecast.calibration import HorizonCalibration, quantiles_from
 from autoscaler.forecast.types import QUANTILE_LEVELS, FloatArray, Forecast
 
 _MIN_ERRORS_PER_HORIZON = 20
@@ -198,31 +201,6 @@ def error_quantiles(errors: FloatArray, levels: tuple[float, ...] = QUANTILE_LEV
     return off
 
 
-ADAPT_RATE = 0.05
-"""Step of the adaptive interval width per observation (log scale)."""
-TARGET_MISS = 0.1
-"""The 90 % interval should miss one observation in ten."""
-
-
-def adapt_width(scale: float, covered: bool) -> float:
-    """Adaptive conformal width (after Gibbs & Candes' adaptive conformal inference, on the
-    width instead of the level): a miss widens every interval by e^(0.05 x 0.9), a hit
-    narrows it by e^(-0.05 x 0.1), so the scale settles where one step in ten misses. The
-    error quantiles measured at fit time are right for the fit window; this follows what
-    came after it (a busier season, a new client) until the next refit. Worked number: 10
-    steps with one miss: 0.05 x (0.9 - 9 x 0.1) = 0, the scale does not move."""
-    miss = 0.0 if covered else 1.0
-    return float(min(10.0, max(0.1, scale * math.exp(ADAPT_RATE * (miss - TARGET_MISS)))))
-
-
-def scaled_offsets(off: FloatArray, levels: tuple[float, ...], scale: float) -> FloatArray:
-    """Offsets with every level's distance from the median multiplied by ``scale``."""
-    if scale == 1.0 or off.shape[1] == 0 or 0.5 not in levels:
-        return off
-    med = off[levels.index(0.5)][None, :]
-    return np.asarray(med + (off - med) * scale, dtype=np.float64)
-
-
 @dataclass(frozen=True)
 class EtsResult:
     """A fitted model: parameters, state, and error quantiles by horizon."""
@@ -237,9 +215,9 @@ class EtsResult:
     fallback_reason: str | None = None
     valid: bool = True
     """False when there was no usable data at all: forecasts are then NaN."""
-    width_scale: float = 1.0
-    """Multiplies every interval's half-width around the median (adaptive, see
-    ``adapt_width``); 1 right after a fit."""
+    calibration: HorizonCalibration | None = None
+    """Per-horizon multipliers of the half-widths and the point forecasts awaiting their
+    score (``calibration``); None right after a fit (every multiplier 1)."""
     errors: FloatArray | None = field(default=None, repr=False, compare=False)
     """The fit's in-sample h-step errors (``run``'s matrix), kept only when the caller
     asked for them (``auto`` scores candidates on them); None otherwise, so a result held
@@ -250,10 +228,10 @@ class EtsResult:
         if not self.valid:
             nan = np.full(steps, np.nan)
             return Forecast(nan, {lv: nan.copy() for lv in self.levels})
-        mean = point_forecast(self.params, self.state, steps)
-        off = scaled_offsets(self._offsets(steps), self.levels, self.width_scale)
-        qs = {lv: np.maximum(mean + off[i], 0.0) for i, lv in enumerate(self.levels)}
-        return Forecast(np.maximum(mean, 0.0), qs)
+        mean = np.maximum(point_forecast(self.params, self.state, steps), 0.0)
+        scales = (self.calibration.scales_for(steps) if self.calibration is not None
+                  else np.ones(steps))
+        return Forecast(mean, quantiles_from(mean, self._offsets(steps), self.levels, scales))
 
     def _offsets(self, steps: int) -> FloatArray:
         hmax = self.offsets.shape[1]
@@ -276,10 +254,12 @@ class EtsResult:
     def update(self, value: float) -> EtsResult:
         if not self.valid:
             return self
-        scale = self.width_scale
-        if math.isfinite(value):
-            f = self.forecast(1)
-            lo, hi = f.interval(0.9)
-            scale = adapt_width(scale, bool(lo[0] <= value <= hi[0]))
+        big_h = self.offsets.shape[1]
+        cal = self.calibration if self.calibration is not None else HorizonCalibration.fresh(big_h)
+        if cal.horizons != big_h:
+            cal = cal.resized(big_h)
+        if big_h:
+            lo, hi = self.forecast(big_h).interval(0.9)
+            cal = cal.observe(lo, hi, float(value))
         return replace(self, state=step(self.params, self.state, float(value)),
-                       width_scale=scale)
+                       calibration=cal)

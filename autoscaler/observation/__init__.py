@@ -11,6 +11,10 @@ replay's fake Prometheus (``autoscaler.sim.observe``) both hand their raw readin
 * counter resets, which are not a drop in load, and leave the window uncovered from the
   last scrape before the reset until the sample after it.
 
+A partial sum and a summed rate over an uncovered window are left out of
+``Snapshot.metrics`` but kept in ``Snapshot.lower_bounds``: they cannot be above the load,
+so the core may scale *up* on them (``autoscaler.core.decide``), and nothing else.
+
 Pure like the core: no I/O, no clock, no client libraries (an import-linter contract).
 """
 

@@ -1,7 +1,10 @@
 """Every rule about untrustworthy metrics, in one place: raw readings -> ``Observation``.
 
-A reading that cannot be trusted is *marked*, and left out of the ``Snapshot``; the core
-then holds (never scales down) on it. The marks, in the order they are checked:
+A reading that cannot be trusted is *marked*, and left out of the ``Snapshot``'s metrics;
+the core then holds (never scales down) on it. A ``partial`` sum and a ``not_yet_valid``
+summed rate cannot be above the load, so they go to ``Snapshot.lower_bounds``, on which the
+core may only scale up (``autoscaler.core.decide``). The marks, in the order they are
+checked:
 
 * ``error``: the query failed this cycle (Prometheus down or slow);
 * ``missing``: no series for this target;
@@ -76,6 +79,8 @@ class Status(StrEnum):
 
 
 _OK = Status.OK
+_BOUND_STATUSES = frozenset({Status.PARTIAL, Status.NOT_YET_VALID})
+"""Marks whose summed value is a lower bound of the load (``Observation.snapshot``)."""
 
 
 class SignalReading(NamedTuple):
@@ -208,14 +213,28 @@ class Observation:
 
     def snapshot(self, current_replicas: int, ready_replicas: int) -> Snapshot:
         """The core's input: only trusted (``ok``) values; everything else is absent, so
-        the core holds instead of reading it as zero."""
+        the core holds instead of reading it as zero. Sums that are ``partial`` and summed
+        rates that are ``not_yet_valid`` go to ``Snapshot.lower_bounds`` instead: they
+        cannot be above the load (a pod that does not report adds >= 0; an uncovered part
+        of a window or a counter reset loses counts, never adds them), so the core may
+        scale *up* on them (``autoscaler.core.decide``) and nothing else. A stale, NaN or
+        missing reading is no bound: the load may have gone anywhere since."""
         ok = _OK  # a local: enum attribute access is slow, and this runs every decision
+        judged = self.judged(ready_replicas)
         metrics: dict[str, MetricValue] = {
             s: MetricValue(r.value, r.observed_at)  # a Signal is its own str key
-            for s, r in self.judged(ready_replicas).items()
+            for s, r in judged.items()
             if r.status is ok and r.value is not None and r.observed_at is not None}
+        if len(metrics) == len(judged):  # the usual case: every reading trusted
+            return Snapshot(current_replicas=current_replicas,
+                            ready_replicas=ready_replicas, metrics=metrics)
+        bounds: dict[str, MetricValue] = {
+            s: MetricValue(r.value, r.observed_at)
+            for s, r in judged.items()
+            if r.status in _BOUND_STATUSES and s in SUMMED_SIGNALS and r.value is not None
+            and r.observed_at is not None and math.isfinite(r.value) and r.value >= 0.0}
         return Snapshot(current_replicas=current_replicas, ready_replicas=ready_replicas,
-                        metrics=metrics)
+                        metrics=metrics, lower_bounds=bounds)
 
 
 def judge(raw: RawTarget, max_age_s: float) -> Observation:

@@ -272,8 +272,8 @@ def run_loop(setup: Setup, spec: Spec, decide: DecideFn, *, scrape_interval_s: f
             t_scrape += scrape_interval_s
         if t_dec <= t:
             ready = eng.ready_count()
-            snap = Snapshot(current_replicas=desired, ready_replicas=ready,
-                            metrics=prom.query(t, ready))
+            # The judged snapshot, lower bounds included (as the live loop builds it).
+            snap = prom.snapshot(t, desired, ready)
             decision, state = decide(snap, state, spec, t)
             if on_decision is not None:
                 on_decision(t, snap, decision)

@@ -32,6 +32,10 @@ from autoscaler.core.types import Decision, Reason, Signal, Snapshot, State
 
 _MIN_KV = 0.01
 """Below 1 % KV use the ratio running / kv is noise: use the compute limit alone."""
+_MIN_KV_CAP = 1e-6
+"""A KV-limited capacity below a millionth of a request is no reading either: a running
+sum of 1e-311 at full KV use would make it 0 and the utilisation infinite (found by the
+lower-bound invariant in ``tests/test_decide_lower_bounds.py``)."""
 
 
 def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[Decision, State]:
@@ -55,7 +59,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     limit = "compute"
     if kv is not None and running is not None and kv >= _MIN_KV and running > 0:
         kv_cap = spec.wva.kv_cache_threshold * (running / ready) / kv
-        if kv_cap < cap:
+        if _MIN_KV_CAP < kv_cap < cap:
             cap, limit = kv_cap, "KV cache"
     w = spec.wva
     u = demand / (ready * cap)

@@ -158,12 +158,13 @@ def busiest_rate(trace: Trace, window_s: float) -> float:
     Why not the busiest minute for a comparison across samplings: a reconstruction from
     60-s scrapes knows only the requests between scrapes, so its busiest minute depends on
     where the scrapes fall. Measured on the fleet proof's seed-0 day (one noisy minute of
-    100.2 req/s beside 87 and 74): 100.2 on the grid, 96.8 / 90.3 / 87.3 req/s with scrapes
-    8 / 23 / 30 s off it, 9 or 8 replicas of 12.1 req/s; a whole replica, 11% of a static
-    fleet's GPU-hours, from the phase alone. Over a window of W, phase moves the mean only
-    through the two partial scrape intervals at its ends, at most (scrape / 4W) x the rate
-    step there each: for 300 s and 60-s scrapes, 1/20 of it (the same day: 80.0 to 81.7
-    req/s over six phases, 7 replicas at every one).
+    100.2 req/s, followed by one of 74.3): 100.2 on the grid, 96.8 / 90.3 / 87.3 req/s
+    with scrapes 8 / 23 / 30 s off it, 9 or 8 replicas of 12.1 req/s; a whole replica, 11%
+    of a static fleet's GPU-hours, from the phase alone. Over a window of W, phase moves
+    the mean only through the two partial scrape intervals at its ends, at most
+    (scrape / 4W) x the rate step there each: for 300 s and 60-s scrapes, 1/20 of it at
+    each end, 1/10 in all, where a single minute can move by half of it (the same day:
+    80.0 to 81.7 req/s over six phases, 7 replicas at every one).
 
     Rate-level traces are piecewise constant, so the maximum of C(t + W) - C(t) sits where
     t or t + W is a bin edge; request-level traces are counted from each arrival on.

@@ -672,7 +672,7 @@ def test_busiest_window_moves_with_the_scrape_phase_by_at_most_its_bound(
         rates: list[float], phase: int) -> None:
     """The claim ``busiest_rate`` sizes static on: read from 60-s scrapes at any phase, the
     busiest window of W moves by at most 2 x (60 x the largest rate step / 4) / W (the
-    interpolation error of the cumulative curve, at each end of the window), so 1/20 of
+    interpolation error of the cumulative curve, at each end of the window), so 1/10 of
     a rate step at W = 300 s, where the busiest single minute can move by half of it.
     Compared over the span the scrapes cover (before the first one nothing is known)."""
     tr = _rate_trace(rates)

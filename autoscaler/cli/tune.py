@@ -487,4 +487,7 @@ def format_table(doc: dict[str, Any]) -> str:
     for name, p in doc["policies"].items():
         i, h = p["in_sample"] or {}, p["held_out"] or {}
         lines.append(f"{name:<11}{'yes' if p['feasible'] else 'no':>9}{figs(h)}{figs(i)}")
+    scoring = (doc.get("split") or {}).get("held_out_scoring")
+    if scoring:
+        lines.append(f"held out: {scoring}")
     return "\n".join(lines)

@@ -216,6 +216,9 @@ def write_tune_report(doc: Mapping[str, Any], out_dir: Path) -> Path:
                   f"({html.escape(str(bound.get('definition', '')))})."
                   if isinstance(bound.get("gpu_hours"), int | float) else "")
     winner = _winner(doc)
+    # Files written before held-out parts were scored as a continuation have no such key.
+    scoring = (f" (scored as a {html.escape(str(sp['held_out_scoring']))})"
+               if sp.get("held_out_scoring") else "")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Autoscaler tuning: {html.escape(t['name'])}
 </title><script>window.__reportErrors=[];window.addEventListener('error',function(e){{
@@ -229,7 +232,7 @@ text-align:right}}table.summary td.l{{text-align:left}}</style></head><body>
 <p>Goal: fewest GPU-hours with SLO attainment &ge; {s['attainment']:.2%} (TTFT &le;
 {s['slo_ttft_s']:g} s). Method {html.escape(doc['method'])}; {doc['budget']} candidates per
 policy; seed {doc['seed']}. Tuned on the first {sp['train_s'] / 3600:,.2f} h; held out:
-{'none' if sp['held_out_s'] is None else f"the last {sp['held_out_s'] / 3600:,.2f} h"}.
+{'none' if sp['held_out_s'] is None else f"the last {sp['held_out_s'] / 3600:,.2f} h"}{scoring}.
 Winner: <b>{html.escape(winner or 'none met the target')}</b>. Hindsight (dotted line; a
 heuristic with foresight, not a bound):
 {_cell(o_in.get('gpu_hours'), ',.2f')} GPU-h at {_cell(o_in.get('attainment'), '.3%')}

@@ -102,32 +102,36 @@ class ColdStarts:
         return self._base + self._batch.pop()
 
 
-def gpu_seconds(records: list[ReplicaRecord], t_end: float, gpus_per_replica: int) -> float:
-    """GPU-seconds of all replicas from request to end (or ``t_end`` if still alive)."""
+def gpu_seconds(records: list[ReplicaRecord], t_end: float, gpus_per_replica: int,
+                t_start: float = 0.0) -> float:
+    """GPU-seconds of all replicas from request to end (or ``t_end`` if still alive), counted
+    inside [t_start, t_end] only (a replica asked for before ``t_start`` costs from then)."""
     total = 0.0
     for r in records:
         end = t_end if r.ended_at is None else min(r.ended_at, t_end)
-        total += max(0.0, end - r.requested_at)
+        total += max(0.0, end - max(r.requested_at, t_start))
     return total * gpus_per_replica
 
 
-def provisioned_stats(records: list[ReplicaRecord], t_end: float) -> tuple[float, int]:
-    """(time-mean, max) of provisioned replicas over [0, t_end]."""
-    if t_end <= 0 or not records:
+def provisioned_stats(records: list[ReplicaRecord], t_end: float,
+                      t_start: float = 0.0) -> tuple[float, int]:
+    """(time-mean, max) of provisioned replicas over [t_start, t_end]."""
+    if t_end <= t_start or not records:
         return 0.0, 0
     events: list[tuple[float, int]] = []
     for r in records:
         end = t_end if r.ended_at is None else min(r.ended_at, t_end)
-        if end > r.requested_at:
-            events.append((r.requested_at, 1))
+        begin = max(r.requested_at, t_start)
+        if end > begin:
+            events.append((begin, 1))
             events.append((end, -1))
     events.sort(key=lambda e: (e[0], e[1]))  # ends before starts at the same instant
     n = peak = 0
     area = 0.0
-    last = 0.0
+    last = t_start
     for t, d in events:
         area += n * (t - last)
         last = t
         n += d
         peak = max(peak, n)
-    return area / t_end, peak
+    return area / (t_end - t_start), peak

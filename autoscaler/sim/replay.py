@@ -225,6 +225,8 @@ def set_up(trace: Trace, spec: Spec, profile: ReplicaProfile, *, engine: str = "
 @dataclass
 class LoopOutcome:
     scale_events: int = 0
+    scale_times: list[float] = field(default_factory=list)
+    """When each scale event was actuated (seconds since the trace start)."""
     decisions: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     points: list[tuple[float, int, int, int, float]] = field(default_factory=list)
@@ -263,6 +265,7 @@ def run_loop(setup: Setup, spec: Spec, decide: DecideFn, *, scrape_interval_s: f
             eng.set_target(running, t)
             if n != actuated:
                 out.scale_events += 1
+                out.scale_times.append(t)
                 actuated = n
         if t_scrape <= t:
             sample = eng.sample(t)
@@ -372,42 +375,70 @@ def _timeline(trace: Trace, setup: Setup, loop: LoopOutcome, scored: Scored) -> 
     )
 
 
+def _part_items(items: bnd.Items, keep: Any, t0: float) -> bnd.Items:
+    """The bound's items of the scored part, their arrivals re-based to its start."""
+    return bnd.Items(arrival_s=items.arrival_s[keep] - t0, count=items.count[keep],
+                     work_s=np.broadcast_to(items.work_s, items.count.shape)[keep],
+                     deadline_s=np.broadcast_to(items.deadline_s, items.count.shape)[keep],
+                     impossible=items.impossible[keep])
+
+
 def summarize(trace: Trace, spec: Spec, profile: ReplicaProfile, setup: Setup,
-              loop: LoopOutcome) -> ReplayResult:
-    """Per-engine scores, GPU accounting, churn, per-hour attainment and the bound."""
+              loop: LoopOutcome, score_from_s: float = 0.0) -> ReplayResult:
+    """Per-engine scores, GPU accounting, churn, per-hour attainment and the bound, over the
+    scored part [score_from_s, end) (see ``replay``); the timeline covers the whole trace."""
     duration = setup.duration_s
+    t0 = min(max(0.0, score_from_s), duration)
+    span = duration - t0
     records = setup.engine.records()
     gpus = profile.gpus_per_replica
-    gpu_hours = gpu_seconds(records, duration, gpus) / 3600.0
-    mean_rep, max_rep = provisioned_stats(records, duration)
+    gpu_hours = gpu_seconds(records, duration, gpus, t0) / 3600.0
+    mean_rep, max_rep = provisioned_stats(records, duration, t0)
     if setup.request is not None:
-        scored, items = _scored_requests(setup, spec)
+        whole, items = _scored_requests(setup, spec)
     else:
-        scored, items = _scored_fluid(setup)
+        whole, items = _scored_fluid(setup)
+    scored = whole
+    if t0 > 0:
+        keep = whole.time_s >= t0
+        scored = Scored(time_s=whole.time_s[keep] - t0, weight=whole.weight[keep],
+                        met=whole.met[keep], ttft_s=whole.ttft_s[keep])
+        items = _part_items(items, items.arrival_s >= t0, t0)
+    gaps = tuple((max(0.0, g0 - t0), g1 - t0) for g0, g1 in trace.gaps if g1 > t0)
     att = attainment(scored)
     qs = [weighted_quantile(scored.ttft_s, scored.weight, q) for q in (0.5, 0.95, 0.99)]
-    worst, share, hours = hourly(scored, duration, spec.slo.target_attainment, trace.gaps)
-    starts = [r for r in records if r.requested_at > 0.0]
+    worst, share, hours = hourly(scored, span, spec.slo.target_attainment, gaps)
+    # A start is counted in the part it was asked for in; its cold start's GPU time in the
+    # part it was spent in (a replica asked for 30 s before the cut and ready 60 s after it
+    # adds 60 s to the part's cold-start GPU time, and no start).
+    starts = [r for r in records if r.requested_at > 0.0 and r.requested_at >= t0]
     cold_s = sum(max(0.0, min(r.ready_at, duration,
-                              math.inf if r.ended_at is None else r.ended_at) - r.requested_at)
-                 for r in starts)
+                              math.inf if r.ended_at is None else r.ended_at)
+                     - max(r.requested_at, t0))
+                 for r in records if r.requested_at > 0.0)
     floor = bnd.floor_of(spec.min_replicas, setup.start, setup.gpu_quota)
-    bound = bnd.gpu_hours_lower_bound(items, duration_s=duration, floor_replicas=floor,
+    bound = bnd.gpu_hours_lower_bound(items, duration_s=span, floor_replicas=floor,
                                       gpus_per_replica=gpus, attainment=att)
+    at_start = setup.start
+    for t, desired, *_ in loop.points:
+        if t > t0:
+            break
+        at_start = desired
     summary = ReplaySummary(
         policy=str(PolicyKind(spec.policy).value), slo_attainment=att, gpu_hours=gpu_hours,
         ttft_p50_s=float(qs[0]), ttft_p95_s=float(qs[1]), ttft_p99_s=float(qs[2]),
-        scale_events=loop.scale_events, mean_replicas=mean_rep, max_replicas=max_rep,
+        scale_events=sum(1 for t in loop.scale_times if t >= t0), mean_replicas=mean_rep,
+        max_replicas=max_rep,
         requests=float(scored.weight.sum()), engine=setup.engine.name,
         gpu_cost=None if profile.gpu_hour_cost is None else gpu_hours * profile.gpu_hour_cost,
-        initial_replicas=setup.start,
+        initial_replicas=at_start,
         replica_starts=len(starts),
-        replica_starts_per_day=len(starts) / (duration / 86400.0) if duration > 0 else 0.0,
+        replica_starts_per_day=len(starts) / (span / 86400.0) if span > 0 else 0.0,
         cold_start_gpu_hours=cold_s * gpus / 3600.0,
         worst_hour_attainment=worst, hours_meeting_target=share, hours_scored=hours,
-        bound_gpu_hours=bound, max_pending=loop.max_pending,
+        bound_gpu_hours=bound, max_pending=loop.max_pending, scored_from_s=t0,
     )
-    return ReplayResult(summary=summary, timeline=_timeline(trace, setup, loop, scored),
+    return ReplayResult(summary=summary, timeline=_timeline(trace, setup, loop, whole),
                         reasons=loop.reasons, decisions=loop.decisions)
 
 
@@ -439,6 +470,7 @@ def replay(
     gpu_quota: int | None = None,
     faults: Sequence[Fault] = (),
     preset: str = "vllm",
+    score_from_s: float = 0.0,
 ) -> ReplayResult:
     """Replay ``trace`` with ``spec``'s policy on replicas of ``profile``.
 
@@ -453,7 +485,16 @@ def replay(
     ``PodSilent``, ``PrometheusRestart``, ``CounterReset`` from ``autoscaler.sim.observe``).
     ``preset``: the metrics preset the policies' queries follow (which counter the request
     rate reads: first tokens for vLLM, arrivals for TGI).
+    ``score_from_s``: score only the part [score_from_s, end): the whole trace is replayed
+    (the fleet, the fake Prometheus' history and the policy's state at that time are what
+    the part before it left), and attainment, TTFT quantiles, hours, GPU-hours, replicas,
+    starts, scale events and the bound count only arrivals, GPU time and events in the
+    part. ``tune`` scores its held-out part this way: the tuned policy running on, not a
+    restart.
     """
+    if not (math.isfinite(score_from_s) and 0 <= score_from_s < trace.duration_s):
+        raise SpecError("scoreFromSeconds", score_from_s,
+                        f">= 0 and < the trace's duration ({trace.duration_s:g} s)")
     setup = set_up(trace, spec, profile, engine=engine, seed=seed,
                    initial_replicas=initial_replicas, scrape_interval_s=scrape_interval_s,
                    rate_window_s=rate_window_s, actuation_delay_s=actuation_delay_s,
@@ -464,4 +505,4 @@ def replay(
                     rate_window_s=rate_window_s, actuation_delay_s=actuation_delay_s,
                     metrics_outage=(*metrics_outage, *trace.gaps), faults=faults,
                     preset=preset, on_decision=on_decision, progress=progress)
-    return summarize(trace, spec, profile, setup, loop)
+    return summarize(trace, spec, profile, setup, loop, score_from_s)

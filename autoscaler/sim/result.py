@@ -43,6 +43,10 @@ class ReplaySummary:
     """Proven lower bound on GPU-hours at this attainment (``autoscaler.sim.bound``)."""
     max_pending: int = 0
     """Most replicas the GPU quota held pending at once."""
+    scored_from_s: float = 0.0
+    """Start of the scored part, seconds since the trace start: every figure above counts
+    arrivals, GPU time and events in [scored_from_s, trace end) only (0: the whole trace;
+    ``max_pending`` is over the whole replay)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ nothing below imports it.
 
 from autoscaler.tuning.pareto import dominates, pareto_front
 from autoscaler.tuning.searching import (
+    HELD_OUT_SCORING,
     Candidate,
     Context,
     Outcome,
@@ -18,6 +19,7 @@ from autoscaler.tuning.searching import (
     candidate_list,
     evaluate,
     finish,
+    held_out_summary,
     outcome_json,
     prepare,
     run_shard,
@@ -29,8 +31,8 @@ from autoscaler.tuning.searching import (
 from autoscaler.tuning.spaces import SPACES, TUNABLE, apply_params, from_unit, space_for
 
 __all__ = [
-    "SPACES", "TUNABLE", "Candidate", "Context", "Outcome", "TuneSettings", "apply_params",
-    "candidate_list", "dominates", "evaluate", "finish", "from_unit", "outcome_json",
-    "pareto_front", "prepare", "run_shard", "search", "shard_slice", "space_for",
-    "split_trace", "sweep",
+    "HELD_OUT_SCORING", "SPACES", "TUNABLE", "Candidate", "Context", "Outcome", "TuneSettings",
+    "apply_params", "candidate_list", "dominates", "evaluate", "finish", "from_unit",
+    "held_out_summary", "outcome_json", "pareto_front", "prepare", "run_shard", "search",
+    "shard_slice", "space_for", "split_trace", "sweep",
 ]

@@ -40,7 +40,8 @@ from autoscaler.core.spec import (
     SelectPolicy,
     Spec,
     WvaParams,
-    default_scale_down_rules,
+    default_behavior,
+    default_scale_down_rules_for,
     default_scale_up_rules,
     prior_capacity,
 )
@@ -113,9 +114,11 @@ class BehaviorModel(BoundaryModel):
     scale_up: RulesModel | None = Field(None, alias="scaleUp")
     scale_down: RulesModel | None = Field(None, alias="scaleDown")
 
-    def to_core(self) -> Behavior:
+    def to_core(self, policy: PolicyKind) -> Behavior:
+        """A side left out gets the policy's default rules (``default_scale_down_rules_for``:
+        the HPA's, but the predictive policy's own scale-down window)."""
         up = default_scale_up_rules()
-        down = default_scale_down_rules()
+        down = default_scale_down_rules_for(policy)
         return Behavior(
             scale_up=self.scale_up.to_core(up) if self.scale_up else up,
             scale_down=self.scale_down.to_core(down) if self.scale_down else down,
@@ -255,7 +258,8 @@ class SpecModel(BoundaryModel):
             max_replicas=self.max_replicas,
             metrics=tuple(MetricTarget(m.metric, MetricTargetType(m.target.type),
                                        m.target.value) for m in self.metrics),
-            behavior=self.behavior.to_core() if self.behavior is not None else None,
+            behavior=(self.behavior.to_core(PolicyKind(self.policy)) if self.behavior is not None
+                      else default_behavior(PolicyKind(self.policy))),
             slo=SLO(self.slo.ttft_seconds, self.slo.target_attainment,
                     self.slo.ttft_seconds_per_prompt_token),
             capacity=(Capacity(self.capacity.requests_per_second, self.capacity.concurrency)

@@ -14,16 +14,12 @@ import numpy as np
 
 from autoscaler.core import defaults
 from autoscaler.core.spec import (
-    Behavior,
     Capacity,
     MetricTarget,
     MetricTargetType,
     PolicyKind,
-    ScalingPolicy,
-    ScalingPolicyType,
-    ScalingRules,
-    SelectPolicy,
     Spec,
+    default_behavior,
 )
 from autoscaler.core.types import Decision, Signal, Snapshot
 from autoscaler.errors import SpecError
@@ -215,13 +211,10 @@ def default_specs(
             MetricTarget(Signal.REQUEST_RATE.value, MetricTargetType.AVERAGE_VALUE, hpa_target),)),
         PolicyKind.KPA: replace(base, policy=PolicyKind.KPA, sync_period_s=defaults.KPA_TICK_S,
                                 kpa=replace(base.kpa, metric=REPLAY_KPA_METRIC)),
-        # Ours plans scale-down from its forecast, so the HPA-style scale-down window is
-        # left to the policy's own (shorter, forecast-aware) hold instead of a blind 300 s.
-        PolicyKind.PREDICTIVE: replace(base, policy=PolicyKind.PREDICTIVE, behavior=Behavior(
-            scale_down=ScalingRules(
-                stabilization_window_seconds=0,
-                policies=(ScalingPolicy(ScalingPolicyType.PERCENT, 100, 15),),
-                select_policy=SelectPolicy.MAX))),
+        # The same default behaviour a live spec without ``behavior`` gets (one place:
+        # ``core.spec.default_behavior``; the policy holds releases on its own forecast).
+        PolicyKind.PREDICTIVE: replace(base, policy=PolicyKind.PREDICTIVE,
+                                       behavior=default_behavior(PolicyKind.PREDICTIVE)),
         PolicyKind.HINDSIGHT: replace(base, policy=PolicyKind.HINDSIGHT),
         PolicyKind.STATIC: base,
         # Baselines at their documented targets (see autoscaler.core.defaults for sources).

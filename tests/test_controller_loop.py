@@ -207,17 +207,18 @@ def run(ctrl: Controller, prom: FakePrometheus, start: float, cycles: int,
 
 
 def test_scale_mode_scales_up_to_the_demand_and_says_why() -> None:
-    # 20 req/s at 4 req/s x 0.85 per replica needs ceil(5.88) = 6; the predictive
-    # behaviour lets the count at most double per 15-s period: 2 -> 4 -> 6.
-    kube, prom, ctrl = world(rate=20.0)
+    # 40 req/s at 4 req/s x 0.85 per replica needs ceil(11.76) = 12. A predictive spec
+    # without ``behavior`` runs the HPA's default scale-up rules (the larger of +100 % and
+    # +4 pods per 15 s), live as in the replay: 2 -> max(4, 6) = 6 -> max(12, 10) = 12.
+    kube, prom, ctrl = world(rate=40.0)
     run(ctrl, prom, 1_000_000.0, 1)
-    assert kube.scale_writes == [("chat", 4)]
+    assert kube.scale_writes == [("chat", 6)]
     assert kube.statuses["chat"][-1]["reason"] == "ScaleUpLimit"
     run(ctrl, prom, 1_000_015.0, 2)
-    assert kube.deployments["chat"][0] == 6
-    assert kube.scale_writes == [("chat", 4), ("chat", 6)]
+    assert kube.deployments["chat"][0] == 12
+    assert kube.scale_writes == [("chat", 6), ("chat", 12)]
     status = kube.statuses["chat"][-1]
-    assert status["desiredReplicas"] == 6 and status["currentReplicas"] == 6
+    assert status["desiredReplicas"] == 12 and status["currentReplicas"] == 12
     assert [r for _, r, _ in kube.events] == ["SuccessfulRescale"] * 2
 
 
@@ -228,7 +229,8 @@ def test_modes_other_than_scale_never_write_the_scale(mode: str) -> None:
     run(ctrl, prom, 1_000_000.0, 4)
     assert kube.scale_writes == []
     assert kube.deployments["chat"][0] == 2
-    assert kube.statuses["chat"][-1]["desiredReplicas"] == 4  # decided (2 -> 4) and reported
+    # 20 req/s needs ceil(20 / 3.4) = 6, within one step of the default rules (2 -> 6)
+    assert kube.statuses["chat"][-1]["desiredReplicas"] == 6  # decided and reported
 
 
 def test_prometheus_down_holds_the_count_and_reports_why() -> None:
@@ -335,7 +337,7 @@ def test_a_missing_workload_is_reported_not_crashed_on() -> None:
 def test_an_edited_autoscaler_is_read_again() -> None:
     kube, prom, ctrl = world(replicas=2, rate=20.0)
     run(ctrl, prom, 1_000_000.0, 1)
-    assert kube.deployments["chat"][0] == 4
+    assert kube.deployments["chat"][0] == 6  # 20 req/s / 3.4 per replica
     kube.autoscalers["chat"] = autoscaler("chat", generation=2, maxReplicas=3)
     run(ctrl, prom, 1_000_015.0, 1)
     assert kube.deployments["chat"][0] == 3  # the new maxReplicas holds at once
@@ -448,7 +450,7 @@ def test_scaling_resumes_once_the_competitor_is_gone_within_the_list_ttl() -> No
     run(ctrl, prom, 1_000_030.0, 2)  # t = 30, 45: the list read at t = 0 is still used
     assert kube.scale_writes == []
     run(ctrl, prom, 1_000_060.0, 1)  # t = 60 >= 0 + 60 s TTL: read again, and write
-    assert kube.scale_writes == [("chat", 4)]
+    assert kube.scale_writes == [("chat", 6)]  # 20 req/s / 3.4 per replica
     assert kube.competitor_lists == 2
 
 
@@ -457,7 +459,7 @@ def test_no_write_once_the_lease_watchdog_says_no() -> None:
     ctrl = Controller(kube, prom, may_write=lambda: False)
     run(ctrl, prom, 1_000_000.0, 2)
     assert kube.scale_writes == []
-    assert kube.statuses["chat"][-1]["desiredReplicas"] == 4  # decided, not written
+    assert kube.statuses["chat"][-1]["desiredReplicas"] == 6  # decided, not written
 
 
 def test_the_cycle_deadline_leaves_the_rest_due_for_the_next_cycle() -> None:
@@ -506,7 +508,7 @@ def test_a_failed_competitor_check_blocks_that_cycle_only() -> None:
     assert active["reason"] == "CompetitorCheckFailed" and "cannot check" in active["message"]
     del kube.list_competitors  # answers again
     run(ctrl, prom, 1_000_015.0, 1)
-    assert kube.scale_writes == [("chat", 4)]
+    assert kube.scale_writes == [("chat", 6)]  # 20 req/s / 3.4 per replica
 
 
 # --- GPUs run out ---------------------------------------------------------------------------

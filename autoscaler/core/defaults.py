@@ -106,6 +106,13 @@ PREDICTIVE_TARGET_UTILIZATION = 0.85
 """Plan each replica at this fraction of its capacity at the SLO."""
 PREDICTIVE_SCALE_DOWN_WINDOW_S = 120.0
 """Scale down only to the max recommendation seen over this many seconds."""
+PREDICTIVE_DOWNSCALE_STABILIZATION_S = 0
+"""The predictive policy's default ``behavior.scaleDown.stabilizationWindowSeconds``, live
+and in the replay alike. It already holds releases itself, on its forecast
+(``PREDICTIVE_SCALE_DOWN_WINDOW_S``, the band below, the release hold that doubles when a
+release is asked back, ``PREDICTIVE_KEEP_IDLE_COLD_STARTS``): the HPA's blind 300 s on top
+would keep every replica of a 10-minute burst 5 minutes past it whatever the forecast says.
+Left out of a spec, this is what runs; a spec that sets the window keeps its own."""
 PREDICTIVE_SCALE_DOWN_BAND = 0.85
 """Release replicas only to the count that would run at ``targetUtilization`` x this
 (0.85 x 0.85 = 0.72 by default): hysteresis between scaling up and down. The gap mirrors

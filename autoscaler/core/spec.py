@@ -159,6 +159,26 @@ def default_scale_down_rules() -> ScalingRules:
     )
 
 
+def default_scale_down_rules_for(policy: PolicyKind) -> ScalingRules:
+    """The scaleDown rules a left-out ``behavior.scaleDown`` gets: the HPA's, except for the
+    predictive policy, whose window is ``PREDICTIVE_DOWNSCALE_STABILIZATION_S`` (it holds
+    releases on its own forecast)."""
+    rules = default_scale_down_rules()
+    if policy is PolicyKind.PREDICTIVE:
+        return replace(rules, stabilization_window_seconds=d.PREDICTIVE_DOWNSCALE_STABILIZATION_S)
+    return rules
+
+
+def default_behavior(policy: PolicyKind) -> Behavior | None:
+    """The ``behavior`` a spec without one runs with, in the live controller and the replay
+    alike (one place, so what is replayed is what runs). None is the HPA's legacy path (an
+    HPA with no ``behavior`` field), right for the HPA-shaped policies; the predictive
+    policy gets the HPA's default rules with its own scale-down window."""
+    if policy is PolicyKind.PREDICTIVE:
+        return Behavior(scale_down=default_scale_down_rules_for(policy))
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Behavior:
     """HPA v2 ``behavior``. A side left out gets the upstream default rules."""

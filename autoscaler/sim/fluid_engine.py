@@ -234,9 +234,10 @@ class FluidEngine:
         return len(self._ready)
 
     def provisioned_count(self) -> int:
-        now = self._k * self.tick_s
-        self._draining = [r for r in self._draining if r.ended_at is not None
-                          and r.ended_at > now]
+        if self._draining:  # called at every scrape; usually nothing drains
+            now = self._k * self.tick_s
+            self._draining = [r for r in self._draining if r.ended_at is not None
+                              and r.ended_at > now]
         return len(self._ready) + len(self._starting) + len(self._draining)
 
     def set_target(self, replicas: int, t: float) -> None:

@@ -52,10 +52,12 @@ Faults (``faults=``), each a typed record:
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import islice, pairwise
+from operator import sub
 
 from autoscaler.core.histogram import histogram_quantile, histogram_quantiles
 from autoscaler.core.types import MetricValue, Signal, Snapshot
@@ -210,19 +212,21 @@ class _Memo:
     lo: int
     """Stored samples at or before the window's start."""
     series: WindowSeries
-    values: dict[Signal, float | None]
-    """Every value that depends on the window's samples only."""
     want_rate: bool
-    """The request rate is answered: the window holds two samples at different times (the
-    preset's signals filter it out at the end if it does not ask for it)."""
-    rate_windows: list[tuple[int, list[tuple[float, float]]]]
-    """(pods, samples in the window) per cohort, for the request rate's extrapolation."""
+    """The request rate is answered: the window holds two samples at different times (and
+    the preset asks for it)."""
+    rate_windows: list[tuple[int, float, float, float, int, float]]
+    """(pods, first time, first value, last time, samples, increase) per cohort with two or
+    more samples in the window: what the request rate's extrapolation reads of them."""
     latest_t: float | None
     """The newest stored sample's time (the gauges' age)."""
     gauges: dict[Signal, float | None]
     """The gauges, as a query that still finds the newest sample in its lookback reads."""
     present: int
     """Pods present as an instant vector while the newest attempt is within the lookback."""
+    base: dict[Signal, float | None]
+    """Every preset signal in the preset's order: the values that depend on the window's
+    samples only, and None for those filled in per query (request rate, gauges)."""
 
 
 class FakePrometheus:
@@ -257,11 +261,20 @@ class FakePrometheus:
             *(ScrapeGap(lo, hi) for lo, hi in outages), *faults)
         self._hidden = [(f.start, f.end) for f in self.faults if isinstance(f, ScrapeGap)] + [
             (f.at, f.at + f.down_s) for f in self.faults if isinstance(f, PrometheusRestart)]
+        self._hidden_starts, self._hidden_ends = _union(self._hidden)
+        """``_hidden`` as disjoint [start, end) intervals in time order: ``in_outage`` is a
+        bisection, not a scan (14 days of ServeGen hide 37 collection gaps, and the KPA's
+        replay scrapes 604,800 times)."""
         self._events = sorted((f for f in self.faults if not isinstance(f, ScrapeGap)),
                               key=_fault_time)
         self._next_event = 0
         self._counter = request_counter(self.preset)
         self._signals = frozenset(self.preset.queries)
+        self._order = tuple(dict.fromkeys(self._signals))
+        """The preset's signals in the order every ``RawTarget.values`` lists them."""
+        self._wants_rate = Signal.REQUEST_RATE in self._signals
+        self._wants_ttft = not self._signals.isdisjoint(
+            {Signal.TTFT_P50, Signal.TTFT_P95, Signal.TTFT_P99})
         self._samples: deque[EngineSample] = deque()
         self._corrected: deque[tuple[float, ...]] = deque()
         self._raw_last: tuple[float, ...] | None = None
@@ -280,7 +293,10 @@ class FakePrometheus:
     # -- faults --------------------------------------------------------------------------
 
     def in_outage(self, t: float) -> bool:
-        return any(lo <= t < hi for lo, hi in self._hidden)
+        """Whether ``t`` lies in a hidden interval: ``any(lo <= t < hi for lo, hi in
+        self._hidden)``, by bisection on their union."""
+        i = bisect_right(self._hidden_starts, t) - 1
+        return i >= 0 and t < self._hidden_ends[i]
 
     def _take(self, pods: int) -> _Cohort | None:
         """Split up to ``pods`` of the oldest pods into a new cohort (placed oldest)."""
@@ -381,31 +397,37 @@ class FakePrometheus:
         self._last_attempt = t
         # Queries come at or after the newest scrape: older samples never enter a window.
         keep_from = t - self.rate_window_s
+        recorded = self.recorded
+        emptied = False
         for c, ids in zip(self._cohorts, self._pod_ids, strict=True):
+            h = c.history
             if t >= c.silent_until and not c.gone:
-                c.history.append((t, c.value))
-                if self.recorded is not None:
-                    self.recorded.extend((i, t, c.value) for i in ids)
+                h.append((t, c.value))
+                if recorded is not None:
+                    recorded.extend((i, t, c.value) for i in ids)
             # One sample older than the window is kept: a counter reset between it and the
             # window's first sample is seen, as the live collector's longer range sees it.
-            while len(c.history) > 1 and c.history[1][0] < keep_from:
-                c.history.popleft()
-            if c.gone and c.history and c.history[-1][0] < keep_from:
-                c.history.clear()
-        alive = [i for i, c in enumerate(self._cohorts) if not (c.gone and not c.history)]
-        if len(alive) < len(self._cohorts):
+            while len(h) > 1 and h[1][0] < keep_from:
+                h.popleft()
+            if c.gone:
+                if h and h[-1][0] < keep_from:
+                    h.clear()
+                emptied = emptied or not h
+        if emptied:  # a removed pod's series has aged out of every window
+            alive = [i for i, c in enumerate(self._cohorts) if not (c.gone and not c.history)]
             self._cohorts = [self._cohorts[i] for i in alive]
             self._pod_ids = [self._pod_ids[i] for i in alive]
         self._merge(t)
-        raw: tuple[float, ...] = (total, float(sample.prompt_tokens_total),
-                                  float(sample.generation_tokens_total),
-                                  float(sample.gpu_busy_seconds_total))
+        r0, r1 = total, float(sample.prompt_tokens_total)
+        r2, r3 = float(sample.generation_tokens_total), float(sample.gpu_busy_seconds_total)
+        raw: tuple[float, ...] = (r0, r1, r2, r3)
         if self._raw_last is None or not self._corrected:
             corrected = raw
-        else:
-            corrected = tuple(
-                c + (cur - prev if cur >= prev else cur)
-                for c, prev, cur in zip(self._corrected[-1], self._raw_last, raw, strict=True))
+        else:  # each counter: + (cur - prev), or + cur after a drop (a reset)
+            c0, c1, c2, c3 = self._corrected[-1]
+            p0, p1, p2, p3 = self._raw_last
+            corrected = (c0 + (r0 - p0 if r0 >= p0 else r0), c1 + (r1 - p1 if r1 >= p1 else r1),
+                         c2 + (r2 - p2 if r2 >= p2 else r2), c3 + (r3 - p3 if r3 >= p3 else r3))
         self._raw_last = raw
         self._samples.append(sample)
         self._corrected.append(corrected)
@@ -557,8 +579,10 @@ class FakePrometheus:
         token and GPU rates, the TTFT quantiles and the gauges are the same numbers. What
         moves with ``now`` alone is recomputed every time, from the same samples: the
         request rate's extrapolation to the window's edges, the gauges' and the series'
-        5-minute lookback. The KPA decides every 2 s against a scrape every 15 s, so about
-        seven queries in eight reuse one ``_Memo``.
+        5-minute lookback. With decisions more frequent than scrapes (e.g. the KPA's 2 s
+        against ``--scrape-interval 15``) most queries reuse one ``_Memo``; the replay's
+        default scrapes at each decision (``min(15 s, sync)``), and then ``_build_memo``'s
+        one pass per cohort is what counts.
         """
         ws = now - self.rate_window_s
         samples = self._samples
@@ -567,41 +591,119 @@ class FakePrometheus:
             lo += 1
         memo = self._memo
         if memo is None or memo.version != self._version or memo.lo != lo:
-            windows = self._windows(now)
-            values = self._values(now, windows, rate=False)
-            latest = samples[-1].t if samples else None
-            gauges = values
-            if latest is not None and now - latest > LOOKBACK_S:
-                # as a query in the lookback reads
-                gauges = self._values(latest, windows, rate=False)
-            memo = _Memo(
-                self._version, lo, self._series(windows),
-                {s: values[s] for s in values if s not in _NOW_DEPENDENT},
-                len(samples) - lo >= 2 and samples[-1].t > samples[lo].t,
-                [(c.pods, pts) for c, pts in windows],
-                latest,
-                {s: gauges[s] for s in gauges if s in _GAUGES},
-                self._present(self._last_attempt),
-            )
+            memo = self._build_memo(now, lo)
             self._memo = memo
-        out: dict[Signal, float | None] = dict.fromkeys(self._signals)
-        for s, v in memo.values.items():
-            out[s] = v
-        if memo.want_rate:
+        out = dict(memo.base)
+        if memo.want_rate and self._wants_rate:
             total, any_series = 0.0, False
-            for pods, pts in memo.rate_windows:
-                r = extrapolated_rate(pts, ws, now)
+            for pods, first_t, first_v, last_t, n, increase in memo.rate_windows:
+                r = _extrapolate(increase, first_t, first_v, last_t, n, ws, now)
                 if r is not None:
                     total += pods * r
                     any_series = True
             out[Signal.REQUEST_RATE] = total if any_series else None
         if memo.latest_t is not None and now - memo.latest_t <= LOOKBACK_S:
-            for s, v in memo.gauges.items():
-                out[s] = v
+            out.update(memo.gauges)
         present = memo.present if now - self._last_attempt <= LOOKBACK_S else 0
-        return RawTarget(at=now, window_s=self.rate_window_s,
-                         values={s: v for s, v in out.items() if s in self._signals},
+        return RawTarget(at=now, window_s=self.rate_window_s, values=out,
                          series=memo.series, present=present)
+
+    def _build_memo(self, now: float, lo: int) -> _Memo:
+        """What a query at ``now`` (at or after the newest scrape) computes from the stored
+        samples, each cohort's window read in one pass.
+
+        The same numbers as ``_windows``, ``_series`` and ``extrapolated_rate`` (the
+        ``cache=False`` path the tests compare against), in the same order of operations:
+        every stored sample is at or before the newest scrape, so a cohort's window is its
+        history after the samples at or before the window's start; the sample right before
+        the window is the last of those; and the rate's reset-corrected increase is the
+        series' (both sum ``cur - prev``, or ``cur`` after a drop, oldest first).
+        """
+        ws = now - self.rate_window_s
+        samples = self._samples
+        rows: list[SeriesWindow] = []
+        rate_windows: list[tuple[int, float, float, float, int, float]] = []
+        # In the same pass: ``ready()``, the pods scraped at the newest stored sample (the
+        # gauges' share) and at the newest attempt (``_present`` at it).
+        latest_t = samples[-1].t if samples else math.nan
+        attempt = self._last_attempt
+        ready = seen = present = 0
+        for c in self._cohorts:
+            h = c.history
+            if not c.gone:
+                ready += c.pods
+                if h:
+                    newest = h[-1][0]
+                    if newest == latest_t:
+                        seen += c.pods
+                    if newest == attempt:
+                        present += c.pods
+            m = len(h)
+            i = 0
+            while i < m and h[i][0] <= ws:
+                i += 1
+            if i == m:
+                continue
+            first_t, first_v = h[i]
+            lost = math.nan
+            if i > 0 and first_v < h[i - 1][1]:
+                lost = first_t
+            inc, prev = 0.0, first_v
+            for t, v in islice(h, i + 1, None):
+                if v >= prev:
+                    inc += v - prev
+                else:
+                    inc += v
+                    lost = t
+                prev = v
+            n, last_t = m - i, h[-1][0]
+            rows.append(SeriesWindow(first_t, last_t, n, first_v, inc, lost, c.pods))
+            if n >= 2:
+                rate_windows.append((c.pods, first_t, first_v, last_t, n, inc))
+        values, gauges = self._window_values(lo, ready, seen)
+        return _Memo(
+            self._version, lo, WindowSeries(tuple(rows)),
+            len(samples) - lo >= 2 and samples[-1].t > samples[lo].t,
+            rate_windows,
+            samples[-1].t if samples else None,
+            gauges,
+            present,
+            {s: values.get(s) for s in self._order},
+        )
+
+    def _window_values(self, lo: int, ready: int, seen: int
+                       ) -> tuple[dict[Signal, float | None], dict[Signal, float | None]]:
+        """``_values`` for a query at or after the newest scrape whose window starts after
+        the first ``lo`` stored samples, with ``ready`` pods of which ``seen`` were scraped
+        at the newest stored sample: (the values that depend on the window's samples only,
+        the preset's gauges as a query within the newest sample's lookback reads them).
+        Same arithmetic as ``_values``."""
+        samples = self._samples
+        if not samples:
+            return {}, {}
+        vals: dict[Signal, float | None] = {}
+        latest = samples[-1]
+        if len(samples) - lo >= 2:
+            first = samples[lo]
+            span = latest.t - first.t
+            if span > 0:
+                c_first, c_last = self._corrected[lo], self._corrected[-1]
+                vals[Signal.PROMPT_TOKENS_RATE] = (c_last[1] - c_first[1]) / span
+                vals[Signal.GENERATION_TOKENS_RATE] = (c_last[2] - c_first[2]) / span
+                if latest.ready_replicas > 0:
+                    vals[Signal.GPU_UTILIZATION] = min(
+                        1.0, (c_last[3] - c_first[3]) / span / latest.ready_replicas)
+            if self._wants_ttft:
+                inc = list(map(sub, latest.ttft_buckets, first.ttft_buckets))
+                (vals[Signal.TTFT_P50], vals[Signal.TTFT_P95],
+                 vals[Signal.TTFT_P99]) = histogram_quantiles((0.5, 0.95, 0.99),
+                                                              TTFT_BUCKETS_S, inc)
+        part = seen / ready if ready > 0 else 1.0
+        gauges = {Signal.QUEUE_DEPTH: latest.waiting * part,
+                  Signal.RUNNING: latest.running * part,
+                  Signal.CONCURRENCY: (latest.waiting + latest.running) * part,
+                  Signal.KV_CACHE_USAGE: latest.kv_usage}
+        return vals, {s: v for s, v in gauges.items() if s in self._signals}
 
     def observe(self, now: float) -> Observation:
         """The judged observation at ``now`` (the live collector's ``Observation``)."""
@@ -634,13 +736,19 @@ def extrapolated_rate(points: Sequence[tuple[float, float]], start: float,
     increase = 0.0
     for (_, a), (_, b) in pairwise(points):
         increase += b - a if b >= a else b
-    first_t, first_v = points[0]
-    last_t = points[-1][0]
+    return _extrapolate(increase, points[0][0], points[0][1], points[-1][0], len(points),
+                        start, end)
+
+
+def _extrapolate(increase: float, first_t: float, first_v: float, last_t: float, n: int,
+                 start: float, end: float) -> float | None:
+    """``extrapolated_rate`` from what it reads of ``n`` >= 2 samples: their reset-corrected
+    increase, the first sample's time and value and the last one's time."""
     sampled = last_t - first_t
     if sampled <= 0:
         return None
     to_start, to_end = first_t - start, end - last_t
-    average = sampled / (len(points) - 1)
+    average = sampled / (n - 1)
     if increase > 0 and first_v >= 0:
         to_start = min(to_start, sampled * (first_v / increase))
     threshold = average * GAP_FACTOR
@@ -648,6 +756,21 @@ def extrapolated_rate(points: Sequence[tuple[float, float]], start: float,
     extent += to_start if to_start < threshold else average / 2
     extent += to_end if to_end < threshold else average / 2
     return increase * extent / sampled / (end - start)
+
+
+def _union(intervals: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """The union of half-open [lo, hi) intervals as disjoint ones in time order (starts,
+    ends); empty intervals are left out, touching ones joined ([0, 5) and [5, 9) hide the
+    same times as [0, 9))."""
+    starts: list[float] = []
+    ends: list[float] = []
+    for lo, hi in sorted(iv for iv in intervals if iv[0] < iv[1]):
+        if ends and lo <= ends[-1]:
+            ends[-1] = max(ends[-1], hi)
+        else:
+            starts.append(lo)
+            ends.append(hi)
+    return starts, ends
 
 
 def _monotone(history: deque[tuple[float, float]]) -> bool:

@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import reduce
+from operator import add, itemgetter
 
 from autoscaler.core.policies.common import clamp, hold
 from autoscaler.core.spec import Spec
@@ -116,7 +118,9 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     while hi > lo and old[hi - 1][0] >= now:
         hi -= 1
     samples = (*old[lo:hi], (now, concurrency))
-    stable_value = _mean_since(samples, stable_cutoff)
+    # Every sample kept is newer than the stable cutoff: the stable mean is over all of
+    # them, summed newest first as ``_mean_since`` sums (so the same float), in C.
+    stable_value = reduce(add, map(itemgetter(1), reversed(samples)), 0.0) / len(samples)
     panic_value = _mean_since(samples, now - panic_window)
 
     if rps:

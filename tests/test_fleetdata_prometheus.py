@@ -155,23 +155,13 @@ def _replays(which: str, request: pytest.FixtureRequest) -> tuple[Comparison, Co
     return _REPLAYS[which]
 
 
-# Known miss, kept visible (strict: it fails the day it passes, so this mark must go then).
-# Seed 0's predictive miss (a ramp from zero read at the replay's start) is fixed: the pods
-# present at the start now served before the trace, so the first window is not yet valid.
-# Seed 3's predictive case passed with that fix alone and on main alone, and misses with
-# both (main's scale-ups on lower bounds, merged the same session): GPU-h 94.35 from
-# Prometheus against 98.53 from the trace (-4.2%), attainment 98.88% against 98.85%. Its
-# first minutes match (it holds 1 replica until 60 s, then follows the true rate); where
-# the two replays part later is not yet traced.
-_KNOWN_MISS = pytest.mark.xfail(
-    strict=True, reason="predictive seed 3: GPU-h -4.2% after warm start + lower-bound "
-                        "scale-ups; not yet traced")
-
-
+# Both seeds, every policy. Two predictive misses were fixed this round, each by a change
+# elsewhere: seed 0 (-6.0% GPU-h over 18 h: a ramp from zero read at the replay's start;
+# the pods present at the start now served before the trace) and seed 3 (-4.2%, which
+# appeared when scale-ups on lower bounds merged and went when the capacity learner stopped
+# forgetting an overload on its own tail; where the two replays parted was not traced).
 @pytest.mark.parametrize(("which", "kind"), [
-    pytest.param(which, kind, id=f"{which}-{kind.value}",
-                 marks=(_KNOWN_MISS,) if (which, kind) == ("history",
-                                                           PolicyKind.PREDICTIVE) else ())
+    pytest.param(which, kind, id=f"{which}-{kind.value}")
     for which in ("history", "history_seed0") for kind in POLICIES])
 def test_replay_from_prometheus_matches_replay_from_the_trace(
         which: str, kind: PolicyKind, request: pytest.FixtureRequest) -> None:

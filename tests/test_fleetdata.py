@@ -16,17 +16,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autoscaler.core.spec import Capacity, PolicyKind
 from autoscaler.errors import SpecError, TraceError
 from autoscaler.fleetdata.fit import ColdStartFit, fit_profile, profile_yaml
 from autoscaler.fleetdata.history import (
     HistoryQuery,
     Target,
+    at_scrape_step,
     conserving_nonnegative,
     counter_increase,
     onto_grid,
     parse_duration_s,
     read_per_pod,
     reconstruct,
+    scrape_interval,
     time_range,
 )
 from autoscaler.fleetdata.tracefile import (
@@ -36,14 +39,16 @@ from autoscaler.fleetdata.tracefile import (
     write_trace,
 )
 from autoscaler.metrics.source import RangeSeries, Sample
+from autoscaler.replaying import ReplayOptions, busiest_rate, default_specs
 from autoscaler.sim.profiles import load_profile, parse_profile
+from autoscaler.traces.model import Trace
 
 START = 1_800_000_000.0
 
 
 class FakeSource:
-    """Per-pod values sampled every 60 s at START + offset + 60 k, keyed by metric name; NaN
-    = no sample.
+    """Per-pod values sampled every ``scrape_s`` (60) s at START + offset + scrape_s x k,
+    keyed by metric name; NaN = no sample.
 
     ``last_over_time(x[w])`` is answered as Prometheus 2.x does: the newest sample in the
     *closed* range [t - w, t], so ``[60s]`` at t still holds the sample taken at t - 60 s.
@@ -52,10 +57,11 @@ class FakeSource:
 
     def __init__(self, series: dict[str, dict[str, list[float]]],
                  instants: dict[str, list[Sample]] | None = None, *,
-                 offset_s: float = 0.0) -> None:
+                 offset_s: float = 0.0, scrape_s: float = 60.0) -> None:
         self.series = series
         self.instants = instants or {}
         self.offset_s = offset_s
+        self.scrape_s = scrape_s
         self.ranges: list[tuple[str, float, float, float]] = []
 
     def query(self, promql: str, at: float | None = None) -> list[Sample]:
@@ -82,15 +88,31 @@ class FakeSource:
             t = start
             while t <= end + 1e-9:
                 # The newest sample with t - window <= its time <= t.
-                k = math.floor((t - START - self.offset_s) / 60.0 + 1e-9)
-                while k >= 0 and START + self.offset_s + 60.0 * k >= t - window - 1e-9:
+                k = math.floor((t - START - self.offset_s) / self.scrape_s + 1e-9)
+                while k >= 0 and self._at(k) >= t - window - 1e-9:
                     if k < len(values) and math.isfinite(values[k]):
-                        pts.append((t, values[k] if m else START + self.offset_s + 60.0 * k))
+                        pts.append((t, values[k] if m else self._at(k)))
                         break
                     k -= 1
                 t += step_s
             if pts:
                 out.append(RangeSeries(labels={"pod": pod}, points=tuple(pts)))
+        return out
+
+    def _at(self, k: int) -> float:
+        return START + self.offset_s + self.scrape_s * k
+
+    def query_series(self, promql: str, at: float | None = None) -> list[RangeSeries]:
+        """``x{...}[w]``: each pod's raw samples with at - w <= time <= at."""
+        m = re.fullmatch(r"([^{]+)\{.*\}\[(\d+)ms\]", promql)
+        assert m and at is not None, promql
+        window = float(m.group(2)) / 1000.0
+        out = []
+        for pod, values in self.series.get(m.group(1), {}).items():
+            pts = tuple((self._at(k), v) for k, v in enumerate(values)
+                        if math.isfinite(v) and at - window - 1e-9 <= self._at(k) <= at + 1e-9)
+            if pts:
+                out.append(RangeSeries(labels={"pod": pod}, points=pts))
         return out
 
 
@@ -218,20 +240,71 @@ def test_a_twin_history_reads_back_as_its_trace_through_a_burst(tmp_path: Path) 
     np.testing.assert_allclose(got[known], rates[known], rtol=1e-6)
 
 
-def test_samples_off_the_step_grid_are_placed_at_their_own_times() -> None:
-    # Scrapes 30 s past each minute: 60, 60, 240, 60 requests between the samples at 30,
-    # 90, 150, 210 and 270 s (1, 1, 4, 1 req/s). Read on the minute, each reading is 30 s
-    # old, so the trace's bins start on the samples' phase (30 s before the range's start)
-    # and hold exactly the requests between two of them: [30, 90) s is the trace's second
-    # bin. Before, the 4 req/s was placed at [180, 240) s, 30 s after it happened.
+@pytest.mark.parametrize("offset", [1.0, 15.0, 30.0, 45.0, 59.0])
+def test_samples_off_the_step_grid_are_placed_at_their_own_times(offset: float) -> None:
+    # Scrapes `offset` s past each minute: 60, 60, 240, 60 requests between the samples
+    # (1, 1, 4, 1 req/s). Read on the minute, each reading is 60 - offset s old, so the
+    # trace's bins start on the samples' phase (offset - 60 s from the range's start) and
+    # hold exactly the requests between two of them, at every phase, not one tuned to.
+    # Worked, 30 s: [30, 90) s is the trace's second bin; before, the 4 req/s was placed
+    # at [180, 240) s, 30 s after it happened.
     series = {"vllm:time_to_first_token_seconds_count": {"a": [0, 60, 120, 360, 420, 480]},
               "vllm:num_requests_waiting": {"a": [0] * 6}}
-    rec = reconstruct(FakeSource(series, offset_s=30.0), _query(6))
-    assert rec.start_unix == START - 30.0
+    rec = reconstruct(FakeSource(series, offset_s=offset), _query(6))
+    assert rec.start_unix == START + offset - 60.0
     assert rec.trace.rates_rps is not None
-    # Bin 0 ([-30, 30) s) ends with the first sample: before it nothing was seen.
+    # Bin 0 ([offset - 60, offset) s) ends with the first sample: before it nothing was seen.
     np.testing.assert_allclose(rec.trace.rates_rps, [0, 1, 1, 4, 1])
     assert rec.trace.gaps == ((0.0, 60.0),)
+
+
+@pytest.mark.parametrize(("scrape_s", "missing", "expected"), [
+    pytest.param(60.0, (), 60.0, id="60s"),
+    pytest.param(15.0, (), 15.0, id="15s"),
+    pytest.param(15.0, tuple(range(20, 60)), 15.0, id="15s-with-a-10-minute-gap"),
+    pytest.param(7.5, (), 7.5, id="7.5s-kept"),
+    # Sample times a few ms apart from whole seconds: the configured 15 s, not 15.004
+    # (over 7 days a 15.004-s step drifts 161 s from the scrapes).
+    pytest.param(15.004, (), 15.0, id="jitter-rounds-to-the-second"),
+])
+def test_scrape_interval_is_read_from_the_samples(scrape_s: float, missing: tuple[int, ...],
+                                                  expected: float) -> None:
+    n = round(3 * 3600 / scrape_s)
+    values = [NAN if k in missing else float(k) for k in range(n)]
+    src = FakeSource({"vllm:time_to_first_token_seconds_count": {"a": values, "b": values}},
+                     scrape_s=scrape_s)
+    q = HistoryQuery(Target("llm", "chat"), START, START + 3 * 3600.0, 60.0)
+    assert scrape_interval(src, q) == expected
+    stepped, note = at_scrape_step(src, q)
+    assert stepped.step_s == expected and f"step {expected:g} s" in note
+    assert stepped.start <= q.start and stepped.start % expected == pytest.approx(0.0)
+
+
+def test_no_scrape_interval_found_keeps_the_step_and_says_so() -> None:
+    # One sample per pod: no spacing to read.
+    src = FakeSource({"vllm:time_to_first_token_seconds_count": {"a": [5.0]}})
+    q = HistoryQuery(Target("llm", "chat"), START, START + 3600.0, 60.0)
+    assert scrape_interval(src, q) is None
+    stepped, note = at_scrape_step(src, q)
+    assert stepped == q and "not found" in note and "step 60 s" in note
+
+
+def test_fast_scrapes_are_reconstructed_at_their_own_interval() -> None:
+    # 15-s scrapes 4 s past the quarter minute: 15, 15, 60, 15, 30, 15, 15 requests between
+    # consecutive samples (1, 1, 4, 1, 2, 1, 1 req/s). At --step auto the step is 15 s and
+    # each bin is one scrape interval; at 60 s the 4 req/s quarter minute would be averaged
+    # with three others into one bin.
+    cum = [0, 15, 30, 90, 105, 135, 150, 165, 180]
+    series = {"vllm:time_to_first_token_seconds_count": {"a": [float(v) for v in cum]},
+              "vllm:num_requests_waiting": {"a": [0.0] * len(cum)}}
+    src = FakeSource(series, offset_s=4.0, scrape_s=15.0)
+    q, _ = at_scrape_step(src, _query(3))
+    assert q.step_s == 15.0
+    rec = reconstruct(src, q)
+    assert rec.step_s == 15.0 and rec.start_unix == START + 4.0 - 15.0
+    assert rec.trace.rates_rps is not None
+    np.testing.assert_allclose(rec.trace.rates_rps, [0, 1, 1, 4, 1, 2, 1, 1])
+    assert rec.trace.gaps == ((0.0, 15.0),)
 
 
 @pytest.mark.parametrize(("knots", "origin", "expected", "known"), [
@@ -532,5 +605,109 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_errors_are_one_line(args: tuple[str, ...], code: int, needle: str) -> None:
     proc = _cli(*args)
     assert proc.returncode == code, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+# --- sizing the static fleet on a window several scrapes long ------------------------------
+
+def _rate_trace(rates: list[float], res: float = 60.0) -> Trace:
+    return Trace(name="t", duration_s=len(rates) * res,
+                 rates_rps=np.asarray(rates, dtype=np.float64), resolution_s=res)
+
+
+@pytest.mark.parametrize(("rates", "window", "expected"), [
+    pytest.param([1, 1, 4, 1], 60.0, 4.0, id="one-bin"),
+    pytest.param([1, 1, 4, 1], 120.0, 2.5, id="two-bins"),
+    # 90 s: all of the 4 and half a 1 beside it: (240 + 30) / 90.
+    pytest.param([1, 1, 4, 1], 90.0, 3.0, id="straddling-bins"),
+    # Not clock-aligned: the busiest 120 s are bins 1-2 ((3 + 5) / 2), which no aligned
+    # pair of bins ([0, 2) or [2, 4)) is.
+    pytest.param([0, 3, 5, 0], 120.0, 4.0, id="sliding-not-aligned"),
+    pytest.param([1, 1, 4, 1], 600.0, 7 / 4, id="longer-than-the-trace-is-its-mean"),
+])
+def test_busiest_rate_rate_level(rates: list[float], window: float, expected: float) -> None:
+    assert busiest_rate(_rate_trace(rates), window) == pytest.approx(expected)
+
+
+def test_busiest_rate_request_level() -> None:
+    # Arrivals at 0, 10, 20 s, then a burst of 5 in [100, 101) s and one at 200 s: the
+    # busiest 60 s hold the burst (5), the busiest 120 s ([0, 120) s) the burst and the
+    # first three (8), more than the burst and the 200-s one (6).
+    arr = np.asarray([0.0, 10.0, 20.0, 100.0, 100.2, 100.4, 100.6, 100.8, 200.0])
+    tr = Trace(name="r", duration_s=300.0, arrivals_s=arr)
+    assert busiest_rate(tr, 60.0) == pytest.approx(5 / 60)
+    assert busiest_rate(tr, 120.0) == pytest.approx(8 / 120)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.0, 50.0), min_size=2, max_size=12),
+       st.integers(1, 600))
+def test_busiest_rate_matches_a_brute_force_scan(rates: list[float], window: int) -> None:
+    """Slow reference: every whole-second start (bins are 60 s and the window whole
+    seconds, so the maximum starts or ends on a bin edge, which is a whole second)."""
+    tr = _rate_trace(rates)
+    if window >= tr.duration_s:
+        return
+    per_s = np.repeat(np.asarray(rates), 60)
+    want = max(per_s[t:t + window].sum() for t in range(len(per_s) - window + 1)) / window
+    assert busiest_rate(tr, float(window)) == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+def _scraped(tr: Trace, scrape_s: float, phase: float) -> Trace:
+    """What a reconstruction from scrapes every ``scrape_s`` at ``phase`` holds: the
+    trace's requests between consecutive scrapes (its cumulative curve at their times)."""
+    assert tr.rates_rps is not None and tr.resolution_s is not None
+    edges = np.arange(tr.rates_rps.size + 1) * tr.resolution_s
+    cum = np.concatenate(([0.0], np.cumsum(tr.rates_rps * tr.resolution_s)))
+    knots = np.arange(phase, tr.duration_s + 1e-9, scrape_s)
+    counts = np.diff(np.interp(knots, edges, cum))
+    return Trace(name="scraped", duration_s=counts.size * scrape_s,
+                 rates_rps=counts / scrape_s, resolution_s=scrape_s)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.0, 100.0), min_size=12, max_size=40), st.integers(0, 59))
+def test_busiest_window_moves_with_the_scrape_phase_by_at_most_its_bound(
+        rates: list[float], phase: int) -> None:
+    """The claim ``busiest_rate`` sizes static on: read from 60-s scrapes at any phase, the
+    busiest window of W moves by at most 2 x (60 x the largest rate step / 4) / W (the
+    interpolation error of the cumulative curve, at each end of the window), so 1/10 of
+    a rate step at W = 300 s, where the busiest single minute can move by half of it.
+    Compared over the span the scrapes cover (before the first one nothing is known)."""
+    tr = _rate_trace(rates)
+    scraped = _scraped(tr, 60.0, float(phase))
+    per_s = np.repeat(np.asarray(rates), 60)[phase:phase + round(scraped.duration_s)]
+    jump = float(np.max(np.abs(np.diff(rates))))
+    for window in (300, 600):
+        if window > per_s.size:
+            continue
+        inside = max(per_s[t:t + window].sum() for t in range(per_s.size - window + 1))
+        got = busiest_rate(scraped, float(window))
+        assert abs(got - inside / window) <= 2 * 60.0 * jump / 4 / window + 1e-6
+
+
+def test_static_sizing_window() -> None:
+    # 10 req/s with one minute at 50: the busiest minute needs 5 replicas of 10 req/s; the
+    # busiest 5 minutes hold (50 + 4 x 10) / 5 = 18 req/s: 2.
+    tr = _rate_trace([10.0] * 10 + [50.0] + [10.0] * 10)
+    cap = Capacity(10.0, 100.0)
+    prof = load_profile("llama3-8b-h100")
+    minute = default_specs(tr, prof, cap, ReplayOptions(max_replicas=20))
+    five = default_specs(tr, prof, cap, ReplayOptions(max_replicas=20, static_window_s=300.0))
+    assert minute[PolicyKind.STATIC].static_replicas == 5
+    assert five[PolicyKind.STATIC].static_replicas == 2
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    pytest.param(("trace", "export", "--prometheus", "http://127.0.0.1:9", "--target", "a/b",
+                  "--since", "1h", "--step", "often", "--out", "/tmp/never.json"),
+                 "--step", id="bad-step"),
+    pytest.param(("replay", "--static-window", "0"), "--static-window",
+                 id="bad-static-window"),
+])
+def test_bad_step_and_static_window_are_one_line(args: tuple[str, ...], needle: str) -> None:
+    proc = _cli(*args)
+    assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0], proc.stderr

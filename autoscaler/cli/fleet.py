@@ -50,7 +50,12 @@ def run_trace(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from autoscaler.fleetdata.history import reconstruct
-    from autoscaler.fleetdata.options import describe, history_query, prometheus_config
+    from autoscaler.fleetdata.options import (
+        describe,
+        history_query,
+        prometheus_config,
+        scrape_step,
+    )
     from autoscaler.fleetdata.tracefile import trace_document, write_trace
     from autoscaler.metrics.source import PrometheusSource
 
@@ -58,6 +63,7 @@ def run_trace(args: argparse.Namespace) -> int:
     out = c.writable_path("--out", args.out)
     src = PrometheusSource(prometheus_config(args))
     try:
+        q = scrape_step(args, q, src)
         rec = reconstruct(src, q, token_window_s=args.token_window)
     finally:
         src.close()
@@ -83,13 +89,14 @@ def run_trace(args: argparse.Namespace) -> int:
 
 def run_profile(args: argparse.Namespace) -> int:
     from autoscaler.fleetdata.fit import fit_profile, profile_yaml
-    from autoscaler.fleetdata.options import history_query, prometheus_config
+    from autoscaler.fleetdata.options import history_query, prometheus_config, scrape_step
     from autoscaler.metrics.source import PrometheusSource
 
     q = history_query(args)
     base = c.load_profile_input(args.base_profile)
     src = PrometheusSource(prometheus_config(args))
     try:
+        q = scrape_step(args, q, src)
         fit = fit_profile(src, q, base, name=args.name)
     finally:
         src.close()

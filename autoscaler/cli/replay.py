@@ -41,6 +41,7 @@ RATE_WINDOW = c.Range(low=0, low_open=True, high=86400, unit="seconds")
 ACTUATION_DELAY = c.Range(low=0, high=3600, unit="seconds")
 HPA_SYNC = c.Range(low=0, low_open=True, high=3600, unit="seconds")
 HPA_OFFSET = c.Range(low=0, high=3600, unit="seconds")
+STATIC_WINDOW = c.Range(low=1, high=86400, unit="seconds")
 HPA_TOLERANCE = c.Range(low=0, high=1, high_open=True)
 
 DECISION_RECORD_BYTES = 650
@@ -77,6 +78,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=c.whole(c.SEED), default=0)
     p.add_argument("--min-replicas", type=c.whole(REPLICAS), default=1)
     p.add_argument("--max-replicas", type=c.whole(c.Range(low=1, high=d.MAX_REPLICAS_LIMIT)))
+    p.add_argument("--static-window", type=c.number(STATIC_WINDOW), metavar="S",
+                   help="size the static fleet for the busiest window of S seconds, "
+                   "wherever it starts (default: the busiest clock-aligned minute); use "
+                   "several scrape intervals, e.g. 300, to compare a replay from "
+                   f"Prometheus with one from a finer trace ({STATIC_WINDOW.describe()})")
     p.add_argument("--rate-scale", type=c.number(RATE_SCALE), default=1.0,
                    help=f"multiply the trace's request rate ({RATE_SCALE.describe()})")
     p.add_argument("--time-scale", type=c.number(TIME_SCALE), default=1.0,
@@ -223,6 +229,7 @@ class ReplayCommand:
     seed: int
     min_replicas: int
     max_replicas: int | None
+    static_window_s: float | None
     rate_scale: float
     time_scale: float
     start: str | None
@@ -251,7 +258,8 @@ class ReplayCommand:
             slo_ttft_s_per_prompt_token=args.slo_ttft_per_prompt_token,
             gpu_quota=args.gpu_quota, cold_start_s=args.cold_start,
             engine=args.engine, seed=args.seed, min_replicas=args.min_replicas,
-            max_replicas=args.max_replicas, rate_scale=args.rate_scale,
+            max_replicas=args.max_replicas,
+            static_window_s=getattr(args, "static_window", None), rate_scale=args.rate_scale,
             time_scale=args.time_scale, start=args.start, duration=args.duration,
             specs=tuple(args.spec), json_out=args.json, report=args.report,
             decisions=args.decisions,
@@ -272,7 +280,8 @@ class ReplayCommand:
             slo_ttft_s_per_prompt_token=self.slo_ttft_s_per_prompt_token,
             gpu_quota=self.gpu_quota, cold_start_s=self.cold_start_s, engine=self.engine,
             seed=self.seed, min_replicas=self.min_replicas, max_replicas=self.max_replicas,
-            progress=False, faults=self.faults, overrides=overrides,
+            static_window_s=self.static_window_s, progress=False, faults=self.faults,
+            overrides=overrides,
             **self.loop)
 
     def check_outputs(self) -> None:
@@ -434,7 +443,7 @@ def _load_trace(cmd: ReplayCommand) -> Trace:
     """The trace file, the fleet's own history (``--prometheus``), or the synthetic one."""
     if cmd.fleet_args is not None:
         from autoscaler.fleetdata.history import reconstruct
-        from autoscaler.fleetdata.options import history_query, prometheus_config
+        from autoscaler.fleetdata.options import history_query, prometheus_config, scrape_step
         from autoscaler.metrics.source import PrometheusSource
 
         if cmd.trace:
@@ -443,6 +452,7 @@ def _load_trace(cmd: ReplayCommand) -> Trace:
         q = history_query(cmd.fleet_args)
         src = PrometheusSource(prometheus_config(cmd.fleet_args))
         try:
+            q = scrape_step(cmd.fleet_args, q, src)
             rec = reconstruct(src, q)
         finally:
             src.close()

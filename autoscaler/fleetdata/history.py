@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -136,6 +136,58 @@ def read_per_pod(source: MetricsSource, promql: str, q: HistoryQuery, *,
                     arr[k] = v
         k0 = k1 + 1
     return out
+
+
+SCRAPE_PROBES = 5
+"""Instants at which ``scrape_interval`` reads raw samples (spread over the range, so that a
+collection gap at one of them does not decide it)."""
+SCRAPE_PROBE_WINDOW_S = 900.0
+"""Raw samples read per probe, seconds (15 minutes: 15 intervals of a 60-s scrape)."""
+
+
+def scrape_interval(source: MetricsSource, q: HistoryQuery) -> float | None:
+    """The target's scrape interval, seconds, from the raw sample times of its first-token
+    counter: the median spacing of consecutive samples of a pod, at ``SCRAPE_PROBES``
+    instants of the range (a gap or a restart adds a few long spacings; the median ignores
+    them). None when no pod has two samples in any probe. Rounded to the second when within
+    10 ms of one, as Prometheus' ``scrape_interval`` is almost always configured and its
+    sample times jitter by milliseconds: a 15.002-s step over 7 days would drift 80 s."""
+    span = q.end - q.start
+    w = min(SCRAPE_PROBE_WINDOW_S, span)
+    promql = f"{VLLM_FAMILIES['first_tokens']}{{{q.selector_for()}}}[{round(w * 1000)}ms]"
+    gaps: list[float] = []
+    for i in range(SCRAPE_PROBES):
+        at = q.start + w + (span - w) * (i + 0.5) / SCRAPE_PROBES
+        for series in source.query_series(promql, at=at):
+            ts = np.asarray(sorted(t for t, _ in series.points), dtype=np.float64)
+            if ts.size >= 2:
+                gaps.extend(np.diff(ts).tolist())
+    gaps = [g for g in gaps if g > 0]
+    if not gaps:
+        return None
+    med = float(np.median(gaps))
+    return float(round(med)) if abs(med - round(med)) <= 0.01 and med >= 1 else round(med, 3)
+
+
+def at_scrape_step(source: MetricsSource, q: HistoryQuery) -> tuple[HistoryQuery, str]:
+    """``q`` with its step set to the target's scrape interval (``--step auto``), the start
+    and end aligned to it; and a note saying what was found.
+
+    Why the scrape interval: a step longer than it sums several scrapes into one bin and
+    loses the shape inside (a 15-s scrape read at 60 s merged four samples; the busiest
+    minute then depends on where the bins fall); a step shorter than it leaves steps with
+    no fresh sample, which read as missing. Outside 1..3600 s, or when no interval is
+    found, the step stays as it was (60 s), and the note says so."""
+    found = scrape_interval(source, q)
+    if found is None or not 1.0 <= found <= 3600.0:
+        return q, (f"scrape interval not found from {VLLM_FAMILIES['first_tokens']} samples: "
+                   f"step {q.step_s:g} s")
+    start = math.floor(q.start / found) * found
+    end = math.floor(q.end / found) * found
+    if end <= start:
+        return q, f"range shorter than the scrape interval ({found:g} s): step {q.step_s:g} s"
+    return (replace(q, start=start, end=end, step_s=found),
+            f"step {found:g} s: the scrape interval of {VLLM_FAMILIES['first_tokens']}")
 
 
 def queries_needed(q: HistoryQuery, families: int) -> int:

@@ -14,7 +14,7 @@ from autoscaler.errors import SpecError
 
 if TYPE_CHECKING:
     from autoscaler.fleetdata.history import HistoryQuery
-    from autoscaler.metrics.source import PrometheusConfig
+    from autoscaler.metrics.source import MetricsSource, PrometheusConfig
 
 
 def add_prometheus_arguments(p: argparse.ArgumentParser, *, required: bool,
@@ -31,8 +31,9 @@ def add_prometheus_arguments(p: argparse.ArgumentParser, *, required: bool,
     g.add_argument("--end", default=None, metavar="T", help="range end (default: now)")
     g.add_argument("--since", default=None, metavar="DURATION",
                    help="range = the last DURATION before --end (7d, 36h)")
-    g.add_argument("--step", default="60", metavar="SECONDS",
-                   help="resolution of the reconstruction, seconds (default 60)")
+    g.add_argument("--step", default="auto", metavar="SECONDS",
+                   help="resolution of the reconstruction, seconds, or auto (default): the "
+                   "target's scrape interval, read from its samples (60 s if not found)")
     g.add_argument("--selector", default="", metavar="MATCHERS",
                    help='extra label matchers, e.g. job="vllm"')
     g.add_argument("--namespace-label", default="namespace")
@@ -73,9 +74,9 @@ def history_query(args: argparse.Namespace, *, now: float | None = None) -> Hist
     if not args.target:
         raise SpecError("--target", None, "NAMESPACE/NAME (required with --prometheus)")
     try:
-        step = float(args.step)
+        step = 60.0 if args.step == "auto" else float(args.step)
     except ValueError:
-        raise SpecError("--step", args.step, "a number of seconds 1..3600") from None
+        raise SpecError("--step", args.step, "auto or a number of seconds 1..3600") from None
     start, end = time_range(args.start, args.end, args.since,
                             time.time() if now is None else now)
     # Align to the step so that every chunk asks for the same grid.
@@ -85,6 +86,21 @@ def history_query(args: argparse.Namespace, *, now: float | None = None) -> Hist
                         namespace_label=args.namespace_label,
                         workload_label=args.workload_label, selector=args.selector,
                         preset=args.preset)
+
+
+def scrape_step(args: argparse.Namespace, q: HistoryQuery, source: MetricsSource
+                ) -> HistoryQuery:
+    """With ``--step auto``, ``q`` at the target's scrape interval (a note on stderr says
+    which); else ``q`` as given."""
+    import sys
+
+    from autoscaler.fleetdata.history import at_scrape_step
+
+    if args.step != "auto":
+        return q
+    q, note = at_scrape_step(source, q)
+    print(f"note: {note}", file=sys.stderr)
+    return q
 
 
 def describe(args: argparse.Namespace, q: HistoryQuery) -> dict[str, Any]:

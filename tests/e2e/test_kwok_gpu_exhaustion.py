@@ -126,25 +126,27 @@ def test_the_controller_stops_at_the_gpu_pool_reports_it_once_and_resumes(
         except AssertionError:
             raise fail("no CapacityAvailable=False; status: "
                        f"{read_cr(api_client, namespace, 'gpu').get('status')}") from None
+        # 25 req/s wants 8; the default scale-up rules allow 3 -> max(3 x 2, 3 + 4) = 7 in
+        # one step, and the pool has GPUs for 4 of them.
         pods = pod_states(api_client, namespace, "gpu")
         assert (len(pods), sum(p.ready for p in pods),
-                sum(p.unschedulable is not None for p in pods)) == (6, 4, 2)
-        # Held at 6 past the policy's 15-s scale-up window (10 decisions x 3 s = 30 s): the
+                sum(p.unschedulable is not None for p in pods)) == (7, 4, 3)
+        # Held at 7 past the policy's 15-s scale-up window (10 decisions x 3 s = 30 s): the
         # policy wants 8, the controller does not ask for pods that would only queue.
         wait_decisions(proc, "gpu", 10)
-        assert replicas(api_client, namespace, "gpu") == 6, proc.tail()
+        assert replicas(api_client, namespace, "gpu") == 7, proc.tail()
         cond = _capacity(api_client, namespace)
         assert cond is not None and cond["reason"] == "InsufficientGPU"
-        assert "2 of 6 pods cannot be scheduled" in cond["message"]
+        assert "3 of 7 pods cannot be scheduled" in cond["message"]
         status = read_cr(api_client, namespace, "gpu")["status"]
-        assert (status["currentReplicas"], status["desiredReplicas"]) == (6, 6)
+        assert (status["currentReplicas"], status["desiredReplicas"]) == (7, 7)
         warned = events(api_client, namespace, "InsufficientGPU")
         assert len(warned) == 1 and warned[0].count in (None, 1), warned  # once, not per cycle
         assert warned[0].type == "Warning"
         assert warned[0].involved_object.kind == "InferenceAutoscaler"
         assert "Insufficient nvidia.com/gpu" in warned[0].message
 
-        # A second node, 4 more GPUs: the 2 Pending pods start, then the scale-up resumes.
+        # A second node, 4 more GPUs: the 3 Pending pods start, then the scale-up resumes.
         a10.add_pool(GpuPool(A10.name, A10.product, nodes=2, gpus_per_node=4))
         try:
             wait_for("8 replicas, all Ready, CapacityAvailable=True", lambda: (

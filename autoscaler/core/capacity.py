@@ -75,7 +75,11 @@ SLO (the envelope): each probe tests at most 30 % more than what is known to wor
 exceed 1 / targetUtilization (1 / 0.85 = 1.18), or a fleet planned at 85 % of its estimate
 could never test a higher load and a too-low prior would stay too low."""
 LOADED_TTFT_FRACTION = 0.5
-"""TTFT at or above this fraction of the SLO (and not above the SLO) counts as loaded."""
+"""TTFT at or above this fraction of the SLO (and not above the SLO) counts as loaded. The
+reading's value decides, wherever the histogram's bucket bounds fall: at a 2-s SLO the
+fraction is 1.0 s, a vLLM bucket bound, but a length-aware SLO moves it inside a bucket.
+A reading above the SLO that its bucket cannot confirm (``histogram.Verdict.AMBIGUOUS``) is
+never slack: it stops probes (``LearnedCapacity.doubt``)."""
 KV_SATURATED = 0.95
 """KV-cache use at or above this fraction counts as overloaded (preemptions start)."""
 KV_SLACK = 0.7

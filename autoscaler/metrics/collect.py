@@ -130,6 +130,10 @@ class CollectorConfig:
         return self.signals if self.signals is not None else tuple(self.preset.queries)
 
     def promql(self, signal: Signal) -> str:
+        for quantile, low in TTFT_BUCKET_LOW.items():
+            if signal == low and signal not in self.preset.queries:
+                # Derived with its quantile from the same buckets (``_quantiles``).
+                return f"lower bound of the bucket of: {self.promql(quantile)}"
         return render(self.preset.queries[signal], sel=self.selector, by=self.by,
                       window=self.window)
 

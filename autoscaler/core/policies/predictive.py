@@ -535,14 +535,17 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
             slo_ttft_s=spec.slo.ttft_seconds, now=now, prior_rps=prior_rps,
             tokens_per_request=tpr)
     util = params.target_utilization
-    needed, unit = cap_mod.replicas_needed(est, (*planned_tokens, planned), util)
+    # Requests planned as work at the recent mix (``capacity.work_demand``): a count
+    # learned on long prompts must not bind on short ones.
+    work = cap_mod.work_demand(est, (planned_tokens[0], planned_tokens[1], planned))
+    needed, unit = cap_mod.replicas_needed(est, work, util)
     # The same count at the scale-down utilisation: fewer replicas are released only when
     # even that lower band has room (hysteresis between 0.85 up and 0.85 x 0.85 = 0.72
     # down by default), so noise around a boundary does not start and stop a replica.
-    needed_down, _ = cap_mod.replicas_needed(
-        est, (*planned_tokens, planned), util * params.scale_down_band)
+    needed_down, _ = cap_mod.replicas_needed(est, work, util * params.scale_down_band)
     unit_name = cap_mod.UNITS[unit]
-    per_replica = est.capacity[unit] * util
+    unit_capacity = cap_mod.capacity_at_mix(est, unit)
+    per_replica = unit_capacity * util
     kv_note = ""
     if kv_held is not None and kv is not None and ready > 0 and served > 0:
         # KV cache: what the ready replicas hold (the median of the last minute, see
@@ -658,7 +661,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     message = (f"forecast {fc.mean_peak:.1f} req/s ({q_label} {fc.quantile_peak:.1f}) over the "
                f"next {lead_s:.0f} s, {rate:.1f} req/s now, needs {needed} replicas at "
                f"{per_replica:.1f} {unit_label} each (learned capacity "
-               f"{est.capacity[unit]:.1f} +-{est.relative_sd:.0%}){kv_note}")
+               f"{unit_capacity:.1f} +-{est.relative_sd:.0%}){kv_note}")
     if fc.model != TREND:
         err_note = (f", recent 1-min error {new_policy.forecast_error:.1f} req/s"
                     if math.isfinite(new_policy.forecast_error) else "")
@@ -676,7 +679,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,
                  forecast_rps=planned, demand_rps=rate, forecast_model=fc.model,
                  capacity_rps=cap_rps, capacity_unit=unit_name,
-                 capacity_per_replica=est.capacity[unit],
+                 capacity_per_replica=unit_capacity,
                  capacity_uncertainty=est.relative_sd),
         new_state,
     )

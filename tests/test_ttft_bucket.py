@@ -435,17 +435,21 @@ def test_probes_stop_at_the_load_that_read_ambiguous(doubtful_from: float) -> No
 def test_a_clearly_higher_load_meeting_the_slo_lifts_the_brake() -> None:
     est, t = settled(8.5)
     est = step(est, observe(9.0, 2.2, 1.0), t)
+    assert not est.doubt or math.isnan(est.doubt[2])  # one reading is not yet evidence
+    est = step(est, observe(9.0, 2.2, 1.0), t + 15.0)
     assert est.doubt[2] == 9.0
     # 9.5 < 9 / 0.9 = 10: not clearly higher, the doubt stands.
-    est = step(est, observe(9.5, 0.6, 0.5), t + 15.0)
+    est = step(est, observe(9.5, 0.6, 0.5), t + 30.0)
     assert est.doubt[2] == 9.0
-    est = step(est, observe(10.0, 0.6, 0.5), t + 30.0)
+    est = step(est, observe(10.0, 0.6, 0.5), t + 45.0)
     assert math.isnan(est.doubt[2])
 
 
 def test_the_brake_is_forgotten_after_the_breach_memory() -> None:
     est, t = settled(8.5)
     est = step(est, observe(9.0, 2.2, 1.0), t)
+    est = step(est, observe(9.0, 2.2, 1.0), t + 15.0)
+    t += 15.0
     est = replace(est, capacity=(math.nan, math.nan, 9.0 / 0.85))
     # Slack readings at the doubtful load: no probe while the doubt is remembered...
     later = step(est, observe(9.0, 0.6, 0.5), t + 15.0)

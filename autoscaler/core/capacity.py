@@ -179,7 +179,7 @@ class LearnedCapacity:
     """Time since which the fleet has had every replica ready at the same count."""
     settled_count: int = -1
     over_streak: int = 0
-    """Consecutive settled readings that were overloaded (``OVERLOAD_CONFIRM``)."""
+    """Consecutive settled readings that were overloaded or ambiguous (``OVERLOAD_CONFIRM``)."""
     breach: tuple[float, ...] = ()
     """Per unit, the lowest per-replica load seen overloaded within ``BREACH_MEMORY_S``
     (NaN: none); a probe never takes an estimate above it. Forgotten when a load past
@@ -339,13 +339,21 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
     env = list(est.envelope) if est.envelope else [math.nan] * len(cap)
     reading = verdict(obs.ttft_s, obs.ttft_bucket_low_s, slo_ttft_s)
     over = reading is Verdict.BREACH or (kv is not None and kv >= KV_SATURATED)
+    doubtful = reading is Verdict.AMBIGUOUS and not over
+    # A doubtful reading is confirmed like an overload, and counts towards confirming one:
+    # one ambiguous reading in the first window of a prompt-mix shift (tests/
+    # test_capacity.py, 600 -> 2,400 tokens) capped probes at 9,232 prompt tokens/s per
+    # replica for 4 hours against a truth of ~13,250.
+    streak = est.over_streak + 1 if over or doubtful else 0
+    est = replace(est, over_streak=streak)
+    if (over or doubtful) and streak < OVERLOAD_CONFIRM:
+        return est  # one reading: a blip, not yet evidence about the estimate
     doubt = list(est.doubt) if (est.doubt and now - est.doubt_time <= BREACH_MEMORY_S) \
         else [math.nan] * len(cap)
-    if reading is Verdict.AMBIGUOUS and not over:
+    if doubtful:
         # Above the SLO, but inside the bucket that contains it: the true percentile may
         # be on either side (vLLM's (1.0, 2.5] s around a 2-s SLO). Not a breach: the
-        # estimate is not cut, the breach memory and the overload streak are left as they
-        # are. Not a success either: nothing is carried, nothing forgotten. But it is the
+        # estimate is not cut, the breach memory is left as it is. Not a success either: nothing is carried, nothing forgotten. But it is the
         # load where the SLO became doubtful, and probes stop there (``doubt``): taken as
         # nothing at all, they let probes climb past that load until a certain breach
         # (above 2.5 s) cut the estimate back (on NASA x20, 14 d, 63 such readings were
@@ -353,10 +361,6 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
         for i in binding:
             doubt[i] = load[i] if not doubt[i] <= load[i] else doubt[i]  # NaN-safe min
         return replace(est, doubt=tuple(doubt), doubt_time=now)
-    streak = est.over_streak + 1 if over else 0
-    est = replace(est, over_streak=streak)
-    if over and streak < OVERLOAD_CONFIRM:
-        return est  # one reading: a blip, not yet evidence about the estimate
     breach = list(est.breach) if (est.breach and now - est.breach_time <= BREACH_MEMORY_S) \
         else [math.nan] * len(cap)
     if over:

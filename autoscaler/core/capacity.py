@@ -353,11 +353,12 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
     if doubtful:
         # Above the SLO, but inside the bucket that contains it: the true percentile may
         # be on either side (vLLM's (1.0, 2.5] s around a 2-s SLO). Not a breach: the
-        # estimate is not cut, the breach memory is left as it is. Not a success either: nothing is carried, nothing forgotten. But it is the
-        # load where the SLO became doubtful, and probes stop there (``doubt``): taken as
-        # nothing at all, they let probes climb past that load until a certain breach
-        # (above 2.5 s) cut the estimate back (on NASA x20, 14 d, 63 such readings were
-        # the learner's only overloads).
+        # estimate is not cut, the breach memory is left as it is. Not a success either:
+        # nothing is carried, nothing forgotten. But it is the load where the SLO became
+        # doubtful, and probes stop there (``doubt``): taken as nothing at all, they let
+        # probes climb past that load until a certain breach (above 2.5 s) cut the
+        # estimate back (on NASA x20, 14 d, 63 such readings were the learner's only
+        # overloads).
         for i in binding:
             doubt[i] = load[i] if not doubt[i] <= load[i] else doubt[i]  # NaN-safe min
         return replace(est, doubt=tuple(doubt), doubt_time=now)

@@ -45,48 +45,39 @@ from collections.abc import Sequence
 _EPS = 1e-9
 
 
-def backlog_left(queue: float, arrival_rps: float, ready: int, per_replica_rps: float,
-                 starting_in_s: Sequence[float], new: int, new_in_s: float,
-                 deadline_s: float) -> float:
-    """The unclamped fluid backlog at ``deadline_s`` (requests; <= 0: drained by then).
-
-    ``starting_in_s``: seconds until each replica still starting serves (0 when due or
-    overdue); ``new`` replicas serve from ``new_in_s`` on."""
-    served_s = ready * deadline_s + sum(max(0.0, deadline_s - max(0.0, t))
-                                        for t in starting_in_s)
-    served_s += new * max(0.0, deadline_s - new_in_s)
-    return queue + arrival_rps * deadline_s - per_replica_rps * served_s
-
-
 def drain_replicas(queue: float, arrival_rps: float, ready: int, per_replica_rps: float,
                    starting_in_s: Sequence[float], new_in_s: float, deadline_s: float,
                    most: int) -> int:
-    """Replicas in all (ready + starting + new) for the fluid backlog to drain by
-    ``deadline_s`` seconds from now, new ones serving from ``new_in_s``; when no count up to
-    the bound drains it by then, the bound (the count that drains it soonest). The bound is
-    ``most`` and the count past which no replica drains sooner where each replica queues
-    its own requests: ``ready`` plus enough others to carry every arrival (at least those
-    starting). Never fewer than ready + starting: this plan only adds.
+    """The fewest replicas in all for the fluid backlog to drain by ``deadline_s`` seconds
+    from now: the ready ones, then those starting in the order they will serve (a
+    Deployment scaled down removes the newest not-ready pod first), then new ones serving
+    from ``new_in_s``. When no count up to the bound drains it by then, the bound (the count
+    that drains it soonest), but never fewer than ready + starting. The bound is ``most``
+    and the count past which no replica drains sooner where each replica queues its own
+    requests: ``ready`` plus enough others to carry every arrival (at least those starting).
 
-    A queue of 0 (or less) needs nothing beyond what is there. A per-replica rate that is
-    not a positive number asks for nothing either (no plan can be made; the caller's other
-    rules still apply)."""
-    have = ready + len(starting_in_s)
+    Fewer than ready + starting means the plan drains without the latest starting ones; more
+    means it needs new ones. A queue of 0 (or less), or a per-replica rate that is not a
+    positive number, needs only the ready replicas (no plan can be made on the second; the
+    caller's other rules still apply). O(starting replicas)."""
     if queue <= 0 or not (per_replica_rps > 0 and math.isfinite(per_replica_rps)):
-        return have
-    left = backlog_left(queue, max(0.0, arrival_rps), ready, per_replica_rps, starting_in_s,
-                        0, new_in_s, deadline_s)
+        return ready
+    arrival = max(0.0, arrival_rps)
+    starting = sorted(max(0.0, t) for t in starting_in_s)
+    # The unclamped backlog at the deadline with the ready replicas only, then with each
+    # starting one added in the order it will serve.
+    left = queue + arrival * deadline_s - per_replica_rps * ready * deadline_s
+    for j, t in enumerate(starting):
+        if left <= 0:
+            return ready + j
+        left -= per_replica_rps * max(0.0, deadline_s - t)
+    have = ready + len(starting)
     if left <= 0:
         return have
-    # Beyond this count no replica drains the backlog sooner where each replica queues its
-    # own requests (vLLM behind a least-outstanding router, the request engine): the queue
-    # stays with the ready replicas that hold it, and new ones take only new arrivals, so
-    # the fastest drain is the ready replicas' full rate once the others carry every
-    # arrival. Only a shared queue (a gateway's; the fluid engine) drains faster with more.
-    useful = ready + max(len(starting_in_s),
-                         math.ceil(max(0.0, arrival_rps) / per_replica_rps - _EPS))
+    useful = ready + max(len(starting), math.ceil(arrival / per_replica_rps - _EPS))
+    bound = max(have, min(most, useful))
     window = deadline_s - new_in_s
     if window <= 0:
-        return max(have, min(most, useful))
+        return bound
     k = math.ceil(left / (per_replica_rps * window) - _EPS)
-    return max(have, min(most, useful, have + k))
+    return min(bound, have + k)

@@ -582,8 +582,9 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         # cold start, a new one from one cold start on; the fewest in all that drain the
         # queue within backlogDrainSeconds of the earliest time a new replica can serve.
         # A replica asked for a burst is supply at every later step, so the queue it was
-        # asked for does not ask again while it starts; and a queue the fleet drains before
-        # a new replica could serve asks for none. Worked number: 66 queued, 22 req/s
+        # asked for does not ask again while it starts, and it is not released while the
+        # plan needs it; a queue the fleet drains before a new replica could serve asks
+        # for none. Worked number: 66 queued, 22 req/s
         # arriving, 2 ready at 8 req/s, cold start 90 s: 5 replicas, once (the module's
         # docstring has the arithmetic, and why never more than ready + what carries the
         # arrivals).
@@ -592,7 +593,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
             tuple(t + spec.cold_start_s - now for t in asked), spec.cold_start_s,
             spec.cold_start_s + params.backlog_drain_s,
             scale_up_ceiling(current, state, spec, now))
-        if drain_total > max(rec, ready + len(asked)):
+        if drain_total > rec:
             rec = drain_total
             reason = Reason.BACKLOG_DRAIN
             notes.append(f"{queue:.0f} queued at {rate:.1f} req/s need {drain_total} "

@@ -5,7 +5,7 @@ start is answered once."""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import assume, given, settings
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from autoscaler.core.behavior import scale_up_ceiling
 from autoscaler.core.drain import drain_replicas
 from autoscaler.core.policies import predictive
-from autoscaler.core.spec import Behavior, ScalingPolicy, ScalingPolicyType, ScalingRules
+from autoscaler.core.spec import Behavior
 from autoscaler.core.types import Decision, MetricValue, Reason, Signal, Snapshot, State
 from tests.test_predictive import make_spec
 
@@ -76,82 +76,72 @@ def test_drain_plan_matches_the_second_by_second_backlog(
     assert reference(queue, arrival, ready, 8, starting_in, 90, 120, most) == expected
 
 
-_plans = st.fixed_dictionaries({
-    "queue": st.integers(0, 5000),
-    "arrival": st.integers(0, 80),
-    "ready": st.integers(0, 12),
-    "per_replica": st.integers(1, 12),
-    "starting_in": st.lists(st.integers(0, 150), max_size=6).map(lambda v: tuple(sorted(v))),
-    "new_in": st.integers(0, 150),
-    "drain": st.integers(1, 60),
-    "most": st.integers(0, 40),
-})
+@dataclass(frozen=True)
+class Plan:
+    """One drain problem in integers (so the reference's arithmetic is exact)."""
+
+    queue: int
+    arrival: int
+    ready: int
+    per_replica: int
+    starting_in: tuple[int, ...]
+    new_in: int
+    drain: int
+    most: int
+
+    def ask(self, queue: int | None = None, starting_in: tuple[int, ...] | None = None) -> int:
+        return drain_replicas(self.queue if queue is None else queue, self.arrival, self.ready,
+                              float(self.per_replica),
+                              self.starting_in if starting_in is None else starting_in,
+                              float(self.new_in), float(self.new_in + self.drain), self.most)
+
+
+_plans = st.builds(
+    Plan, queue=st.integers(0, 5000), arrival=st.integers(0, 80), ready=st.integers(0, 12),
+    per_replica=st.integers(1, 12),
+    starting_in=st.lists(st.integers(0, 150), max_size=6).map(lambda v: tuple(sorted(v))),
+    new_in=st.integers(0, 150), drain=st.integers(1, 60), most=st.integers(0, 40))
 
 
 @settings(max_examples=300, deadline=None)
 @given(_plans)
-def test_the_plan_equals_the_slow_reference(p: dict[str, int | tuple[int, ...]]) -> None:
-    assert isinstance(p["starting_in"], tuple)
-    q, a, r, c = (int(p[k]) for k in ("queue", "arrival", "ready", "per_replica"))  # type: ignore[call-overload]
-    new_in, drain, most = (int(p[k]) for k in ("new_in", "drain", "most"))  # type: ignore[call-overload]
-    deadline = new_in + drain
-    got = drain_replicas(q, a, r, float(c), p["starting_in"], float(new_in), float(deadline),
-                         most)
-    assert got == reference(q, a, r, c, p["starting_in"], new_in, deadline, most)
+def test_the_plan_equals_the_slow_reference(p: Plan) -> None:
+    assert p.ask() == reference(p.queue, p.arrival, p.ready, p.per_replica, p.starting_in,
+                                p.new_in, p.new_in + p.drain, p.most)
 
 
 @settings(max_examples=300, deadline=None)
 @given(_plans, st.integers(0, 5000))
-def test_more_queue_never_asks_for_fewer(p: dict[str, int | tuple[int, ...]],
-                                         more: int) -> None:
-    assert isinstance(p["starting_in"], tuple)
-    args = (float(p["arrival"]), int(p["ready"]), float(p["per_replica"]),  # type: ignore[arg-type]
-            p["starting_in"], float(p["new_in"]),  # type: ignore[arg-type]
-            float(p["new_in"]) + float(p["drain"]), int(p["most"]))  # type: ignore[arg-type]
-    low = drain_replicas(float(p["queue"]), *args)  # type: ignore[arg-type]
-    high = drain_replicas(float(p["queue"]) + more, *args)  # type: ignore[arg-type]
-    assert high >= low
+def test_more_queue_never_asks_for_fewer(p: Plan, more: int) -> None:
+    assert p.ask(queue=p.queue + more) >= p.ask()
 
 
 @settings(max_examples=300, deadline=None)
 @given(_plans)
-def test_the_count_is_within_the_bound_and_never_below_what_is_there(
-        p: dict[str, int | tuple[int, ...]]) -> None:
-    assert isinstance(p["starting_in"], tuple)
-    have = int(p["ready"]) + len(p["starting_in"])  # type: ignore[call-overload]
-    got = drain_replicas(float(p["queue"]), float(p["arrival"]), int(p["ready"]),  # type: ignore[arg-type]
-                         float(p["per_replica"]), p["starting_in"], float(p["new_in"]),  # type: ignore[arg-type]
-                         float(p["new_in"]) + float(p["drain"]), int(p["most"]))  # type: ignore[arg-type]
-    assert int(p["ready"]) <= got <= max(have, int(p["most"]))  # type: ignore[call-overload]
+def test_the_count_is_within_the_bound(p: Plan) -> None:
+    # Never below the ready replicas; above ready + starting only up to max replicas and
+    # the scale-up limit (``most``).
+    assert p.ready <= p.ask() <= max(p.ready + len(p.starting_in), p.most)
 
 
 @settings(max_examples=300, deadline=None)
 @given(_plans, st.integers(1, 150))
-def test_a_replica_already_starting_is_never_asked_for_twice(
-        p: dict[str, int | tuple[int, ...]], dt: int) -> None:
+def test_a_replica_already_starting_is_never_asked_for_twice(p: Plan, dt: int) -> None:
     # Ask at t = 0; dt seconds later (before any replica becomes ready) the replicas asked
     # are starting, ready at new_in - dt, and the queue has followed the fluid path. The
     # plan then asks for no more than it did: the same replicas are not asked for again.
-    starting = p["starting_in"]
-    assert isinstance(starting, tuple)
-    q, a, r, c = (int(p[k]) for k in ("queue", "arrival", "ready", "per_replica"))  # type: ignore[call-overload]
-    new_in, drain = int(p["new_in"]), int(p["drain"])  # type: ignore[call-overload]
-    first_ready = min((*starting, new_in))
-    dt = min(dt, first_ready)  # nothing becomes ready strictly inside (0, dt)
-    most = 1000
-    assume(q > 0)  # with no queue nothing is asked; a queue that forms later asks anew
-    first = drain_replicas(q, a, r, float(c), starting, float(new_in), float(new_in + drain),
-                           most)
-    asked = max(0, first - r - len(starting))
-    queue = q
+    assume(p.queue > 0)  # with no queue nothing is asked; a queue that forms later asks anew
+    p = replace(p, most=1000)
+    dt = min(dt, *p.starting_in, p.new_in)  # nothing becomes ready strictly inside (0, dt)
+    first = p.ask()
+    asked = max(0, first - p.ready - len(p.starting_in))
+    queue = p.queue
     for second in range(dt):
-        serving = r + sum(1 for t in starting if t <= second) + (asked if second >= new_in
-                                                                   else 0)
-        queue = max(0, queue + a - c * serving)
-    later = (*(t - dt for t in starting), *(new_in - dt,) * asked)
-    second_plan = drain_replicas(queue, a, r, float(c), later, float(new_in),
-                                 float(new_in + drain), most)
-    assert second_plan <= first
+        serving = p.ready + sum(1 for t in p.starting_in if t <= second)
+        serving += asked if second >= p.new_in else 0
+        queue = max(0, queue + p.arrival - p.per_replica * serving)
+    later = (*(t - dt for t in p.starting_in), *(p.new_in - dt,) * asked)
+    assert p.ask(queue=queue, starting_in=later) <= first
 
 
 # --- the scale-up ceiling --------------------------------------------------------------

@@ -49,24 +49,32 @@ def drain_replicas(queue: float, arrival_rps: float, ready: int, per_replica_rps
                    starting_in_s: Sequence[float], new_in_s: float, deadline_s: float,
                    most: int) -> int:
     """The fewest replicas in all for the fluid backlog to drain by ``deadline_s`` seconds
-    from now: the ready ones, then those starting in the order they will serve (a
-    Deployment scaled down removes the newest not-ready pod first), then new ones serving
-    from ``new_in_s``. When no count up to the bound drains it by then, the bound (the count
-    that drains it soonest), but never fewer than ready + starting. The bound is ``most``
-    and the count past which no replica drains sooner where each replica queues its own
-    requests: ``ready`` plus enough others to carry every arrival (at least those starting).
+    from now: ready ones first (serving from now), then those starting in the order they
+    will serve (a Deployment scaled down removes the newest not-ready pod first), then new
+    ones serving from ``new_in_s``. When no count up to the bound drains it by then, the
+    bound (the count that drains it soonest), but never fewer than ready + starting. The
+    bound is ``most`` and the count past which no replica drains sooner where each replica
+    queues its own requests: ``ready`` plus enough others to carry every arrival (at least
+    those starting).
 
-    Fewer than ready + starting means the plan drains without the latest starting ones; more
-    means it needs new ones. A queue of 0 (or less), or a per-replica rate that is not a
-    positive number, needs only the ready replicas (no plan can be made on the second; the
-    caller's other rules still apply). O(starting replicas)."""
+    A count the caller compares with its plan: the backlog asks for more only when it
+    needs more than the plan gives, and it keeps a starting replica only while the drain
+    needs it. A few requests waiting for the next batch step ask for about what carries
+    the arrivals, which the plan already gives. No queue (or a per-replica rate that is not
+    a positive number: no plan can be made) asks for nothing: 0. O(starting replicas)."""
     if queue <= 0 or not (per_replica_rps > 0 and math.isfinite(per_replica_rps)):
-        return ready
+        return 0
     arrival = max(0.0, arrival_rps)
     starting = sorted(max(0.0, t) for t in starting_in_s)
-    # The unclamped backlog at the deadline with the ready replicas only, then with each
-    # starting one added in the order it will serve.
-    left = queue + arrival * deadline_s - per_replica_rps * ready * deadline_s
+    # The unclamped backlog at the deadline with no replica, then with the ready ones
+    # (serving from now: the fewest is one division), then with each starting one added in
+    # the order it will serve.
+    left = queue + arrival * deadline_s
+    if deadline_s > 0:
+        fewest_ready = max(0, math.ceil(left / (per_replica_rps * deadline_s) - _EPS))
+        if fewest_ready <= ready:
+            return fewest_ready
+    left -= per_replica_rps * ready * deadline_s
     for j, t in enumerate(starting):
         if left <= 0:
             return ready + j

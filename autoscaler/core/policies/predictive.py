@@ -562,7 +562,11 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         # this floor started 2,117 of 2,153 replicas on NASA x20 (14 d): one 15-s sample in
         # a web burst read 82 % (512 sequences running) between readings of 3-10 %, asked
         # for a 4th replica that arrived after the burst, and released it 2 minutes later.
-        kv_load = kv_held * (planned / max(rate, served))
+        # The growth factor's denominator is a rate of at least one request per KV window:
+        # below that "served" is float dust (hypothesis found 2.2e-308 req/s, which made
+        # the factor overflow), and a cache held by a request a minute is still grown by
+        # planned / (1/60 s), e.g. 0.5 req/s planned gives 30x, not 1e308x.
+        kv_load = kv_held * (planned / max(rate, served, 1.0 / KV_WINDOW_S))
         kv_needed = math.ceil(kv_load / d.KV_CACHE_TARGET - _EPS)
         if kv_needed > needed:
             needed = kv_needed

@@ -650,9 +650,9 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         if rec < current:
             rec = current
             reason = Reason.SLO_CORRECTION
-        notes.append(f"TTFT {ttft_label} {ttft:.2f} s is above the {objective:.3g} s SLO "
-                     f"but inside the bucket above {ttft_low:.3g} s, which contains it: "
-                     "no scale-down")
+        notes.append(f"TTFT {ttft_label} {ttft:.2f} s reads above the {objective:.3g} s SLO "
+                     f"inside a histogram bucket starting at {ttft_low:.3g} s, so the slip is "
+                     "uncertain: no scale-down")
 
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
                if value is None]

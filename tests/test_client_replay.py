@@ -1,0 +1,126 @@
+"""``benchmarks/client_replay.py``: the goal's verdict per client, its ceiling and onset
+figures, and a small end-to-end run on two clients."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import client_replay as cr  # noqa: E402  (a script beside its siblings, not a package)
+
+VERDICTS = [
+    pytest.param({"hpa": (0.95, 10.0), "predictive": (0.96, 9.0)}, True, [],
+                 id="predictive higher and cheaper: met"),
+    pytest.param({"hpa": (0.97, 9.0), "predictive": (0.96, 10.0)}, False,
+                 ["dominated by hpa"], id="higher attainment for fewer GPU-h: dominated"),
+    pytest.param({"hpa": (0.96, 9.0), "predictive": (0.96, 10.0)}, True, [],
+                 id="equal attainment, fewer GPU-h: not dominated"),
+    pytest.param({"hpa": (0.992, 10.0), "predictive": (0.995, 12.0)}, False,
+                 ["99% rule broken by hpa"], id="both at 99 %, the baseline cheaper"),
+    pytest.param({"hpa": (0.992, 12.0), "predictive": (0.989, 10.0)}, False,
+                 ["99% rule broken by hpa"], id="the baseline at 99 %, predictive below"),
+    pytest.param({"hpa": (0.992, 12.0), "predictive": (0.990, 12.0)}, True, [],
+                 id="predictive at 99 % for the same GPU-h: met"),
+    pytest.param({"kpa": (0.995, 5.0), "wva": (0.80, 1.0), "predictive": (0.90, 6.0)},
+                 False, ["dominated by kpa", "99% rule broken by kpa"],
+                 id="both clauses broken, one note each"),
+]
+
+
+@pytest.mark.parametrize(("results", "met", "notes"), VERDICTS)
+def test_the_goal_verdict_follows_the_issues_rule(results: dict[str, tuple[float, float]],
+                                                  met: bool, notes: list[str]) -> None:
+    assert cr.goal_verdict(results) == (met, notes)
+
+
+def test_the_front_keeps_every_policy_no_other_beats_on_both() -> None:
+    results = {"a": (0.99, 10.0), "b": (0.95, 5.0), "c": (0.94, 6.0), "d": (0.985, 11.0)}
+    # c is beaten by b (higher, cheaper); d by a; a and b trade attainment for GPU-h.
+    assert cr.pareto_front(results) == ["a", "b"]
+
+
+@pytest.mark.parametrize(("peak", "mu", "idle", "replicas"), [
+    # a <= R mu (1 + SLO - p): 300 / (60.7 x 2.98) = 1.66 -> 2
+    pytest.param(300.0, 60.7, 0.02, 2, id="300 arrivals at 60.7 req/s: 2"),
+    # 1,360 / (60 x 2.98) = 7.61 -> 8
+    pytest.param(1360.0, 60.0, 0.02, 8, id="1,360 arrivals at 60 req/s: 8"),
+    # 178.8 / (60 x 2.98) = 1.0000 exactly -> 1 (the last arrival drains at 2 s)
+    pytest.param(178.8, 60.0, 0.02, 1, id="exactly one replica's drain"),
+    pytest.param(0.0, 60.0, 0.02, 1, id="silence: at least 1"),
+])
+def test_the_ceiling_fleet_drains_the_busiest_second_within_the_slo(
+        peak: float, mu: float, idle: float, replicas: int) -> None:
+    assert cr.ceiling_replicas(peak, mu, 2.0, idle) == replicas
+
+
+def test_onset_share_counts_every_arrival_of_one_lead_time_after_a_rise(
+        ) -> None:
+    # An hour of silence, then 5 minutes at 45 req/s on replicas of 17.2 req/s (need 3):
+    # the first 137 s bring 137 x 45 = 6,165 of 300 x 45 = 13,500 requests.
+    rates = np.concatenate([np.zeros(3600), np.full(300, 45.0)])
+    assert cr.onset_share(rates, 17.2, 137.0) == pytest.approx(6165.0 / 13500.0)
+    # A flat load never rises past its own last hour.
+    assert cr.onset_share(np.full(7200, 45.0), 17.2, 137.0) == 0.0
+    # A load one replica carries is no onset, however sudden (1 replica always runs).
+    assert cr.onset_share(np.concatenate([np.zeros(3600), np.full(300, 15.0)]), 17.2,
+                          137.0) == 0.0
+    # A second rise within the hour, to a need already seen, is no onset.
+    twice = np.concatenate([np.zeros(3600), np.full(300, 45.0), np.zeros(600),
+                            np.full(300, 45.0)])
+    assert cr.onset_share(twice, 17.2, 137.0) == pytest.approx(6165.0 / 27000.0)
+
+
+def test_pooled_quantiles_come_from_the_histogram() -> None:
+    hist = np.zeros(len(cr._EDGES))
+    # 99 arrivals in the bin just above 0.5 s, 1 never served (the last bin).
+    k = int(np.searchsorted(cr._EDGES, 0.5))
+    hist[k] = 99.0
+    hist[-1] = 1.0
+    assert cr.hist_quantile(hist, 0.5) == pytest.approx(0.5, rel=0.02)
+    assert cr.hist_quantile(hist, 0.99) == pytest.approx(0.5, rel=0.02)
+    assert cr.hist_quantile(hist, 0.995) == math.inf
+
+
+def _folder(root: Path) -> Path:
+    folder = root / "sg"
+    folder.mkdir()
+    # Client 0 steady at 5 req/s (Gamma shape 1: Poisson); client 2 silent but for one
+    # hour at 40 req/s; one day each.
+    steady = [f"{i * 600},5.0,1.0,Gamma,1.0,0.2" for i in range(144)]
+    burst = [f"{i * 600},40.0,2.0,Gamma,0.25,0.1" if 60 <= i < 66 else f"{i * 600},0,0,,0,0"
+             for i in range(144)]
+    (folder / "chunk-0-trace.csv").write_text("\n".join(steady) + "\n")
+    (folder / "chunk-2-trace.csv").write_text("\n".join(burst) + "\n")
+    return folder
+
+
+def test_two_clients_one_day_two_policies_give_a_row_each_and_the_pooled_rows(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _folder(tmp_path)
+    assert cr.main(["--folder", str(folder), "--days", "1", "--policies",
+                    "hpa,predictive"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    clients = [r.split(" | ")[0].removeprefix("| ") for r in rows]
+    assert clients[1:3] == ["0", "2"]  # after the header row
+    # 5 req/s x 86,400 s = 432,000 requests (Poisson: sd 657, so 1 % is > 6 sd).
+    requests = float(rows[1].split(" | ")[2].replace(",", ""))
+    assert requests == pytest.approx(432_000, rel=0.01)
+    pooled = [r.split(" | ")[0].removeprefix("| ") for r in rows[3:]]
+    assert pooled[1:] == ["hpa", "predictive", "ceiling"]
+    assert "Goal met on" in out and "of 2 clients" in out
+
+
+def test_unknown_clients_and_policies_are_one_line_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _folder(tmp_path)
+    assert cr.main(["--folder", str(folder), "--clients", "1"]) == 2
+    assert "no chunk-1-trace.csv" in capsys.readouterr().err
+    assert cr.main(["--folder", str(folder), "--policies", "hpa,nope"]) == 2
+    assert "nope is not one of" in capsys.readouterr().err
+    assert cr.main(["--folder", str(folder), "--days", "0"]) == 2

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-
 from _machine import cpu_seconds  # sibling scripts (run as a file)
 from _readme import add_readme_flag, publish
+
 from autoscaler.core.spec import PolicyKind, Spec
 from autoscaler.replaying import ReplayOptions, capacity_for, default_specs
 from autoscaler.sim.fluid_engine import throughput_rps
@@ -327,12 +327,11 @@ def goal_count(rows: Iterable[ClientRow]) -> tuple[int, int]:
 # ----------------------------------------------------------------------- main
 
 
-def _ids(text: str) -> list[int]:
+def _ids(text: str) -> list[int] | None:
     try:
-        out = [int(x) for x in text.split(",") if x.strip()]
+        return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise SystemExit(f"client_replay.py: --clients {text!r}: expected ids like 0,3,7")
-    return out
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -352,6 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     files = {int(f.name.split("-")[1]): f for f in servegen_files(args.folder)}
     wanted = sorted(files) if args.clients is None else _ids(args.clients)
+    if wanted is None:
+        print(f"client_replay.py: --clients {args.clients!r}: expected ids like 0,3,7",
+              file=sys.stderr)
+        return 2
     missing = [c for c in wanted if c not in files]
     if missing or not wanted:
         print(f"client_replay.py: --clients: no chunk-{missing[0] if missing else '?'}"

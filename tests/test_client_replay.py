@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import client_replay as cr  # noqa: E402  (a script beside its siblings, not a package)
+import client_replay as cr
 
 VERDICTS = [
     pytest.param({"hpa": (0.95, 10.0), "predictive": (0.96, 9.0)}, True, [],
@@ -124,3 +124,5 @@ def test_unknown_clients_and_policies_are_one_line_errors(
     assert cr.main(["--folder", str(folder), "--policies", "hpa,nope"]) == 2
     assert "nope is not one of" in capsys.readouterr().err
     assert cr.main(["--folder", str(folder), "--days", "0"]) == 2
+    assert cr.main(["--folder", str(folder), "--clients", "0,x"]) == 2
+    assert "expected ids like 0,3,7" in capsys.readouterr().err

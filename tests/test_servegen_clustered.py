@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from autoscaler.traces import load_trace
-from autoscaler.traces.servegen import _Client, _exact_path
+from autoscaler.traces.servegen import _Client, _exact_path, clt_settle_arrivals
 
 
 def _direct_counts(rng: np.random.Generator, rate: float, shape: float, seconds: int,
@@ -64,11 +64,15 @@ def test_a_clustered_window_has_the_per_second_counts_of_the_process_itself(
 
 
 @pytest.mark.parametrize(("dist", "shape", "rate", "exact"), [
-    # residual (1 + c^2) / (2 L) against 0.1 s:
-    pytest.param(1, 0.25, 200.0, False, id="gamma c 2 at 200 rps: 5/400 = 0.0125 s, CLT"),
-    pytest.param(1, 0.04, 200.0, False, id="gamma c 5 at 200 rps: 26/400 = 0.065 s, CLT"),
-    pytest.param(1, 0.04, 100.0, True, id="gamma c 5 at 100 rps: 26/200 = 0.13 s, exact"),
-    pytest.param(2, 0.198, 67.4, True, id="weibull 0.198 at 67.4 rps: 267/135 = 2.0 s, exact"),
+    # A second must hold 2 x m3 / c^2 arrivals for the CLT (m3 = E[X^3] / E[X]^3):
+    # Gamma(k): m3 / c^2 = (k + 1)(k + 2) / k.
+    pytest.param(1, 0.25, 200.0, False, id="gamma c 2 at 200 rps: 2 x 11.25 = 22.5, CLT"),
+    pytest.param(1, 0.04, 200.0, False, id="gamma c 5 at 200 rps: 2 x 53.04 = 106, CLT"),
+    pytest.param(1, 0.04, 100.0, True, id="gamma c 5 at 100 rps: under 106, exact"),
+    # Weibull 0.198: G(1 + 3/k) / G(1 + 1/k)^3 / c^2 = 3,303 (c = 16.4).
+    pytest.param(2, 0.198, 67.4, True, id="weibull 0.198 at 67.4 rps: under 6,606, exact"),
+    pytest.param(2, 0.198, 1345.0, True, id="weibull 0.198 at 1,345 rps: still exact"),
+    pytest.param(2, 0.198, 7000.0, False, id="weibull 0.198 at 7,000 rps: CLT"),
     pytest.param(1, 0.25, 1.5, True, id="any window of at most 1,200 arrivals: exact"),
 ])
 def test_which_windows_are_sampled_arrival_by_arrival(dist: int, shape: float, rate: float,
@@ -77,3 +81,18 @@ def test_which_windows_are_sampled_arrival_by_arrival(dist: int, shape: float, r
                 dist=np.array([dist, 0]), shape=np.array([shape, 1.0]),
                 scale=np.array([1.0, 1.0]))
     assert _exact_path(c, 600).tolist() == [exact, False]
+
+
+@pytest.mark.parametrize(("dist", "shape", "expected"), [
+    pytest.param(1, 0.25, 11.25, id="gamma 0.25: 1.25 x 2.25 / 0.25"),
+    pytest.param(1, 1.0, 6.0, id="gamma 1 (poisson): 2 x 3 / 1"),
+    # Weibull 1 is the exponential: m3 = 3! = 6, c^2 = 1.
+    pytest.param(2, 1.0, 6.0, id="weibull 1 (exponential): 6"),
+    # Weibull 0.5: E[X^n] / E[X]^n = G(1 + 2n) / G(3)^n: m3 = 720 / 8 = 90,
+    # c^2 = 24 / 4 - 1 = 5: 18.
+    pytest.param(2, 0.5, 18.0, id="weibull 0.5: 90 / 5"),
+])
+def test_the_settling_count_is_m3_over_c_squared(dist: int, shape: float,
+                                                 expected: float) -> None:
+    got = clt_settle_arrivals(np.array([dist]), np.array([shape]))
+    assert got[0] == pytest.approx(expected, rel=1e-9)

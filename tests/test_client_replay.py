@@ -44,35 +44,63 @@ def test_the_front_keeps_every_policy_no_other_beats_on_both() -> None:
     assert cr.pareto_front(results) == ["a", "b"]
 
 
-@pytest.mark.parametrize(("peak", "mu", "idle", "replicas"), [
-    # a <= R mu (1 + SLO - p): 300 / (60.7 x 2.98) = 1.66 -> 2
-    pytest.param(300.0, 60.7, 0.02, 2, id="300 arrivals at 60.7 req/s: 2"),
-    # 1,360 / (60 x 2.98) = 7.61 -> 8
-    pytest.param(1360.0, 60.0, 0.02, 8, id="1,360 arrivals at 60 req/s: 8"),
-    # 178.8 / (60 x 2.98) = 1.0000 exactly -> 1 (the last arrival drains at 2 s)
-    pytest.param(178.8, 60.0, 0.02, 1, id="exactly one replica's drain"),
-    pytest.param(0.0, 60.0, 0.02, 1, id="silence: at least 1"),
+def _slow_ceiling(arrivals: np.ndarray, mu: float, room: float) -> int:
+    """Obviously correct: try 1, 2, 3, ... replicas, run the queue second by second."""
+    r = 1
+    while True:
+        backlog, ok = 0.0, True
+        for a in arrivals:
+            backlog = max(0.0, backlog + a - r * mu)
+            ok = ok and backlog <= r * mu * room + 1e-9
+        if ok:
+            return r
+        r += 1
+
+
+@pytest.mark.parametrize(("arrivals", "mu", "room", "replicas"), [
+    # 1 replica leaves 300 - 60.7 = 239.3 queued against 60.7 x 1.98 = 120.2 of room;
+    # 2 leave 178.6 against 240.4.
+    pytest.param([300.0], 60.7, 1.98, 2, id="one second of 300 at 60.7 req/s: 2"),
+    # 45 req/s for 100 s: 2 x 17.2 = 34.4 queues 10.6 more each second (1,060 after
+    # 100 s), 3 x 17.2 = 51.6 never queues.
+    pytest.param([45.0] * 100, 17.2, 2.0, 3, id="sustained 45 req/s at 17.2: 3"),
+    # Two seconds of 200: R mu = c leaves 400 - 2c after the second, room 2c: c >= 100.
+    pytest.param([200.0, 200.0, 0.0, 0.0], 50.0, 2.0, 2, id="two seconds of 200 at 50: 2"),
+    pytest.param([0.0] * 10, 50.0, 2.0, 1, id="silence: at least 1"),
 ])
-def test_the_ceiling_fleet_drains_the_busiest_second_within_the_slo(
-        peak: float, mu: float, idle: float, replicas: int) -> None:
-    assert cr.ceiling_replicas(peak, mu, 2.0, idle) == replicas
+def test_the_ceiling_is_the_smallest_static_fleet_that_drains_every_second_in_time(
+        arrivals: list[float], mu: float, room: float, replicas: int) -> None:
+    a = np.asarray(arrivals)
+    got = cr.ceiling_replicas(a, np.full(len(a), mu), np.full(len(a), room))
+    assert got == replicas == _slow_ceiling(a, mu, room)
 
 
-def test_onset_share_counts_every_arrival_of_one_lead_time_after_a_rise(
+def test_the_ceiling_matches_a_slow_reference_on_random_bursts() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        a = rng.negative_binomial(0.3, 0.3 / (0.3 + 20.0), size=300).astype(float)
+        mu, room = float(rng.uniform(5, 60)), float(rng.uniform(0.5, 3))
+        assert cr.ceiling_replicas(a, np.full(300, mu), np.full(300, room)) == \
+            _slow_ceiling(a, mu, room)
+
+
+def test_surge_share_counts_what_waits_past_the_slo_before_new_replicas_can_serve(
         ) -> None:
-    # An hour of silence, then 5 minutes at 45 req/s on replicas of 17.2 req/s (need 3):
-    # the first 137 s bring 137 x 45 = 6,165 of 300 x 45 = 13,500 requests.
+    # An hour of silence, then 5 minutes at 45 req/s on replicas of 17.2 req/s: a fleet
+    # of 1 queues 27.8 more each second, past 2 s of wait from t* = 2 x 17.2 / 27.8 =
+    # 1.24 s, so seconds 2..136 of 137 count: 135 x 45 = 6,075 of 13,500 requests.
     rates = np.concatenate([np.zeros(3600), np.full(300, 45.0)])
-    assert cr.onset_share(rates, 17.2, 137.0) == pytest.approx(6165.0 / 13500.0)
-    # A flat load never rises past its own last hour.
-    assert cr.onset_share(np.full(7200, 45.0), 17.2, 137.0) == 0.0
-    # A load one replica carries is no onset, however sudden (1 replica always runs).
-    assert cr.onset_share(np.concatenate([np.zeros(3600), np.full(300, 15.0)]), 17.2,
-                          137.0) == 0.0
-    # A second rise within the hour, to a need already seen, is no onset.
+    assert cr.surge_share(rates, 17.2, 137.0, 2.0) == pytest.approx(6075.0 / 13500.0)
+    # A flat load never surges past twice its own last hour.
+    assert cr.surge_share(np.full(7200, 45.0), 17.2, 137.0, 2.0) == 0.0
+    # Doubling is within the reference fleet's headroom: 20 -> 40 req/s on 17.2 holds
+    # ceil(2 x 20 / 17.2) = 3 replicas, 51.6 req/s.
+    step = np.concatenate([np.full(3600, 20.0), np.full(600, 40.0)])
+    assert cr.surge_share(step, 17.2, 137.0, 2.0) == 0.0
+    # A second surge within the hour, to a load already seen, is no surge.
     twice = np.concatenate([np.zeros(3600), np.full(300, 45.0), np.zeros(600),
                             np.full(300, 45.0)])
-    assert cr.onset_share(twice, 17.2, 137.0) == pytest.approx(6165.0 / 27000.0)
+    assert cr.surge_share(twice, 17.2, 137.0, 2.0) == pytest.approx(6075.0 / 27000.0)
 
 
 def test_pooled_quantiles_come_from_the_histogram() -> None:

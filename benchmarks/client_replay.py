@@ -282,7 +282,11 @@ def _att(x: float) -> str:
 
 
 def _p99(x: float) -> str:
-    return "-" if not math.isfinite(x) else (f"{x:.0f}" if x >= 10 else f"{x:.1f}")
+    if math.isnan(x):
+        return "-"
+    if math.isinf(x):
+        return "never served"
+    return f"{x:,.0f}" if x >= 10 else f"{x:.1f}"
 
 
 def _verdict_cell(results: Mapping[str, tuple[float, float]]) -> str:

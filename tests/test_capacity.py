@@ -338,3 +338,38 @@ def test_when_the_prompt_mix_shifts_the_estimate_follows() -> None:
     assert 0.8 * second <= after <= 1.8 * second
     assert after < 0.6 * before
     assert result.summary.slo_attainment >= 0.98
+
+
+def test_when_prompts_shorten_the_fleet_shrinks_with_the_work() -> None:
+    # Two hours of 2,400-token prompts, then two hours of 600-token prompts at the same
+    # 14 +- 4 req/s: one replica's capacity in requests/s about triples (measured with
+    # ``capacity_for``: 5.6 -> 15.8 req/s), so the peak of 18 req/s then needs
+    # ceil(18 / (0.85 x 15.8)) = 2 replicas. A requests/s count learned on the long prompts
+    # kept planning 4-5 (last hour: 4.58 replicas on average, the requests/s unit binding
+    # in 87 of its 240 decisions; 17.25 GPU-h over the 4 hours); counted as work it follows
+    # the prompts down (2.67 on average; 14.65 GPU-h). Both meet the SLO throughout.
+    half = 2 * 3600.0
+    trace = _trace(3, 2 * half, lambda t: 14.0 + 4.0 * np.sin(2 * np.pi * t / 3600.0),
+                   lambda a: np.where(a < half, 2400.0, 600.0), 150.0)
+    assert trace.arrivals_s is not None and trace.prompt_tokens is not None
+    assert trace.output_tokens is not None
+    late = trace.arrivals_s >= half
+    second = dataclasses.replace(trace, arrivals_s=trace.arrivals_s[late] - half,
+                                 prompt_tokens=trace.prompt_tokens[late],
+                                 output_tokens=trace.output_tokens[late], duration_s=half)
+    truth = capacity_for(second, PROFILE, SLO).requests_per_second
+    assert math.ceil(18.0 / (0.85 * truth)) == 2  # the scenario is what it says
+    first = dataclasses.replace(trace, arrivals_s=trace.arrivals_s[~late],
+                                prompt_tokens=trace.prompt_tokens[~late],
+                                output_tokens=trace.output_tokens[~late], duration_s=half)
+    spec = default_specs(trace, PROFILE, capacity_for(first, PROFILE, SLO),
+                         ReplayOptions())[PolicyKind.PREDICTIVE]
+    planned: list[tuple[float, int]] = []
+
+    def keep(t: float, _s: Snapshot, d: Decision) -> None:
+        planned.append((t, d.replicas))
+
+    result = replay(trace, spec, PROFILE, on_decision=keep)
+    last_hour = [n for t, n in planned if t >= 2 * half - 3600.0]
+    assert float(np.mean(last_hour)) <= 3.0  # at most one above what the peak needs
+    assert _attainment_after(result, half) >= 0.99

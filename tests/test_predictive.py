@@ -108,18 +108,35 @@ def test_a_steady_demand_asks_for_exactly_what_it_needs() -> None:
     assert "needs 3 replicas at 3.2 req/s each" in decisions[-1].message
 
 
-@pytest.mark.parametrize(("queue", "expected", "reason"), [
-    pytest.param(0.0, 3, Reason.FORECAST, id="no queue"),
-    # 3 ready at 4 req/s carrying 9 req/s have 3 req/s spare; a queue drained within 30 s
-    # needs queue / 30 req/s, and only what the spare cannot cover asks for replicas.
-    pytest.param(3.0, 3, Reason.FORECAST, id="3 queued: the spare drains them"),
-    pytest.param(90.0, 3, Reason.FORECAST, id="90 queued: 3 req/s, exactly the spare"),
-    pytest.param(120.0, 4, Reason.BACKLOG_DRAIN, id="120 queued: (4 - 3) / 4 -> one more"),
-    pytest.param(480.0, 7, Reason.BACKLOG_DRAIN, id="480 queued: (16 - 3) / 4 -> four more"),
+@pytest.mark.parametrize(("queue", "rate", "expected", "reason"), [
+    pytest.param(0.0, 9.0, 3, Reason.FORECAST, id="no queue"),
+    # A replica asked for now serves from one cold start (120 s) on, so a backlog must be
+    # gone within 30 s of that: by 150 s. 3 ready at 4 req/s carrying 9 req/s have 3 req/s
+    # spare, 450 requests by then; only what they leave asks for replicas that serve the
+    # last 30 s at 4 req/s (120 requests each).
+    pytest.param(3.0, 9.0, 3, Reason.FORECAST, id="3 queued: the spare drains them"),
+    pytest.param(120.0, 9.0, 3, Reason.FORECAST,
+                 id="120 queued: the spare drains them in 40 s, before any new replica"),
+    pytest.param(450.0, 9.0, 3, Reason.FORECAST, id="450 queued: exactly the spare by 150 s"),
+    pytest.param(480.0, 9.0, 4, Reason.BACKLOG_DRAIN,
+                 id="480 queued: 30 left at 150 s -> ceil(30 / 120) = 1 more"),
+    # 930 queued: 480 left, ceil(480 / 120) = 4 more on a shared queue; but the backlog
+    # stays with the 3 ready that hold it, and past 3 + ceil(9 / 4) = 6 (others carrying
+    # every arrival) no replica drains it sooner.
+    pytest.param(930.0, 9.0, 6, Reason.BACKLOG_DRAIN,
+                 id="930 queued: 4 more on a shared queue, 3 + ceil(9 / 4) = 6 help"),
+    # 15 req/s: the forecast needs ceil(15 / 3.2) = 5; the 3 ready fall 3 req/s behind for
+    # 150 s: 60 + 15 x 150 - 12 x 150 = 510 left -> ceil(510 / 120) = 5 more: 8 in all,
+    # which cover the forecast's 5 as well (counted once, not 5 + 5); 3 + ceil(15 / 4) = 7
+    # is the most that drains sooner (and the HPA's default scale-up limit, 4 pods or
+    # 100 % per 15 s, the larger: max(3 + 4, 6) = 7).
+    pytest.param(60.0, 15.0, 7, Reason.BACKLOG_DRAIN,
+                 id="60 queued at 15 req/s: grows until new replicas serve -> 7"),
 ])
-def test_a_backlog_adds_replicas_to_drain_it(queue: float, expected: int, reason: Reason) -> None:
+def test_a_backlog_adds_replicas_to_drain_it(queue: float, rate: float, expected: int,
+                                              reason: Reason) -> None:
     # 9 req/s needs ceil(9 / 3.2) = 3 replicas before the backlog.
-    d, _ = predictive.decide(snap(at=0.0, current=3, rate=9.0, queue=queue), State(),
+    d, _ = predictive.decide(snap(at=0.0, current=3, rate=rate, queue=queue), State(),
                              make_spec(), 0.0)
     assert (d.replicas, d.reason) == (expected, reason)
 

@@ -309,3 +309,19 @@ def apply_behavior(
     if stabilized != recommendation:
         return BehaviorOutcome(final, stab_reason, stab_msg, state, stabilized)
     return BehaviorOutcome(final, None, _MSG_WITHIN, state, stabilized)
+
+
+def scale_up_ceiling(current: int, state: State, spec: Spec, now: float) -> int:
+    """The most replicas one decision may reach now: ``maxReplicas`` and the scale-up
+    rate limit (``behavior.scaleUp`` policies, or the legacy ``max(2 x current, 4)``),
+    never below ``current``. What ``apply_behavior`` would let a higher recommendation
+    through to, for a plan that must choose a count within what can be asked. Worked
+    number: the HPA's default scale-up (100 % or 4 pods per 15 s, the larger) from 2
+    replicas with none added in the last 15 s allows max(4, 6) = 6; maxReplicas 5 makes
+    it 5."""
+    behavior = spec.behavior
+    if behavior is None:
+        limit = legacy_scale_up_limit(current)
+    else:
+        limit = scale_up_limit(current, state, behavior.scale_up, now)
+    return max(current, min(spec.max_replicas, limit))

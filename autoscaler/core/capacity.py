@@ -8,6 +8,17 @@ Units of work (``UNITS``): prompt tokens/s (prefill, what binds TTFT), generated
 preset has no token counters). One replica's capacity at the SLO is estimated per unit; the
 policy needs max over units of demand_u / capacity_u replicas.
 
+The requests/s unit counts work, not requests, once the fleet has taught it something and
+the token counters are read: a request's work is its prompt tokens plus ``DECODE_TOKEN_WORK``
+x its generated tokens (``work_per_request``), and the unit becomes "requests of the mix it
+was first learned at" (``LearnedCapacity.work_ref``). A reading or a demand at mix m then
+counts R x w(m) / work_ref of them (``work_factor``). Without this, a count learned on long
+prompts binds wrongly when they shorten: Azure conv (1 h), learned at 10.9 req/s of ~1,430 +
+~140 tokens, planned 9.6 req/s of ~790 + ~140 at 37 minutes against 0.85 x 10.9 = 9.3 and
+asked for a second replica; counted as work that is 9.6 x (790 + 140) / (1,430 + 140) = 5.7
+requests of the learned mix, well within one replica. Until then the unit is the prior, a
+plain count: the spec's requests/s were measured at a mix nobody told us.
+
 What one step can teach, from series the controller already reads (served rates per ready
 replica x_u, the TTFT percentile matching the attainment target, the queue, KV-cache use):
 
@@ -51,6 +62,16 @@ from dataclasses import dataclass, replace
 UNITS: tuple[str, ...] = ("prompt_tokens_per_s", "generation_tokens_per_s", "requests_per_s")
 """The units of work, in the order of ``LearnedCapacity.capacity``."""
 
+DECODE_TOKEN_WORK = 1.0
+"""Work of one generated token in prompt-token units, for the requests/s unit's work per
+request. One: vLLM's scheduler gives each running request's decode token one token of the
+step's budget (``max_num_batched_tokens``), the same as one prompt token of a chunked
+prefill, and both cost one forward pass of the weights (2 x parameters FLOPs). A decode
+token also reads its sequence's KV cache, so this undercounts long-output mixes; learning it
+from the fleet is the next step. Measured: 2.4 instead (the 8B profile's step time per
+decoding sequence over its step time per prompt token, 0.12 / 0.05 ms) moves no decision-goal
+figure by more than 0.04 GPU-h or 0.1 starts per day."""
+
 WEIGHT = 0.1
 """EWMA weight of a direct (loaded) measurement: about 10 steps (2.5 min at a 15-s sync)."""
 DOWN_WEIGHT = 0.3
@@ -83,6 +104,13 @@ BOUND_FACTOR = 8.0
 """The estimate stays within [prior / 8, prior x 8]: a sanity bound, never a tuning knob."""
 MIX_MEMORY_S = 1800.0
 """Time constant of the averaged token mix that scales the prior into token units."""
+MIX_PLAN_S = 60.0
+"""Time constant of the recent token mix at which requests are planned as work
+(``LearnedCapacity.recent_mix``): one rate window, the span each reading already averages
+over. It is kept in the state rather than read from the step's own ratio, so that a
+decision on lower bounds (a partial request count beside full token counters, which
+``decide`` runs with learning frozen) cannot inflate the work of a request: on NASA x20
+the step's own ratio started 19 replicas on lower bounds (12.1 starts per day, from 9.7)."""
 SETTLE_S = 60.0
 """After a change in replicas, wait one rate window before learning from the fleet."""
 BREACH_MEMORY_S = 4 * 3600.0
@@ -148,10 +176,18 @@ class LearnedCapacity:
     """When ``breach`` was last lowered."""
     mix: tuple[float, float] = (math.nan, math.nan)
     """Slowly averaged prompt and generated tokens per request (``MIX_MEMORY_S``)."""
+    recent_mix: tuple[float, float] = (math.nan, math.nan)
+    """Prompt and generated tokens per request over about the last rate window
+    (``MIX_PLAN_S``): the mix requests are planned and learned at."""
     measured: tuple[bool, bool, bool] = (False, False, True)
     """Whether each unit's estimate rests on the fleet's own evidence. A token unit that
     has none yet is the requests/s estimate times the averaged mix, re-derived each step:
     a prior set from one minute's mix would otherwise bind wrongly when the mix drifts."""
+    work_ref: float = math.nan
+    """Work per request (``work_per_request``) of the mix at which the fleet first taught
+    the requests/s estimate (an overload blamed it, a replica carried more, or a probe
+    raised it); from then on the estimate counts requests of that mix. NaN: it is still
+    the prior, a plain count."""
 
     @property
     def relative_sd(self) -> float:
@@ -181,6 +217,28 @@ def start(prior_rps: float, tokens_per_request: tuple[float | None, float | None
     return LearnedCapacity(capacity=prior, prior=prior)
 
 
+def work_per_request(tokens_per_request: tuple[float | None, float | None]) -> float:
+    """Prompt-token equivalents of one request at this mix (NaN unless both token counts are
+    known and positive). Worked number: 790 prompt and 140 generated tokens are
+    790 + 1 x 140 = 930."""
+    p, g = tokens_per_request
+    if p is None or g is None or not (p > 0 and g > 0) or not math.isfinite(p + g):
+        return math.nan
+    return p + DECODE_TOKEN_WORK * g
+
+
+def work_factor(est: LearnedCapacity,
+                tokens_per_request: tuple[float | None, float | None]) -> float:
+    """Requests of the learned mix (``LearnedCapacity.work_ref``) that one request at
+    ``tokens_per_request`` is worth; 1.0 while the estimate is a plain count or the mix is
+    unknown. Worked number: learned at 1,430 + 140 = 1,570, now 790 + 140 = 930:
+    930 / 1,570 = 0.59."""
+    now = work_per_request(tokens_per_request)
+    if not (math.isfinite(now) and math.isfinite(est.work_ref)):
+        return 1.0
+    return now / est.work_ref
+
+
 def _bounded(value: float, prior: float) -> float:
     if not math.isfinite(prior) or prior <= 0:
         return value
@@ -194,16 +252,23 @@ def _fill_priors(est: LearnedCapacity, prior_rps: float,
     from the requests/s estimate at that averaged mix: a replica that carries 4 req/s of
     1,000-token prompts carries 4,000 prompt tokens/s."""
     w = min(1.0, dt / MIX_MEMORY_S) if dt > 0 else 0.0
-    mix = list(est.mix)
+    w_plan = min(1.0, dt / MIX_PLAN_S) if dt > 0 else 0.0
+    mix, recent = list(est.mix), list(est.recent_mix)
     for i, tpr in enumerate(tokens_per_request):
         if tpr is not None and tpr > 0 and math.isfinite(tpr):
             mix[i] = tpr if not math.isfinite(mix[i]) else mix[i] + w * (tpr - mix[i])
+            recent[i] = (tpr if not math.isfinite(recent[i])
+                         else recent[i] + w_plan * (tpr - recent[i]))
     cap, prior = list(est.capacity), list(est.prior)
+    # The requests/s estimate as requests of the averaged mix (it counts requests of the
+    # learned mix, ``work_factor``).
+    c_avg = cap[2] / work_factor(est, (mix[0], mix[1]))
     for i in range(2):
         if not est.measured[i] and math.isfinite(mix[i]):
-            cap[i] = est.capacity[2] * mix[i]
+            cap[i] = c_avg * mix[i]
             prior[i] = prior_rps * mix[i]
-    return replace(est, capacity=tuple(cap), prior=tuple(prior), mix=(mix[0], mix[1]))
+    return replace(est, capacity=tuple(cap), prior=tuple(prior), mix=(mix[0], mix[1]),
+                   recent_mix=(recent[0], recent[1]))
 
 
 def _measured(est: LearnedCapacity, units: tuple[int, ...] | range) -> tuple[bool, bool, bool]:
@@ -211,6 +276,14 @@ def _measured(est: LearnedCapacity, units: tuple[int, ...] | range) -> tuple[boo
     for i in units:
         m[i] = True
     return (m[0], m[1], m[2])
+
+
+def _work_ref(est: LearnedCapacity, taught: tuple[int, ...]) -> float:
+    """``work_ref`` after a step that taught ``taught``: set once, at the first step that
+    teaches the requests/s unit, to the recent mix then (whose requests were counted 1:1)."""
+    if math.isfinite(est.work_ref) or 2 not in taught:
+        return est.work_ref
+    return work_per_request(est.recent_mix)
 
 
 def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, now: float,
@@ -232,6 +305,12 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
     r = obs.ready_replicas
     load = tuple(v / r if v is not None and math.isfinite(v) and v >= 0 else math.nan
                  for v in obs.served)
+    # Requests served count as requests of the learned mix at the recent mix (their work,
+    # ``work_factor``), the mix they are planned at: with the step's own ratio instead, one
+    # window's deviation from the recent mix is learned into the unit (Azure code, with a
+    # 300-s recent mix: blamed at 2,099 tokens per request while planning at ~2,200, it
+    # asked for 6 replicas where 5 served: 6.05 GPU-h, against 5.30 with the recent mix).
+    load = (*load[:2], load[2] * work_factor(est, est.recent_mix))
     binding = est.binding(load)
     if not binding:
         return est
@@ -258,6 +337,7 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
             cap[i] = _bounded(cap[i] + DOWN_WEIGHT * (y - cap[i]), est.prior[i])
         return replace(est, capacity=tuple(cap), envelope=tuple(env),
                        measurements=est.measurements + 1, measured=_measured(est, binding),
+                       work_ref=_work_ref(est, binding),
                        rel_var=(1 - WEIGHT) * est.rel_var + WEIGHT * sq,
                        breach=tuple(breach), breach_time=now)
     # The SLO held: every unit carried at least this much per replica.
@@ -278,7 +358,8 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
                 # that broke the SLO, 12 of them within 1.5 %, and probing went past it
                 # again; starts per day 16.9 -> 15.7 with this rule).
                 breach[i] = math.nan
-    est = replace(est, measured=_measured(est, tuple(carried)), breach=tuple(breach))
+    est = replace(est, measured=_measured(est, tuple(carried)), breach=tuple(breach),
+                  work_ref=_work_ref(est, tuple(carried)))
     loaded = obs.ttft_s >= LOADED_TTFT_FRACTION * slo_ttft_s or queue >= r
     if loaded:
         # Near the knee: stop probing. The residual of the binding units is a measurement.
@@ -308,7 +389,8 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
                 probed.append(i)
     return replace(est, capacity=tuple(cap), envelope=tuple(env), rel_var=rel_var,
                    probes=est.probes + (1 if probed else 0),
-                   measured=_measured(est, tuple(probed)))
+                   measured=_measured(est, tuple(probed)),
+                   work_ref=_work_ref(est, tuple(probed)))
 
 
 def requests_equivalent(est: LearnedCapacity,
@@ -316,8 +398,11 @@ def requests_equivalent(est: LearnedCapacity,
     """One replica's capacity in requests/s at the current mix: the least over units of
     capacity_u / (units per request). Worked number: 12,000 prompt tokens/s at 1,500 tokens
     per request is 8 req/s; 1,200 generated tokens/s at 200 per request is 6 req/s; with a
-    requests/s estimate of 7.8 the replica carries min(8, 6, 7.8) = 6 req/s."""
-    best = est.capacity[2] if math.isfinite(est.capacity[2]) else math.inf
+    requests/s estimate of 7.8 the replica carries min(8, 6, 7.8) = 6 req/s. The requests/s
+    estimate counts requests of the learned mix, so at the recent mix it is divided by
+    ``work_factor`` (``capacity_at_mix``)."""
+    c_r = capacity_at_mix(est, 2)
+    best = c_r if math.isfinite(c_r) else math.inf
     for c, tpr, known in zip(est.capacity[:2], tokens_per_request, est.measured[:2],
                              strict=True):
         if known and tpr is not None and tpr > 0 and math.isfinite(c):
@@ -329,7 +414,7 @@ def replicas_needed(est: LearnedCapacity, demand: tuple[float | None, ...],
                     utilization: float) -> tuple[int, int]:
     """(replicas, index of the unit that needs the most) for ``demand`` per unit at
     ``utilization`` of the learned capacity; units without demand, estimate or evidence
-    are skipped.
+    are skipped. The requests/s demand is in requests of the learned mix (``work_demand``).
     Worked number: 9,000 prompt tokens/s at 2,000 per replica x 0.85 needs ceil(5.29) = 6."""
     best, which = 0, len(UNITS) - 1
     for i, (dem, c) in enumerate(zip(demand, est.capacity, strict=True)):
@@ -345,3 +430,20 @@ def replicas_needed(est: LearnedCapacity, demand: tuple[float | None, ...],
         if n > best:
             best, which = n, i
     return best, which
+
+
+def work_demand(est: LearnedCapacity, demand: tuple[float | None, float | None, float]
+                ) -> tuple[float | None, float | None, float]:
+    """``demand`` (prompt tokens/s, generated tokens/s, requests/s) with the requests/s
+    counted as requests of the learned mix at the recent mix (``recent_mix``), the unit
+    the estimate is learned in. Monotone in each demand: the mix comes from the state.
+    Worked number: 9.6 req/s at a work factor of 0.59 plan as 5.7."""
+    return (demand[0], demand[1], demand[2] * work_factor(est, est.recent_mix))
+
+
+def capacity_at_mix(est: LearnedCapacity, unit: int) -> float:
+    """One replica's learned capacity in ``UNITS[unit]`` as it reads at the recent mix (the
+    requests/s estimate divided by ``work_factor``; the token units as they are)."""
+    if unit != 2:
+        return est.capacity[unit]
+    return est.capacity[2] / work_factor(est, est.recent_mix)

@@ -31,10 +31,11 @@ A replica asked for now serves only after ``cold_start_s``, and the next decisio
    tokens by the mix). Replicas = max over units of ceil(planned_u / (C_u x
    targetUtilization)), and at least what the KV cache needs at 80 % with demand grown to
    the plan. Releasing replicas uses targetUtilization x ``scale_down_band`` (hysteresis).
-5. Reactive corrections: a queue the ready fleet's spare capacity cannot drain within
-   backlogDrainSeconds adds replicas for the shortfall, less those still starting
-   (BacklogDrain). A TTFT percentile above the SLO forbids
-   scaling down and asks for at least one more replica than are *ready* (SLOCorrection):
+5. Reactive corrections: a queue asks for the fewest replicas in all that drain it within
+   backlogDrainSeconds of a cold start, each replica still starting counted as supply from
+   its expected ready time (BacklogDrain, ``autoscaler.core.drain``). A TTFT percentile
+   above the SLO forbids scaling down and asks for at least one more replica than are
+   *ready* (SLOCorrection):
    counting from ready rather than from asked-for replicas means a slip that lasts through a
    cold start asks for one extra replica, not one more every step.
 6. Scale down only to the highest recommendation of the last max(``scale_down_window_s``,
@@ -59,7 +60,8 @@ from statistics import NormalDist
 
 from autoscaler.core import capacity as cap_mod
 from autoscaler.core import defaults as d
-from autoscaler.core.behavior import apply_behavior
+from autoscaler.core.behavior import apply_behavior, scale_up_ceiling
+from autoscaler.core.drain import drain_replicas
 from autoscaler.core.policies.common import clamp, hold
 from autoscaler.core.spec import Spec, ttft_objective
 from autoscaler.core.types import Decision, PolicyState, Reason, Signal, Snapshot, State
@@ -199,6 +201,9 @@ class PredictiveState(PolicyState):
     """The release hold is its base x 2^this (``_next_hold``)."""
     last_release: float | None = None
     """When replicas were last released and not yet asked back (None: none pending)."""
+    asked: tuple[float, ...] = ()
+    """When each replica still starting was asked for, oldest first (``_starting_asked``):
+    the backlog's drain plan counts it as supply from that time plus the cold start."""
 
     @property
     def lead_errors(self) -> tuple[float, ...]:
@@ -446,6 +451,23 @@ def _next_hold(prev: PredictiveState, base_s: float, now: float, current: int,
     return k, pending
 
 
+def _starting_asked(asked: tuple[float, ...], starting: int, now: float
+                    ) -> tuple[float, ...]:
+    """When each of the ``starting`` replicas still starting was asked for, oldest first.
+
+    Replicas become ready in the order they were asked for (one cold start each), so the
+    ones no longer starting are the oldest asks. A replica starting that this policy did not
+    ask for (a restarted pod, or one asked while it held on partial data and its state did
+    not move) is taken as asked now: its ready time is then at most one cold start late,
+    never early. Worked number: asked at 100, 100, 130 s; at 190 s one is ready (2 still
+    starting): (100, 130); at 205 s 3 are starting: (100, 130, 205)."""
+    if len(asked) > starting:
+        return asked[len(asked) - starting:]
+    if len(asked) < starting:
+        return (*asked, *(now,) * (starting - len(asked)))
+    return asked
+
+
 def _ratio(num: float | None, den: float) -> float | None:
     if num is None or den <= 0 or not math.isfinite(num):
         return None
@@ -520,14 +542,17 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
             slo_ttft_s=spec.slo.ttft_seconds, now=now, prior_rps=prior_rps,
             tokens_per_request=tpr)
     util = params.target_utilization
-    needed, unit = cap_mod.replicas_needed(est, (*planned_tokens, planned), util)
+    # Requests planned as work at the recent mix (``capacity.work_demand``): a count
+    # learned on long prompts must not bind on short ones.
+    work = cap_mod.work_demand(est, (planned_tokens[0], planned_tokens[1], planned))
+    needed, unit = cap_mod.replicas_needed(est, work, util)
     # The same count at the scale-down utilisation: fewer replicas are released only when
     # even that lower band has room (hysteresis between 0.85 up and 0.85 x 0.85 = 0.72
     # down by default), so noise around a boundary does not start and stop a replica.
-    needed_down, _ = cap_mod.replicas_needed(
-        est, (*planned_tokens, planned), util * params.scale_down_band)
+    needed_down, _ = cap_mod.replicas_needed(est, work, util * params.scale_down_band)
     unit_name = cap_mod.UNITS[unit]
-    per_replica = est.capacity[unit] * util
+    unit_capacity = cap_mod.capacity_at_mix(est, unit)
+    per_replica = unit_capacity * util
     kv_note = ""
     if kv_held is not None and kv is not None and ready > 0 and served > 0:
         # KV cache: what the ready replicas hold (the median of the last minute, see
@@ -537,7 +562,11 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         # this floor started 2,117 of 2,153 replicas on NASA x20 (14 d): one 15-s sample in
         # a web burst read 82 % (512 sequences running) between readings of 3-10 %, asked
         # for a 4th replica that arrived after the burst, and released it 2 minutes later.
-        kv_load = kv_held * (planned / max(rate, served))
+        # The growth factor's denominator is a rate of at least one request per KV window:
+        # below that "served" is float dust (hypothesis found 2.2e-308 req/s, which made
+        # the factor overflow), and a cache held by a request a minute is still grown by
+        # planned / (1/60 s), e.g. 0.5 req/s planned gives 30x, not 1e308x.
+        kv_load = kv_held * (planned / max(rate, served, 1.0 / KV_WINDOW_S))
         kv_needed = math.ceil(kv_load / d.KV_CACHE_TARGET - _EPS)
         if kv_needed > needed:
             needed = kv_needed
@@ -552,25 +581,31 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     q_label = f"p{params.headroom_quantile * 100:g}"
     notes: list[str] = []
 
-    starting = max(0, current - ready)
+    asked = _starting_asked(prev.asked, max(0, current - ready), now)
     cap_rps = cap_mod.requests_equivalent(est, tpr)
     if queue is not None and queue > 0 and math.isfinite(cap_rps) and cap_rps > 0:
-        # A queue drains at the ready fleet's spare rate (ready x capacity - demand); only
-        # what that spare cannot drain within backlogDrainSeconds asks for more replicas.
-        # A few requests waiting for the next batch step are normal and ask for nothing.
-        # Worked number: 3 ready at 4 req/s carrying 10 req/s spare 2 req/s; 120 waiting
-        # drained within 30 s need 4 req/s: ceil((4 - 2) / 4) = 1 extra replica. Replicas
-        # still starting are supply on its way: they count against the extra, so a queue
-        # that lasts through a cold start does not ask again every step.
-        spare = ready * cap_rps - rate
-        shortfall = queue / params.backlog_drain_s - max(0.0, spare)
-        extra = math.ceil(shortfall / cap_rps - _EPS) if shortfall > 0 else 0
-        extra = max(0, extra - starting)
-        if extra > 0:
-            rec = max(rec, max(needed, ready) + extra)
+        # The backlog's drain plan in time (``autoscaler.core.drain``): the ready replicas
+        # serve from now, each replica still starting from when it was asked for plus the
+        # cold start, a new one from one cold start on; the fewest in all that drain the
+        # queue within backlogDrainSeconds of the earliest time a new replica can serve.
+        # A replica asked for a burst is supply at every later step, so the queue it was
+        # asked for does not ask again while it starts, and it is not released while the
+        # plan needs it; a queue the fleet drains before a new replica could serve asks
+        # for none. Worked number: 66 queued, 22 req/s
+        # arriving, 2 ready at 8 req/s, cold start 90 s: 5 replicas, once (the module's
+        # docstring has the arithmetic, and why never more than ready + what carries the
+        # arrivals).
+        drain_total = drain_replicas(
+            queue, rate, ready, cap_rps,
+            tuple(t + spec.cold_start_s - now for t in asked), spec.cold_start_s,
+            spec.cold_start_s + params.backlog_drain_s,
+            scale_up_ceiling(current, state, spec, now))
+        if drain_total > rec:
+            rec = drain_total
             reason = Reason.BACKLOG_DRAIN
-            notes.append(f"{queue:.0f} queued need {extra} more to drain within "
-                         f"{params.backlog_drain_s:g} s")
+            notes.append(f"{queue:.0f} queued at {rate:.1f} req/s need {drain_total} "
+                         f"replicas ({len(asked)} starting) to drain within "
+                         f"{params.backlog_drain_s:g} s of a cold start")
 
     objective = _live_objective(snapshot, spec, now)
     slipping = ttft is not None and ttft > objective
@@ -628,7 +663,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     message = (f"forecast {fc.mean_peak:.1f} req/s ({q_label} {fc.quantile_peak:.1f}) over the "
                f"next {lead_s:.0f} s, {rate:.1f} req/s now, needs {needed} replicas at "
                f"{per_replica:.1f} {unit_label} each (learned capacity "
-               f"{est.capacity[unit]:.1f} +-{est.relative_sd:.0%}){kv_note}")
+               f"{unit_capacity:.1f} +-{est.relative_sd:.0%}){kv_note}")
     if fc.model != TREND:
         err_note = (f", recent 1-min error {new_policy.forecast_error:.1f} req/s"
                     if math.isfinite(new_policy.forecast_error) else "")
@@ -636,8 +671,11 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     if notes:
         message += "; " + "; ".join(notes)
     doublings, last_release = _next_hold(prev, base_hold, now, current, replicas)
+    if replicas > current:
+        asked = (*asked, *(now,) * (replicas - current))
     new_policy = replace(new_policy, recent=recent, hold_doublings=doublings, slips=slips,
-                         last_release=last_release, lead=lead, tokens=tuple(series),
+                         last_release=last_release, asked=asked, lead=lead,
+                         tokens=tuple(series),
                          capacity=est, forecast_fallbacks=fallbacks,
                          last_queue=(now, queue) if queue is not None else prev.last_queue,
                          kv_recent=kv_recent)
@@ -646,7 +684,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,
                  forecast_rps=planned, demand_rps=rate, forecast_model=fc.model,
                  capacity_rps=cap_rps, capacity_unit=unit_name,
-                 capacity_per_replica=est.capacity[unit],
+                 capacity_per_replica=unit_capacity,
                  capacity_uncertainty=est.relative_sd),
         new_state,
     )

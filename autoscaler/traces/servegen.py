@@ -19,10 +19,11 @@ rows the two agree (cv = 1/sqrt(shape)). The rate-weighted mean fitted CV is 3.2
 The replay consumes per-second counts, not requests (14 days of 30 clients is about 1.04e9
 requests), so each client-window yields 600 per-second counts by one of two methods:
 
-* **exact** (expected count ``rate x 600 <= EXACT_MAX_ARRIVALS``): draw the gaps
+* **exact** (expected count ``rate x 600 <= EXACT_MAX_ARRIVALS``, or too few arrivals per
+  second for the CLT to hold within one, ``CLT_SETTLE_FACTOR``): draw the gaps
   (``numpy`` gamma/weibull), place the arrivals and count them per second;
-* **renewal CLT** (more arrivals): for a renewal process with rate L and gap CV c, the count
-  in an interval of T seconds is asymptotically normal with mean L*T and variance
+* **renewal CLT** (the other windows): for a renewal process with rate L and gap CV c, the
+  count in an interval of T seconds is asymptotically normal with mean L*T and variance
   L*T*c^2 once T is much longer than the mean gap, and counts in disjoint long intervals
   are asymptotically uncorrelated. So each second gets an independent count with mean L
   and variance L*c^2: negative binomial when c > 1 (it has that mean and variance and is
@@ -39,6 +40,11 @@ requests), so each client-window yields 600 per-second counts by one of two meth
   4.0 vs 4.0 at 1, 10 and 60 s; Gamma c = 5 at 50 req/s: 23.2 vs 25.0 at 1 s, 24.9 vs 24.8
   at 10 s; Gamma c = 10 at 20 req/s: 66 vs 100 at 1 s, 93 vs 105 at 10 s, 100 vs 90 at
   60 s; Weibull 0.4 (c = 3.1) at 20 req/s: 7.5 vs 9.9 at 1 s, 9.7 vs 9.9 at 10 s.
+  For very clustered windows the error is large (Weibull shape 0.198, c = 16.3, at
+  67 req/s: 67 vs 258 at 1 s, 146 vs 272 at 10 s, and a burst tail five times too long),
+  so windows with fewer than ``CLT_SETTLE_FACTOR`` x m3 / c^2 arrivals per second take
+  the exact path (m3 = E[X^3] / E[X]^3 of the gaps: the count variance settles to its
+  long-run value only after about that many arrivals).
 
 Every draw comes from ``numpy.random.default_rng((seed, client, day))``: the same seed
 gives the same counts for a client-day whatever other clients or window are loaded.
@@ -70,6 +76,7 @@ import numpy as np
 from autoscaler.errors import SpecError, TraceError
 from autoscaler.traces.limits import MAX_SPAN_S
 from autoscaler.traces.model import (
+    BoolArray,
     FloatArray,
     IntArray,
     TokenDistribution,
@@ -84,9 +91,21 @@ TOKEN_RESOLUTION_S = 21_600.0
 """ServeGen token-distribution window (6 h); used only when a dataset has a single window."""
 EXACT_MAX_ARRIVALS = 1_200.0
 """Client-windows expecting at most this many arrivals (2 req/s over 600 s) are sampled
-arrival by arrival; busier ones use the renewal CLT (see the module doc). About 0.2% of
-the ServeGen requests (about 2e6 draws) take the exact path: exact sampling costs one
-draw per request, and 14 days hold 1.04e9 of them."""
+arrival by arrival; busier ones use the renewal CLT (see the module doc) unless
+``CLT_SETTLE_FACTOR`` sends them to the exact path too. Exact sampling costs one draw
+per request (about 30-50 ns), and 14 days hold 1.04e9 of them."""
+CLT_SETTLE_FACTOR = 2.0
+"""Busy client-windows are also sampled arrival by arrival unless one second holds at least
+this many times m3 / c^2 arrivals (``clt_settle_arrivals``), m3 = E[X^3] / E[X]^3 of the
+fitted gap distribution: below that the count variance has not yet grown to its long-run
+L c^2 per second (its correction term is of order m3 / c^2 arrivals), and the CLT's
+independent per-second draws are far burstier than the process. Measured, 1-s variance /
+mean of exact counts against the CLT's c^2 (ratio CLT / exact), by L / (m3 / c^2):
+Weibull 0.198 (c = 16.4, m3 / c^2 = 3,303) 3.98 at 0.02 (client 0's window at 339,000 s:
+67.4 req/s), 1.49 at 0.41, 1.22 at 0.81; Weibull 0.3 1.46 at 0.38, 1.24 at 0.97;
+Weibull 0.5 1.08 at 1.67; Gamma c = 10 1.00 at 2.49, c = 5 1.02 at 2.45. So 2. It sends
+1.96e8 of the 1.04e9 requests (18.8 %) to the exact path, about 6 CPU s more for the
+14-day folder (6.8 against 0.8 CPU s measured)."""
 DAY_S = 86_400.0
 MAX_RATE_RPS = 1e7
 """Largest per-client window rate accepted, req/s (the busiest real client averages
@@ -312,12 +331,43 @@ def renewal_counts_clt(rng: np.random.Generator, mean: FloatArray, var: FloatArr
     return out.reshape(len(mean), window_s)
 
 
+def clt_settle_arrivals(dist: IntArray, shape: FloatArray) -> FloatArray:
+    """m3 / c^2 of the fitted gap distribution (scale-free): the arrivals a renewal count
+    needs before its variance settles to L c^2 per unit time (``CLT_SETTLE_FACTOR``).
+
+    m3 = E[X^3] / E[X]^3: Gamma(k) (k + 1)(k + 2) / k^2, Weibull(k) G(1 + 3/k) /
+    G(1 + 1/k)^3, G the gamma function. Worked: Gamma 0.25 (c = 2) 45 / 4 = 11.25;
+    Weibull 0.198 (c = 16.4) 3,303."""
+    out = np.zeros(shape.shape, dtype=np.float64)
+    g = np.flatnonzero(dist == 1)
+    k = shape[g]
+    out[g] = (k + 1.0) * (k + 2.0) / k  # m3 = (k+1)(k+2)/k^2, c^2 = 1/k
+    for i in np.flatnonzero(dist == 2):
+        kk = float(shape[i])
+        g1 = math.lgamma(1 + 1 / kk)
+        c2 = math.expm1(math.lgamma(1 + 2 / kk) - 2 * g1)
+        out[i] = math.exp(math.lgamma(1 + 3 / kk) - 3 * g1) / max(c2, 1e-300)
+    return out
+
+
+def _exact_path(c: _Client, window_s: int) -> BoolArray:
+    """Which of ``c``'s windows are sampled arrival by arrival: every busy window expecting
+    at most ``EXACT_MAX_ARRIVALS``, and those whose rate is below ``CLT_SETTLE_FACTOR`` x
+    m3 / c^2 arrivals per second (where the CLT does not hold within one second). Worked:
+    Weibull 0.198 at 67.4 req/s, 67.4 < 2 x 3,303: exact; Gamma 0.25 (c = 2) at
+    200 req/s, 200 >= 2 x 11.25: CLT."""
+    busy = c.rates > 0
+    settle = np.zeros(c.rates.shape)
+    settle[busy] = clt_settle_arrivals(c.dist[busy], c.shape[busy])
+    return np.asarray(busy & ((c.rates * window_s <= EXACT_MAX_ARRIVALS)
+                              | (c.rates < CLT_SETTLE_FACTOR * settle)), dtype=np.bool_)
+
+
 def _exact_day_counts(c: _Client, day: int, per_day: int, window_s: int,
                       seed: int) -> FloatArray | None:
     """Per-second counts of client ``c``'s exact-path windows over day ``day``."""
     lo, hi = day * per_day, (day + 1) * per_day
-    sel = np.flatnonzero((c.slots >= lo) & (c.slots < hi) & (c.rates > 0)
-                         & (c.rates * window_s <= EXACT_MAX_ARRIVALS))
+    sel = np.flatnonzero((c.slots >= lo) & (c.slots < hi) & _exact_path(c, window_s))
     if not sel.size:
         return None
     rng = np.random.default_rng((seed, c.cid, day))
@@ -333,7 +383,7 @@ def _clt_moments(chosen: list[_Client], n: int, window_s: int) -> tuple[FloatArr
     mean = np.zeros(n)
     var = np.zeros(n)
     for c in chosen:
-        busy = c.rates * window_s > EXACT_MAX_ARRIVALS
+        busy = (c.rates > 0) & ~_exact_path(c, window_s)
         cv = fitted_cv(c.dist[busy], c.shape[busy])
         np.add.at(mean, c.slots[busy], c.rates[busy])
         np.add.at(var, c.slots[busy], c.rates[busy] * cv * cv)

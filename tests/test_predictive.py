@@ -564,8 +564,11 @@ def _kv_snap(at: float, kv: float, *, current: int = 3, rate: float = 9.0) -> Sn
     # One 15-s reading of 82 % between 5 % ones: the median of the minute, in replica caches
     # (3 x 0.05 = 0.15, 2.46, 0.15), is 0.15: the floor asks for nothing.
     pytest.param((0.05, 0.82, 0.05), 3, id="one spike starts nothing"),
-    # Two readings of 82 % in a row: median 2.46 caches, ceil(2.46 / 0.8) = 4 at least.
-    pytest.param((0.05, 0.82, 0.82), 4, id="a level held for two readings scales up"),
+    # Two readings of 82 % in a row: the median reads 2.46 caches, but starting on the
+    # cache alone takes a level held across the lead time (120 s + 15 s: 9 readings).
+    pytest.param((0.05, 0.82, 0.82), 3, id="a level held for two readings starts nothing"),
+    # Nine readings of 82 %: 2.46 caches throughout, ceil(2.46 / 0.8) = 4.
+    pytest.param((0.05,) + (0.82,) * 9, 4, id="a level held for a lead time scales up"),
 ])
 def test_the_kv_floor_reads_the_median_of_the_last_minute(
         readings: tuple[float, ...], expected: int) -> None:

@@ -43,7 +43,9 @@ A replica asked for now serves only after ``cold_start_s``, and the next decisio
    costs what restarting it would), then HPA-shaped behaviour and min/max.
 
 Partial data: a missing QUEUE_DEPTH or TTFT signal does not block the decision, but then the
-count may only go up (reason MetricsMissing when that is what holds it).
+count may only go up (reason MetricsMissing when that is what holds it). A TTFT percentile
+absent because no request got a first token on a provably idle fleet (``_provably_idle``:
+request rate, queue and requests in flight fresh and 0) is not missing data.
 
 Worked example (defaults: capacity 4 req/s, utilisation 0.8, cold start 120 s, sync 15 s):
 the lead time is 135 s = 9 steps. If the p90 forecast peaks at 14.1 req/s within it, the
@@ -468,6 +470,53 @@ def _starting_asked(asked: tuple[float, ...], starting: int, now: float
     return asked
 
 
+_IDLE_ZERO = (Signal.REQUEST_RATE, Signal.QUEUE_DEPTH)
+"""Signals that must be fresh, trusted and exactly 0 for a fleet to be provably idle."""
+_IDLE_IF_PRESENT = (Signal.RUNNING, Signal.CONCURRENCY, Signal.ARRIVAL_RATE)
+"""Signals that must be fresh, trusted and exactly 0 whenever the snapshot carries them
+(in ``metrics`` or as a lower bound)."""
+_IN_FLIGHT = (Signal.RUNNING, Signal.CONCURRENCY)
+"""At least one of these must be there: requests inside a batch."""
+
+
+def _provably_idle(snapshot: Snapshot, now: float, max_age_s: float) -> bool:
+    """Whether the readings *prove* that no request was served, waiting or in flight.
+
+    A TTFT percentile is a ``histogram_quantile`` of the TTFT histogram's bucket rates over
+    the rate window; with no first token in the window every bucket's rate is 0 and the
+    quantile is NaN (the observation rules leave it out of the snapshot). Read as missing
+    data, that kept a silent fleet at whatever the last burst left, hour after hour: ServeGen
+    client 28 alone (14 d) spent 20,091 GPU-h where WVA spent 968, and on chunk 20 77,657 of
+    80,640 decisions were such holds. So a missing TTFT is *not* missing data when:
+
+    * the request rate is fresh, trusted and exactly 0: ``rate()`` of a counter that did not
+      move over the window, summed over pods that all cover it (a partial or not yet covered
+      rate is a lower bound, absent from ``metrics``, and proves nothing);
+    * the queue is fresh, trusted and exactly 0;
+    * requests in flight (running, or waiting + running) are read, fresh and 0: the request
+      counter of some presets counts *completions* (Triton, TensorRT-LLM), and a request
+      still in its prefill adds neither to it nor to the queue. A preset without either
+      gauge (Triton) is never proved idle this way, nor is a fleet whose gauge query failed;
+    * a gateway's ARRIVAL_RATE, where the snapshot has one, is fresh and 0: arrivals with no
+      first token are a stalled fleet, not an idle one.
+
+    Anything short of that proof (missing, stale, NaN, partial, or any of them above 0)
+    keeps the rule that a missing TTFT only lets the count go up. Worked example: a burst
+    ends at 3,600 s; from 3,660 s the first-token rate reads 0, the queue 0 and 0 running:
+    the plan asks for ``minReplicas`` and the fleet is released after the release hold
+    (``_next_hold``), where before it stayed at the burst's count until the next burst."""
+    for sig in _IDLE_ZERO:
+        if snapshot.get(sig, now, max_age_s) != 0.0:
+            return False
+    in_flight = False
+    for sig in _IDLE_IF_PRESENT:
+        if sig in snapshot.metrics or sig in snapshot.lower_bounds:
+            if snapshot.get(sig, now, max_age_s) != 0.0:
+                return False
+            in_flight = in_flight or sig in _IN_FLIGHT
+    return in_flight
+
+
 def _ratio(num: float | None, den: float) -> float | None:
     if num is None or den <= 0 or not math.isfinite(num):
         return None
@@ -624,8 +673,12 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         notes.append(f"TTFT {ttft_label} {ttft:.2f} s is above the {objective:.3g} s "
                      "SLO: no scale-down")
 
+    # A TTFT percentile cannot exist over a window in which no request got a first token:
+    # on a provably idle fleet (``_provably_idle``) its absence is not missing data, and the
+    # plan, the release hold and behaviour decide the scale-down as on any other reading.
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
-               if value is None]
+               if value is None
+               and not (name == "TTFT" and _provably_idle(snapshot, now, age))]
     if missing and rec < current:
         rec = current
         reason = Reason.METRICS_MISSING

@@ -206,6 +206,9 @@ class PredictiveState(PolicyState):
     asked: tuple[float, ...] = ()
     """When each replica still starting was asked for, oldest first (``_starting_asked``):
     the backlog's drain plan counts it as supply from that time plus the cold start."""
+    idle_since: float | None = None
+    """First decision of the current unbroken run of provably idle readings (None: the
+    last reading did not prove the fleet idle; ``_provably_idle``)."""
 
     @property
     def lead_errors(self) -> tuple[float, ...]:
@@ -674,11 +677,19 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                      "SLO: no scale-down")
 
     # A TTFT percentile cannot exist over a window in which no request got a first token:
-    # on a provably idle fleet (``_provably_idle``) its absence is not missing data, and the
-    # plan, the release hold and behaviour decide the scale-down as on any other reading.
+    # on a fleet provably idle (``_provably_idle``) for at least one release hold its
+    # absence is not missing data, and the plan, the release hold and behaviour decide the
+    # scale-down as on any other reading. A shorter silence is a gap between bursts: Azure
+    # code (1 h) has 16 gaps of 49-217 s, and releasing in them cost 4.3 points of
+    # attainment (99.63 % -> 95.31 %) when the next burst found the fleet smaller.
+    idle_since = ((prev.idle_since if prev.idle_since is not None else now)
+                  if ttft is None and _provably_idle(snapshot, now, age) else None)
+    idle_hold = max(params.scale_down_window_s,
+                    spec.cold_start_s * params.keep_idle_cold_starts) * 2 ** prev.hold_doublings
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
                if value is None
-               and not (name == "TTFT" and _provably_idle(snapshot, now, age))]
+               and not (name == "TTFT" and idle_since is not None
+                        and now - idle_since >= idle_hold)]
     if missing and rec < current:
         rec = current
         reason = Reason.METRICS_MISSING
@@ -731,7 +742,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                          tokens=tuple(series),
                          capacity=est, forecast_fallbacks=fallbacks,
                          last_queue=(now, queue) if queue is not None else prev.last_queue,
-                         kv_recent=kv_recent)
+                         kv_recent=kv_recent, idle_since=idle_since)
     new_state = replace(outcome.state, policy=new_policy)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,

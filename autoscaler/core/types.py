@@ -31,6 +31,14 @@ class Signal(StrEnum):
     """Time to first token, 95th percentile over the rate window, seconds."""
     TTFT_P99 = "ttft_p99_s"
     """Time to first token, 99th percentile over the rate window, seconds."""
+    TTFT_P95_BUCKET_LOW = "ttft_p95_bucket_low_s"
+    """Lower bound (exclusive) of the histogram bucket the TTFT p95 was interpolated in,
+    seconds: the true p95 lies above it (and at most at the bucket's upper bound, which the
+    p95 never exceeds). Present only where the quantile is computed from the buckets (the
+    replay, the live collector's local quantiles); absent when Prometheus computes it."""
+    TTFT_P99_BUCKET_LOW = "ttft_p99_bucket_low_s"
+    """The same for the TTFT p99. Worked number: vLLM's buckets (..., 1.0, 2.5, ...) and a
+    p99 read at 2.2 s give 1.0 here: the true p99 is somewhere in (1.0, 2.5] s."""
     KV_CACHE_USAGE = "kv_cache_usage"
     """KV-cache blocks in use, fraction 0..1, mean over replicas."""
     GPU_UTILIZATION = "gpu_utilization"
@@ -51,6 +59,14 @@ class MetricValue:
 
     value: float
     observed_at: float
+
+
+TTFT_BUCKET_LOW: Mapping[Signal, Signal] = MappingProxyType({
+    Signal.TTFT_P95: Signal.TTFT_P95_BUCKET_LOW,
+    Signal.TTFT_P99: Signal.TTFT_P99_BUCKET_LOW,
+})
+"""The TTFT percentiles whose bucket is reported, and the signal that carries its lower
+bound (``autoscaler.core.histogram.histogram_quantile_buckets``)."""
 
 
 _NO_BOUNDS: Mapping[str, MetricValue] = MappingProxyType({})

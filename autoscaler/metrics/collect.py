@@ -25,10 +25,10 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from autoscaler.core.histogram import histogram_quantile
-from autoscaler.core.types import Signal
+from autoscaler.core.histogram import histogram_quantile_buckets
+from autoscaler.core.types import TTFT_BUCKET_LOW, Signal
 from autoscaler.errors import SpecError, TransientError
-from autoscaler.metrics.presets import Preset, render
+from autoscaler.metrics.presets import Preset, render, split_quantile
 from autoscaler.metrics.rules import plan_recorded
 from autoscaler.metrics.source import MetricsSource
 from autoscaler.observation import (
@@ -130,6 +130,10 @@ class CollectorConfig:
         return self.signals if self.signals is not None else tuple(self.preset.queries)
 
     def promql(self, signal: Signal) -> str:
+        for quantile, low in TTFT_BUCKET_LOW.items():
+            if signal == low and signal not in self.preset.queries:
+                # Derived with its quantile from the same buckets (``_quantiles``).
+                return f"lower bound of the bucket of: {self.promql(quantile)}"
         return render(self.preset.queries[signal], sel=self.selector, by=self.by,
                       window=self.window)
 
@@ -179,40 +183,22 @@ class CollectorConfig:
         return f"{gauge}[{self.window}]", f"count by ({self.by}) ({gauge})", False
 
 
-_QUANTILE_PREFIX = "histogram_quantile("
-
-
 def plan_queries(promql: Mapping[Signal, str]
                  ) -> tuple[dict[Signal, str], dict[str, list[tuple[Signal, float]]]]:
     """Split rendered queries into those sent as they are and quantiles of a shared inner
     expression: ``histogram_quantile(0.5, X)`` and ``histogram_quantile(0.95, X)`` become one
     query of ``X`` and two local quantiles. Anything else (``histogram_quantile(...) /
-    1000``, a custom expression) is sent as written."""
+    1000``, a custom expression) is sent as written (``presets.split_quantile``)."""
     plain: dict[Signal, str] = {}
     quantiles: dict[str, list[tuple[Signal, float]]] = {}
     for signal, text in promql.items():
-        stripped = text.strip()
-        head, sep, rest = stripped.removeprefix(_QUANTILE_PREFIX).partition(",")
-        inner = rest.strip()[:-1].strip() if stripped.endswith(")") else ""
-        try:
-            q = float(head)
-        except ValueError:
-            q = math.nan
-        if (stripped.startswith(_QUANTILE_PREFIX) and sep and inner and 0 <= q <= 1
-                and _balanced(inner)):
+        split = split_quantile(text)
+        if split is not None:
+            q, inner = split
             quantiles.setdefault(inner, []).append((signal, q))
         else:
             plain[signal] = text
     return plain, quantiles
-
-
-def _balanced(text: str) -> bool:
-    depth = 0
-    for ch in text:
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if depth < 0:
-            return False
-    return depth == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +296,7 @@ class Collector:
                     try:
                         values.update(qfut.result())
                     except TransientError as exc:
+                        # The bucket bounds go with their quantile: absent (no reading).
                         for signal, _ in quantiles[inner]:
                             values[signal] = None
                             failed[signal] = errors[signal.value] = str(exc)
@@ -350,12 +337,21 @@ class Collector:
                 continue
             buckets.setdefault(key, {})[bound] = sample.value
             stamp[key] = sample.time
-        out: dict[Signal, dict[TargetKey, tuple[float, float]]] = {s: {} for s, _ in wanted}
+        # A TTFT percentile also reports the lower bound of the bucket it fell in
+        # (``Signal.TTFT_P99_BUCKET_LOW``): the true percentile lies above it.
+        lows = [(s, TTFT_BUCKET_LOW[s]) for s, _ in wanted if s in TTFT_BUCKET_LOW]
+        out: dict[Signal, dict[TargetKey, tuple[float, float]]] = {
+            s: {} for s in (*(s for s, _ in wanted), *(low for _, low in lows))}
+        qs = [q for _, q in wanted]
         for key, by_le in buckets.items():
             bounds = sorted(b for b in by_le if math.isfinite(b))
             if math.inf not in by_le or not bounds:
                 continue  # Prometheus answers nothing for a histogram without +Inf
             cumulative = [by_le[b] for b in bounds] + [by_le[math.inf]]
-            for signal, q in wanted:
-                out[signal][key] = (stamp[key], histogram_quantile(q, bounds, cumulative))
+            at = stamp[key]
+            for (signal, _), (value, low, _) in zip(
+                    wanted, histogram_quantile_buckets(qs, bounds, cumulative), strict=True):
+                out[signal][key] = (at, value)
+                if signal in TTFT_BUCKET_LOW:
+                    out[TTFT_BUCKET_LOW[signal]][key] = (at, low)
         return out

@@ -65,6 +65,37 @@ def render(template: str, *, sel: str, by: str, window: str) -> str:
                         "$window (write $$ for a literal dollar)") from exc
 
 
+_QUANTILE_PREFIX = "histogram_quantile("
+
+
+def split_quantile(text: str) -> tuple[float, str] | None:
+    """``(q, X)`` when ``text`` is exactly ``histogram_quantile(q, X)``: a quantile the live
+    collector derives from the buckets it fetches (``X``, shared by p50, p95 and p99), so it
+    knows which bucket each quantile fell in. None for anything else (``... / 1000``, a
+    custom expression): Prometheus computes it, and the bucket is unknown."""
+    stripped = text.strip()
+    if not stripped.startswith(_QUANTILE_PREFIX) or not stripped.endswith(")"):
+        return None
+    head, sep, rest = stripped.removeprefix(_QUANTILE_PREFIX).partition(",")
+    inner = rest.strip()[:-1].strip()
+    try:
+        q = float(head)
+    except ValueError:
+        return None
+    if not (sep and inner and 0 <= q <= 1 and _balanced(inner)):
+        return None
+    return q, inner
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
 def _quantile(q: float, histogram: str, *, extra: str = "", scale: str = "") -> str:
     """``histogram_quantile`` over the per-target sum of bucket rates. ``extra`` are matchers
     put before ``$sel``; ``scale`` a suffix such as `` / 1000`` for a unit conversion."""

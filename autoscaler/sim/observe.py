@@ -28,7 +28,9 @@ ranges are left-open):
   (last - first) / (t_last - t_first), at least two needed (what Prometheus gives for
   evenly spaced samples that cover the window);
 * TTFT quantiles through ``histogram_quantile()`` on the per-bucket increase over the
-  same window;
+  same window, with the lower bound of the bucket the p95 and the p99 fell in (as the live
+  collector reports it: only for a preset whose quantile query is a bare
+  ``histogram_quantile``);
 * gauges from the newest sample.
 
 Faults (``faults=``), each a typed record:
@@ -59,9 +61,9 @@ from dataclasses import dataclass, field
 from itertools import islice, pairwise
 from operator import sub
 
-from autoscaler.core.histogram import histogram_quantile, histogram_quantiles
-from autoscaler.core.types import MetricValue, Signal, Snapshot
-from autoscaler.metrics.presets import Preset, get_preset
+from autoscaler.core.histogram import histogram_quantile, histogram_quantile_buckets
+from autoscaler.core.types import TTFT_BUCKET_LOW, MetricValue, Signal, Snapshot
+from autoscaler.metrics.presets import Preset, get_preset, split_quantile
 from autoscaler.observation import Observation, RawTarget, SeriesWindow, WindowSeries, judge
 from autoscaler.observation.readings import GAP_FACTOR
 from autoscaler.sim.fleet import TTFT_BUCKETS_S, EngineSample
@@ -269,7 +271,13 @@ class FakePrometheus:
                               key=_fault_time)
         self._next_event = 0
         self._counter = request_counter(self.preset)
-        self._signals = frozenset(self.preset.queries)
+        # A TTFT percentile whose query is a bare ``histogram_quantile`` is derived from the
+        # buckets live (``metrics.collect``), which then also reports its bucket's lower
+        # bound; one Prometheus computes (``... / 1000``) comes without.
+        self._bucket_lows = tuple(
+            low for sig, low in TTFT_BUCKET_LOW.items()
+            if sig in self.preset.queries and split_quantile(self.preset.queries[sig]))
+        self._signals = frozenset((*self.preset.queries, *self._bucket_lows))
         self._order = tuple(dict.fromkeys(self._signals))
         """The preset's signals in the order every ``RawTarget.values`` lists them."""
         self._wants_rate = Signal.REQUEST_RATE in self._signals
@@ -524,8 +532,10 @@ class FakePrometheus:
                 if last.ready_replicas > 0:
                     out[Signal.GPU_UTILIZATION] = min(1.0, rates[3] / last.ready_replicas)
             inc = [b - a for a, b in zip(first.ttft_buckets, last.ttft_buckets, strict=True)]
-            p50, p95, p99 = histogram_quantiles((0.5, 0.95, 0.99), TTFT_BUCKETS_S, inc)
+            (p50, _, _), (p95, low95, _), (p99, low99, _) = histogram_quantile_buckets(
+                (0.5, 0.95, 0.99), TTFT_BUCKETS_S, inc)
             out[Signal.TTFT_P50], out[Signal.TTFT_P95], out[Signal.TTFT_P99] = p50, p95, p99
+            out[Signal.TTFT_P95_BUCKET_LOW], out[Signal.TTFT_P99_BUCKET_LOW] = low95, low99
         if now - latest.t <= LOOKBACK_S:
             # Gauges summed over the pods that were scraped: silent pods' share is missing.
             ready = self.ready()
@@ -695,9 +705,13 @@ class FakePrometheus:
                         1.0, (c_last[3] - c_first[3]) / span / latest.ready_replicas)
             if self._wants_ttft:
                 inc = list(map(sub, latest.ttft_buckets, first.ttft_buckets))
-                (vals[Signal.TTFT_P50], vals[Signal.TTFT_P95],
-                 vals[Signal.TTFT_P99]) = histogram_quantiles((0.5, 0.95, 0.99),
-                                                              TTFT_BUCKETS_S, inc)
+                (p50, _, _), (p95, low95, _), (p99, low99, _) = histogram_quantile_buckets(
+                    (0.5, 0.95, 0.99), TTFT_BUCKETS_S, inc)
+                vals[Signal.TTFT_P50], vals[Signal.TTFT_P95], vals[Signal.TTFT_P99] = (
+                    p50, p95, p99)
+                if self._bucket_lows:
+                    vals[Signal.TTFT_P95_BUCKET_LOW] = low95
+                    vals[Signal.TTFT_P99_BUCKET_LOW] = low99
         part = seen / ready if ready > 0 else 1.0
         gauges = {Signal.QUEUE_DEPTH: latest.waiting * part,
                   Signal.RUNNING: latest.running * part,

@@ -63,6 +63,7 @@ from statistics import NormalDist
 
 from autoscaler.core import capacity as cap_mod
 from autoscaler.core import defaults as d
+from autoscaler.core import release as release_mod
 from autoscaler.core.behavior import apply_behavior, scale_up_ceiling
 from autoscaler.core.drain import drain_replicas
 from autoscaler.core.histogram import Verdict, verdict
@@ -221,6 +222,8 @@ class PredictiveState(PolicyState):
     idle_since: float | None = None
     """First decision of the current unbroken run of provably idle readings (None: the
     last reading did not prove the fleet idle; ``_provably_idle``)."""
+    release: release_mod.ReleaseMemory = release_mod.ReleaseMemory()
+    """The capacity a release may plan on (``autoscaler.core.release``)."""
 
     @property
     def lead_errors(self) -> tuple[float, ...]:
@@ -638,7 +641,13 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # The same count at the scale-down utilisation: fewer replicas are released only when
     # even that lower band has room (hysteresis between 0.85 up and 0.85 x 0.85 = 0.72
     # down by default), so noise around a boundary does not start and stop a replica.
-    needed_down, _ = cap_mod.replicas_needed(est, work, util * params.scale_down_band)
+    # Released on no more capacity than the fleet was sized up on or has carried since
+    # (``release.release_capacity``): an estimate that probes raised is tested at the next
+    # scale-up, not by a release whose failure is an overload and a burst of starts.
+    needed_down, _ = cap_mod.replicas_needed(
+        replace(est, capacity=release_mod.release_capacity(
+            est.capacity, prev.release, util * params.scale_down_band)), work,
+        util * params.scale_down_band)
     unit_name = cap_mod.UNITS[unit]
     unit_capacity = cap_mod.capacity_at_mix(est, unit)
     per_replica = unit_capacity * util
@@ -802,6 +811,11 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     if notes:
         message += "; " + "; ".join(notes)
     doublings, last_release = _next_hold(prev, base_hold, now, current, replicas)
+    # What the ready replicas carried per replica, per unit, on a reading that met the
+    # objective (``release.remember``); an absent or doubtful reading carries nothing.
+    carried_now = (tuple(math.nan if v is None else v / ready for v in
+                         cap_mod.work_demand(est, (prompt_rate, gen_rate, served)))
+                   if ttft is not None and reading is Verdict.MET and ready > 0 else None)
     if replicas > current:
         asked = (*asked, *(now,) * (replicas - current))
     new_policy = replace(new_policy, recent=recent, hold_doublings=doublings, slips=slips,
@@ -809,7 +823,10 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                          tokens=tuple(series),
                          capacity=est, forecast_fallbacks=fallbacks,
                          last_queue=(now, queue) if queue is not None else prev.last_queue,
-                         kv_recent=kv_recent, idle_since=idle_since)
+                         kv_recent=kv_recent, idle_since=idle_since,
+                         release=release_mod.remember(
+                             prev.release, est.capacity, carried_now, replicas > current,
+                             reading is Verdict.BREACH))
     new_state = replace(outcome.state, policy=new_policy)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,

@@ -644,9 +644,11 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # Released on no more capacity than the fleet was sized up on or has carried since
     # (``release.release_capacity``): an estimate that probes raised is tested at the next
     # scale-up, not by a release whose failure is an overload and a burst of starts.
+    # Off by default (``RELEASE_ON_SHOWN_CAPACITY``: the module says why).
     needed_down, _ = cap_mod.replicas_needed(
         replace(est, capacity=release_mod.release_capacity(
-            est.capacity, prev.release, util * params.scale_down_band)), work,
+            est.capacity, prev.release, util * params.scale_down_band))
+        if release_mod.RELEASE_ON_SHOWN_CAPACITY else est, work,
         util * params.scale_down_band)
     unit_name = cap_mod.UNITS[unit]
     unit_capacity = cap_mod.capacity_at_mix(est, unit)
@@ -815,7 +817,8 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # objective (``release.remember``); an absent or doubtful reading carries nothing.
     carried_now = (tuple(math.nan if v is None else v / ready for v in
                          cap_mod.work_demand(est, (prompt_rate, gen_rate, served)))
-                   if ttft is not None and reading is Verdict.MET and ready > 0 else None)
+                   if ttft is not None and reading is Verdict.MET and ready > 0
+                   and release_mod.RELEASE_ON_SHOWN_CAPACITY else None)
     if replicas > current:
         asked = (*asked, *(now,) * (replicas - current))
     new_policy = replace(new_policy, recent=recent, hold_doublings=doublings, slips=slips,

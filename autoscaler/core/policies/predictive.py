@@ -222,7 +222,7 @@ class PredictiveState(PolicyState):
     idle_since: float | None = None
     """First decision of the current unbroken run of provably idle readings (None: the
     last reading did not prove the fleet idle; ``_provably_idle``)."""
-    release: release_mod.ReleaseMemory = release_mod.ReleaseMemory()
+    release: release_mod.ReleaseMemory = release_mod.ReleaseMemory()  # noqa: RUF009 (frozen)
     """The capacity a release may plan on (``autoscaler.core.release``)."""
 
     @property

@@ -817,8 +817,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # objective (``release.remember``); an absent or doubtful reading carries nothing.
     carried_now = (tuple(math.nan if v is None else v / ready for v in
                          cap_mod.work_demand(est, (prompt_rate, gen_rate, served)))
-                   if ttft is not None and reading is Verdict.MET and ready > 0
-                   and release_mod.RELEASE_ON_SHOWN_CAPACITY else None)
+                   if ttft is not None and reading is Verdict.MET and ready > 0 else None)
     if replicas > current:
         asked = (*asked, *(now,) * (replicas - current))
     new_policy = replace(new_policy, recent=recent, hold_doublings=doublings, slips=slips,
@@ -829,7 +828,8 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                          kv_recent=kv_recent, idle_since=idle_since,
                          release=release_mod.remember(
                              prev.release, est.capacity, carried_now, replicas > current,
-                             reading is Verdict.BREACH))
+                             reading is Verdict.BREACH)
+                         if release_mod.RELEASE_ON_SHOWN_CAPACITY else prev.release)
     new_state = replace(outcome.state, policy=new_policy)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,

@@ -57,10 +57,10 @@ def combined_plan(base: float, quantile: float, utilization: float, rule: str,
 
     ``STACK``: ``quantile``. ``QUADRATURE`` / ``UNCERTAIN``: ``util x (base + sqrt(f^2 +
     c^2))`` (module docstring)."""
+    if rule == STACK:
+        return quantile  # as it is: the plan before this module existed, to the bit
     base = max(0.0, base)
     quantile = max(base, quantile)
-    if rule == STACK:
-        return quantile
     z = NormalDist().inv_cdf(quantile_level)
     rsd = relative_sd if rule == UNCERTAIN else 0.0
     c = base * capacity_margin(utilization, z, rsd)

@@ -12,7 +12,10 @@ A replica asked for now serves only after ``cold_start_s``, and the next decisio
    Calibrated headroom: every forecast's promised mean peak is scored once its lead time has
    passed (realised peak - promised, kept for the last 4 h); with at least 40 such errors
    the plan is the mean peak plus the ``headroom_quantile`` of those errors instead of the
-   forecaster's own interval (a quantile correction learned from residuals).
+   forecaster's own interval (a quantile correction learned from residuals). Before that,
+   the forecaster's interval *starts* replicas only as far above its mean as the largest
+   lead-time error measured so far (none before the first is scored): on a few samples the
+   trend's sigma measures its own start, not demand. The whole interval still holds them.
    With ``predictive.forecaster`` set to an ``autoscaler.forecast`` model (``auto``,
    ``profile``, ``damped``, ...) the samples are also averaged into 60-s bins (a chunked
    immutable history, ``RateBins``, of up to 28 days); each completed bin updates the model

@@ -63,6 +63,7 @@ from statistics import NormalDist
 
 from autoscaler.core import capacity as cap_mod
 from autoscaler.core import defaults as d
+from autoscaler.core import recur
 from autoscaler.core.behavior import apply_behavior, scale_up_ceiling
 from autoscaler.core.drain import drain_replicas
 from autoscaler.core.histogram import Verdict, verdict
@@ -221,6 +222,9 @@ class PredictiveState(PolicyState):
     idle_since: float | None = None
     """First decision of the current unbroken run of provably idle readings (None: the
     last reading did not prove the fleet idle; ``_provably_idle``)."""
+    surges: recur.SurgeMemory = recur.SurgeMemory()
+    """The silences seen and the price of the surge after each (``autoscaler.core.recur``):
+    how long a fleet is kept through a silence."""
 
     @property
     def lead_errors(self) -> tuple[float, ...]:
@@ -753,10 +757,27 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                   if ttft is None and _provably_idle(snapshot, now, age) else None)
     idle_hold = max(params.scale_down_window_s,
                     spec.cold_start_s * params.keep_idle_cold_starts) * 2 ** prev.hold_doublings
+    # Surges that recur (``autoscaler.core.recur``): keep the fleet through the silence
+    # while the silences seen so far ended sooner than keeping costs what a cold start's
+    # misses beyond the SLO's error budget are worth. The released fleet is minReplicas,
+    # so what it carries is minReplicas x one replica's capacity at the SLO.
+    floor_rps = spec.min_replicas * cap_rps if math.isfinite(cap_rps) else 0.0
+    surges = recur.observe(prev.surges, now, idle=idle_since is not None, demand=rate,
+                           floor_rps=floor_rps, replicas=current, lead_s=lead_s,
+                           sync_s=spec.sync_period_s,
+                           budget=1.0 - spec.slo.target_attainment)
+    keep_s = (recur.keep_for(surges, now, current - spec.min_replicas)
+              if idle_since is not None else 0.0)
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
                if value is None
                and not (name == "TTFT" and idle_since is not None
                         and now - idle_since >= idle_hold)]
+    idle_for = now - idle_since if idle_since is not None else -1.0
+    if idle_hold <= idle_for < keep_s and rec < current:
+        rec = current
+        reason = Reason.FORECAST_HOLD
+        notes.append(f"keeping {current} through {idle_for:.0f} s of silence: silences "
+                     f"seen ended within {keep_s:.0f} s, cheaper than a cold start's misses")
     if missing and rec < current:
         rec = current
         reason = Reason.METRICS_MISSING
@@ -809,7 +830,8 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                          tokens=tuple(series),
                          capacity=est, forecast_fallbacks=fallbacks,
                          last_queue=(now, queue) if queue is not None else prev.last_queue,
-                         kv_recent=kv_recent, idle_since=idle_since)
+                         kv_recent=kv_recent, idle_since=idle_since,
+                         surges=surges)
     new_state = replace(outcome.state, policy=new_policy)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,

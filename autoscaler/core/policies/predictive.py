@@ -757,27 +757,27 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                   if ttft is None and _provably_idle(snapshot, now, age) else None)
     idle_hold = max(params.scale_down_window_s,
                     spec.cold_start_s * params.keep_idle_cold_starts) * 2 ** prev.hold_doublings
-    # Surges that recur (``autoscaler.core.recur``): keep the fleet through the silence
-    # while the silences seen so far ended sooner than keeping costs what a cold start's
-    # misses beyond the SLO's error budget are worth. The released fleet is minReplicas,
-    # so what it carries is minReplicas x one replica's capacity at the SLO.
-    floor_rps = spec.min_replicas * cap_rps if math.isfinite(cap_rps) else 0.0
+    # Surges that recur (``autoscaler.core.recur``): keep replicas through the silence
+    # while the silences seen so far ended sooner than keeping them costs what the misses
+    # they spare beyond the SLO's error budget are worth.
     surges = recur.observe(prev.surges, now, idle=idle_since is not None, demand=rate,
-                           floor_rps=floor_rps, replicas=current, lead_s=lead_s,
+                           capacity_rps=cap_rps, replicas=current,
+                           min_replicas=spec.min_replicas, hold_s=idle_hold, lead_s=lead_s,
                            sync_s=spec.sync_period_s,
                            budget=1.0 - spec.slo.target_attainment)
-    keep_s = (recur.keep_for(surges, now, current - spec.min_replicas)
-              if idle_since is not None else 0.0)
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
                if value is None
                and not (name == "TTFT" and idle_since is not None
                         and now - idle_since >= idle_hold)]
-    idle_for = now - idle_since if idle_since is not None else -1.0
-    if idle_hold <= idle_for < keep_s and rec < current:
-        rec = current
+    quiet = surges.quiet_since
+    keep = min(current, spec.min_replicas + surges.plan.replicas)
+    if (idle_since is not None and now - idle_since >= idle_hold and quiet is not None
+            and now - quiet < surges.plan.keep_s and rec < keep):
+        rec = keep
         reason = Reason.FORECAST_HOLD
-        notes.append(f"keeping {current} through {idle_for:.0f} s of silence: silences "
-                     f"seen ended within {keep_s:.0f} s, cheaper than a cold start's misses")
+        notes.append(f"keeping {keep} through {now - quiet:.0f} s of silence: the silences "
+                     f"seen ended within {surges.plan.keep_s:.0f} s, cheaper than the "
+                     "misses a cold start would add")
     if missing and rec < current:
         rec = current
         reason = Reason.METRICS_MISSING

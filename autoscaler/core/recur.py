@@ -110,9 +110,12 @@ def value(surge: Surge, excess: float, budget: float) -> float:
     """V(E): replica-seconds that ``excess`` missed requests of ``surge`` are worth.
 
     Worked numbers, budget 0.01: N 4,000, G 12,000: E 800 -> 760 x 3 / 0.01 = 228,000;
-    E 40 (exactly the budget) -> 0; a surge with no requests -> 0."""
-    if surge.requests <= 0.0 or budget <= 0.0:
+    E 40 (exactly the budget) -> 0; a surge with no requests -> 0. A target of 100 %
+    leaves no budget: any miss is worth more than any keep (infinite)."""
+    if surge.requests <= 0.0:
         return 0.0
+    if budget <= 0.0:
+        return math.inf if excess > 0.0 else 0.0
     return max(0.0, excess - budget * surge.requests) * (surge.replica_s
                                                          / surge.requests) / budget
 

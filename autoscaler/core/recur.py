@@ -32,8 +32,8 @@ for this silence is chosen: keep the k replicas the fleet has above ``minReplica
 the time tau that would have cost least over the remembered silences, each costing
 ``k x gap`` + V(E(k)) if tau covers it, ``k x tau`` + V(E(0)) if not (``plan``): the
 empirical optimum of ski rental over thresholds. tau = 0 is "release as before"; any
-other tau is one of the remembered gaps. A silence that outlasts tau is released; when it ends, its length is
-remembered, so a client whose surges stop recurring stops being kept.
+other tau is one of the remembered gaps. A silence that outlasts tau is released; when it
+ends, its length is remembered, so a client whose surges stop recurring stops being kept.
 
 **Bounds.** The memory holds at most ``MEMORY_ENTRIES`` silences, none that ended more
 than ``MEMORY_S`` ago: one week, the longest season the forecasters model

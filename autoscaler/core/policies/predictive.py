@@ -222,7 +222,7 @@ class PredictiveState(PolicyState):
     idle_since: float | None = None
     """First decision of the current unbroken run of provably idle readings (None: the
     last reading did not prove the fleet idle; ``_provably_idle``)."""
-    surges: recur.SurgeMemory = recur.SurgeMemory()
+    surges: recur.SurgeMemory = recur.SurgeMemory()  # noqa: RUF009 (frozen, shared safely)
     """The silences seen and the price of the surge after each (``autoscaler.core.recur``):
     how long a fleet is kept through a silence."""
 

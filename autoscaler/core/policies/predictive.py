@@ -67,6 +67,7 @@ from statistics import NormalDist
 from autoscaler.core import capacity as cap_mod
 from autoscaler.core import defaults as d
 from autoscaler.core import margin as margin_mod
+from autoscaler.core import recur
 from autoscaler.core import release as release_mod
 from autoscaler.core.behavior import apply_behavior, scale_up_ceiling
 from autoscaler.core.drain import drain_replicas
@@ -253,6 +254,9 @@ class PredictiveState(PolicyState):
     last reading did not prove the fleet idle; ``_provably_idle``)."""
     release: release_mod.ReleaseMemory = release_mod.ReleaseMemory()  # noqa: RUF009 (frozen)
     """The capacity a release may plan on (``autoscaler.core.release``)."""
+    surges: recur.SurgeMemory = recur.SurgeMemory()  # noqa: RUF009 (frozen, shared safely)
+    """The silences seen and the price of the surge after each (``autoscaler.core.recur``):
+    how long a fleet is kept through a silence."""
 
     @property
     def lead_errors(self) -> tuple[float, ...]:
@@ -826,10 +830,27 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                   if ttft is None and _provably_idle(snapshot, now, age) else None)
     idle_hold = max(params.scale_down_window_s,
                     spec.cold_start_s * params.keep_idle_cold_starts) * 2 ** prev.hold_doublings
+    # Surges that recur (``autoscaler.core.recur``): keep replicas through the silence
+    # while the silences seen so far ended sooner than keeping them costs what the misses
+    # they spare beyond the SLO's error budget are worth.
+    surges = recur.observe(prev.surges, now, idle=idle_since is not None, demand=rate,
+                           capacity_rps=cap_rps, replicas=current,
+                           min_replicas=spec.min_replicas, hold_s=idle_hold, lead_s=lead_s,
+                           sync_s=spec.sync_period_s,
+                           budget=1.0 - spec.slo.target_attainment)
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
                if value is None
                and not (name == "TTFT" and idle_since is not None
                         and now - idle_since >= idle_hold)]
+    quiet = surges.quiet_since
+    keep = min(current, spec.min_replicas + surges.plan.replicas)
+    if (idle_since is not None and now - idle_since >= idle_hold and quiet is not None
+            and now - quiet < surges.plan.keep_s and rec < keep):
+        rec = keep
+        reason = Reason.FORECAST_HOLD
+        notes.append(f"keeping {keep} through {now - quiet:.0f} s of silence: the silences "
+                     f"seen ended within {surges.plan.keep_s:.0f} s, cheaper than the "
+                     "misses a cold start would add")
     if missing and rec < current:
         rec = current
         reason = Reason.METRICS_MISSING
@@ -891,7 +912,8 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                          release=release_mod.remember(
                              prev.release, est.capacity, carried_now, replicas > current,
                              reading is Verdict.BREACH)
-                         if release_mod.RELEASE_ON_SHOWN_CAPACITY else prev.release)
+                         if release_mod.RELEASE_ON_SHOWN_CAPACITY else prev.release,
+                         surges=surges)
     new_state = replace(outcome.state, policy=new_policy)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,

@@ -114,3 +114,62 @@ def remember(memory: ReleaseMemory, capacity: tuple[float, ...],
         carried = tuple(n if math.isfinite(n) and not k >= n else k  # NaN-safe max
                         for k, n in zip(carried, carried_now, strict=True))
     return ReleaseMemory(anchor=anchor, carried=carried)
+
+
+RELEASE_ON_SLACK = True
+"""Whether a release needs the fleet's own reading to show slack at the count it releases
+to (``slack_floor``). On by default: see ``slack_floor`` for why and the figures."""
+
+SLACK_LOAD = 0.5
+"""Below this fraction of each unit's learned capacity per replica, a release needs no
+slack reading (``slack_floor``). It is the capacity learner's ``PROBE_MIN_LOAD``: below
+half the estimate a reading says nothing about the estimate (the learner neither probes
+nor learns a knee from it), so a TTFT near the SLO there is the requests' own prefill or
+a burst far above the mean, not a fleet near its knee; and it is what lets a fleet whose
+TTFT always reads "loaded" (long prompts at a flat objective) release when its load falls."""
+
+
+def slack_floor(*, current: int, ready: int, target: int, loose: int,
+                ttft_s: float | None, queue: float | None, objective_s: float,
+                loaded_fraction: float) -> int:
+    """The fewest replicas, at least ``target``, that a release may go to on this reading.
+
+    A 60-s mean hides sub-minute bursts; the fleet's TTFT tail and queue show them first.
+    A reading at ``ready`` replicas is *slack for n replicas* when, with the load spread
+    over n, it would still read below the capacity learner's "loaded" line
+    (``loaded_fraction`` x the objective, ``capacity.LOADED_TTFT_FRACTION``):
+
+    * TTFT p99 x ready / n < loaded_fraction x objective. Why scale by ready / n: a burst
+      of rate b for T seconds on n replicas of rate mu each leaves its last request waiting
+      (b / (n mu) - 1) T, and (b / (n mu) - 1) / (b / (N mu) - 1) >= N / n for n < N: the
+      wait grows at least in proportion to the load per replica (the prefill part of TTFT
+      does not, so the scaled reading errs towards keeping);
+    * the queue is known and below n (the learner's loaded line: one request waiting per
+      replica).
+
+    Released to n only when the reading is slack for n, or when the plan puts no more
+    than ``SLACK_LOAD`` of each replica's estimate on n (``loose``: the count the plan
+    needs at that utilisation), where a loaded reading does not speak of the knee. The
+    caller records the result as a recommendation, so a reading that was not slack holds
+    the replicas for one release hold, as any recommendation does. Missing TTFT never
+    releases here (the caller's missing-data rule, with its idle-fleet proof, decides).
+
+    Worked number (ServeGen client 10, 2 days): 2 ready, the plan 48.5 req/s under the
+    release band of one replica (78.2 x 0.7225 = 56.5), TTFT p99 0.49 s and 14.8 queued
+    one step earlier. At 1 replica the p99 reads 0.49 x 2 / 1 = 0.98 s against 0.5 x 2 s =
+    1.0 s (slack by a hair), but the queue of 14.8 is not below 1, and ``loose`` is
+    ceil(48.5 / (0.5 x 78.2)) = 2: the floor is 2, and that step holds them for the hold.
+    Released on the mean (plan) alone, per-second peaks over 200 req/s met one replica
+    and the second was ready again only 165 s later (4,339 requests late)."""
+    if target >= current:
+        return target
+    if ttft_s is None or not math.isfinite(ttft_s):
+        return current
+    line = loaded_fraction * objective_s
+    for n in range(max(target, 0), current):
+        if n >= loose:
+            return n
+        if (n > 0 and ready > 0 and ttft_s * ready / n < line
+                and queue is not None and math.isfinite(queue) and queue < n):
+            return n
+    return current

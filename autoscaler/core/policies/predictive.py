@@ -862,6 +862,20 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # doubles after each release that was asked back soon after (``_next_hold``).
     base_hold = max(params.scale_down_window_s,
                     spec.cold_start_s * params.keep_idle_cold_starts)
+    # A release needs the fleet's reading to show slack at the count it releases to
+    # (``release.slack_floor``): a 60-s mean hides the bursts the TTFT tail and queue show.
+    # Recorded as a recommendation, so a reading that was not slack holds for one hold.
+    if release_mod.RELEASE_ON_SLACK and ttft is not None and rec < current:
+        loose, _ = cap_mod.replicas_needed(est, work, release_mod.SLACK_LOAD)
+        slack = release_mod.slack_floor(
+            current=current, ready=ready, target=rec, loose=loose, ttft_s=ttft,
+            queue=queue, objective_s=objective, loaded_fraction=cap_mod.LOADED_TTFT_FRACTION)
+        if slack > rec:
+            rec = slack
+            reason = Reason.FORECAST_HOLD
+            notes.append(f"keeping {slack}: TTFT {ttft_label} {ttft:.2f} s and queue "
+                         f"{'?' if queue is None else f'{queue:.0f}'} on {ready} ready show "
+                         f"no slack for fewer")
     window = base_hold * 2 ** prev.hold_doublings
     down_cutoff = now - window
     # First sight: remember the current count as a recommendation (as the HPA does), so a

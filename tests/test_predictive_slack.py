@@ -1,9 +1,10 @@
 """A release needs the fleet's own reading to show slack at the count it releases to.
 
-``autoscaler.core.release.slack_floor``: with the load of ``ready`` replicas spread over n,
-the TTFT p99 scaled by ready / n must stay below the capacity learner's "loaded" line
-(``LOADED_TTFT_FRACTION`` x the objective, 0.5 x 2 s = 1.0 s here) and the queue below n,
-unless the plan puts at most half of each replica's estimate on n (``loose``).
+``autoscaler.core.release.slack_floor``: with the load of N ready replicas spread over n,
+the TTFT p99 grown by Kingman's factor (N / n) x (1 - rho) / (1 - rho x N / n) must stay
+below the capacity learner's "loaded" line (``LOADED_TTFT_FRACTION`` x the objective,
+0.5 x 2 s = 1.0 s here) and the queue below n, unless the plan puts at most half of each
+replica's estimate on n (``loose``).
 """
 
 from __future__ import annotations
@@ -28,44 +29,61 @@ LINE = 0.5  # the learner's loaded fraction, written out: the test must not read
 
 
 def floor(*, current: int = 2, ready: int = 2, target: int = 1, loose: int = 2,
-          ttft: float | None = 0.2, queue: float | None = 0.0) -> int:
+          ttft: float | None = 0.2, queue: float | None = 0.0, rho: float = 0.0,
+          floor_s: float = 0.0) -> int:
     return release.slack_floor(current=current, ready=ready, target=target, loose=loose,
                                ttft_s=ttft, queue=queue, objective_s=2.0,
-                               loaded_fraction=LINE)
+                               loaded_fraction=LINE, utilisation=rho, floor_s=floor_s)
 
 
 @pytest.mark.parametrize(("kw", "expected"), [
-    # ServeGen client 10 at 98,100 s: 2 ready, p99 0.49 s, 14.8 queued, the plan 48.5
-    # req/s on a 78.2 req/s replica: loose = ceil(48.5 / (0.5 x 78.2)) = ceil(1.24) = 2.
-    # 0.49 x 2 / 1 = 0.98 s < 1.0 s, but 14.8 queued is not below 1: keep 2.
-    pytest.param(dict(ttft=0.49, queue=14.8), 2, id="client 10: queue says no slack at 1"),
-    # The step after: 0 queued, 0.98 s < 1.0 s: slack at 1 (the caller's hold still
-    # keeps 2, since the step before recorded it).
-    pytest.param(dict(ttft=0.49, queue=0.0), 1, id="client 10 a step later: slack at 1"),
-    # p99 0.6 s on 2: at 1 replica 0.6 x 2 = 1.2 s >= 1.0 s: not slack.
-    pytest.param(dict(ttft=0.6), 2, id="p99 scaled to the smaller fleet reaches the line"),
-    # Exactly on the line: 0.5 x 2 / 1 = 1.0 s is loaded (the learner's >=).
+    # ServeGen client 10 at 98,100 s: 2 ready serving 52.2 req/s of 78.2 each (rho =
+    # 52.2 / 156.4 = 0.334), p99 0.49 s, 14.8 queued, loose 2 (the plan 48.5 req/s over
+    # 0.5 x 78.2 = 39.1: ceil(1.24)). At 1: rho_1 = 0.668, the p99 grows to
+    # 0.49 x 2 x 0.666 / 0.332 = 1.97 s >= 1.0 s: keep 2.
+    pytest.param(dict(ttft=0.49, queue=14.8, rho=0.334), 2,
+                 id="client 10 at 98,100 s: no slack at 1"),
+    # The step it released on main (98,115 s): 47.2 req/s (rho 0.302), p99 0.49 s, no
+    # queue: 0.49 x 2 x 0.698 / 0.396 = 1.73 s >= 1.0 s: keep 2.
+    pytest.param(dict(ttft=0.49, queue=0.0, rho=0.302), 2,
+                 id="client 10 at 98,115 s: TTFT says no slack at 1"),
+    # No load read (rho 0): only N / n: 0.49 x 2 = 0.98 s < 1.0 s: slack at 1.
+    pytest.param(dict(ttft=0.49, queue=0.0, rho=0.0), 1, id="rho 0: the p99 doubles"),
+    pytest.param(dict(ttft=0.6), 2, id="rho 0: 0.6 x 2 = 1.2 s reaches the line"),
     pytest.param(dict(ttft=0.5), 2, id="on the line is not slack"),
-    # Half the estimate or less at 1 replica: no slack reading needed.
+    # rho 0.5 on 2 is rho 1.0 on 1: no slack whatever the TTFT.
+    pytest.param(dict(ttft=0.01, rho=0.5), 2, id="a full replica at n: no slack"),
+    pytest.param(dict(ttft=0.01, rho=NAN), 2, id="unknown utilisation: no slack shown"),
     pytest.param(dict(ttft=3.0, queue=50.0, loose=1), 1, id="plan under half: releases"),
     pytest.param(dict(ttft=None), 2, id="missing TTFT never releases"),
     pytest.param(dict(ttft=NAN), 2, id="NaN TTFT never releases"),
     pytest.param(dict(queue=None), 2, id="missing queue: slack not shown"),
     pytest.param(dict(target=2), 2, id="no release asked: the target"),
     pytest.param(dict(target=5), 5, id="a scale-up passes through"),
-    # 6 ready, p99 0.3 s, 2 queued, releasing towards 2, loose 5: at 2: 0.3 x 6 / 2 =
-    # 0.9 s < 1.0 but 2 queued is not below 2; at 3: 0.6 s and 2 < 3: slack at 3.
-    pytest.param(dict(current=6, ready=6, target=2, loose=5, ttft=0.3, queue=2.0), 3,
-                 id="6 ready: the fewest with slack is 3"),
-    # The same, p99 0.45 s: at 3, 0.45 x 2 = 0.9 s; at 2, 1.35 s: 3.
-    pytest.param(dict(current=6, ready=6, target=2, loose=5, ttft=0.45, queue=0.0), 3,
-                 id="6 ready: TTFT limits to 3"),
-    # loose 4 reached before any slack reading: 4.
-    pytest.param(dict(current=6, ready=6, target=2, loose=4, ttft=0.9, queue=0.0), 4,
+    # 6 ready at rho 0.1, p99 0.3 s, 2 queued, towards 2, loose 5. At 2: rho 0.3,
+    # 0.3 x 3 x 0.9 / 0.7 = 1.16 s: no. At 3: rho 0.2, 0.3 x 2 x 0.9 / 0.8 = 0.675 s and
+    # 2 queued < 3: slack at 3.
+    pytest.param(dict(current=6, ready=6, target=2, loose=5, ttft=0.3, queue=2.0, rho=0.1),
+                 3, id="6 ready: the fewest with slack is 3"),
+    # p99 0.45 s, no queue: at 3, 0.45 x 2 x 0.9 / 0.8 = 1.0125 s: no; at 4 (rho 0.15),
+    # 0.45 x 1.5 x 0.9 / 0.85 = 0.715 s: 4.
+    pytest.param(dict(current=6, ready=6, target=2, loose=5, ttft=0.45, rho=0.1), 4,
+                 id="6 ready: TTFT limits to 4"),
+    # p99 0.9 s: 3 gives 2.03 s; loose 4 is reached first: 4.
+    pytest.param(dict(current=6, ready=6, target=2, loose=4, ttft=0.9, rho=0.1), 4,
                  id="6 ready: half the estimate at 4"),
-    # Releasing to zero (minReplicas 0) on a plan of zero: loose 0.
     pytest.param(dict(current=1, ready=1, target=0, loose=0, ttft=1.5), 0,
                  id="nothing planned: releases to zero"),
+    # The embedded demo at 5,310 s: 4 ready at rho 0.42 (11.4 req/s of 6.77 each), p99
+    # 0.74 s with no queue, towards 3 (loose 4). At 3: rho 0.56, factor 4/3 x 0.58 / 0.44
+    # = 1.758. Scaled whole: 0.74 x 1.758 = 1.30 s: kept; with a floor of 0.6 s read
+    # lately (the long prompts' own prefill): 0.6 + 0.14 x 1.758 = 0.846 s: released.
+    pytest.param(dict(current=4, ready=4, target=3, loose=4, ttft=0.74, rho=0.42), 4,
+                 id="demo: the prefill tail read as a wait keeps 4"),
+    pytest.param(dict(current=4, ready=4, target=3, loose=4, ttft=0.74, rho=0.42,
+                      floor_s=0.6), 3, id="demo: the floor not scaled releases to 3"),
+    # A floor above the reading counts as the reading (nothing is waiting): 0.3 s < 1.0.
+    pytest.param(dict(ttft=0.3, rho=0.3, floor_s=0.5), 1, id="floor above the reading"),
 ])
 def test_slack_floor_worked_numbers(kw: dict[str, float | None], expected: int) -> None:
     assert floor(**kw) == expected  # type: ignore[arg-type]
@@ -77,11 +95,14 @@ _QUEUE = st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e4))
 
 @settings(max_examples=400, deadline=None)
 @given(current=st.integers(0, 40), ready=st.integers(0, 40), target=st.integers(0, 40),
-       loose=st.integers(0, 40), ttft=_TTFT, queue=_QUEUE)
+       loose=st.integers(0, 40), ttft=_TTFT, queue=_QUEUE,
+       rho=st.one_of(st.just(NAN), st.floats(0.0, 5.0)),
+       floor_s=st.one_of(st.just(NAN), st.floats(0.0, 60.0)))
 def test_slack_floor_bounds(current: int, ready: int, target: int, loose: int,
-                            ttft: float | None, queue: float | None) -> None:
+                            ttft: float | None, queue: float | None, rho: float,
+                            floor_s: float) -> None:
     got = floor(current=current, ready=ready, target=target, loose=loose, ttft=ttft,
-                queue=queue)
+                queue=queue, rho=rho, floor_s=floor_s)
     # Never below what the plan asked, never keeps more than the fleet has (or asked).
     assert target <= got <= max(target, current)
     if ttft is None or not math.isfinite(ttft):
@@ -91,15 +112,16 @@ def test_slack_floor_bounds(current: int, ready: int, target: int, loose: int,
 @settings(max_examples=300, deadline=None)
 @given(current=st.integers(1, 30), target=st.integers(0, 30), loose=st.integers(0, 30),
        t1=st.floats(0.0, 10.0), t2=st.floats(0.0, 10.0),
-       q1=st.floats(0.0, 100.0), q2=st.floats(0.0, 100.0))
+       q1=st.floats(0.0, 100.0), q2=st.floats(0.0, 100.0),
+       r1=st.floats(0.0, 2.0), r2=st.floats(0.0, 2.0))
 def test_slack_floor_is_monotone_in_the_reading(current: int, target: int, loose: int,
-                                                t1: float, t2: float,
-                                                q1: float, q2: float) -> None:
-    # A slower or more queued reading never releases more replicas.
+                                                t1: float, t2: float, q1: float, q2: float,
+                                                r1: float, r2: float) -> None:
+    # A slower, more queued or more loaded reading never releases more replicas.
     lo = floor(current=current, ready=current, target=target, loose=loose,
-               ttft=min(t1, t2), queue=min(q1, q2))
+               ttft=min(t1, t2), queue=min(q1, q2), rho=min(r1, r2))
     hi = floor(current=current, ready=current, target=target, loose=loose,
-               ttft=max(t1, t2), queue=max(q1, q2))
+               ttft=max(t1, t2), queue=max(q1, q2), rho=max(r1, r2))
     assert hi >= lo
 
 
@@ -126,10 +148,14 @@ def reading(at: float, current: int, *, rate: float, ttft: float | None,
     return Snapshot(current_replicas=current, ready_replicas=current, metrics=metrics)
 
 
+FLOOR = (0.0, 0.02)
+"""A p99 of 0.02 s read at 0 s (short prompts, no wait): the floor not scaled as a wait."""
+
+
 def run(rate: float, ttft: float | None, start: int = 2, steps: int = 24) -> list[int]:
     """Six minutes at a steady rate and TTFT (two 120-s holds and more)."""
     s = spec()
-    state = State(policy=PredictiveState(capacity=estimate(10.0)))
+    state = State(policy=PredictiveState(capacity=estimate(10.0), ttft_low=FLOOR))
     current, out = start, []
     for i in range(steps):
         t = SYNC * (i + 1)
@@ -141,11 +167,13 @@ def run(rate: float, ttft: float | None, start: int = 2, steps: int = 24) -> lis
 
 @pytest.mark.parametrize(("on", "rate", "ttft", "final"), [
     # 6 req/s on 2 replicas of 10: the plan releases to ceil(6 / (10 x 0.7225)) = 1.
-    # One replica would carry 6 > 0.5 x 10, so the reading must show slack at 1:
-    # p99 0.6 x 2 / 1 = 1.2 s >= 1.0 s: kept at 2.
-    pytest.param(False, 6.0, 0.6, 1, id="off: the plan releases to 1"),
-    pytest.param(True, 6.0, 0.6, 2, id="on: p99 0.6 s on 2 is no slack for 1"),
-    pytest.param(True, 6.0, 0.3, 1, id="on: p99 0.3 s on 2 is slack for 1"),
+    # One replica would carry 6 > 0.5 x 10, so the reading must show slack at 1: rho =
+    # 6 / 20 = 0.3, rho_1 = 0.6, the floor 0.02 s (``FLOOR``), so p99 0.4 s grows to
+    # 0.02 + 0.38 x 2 x 0.7 / 0.4 = 1.35 s >= 1.0 s: kept at 2; p99 0.2 s grows to
+    # 0.02 + 0.18 x 3.5 = 0.65 s: released.
+    pytest.param(False, 6.0, 0.4, 1, id="off: the plan releases to 1"),
+    pytest.param(True, 6.0, 0.4, 2, id="on: p99 0.4 s on 2 is no slack for 1"),
+    pytest.param(True, 6.0, 0.2, 1, id="on: p99 0.2 s on 2 is slack for 1"),
     # A fleet that always reads "loaded" (p99 1.5 s, long prompts at a flat objective)
     # still releases when its load falls: 4 req/s on 1 replica is 0.4 x 10 <= 0.5 x 10.
     pytest.param(True, 4.0, 1.5, 1, id="on: always loaded, load fallen: releases"),
@@ -159,15 +187,15 @@ def test_release_on_slack(monkeypatch: pytest.MonkeyPatch, on: bool, rate: float
 
 
 def first_release(queued_at: int | None) -> float | None:
-    """6 req/s on 2 replicas of 10, p99 0.3 s (slack for 1: 0.6 s < 1.0 s); 5 queued at
+    """6 req/s on 2 replicas of 10, p99 0.2 s (slack for 1: 0.7 s < 1.0 s); 5 queued at
     step ``queued_at`` only (no slack for 1: 5 >= 1). When the first release happens."""
     s = spec()
-    state = State(policy=PredictiveState(capacity=estimate(10.0)))
+    state = State(policy=PredictiveState(capacity=estimate(10.0), ttft_low=FLOOR))
     current = 2
     for i in range(50):
         t = SYNC * (i + 1)
         q = 5.0 if i == queued_at else 0.0
-        d, state = decide(reading(t, current, rate=6.0, ttft=0.3, queue=q), state, s, t)
+        d, state = decide(reading(t, current, rate=6.0, ttft=0.2, queue=q), state, s, t)
         if d.replicas < current:
             return t
         current = d.replicas
@@ -209,6 +237,46 @@ def test_the_slack_rule_never_releases_more_than_the_plan(
         on, _ = decide(snap, state, s, SYNC)
     finally:
         release.RELEASE_ON_SLACK = old
+    # Both the policy's count and the count after behaviour (whose stabilisation keeps
+    # the first step's count either way, so the recommendation is what can differ).
+    assert on.recommendation >= off.recommendation
     assert on.replicas >= off.replicas
     if ttft is None:
-        assert on.replicas >= current
+        assert on.recommendation >= current
+
+
+@pytest.mark.parametrize(("measurements", "expected"), [
+    # The learner on, nothing measured yet: a release is its only test of the prior (a
+    # too-high prior is cut by the overload it meets), so the plan releases as without
+    # the rule: 6 req/s on 2 replicas of 10 -> ceil(6 / 7.225) = 1.
+    pytest.param(0, 1, id="nothing measured: the plan releases"),
+    # Once measured, p99 0.4 s on 2 grows to 1.35 s at 1 (above): kept.
+    pytest.param(1, 2, id="measured: the reading must show slack"),
+])
+def test_the_rule_waits_for_the_learner_first_measurement(
+        monkeypatch: pytest.MonkeyPatch, measurements: int, expected: int) -> None:
+    monkeypatch.setattr(release, "RELEASE_ON_SLACK", True)
+    base = spec()
+    s = replace(base, predictive=replace(base.predictive, learn_capacity=True))
+    est = replace(estimate(10.0), measurements=measurements)
+    state = State(policy=PredictiveState(capacity=est, ttft_low=FLOOR))
+    d, _ = decide(reading(SYNC, 2, rate=6.0, ttft=0.4), state, s, SYNC)
+    # The policy's count before the HPA-shaped behaviour (whose 300-s stabilisation at
+    # the Spec's defaults keeps 2 on a first step either way).
+    assert d.recommendation == expected
+
+
+@pytest.mark.parametrize(("prev", "now", "ttft", "expected"), [
+    # The module's worked number: (1,000, 0.55) stays against 0.7 s at 2,000 s ...
+    pytest.param((1_000.0, 0.55), 2_000.0, 0.7, (1_000.0, 0.55), id="higher: kept"),
+    # ... and is renewed by 0.65 s at 2,900 s, 1,900 s > 1,800 s later.
+    pytest.param((1_000.0, 0.55), 2_900.0, 0.65, (2_900.0, 0.65), id="expired: renewed"),
+    pytest.param((1_000.0, 0.55), 1_100.0, 0.40, (1_100.0, 0.40), id="lower: taken"),
+    pytest.param(None, 15.0, 0.3, (15.0, 0.3), id="first reading"),
+    pytest.param((1_000.0, 0.55), 2_900.0, None, (1_000.0, 0.55), id="missing: unchanged"),
+    pytest.param((1_000.0, 0.55), 1_100.0, NAN, (1_000.0, 0.55), id="NaN: unchanged"),
+])
+def test_ttft_floor_worked_numbers(prev: tuple[float, float] | None, now: float,
+                                   ttft: float | None,
+                                   expected: tuple[float, float]) -> None:
+    assert release.ttft_floor(prev, now, ttft) == expected

@@ -116,6 +116,11 @@ def remember(memory: ReleaseMemory, capacity: tuple[float, ...],
     return ReleaseMemory(anchor=anchor, carried=carried)
 
 
+TTFT_FLOOR_S = 1800.0
+"""How long the lowest TTFT p99 read stays the floor (``ttft_floor``): the capacity
+learner's ``MIX_MEMORY_S``, the time constant over which the token mix (and with it the
+prefill of the tail's prompts) is taken as the same."""
+
 RELEASE_ON_SLACK = True
 """Whether a release needs the fleet's own reading to show slack at the count it releases
 to (``slack_floor``). On by default: see ``slack_floor`` for why and the figures."""
@@ -131,7 +136,7 @@ TTFT always reads "loaded" (long prompts at a flat objective) release when its l
 
 def slack_floor(*, current: int, ready: int, target: int, loose: int,
                 ttft_s: float | None, queue: float | None, objective_s: float,
-                loaded_fraction: float) -> int:
+                loaded_fraction: float, utilisation: float, floor_s: float = 0.0) -> int:
     """The fewest replicas, at least ``target``, that a release may go to on this reading.
 
     A 60-s mean hides sub-minute bursts; the fleet's TTFT tail and queue show them first.
@@ -139,11 +144,21 @@ def slack_floor(*, current: int, ready: int, target: int, loose: int,
     over n, it would still read below the capacity learner's "loaded" line
     (``loaded_fraction`` x the objective, ``capacity.LOADED_TTFT_FRACTION``):
 
-    * TTFT p99 x ready / n < loaded_fraction x objective. Why scale by ready / n: a burst
-      of rate b for T seconds on n replicas of rate mu each leaves its last request waiting
-      (b / (n mu) - 1) T, and (b / (n mu) - 1) / (b / (N mu) - 1) >= N / n for n < N: the
-      wait grows at least in proportion to the load per replica (the prefill part of TTFT
-      does not, so the scaled reading errs towards keeping);
+    * TTFT p99 x (N / n) x (1 - rho) / (1 - rho_n) < loaded_fraction x objective, where
+      N = ``ready``, rho = ``utilisation`` (the load per ready replica over its learned
+      capacity) and rho_n = rho x N / n (no slack at all when rho_n >= 1). Why: by
+      Kingman's approximation a queue's wait is rho / (1 - rho) x (ca^2 + cs^2) / 2 x the
+      service time; the variability term is the traffic's burstiness and the engine's
+      service spread, the same at N and at n replicas, so only rho / (1 - rho) changes,
+      and its ratio is the factor above. It is at least N / n (a burst of rate b for T
+      seconds leaves its last request waiting (b / (n mu) - 1) T, at least N / n times
+      (b / (N mu) - 1) T), and grows without bound as rho_n nears 1. Conservative twice:
+      the learned capacity is the load *at the SLO*, below the throughput, so rho reads
+      high; and the part of the p99 that is not waiting is taken as no more than
+      ``floor_s`` (the lowest p99 read lately, ``ttft_floor``: the tail's own prefill,
+      which does not grow with the load), the rest is scaled as a wait. Without it the
+      embedded demo's long-prompt tail (p99 0.6-0.8 s with p50 0.08 s and no queue, on 4
+      replicas at 11 req/s of 6.8) read as a wait kept a fourth replica for hours;
     * the queue is known and below n (the learner's loaded line: one request waiting per
       replica).
 
@@ -155,10 +170,11 @@ def slack_floor(*, current: int, ready: int, target: int, loose: int,
     releases here (the caller's missing-data rule, with its idle-fleet proof, decides).
 
     Worked number (ServeGen client 10, 2 days): 2 ready, the plan 48.5 req/s under the
-    release band of one replica (78.2 x 0.7225 = 56.5), TTFT p99 0.49 s and 14.8 queued
-    one step earlier. At 1 replica the p99 reads 0.49 x 2 / 1 = 0.98 s against 0.5 x 2 s =
-    1.0 s (slack by a hair), but the queue of 14.8 is not below 1, and ``loose`` is
-    ceil(48.5 / (0.5 x 78.2)) = 2: the floor is 2, and that step holds them for the hold.
+    release band of one replica (78.2 x 0.7225 = 56.5), 52.2 req/s served with TTFT p99
+    0.49 s and 14.8 queued. ``loose`` is ceil(48.5 / (0.5 x 78.2)) = 2, so 1 replica needs
+    a slack reading: rho = 52.2 / (2 x 78.2) = 0.334, rho_1 = 0.668, and the p99 grows to
+    0.49 x 2 x 0.666 / 0.332 = 1.97 s, not below 0.5 x 2 s = 1.0 s (nor is the queue of
+    14.8 below 1): the floor is 2, and that step holds them for the release hold.
     Released on the mean (plan) alone, per-second peaks over 200 req/s met one replica
     and the second was ready again only 165 s later (4,339 requests late)."""
     if target >= current:
@@ -166,10 +182,31 @@ def slack_floor(*, current: int, ready: int, target: int, loose: int,
     if ttft_s is None or not math.isfinite(ttft_s):
         return current
     line = loaded_fraction * objective_s
+    rho = utilisation
     for n in range(max(target, 0), current):
         if n >= loose:
             return n
-        if (n > 0 and ready > 0 and ttft_s * ready / n < line
-                and queue is not None and math.isfinite(queue) and queue < n):
+        if n <= 0 or ready <= 0 or not (math.isfinite(rho) and rho >= 0.0):
+            continue
+        rho_n = rho * ready / n
+        if rho_n >= 1.0:
+            continue
+        base = min(ttft_s, floor_s) if math.isfinite(floor_s) and floor_s > 0.0 else 0.0
+        grown = base + (ttft_s - base) * (ready / n) * (1.0 - rho) / (1.0 - rho_n)
+        if grown < line and queue is not None and math.isfinite(queue) and queue < n:
             return n
     return current
+
+
+def ttft_floor(prev: tuple[float, float] | None, now: float, ttft_s: float | None
+               ) -> tuple[float, float] | None:
+    """(time, value) of the lowest TTFT p99 read within the last ``TTFT_FLOOR_S``, renewed
+    by the current reading once it is older: the part of the p99 that is the tail's own
+    prefill, not waiting (``slack_floor``). Worked number: lowest 0.55 s at 1,000 s;
+    reading 0.7 s at 2,000 s keeps (1,000, 0.55); at 2,900 s (older than 1,800 s) the
+    reading 0.65 s becomes the floor. A missing or non-finite reading changes nothing."""
+    if ttft_s is None or not math.isfinite(ttft_s) or ttft_s < 0.0:
+        return prev
+    if prev is None or ttft_s <= prev[1] or now - prev[0] > TTFT_FLOOR_S:
+        return (now, ttft_s)
+    return prev

@@ -257,6 +257,9 @@ class PredictiveState(PolicyState):
     surges: recur.SurgeMemory = recur.SurgeMemory()  # noqa: RUF009 (frozen, shared safely)
     """The silences seen and the price of the surge after each (``autoscaler.core.recur``):
     how long a fleet is kept through a silence."""
+    ttft_low: tuple[float, float] | None = None
+    """(time, value) of the lowest TTFT p99 read lately (``release.ttft_floor``): the
+    tail's own prefill, which a release's slack test does not scale as a wait."""
 
     @property
     def lead_errors(self) -> tuple[float, ...]:
@@ -865,11 +868,17 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # A release needs the fleet's reading to show slack at the count it releases to
     # (``release.slack_floor``): a 60-s mean hides the bursts the TTFT tail and queue show.
     # Recorded as a recommendation, so a reading that was not slack holds for one hold.
-    if release_mod.RELEASE_ON_SLACK and ttft is not None and rec < current:
+    # Not while the learner has measured nothing: a release is then its only test of the
+    # prior (a too-high prior is cut by the overload it meets; ``release.slack_floor``).
+    ttft_low = release_mod.ttft_floor(prev.ttft_low, now, ttft)
+    if (release_mod.RELEASE_ON_SLACK and ttft is not None and rec < current
+            and (est.measurements > 0 or not params.learn_capacity)):
         loose, _ = cap_mod.replicas_needed(est, work, release_mod.SLACK_LOAD)
         slack = release_mod.slack_floor(
             current=current, ready=ready, target=rec, loose=loose, ttft_s=ttft,
-            queue=queue, objective_s=objective, loaded_fraction=cap_mod.LOADED_TTFT_FRACTION)
+            queue=queue, objective_s=objective, loaded_fraction=cap_mod.LOADED_TTFT_FRACTION,
+            utilisation=served / (ready * cap_rps) if ready > 0 and cap_rps > 0 else math.nan,
+            floor_s=ttft_low[1] if ttft_low is not None else 0.0)
         if slack > rec:
             rec = slack
             reason = Reason.FORECAST_HOLD
@@ -927,7 +936,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                              prev.release, est.capacity, carried_now, replicas > current,
                              reading is Verdict.BREACH)
                          if release_mod.RELEASE_ON_SHOWN_CAPACITY else prev.release,
-                         surges=surges)
+                         surges=surges, ttft_low=ttft_low)
     new_state = replace(outcome.state, policy=new_policy)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,

@@ -115,6 +115,9 @@ SLIP_CONFIRM = 2
 (one is enough to forbid scaling down)."""
 HOLD_DOUBLINGS_MAX = 4
 """The release hold grows to at most 2^4 = 16 times its base (120 s -> 32 min)."""
+RATE_WINDOW_S = 60.0
+"""The window of the ``rate()`` the served counters are read through (the presets' and the
+replay's 60 s): the queue's change over it turns served work into arrivals."""
 KV_WINDOW_S = 60.0
 """KV-cache use is a gauge, read at one instant: the policy plans on the median of the
 readings of the last 60 s (the window of the ``rate()`` the counters are read through), so
@@ -221,6 +224,9 @@ class PredictiveState(PolicyState):
     idle_since: float | None = None
     """First decision of the current unbroken run of provably idle readings (None: the
     last reading did not prove the fleet idle; ``_provably_idle``)."""
+    queue_recent: tuple[tuple[float, float], ...] = ()
+    """(time, queue depth) of the readings within the last ``RATE_WINDOW_S``, oldest first:
+    the queue's change over the served rate's window (``_queue_growth``)."""
 
     @property
     def lead_errors(self) -> tuple[float, ...]:
@@ -417,16 +423,32 @@ def _series_step(prev: SeriesState, spec: Spec, now: float, value: float
 
 
 def _queue_growth(prev: PredictiveState, queue: float | None, now: float) -> float:
-    """Requests/s by which the queue grew since the previous step (0 when it shrank or is
-    unknown). Under overload the served rate (first tokens) is what the fleet managed, not
-    what arrived: arrivals = served + d(queue)/dt. Worked number: 40 waiting 15 s ago and
-    100 now add (100 - 40) / 15 = 4 req/s to a served 10 req/s."""
+    """Requests/s to add to the served rate for the arrival rate (0 when unknown).
+
+    Under overload the served rate (first tokens) is what the fleet managed, not what
+    arrived: arrivals = served + d(queue)/dt. A queue that grew since the previous step adds
+    that step's growth (the fleet is saturated and serving at least what its window shows).
+    Worked number: 40 waiting 15 s ago and 100 now add (100 - 40) / 15 = 4 req/s to a
+    served 10 req/s.
+
+    A queue that did not grow adds its change over the served rate's own window
+    (``RATE_WINDOW_S``, or the oldest reading kept within it), which is negative once a
+    backlog drains: the served rate over the window counts the backlog served as well as
+    the arrivals. What left the queue is not demand. Worked number (the demo's first
+    burst): 968 waiting 60 s ago, 18 now and 39.9 req/s served: 39.9 + (18 - 968) / 60 =
+    24.1 req/s arrived (the trace: 23.9-25.5), where the served rate alone asked for 10
+    replicas for a load 7 carry."""
     if queue is None or prev.last_queue is None:
         return 0.0
     t0, q0 = prev.last_queue
     if now <= t0:
         return 0.0
-    return max(0.0, (queue - q0) / (now - t0))
+    step = (queue - q0) / (now - t0)
+    if step > 0.0:
+        return step
+    ta, qa = next(((t, q) for t, q in prev.queue_recent if t >= now - RATE_WINDOW_S - _EPS),
+                  (t0, q0))
+    return min(0.0, (queue - qa) / (now - ta)) if now > ta else 0.0
 
 
 def _kv_level(prev: PredictiveState, kv: float | None, ready: int, now: float,
@@ -582,7 +604,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     gateway = snapshot.get(Signal.ARRIVAL_RATE, now, age)
     # True demand: a gateway's arrival counter where the preset has one, else what was
     # served plus what piled up in the queue.
-    rate = max(0.0, gateway) if gateway is not None else served + growth
+    rate = max(0.0, gateway if gateway is not None else served + growth)
     tpr = (_ratio(prompt_rate, served), _ratio(gen_rate, served))
 
     history = _history_with(prev.history, now, rate, params.history_s)
@@ -613,7 +635,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     for i, (tok_rate, per_req) in enumerate(((prompt_rate, tpr[0]), (gen_rate, tpr[1]))):
         if tok_rate is None:
             continue
-        demand_tok = max(0.0, tok_rate) + growth * (per_req or 0.0)
+        demand_tok = max(0.0, max(0.0, tok_rate) + growth * (per_req or 0.0))
         series[i], planned_tokens[i] = _series_step(series[i], spec, now, demand_tok)
 
     current = snapshot.current_replicas
@@ -809,6 +831,8 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                          tokens=tuple(series),
                          capacity=est, forecast_fallbacks=fallbacks,
                          last_queue=(now, queue) if queue is not None else prev.last_queue,
+                         queue_recent=(prev.queue_recent if queue is None else _history_with(
+                             prev.queue_recent, now, queue, RATE_WINDOW_S + _EPS)),
                          kv_recent=kv_recent, idle_since=idle_since)
     new_state = replace(outcome.state, policy=new_policy)
     return (

@@ -432,12 +432,17 @@ def _queue_growth(prev: PredictiveState, queue: float | None, now: float) -> flo
     served 10 req/s.
 
     A queue that did not grow adds its change over the served rate's own window
-    (``RATE_WINDOW_S``, or the oldest reading kept within it), which is negative once a
-    backlog drains: the served rate over the window counts the backlog served as well as
-    the arrivals. What left the queue is not demand. Worked number (the demo's first
-    burst): 968 waiting 60 s ago, 18 now and 39.9 req/s served: 39.9 + (18 - 968) / 60 =
-    24.1 req/s arrived (the trace: 23.9-25.5), where the served rate alone asked for 10
-    replicas for a load 7 carry."""
+    (``RATE_WINDOW_S``), which is negative once a backlog drains: the served rate over the
+    window counts the backlog served as well as the arrivals. What left the queue is not
+    demand. Worked number (the demo's first burst): 968 waiting 60 s ago, 18 now and 39.9
+    req/s served: 39.9 + (18 - 968) / 60 = 24.1 req/s arrived (the trace: 23.9-25.5),
+    where the served rate alone asked for 10 replicas for a load 7 carry.
+
+    Missing readings never lower demand further than what is known: the change since the
+    oldest reading within the window is still divided by the whole window (it is at most
+    what the window's served rate counts of the backlog; 968 -> 500 unseen, then 500 -> 18
+    in the last 15 s: -482 / 60 = -8.0 req/s, not -482 / 15 = -32), and with no reading
+    within the window (all older) nothing is taken off."""
     if queue is None or prev.last_queue is None:
         return 0.0
     t0, q0 = prev.last_queue
@@ -446,9 +451,11 @@ def _queue_growth(prev: PredictiveState, queue: float | None, now: float) -> flo
     step = (queue - q0) / (now - t0)
     if step > 0.0:
         return step
-    ta, qa = next(((t, q) for t, q in prev.queue_recent if t >= now - RATE_WINDOW_S - _EPS),
-                  (t0, q0))
-    return min(0.0, (queue - qa) / (now - ta)) if now > ta else 0.0
+    start = next(((t, q) for t, q in prev.queue_recent if t >= now - RATE_WINDOW_S - _EPS),
+                 None)
+    if start is None or start[0] >= now:
+        return 0.0
+    return min(0.0, (queue - start[1]) / RATE_WINDOW_S)
 
 
 def _kv_level(prev: PredictiveState, kv: float | None, ready: int, now: float,

@@ -52,6 +52,11 @@ serving 6,000 prompt tokens/s with TTFT p99 at 2.6 s against a 2 s SLO give x = 
 tokens/s per replica; with the prompt unit blamed and C = 2,000 the estimate moves to
 2,000 + 0.3 x (0.9 x 1,500 - 2,000) = 1,805 tokens/s.
 
+Loads remembered across steps (the envelope, a breach, a doubt) are counted at the mix of
+the minute they were seen; each step re-expresses them at the recent mix through the work
+model (``_bounds_at_mix``): an overload on short prompts is the same work on long ones, not
+the same prompt tokens/s.
+
 Uncertainty: an EWMA of the squared relative residual (y - C) / C of the measurements
 (loaded and overloaded steps), reported as a relative standard deviation; before any
 measurement it is ``PRIOR_RELATIVE_SD`` (the prior is a guess).

@@ -155,7 +155,7 @@ FLOOR = (0.0, 0.02)
 def run(rate: float, ttft: float | None, start: int = 2, steps: int = 24) -> list[int]:
     """Six minutes at a steady rate and TTFT (two 120-s holds and more)."""
     s = spec()
-    state = State(policy=PredictiveState(capacity=estimate(10.0), ttft_low=FLOOR))
+    state = State(policy=PredictiveState(capacity=estimate(10.0), ttft_floor=FLOOR))
     current, out = start, []
     for i in range(steps):
         t = SYNC * (i + 1)
@@ -190,7 +190,7 @@ def first_release(queued_at: int | None) -> float | None:
     """6 req/s on 2 replicas of 10, p99 0.2 s (slack for 1: 0.7 s < 1.0 s); 5 queued at
     step ``queued_at`` only (no slack for 1: 5 >= 1). When the first release happens."""
     s = spec()
-    state = State(policy=PredictiveState(capacity=estimate(10.0), ttft_low=FLOOR))
+    state = State(policy=PredictiveState(capacity=estimate(10.0), ttft_floor=FLOOR))
     current = 2
     for i in range(50):
         t = SYNC * (i + 1)
@@ -259,7 +259,7 @@ def test_the_rule_waits_for_the_learner_first_measurement(
     base = spec()
     s = replace(base, predictive=replace(base.predictive, learn_capacity=True))
     est = replace(estimate(10.0), measurements=measurements)
-    state = State(policy=PredictiveState(capacity=est, ttft_low=FLOOR))
+    state = State(policy=PredictiveState(capacity=est, ttft_floor=FLOOR))
     d, _ = decide(reading(SYNC, 2, rate=6.0, ttft=0.4), state, s, SYNC)
     # The policy's count before the HPA-shaped behaviour (whose 300-s stabilisation at
     # the Spec's defaults keeps 2 on a first step either way).

@@ -263,7 +263,7 @@ class PredictiveState(PolicyState):
     queue_recent: tuple[tuple[float, float], ...] = ()
     """(time, queue depth) of the readings within the last ``RATE_WINDOW_S``, oldest first:
     the queue's change over the served rate's window (``_queue_growth``)."""
-    ttft_low: tuple[float, float] | None = None
+    ttft_floor: tuple[float, float] | None = None
     """(time, value) of the lowest TTFT p99 read lately (``release.ttft_floor``): the
     tail's own prefill, which a release's slack test does not scale as a wait."""
 
@@ -899,7 +899,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # Recorded as a recommendation, so a reading that was not slack holds for one hold.
     # Not while the learner has measured nothing: a release is then its only test of the
     # prior (a too-high prior is cut by the overload it meets; ``release.slack_floor``).
-    ttft_low = release_mod.ttft_floor(prev.ttft_low, now, ttft)
+    p99_floor = release_mod.ttft_floor(prev.ttft_floor, now, ttft)
     if (release_mod.RELEASE_ON_SLACK and ttft is not None and rec < current
             and (est.measurements > 0 or not params.learn_capacity)):
         loose, _ = cap_mod.replicas_needed(est, work, release_mod.SLACK_LOAD)
@@ -907,7 +907,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
             current=current, ready=ready, target=rec, loose=loose, ttft_s=ttft,
             queue=queue, objective_s=objective, loaded_fraction=cap_mod.LOADED_TTFT_FRACTION,
             utilisation=served / (ready * cap_rps) if ready > 0 and cap_rps > 0 else math.nan,
-            floor_s=ttft_low[1] if ttft_low is not None else 0.0)
+            floor_s=p99_floor[1] if p99_floor is not None else 0.0)
         if slack > rec:
             rec = slack
             reason = Reason.FORECAST_HOLD
@@ -967,7 +967,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                              prev.release, est.capacity, carried_now, replicas > current,
                              reading is Verdict.BREACH)
                          if release_mod.RELEASE_ON_SHOWN_CAPACITY else prev.release,
-                         surges=surges, ttft_low=ttft_low)
+                         surges=surges, ttft_floor=p99_floor)
     new_state = replace(outcome.state, policy=new_policy)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,

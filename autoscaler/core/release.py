@@ -148,10 +148,12 @@ def slack_floor(*, current: int, ready: int, target: int, loose: int,
 
     A 60-s mean hides sub-minute bursts; the fleet's TTFT tail and queue show them first.
     A reading at ``ready`` replicas is *slack for n replicas* when, with the load spread
-    over n, it would still read below the capacity learner's "loaded" line
-    (``loaded_fraction`` x the objective, ``capacity.LOADED_TTFT_FRACTION``):
+    over n, its wait would still read below the capacity learner's "loaded" line
+    (``loaded_fraction`` x the objective, ``capacity.LOADED_TTFT_FRACTION``), taken over
+    the room the p99's floor leaves (the objective minus ``floor_s``, see below):
 
-    * TTFT p99 x (N / n) x (1 - rho) / (1 - rho_n) < loaded_fraction x objective, where
+    * wait x (N / n) x (1 - rho) / (1 - rho_n) < loaded_fraction x (objective - floor),
+      wait = TTFT p99 - floor (no wait: slack whatever the floor), where
       N = ``ready``, rho = ``utilisation`` (the load per ready replica over its learned
       capacity) and rho_n = rho x N / n (no slack at all when rho_n >= 1). Why: by
       Kingman's approximation a queue's wait is rho / (1 - rho) x (ca^2 + cs^2) / 2 x the
@@ -162,7 +164,9 @@ def slack_floor(*, current: int, ready: int, target: int, loose: int,
       (b / (N mu) - 1) T), and grows without bound as rho_n nears 1. Conservative: the
       learned capacity is the load *at the SLO*, below the throughput, so rho reads high.
       Only the wait grows: the part of the p99 no higher than ``floor_s`` (the lowest p99
-      read lately, ``ttft_floor``: the tail's own prefill) is not scaled. Scaled whole,
+      read lately, ``ttft_floor``: the tail's own prefill) is not scaled, and a floor at
+      or above the learner's line (long prompts at a flat objective: "loaded" at any
+      load) still leaves the room above it to judge the wait in. Scaled whole,
       the embedded demo's long-prompt tail (p99 0.6-0.8 s with p50 0.08 s and no queue,
       on 4 replicas at 11 req/s of 6.8) read as a wait and kept a fourth replica for
       hours (12.95 GPU-h against 10.57);
@@ -180,8 +184,8 @@ def slack_floor(*, current: int, ready: int, target: int, loose: int,
     release band of one replica (78.2 x 0.7225 = 56.5), 52.2 req/s served with TTFT p99
     0.49 s and 14.8 queued. ``loose`` is ceil(48.5 / (0.5 x 78.2)) = 2, so 1 replica needs
     a slack reading: rho = 52.2 / (2 x 78.2) = 0.334, rho_1 = 0.668, and over a floor of
-    0.02 s the p99 grows to 0.02 + 0.47 x 2 x 0.666 / 0.332 = 1.91 s, not below 0.5 x 2 s
-    = 1.0 s (nor is the queue of 14.8 below 1): the floor is 2, and that step holds them
+    0.02 s the wait grows to 0.47 x 2 x 0.666 / 0.332 = 1.89 s, not below 0.5 x (2 - 0.02)
+    = 0.99 s (nor is the queue of 14.8 below 1): the floor is 2, and that step holds them
     for the release hold (scaled by N / n alone, 0.98 s, it released, and at 98,430 s a
     reading of 0.46 s on 2 released into a surge to 100 req/s: 95.56 %).
     Released on the mean (plan) alone, per-second peaks over 200 req/s met one replica
@@ -190,7 +194,6 @@ def slack_floor(*, current: int, ready: int, target: int, loose: int,
         return target
     if ttft_s is None or not math.isfinite(ttft_s):
         return current
-    line = loaded_fraction * objective_s
     rho = utilisation
     for n in range(max(target, 0), current):
         if n >= loose:
@@ -201,8 +204,10 @@ def slack_floor(*, current: int, ready: int, target: int, loose: int,
         if rho_n >= 1.0:
             continue
         base = min(ttft_s, floor_s) if math.isfinite(floor_s) and floor_s > 0.0 else 0.0
-        grown = base + (ttft_s - base) * (ready / n) * (1.0 - rho) / (1.0 - rho_n)
-        if grown < line and queue is not None and math.isfinite(queue) and queue < n:
+        wait = (ttft_s - base) * (ready / n) * (1.0 - rho) / (1.0 - rho_n)
+        room = loaded_fraction * max(0.0, objective_s - base)
+        if ((wait <= 0.0 or wait < room) and queue is not None and math.isfinite(queue)
+                and queue < n):
             return n
     return current
 

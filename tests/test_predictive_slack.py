@@ -1,10 +1,11 @@
 """A release needs the fleet's own reading to show slack at the count it releases to.
 
 ``autoscaler.core.release.slack_floor``: with the load of N ready replicas spread over n,
-the TTFT p99 grown by Kingman's factor (N / n) x (1 - rho) / (1 - rho x N / n) must stay
-below the capacity learner's "loaded" line (``LOADED_TTFT_FRACTION`` x the objective,
-0.5 x 2 s = 1.0 s here) and the queue below n, unless the plan puts at most half of each
-replica's estimate on n (``loose``).
+the TTFT p99's wait (the p99 less its floor) grown by Kingman's factor (N / n) x (1 - rho)
+/ (1 - rho x N / n) must stay below the capacity learner's "loaded" fraction
+(``LOADED_TTFT_FRACTION``, 0.5 here) of the room the floor leaves under the objective
+(2 s here), and the queue below n, unless the plan puts at most half of each replica's
+estimate on n (``loose``).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def floor(*, current: int = 2, ready: int = 2, target: int = 1, loose: int = 2,
 @pytest.mark.parametrize(("kw", "expected"), [
     # ServeGen client 10 at 98,100 s: 2 ready serving 52.2 req/s of 78.2 each (rho =
     # 52.2 / 156.4 = 0.334), p99 0.49 s, 14.8 queued, loose 2 (the plan 48.5 req/s over
-    # 0.5 x 78.2 = 39.1: ceil(1.24)). At 1: rho_1 = 0.668, the p99 grows to
-    # 0.49 x 2 x 0.666 / 0.332 = 1.97 s >= 1.0 s: keep 2.
+    # 0.5 x 78.2 = 39.1: ceil(1.24)). At 1: rho_1 = 0.668, the p99 (no floor) grows to
+    # 0.49 x 2 x 0.666 / 0.332 = 1.97 s >= 0.5 x 2 s = 1.0 s: keep 2.
     pytest.param(dict(ttft=0.49, queue=14.8, rho=0.334), 2,
                  id="client 10 at 98,100 s: no slack at 1"),
     # The step it released on main (98,115 s): 47.2 req/s (rho 0.302), p99 0.49 s, no
@@ -76,14 +77,22 @@ def floor(*, current: int = 2, ready: int = 2, target: int = 1, loose: int = 2,
                  id="nothing planned: releases to zero"),
     # The embedded demo at 5,310 s: 4 ready at rho 0.42 (11.4 req/s of 6.77 each), p99
     # 0.74 s with no queue, towards 3 (loose 4). At 3: rho 0.56, factor 4/3 x 0.58 / 0.44
-    # = 1.758. Scaled whole: 0.74 x 1.758 = 1.30 s: kept; with a floor of 0.6 s read
-    # lately (the long prompts' own prefill): 0.6 + 0.14 x 1.758 = 0.846 s: released.
+    # = 1.758. Scaled whole: 0.74 x 1.758 = 1.30 s >= 1.0 s: kept; with a floor of 0.6 s
+    # read lately (the long prompts' own prefill): wait 0.14 x 1.758 = 0.246 s against
+    # 0.5 x (2 - 0.6) = 0.7 s: released.
     pytest.param(dict(current=4, ready=4, target=3, loose=4, ttft=0.74, rho=0.42), 4,
                  id="demo: the prefill tail read as a wait keeps 4"),
     pytest.param(dict(current=4, ready=4, target=3, loose=4, ttft=0.74, rho=0.42,
                       floor_s=0.6), 3, id="demo: the floor not scaled releases to 3"),
-    # A floor above the reading counts as the reading (nothing is waiting): 0.3 s < 1.0.
+    # A floor above the reading counts as the reading (nothing is waiting): slack.
     pytest.param(dict(ttft=0.3, rho=0.3, floor_s=0.5), 1, id="floor above the reading"),
+    # Long prompts at a flat objective: a floor of 1.5 s, "loaded" at any load by the
+    # learner's line. p99 1.6 s at rho 0.2 on 2: wait 0.1 x 2 x 0.8 / 0.6 = 0.267 s
+    # against 0.5 x (2 - 1.5) = 0.25 s: kept; p99 1.55 s: 0.133 s: released.
+    pytest.param(dict(ttft=1.6, rho=0.2, floor_s=1.5), 2, id="floor 1.5 s, wait grows past"),
+    pytest.param(dict(ttft=1.55, rho=0.2, floor_s=1.5), 1, id="floor 1.5 s, wait fits"),
+    # The p99 at the objective, all of it floor (no wait): slack, nothing grows.
+    pytest.param(dict(ttft=2.0, rho=0.2, floor_s=2.0), 1, id="floor at the SLO, no wait"),
 ])
 def test_slack_floor_worked_numbers(kw: dict[str, float | None], expected: int) -> None:
     assert floor(**kw) == expected  # type: ignore[arg-type]
@@ -168,9 +177,9 @@ def run(rate: float, ttft: float | None, start: int = 2, steps: int = 24) -> lis
 @pytest.mark.parametrize(("on", "rate", "ttft", "final"), [
     # 6 req/s on 2 replicas of 10: the plan releases to ceil(6 / (10 x 0.7225)) = 1.
     # One replica would carry 6 > 0.5 x 10, so the reading must show slack at 1: rho =
-    # 6 / 20 = 0.3, rho_1 = 0.6, the floor 0.02 s (``FLOOR``), so p99 0.4 s grows to
-    # 0.02 + 0.38 x 2 x 0.7 / 0.4 = 1.35 s >= 1.0 s: kept at 2; p99 0.2 s grows to
-    # 0.02 + 0.18 x 3.5 = 0.65 s: released.
+    # 6 / 20 = 0.3, rho_1 = 0.6, the floor 0.02 s (``FLOOR``), so p99 0.4 s waits
+    # 0.38 x 2 x 0.7 / 0.4 = 1.33 s >= 0.5 x (2 - 0.02) = 0.99 s: kept at 2; p99 0.2 s
+    # waits 0.18 x 3.5 = 0.63 s: released.
     pytest.param(False, 6.0, 0.4, 1, id="off: the plan releases to 1"),
     pytest.param(True, 6.0, 0.4, 2, id="on: p99 0.4 s on 2 is no slack for 1"),
     pytest.param(True, 6.0, 0.2, 1, id="on: p99 0.2 s on 2 is slack for 1"),
@@ -187,7 +196,7 @@ def test_release_on_slack(monkeypatch: pytest.MonkeyPatch, on: bool, rate: float
 
 
 def first_release(queued_at: int | None) -> float | None:
-    """6 req/s on 2 replicas of 10, p99 0.2 s (slack for 1: 0.7 s < 1.0 s); 5 queued at
+    """6 req/s on 2 replicas of 10, p99 0.2 s (slack for 1: 0.63 s < 0.99 s); 5 queued at
     step ``queued_at`` only (no slack for 1: 5 >= 1). When the first release happens."""
     s = spec()
     state = State(policy=PredictiveState(capacity=estimate(10.0), ttft_floor=FLOOR))
@@ -250,7 +259,7 @@ def test_the_slack_rule_never_releases_more_than_the_plan(
     # too-high prior is cut by the overload it meets), so the plan releases as without
     # the rule: 6 req/s on 2 replicas of 10 -> ceil(6 / 7.225) = 1.
     pytest.param(0, 1, id="nothing measured: the plan releases"),
-    # Once measured, p99 0.4 s on 2 grows to 1.35 s at 1 (above): kept.
+    # Once measured, p99 0.4 s on 2 waits 1.33 s at 1 (above 0.99 s): kept.
     pytest.param(1, 2, id="measured: the reading must show slack"),
 ])
 def test_the_rule_waits_for_the_learner_first_measurement(

@@ -24,6 +24,7 @@ on a shared machine, smallest traces first (``--only``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import resource
@@ -105,6 +106,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--only", default="", help="only traces whose label contains this text")
     ap.add_argument("--quick", action="store_true", help="skip the 14-day trace")
+    ap.add_argument("--json", type=Path, default=None, metavar="DIR",
+                    help="also write each trace's tune JSON (every candidate) to this folder")
     add_readme_flag(ap)
     args = ap.parse_args()
     profile = load_profile("llama3-8b-h100")
@@ -121,6 +124,10 @@ def main() -> int:
         t0 = time.perf_counter()
         ctx = prepare(trace, profile, settings)
         doc = outcome_json(finish(ctx, search(ctx, workers=args.workers), "tpe"))
+        if args.json is not None:
+            args.json.mkdir(parents=True, exist_ok=True)
+            slug = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
+            (args.json / f"{slug}.json").write_text(json.dumps(doc, indent=1))
         for name, p in doc["policies"].items():
             i, h = p["in_sample"] or {}, p["held_out"] or {}
             mark = "" if p["feasible"] else " (none met 99 % in sample: best shown)"

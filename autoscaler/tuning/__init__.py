@@ -39,7 +39,7 @@ from autoscaler.tuning.spaces import (
 
 __all__ = [
     "HELD_OUT_SCORING", "SPACES", "TUNABLE", "Candidate", "Context", "Outcome", "TuneSettings",
-    "apply_params", "candidate_list", "default_params", "dominates", "evaluate", "finish", "from_unit",
-    "held_out_summary", "outcome_json", "pareto_front", "prepare", "run_shard", "search",
-    "shard_slice", "space_for", "split_trace", "sweep",
+    "apply_params", "candidate_list", "default_params", "dominates", "evaluate", "finish",
+    "from_unit", "held_out_summary", "outcome_json", "pareto_front", "prepare", "run_shard",
+    "search", "shard_slice", "space_for", "split_trace", "sweep",
 ]

@@ -1,8 +1,10 @@
 """Tuned against tuned: every tunable policy with the same budget on each trace, judged on the
 held-out part (issue 13's goal).
 
-Per trace: each policy is tuned with TPE (``--budget`` candidates, seed 0) for the fewest
-GPU-hours at >= 99 % SLO attainment on the first 75 % of the trace; each winner is then
+Per trace: each policy is tuned with TPE (``--budget`` candidates, seed 0; the first is the
+policy's own defaults, ``tuning.default_params``) for the fewest GPU-hours at >= 99 % SLO
+attainment on the first 75 % of the trace (exact ties: fewer scale events, then the candidate
+nearest the defaults, ``tuning.searching.best_of``); each winner is then
 judged on the last 25 %, which no candidate was chosen on, as a continuation: the winner is
 replayed over the whole trace and only the last 25 % is scored (its fleet, Prometheus
 history and policy state at the cut are what the first 75 % left; a fresh replay of the

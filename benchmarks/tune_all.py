@@ -106,6 +106,8 @@ def main() -> int:
     ap.add_argument("--traces", type=Path, default=TRACES)
     ap.add_argument("--budget", type=int, default=DEFAULT_BUDGET)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the search and the replay (the README's figures use 0)")
     ap.add_argument("--only", default="", help="only traces whose label contains this text")
     ap.add_argument("--quick", action="store_true", help="skip the 14-day trace")
     ap.add_argument("--json", type=Path, default=None, metavar="DIR",
@@ -113,7 +115,8 @@ def main() -> int:
     add_readme_flag(ap)
     args = ap.parse_args()
     profile = load_profile("llama3-8b-h100")
-    settings = TuneSettings(budget=args.budget, attainment=TARGET, holdout=0.25, seed=0)
+    settings = TuneSettings(budget=args.budget, attainment=TARGET, holdout=0.25,
+                            seed=args.seed)
     rows = ["| trace | policy | GPU-h held out | att. held out | / bound held out | "
             "GPU-h in sample | att. in sample | / bound in | / hindsight in |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -146,13 +149,15 @@ def main() -> int:
     cpu = me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
     load = os.getloadavg()
     text = "\n".join([
-        f"Budget {args.budget} candidates per policy (TPE, seed 0, {args.workers} worker(s)); "
+        f"Budget {args.budget} candidates per policy (TPE, seed {args.seed}, {args.workers} "
+        "worker(s)); "
         "tuned on the first 75 % of each trace, judged on the last 25 % as a continuation "
         "(each winner replayed over the whole trace, only the last 25 % scored: attainment, "
         "GPU-hours, bound and starts over that part; the fleet, Prometheus history and "
         "policy state at the cut are what the first 75 % left).", "",
         *goals, "", *rows, "",
         f"Measured by `benchmarks/tune_all.py --budget {args.budget}"
+        f"{f' --seed {args.seed}' if args.seed else ''}"
         f"{' --only ' + repr(args.only) if args.only else ''}` in "
         f"{time.perf_counter() - started:.0f} s wall, {cpu:.0f} CPU s, on a shared 2-core "
         f"machine (load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end)."])

@@ -12,7 +12,10 @@ A replica asked for now serves only after ``cold_start_s``, and the next decisio
    Calibrated headroom: every forecast's promised mean peak is scored once its lead time has
    passed (realised peak - promised, kept for the last 4 h); with at least 40 such errors
    the plan is the mean peak plus the ``headroom_quantile`` of those errors instead of the
-   forecaster's own interval (a quantile correction learned from residuals).
+   forecaster's own interval (a quantile correction learned from residuals). Before that,
+   the forecaster's interval *starts* replicas only as far above its mean as the largest
+   lead-time error measured so far (none before the first is scored): on a few samples the
+   trend's sigma measures its own start, not demand. The whole interval still holds them.
    With ``predictive.forecaster`` set to an ``autoscaler.forecast`` model (``auto``,
    ``profile``, ``damped``, ...) the samples are also averaged into 60-s bins (a chunked
    immutable history, ``RateBins``, of up to 28 days); each completed bin updates the model
@@ -63,6 +66,9 @@ from statistics import NormalDist
 
 from autoscaler.core import capacity as cap_mod
 from autoscaler.core import defaults as d
+from autoscaler.core import margin as margin_mod
+from autoscaler.core import recur
+from autoscaler.core import release as release_mod
 from autoscaler.core.behavior import apply_behavior, scale_up_ceiling
 from autoscaler.core.drain import drain_replicas
 from autoscaler.core.histogram import Verdict, verdict
@@ -115,6 +121,12 @@ SLIP_CONFIRM = 2
 (one is enough to forbid scaling down)."""
 HOLD_DOUBLINGS_MAX = 4
 """The release hold grows to at most 2^4 = 16 times its base (120 s -> 32 min)."""
+MARGIN_RULE = margin_mod.STACK
+"""How the forecast's margin and the capacity's combine (``autoscaler.core.margin``).
+Stacked: the quantile is divided by ``targetUtilization``. Measured this session against
+root-sum-square (``QUADRATURE``): Azure conv 1.10 -> 1.07 GPU-h, code 5.24 -> 4.40, but
+ServeGen 12.6 -> 14.2 starts per day (1.41x the HPA) and the mix-shift scenario's estimate
+ends at 0.75x the truth (bar 0.8x): a fleet run nearer its knee records more overloads."""
 KV_WINDOW_S = 60.0
 """KV-cache use is a gauge, read at one instant: the policy plans on the median of the
 readings of the last 60 s (the window of the ``rate()`` the counters are read through), so
@@ -169,6 +181,25 @@ class LeadErrors:
         pending.append((now, promised, math.nan))
         return LeadErrors(tuple(pending), errors, ordered)
 
+    def supported_peak(self, mean_peak: float, quantile_peak: float) -> float:
+        """Before the errors can calibrate (fewer than ``MIN_LEAD_ERRORS``), the peak that
+        may *start* replicas: the forecaster's own quantile, but never more above the mean
+        than the largest lead-time error measured so far (the mean alone before any).
+
+        Why: the trend's interval is sigma x sqrt(h) from one-step residuals, and on the
+        first few samples those residuals are the forecaster settling on its start (the
+        first rate() windows, a trend set from two samples), not demand. Worked number
+        (the fleet replay, seed 3, sync 15 s, lead 105 s): at 165 s the trend's p90 is
+        11.8 req/s on a mean of 4.8 while 6.4 arrive and no lead time has been scored:
+        the peak that may start is 4.8 (6.4 with the rate now), one replica at 10.3; the
+        first scored errors, +0.8 to +2 req/s, then allow at most 4.8 + 2. Azure code's
+        first burst (0 -> 10.7 req/s at 195-240 s) scores errors of about +10 within one
+        lead time, and its wide interval plans again. The interval still holds replicas
+        (the release plan uses it)."""
+        if not self.ordered:
+            return mean_peak
+        return mean_peak + min(max(0.0, quantile_peak - mean_peak), max(0.0, self.ordered[-1]))
+
     def calibrated_peak(self, mean_peak: float, q: float) -> float | None:
         """Mean peak plus the ``q`` quantile of past lead-time errors (None if too few)."""
         n = len(self.ordered)
@@ -221,6 +252,11 @@ class PredictiveState(PolicyState):
     idle_since: float | None = None
     """First decision of the current unbroken run of provably idle readings (None: the
     last reading did not prove the fleet idle; ``_provably_idle``)."""
+    release: release_mod.ReleaseMemory = release_mod.ReleaseMemory()  # noqa: RUF009 (frozen)
+    """The capacity a release may plan on (``autoscaler.core.release``)."""
+    surges: recur.SurgeMemory = recur.SurgeMemory()  # noqa: RUF009 (frozen, shared safely)
+    """The silences seen and the price of the surge after each (``autoscaler.core.recur``):
+    how long a fleet is kept through a silence."""
 
     @property
     def lead_errors(self) -> tuple[float, ...]:
@@ -240,6 +276,10 @@ class SeriesState:
     history: tuple[tuple[float, float], ...] = ()
     trend: TrendResult | None = None
     lead: LeadErrors = LeadErrors()
+    mean_plan: float = math.nan
+    """The last step's point plan: max(observed now, peak of the mean forecast), tokens/s."""
+    start_plan: float = math.nan
+    """The last step's plan that may start replicas (``LeadErrors.supported_peak``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +453,23 @@ def _series_step(prev: SeriesState, spec: Spec, now: float, value: float
     lead = prev.lead.step(now, value, lead_s, mean_peak)
     cal = lead.calibrated_peak(mean_peak, spec.predictive.headroom_quantile)
     planned = max(value, cal if cal is not None else q_peak)
-    return SeriesState(history=history, trend=trend, lead=lead), planned
+    return SeriesState(history=history, trend=trend, lead=lead,
+                       mean_plan=max(value, mean_peak),
+                       start_plan=max(value, cal if cal is not None
+                                      else lead.supported_peak(mean_peak, q_peak))), planned
+
+
+def _margined(planned: tuple[float | None, float | None, float],
+              base: tuple[float, float, float], util: float, q: float, relative_sd: float
+              ) -> tuple[float | None, float | None, float]:
+    """Each unit's plan (prompt tokens/s, generated tokens/s, requests/s) with its
+    forecast margin above ``base`` (the unit's point plan) and the capacity margin combined
+    by ``MARGIN_RULE``, as demand at ``util`` (``margin.combined_plan``); a unit without a
+    plan stays None."""
+    out = [None if p is None else margin_mod.combined_plan(
+        b if math.isfinite(b) else p, p, util, MARGIN_RULE, q, relative_sd)
+        for p, b in zip(planned, base, strict=True)]
+    return out[0], out[1], planned[2] if out[2] is None else out[2]
 
 
 def _queue_growth(prev: PredictiveState, queue: float | None, now: float) -> float:
@@ -605,6 +661,10 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         # measured quantile covers what actually happened by construction.
         fc = replace(fc, quantile_peak=calibrated)
     planned = max(fc.quantile_peak, rate)
+    # What may start replicas: the same plan once calibrated; before, the interval only as
+    # far as measured lead-time errors support it (``LeadErrors.supported_peak``).
+    start_rps = planned if calibrated is not None else max(
+        rate, lead.supported_peak(fc.mean_peak, fc.quantile_peak))
 
     # Demand in work: prompt tokens (prefill) and generated tokens (decode), each with its
     # own forecast and measured lead-time error; queued requests carry the current mix.
@@ -632,13 +692,30 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
             tokens_per_request=tpr)
     util = params.target_utilization
     # Requests planned as work at the recent mix (``capacity.work_demand``): a count
-    # learned on long prompts must not bind on short ones.
-    work = cap_mod.work_demand(est, (planned_tokens[0], planned_tokens[1], planned))
-    needed, unit = cap_mod.replicas_needed(est, work, util)
+    # learned on long prompts must not bind on short ones. Each unit's plan combines the
+    # forecast's margin with the capacity's (``_margined``).
+    bases = (series[0].mean_plan, series[1].mean_plan, max(fc.mean_peak, rate))
+    work = cap_mod.work_demand(est, _margined(
+        (planned_tokens[0], planned_tokens[1], planned), bases, util,
+        params.headroom_quantile, est.relative_sd))
+    # Only what the measured error supports starts replicas (``start_rps``); the whole
+    # interval plans the release (``work``, below), so it still holds them.
+    start = (None if planned_tokens[0] is None else series[0].start_plan,
+             None if planned_tokens[1] is None else series[1].start_plan, start_rps)
+    needed, unit = cap_mod.replicas_needed(est, cap_mod.work_demand(est, _margined(
+        start, bases, util, params.headroom_quantile, est.relative_sd)), util)
     # The same count at the scale-down utilisation: fewer replicas are released only when
     # even that lower band has room (hysteresis between 0.85 up and 0.85 x 0.85 = 0.72
     # down by default), so noise around a boundary does not start and stop a replica.
-    needed_down, _ = cap_mod.replicas_needed(est, work, util * params.scale_down_band)
+    # Released on no more capacity than the fleet was sized up on or has carried since
+    # (``release.release_capacity``): an estimate that probes raised is tested at the next
+    # scale-up, not by a release whose failure is an overload and a burst of starts.
+    # Off by default (``RELEASE_ON_SHOWN_CAPACITY``: the module says why).
+    needed_down, _ = cap_mod.replicas_needed(
+        replace(est, capacity=release_mod.release_capacity(
+            est.capacity, prev.release, util * params.scale_down_band))
+        if release_mod.RELEASE_ON_SHOWN_CAPACITY else est, work,
+        util * params.scale_down_band)
     unit_name = cap_mod.UNITS[unit]
     unit_capacity = cap_mod.capacity_at_mix(est, unit)
     per_replica = unit_capacity * util
@@ -753,10 +830,27 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                   if ttft is None and _provably_idle(snapshot, now, age) else None)
     idle_hold = max(params.scale_down_window_s,
                     spec.cold_start_s * params.keep_idle_cold_starts) * 2 ** prev.hold_doublings
+    # Surges that recur (``autoscaler.core.recur``): keep replicas through the silence
+    # while the silences seen so far ended sooner than keeping them costs what the misses
+    # they spare beyond the SLO's error budget are worth.
+    surges = recur.observe(prev.surges, now, idle=idle_since is not None, demand=rate,
+                           capacity_rps=cap_rps, replicas=current,
+                           min_replicas=spec.min_replicas, hold_s=idle_hold, lead_s=lead_s,
+                           sync_s=spec.sync_period_s,
+                           budget=1.0 - spec.slo.target_attainment)
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
                if value is None
                and not (name == "TTFT" and idle_since is not None
                         and now - idle_since >= idle_hold)]
+    quiet = surges.quiet_since
+    keep = min(current, spec.min_replicas + surges.plan.replicas)
+    if (idle_since is not None and now - idle_since >= idle_hold and quiet is not None
+            and now - quiet < surges.plan.keep_s and rec < keep):
+        rec = keep
+        reason = Reason.FORECAST_HOLD
+        notes.append(f"keeping {keep} through {now - quiet:.0f} s of silence: the silences "
+                     f"seen ended within {surges.plan.keep_s:.0f} s, cheaper than the "
+                     "misses a cold start would add")
     if missing and rec < current:
         rec = current
         reason = Reason.METRICS_MISSING
@@ -802,6 +896,11 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     if notes:
         message += "; " + "; ".join(notes)
     doublings, last_release = _next_hold(prev, base_hold, now, current, replicas)
+    # What the ready replicas carried per replica, per unit, on a reading that met the
+    # objective (``release.remember``); an absent or doubtful reading carries nothing.
+    carried_now = (tuple(math.nan if v is None else v / ready for v in
+                         cap_mod.work_demand(est, (prompt_rate, gen_rate, served)))
+                   if ttft is not None and reading is Verdict.MET and ready > 0 else None)
     if replicas > current:
         asked = (*asked, *(now,) * (replicas - current))
     new_policy = replace(new_policy, recent=recent, hold_doublings=doublings, slips=slips,
@@ -809,7 +908,12 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                          tokens=tuple(series),
                          capacity=est, forecast_fallbacks=fallbacks,
                          last_queue=(now, queue) if queue is not None else prev.last_queue,
-                         kv_recent=kv_recent, idle_since=idle_since)
+                         kv_recent=kv_recent, idle_since=idle_since,
+                         release=release_mod.remember(
+                             prev.release, est.capacity, carried_now, replicas > current,
+                             reading is Verdict.BREACH)
+                         if release_mod.RELEASE_ON_SHOWN_CAPACITY else prev.release,
+                         surges=surges)
     new_state = replace(outcome.state, policy=new_policy)
     return (
         Decision(replicas=replicas, reason=reason, message=message, recommendation=held,

@@ -52,6 +52,11 @@ serving 6,000 prompt tokens/s with TTFT p99 at 2.6 s against a 2 s SLO give x = 
 tokens/s per replica; with the prompt unit blamed and C = 2,000 the estimate moves to
 2,000 + 0.3 x (0.9 x 1,500 - 2,000) = 1,805 tokens/s.
 
+Loads remembered across steps (the envelope, a breach, a doubt) are counted at the mix of
+the minute they were seen; each step re-expresses them at the recent mix through the work
+model (``_bounds_at_mix``): an overload on short prompts is the same work on long ones, not
+the same prompt tokens/s.
+
 Uncertainty: an EWMA of the squared relative residual (y - C) / C of the measurements
 (loaded and overloaded steps), reported as a relative standard deviation; before any
 measurement it is ``PRIOR_RELATIVE_SD`` (the prior is a guess).
@@ -207,6 +212,9 @@ class LearnedCapacity:
     the requests/s estimate (an overload blamed it, a replica carried more, or a probe
     raised it); from then on the estimate counts requests of that mix. NaN: it is still
     the prior, a plain count."""
+    bounds_mix: tuple[float, float] = (math.nan, math.nan)
+    """The prompt and generated tokens per request (``recent_mix``) at which ``envelope``,
+    ``breach`` and ``doubt`` are expressed (``_bounds_at_mix``); NaN: not yet known."""
 
     @property
     def relative_sd(self) -> float:
@@ -305,12 +313,55 @@ def _work_ref(est: LearnedCapacity, taught: tuple[int, ...]) -> float:
     return work_per_request(est.recent_mix)
 
 
+def unit_shares(mix: tuple[float, float]) -> tuple[float, float, float]:
+    """Each unit per unit of work (``work_per_request``) at ``mix``: prompt tokens and
+    generated tokens per prompt-token equivalent, and 1 for the requests/s unit, whose
+    loads already count requests of the learned mix (``work_factor``). NaN for the token
+    units while the mix is unknown. Worked number: 680 prompt and 170 generated tokens are
+    850 of work, so 0.8 prompt tokens and 0.2 generated tokens per unit of work."""
+    w = work_per_request(mix)
+    if not math.isfinite(w):
+        return (math.nan, math.nan, 1.0)
+    return (mix[0] / w, mix[1] / w, 1.0)
+
+
+def _bounds_at_mix(est: LearnedCapacity) -> LearnedCapacity:
+    """``envelope``, ``breach`` and ``doubt`` re-expressed at the recent mix.
+
+    Each is a per-replica load the fleet was seen carrying (or failing to carry) at the
+    mix of its own minute; in a token unit it says nothing directly about another mix. A
+    replica's work (prompt tokens + ``DECODE_TOKEN_WORK`` x generated tokens, the count the
+    requests/s unit already plans in) is what the learner takes as independent of the mix,
+    so a load remembered in tokens moves with the unit's share of the work. Kept as it was
+    recorded, a breach at one mix capped probes at another for ``BREACH_MEMORY_S``: in the
+    mix-shift scenario of ``tests/test_capacity.py``, a genuine overload at 680-token
+    prompts (one replica, 11,288 prompt tokens/s, share 680 / 850 = 0.80) held the prompt
+    estimate at 11,288 after the prompts grew to 2,720 tokens (share 2,720 / 2,890 = 0.94),
+    4.2 req/s against a truth of 5.5. Re-expressed it is 11,288 x 0.94 / 0.80 = 13,280
+    prompt tokens/s, the same work. The estimates themselves are not rescaled: each unit
+    is learned separately because the work model is only a model, and its EWMA follows
+    the fleet's own readings at the new mix; only the remembered bounds, which outlive many
+    mixes, are carried across on the model."""
+    now_mix = est.recent_mix
+    if not all(math.isfinite(m) for m in now_mix):
+        return est  # the mix is unknown: the bounds stay at the mix they were expressed at
+    then, to = unit_shares(est.bounds_mix), unit_shares(now_mix)
+
+    def at_mix(values: tuple[float, ...]) -> tuple[float, ...]:
+        return tuple(v * b / a if a > 0 and b > 0 else v  # False for NaN shares: kept
+                     for v, a, b in zip(values, then, to, strict=False))
+
+    return replace(est, envelope=at_mix(est.envelope), breach=at_mix(est.breach),
+                   doubt=at_mix(est.doubt), bounds_mix=now_mix)
+
+
 def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, now: float,
            prior_rps: float, tokens_per_request: tuple[float | None, float | None]
            ) -> LearnedCapacity:
     """Fold one step's observation into the estimate. O(1)."""
     dt = 0.0 if est.last_time is None else max(0.0, now - est.last_time)
     est = _fill_priors(est, prior_rps, tokens_per_request, dt)
+    est = _bounds_at_mix(est)
     # Served work per *ready* replica: starting replicas serve nothing, so the ready count
     # is what divides; it must have been the same for a whole rate window.
     settled = obs.ready_replicas >= 1

@@ -121,6 +121,9 @@ SLIP_CONFIRM = 2
 (one is enough to forbid scaling down)."""
 HOLD_DOUBLINGS_MAX = 4
 """The release hold grows to at most 2^4 = 16 times its base (120 s -> 32 min)."""
+RATE_WINDOW_S = 60.0
+"""The window of the ``rate()`` the served counters are read through (the presets' and the
+replay's 60 s): the queue's change over it turns served work into arrivals."""
 MARGIN_RULE = margin_mod.STACK
 """How the forecast's margin and the capacity's combine (``autoscaler.core.margin``).
 Stacked: the quantile is divided by ``targetUtilization``. Measured this session against
@@ -257,6 +260,9 @@ class PredictiveState(PolicyState):
     surges: recur.SurgeMemory = recur.SurgeMemory()  # noqa: RUF009 (frozen, shared safely)
     """The silences seen and the price of the surge after each (``autoscaler.core.recur``):
     how long a fleet is kept through a silence."""
+    queue_recent: tuple[tuple[float, float], ...] = ()
+    """(time, queue depth) of the readings within the last ``RATE_WINDOW_S``, oldest first:
+    the queue's change over the served rate's window (``_queue_growth``)."""
 
     @property
     def lead_errors(self) -> tuple[float, ...]:
@@ -473,16 +479,39 @@ def _margined(planned: tuple[float | None, float | None, float],
 
 
 def _queue_growth(prev: PredictiveState, queue: float | None, now: float) -> float:
-    """Requests/s by which the queue grew since the previous step (0 when it shrank or is
-    unknown). Under overload the served rate (first tokens) is what the fleet managed, not
-    what arrived: arrivals = served + d(queue)/dt. Worked number: 40 waiting 15 s ago and
-    100 now add (100 - 40) / 15 = 4 req/s to a served 10 req/s."""
+    """Requests/s to add to the served rate for the arrival rate (0 when unknown).
+
+    Under overload the served rate (first tokens) is what the fleet managed, not what
+    arrived: arrivals = served + d(queue)/dt. A queue that grew since the previous step adds
+    that step's growth (the fleet is saturated and serving at least what its window shows).
+    Worked number: 40 waiting 15 s ago and 100 now add (100 - 40) / 15 = 4 req/s to a
+    served 10 req/s.
+
+    A queue that did not grow adds its change over the served rate's own window
+    (``RATE_WINDOW_S``), which is negative once a backlog drains: the served rate over the
+    window counts the backlog served as well as the arrivals. What left the queue is not
+    demand. Worked number (the demo's first burst): 968 waiting 60 s ago, 18 now and 39.9
+    req/s served: 39.9 + (18 - 968) / 60 = 24.1 req/s arrived (the trace: 23.9-25.5),
+    where the served rate alone asked for 10 replicas for a load 7 carry.
+
+    Missing readings never lower demand further than what is known: the change since the
+    oldest reading within the window is still divided by the whole window (it is at most
+    what the window's served rate counts of the backlog; 968 -> 500 unseen, then 500 -> 18
+    in the last 15 s: -482 / 60 = -8.0 req/s, not -482 / 15 = -32), and with no reading
+    within the window (all older) nothing is taken off."""
     if queue is None or prev.last_queue is None:
         return 0.0
     t0, q0 = prev.last_queue
     if now <= t0:
         return 0.0
-    return max(0.0, (queue - q0) / (now - t0))
+    step = (queue - q0) / (now - t0)
+    if step > 0.0:
+        return step
+    start = next(((t, q) for t, q in prev.queue_recent if t >= now - RATE_WINDOW_S - _EPS),
+                 None)
+    if start is None or start[0] >= now:
+        return 0.0
+    return min(0.0, (queue - start[1]) / RATE_WINDOW_S)
 
 
 def _kv_level(prev: PredictiveState, kv: float | None, ready: int, now: float,
@@ -638,7 +667,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     gateway = snapshot.get(Signal.ARRIVAL_RATE, now, age)
     # True demand: a gateway's arrival counter where the preset has one, else what was
     # served plus what piled up in the queue.
-    rate = max(0.0, gateway) if gateway is not None else served + growth
+    rate = max(0.0, gateway if gateway is not None else served + growth)
     tpr = (_ratio(prompt_rate, served), _ratio(gen_rate, served))
 
     history = _history_with(prev.history, now, rate, params.history_s)
@@ -673,7 +702,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     for i, (tok_rate, per_req) in enumerate(((prompt_rate, tpr[0]), (gen_rate, tpr[1]))):
         if tok_rate is None:
             continue
-        demand_tok = max(0.0, tok_rate) + growth * (per_req or 0.0)
+        demand_tok = max(0.0, max(0.0, tok_rate) + growth * (per_req or 0.0))
         series[i], planned_tokens[i] = _series_step(series[i], spec, now, demand_tok)
 
     current = snapshot.current_replicas
@@ -908,6 +937,8 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                          tokens=tuple(series),
                          capacity=est, forecast_fallbacks=fallbacks,
                          last_queue=(now, queue) if queue is not None else prev.last_queue,
+                         queue_recent=(prev.queue_recent if queue is None else _history_with(
+                             prev.queue_recent, now, queue, RATE_WINDOW_S + _EPS)),
                          kv_recent=kv_recent, idle_since=idle_since,
                          release=release_mod.remember(
                              prev.release, est.capacity, carried_now, replicas > current,

@@ -38,6 +38,8 @@ TRACES = Path("..") / "shared" / "traces"
 BASELINES = "hpa,hpa-queue,hpa-kv,keda,kpa,wva"
 TARGET = 0.99
 CHURN_LIMIT = 1.2
+LENGTH_SLOPE = 0.001
+"""s per prompt token of the length-aware SLO rows (see ``_short_rows``)."""
 
 
 def _short_rows() -> list[tuple[str, list[str]]]:
@@ -48,6 +50,17 @@ def _short_rows() -> list[tuple[str, list[str]]]:
         if (ROOT / path).exists():
             out += [(f"{label} 1 h", ["--trace", str(path)]),
                     (f"{label} 1 h x5", ["--trace", str(path), "--rate-scale", "5"])]
+    # The issue judges long prompts at a length-aware SLO. Its slope: the held-back
+    # long-prompt trace allows 10 s, reached at the 8B profile's 8,192-token context from the
+    # flat 2 s: (10 - 2) / 8,192 = 0.001 s per prompt token. Azure code is the public trace
+    # with long prompts (~2,000 tokens: an objective of ~4 s).
+    code = TRACES / "AzureLLMInferenceTrace_code.csv"
+    if (ROOT / code).exists():
+        slope = ["--slo-ttft-per-prompt-token", str(LENGTH_SLOPE)]
+        out += [(f"Azure code 1 h, SLO 2 s + {LENGTH_SLOPE:g} s/prompt token",
+                 ["--trace", str(code), *slope]),
+                (f"Azure code 1 h x5, SLO 2 s + {LENGTH_SLOPE:g} s/prompt token",
+                 ["--trace", str(code), "--rate-scale", "5", *slope])]
     return out
 
 

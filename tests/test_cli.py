@@ -384,3 +384,26 @@ def test_tune_prints_its_header_then_a_line_per_trial_on_a_pipe(
     assert trials[0].startswith("tune: 1/2 trials done") and trials[-1].startswith(
         "tune: 2/2 trials done")
     assert re.search(r"\(hpa: \d+\.\d\d GPU-h at \d+\.\d%\)$", trials[-1])
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/traces is not beside the clone")
+def test_the_header_states_the_slo_and_capacity_the_replay_uses_at_a_length_aware_slo(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Azure code's prompts average ~2,000 tokens: at 2 s + 0.001 s per prompt token their
+    # objective is ~4 s, so one replica carries more than at a flat 2 s. The header used to
+    # state the flat SLO and the flat figure while the replay ran at the length-aware one.
+    said: dict[float, float] = {}
+    for slope in (0.0, 0.001):
+        assert main(["replay", "--trace", str(REAL / "AzureLLMInferenceTrace_code.csv"),
+                     "--policies", "static", "--json", "-", "--no-progress",
+                     "--slo-ttft-per-prompt-token", str(slope)]) == 0
+        out = capsys.readouterr()
+        first = out.err.splitlines()[0]
+        assert ("+ 0.001 s/prompt token" in first) == (slope > 0)
+        header = re.search(r"holds ([0-9.]+) req/s at the SLO", first)
+        assert header is not None
+        used = json.loads(out.out)["capacity"]["requests_per_second"]
+        assert float(header.group(1)) == pytest.approx(used, rel=0.01)
+        said[slope] = used
+    assert said[0.001] > said[0.0]

@@ -198,7 +198,11 @@ def test_the_memory_stays_bounded_and_only_proofs_start_silences(
                 assert mem == before  # doubtful or no-new-request data changes nothing
             assert mem.quiet_since is None or mem == before
         assert len(mem.seen) <= recur.MEMORY_ENTRIES
-        assert all(t - s.start <= recur.MEMORY_S for s in mem.seen)
+        if mem.seen != before.seen:
+            # Written only when a silence is recorded, and pruned then: a plan is made only
+            # from surges of the last week. Between writes an entry may age past it (a
+            # fleet idle for 8 days keeps its week-old list untouched, read by no plan).
+            assert all(t - s.start <= recur.MEMORY_S for s in mem.seen)
         assert mem.surge is None or len(mem.surge.lead) <= 135 // 15 + 1
     if all(kind != "idle" for kind, _ in steps):
         assert mem == SurgeMemory()  # nothing is remembered without a proven silence

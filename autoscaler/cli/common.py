@@ -351,7 +351,8 @@ def derive_specs(trace: Trace, profile: ReplicaProfile,
     from autoscaler.replaying import capacity_for, default_specs, peak_rate
 
     try:
-        capacity = capacity_for(trace, profile, options.slo_ttft_s)
+        capacity = capacity_for(trace, profile, options.slo_ttft_s,
+                                options.slo_ttft_s_per_prompt_token)
     except SpecError as exc:
         if exc.field != "slo.ttftSeconds":
             raise

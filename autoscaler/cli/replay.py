@@ -323,9 +323,11 @@ def run(args: argparse.Namespace) -> int:
 def header(trace: Trace, profile: ReplicaProfile, capacity: Capacity, cmd: ReplayCommand,
            specs: dict[PolicyKind, Spec]) -> str:
     cold = specs[cmd.policies[0]].cold_start_s
+    slope = cmd.slo_ttft_s_per_prompt_token
+    per_token = f" + {slope:g} s/prompt token" if slope > 0.0 else ""
     return (f"replay: trace {trace.name}: {trace.request_count:,.0f} requests over "
             f"{trace.duration_s / 3600:.2f} h; profile {profile.name} (cold start {cold:g} s); "
-            f"SLO TTFT <= {cmd.slo_ttft_s:g} s; one replica holds "
+            f"SLO TTFT <= {cmd.slo_ttft_s:g} s{per_token}; one replica holds "
             f"{capacity.requests_per_second:.3g} req/s at the SLO; policies "
             f"{', '.join(k.value for k in cmd.policies)}")
 

@@ -1,8 +1,10 @@
 """Tuned against tuned: every tunable policy with the same budget on each trace, judged on the
 held-out part (issue 13's goal).
 
-Per trace: each policy is tuned with TPE (``--budget`` candidates, seed 0) for the fewest
-GPU-hours at >= 99 % SLO attainment on the first 75 % of the trace; each winner is then
+Per trace: each policy is tuned with TPE (``--budget`` candidates, seed 0; the first is the
+policy's own defaults, ``tuning.default_params``) for the fewest GPU-hours at >= 99 % SLO
+attainment on the first 75 % of the trace (exact ties: fewer scale events, then the candidate
+nearest the defaults, ``tuning.searching.best_of``); each winner is then
 judged on the last 25 %, which no candidate was chosen on, as a continuation: the winner is
 replayed over the whole trace and only the last 25 % is scored (its fleet, Prometheus
 history and policy state at the cut are what the first 75 % left; a fresh replay of the
@@ -24,6 +26,7 @@ on a shared machine, smallest traces first (``--only``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import resource
@@ -103,12 +106,17 @@ def main() -> int:
     ap.add_argument("--traces", type=Path, default=TRACES)
     ap.add_argument("--budget", type=int, default=DEFAULT_BUDGET)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the search and the replay (the README's figures use 0)")
     ap.add_argument("--only", default="", help="only traces whose label contains this text")
     ap.add_argument("--quick", action="store_true", help="skip the 14-day trace")
+    ap.add_argument("--json", type=Path, default=None, metavar="DIR",
+                    help="also write each trace's tune JSON (every candidate) to this folder")
     add_readme_flag(ap)
     args = ap.parse_args()
     profile = load_profile("llama3-8b-h100")
-    settings = TuneSettings(budget=args.budget, attainment=TARGET, holdout=0.25, seed=0)
+    settings = TuneSettings(budget=args.budget, attainment=TARGET, holdout=0.25,
+                            seed=args.seed)
     rows = ["| trace | policy | GPU-h held out | att. held out | / bound held out | "
             "GPU-h in sample | att. in sample | / bound in | / hindsight in |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -121,6 +129,10 @@ def main() -> int:
         t0 = time.perf_counter()
         ctx = prepare(trace, profile, settings)
         doc = outcome_json(finish(ctx, search(ctx, workers=args.workers), "tpe"))
+        if args.json is not None:
+            args.json.mkdir(parents=True, exist_ok=True)
+            slug = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
+            (args.json / f"{slug}.json").write_text(json.dumps(doc, indent=1))
         for name, p in doc["policies"].items():
             i, h = p["in_sample"] or {}, p["held_out"] or {}
             mark = "" if p["feasible"] else " (none met 99 % in sample: best shown)"
@@ -137,13 +149,15 @@ def main() -> int:
     cpu = me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
     load = os.getloadavg()
     text = "\n".join([
-        f"Budget {args.budget} candidates per policy (TPE, seed 0, {args.workers} worker(s)); "
+        f"Budget {args.budget} candidates per policy (TPE, seed {args.seed}, {args.workers} "
+        "worker(s)); "
         "tuned on the first 75 % of each trace, judged on the last 25 % as a continuation "
         "(each winner replayed over the whole trace, only the last 25 % scored: attainment, "
         "GPU-hours, bound and starts over that part; the fleet, Prometheus history and "
         "policy state at the cut are what the first 75 % left).", "",
         *goals, "", *rows, "",
         f"Measured by `benchmarks/tune_all.py --budget {args.budget}"
+        f"{f' --seed {args.seed}' if args.seed else ''}"
         f"{' --only ' + repr(args.only) if args.only else ''}` in "
         f"{time.perf_counter() - started:.0f} s wall, {cpu:.0f} CPU s, on a shared 2-core "
         f"machine (load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end)."])

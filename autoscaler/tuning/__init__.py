@@ -28,11 +28,18 @@ from autoscaler.tuning.searching import (
     split_trace,
     sweep,
 )
-from autoscaler.tuning.spaces import SPACES, TUNABLE, apply_params, from_unit, space_for
+from autoscaler.tuning.spaces import (
+    SPACES,
+    TUNABLE,
+    apply_params,
+    default_params,
+    from_unit,
+    space_for,
+)
 
 __all__ = [
     "HELD_OUT_SCORING", "SPACES", "TUNABLE", "Candidate", "Context", "Outcome", "TuneSettings",
-    "apply_params", "candidate_list", "dominates", "evaluate", "finish", "from_unit",
-    "held_out_summary", "outcome_json", "pareto_front", "prepare", "run_shard", "search",
-    "shard_slice", "space_for", "split_trace", "sweep",
+    "apply_params", "candidate_list", "default_params", "dominates", "evaluate", "finish",
+    "from_unit", "held_out_summary", "outcome_json", "pareto_front", "prepare", "run_shard",
+    "search", "shard_slice", "space_for", "split_trace", "sweep",
 ]

@@ -246,6 +246,124 @@ def from_unit(policy: PolicyKind, point: tuple[float, ...] | list[float]) -> Par
     return {p.name: p.from_unit(float(u)) for p, u in zip(space, point, strict=True)}
 
 
+def nearest(param: Param, value: ParamValue) -> ParamValue:
+    """The point of ``param``'s range nearest ``value``: clipped to [low, high], on the grid
+    of an ``IntParam`` (rounded half up), or a choice (the first one if ``value`` is not one).
+    Worked numbers: a hold of 127 s on [0, 900] step 15 -> 8.47 steps -> 120 s; 1.2 on
+    [0.5, 1.0] -> 1.0; 52 on [50, 400] step 10 -> 50."""
+    if isinstance(param, ChoiceParam):
+        return value if value in param.choices else param.choices[0]
+    x = float(value)
+    if isinstance(param, IntParam):
+        k = math.floor((x - param.low) / param.step + 0.5)
+        return param.low + min(max(k, 0), (param.high - param.low) // param.step) * param.step
+    return min(max(x, param.low), param.high)
+
+
+def unit_of(param: Param, value: ParamValue) -> float:
+    """``value``'s coordinate on ``param``'s axis of the unit cube, the inverse of
+    ``from_unit`` for a numeric knob (log-scaled knobs in log space); a choice's index over
+    the last index (0 for a single choice). Worked numbers: 300 s on [10, 300] log ->
+    1.0, 30 s -> ln 3 / ln 30 = 0.323; a hold of 300 s on [0, 900] -> 0.333."""
+    if isinstance(param, ChoiceParam):
+        n = len(param.choices)
+        return param.choices.index(str(value)) / (n - 1) if n > 1 else 0.0
+    x, lo, hi = float(value), float(param.low), float(param.high)
+    if isinstance(param, FloatParam) and param.log:
+        x, lo, hi = math.log(x), math.log(lo), math.log(hi)
+    return (x - lo) / (hi - lo) if hi > lo else 0.0
+
+
+def distance(policy: PolicyKind, a: Mapping[str, ParamValue],
+             b: Mapping[str, ParamValue]) -> float:
+    """Euclidean distance between two candidates of ``policy`` in the unit cube (each knob
+    scaled to [0, 1] by ``unit_of``; two different choices are 1 apart, whatever their
+    order). Worked number: the predictive defaults against the same point with a 300-s
+    hold (120 s) and the naive forecaster: sqrt((180 / 900)^2 + 1^2) = 1.0198."""
+    total = 0.0
+    for p in space_for(policy):
+        if isinstance(p, ChoiceParam):
+            gap = 0.0 if a[p.name] == b[p.name] else 1.0
+        else:
+            gap = unit_of(p, a[p.name]) - unit_of(p, b[p.name])
+        total += gap * gap
+    return math.sqrt(total)
+
+
+def _per_period(rules: ScalingRules, kind: ScalingPolicyType, fallback: int) -> float:
+    """A rules' ``kind`` policy value per ``BEHAVIOR_PERIOD_S`` (a 100 %-per-60-s policy is
+    25 % per 15 s); ``fallback`` when the rules have none of that kind."""
+    for pol in rules.policies:
+        if pol.type == kind:
+            return pol.value * BEHAVIOR_PERIOD_S / pol.period_seconds
+    return float(fallback)
+
+
+def _behavior_params(b: Behavior | None, up: bool = True) -> Params:
+    """The behaviour knobs of the space at ``b`` (None: the rules the HPA applies without a
+    ``behavior``, as the upstream defaults name them: +100 % or +4 pods per 15 s, a 300-s
+    scale-down window, -100 % per 15 s; the legacy path's up limit, max(2 x current, 4)
+    per sync, is the same per 15-s sync)."""
+    b = b if b is not None else Behavior()
+    out: Params = {}
+    if up:
+        out["scale_up_percent"] = _per_period(b.scale_up, ScalingPolicyType.PERCENT,
+                                              d.HPA_DEFAULT_SCALE_UP_PERCENT)
+        out["scale_up_pods"] = _per_period(b.scale_up, ScalingPolicyType.PODS,
+                                           d.HPA_DEFAULT_SCALE_UP_PODS)
+    out["scale_down_window_s"] = b.scale_down.stabilization_window_seconds
+    out["scale_down_percent"] = _per_period(b.scale_down, ScalingPolicyType.PERCENT,
+                                            d.HPA_DEFAULT_SCALE_DOWN_PERCENT)
+    return out
+
+
+def _tolerance(b: Behavior | None) -> float:
+    # The space has one tolerance for both directions: the scale-up one when set, as the
+    # HPA applies it (a spec that sets only scaleDown's keeps the global 0.1 upward).
+    if b is not None and b.scale_up.tolerance is not None:
+        return b.scale_up.tolerance
+    return d.HPA_TOLERANCE
+
+
+def default_params(base: Spec) -> Params:
+    """The point of ``base``'s policy space nearest ``base`` itself (each knob through
+    ``nearest``): the configuration the comparison replays at defaults, as a candidate. The
+    search replays it first for every policy alike, so a tuned winner is never worse in
+    sample than the defaults when those meet the target. Worked number: the replay's HPA
+    target 5.162 req/s on a replica of 7.374 req/s at the SLO -> target_fraction 0.700;
+    the WVA's documented 0.70 / 0.85 -> band 0.8235."""
+    kind = PolicyKind(base.policy)
+    raw: Params
+    if kind == PolicyKind.PREDICTIVE:
+        p = base.predictive
+        raw = {"headroom_quantile": p.headroom_quantile,
+               "target_utilization": p.target_utilization,
+               "backlog_drain_s": p.backlog_drain_s, "hold_s": p.scale_down_window_s,
+               "forecaster": p.forecaster, "scale_down_band": p.scale_down_band,
+               **_behavior_params(base.behavior)}
+    elif kind == PolicyKind.HPA:
+        raw = {"target_fraction": base.metrics[0].value / base.capacity.requests_per_second,
+               "tolerance": _tolerance(base.behavior), **_behavior_params(base.behavior)}
+    elif kind in (PolicyKind.HPA_QUEUE, PolicyKind.HPA_KV, PolicyKind.HPA_RUNNING,
+                  PolicyKind.KEDA):
+        raw = {"target": base.metrics[0].value, "tolerance": _tolerance(base.behavior),
+               **_behavior_params(base.behavior)}
+    elif kind == PolicyKind.WVA:
+        w = base.wva
+        raw = {"kv_cache_threshold": w.kv_cache_threshold,
+               "scale_up_threshold": w.scale_up_threshold,
+               "band": w.scale_down_threshold / w.scale_up_threshold,
+               **_behavior_params(base.behavior, up=False)}
+    else:
+        k = base.kpa
+        raw = {"target_utilization": k.target_utilization, "stable_window_s": k.stable_window_s,
+               "panic_window_percentage": k.panic_window_percentage,
+               "panic_threshold_percentage": k.panic_threshold_percentage,
+               "scale_down_delay_s": k.scale_down_delay_s,
+               "max_scale_down_rate": k.max_scale_down_rate}
+    return {p.name: nearest(p, raw[p.name]) for p in space_for(kind) if p.name in raw}
+
+
 def _behavior(params: Mapping[str, ParamValue], up_tol: float | None = None,
               down_tol: float | None = None) -> Behavior:
     return Behavior(
@@ -274,7 +392,8 @@ def apply_params(base: Spec, params: Mapping[str, ParamValue]) -> Spec:
         raise SpecError("params", sorted(params), f"exactly {', '.join(sorted(names))}")
     f = {k: v for k, v in params.items()}
     if kind == PolicyKind.PREDICTIVE:
-        return replace(base, behavior=_behavior(f), predictive=replace(
+        behavior = _behavior(f) if "scale_up_percent" in f else base.behavior
+        return replace(base, behavior=behavior, predictive=replace(
             base.predictive, headroom_quantile=float(f["headroom_quantile"]),
             target_utilization=float(f["target_utilization"]),
             backlog_drain_s=float(f["backlog_drain_s"]),

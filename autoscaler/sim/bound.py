@@ -34,8 +34,10 @@ between a_i and a_i + D_i for the request to meet its objective:
 * fluid engine: w_i = 1 / mu, mu = ``max_throughput_rps`` of the trace's mean token mix:
   the fluid fleet serves at most R x mu requests per second with R ready replicas, FIFO,
   and counts an arrival as met only when the backlog ahead of it drains within its
-  objective (at the fleet of its arrival time, read per 1-s tick: D_i gets one tick of
-  slack). This is a proof about the fluid engine's own accounting.
+  objective (at the fleet of its arrival time, read per 1-s tick: D_i gets two ticks of
+  slack, one for the arrival's place inside its tick and one for service read per tick, as
+  ``fluid_items`` builds it; more slack only lowers the bound). This is a proof about the
+  fluid engine's own accounting.
 
 Let f = min(minReplicas, the initial fleet, the GPU quota): the provisioned fleet never
 falls below f (every decision is clamped to >= minReplicas, and a replica costs GPU time

@@ -860,24 +860,26 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # attainment (99.63 % -> 95.31 %) when the next burst found the fleet smaller.
     idle_since = ((prev.idle_since if prev.idle_since is not None else now)
                   if ttft is None and _provably_idle(snapshot, now, age) else None)
-    idle_hold = max(params.scale_down_window_s,
-                    spec.cold_start_s * params.keep_idle_cold_starts) * 2 ** prev.hold_doublings
+    # Ski rental's hold (below), also the time a silence must last to count as idle.
+    base_hold = max(params.scale_down_window_s,
+                    spec.cold_start_s * params.keep_idle_cold_starts)
+    window = base_hold * 2 ** prev.hold_doublings
+    idle_long = idle_since is not None and now - idle_since >= window
     # Surges that recur (``autoscaler.core.recur``): keep replicas through the silence
     # while the silences seen so far ended sooner than keeping them costs what the misses
     # they spare beyond the SLO's error budget are worth.
     surges = recur.observe(prev.surges, now, idle=idle_since is not None, demand=rate,
                            capacity_rps=cap_rps, replicas=current,
-                           min_replicas=spec.min_replicas, hold_s=idle_hold, lead_s=lead_s,
+                           min_replicas=spec.min_replicas, hold_s=window, lead_s=lead_s,
                            sync_s=spec.sync_period_s,
                            budget=1.0 - spec.slo.target_attainment)
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
                if value is None
-               and not (name == "TTFT" and idle_since is not None
-                        and now - idle_since >= idle_hold)]
+               and not (name == "TTFT" and idle_long)]
     quiet = surges.quiet_since
     keep = min(current, spec.min_replicas + surges.plan.replicas)
-    if (idle_since is not None and now - idle_since >= idle_hold and quiet is not None
-            and now - quiet < surges.plan.keep_s and rec < keep):
+    if (idle_long and quiet is not None and now - quiet < surges.plan.keep_s
+            and rec < keep):
         rec = keep
         reason = Reason.FORECAST_HOLD
         notes.append(f"keeping {keep} through {now - quiet:.0f} s of silence: the silences "
@@ -892,8 +894,6 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # would cost (and a restart also risks the SLO), so a replica is released only when no
     # recommendation of the last max(scale-down window, cold start) asked for it; that hold
     # doubles after each release that was asked back soon after (``_next_hold``).
-    base_hold = max(params.scale_down_window_s,
-                    spec.cold_start_s * params.keep_idle_cold_starts)
     # A release needs the fleet's reading to show slack at the count it releases to
     # (``release.slack_floor``): a 60-s mean hides the bursts the TTFT tail and queue show.
     # Recorded as a recommendation, so a reading that was not slack holds for one hold.
@@ -914,7 +914,6 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
             notes.append(f"keeping {slack}: TTFT {ttft_label} {ttft:.2f} s and queue "
                          f"{'?' if queue is None else f'{queue:.0f}'} on {ready} ready show "
                          f"no slack for fewer")
-    window = base_hold * 2 ** prev.hold_doublings
     down_cutoff = now - window
     # First sight: remember the current count as a recommendation (as the HPA does), so a
     # freshly started policy, whose first rate() covers only part of a window, does not

@@ -135,7 +135,8 @@ def excess(surge: Surge, replicas: int, sync_s: float) -> float:
 
 def observe(mem: SurgeMemory, now: float, *, idle: bool, demand: float | None,
             capacity_rps: float, replicas: int, min_replicas: int, hold_s: float,
-            lead_s: float, sync_s: float, budget: float) -> SurgeMemory:
+            lead_s: float, sync_s: float, budget: float,
+            released_s: float | None = None) -> SurgeMemory:
     """The memory after one decision.
 
     ``idle``: the readings prove the fleet idle (``_provably_idle``); ``demand``: the fresh
@@ -143,7 +144,9 @@ def observe(mem: SurgeMemory, now: float, *, idle: bool, demand: float | None,
     silence; one that lasts ``hold_s`` remembers the surge before it and plans the keep;
     fresh demand above 0 ends the silence (a shorter one continues the surge). Anything
     else (stale, partial, requests in flight with none new) changes nothing, so doubtful
-    data neither counts as a silence nor cuts one short."""
+    data neither counts as a silence nor cuts one short. ``released_s``: how long a
+    silence keeps the fleet without a plan (default two holds, below), what a plan is
+    counted against."""
     if idle:
         if mem.quiet_since is None:
             return replace(mem, quiet_since=now, plan=Plan())
@@ -151,8 +154,14 @@ def observe(mem: SurgeMemory, now: float, *, idle: bool, demand: float | None,
             return mem
         seen = tuple(s for s in (*mem.seen, mem.surge)
                      if now - s.start <= MEMORY_S)[-MEMORY_ENTRIES:]
+        # Without a plan a silence keeps the fleet for two holds: until it outlasts one,
+        # the absent TTFT is missing data and the policy holds the current count, and each
+        # of those recommendations holds one more hold (predictive's ski rental). Client 28:
+        # quiet from 57,645 s at a 480-s hold, 24 replicas held to 58,590 s.
+        kept = 2 * hold_s if released_s is None else released_s
         return replace(mem, surge=None, seen=seen,
-                       plan=plan(seen, replicas - min_replicas, min_replicas, sync_s, budget))
+                       plan=plan(seen, replicas - min_replicas, min_replicas, sync_s, budget,
+                                 kept))
     if demand is None or not demand > 0.0:
         return mem
     surge = mem.surge
@@ -169,30 +178,69 @@ def observe(mem: SurgeMemory, now: float, *, idle: bool, demand: float | None,
 
 
 def plan(seen: tuple[Surge, ...], above_min: int, min_replicas: int, sync_s: float,
-         budget: float) -> Plan:
+         budget: float, hold_s: float = 0.0) -> Plan:
     """Keep k = ``above_min`` replicas (the fleet at the silence's start, above
-    ``minReplicas``) for the tau that minimises, over the remembered surges, ``k x gap`` +
-    V(E(k)) for a gap tau covers and ``k x tau`` + V(E(0)) for one it does not; ties go
-    to the shorter keep (tau = 0: release as before). k is the whole fleet, not a part
-    sized from the first lead time's demand: that demand is a 60-s mean, and the fleet the
-    surge settled on carries its per-second bursts and the backlog they left (client 28:
-    keeping the 20 replicas the first lead time's mean asked for, of the 75 the surge
-    ended on, spared no attainment at all, 82.99 % either way).
+    ``minReplicas``) through the next silence for the tau that spares most under a
+    pessimistic reading of the silences seen, or release as before (``Plan()``).
 
-    Worked numbers (the module's example), k 33, three surges after silences of 1,200,
-    1,200 and 3,604 s, each V(E(0)) = 228,000, V(E(33)) = 0: tau 0 costs 684,000; tau
-    1,200 costs 2 x 39,600 + 33 x 1,200 + 228,000 = 346,800; tau 3,604 costs 79,200 +
-    118,932 = 198,132: keep 33 for 3,604 s."""
+    **Against what the release rule does anyway.** The release hold ``hold_s`` keeps the
+    fleet through any silence up to it with or without a plan, so a keep is worth only
+    what it adds beyond the hold: through a silence of ``gap`` <= tau it costs
+    k x (gap - hold) more and spares S = V(E(0)) - V(E(k)) of the surge after it; through
+    one that outlasts tau it costs k x (tau - hold) and spares nothing. A silence no longer
+    than the hold counts for nothing either way. (Client 28, 2 days: of the keeps of 24-59
+    replicas the old plan chose, those that covered a silence covered one the doubled hold
+    already covered, and the rest outlasted tau: 195 -> 324 GPU-h for no request met.)
+
+    **The unseen silence.** If the silences are exchangeable (no usable order), the next
+    one is as likely to rank anywhere among the n + 1: it is the (n + 1)-th sample, and the
+    n seen say nothing of it. It is priced at its worst, a silence that outlasts tau (the
+    keep can cost no more), so a keep must win over the n seen *and* pay for one more
+    failure: gain(tau) = sum over seen of [S_i - k (gap_i - hold) if hold < gap_i <= tau;
+    -k (tau - hold) if gap_i > tau] - k (tau - hold) > 0. With few samples or a wide
+    spread of silences (a heavy tail outlasts every tau) no tau wins and the plan is
+    ``Plan()``: the behaviour before this module. One silence alone justifies a keep only
+    if the surge after it spared twice what the keep costs.
+
+    **Ski rental's bound.** However the evidence reads, a keep never costs more than the
+    misses it spares are worth at the spec's budget: k x (tau - hold) <= the mean S of
+    the surges it covers, so a keep that a silence outlasts loses at most one cold start's
+    worth of misses, the deterministic ski-rental bound (at most twice the cost of the
+    better choice in hindsight). Ties go to the shorter keep. With no budget (100 %
+    target) a miss is worth more than any keep: the tau covering the most surges whose
+    misses a keep spares wins.
+
+    k is the whole fleet, not a part sized from the first lead time's demand: that demand
+    is a 60-s mean, and the fleet the surge settled on carries its per-second bursts and
+    the backlog they left (client 28: keeping the 20 replicas the first lead time's mean
+    asked for, of the 75 the surge ended on, spared no attainment at all, 82.99 % either
+    way).
+
+    Worked numbers (the module's example), k 33, hold 0, three surges after silences of
+    1,200, 1,200 and 3,604 s, each S = 228,000: gain(1,200) = 2 x (228,000 - 39,600)
+    - 39,600 (the 3,604 s outlasts it) - 39,600 (the unseen) = 297,600; gain(3,604) =
+    3 x 228,000 - 33 x 6,004 - 118,932 = 366,936, and 118,932 <= 228,000: keep 33 for
+    3,604 s. One silence of 6,000 s: 228,000 - 198,000 - 198,000 < 0: release (the old
+    plan kept)."""
     if above_min <= 0 or not seen:
         return Plan()
-    released = [value(s, excess(s, min_replicas, sync_s), budget) for s in seen]
-    best, best_cost = Plan(), math.fsum(released)
-    gaps = sorted({s.gap_s for s in seen})
     k = above_min
-    kept = [value(s, excess(s, min_replicas + k, sync_s), budget) for s in seen]
-    for tau in gaps:
-        cost = math.fsum(k * s.gap_s + v_k if s.gap_s <= tau else k * tau + v_0
-                         for s, v_k, v_0 in zip(seen, kept, released, strict=True))
-        if cost < best_cost:
-            best, best_cost = Plan(k, tau), cost
+    spared = []
+    for s in seen:
+        v_0 = value(s, excess(s, min_replicas, sync_s), budget)
+        v_k = value(s, excess(s, min_replicas + k, sync_s), budget)
+        spared.append(0.0 if v_0 == v_k else v_0 - v_k)  # inf - inf: a keep spares nothing
+    best, best_gain = Plan(), (0, 0.0)
+    for tau in sorted({s.gap_s for s in seen if s.gap_s > hold_s}):
+        over = k * (tau - hold_s)
+        covered = [(v, s.gap_s) for v, s in zip(spared, seen, strict=True)
+                   if hold_s < s.gap_s <= tau]
+        if over > math.fsum(v for v, _ in covered) / len(covered):
+            continue  # ski rental: never keep for longer than a cold start's misses are worth
+        infinite = sum(math.isinf(v) for v, _ in covered)
+        outlasting = sum(s.gap_s > tau for s in seen)
+        finite = math.fsum(v - k * (g - hold_s) for v, g in covered if not math.isinf(v))
+        gain = (infinite, finite - over * (outlasting + 1))
+        if gain > best_gain:
+            best, best_gain = Plan(k, tau), gain
     return best

@@ -171,7 +171,9 @@ def gpu_hours_lower_bound(items: Items, *, duration_s: float, floor_replicas: fl
     ``cold_start_s``: the profile's fixed cold start (0 leaves out the cold-start blocks)."""
     total = float(items.count.sum())
     misses = max(0.0, (1.0 - min(1.0, max(0.0, attainment))) * total)
-    droppable = max(0.0, misses - float(items.impossible.sum()) - 1e-9)
+    # Float noise in (1 - A) x N may go either way: allowing a few 1e-9 of a request more
+    # misses only lowers the bound (at A = 0 every request may miss: the floor alone).
+    droppable = max(0.0, misses - float(items.impossible.sum()) + 1e-9 * max(1.0, total))
     possible = np.maximum(items.count - items.impossible, 0.0)
     best = floor_replicas * duration_s
     for length in lengths_s:

@@ -197,8 +197,9 @@ def test_no_replica_schedule_costs_less_than_the_bound(
         bound = _tiny_bound(score_from_s, floor, s.slo_attainment, TINY.cold_start_s)
         old = _tiny_bound(score_from_s, floor, s.slo_attainment, 0.0)
         assert old <= bound + 1e-12, schedule
-        assert s.gpu_hours >= bound * (1 - 1e-9), (schedule, s.gpu_hours * 3600, bound * 3600)
-        assert s.gpu_hours >= s.bound_gpu_hours * (1 - 1e-9), schedule
+        assert s.gpu_hours >= bound * (1 - 1e-9) - 1e-12, (schedule, s.gpu_hours * 3600,
+                                                            bound * 3600)
+        assert s.gpu_hours >= s.bound_gpu_hours * (1 - 1e-9) - 1e-12, schedule
         att = round(s.slo_attainment, 9)
         cheapest[att] = min(cheapest.get(att, math.inf), s.gpu_hours)
     # The burst is met in full only by two ready replicas: the cold-start blocks must see
@@ -266,5 +267,6 @@ def test_no_measured_policy_beats_the_bound_on_random_small_traces(
                                   gpus_per_replica=1, attainment=s.slo_attainment,
                                   lengths_s=(3.0, 10.0), cold_start_s=prof.cold_start_s,
                                   cold_lengths_s=(2.0, 4.0, 10.0))
-    assert s.gpu_hours >= small * (1 - 1e-9)
-    assert s.gpu_hours >= s.bound_gpu_hours * (1 - 1e-9)
+    # (1e-12 GPU-h of float noise: the drops' savings are sums of many terms.)
+    assert s.gpu_hours >= small * (1 - 1e-9) - 1e-12
+    assert s.gpu_hours >= s.bound_gpu_hours * (1 - 1e-9) - 1e-12

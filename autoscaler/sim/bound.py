@@ -123,7 +123,7 @@ WINDOW_LENGTHS_S: tuple[float, ...] = (15.0, 60.0, 300.0, 3600.0)
 items that straddle a window edge; the max over all of them is kept."""
 WINDOW_OFFSETS: tuple[float, ...] = (0.0, 0.5)
 """Window start offsets tried, as fractions of the window length."""
-COLD_WINDOW_LENGTHS_S: tuple[float, ...] = (15.0, 60.0, 300.0)
+COLD_WINDOW_LENGTHS_S: tuple[float, ...] = (5.0, 15.0, 60.0, 300.0)
 """Lengths L of the served part J of a cold-start block (the block is c + L long). Short
 ones catch a burst that needs one more whole replica for a few seconds; the max is kept."""
 COLD_OFFSETS: tuple[float, ...] = (0.0, 0.5)
@@ -190,7 +190,7 @@ def gpu_hours_lower_bound(items: Items, *, duration_s: float, floor_replicas: fl
             for frac in COLD_OFFSETS:
                 best = max(best, _cold_blocks(items, possible, duration_s, floor_replicas,
                                               length, cold, frac * (length + cold),
-                                              droppable))
+                                              droppable, beat=best))
     return best * gpus_per_replica / 3600.0
 
 
@@ -201,9 +201,12 @@ def _edges(duration_s: float, length: float, offset: float) -> FloatArray:
 
 
 def _cold_blocks(items: Items, possible: FloatArray, duration_s: float, floor: float,
-                 length: float, cold: float, offset: float, droppable: float) -> float:
+                 length: float, cold: float, offset: float, droppable: float,
+                 beat: float = -math.inf) -> float:
     """Replica-seconds bound of one block partition (module docstring, cold starts):
-    blocks of c + L seconds, the served part J their last L (less for a partial block)."""
+    blocks of c + L seconds, the served part J their last L (less for a partial block).
+    When even no misses at all (sum_B v_B(0), an upper end of this value) cannot exceed
+    ``beat``, that is returned without the envelopes: the caller keeps the larger."""
     edges = _edges(duration_s, length + cold, offset)
     widths = np.diff(edges)
     j_start = edges[:-1] + cold
@@ -217,6 +220,13 @@ def _cold_blocks(items: Items, possible: FloatArray, duration_s: float, floor: f
     jc, cnt, w = j[inside], possible[inside], items.work_s[inside]
     if len(jc) == 0:
         return total
+    work = np.bincount(jc, weights=cnt * w, minlength=len(widths))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = np.where(work > 0, np.ceil(work / np.where(j_len > 0, j_len, 1.0)
+                                          - _CEIL_TOL), 0.0)
+    upper = float(np.maximum(floor_s, work + cold * need).sum())
+    if upper <= beat:
+        return upper
     order = np.lexsort((-w, jc))
     jc, cnt, w = jc[order], cnt[order], w[order]
     cuts = np.flatnonzero(np.diff(jc)) + 1
@@ -272,6 +282,14 @@ def _block_curve(counts: FloatArray, works: FloatArray, floor_s: float, length: 
     ks = np.concatenate((kc, np.interp(s_pts, sc, kc), [k_max]))
     ks = np.unique(ks[ks <= k_max])
     vs = value(ks)
+    # Without a drop of h inside [0, k_max] (rest = m L for m >= 1, or everything dropped)
+    # v is convex there (the max of the floor and W - S(k) + m c, S concave), so the points
+    # are already its envelope; only a block whose drops reach a whole replica needs a hull.
+    s_jump = whole - m * length
+    s_jump = s_jump[(s_jump >= 0.0) & (s_jump < whole)]
+    reach = float(np.interp(k_max, kc, sc))
+    if reach < whole and not np.any(s_jump <= reach):
+        return ks, vs
     return _lower_hull(ks, vs)
 
 

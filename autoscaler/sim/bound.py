@@ -105,7 +105,16 @@ several block lengths and offsets is kept, together with the window bounds.
 It is loose where the work that binds is not the one counted: for the request engine only
 the prefill is counted (decode need not finish by any deadline, see above), so on the 8B
 profile with 1,000-token prompts the bound is roughly half of what a fleet at the SLO
-costs.
+costs. The cold-start blocks add only where a burst's met prefill needs a second whole
+replica within L seconds (or, at minReplicas 0, any replica at all), and at 99 % the misses
+are best spent on exactly those bursts: on the embedded demo's held-out hour the prefill
+never needs more than one replica in any window, and the bound stays the one-replica floor.
+Not counted, and why: decode. A request that met its objective keeps its replica busy
+until it completes (the replica steps while it holds a request, and a started request is
+never sent elsewhere), but its decode may still run after the scored part ends, and how
+much may is bounded per replica at best (by max_num_seqs started requests at once, which
+seems to hold in this engine because a preempted started request is re-admitted before any
+new one; argued, not tested), not in total: no term was proven.
 """
 
 from __future__ import annotations
@@ -136,12 +145,14 @@ _FLUID_PROMOTE_TOL_S = 1e-6
 cold start the bound counts is shortened by more than that."""
 
 DEFINITION = (
-    "Instant, fractional replicas that do only the work a request needs before its first "
+    "Replicas that do only the work a request needs before its first "
     "token (request engine: its prefill at the profile's prefill cost per token plus the "
     "step base over a full token budget; fluid engine: "
     "1/mu per request at the fleet's full-batch throughput mu), each request's work inside "
     "[arrival, arrival + its TTFT objective], never fewer than min(minReplicas, initial "
-    "fleet, GPU quota) replicas, with the result's misses spent where they save the most. "
+    "fleet, GPU quota) replicas, fractional except that every replica serving in a window is "
+    "whole and was provisioned for the profile's cold start before it served there, "
+    "with the result's misses spent where they save the most. "
     "No policy can use fewer GPU-hours at the same attainment (proof: autoscaler/sim/bound.py)."
 )
 

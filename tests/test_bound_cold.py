@@ -270,3 +270,20 @@ def test_no_measured_policy_beats_the_bound_on_random_small_traces(
     # (1e-12 GPU-h of float noise: the drops' savings are sums of many terms.)
     assert s.gpu_hours >= small * (1 - 1e-9) - 1e-12
     assert s.gpu_hours >= s.bound_gpu_hours * (1 - 1e-9) - 1e-12
+
+
+@pytest.mark.parametrize("score_from_s", [pytest.param(0.0, id="whole trace"),
+                                          pytest.param(4.0, id="scored from 4 s")])
+def test_no_replica_schedule_beats_the_fluid_engines_bound(score_from_s: float) -> None:
+    # The same tiny trace through the fluid engine (1-s ticks, a ready fleet R serving
+    # R x mu): every schedule of 0-2 replicas costs at least the bound replay computes,
+    # with the 4-s cold start (blocks of 5 + 4 and 15 + 4 s fit in 20 s).
+    spec = Spec(max_replicas=3, min_replicas=0, capacity=Capacity(10.0, 100.0),
+                policy=PolicyKind.STATIC, static_replicas=2, sync_period_s=2.0,
+                slo=SLO(ttft_seconds=OBJECTIVE_S))
+    for schedule in itertools.product((0, 1, 2), repeat=5):
+        s = replay(_tiny_trace(), spec, TINY, engine="fluid", initial_replicas=schedule[0],
+                   decide=_follow(schedule), actuation_delay_s=0.0,
+                   score_from_s=score_from_s).summary  # type: ignore[arg-type]
+        assert s.engine == "fluid"
+        assert s.gpu_hours >= s.bound_gpu_hours * (1 - 1e-9) - 1e-12, schedule

@@ -36,17 +36,19 @@ def learned(capacity: tuple[float, float, float],
 
 
 @pytest.mark.parametrize(("capacity", "measured", "anchor", "carried", "expected"), [
-    # The module's worked number (heavy-to-light, seed 3, rounded): the generated-token
-    # unit has no evidence, anchor 1,430, carried 1,530: min(4,800, max(1,430, 1,530 /
-    # 0.7225 = 2,117.6)) = 2,117.6, and it is planned.
-    pytest.param((22_800.0, 4_800.0, 8.4), (False, False, True),
-                 (22_800.0, 1_430.0, 8.4), (4_000.0, 1_530.0, 2.7),
-                 (22_800.0, 1_530.0 / 0.7225, 8.4), id="unevidenced decode unit: carried"),
-    # Nothing carried since the last overload: the anchor, 1,430 (below the 4,800 the
-    # requests/s estimate's work model derives).
-    pytest.param((22_800.0, 4_800.0, 8.4), (False, False, True),
-                 (22_800.0, 1_430.0, 8.4), (NAN, NAN, NAN),
-                 (22_800.0, 1_430.0, 8.4), id="unevidenced decode unit: the anchor"),
+    # The module's worked number (heavy-to-light seed 3's decision log at 8,955 s, before
+    # the fix): the generated-token unit has no evidence, anchor 1,249.6, carried 1,637.0:
+    # min(2,541.5, max(1,249.6, 1,637.0 / 0.7225 = 2,265.7)) = 2,265.7, and it is planned.
+    # Prompt: min(21,672.3, max(19,970.3, 13,337.9 / 0.7225 = 18,460.8)) = 19,970.3;
+    # requests: min(8.3, max(7.3, 5.1 / 0.7225 = 7.06)) = 7.3.
+    pytest.param((21_672.3, 2_541.5, 8.3), (False, False, True),
+                 (19_970.3, 1_249.6, 7.3), (13_337.9, 1_637.0, 5.1),
+                 (19_970.3, 1_637.0 / 0.7225, 7.3), id="unevidenced decode unit: carried"),
+    # Nothing carried since the last overload: the anchor, 1,249.6 (below the 2,541.5
+    # the requests/s estimate's work model derives).
+    pytest.param((21_672.3, 2_541.5, 8.3), (False, False, True),
+                 (19_970.3, 1_249.6, 7.3), (NAN, NAN, NAN),
+                 (19_970.3, 1_249.6, 7.3), id="unevidenced decode unit: the anchor"),
     # First sight (no anchor yet): every unit at its estimate, all planned.
     pytest.param((22_800.0, 4_800.0, 8.4), (False, False, True), (), (),
                  (22_800.0, 4_800.0, 8.4), id="first sight: the estimates"),
@@ -68,13 +70,14 @@ def test_a_unit_without_an_estimate_stays_skipped() -> None:
 
 
 def test_the_old_release_skipped_the_decode_unit_the_new_one_plans_it() -> None:
-    # 14.3 req/s of 170 generated tokens = 2,431 generated tok/s, one replica's requests/s
-    # estimate 28.5 at this mix (the work model), decode anchor 1,430, carried 1,530.
-    # Requests/s alone: ceil(14.3 / (28.5 x 0.7225)) = ceil(0.69) = 1. The decode unit
-    # planned: ceil(2,431 / (2,117.6 x 0.7225)) = ceil(2,431 / 1,530) = ceil(1.59) = 2.
-    est = learned((NAN, 4_845.0, 28.5), (False, False, True))
-    mem = release.ReleaseMemory((NAN, 1_430.0, 28.5), (NAN, 1_530.0, NAN))
-    demand = (None, 14.3 * 170.0, 14.3)
+    # 14.3 req/s of 169 generated tokens = 2,416.7 generated tok/s, one replica's
+    # requests/s estimate 28.5 at this mix (the work model), decode anchor 1,249.6, carried
+    # 1,637.0 (seed 3's step at 8,955 s). Requests/s alone: ceil(14.3 / (28.5 x 0.7225)) =
+    # ceil(0.69) = 1. The decode unit planned: ceil(2,416.7 / (2,265.7 x 0.7225)) =
+    # ceil(2,416.7 / 1,637.0) = ceil(1.48) = 2.
+    est = learned((NAN, 2_541.5, 28.5), (False, False, True))
+    mem = release.ReleaseMemory((NAN, 1_249.6, 28.5), (NAN, 1_637.0, NAN))
+    demand = (None, 14.3 * 169.0, 14.3)
     old = replace(est, capacity=release.release_capacity(est.capacity, mem, DOWN))
     assert cap_mod.replicas_needed(old, demand, DOWN) == (1, 2)
     assert cap_mod.replicas_needed(release.release_estimate(est, mem, DOWN), demand,

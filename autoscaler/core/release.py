@@ -125,17 +125,19 @@ def release_estimate(est: LearnedCapacity, memory: ReleaseMemory,
     decode-heavier than the one it was learned on it overstates what a replica carries:
     seed 3 of the heavy-to-light prompt scenario (``tests/test_capacity.py``) released
     2 -> 1 at 14.3 req/s of 600-token prompts on an estimate of 28.5 req/s per replica
-    (8.4 req/s of the 2,400-token prompts at the work model's cost; the simulated replica
+    (8.3 requests of the 2,400-token mix at the work model's cost; the simulated replica
     carries 15.8) and overloaded at the next peak (98.11 % after the shift, bar 99 %).
-    Planned here, the generated-token unit's release capacity is what it was at the last
-    scale-up or what the fleet carried since (``release_capacity``), about 1,430 and 2,100
-    generated tok/s per replica there, so one replica at 14.3 x 170 = 2,430 generated
-    tok/s planned at 0.7225 (needs 2,430 / 0.7225 = 3,360 per replica) is not released to.
+    Its generated-token unit then read (decision log at 8,955 s): estimate 2,541.5 tok/s
+    per replica (re-derived, no evidence), anchor 1,249.6, carried 1,637.0; planned here
+    at min(2,541.5, max(1,249.6, 1,637.0 / 0.7225 = 2,265.7)) = 2,265.7, one replica at
+    14.3 x 169 = 2,417 generated tok/s needs ceil(2,417 / (2,265.7 x 0.7225)) =
+    ceil(2,417 / 1,637) = 2: no replica is released onto a decode load never carried.
 
-    A unit without a finite estimate stays skipped (nothing to plan on). Worked number:
-    estimate (22,800, 4,800, 8.4) with evidence (False, False, True), anchor (22,800,
-    1,430, 8.4), carried (4,000, 1,530, 2.7), utilisation 0.7225: capacities (22,800,
-    min(4,800, max(1,430, 1,530 / 0.7225 = 2,117.6)) = 2,117.6, 8.4), all planned."""
+    A unit without a finite estimate stays skipped (nothing to plan on). Worked number
+    (that step): estimate (21,672.3, 2,541.5, 8.3) with evidence (False, False, True),
+    anchor (19,970.3, 1,249.6, 7.3), carried (13,337.9, 1,637.0, 5.1), utilisation
+    0.7225: capacities (min(21,672.3, max(19,970.3, 18,460.8)) = 19,970.3, 2,265.7,
+    min(8.3, max(7.3, 7.06)) = 7.3), all planned."""
     caps = release_capacity(est.capacity, memory, utilization)
     m = tuple(math.isfinite(c) for c in caps)
     return replace(est, capacity=caps,

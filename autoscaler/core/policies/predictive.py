@@ -742,10 +742,10 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # Released on no more capacity than the fleet was sized up on or has carried since
     # (``release.release_capacity``): an estimate that probes raised is tested at the next
     # scale-up, not by a release whose failure is an overload and a burst of starts.
-    # Off by default (``RELEASE_ON_SHOWN_CAPACITY``: the module says why).
+    # Every unit is planned, a token unit without evidence too (``release_estimate``):
+    # skipped, a release put decode tokens on one replica that no replica had carried.
     needed_down, _ = cap_mod.replicas_needed(
-        replace(est, capacity=release_mod.release_capacity(
-            est.capacity, prev.release, util * params.scale_down_band))
+        release_mod.release_estimate(est, prev.release, util * params.scale_down_band)
         if release_mod.RELEASE_ON_SHOWN_CAPACITY else est, work,
         util * params.scale_down_band)
     unit_name = cap_mod.UNITS[unit]

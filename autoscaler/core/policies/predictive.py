@@ -869,12 +869,12 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         # 457 readings above 2 s sat in vLLM's (1.0, 2.5] bucket, and 13 of the first 14
         # SLOCorrection starts answered one). A real overload also grows a queue
         # (BacklogDrain) or reads above the bucket (a certain slip). Measured taken as met
-        # here and in the learner (what "at least 99 % within the bucket's upper bound"
-        # would conclude; unsound: that share is only an upper bound of the attainment,
+        # here and in the learner on af228ce (what "at least 99 % within the bucket's upper
+        # bound" would conclude; unsound: that share only bounds the attainment from above,
         # ``histogram.attainment_bounds``): Azure code 99.63 % / 5.23 -> 99.49 % / 4.82
-        # GPU-h, ServeGen 11.0 -> 10.7 starts per day, NASA x20 4.0 -> 4.3, Azure conv
-        # unchanged at 1.11 (its one ambiguous reading, 2.15 s at 1,680 s, came after the
-        # start, which the plan's stacked margins asked for at 1,665 s).
+        # GPU-h, ServeGen 11.0 -> 10.7 starts per day, NASA x20 4.0 -> 4.3, and Azure conv
+        # unchanged at 1.11: its second replica is the plan's (p90 9.07-9.6 req/s against
+        # 0.85 x 10.65-10.7 of one replica), not this branch's, which never starts one.
         if rec < current:
             rec = current
             reason = Reason.SLO_CORRECTION

@@ -914,9 +914,15 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
                if value is None
                and not (name == "TTFT" and idle_since is not None)]
-    if young and idle_since is not None:
+    if young and idle_since is not None and rec < current:
+        rec = current
+        reason = Reason.FORECAST_HOLD
         notes.append(f"silent for {now - idle_since:.0f} s, under one hold of {window:g} s: "
                      f"a gap between bursts keeps {current}")
+    # Once the silence has lasted a hold, what its first hold asked (the count it found)
+    # no longer holds the fleet: the release hold ran alongside the proof, not after it.
+    gap = (idle_since, idle_since + window) if idle_long and idle_since is not None else (
+        math.inf, math.inf)
     quiet = surges.quiet_since
     keep = min(current, spec.min_replicas + surges.plan.replicas)
     # What this asks is held ``lag`` longer, so asking ends ``lag`` before the planned
@@ -969,8 +975,9 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # release replicas before one hold window has passed.
     first = not isinstance(state.policy, PredictiveState)
     seed = ((now, current),) if first and window > 0 else ()
-    recent = (*seed, *(r for r in prev.recent if down_cutoff < r[0] < now), (now, rec))
-    held = max(current if young else 0, *(r for _, r in recent))
+    recent = (*seed, *(r for r in prev.recent if down_cutoff < r[0] < now
+                       and not gap[0] <= r[0] < gap[1]), (now, rec))
+    held = max(r for _, r in recent)
     if held > rec:
         notes.append(f"holding {held} (highest in the last {window:g} s)")
         reason = Reason.FORECAST_HOLD

@@ -910,7 +910,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                            capacity_rps=cap_rps, replicas=current,
                            min_replicas=spec.min_replicas, hold_s=window, lead_s=lead_s,
                            sync_s=spec.sync_period_s,
-                           budget=1.0 - spec.slo.target_attainment, released_s=lag)
+                           budget=1.0 - spec.slo.target_attainment, released_s=window + lag)
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
                if value is None
                and not (name == "TTFT" and idle_since is not None)]

@@ -79,6 +79,24 @@ MEMORY_S = 7 * 86_400.0
 """Silences that ended longer ago than this (one week) are forgotten."""
 MEMORY_ENTRIES = 32
 """At most this many silences are remembered (the newest)."""
+HOLD_FROM_SILENCE_START = False
+"""Whether a silence's release hold runs alongside the proof that the fleet is idle
+(``predictive._provably_idle``) rather than after it. On: from a silence's first decision
+the absent TTFT is the idle fleet's, not missing data; while the silence is shorter than
+one hold the count it found is kept and recorded (a gap between bursts still holds the
+next burst's fleet one more hold), and once it has lasted one hold those records no longer
+hold: released one hold after the silence began, not two (with hold 120 s and sync 15 s at
+t0 + 120 s, not t0 + 225 s). Off (the default): measured on the merged main of
+2026-12-02 (f913b47), on the decision goals every row was unchanged (Azure code 1 h 99.63 %
+/ 5.19 GPU-h: none of its 16 gaps of 49-217 s is proved idle for a hold), but on the
+ServeGen clients alone (``client_replay.py --days 2``, predictive) the second hold was
+worth more than it cost: client 28 81.33 % / 224.7 GPU-h -> 80.49 % / 272.1 (released
+at one hold, its next surge found 2 replicas where the second hold had kept 49, drained
+its backlog on 73, and the hold doubled to 1,920 s on the flaps), client 1 97.57 % / 179.2
+-> 96.58 % / 169.0 (94.94 % / 178.4 with a plan counted from the one hold), 6 77.3 ->
+75.6, 20 78.8 -> 76.9 GPU-h at equal attainment; 0, 3, 4, 9, 10, 15, 16, 23, 25, 26 within
+0.3 GPU-h. What the second hold spared is a keep without a price; ``plan`` prices keeps
+only beyond the hold a silence gets with no plan (``released_s``)."""
 
 
 @dataclass(frozen=True, slots=True)

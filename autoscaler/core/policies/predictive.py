@@ -883,14 +883,13 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                      "uncertain: no scale-down")
 
     # A TTFT percentile cannot exist over a window in which no request got a first token:
-    # on a provably idle fleet (``_provably_idle``) its absence is not missing data, and the
-    # plan, the release hold and behaviour decide the scale-down as on any other reading,
-    # from the silence's first decision. But the release hold counts from the silence's
-    # start, not from the burst's last high recommendation: a silence shorter than one hold
-    # is a gap between bursts, and the count stays (``young``, not recorded, so the hold
-    # ends one hold after the silence began, not two). Azure code (1 h) has 16 gaps of
-    # 49-217 s, and releasing in them on the burst's hold alone cost 4.3 points of
-    # attainment (99.63 % -> 95.31 %) when the next burst found the fleet smaller.
+    # on a fleet provably idle (``_provably_idle``) for at least one release hold its
+    # absence is not missing data, and the plan, the release hold and behaviour decide the
+    # scale-down as on any other reading. A shorter silence is a gap between bursts: Azure
+    # code (1 h) has 16 gaps of 49-217 s, and releasing in them on the burst's hold alone
+    # (its last high recommendation, not the silence's start) cost 4.3 points of attainment
+    # (99.63 % -> 95.31 %) when the next burst found the fleet smaller. With
+    # ``recur.HOLD_FROM_SILENCE_START`` (off) the release hold runs alongside that proof.
     idle_since = ((prev.idle_since if prev.idle_since is not None else now)
                   if ttft is None and _provably_idle(snapshot, now, age) else None)
     # Ski rental's hold (below), also the time a silence must last to count as idle.
@@ -898,7 +897,9 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                     spec.cold_start_s * params.keep_idle_cold_starts)
     window = base_hold * 2 ** prev.hold_doublings
     idle_long = idle_since is not None and now - idle_since >= window
-    young = idle_since is not None and not idle_long
+    # ``recur.HOLD_FROM_SILENCE_START``: the release hold runs alongside the proof.
+    concurrent = recur.HOLD_FROM_SILENCE_START
+    young = concurrent and idle_since is not None and not idle_long
     # Surges that recur (``autoscaler.core.recur``): keep replicas through the silence
     # while the silences seen so far ended sooner than keeping them costs what the misses
     # they spare beyond the SLO's error budget are worth. What a recommendation asks is
@@ -910,10 +911,12 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                            capacity_rps=cap_rps, replicas=current,
                            min_replicas=spec.min_replicas, hold_s=window, lead_s=lead_s,
                            sync_s=spec.sync_period_s,
-                           budget=1.0 - spec.slo.target_attainment, released_s=window + lag)
+                           budget=1.0 - spec.slo.target_attainment,
+                           released_s=lag if concurrent else window + lag)
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
                if value is None
-               and not (name == "TTFT" and idle_since is not None)]
+               and not (name == "TTFT" and idle_since is not None
+                        and (idle_long or concurrent))]
     if young and idle_since is not None and rec < current:
         rec = current
         reason = Reason.FORECAST_HOLD
@@ -921,8 +924,10 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                      f"a gap between bursts keeps {current}")
     # Once the silence has lasted a hold, what its first hold asked (the count it found)
     # no longer holds the fleet: the release hold ran alongside the proof, not after it.
-    gap = (idle_since, idle_since + window) if idle_long and idle_since is not None else (
-        math.inf, math.inf)
+    # Recorded until then, so traffic back after a shorter gap finds the fleet held one
+    # hold more, as before (not recorded, 1 req/s after a 90-s gap released at once).
+    gap = ((idle_since, idle_since + window) if concurrent and idle_long
+           and idle_since is not None else (math.inf, math.inf))
     quiet = surges.quiet_since
     keep = min(current, spec.min_replicas + surges.plan.replicas)
     # What this asks is held ``lag`` longer, so asking ends ``lag`` before the planned

@@ -19,17 +19,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import pytest
 
 from autoscaler.core import recur
 from autoscaler.core.decide import decide
 from autoscaler.core.spec import PolicyKind, Spec, default_behavior
-from autoscaler.core.types import Decision, MetricValue, Reason, Signal, Snapshot, State
-
-from tests.test_predictive_idle import (
-    BURST_REPLICAS, SYNC, after_burst, busy, run_silence, silent)
+from autoscaler.core.types import Decision, MetricValue, Reason, Signal, Snapshot
+from tests.test_predictive_idle import BURST_REPLICAS, SYNC, after_burst, busy, run_silence, silent
 from tests.test_predictive_idle import spec as idle_spec
 
 

@@ -95,12 +95,13 @@ def _seed_cell(v: SeedVerdict) -> str:
     if b is None:
         return f"{pred}; no baseline met 99 % in sample"
     miss = "" if b.reaches_target else " (misses 99 % held out: none reaches it)"
-    closed = ("zero gap, " + ("predictive on the bound too" if v.gap_closed > 0 else
-                              "predictive above it")
-              if b.gpu_hours <= v.bound_gpu_hours * (1 + 1e-9) else _f(v.gap_closed, ".0%"))
+    if b.gpu_hours <= v.bound_gpu_hours * (1 + 1e-9):  # verdict.gap_closed's zero gap
+        closed = ("no gap to close (the baseline is on the bound); predictive "
+                  + ("on it too" if v.gap_closed > 0 else "above it"))
+    else:
+        closed = f"gap closed {_f(v.gap_closed, '.0%')}"
     return (f"{pred}; best tuned baseline {b.name} {b.gpu_hours:,.2f} at "
-            f"{b.attainment:.2%}{miss}; bound {_f(v.bound_gpu_hours, ',.2f')}; gap closed "
-            f"{closed}")
+            f"{b.attainment:.2%}{miss}; bound {_f(v.bound_gpu_hours, ',.2f')}; {closed}")
 
 
 def _aggregate_cell(agg: Aggregate) -> str:

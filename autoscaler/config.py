@@ -194,11 +194,6 @@ class PredictiveModel(BoundaryModel):
         d.PREDICTIVE_LEARN_CAPACITY, alias="learnCapacity", strict=True,
         description="Learn one replica's capacity at the SLO from the fleet (capacity is "
         "then the prior); false plans on capacity as given")
-    scale_down_slack_load: float = Field(
-        d.PREDICTIVE_SCALE_DOWN_SLACK_LOAD, alias="scaleDownSlackLoad", gt=0, le=1,
-        description="A fraction (0..1] of one replica's learned capacity: a release to a "
-        "count whose plan loads each replica no more than this needs no slack reading (the "
-        "fleet's TTFT tail and queue); above it, the reading must show slack for that count")
 
 
 class KedaModel(BoundaryModel):
@@ -680,7 +675,7 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
         "historySeconds": p.history_s, "backlogDrainSeconds": p.backlog_drain_s,
         "scaleDownWindowSeconds": p.scale_down_window_s, "forecaster": p.forecaster,
         "scaleDownBand": p.scale_down_band, "keepIdleColdStarts": p.keep_idle_cold_starts,
-        "learnCapacity": p.learn_capacity, "scaleDownSlackLoad": p.scale_down_slack_load}
+        "learnCapacity": p.learn_capacity}
     doc["keda"] = {"activationThreshold": spec.keda.activation_threshold,
                    "cooldownPeriod": spec.keda.cooldown_s}
     doc["wva"] = {"kvCacheThreshold": spec.wva.kv_cache_threshold,

@@ -100,13 +100,10 @@ def test_the_replay_defaults_are_their_own_points(bases: Any) -> None:
         PolicyKind.KPA: {"target_utilization": 0.7, "stable_window_s": 60.0,
                          "panic_window_percentage": 10.0, "panic_threshold_percentage": 200.0,
                          "scale_down_delay_s": 0.0, "max_scale_down_rate": 2.0},
-        # The predictive policy holds releases itself: its behaviour window is 0 s; a
-        # release loading each replica at most half its learned capacity needs no slack
-        # reading (the learner's probe line, 0.5).
+        # The predictive policy holds releases itself: its behaviour window is 0 s.
         PolicyKind.PREDICTIVE: {"headroom_quantile": 0.9, "target_utilization": 0.85,
                                 "backlog_drain_s": 30.0, "hold_s": 120, "forecaster": "trend",
-                                "scale_down_band": 0.85, "slack_load": 0.5,
-                                "scale_up_percent": 100,
+                                "scale_down_band": 0.85, "scale_up_percent": 100,
                                 "scale_up_pods": 4, "scale_down_window_s": 0,
                                 "scale_down_percent": 100},
     }
@@ -208,8 +205,7 @@ def test_unit_coordinate_of_a_value(param: Any, value: ParamValue, want: float) 
 
 PRED_DEFAULTS: dict[str, ParamValue] = {
     "headroom_quantile": 0.9, "target_utilization": 0.85, "backlog_drain_s": 30.0,
-    "hold_s": 120, "forecaster": "trend", "scale_down_band": 0.85, "slack_load": 0.5,
-    "scale_up_percent": 100,
+    "hold_s": 120, "forecaster": "trend", "scale_down_band": 0.85, "scale_up_percent": 100,
     "scale_up_pods": 4, "scale_down_window_s": 0, "scale_down_percent": 100}
 
 

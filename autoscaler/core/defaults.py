@@ -123,13 +123,6 @@ for one cold start costs the GPU time a restart would, and the restart also risk
 holding exactly that long is never worse than twice the best choice in hindsight)."""
 PREDICTIVE_LEARN_CAPACITY = True
 """Learn one replica's capacity at the SLO from the fleet; ``capacity`` is then a prior."""
-PREDICTIVE_SCALE_DOWN_SLACK_LOAD = 0.5
-"""``predictive.scaleDownSlackLoad``: a release to a count whose plan puts no more than this
-fraction of each replica's learned capacity on it needs no slack reading (the fleet's TTFT
-tail and queue, ``release.slack_floor``). 0.5 is the capacity learner's ``PROBE_MIN_LOAD``:
-below half the estimate a reading says nothing about the estimate (``release.SLACK_LOAD``,
-whose value this is, gives the reason in full). A spec field so that ``autoscaler tune`` can
-search it like the other release knobs."""
 KV_CACHE_TARGET = 0.8
 """Plan the KV cache at this fraction of its tokens (llm-d WVA's default token capacity is
 0.8 x KV-cache tokens, from its documentation)."""

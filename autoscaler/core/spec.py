@@ -317,10 +317,6 @@ class PredictiveParams:
     learn_capacity: bool = d.PREDICTIVE_LEARN_CAPACITY
     """Learn the per-replica capacity at the SLO from the fleet (``capacity`` is the prior);
     False plans on ``capacity`` as given."""
-    scale_down_slack_load: float = d.PREDICTIVE_SCALE_DOWN_SLACK_LOAD
-    """A release to a count whose plan puts at most this fraction of each replica's learned
-    capacity on it needs no slack reading (``release.slack_floor``), (0, 1]; a fraction of
-    capacity, not of ``target_utilization``."""
 
     def validate(self, path: str = "predictive") -> None:
         _check_range(f"{path}.headroomQuantile", self.headroom_quantile, 0.5, 0.999)
@@ -331,8 +327,6 @@ class PredictiveParams:
         _check_range(f"{path}.scaleDownWindowSeconds", self.scale_down_window_s, 0.0, 86400.0)
         _check_range(f"{path}.scaleDownBand", self.scale_down_band, 0.5, 1.0)
         _check_range(f"{path}.keepIdleColdStarts", self.keep_idle_cold_starts, 0.0, 10.0)
-        _check_range(f"{path}.scaleDownSlackLoad", self.scale_down_slack_load, 0.0, 1.0,
-                     lo_open=True)
         # Imported here: the forecasting package (numpy) is only needed once a spec is
         # checked, and the name list lives with the models it names.
         from autoscaler.forecast import MODEL_NAMES

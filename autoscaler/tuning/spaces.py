@@ -150,14 +150,6 @@ SPACES: dict[PolicyKind, tuple[Param, ...]] = {
         FloatParam("scale_down_band", 0.5, 1.0, "fraction of targetUtilization",
                    "predictive.scaleDownBand: release replicas only to the count at "
                    "targetUtilization x this (hysteresis)"),
-        # 0.25..1 holds the default 0.5. At 1 the slack rule never holds a release (the
-        # band's target already loads each replica below 1, so it is at or above the count
-        # free of a reading); at 0.25 a release without a slack reading keeps 4x the
-        # replicas the plan needs at full load, twice the default's 2x; lower values only
-        # keep more, toward "never release without a slack reading".
-        FloatParam("slack_load", 0.25, 1.0, "fraction of learned capacity per replica",
-                   "predictive.scaleDownSlackLoad: a release to a count whose plan loads "
-                   "each replica no more than this needs no slack reading"),
         *_SCALE_UP,
         *_SCALE_DOWN,
     ),
@@ -348,7 +340,7 @@ def default_params(base: Spec) -> Params:
                "target_utilization": p.target_utilization,
                "backlog_drain_s": p.backlog_drain_s, "hold_s": p.scale_down_window_s,
                "forecaster": p.forecaster, "scale_down_band": p.scale_down_band,
-               "slack_load": p.scale_down_slack_load, **_behavior_params(base.behavior)}
+               **_behavior_params(base.behavior)}
     elif kind == PolicyKind.HPA:
         raw = {"target_fraction": base.metrics[0].value / base.capacity.requests_per_second,
                "tolerance": _tolerance(base.behavior), **_behavior_params(base.behavior)}
@@ -406,8 +398,7 @@ def apply_params(base: Spec, params: Mapping[str, ParamValue]) -> Spec:
             target_utilization=float(f["target_utilization"]),
             backlog_drain_s=float(f["backlog_drain_s"]),
             scale_down_window_s=float(f["hold_s"]), forecaster=str(f["forecaster"]),
-            scale_down_band=float(f["scale_down_band"]),
-            scale_down_slack_load=float(f["slack_load"])))
+            scale_down_band=float(f["scale_down_band"])))
     if kind == PolicyKind.HPA:
         # Rounded to 3 decimals as the replay's default target is (what a person would type).
         target = round(base.capacity.requests_per_second * float(f["target_fraction"]), 3)

@@ -902,7 +902,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     p99_floor = release_mod.ttft_floor(prev.ttft_floor, now, ttft)
     if (release_mod.RELEASE_ON_SLACK and ttft is not None and rec < current
             and (est.measurements > 0 or not params.learn_capacity)):
-        loose, _ = cap_mod.replicas_needed(est, work, params.scale_down_slack_load)
+        loose, _ = cap_mod.replicas_needed(est, work, release_mod.SLACK_LOAD)
         slack = release_mod.slack_floor(
             current=current, ready=ready, target=rec, loose=loose, ttft_s=ttft,
             queue=queue, objective_s=objective, loaded_fraction=cap_mod.LOADED_TTFT_FRACTION,

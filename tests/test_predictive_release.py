@@ -3,7 +3,7 @@
 ``autoscaler.core.release``: the learner raises its estimate by probing while the SLO holds,
 and a release is what would put the probed load on the replicas that stay. With
 ``RELEASE_ON_SHOWN_CAPACITY`` on, a release plans on min(estimate, max(anchor, carried /
-release utilisation)); off (the default, the module says why), the decision is main's.
+release utilisation)) (the default); off, on the estimate alone.
 """
 
 from __future__ import annotations

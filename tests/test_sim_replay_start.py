@@ -179,7 +179,7 @@ def _reference(trace: Trace, spec: Spec, profile: ReplicaProfile, t0: float,
     floor = bnd.floor_of(spec.min_replicas, setup.start, None)
     bound = bnd.gpu_hours_lower_bound(items, duration_s=end - t0, floor_replicas=floor,
                                       gpus_per_replica=profile.gpus_per_replica,
-                                      attainment=att)
+                                      attainment=att, cold_start_s=profile.cold_start_s)
     return {"gpu_hours": gpu_s * profile.gpus_per_replica / 3600.0, "attainment": att,
             "requests": n, "replica_starts": starts, "bound_gpu_hours": bound,
             "mean_replicas": gpu_s / (end - t0),

@@ -418,7 +418,8 @@ def summarize(trace: Trace, spec: Spec, profile: ReplicaProfile, setup: Setup,
                  for r in records if r.requested_at > 0.0)
     floor = bnd.floor_of(spec.min_replicas, setup.start, setup.gpu_quota)
     bound = bnd.gpu_hours_lower_bound(items, duration_s=span, floor_replicas=floor,
-                                      gpus_per_replica=gpus, attainment=att)
+                                      gpus_per_replica=gpus, attainment=att,
+                                      cold_start_s=profile.cold_start_s)
     at_start = setup.start
     for t, desired, *_ in loop.points:
         if t > t0:

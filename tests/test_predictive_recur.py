@@ -65,12 +65,14 @@ def test_a_miss_is_priced_from_the_error_budget(requests: float, excess: float,
     # tau 19,201: 33 x 19,201 x 2 + 228,000 = 1,495,266 > tau 0: 456,000.
     pytest.param((19_201.0, 63_002.0), 33, Plan(),
                  id="silences of 5 h and 17 h: release"),
-    # Break-even 228,000 / 33 = 6,909 s: 33 x 6,000 = 198,000 < 228,000 ...
-    pytest.param((6000.0,), 33, Plan(33, 6000.0), id="one silence of 6,000 s: keep"),
-    # ... and 33 x 7,000 = 231,000 > 228,000.
+    # One silence must pay for itself and for one more that outlasts the keep (each
+    # 33 x 6,000 = 198,000): 228,000 - 2 x 198,000 < 0 (the plan before the spread was
+    # priced kept, 198,000 < 228,000; ``tests/test_recur_spread.py``) ...
+    pytest.param((6000.0,), 33, Plan(), id="one silence of 6,000 s: release"),
+    # ... and 33 x 7,000 = 231,000 > 228,000 alone.
     pytest.param((7000.0,), 33, Plan(), id="one silence of 7,000 s: release"),
-    # One more replica spares 228,000 - 192,000 = 36,000 a surge: an hour of 1 replica
-    # (3,604) is cheaper; 40,000 s of it is not.
+    # One more replica spares 228,000 - 192,000 = 36,000 a surge: two hours of 1 replica
+    # (2 x 3,604) are cheaper; 40,000 s of it is not.
     pytest.param((3604.0,), 1, Plan(1, 3604.0), id="1 replica sparing 36,000 for 3,604 s"),
     pytest.param((40_000.0,), 1, Plan(), id="1 replica sparing 36,000 for 40,000 s: no"),
     pytest.param((600.0,), 0, Plan(), id="nothing above minReplicas: nothing to keep"),
@@ -295,3 +297,19 @@ def test_silences_that_last_hours_release_as_before() -> None:
         assert counts[-1] == 1
         # Released within the idle hold and the release hold (each at most 16 x 120 s).
         assert sum(n > 1 for n in counts) * SYNC <= 2 * 1920.0
+
+
+def test_a_keep_ends_with_the_silence_it_was_planned_for() -> None:
+    # After three 1,200-s silences the plan keeps the burst fleet for 1,200 s. What the
+    # keep asks is held one release hold (240 s after the bursts' flaps) and then the
+    # legacy 300-s scale-down stabilisation, so asking must stop that much earlier: in a
+    # 3-h silence the fleet stays above minReplicas for 1,200 s and not, as before,
+    # 1,200 + 240 + 300 - 30 = 1,710 s (the fleet cost a hold and a stabilisation more
+    # than the plan priced; client 28's 59 replicas kept 1,920 s past a 3,570-s plan).
+    burst, gap = ("burst", 600.0), ("silent", 1200.0)
+    out = run([burst, gap, burst, gap, burst, gap, burst, ("silent", 3 * 3600.0)])
+    last = silence_counts(out, 3)
+    assert last[0] > 1
+    assert sum(n > 1 for n in last) * SYNC == 1200.0
+    # ... and the silences it was planned from are kept through to the next burst.
+    assert all(n > 1 for n in silence_counts(out, 2))

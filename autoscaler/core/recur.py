@@ -23,7 +23,7 @@ what the fleet actually spent per request of that surge, not 1 / one replica's c
 meeting the SLO on per-second bursts takes more than the mean rate over capacity (a static
 fleet that meets it on client 28 is 34 replicas for a mean of 0.5 req/s at 1.5 req/s a
 replica), and pricing at capacity kept so little that client 9 gained 2.4 points where
-this gains 8.8 (``client_replay.py --days 2``). E(k) is
+this gained 8.8 under the empirical plan (``client_replay.py --days 2``). E(k) is
 what the surge sends in its first lead time (cold start + sync: until a replica asked at
 its start serves) above what ``minReplicas`` + k replicas carry at the SLO: the requests
 that queue while new replicas start. It is a property of the demand, measured whether or
@@ -33,29 +33,41 @@ V(E(0)) - V(E(k)).
 **The memory.** A silence is one once it outlasts the idle hold (shorter ones are gaps
 inside a surge, kept by the idle hold anyway: Azure code's 45-217 s). When it does, the
 surge before it is remembered with the silence that preceded that surge, and the plan
-for this silence is chosen: keep the k replicas the fleet has above ``minReplicas`` for
-the time tau that would have cost least over the remembered silences, each costing
-``k x gap`` + V(E(k)) if tau covers it, ``k x tau`` + V(E(0)) if not (``plan``): the
-empirical optimum of ski rental over thresholds. tau = 0 is "release as before"; any
-other tau is one of the remembered gaps. A silence that outlasts tau is released; when it
-ends, its length is remembered, so a client whose surges stop recurring stops being kept.
+for this silence is chosen (``plan``): keep the k replicas the fleet has above
+``minReplicas`` for a time tau that wins under a pessimistic reading of the silences seen.
+The keep is counted against what the release rule keeps anyway (two holds: ``observe``),
+and the next silence is taken as exchangeable with those seen, one more sample of which
+nothing is known, priced at its worst (it outlasts tau). So a keep must pay for the
+silences it covers, for those that outlasted it, and for one more failure; with few
+silences or a heavy tail of them no tau does, and the plan is "release as before". A keep
+never costs more than the misses of a surge it covers are worth (ski rental's
+break-even). tau = 0 is "release as before"; any other tau is one of the remembered gaps.
+A silence that outlasts tau is released; when it ends, its length is remembered, so a
+client whose surges stop recurring stops being kept. (The plan this replaced took the
+empirical optimum over the silences seen, and asked for the fleet through all of tau, so
+the fleet stayed a hold longer: on ServeGen client 28, whose silences run from 10 min to
+17.5 h in no usable order, it kept 24-60 replicas through silences that outlasted every
+keep, 80.74 % / 323.5 GPU-h where releasing gave 81.33 % / 195.3.)
 
 **Bounds.** The memory holds at most ``MEMORY_ENTRIES`` silences, none that ended more
 than ``MEMORY_S`` ago: one week, the longest season the forecasters model
 (``seasonal_weekly``, the time-of-week ``profile``), the longest period a batch schedule
 is assumed to repeat on. The plan is computed once per silence (O(entries^2 x
 candidates)); every other decision is O(1). The kept fleet never exceeds the fleet at the
-silence's start; tau is at most the longest remembered gap, and ``k x tau`` never
-exceeds what the remembered surges' misses were worth (an optimum pays for itself), so a
-silent workload is released once its silence outlasts every silence it has shown.
+silence's start; tau is at most the longest remembered gap, and k x (tau - what the
+hold keeps anyway) never exceeds the mean worth of the misses of the surges the keep
+covers, so a silent workload is released once its silence outlasts every silence it has
+shown, and a keep that a silence outlasts loses at most one cold start's worth.
 
 Worked example (defaults: lead time 135 s, b = 1 %): a surge of N = 4,000 requests in
 600 s served by G = 12,000 replica-s (3 replica-s a request) whose first 135 s would, on
 one replica, miss E(0) = 800 and, with 33 more kept, none: V(800) = (800 - 40) x 3 / 0.01
 = 228,000 replica-s, V(0) = 0. Keeping 33 replicas costs 33 replica-s a second, so a
-silence of up to 228,000 / 33 = 6,909 s (1.9 h) is worth keeping through for that surge
-alone. After silences of 1,200 s, 1,200 s and 3,604 s, each followed by such a surge, the
-next silence is kept for 3,604 s; after silences of 19,201 s and 63,002 s, released.
+silence of up to 228,000 / 33 = 6,909 s (1.9 h) costs less than that surge's misses, and
+one of up to 228,000 / 66 = 3,454 s also pays for one more silence that outlasts it. After
+silences of 1,200 s, 1,200 s and 3,604 s, each followed by such a surge (and a hold of
+0), the next silence is kept for 3,604 s; after silences of 3,000 s, 20,000 s, 3,000 s
+and 20,000 s, released (half outlast any keep); after 19,201 s and 63,002 s, released.
 """
 
 from __future__ import annotations
@@ -135,7 +147,8 @@ def excess(surge: Surge, replicas: int, sync_s: float) -> float:
 
 def observe(mem: SurgeMemory, now: float, *, idle: bool, demand: float | None,
             capacity_rps: float, replicas: int, min_replicas: int, hold_s: float,
-            lead_s: float, sync_s: float, budget: float) -> SurgeMemory:
+            lead_s: float, sync_s: float, budget: float,
+            released_s: float | None = None) -> SurgeMemory:
     """The memory after one decision.
 
     ``idle``: the readings prove the fleet idle (``_provably_idle``); ``demand``: the fresh
@@ -143,7 +156,9 @@ def observe(mem: SurgeMemory, now: float, *, idle: bool, demand: float | None,
     silence; one that lasts ``hold_s`` remembers the surge before it and plans the keep;
     fresh demand above 0 ends the silence (a shorter one continues the surge). Anything
     else (stale, partial, requests in flight with none new) changes nothing, so doubtful
-    data neither counts as a silence nor cuts one short."""
+    data neither counts as a silence nor cuts one short. ``released_s``: how long a
+    silence keeps the fleet without a plan (default two holds, below), what a plan is
+    counted against."""
     if idle:
         if mem.quiet_since is None:
             return replace(mem, quiet_since=now, plan=Plan())
@@ -151,8 +166,14 @@ def observe(mem: SurgeMemory, now: float, *, idle: bool, demand: float | None,
             return mem
         seen = tuple(s for s in (*mem.seen, mem.surge)
                      if now - s.start <= MEMORY_S)[-MEMORY_ENTRIES:]
+        # Without a plan a silence keeps the fleet for two holds: until it outlasts one,
+        # the absent TTFT is missing data and the policy holds the current count, and each
+        # of those recommendations holds one more hold (predictive's ski rental). Client 28:
+        # quiet from 57,645 s at a 480-s hold, 24 replicas held to 58,590 s.
+        kept = 2 * hold_s if released_s is None else released_s
         return replace(mem, surge=None, seen=seen,
-                       plan=plan(seen, replicas - min_replicas, min_replicas, sync_s, budget))
+                       plan=plan(seen, replicas - min_replicas, min_replicas, sync_s, budget,
+                                 kept))
     if demand is None or not demand > 0.0:
         return mem
     surge = mem.surge
@@ -169,30 +190,73 @@ def observe(mem: SurgeMemory, now: float, *, idle: bool, demand: float | None,
 
 
 def plan(seen: tuple[Surge, ...], above_min: int, min_replicas: int, sync_s: float,
-         budget: float) -> Plan:
+         budget: float, hold_s: float = 0.0) -> Plan:
     """Keep k = ``above_min`` replicas (the fleet at the silence's start, above
-    ``minReplicas``) for the tau that minimises, over the remembered surges, ``k x gap`` +
-    V(E(k)) for a gap tau covers and ``k x tau`` + V(E(0)) for one it does not; ties go
-    to the shorter keep (tau = 0: release as before). k is the whole fleet, not a part
-    sized from the first lead time's demand: that demand is a 60-s mean, and the fleet the
-    surge settled on carries its per-second bursts and the backlog they left (client 28:
-    keeping the 20 replicas the first lead time's mean asked for, of the 75 the surge
-    ended on, spared no attainment at all, 82.99 % either way).
+    ``minReplicas``) through the next silence for the tau that spares most under a
+    pessimistic reading of the silences seen, or release as before (``Plan()``).
 
-    Worked numbers (the module's example), k 33, three surges after silences of 1,200,
-    1,200 and 3,604 s, each V(E(0)) = 228,000, V(E(33)) = 0: tau 0 costs 684,000; tau
-    1,200 costs 2 x 39,600 + 33 x 1,200 + 228,000 = 346,800; tau 3,604 costs 79,200 +
-    118,932 = 198,132: keep 33 for 3,604 s."""
+    **Against what the release rule does anyway.** ``hold_s`` is how long a silence keeps
+    the fleet with no plan (``observe``: two release holds and the behaviour's scale-down
+    stabilisation), so any silence up to it is kept through either way: a keep is worth only
+    what it adds beyond the hold: through a silence of ``gap`` <= tau it costs
+    k x (gap - hold) more and spares S = V(E(0)) - V(E(k)) of the surge after it; through
+    one that outlasts tau it costs k x (tau - hold) and spares nothing. A silence no longer
+    than the hold counts for nothing either way. (Client 28, 2 days: the keeps of 24-60
+    replicas the empirical plan chose covered silences the doubled hold covered anyway, or
+    were outlasted, and were asked through all of tau, so held a hold longer: 81.33 % /
+    195.3 GPU-h with no plan, 80.74 % / 323.5 with it.)
+
+    **The unseen silence.** If the silences are exchangeable (no usable order), the next
+    one is as likely to rank anywhere among the n + 1: it is the (n + 1)-th sample, and the
+    n seen say nothing of it. It is priced at its worst, a silence that outlasts tau (the
+    keep can cost no more), so a keep must win over the n seen *and* pay for one more
+    failure: gain(tau) = sum over seen of [S_i - k (gap_i - hold) if hold < gap_i <= tau;
+    -k (tau - hold) if gap_i > tau] - k (tau - hold) > 0. The wider the spread (the more
+    silences outlast a tau), the less any tau gains, down to ``Plan()``: the behaviour
+    before this module. One silence alone justifies a keep only if the surge after it
+    spared twice what the keep costs. More of the same evidence never shortens a keep
+    (each silence seen twice: gain2 = 2 gain1 + k (tau - hold)); a silence longer than
+    every one seen, after a surge a keep spares nothing of, never lengthens it.
+
+    **Ski rental's bound.** However the evidence reads, a keep never costs more than the
+    misses it spares are worth at the spec's budget: k x (tau - hold) <= the mean S of
+    the surges it covers, so a keep that a silence outlasts loses at most one cold start's
+    worth of misses, the deterministic ski-rental bound (at most twice the cost of the
+    better choice in hindsight). Ties go to the shorter keep. With no budget (100 %
+    target) a miss is worth more than any keep: the tau covering the most surges whose
+    misses a keep spares wins.
+
+    k is the whole fleet, not a part sized from the first lead time's demand: that demand
+    is a 60-s mean, and the fleet the surge settled on carries its per-second bursts and
+    the backlog they left (client 28: keeping the 20 replicas the first lead time's mean
+    asked for, of the 75 the surge ended on, spared no attainment at all, 82.99 % either
+    way).
+
+    Worked numbers (the module's example), k 33, hold 0, three surges after silences of
+    1,200, 1,200 and 3,604 s, each S = 228,000: gain(1,200) = 2 x (228,000 - 39,600)
+    - 39,600 (the 3,604 s outlasts it) - 39,600 (the unseen) = 297,600; gain(3,604) =
+    3 x 228,000 - 33 x 6,004 - 118,932 = 366,936, and 118,932 <= 228,000: keep 33 for
+    3,604 s. One silence of 6,000 s: 228,000 - 198,000 - 198,000 < 0: release (the old
+    plan kept)."""
     if above_min <= 0 or not seen:
         return Plan()
-    released = [value(s, excess(s, min_replicas, sync_s), budget) for s in seen]
-    best, best_cost = Plan(), math.fsum(released)
-    gaps = sorted({s.gap_s for s in seen})
     k = above_min
-    kept = [value(s, excess(s, min_replicas + k, sync_s), budget) for s in seen]
-    for tau in gaps:
-        cost = math.fsum(k * s.gap_s + v_k if s.gap_s <= tau else k * tau + v_0
-                         for s, v_k, v_0 in zip(seen, kept, released, strict=True))
-        if cost < best_cost:
-            best, best_cost = Plan(k, tau), cost
+    spared = []
+    for s in seen:
+        v_0 = value(s, excess(s, min_replicas, sync_s), budget)
+        v_k = value(s, excess(s, min_replicas + k, sync_s), budget)
+        spared.append(0.0 if v_0 == v_k else v_0 - v_k)  # inf - inf: a keep spares nothing
+    best, best_gain = Plan(), (0, 0.0)
+    for tau in sorted({s.gap_s for s in seen if s.gap_s > hold_s}):
+        over = k * (tau - hold_s)
+        covered = [(v, s.gap_s) for v, s in zip(spared, seen, strict=True)
+                   if hold_s < s.gap_s <= tau]
+        if over > math.fsum(v for v, _ in covered) / len(covered):
+            continue  # ski rental: never keep for longer than a cold start's misses are worth
+        infinite = sum(math.isinf(v) for v, _ in covered)
+        outlasting = sum(s.gap_s > tau for s in seen)
+        finite = math.fsum(v - k * (g - hold_s) for v, g in covered if not math.isinf(v))
+        gain = (infinite, finite - over * (outlasting + 1))
+        if gain > best_gain:
+            best, best_gain = Plan(k, tau), gain
     return best

@@ -900,18 +900,30 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     idle_long = idle_since is not None and now - idle_since >= window
     # Surges that recur (``autoscaler.core.recur``): keep replicas through the silence
     # while the silences seen so far ended sooner than keeping them costs what the misses
-    # they spare beyond the SLO's error budget are worth.
+    # they spare beyond the SLO's error budget are worth. What a recommendation asks is
+    # held one hold and then the behaviour's scale-down stabilisation (the HPA's legacy
+    # 300 s without ``behavior``; predictive's default 0 s): ``lag``.
+    lag = window + (d.HPA_DOWNSCALE_STABILIZATION_S if spec.behavior is None
+                    else spec.behavior.scale_down.stabilization_window_seconds)
     surges = recur.observe(prev.surges, now, idle=idle_since is not None, demand=rate,
                            capacity_rps=cap_rps, replicas=current,
                            min_replicas=spec.min_replicas, hold_s=window, lead_s=lead_s,
                            sync_s=spec.sync_period_s,
-                           budget=1.0 - spec.slo.target_attainment)
+                           budget=1.0 - spec.slo.target_attainment, released_s=window + lag)
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
                if value is None
                and not (name == "TTFT" and idle_long)]
     quiet = surges.quiet_since
     keep = min(current, spec.min_replicas + surges.plan.replicas)
-    if (idle_long and quiet is not None and now - quiet < surges.plan.keep_s
+    # What this asks is held ``lag`` longer, so asking ends ``lag`` before the planned
+    # keep does (client 28: a 3,570-s keep at a 1,920-s hold held 60 replicas to 5,490 s).
+    # Through one sync period more: a silence is seen to end at the first decision that
+    # reads demand (``gap_s`` is measured there, up to a sync after its first request),
+    # and each hold lets go at the last decision inside its window; asking only while
+    # now - quiet < keep_s - lag let a 1,200-s keep go at 1,185 s (hold 240 s, legacy
+    # stabilisation 300 s), one decision before the surge it was kept for.
+    if (idle_long and quiet is not None
+            and now - quiet <= surges.plan.keep_s - lag + spec.sync_period_s
             and rec < keep):
         rec = keep
         reason = Reason.FORECAST_HOLD

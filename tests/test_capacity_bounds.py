@@ -18,6 +18,16 @@ from hypothesis import strategies as st
 from autoscaler.core import capacity as cap
 
 SLO = 2.0
+
+
+@pytest.fixture(autouse=True)
+def _unit_decode_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worked numbers of this module count a generated token as one prompt token's work
+    (600 + 1 x 150 = 750); the re-expression's arithmetic is the same at any decode cost
+    (``capacity.DECODE_TOKEN_WORK``, 2.4 by default; ``tests/test_ratchet.py`` works at it)."""
+    monkeypatch.setattr(cap, "DECODE_TOKEN_WORK", 1.0)
+
+
 SHORT = (600.0, 150.0)
 """Tokens per request before the shift: work 600 + 1 x 150 = 750, prompt share 0.8."""
 LONG = (2400.0, 150.0)

@@ -15,6 +15,21 @@ from autoscaler.core import capacity as cap
 SLO = 2.0
 
 
+@pytest.fixture(autouse=True)
+def _unit_decode_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worked numbers of this module count a generated token as one prompt token's work
+    (790 + 140 = 930); the work model's arithmetic is the same at any decode cost, and
+    ``test_the_default_decode_cost`` checks the default's own."""
+    monkeypatch.setattr(cap, "DECODE_TOKEN_WORK", 1.0)
+
+
+def test_the_default_decode_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The 8B profile's step time per decoding sequence over its step time per prompt token,
+    # 0.12 / 0.05 ms = 2.4: 790 prompt and 140 generated tokens are 790 + 2.4 x 140 = 1,126.
+    monkeypatch.undo()
+    assert cap.work_per_request((790.0, 140.0)) == pytest.approx(1126.0)
+
+
 def obs(*, ready: int = 1, prompt: float, gen: float, req: float, ttft: float = 0.3,
         queue: float = 0.0, kv: float = 0.2) -> cap.FleetObservation:
     return cap.FleetObservation(ready_replicas=ready, current_replicas=ready,

@@ -40,6 +40,9 @@ MAX_WORKERS = 1024
 RATE_SCALE = c.Range(low=0, low_open=True, high=1e3)
 SYNTHETIC_DURATION = c.Range(low=1200, high=400 * 86_400, unit="seconds")
 MAX_SHARDS = 100_000
+SLO_PER_PROMPT_TOKEN = c.Range(low=0.0, high=0.01)
+"""``--slo-ttft-per-prompt-token``, seconds/token: ``autoscaler replay``'s range
+(``tuning.searching.MAX_SLO_PER_PROMPT_TOKEN``)."""
 _POLICY_ALLOWED = f"comma-separated names from {', '.join(k.value for k in TUNABLE)}"
 
 
@@ -56,6 +59,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", default=",".join(k.value for k in TUNABLE),
                    help=f"policies to tune, {_POLICY_ALLOWED} (default all)")
     p.add_argument("--slo-ttft", default="2", help="time-to-first-token SLO, seconds")
+    # The same name, range and check as ``autoscaler replay``'s, so a length-aware SLO
+    # compared there can be tuned here (tests/test_cli_tune_slo.py checks they agree).
+    p.add_argument("--slo-ttft-per-prompt-token", type=c.number(SLO_PER_PROMPT_TOKEN),
+                   default=0.0, metavar="S",
+                   help="extra TTFT objective per prompt token, seconds (0..0.01; default 0: "
+                   "a flat objective); every candidate's replay and bound use it")
     p.add_argument("--attainment", default="0.99",
                    help="SLO attainment target in (0, 1] (default 0.99)")
     p.add_argument("--budget", default=DEFAULT_BUDGET,
@@ -216,7 +225,9 @@ def check_trace(trace: Trace, profile: ReplicaProfile, settings: Any) -> None:
     is blamed on the trace (and the options that scale it), not on a spec field."""
     from autoscaler.replaying import ReplayOptions
 
-    c.derive_specs(trace, profile, ReplayOptions(slo_ttft_s=settings.slo_ttft_s))
+    c.derive_specs(trace, profile, ReplayOptions(
+        slo_ttft_s=settings.slo_ttft_s,
+        slo_ttft_s_per_prompt_token=settings.slo_ttft_s_per_prompt_token))
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -229,11 +240,17 @@ def settings_from_args(args: argparse.Namespace) -> Any:
                                                                args.attainment),
         slo_ttft_s=c.Range(low=0, low_open=True, high=3600, unit="seconds").parse(
             "--slo-ttft", args.slo_ttft),
+        slo_ttft_s_per_prompt_token=float(args.slo_ttft_per_prompt_token),
         holdout=c.Range(low=0, high=1, high_open=True).parse("--holdout", args.holdout),
         seed=c.SEED.parse_int("--seed", args.seed),
         engine=args.engine)
     s.validate()
     return s
+
+
+def _per_token(slope: float) -> str:
+    """`` + 0.0002 s/prompt token`` for a length-aware objective, nothing for a flat one."""
+    return f" + {slope:g} s/prompt token" if slope > 0.0 else ""
 
 
 def _trial_note(cand: Any) -> str:
@@ -343,7 +360,8 @@ def _run_search(cmd: TuneCommand) -> int:
     check_trace(trace, profile, settings)
     if cmd.progress:
         c.note(f"tune: trace {trace.name}, {trace.duration_s / 3600:.2f} h; profile "
-               f"{profile.name}; SLO TTFT <= {settings.slo_ttft_s:g} s at attainment >= "
+               f"{profile.name}; SLO TTFT <= {settings.slo_ttft_s:g} s"
+               f"{_per_token(settings.slo_ttft_s_per_prompt_token)} at attainment >= "
                f"{settings.attainment:g}; policies "
                f"{', '.join(k.value for k in settings.policies)}")
     ctx = prepare(trace, profile, settings)
@@ -473,7 +491,9 @@ def format_table(doc: dict[str, Any]) -> str:
 
     head = (f"{'GPU-h':>8}{'att.':>9}{'/bound':>8}{'/hindsight':>11}")
     lines = [f"trace {doc['trace']['name']}: tuned for GPU-hours at attainment >= "
-             f"{s['attainment']:.2%} (TTFT <= {s['slo_ttft_s']:g} s); {doc['method']}, budget "
+             f"{s['attainment']:.2%} (TTFT <= {s['slo_ttft_s']:g} s"
+             f"{_per_token(s.get('slo_ttft_s_per_prompt_token') or 0.0)}); "
+             f"{doc['method']}, budget "
              f"{doc['budget']} per policy, seed {doc['seed']}; holdout {s['holdout']:g}",
              f"{'':<11}{'':>9}{'held out':^36}{'in sample':^36}",
              f"{'policy':<11}{'feasible':>9}{head}{head}"]

@@ -41,6 +41,15 @@ for 12.84 / 12.61 / 14.57 / 14.50 / 14.92 GPU-h against 12.21 / 12.89 / 11.43 / 
 replica only after a release), so a fleet sized on long prompts comes down over a cycle
 per replica after the mix shifts.
 
+The remembered loads move with the token mix (``at_mix``, on by default: ``RELEASE_AT_MIX``):
+a carried load, and the anchor of a unit without evidence, are re-expressed at the recent
+mix through the work model, as the learner does with its own remembered loads. Kept in
+tokens they made a ratchet: a generated-token anchor set while the prompts were long, and
+decode loads shown one replica count at a time, brought a fleet sized on long prompts down
+about one replica per hour's cycle after they shortened (heavy-to-light seeds 5-7: 2.67 /
+2.77 / 2.65 replicas over the last hour, where the peak needs 2). Measured in
+``at_mix``'s docstring and the report of 2026-12-02.
+
 A second rule, on by default (``RELEASE_ON_SLACK``, ``slack_floor``): a release needs
 the fleet's own reading (TTFT p99 and queue) to show slack at the count it releases to, so
 a plan made on 60-s means does not release into sub-minute bursts the TTFT tail already
@@ -56,7 +65,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from autoscaler.core.capacity import LearnedCapacity
+from autoscaler.core.capacity import LearnedCapacity, unit_shares
 
 RELEASE_ON_SHOWN_CAPACITY = True
 """Whether the predictive policy releases on ``release_estimate`` (True, the default) or on
@@ -75,6 +84,59 @@ class ReleaseMemory:
     carried: tuple[float, ...] = ()
     """Highest per-replica load (each unit's demand / ready replicas) read with a TTFT
     that met the objective since the anchor was set (NaN: none)."""
+    mix: tuple[float, float] = (math.nan, math.nan)
+    """The token mix (prompt, generated tokens per request) that ``anchor`` and ``carried``
+    are expressed at (``at_mix``); NaN until a mix is known."""
+
+
+RELEASE_AT_MIX = True
+"""Whether the remembered loads move with the token mix (``at_mix``; True, the default)."""
+
+
+def at_mix(memory: ReleaseMemory, mix: tuple[float, float],
+           measured: tuple[bool, ...] = ()) -> ReleaseMemory:
+    """``memory`` re-expressed at the token ``mix`` through the work model, as the capacity
+    learner re-expresses its own remembered loads (``capacity._bounds_at_mix``): the
+    carried loads of every unit, and the anchor of a unit without evidence.
+
+    Why: a carried load is a per-replica load in token units at the mix of the step that
+    read it, and a replica's *work* (prompt tokens + ``capacity.DECODE_TOKEN_WORK`` x
+    generated tokens) is what the learner takes as independent of the mix; a load kept in
+    tokens says nothing about another mix. So is the anchor of a unit without evidence: its
+    estimate is the requests/s estimate re-derived at the mix at every step
+    (``capacity._fill_priors``), so the snapshot of it moves with the mix as the estimate
+    does. The anchor of a unit with evidence is a snapshot of an estimate the learner keeps
+    in its own tokens (it never rescales a learned estimate), and stays as it was: moved,
+    Azure code x5 went 7.62 -> 8.21 GPU-h (a generated-token anchor of 207.9 tok/s
+    re-expressed down to 128 as the outputs shortened from ~40 to ~26 tokens held 10
+    replicas where 7 carried the plan).
+
+    Kept in tokens, a fleet sized on long prompts came down about one replica per hour's
+    cycle once they shortened (heavy-to-light seed 5, ``tests/test_predictive_release_mix
+    .py``: at 8,115 s the generated-token anchor was 949.9 tok/s per replica, set at 2,709
+    + 172 tokens while that unit had no evidence, and the fleet had carried 820.0 at 4
+    replicas; the release planned 3,443 tok/s on min(1,619.4, max(949.9, 820.0 / 0.7225 =
+    1,135)) and kept 5). Worked number, at the decode cost 2.4: the generated-token share
+    of the work is 2.4 x 172 / (2,709 + 2.4 x 172) = 412.8 / 3,121.8 = 0.1322 there and
+    412.8 / (690 + 412.8) = 0.3743 at 690 + 172 tokens, so the anchor is 949.9 x 0.3743 /
+    0.1322 = 2,689 tok/s, above the estimate: the estimate plans, ceil(3,443 / (1,619.4 x
+    0.7225)) = 3. The requests/s unit already counts work (share 1) and is unchanged. A
+    memory or a mix that is not known stays as it is."""
+    if not all(math.isfinite(m) for m in mix):
+        return memory
+    if not all(math.isfinite(m) for m in memory.mix):
+        return replace(memory, mix=mix)
+    then, to = unit_shares(memory.mix), unit_shares(mix)
+
+    def moved(values: tuple[float, ...]) -> tuple[float, ...]:
+        return tuple(v * b / a if a > 0 and b > 0 else v  # False for NaN shares: kept
+                     for v, a, b in zip(values, then, to, strict=False))
+
+    anchor = memory.anchor
+    if len(measured) == len(anchor):
+        anchor = tuple(a if m else n for a, n, m in zip(anchor, moved(anchor), measured,
+                                                        strict=True))
+    return ReleaseMemory(anchor=anchor, carried=moved(memory.carried), mix=mix)
 
 
 def release_capacity(capacity: tuple[float, ...], memory: ReleaseMemory,
@@ -138,6 +200,8 @@ def release_estimate(est: LearnedCapacity, memory: ReleaseMemory,
     anchor (19,970.3, 1,249.6, 7.3), carried (13,337.9, 1,637.0, 5.1), utilisation
     0.7225: capacities (min(21,672.3, max(19,970.3, 18,460.8)) = 19,970.3, 2,265.7,
     min(8.3, max(7.3, 7.06)) = 7.3), all planned."""
+    if RELEASE_AT_MIX:
+        memory = at_mix(memory, est.recent_mix, est.measured)
     caps = release_capacity(est.capacity, memory, utilization)
     m = tuple(math.isfinite(c) for c in caps)
     return replace(est, capacity=caps,
@@ -146,7 +210,9 @@ def release_estimate(est: LearnedCapacity, memory: ReleaseMemory,
 
 def remember(memory: ReleaseMemory, capacity: tuple[float, ...],
              carried_now: tuple[float, ...] | None, scaled_up: bool,
-             overloaded: bool = False) -> ReleaseMemory:
+             overloaded: bool = False,
+             mix: tuple[float, float] = (math.nan, math.nan),
+             measured: tuple[bool, ...] = ()) -> ReleaseMemory:
     """The memory after this step. First sight and a scale-up set the anchor to the
     estimate (the fleet was just sized on it); otherwise the anchor follows the estimate
     down only. ``carried_now`` (per-replica loads read meeting the objective; None when
@@ -155,6 +221,8 @@ def remember(memory: ReleaseMemory, capacity: tuple[float, ...],
     evidence of what the fleet carries now. Worked number: anchor (13,500, 2,400, 200),
     estimate (12,000, 2,600, 210), carried (9,000, NaN, 150), carried now (9,500, 1,800,
     140), no scale-up: anchor (12,000, 2,400, 200), carried (9,500, 1,800, 150)."""
+    if RELEASE_AT_MIX:
+        memory = at_mix(memory, mix, measured)
     blank = (math.nan,) * len(capacity)
     carried = memory.carried if len(memory.carried) == len(capacity) and not overloaded \
         else blank
@@ -167,7 +235,7 @@ def remember(memory: ReleaseMemory, capacity: tuple[float, ...],
     if carried_now is not None and len(carried_now) == len(capacity):
         carried = tuple(n if math.isfinite(n) and not k >= n else k  # NaN-safe max
                         for k, n in zip(carried, carried_now, strict=True))
-    return ReleaseMemory(anchor=anchor, carried=carried)
+    return ReleaseMemory(anchor=anchor, carried=carried, mix=memory.mix)
 
 
 TTFT_FLOOR_S = 1800.0

@@ -58,6 +58,10 @@ HELD_OUT_SCORING = (
     "Prometheus history and policy state at the cut are what the in-sample part left")
 """What the held-out figures measure (in the tune JSON's ``split`` and the reports)."""
 
+MAX_SLO_PER_PROMPT_TOKEN = 0.01
+"""The largest ``--slo-ttft-per-prompt-token``, seconds/token: ``autoscaler replay``'s bound
+(10 s more for a 1,000-token prompt)."""
+
 MIN_PART_S = 600.0
 """Each side of the holdout split must span at least 10 minutes (40 decisions at 15 s):
 less is not a replay worth tuning on, or judging by."""
@@ -73,6 +77,10 @@ class TuneSettings:
     attainment: float = 0.99
     """SLO attainment target: a candidate is feasible when its attainment >= this."""
     slo_ttft_s: float = 2.0
+    slo_ttft_s_per_prompt_token: float = 0.0
+    """Extra TTFT objective per prompt token, seconds/token (0..0.01, ``SLO``): every
+    candidate's replay, its attainment and its bound are judged at slo_ttft_s + this x the
+    request's prompt tokens. 0 = a flat objective."""
     holdout: float = 0.25
     """Fraction of the trace (its end) kept out of tuning; 0 = tune on all of it."""
     seed: int = 0
@@ -89,6 +97,9 @@ class TuneSettings:
             raise SpecError("--attainment", self.attainment, "> 0 and <= 1")
         if not (math.isfinite(self.slo_ttft_s) and self.slo_ttft_s > 0):
             raise SpecError("--slo-ttft", self.slo_ttft_s, "a finite number of seconds > 0")
+        if not (0.0 <= self.slo_ttft_s_per_prompt_token <= MAX_SLO_PER_PROMPT_TOKEN):
+            raise SpecError("--slo-ttft-per-prompt-token", self.slo_ttft_s_per_prompt_token,
+                            f"a number >= 0 and <= {MAX_SLO_PER_PROMPT_TOKEN:g}")
         if not (0 <= self.holdout < 1):
             raise SpecError("--holdout", self.holdout, ">= 0 and < 1")
         if self.engine not in ("auto", "request", "fluid"):
@@ -173,9 +184,13 @@ def prepare(trace: Trace, profile: ReplicaProfile, settings: TuneSettings) -> Co
     """Split the trace and build each policy's base spec from its training part only."""
     settings.validate()
     train, test = split_trace(trace, settings.holdout)
+    # The slope reaches every candidate through the base specs' ``slo`` (``apply_params``
+    # keeps it), so each replay, its attainment and its bound use the length-aware objective.
     options = ReplayOptions(slo_ttft_s=settings.slo_ttft_s, engine=settings.engine,
-                            seed=settings.seed)
-    capacity = capacity_for(train, profile, settings.slo_ttft_s)
+                            seed=settings.seed,
+                            slo_ttft_s_per_prompt_token=settings.slo_ttft_s_per_prompt_token)
+    capacity = capacity_for(train, profile, settings.slo_ttft_s,
+                            settings.slo_ttft_s_per_prompt_token)
     specs = default_specs(train, profile, capacity, options)
     base = {k: replace(s, slo=replace(s.slo, target_attainment=settings.attainment))
             for k, s in specs.items()
@@ -322,6 +337,9 @@ def study_key(ctx: Context) -> str:
              "requests": ctx.trace.request_count, "profile": ctx.profile.name,
              "attainment": s.attainment, "slo_ttft_s": s.slo_ttft_s, "holdout": s.holdout,
              "seed": s.seed, "engine": s.engine}
+    if s.slo_ttft_s_per_prompt_token:
+        # Only when set: a flat objective keeps the key earlier journals were written under.
+        ident["slo_ttft_s_per_prompt_token"] = s.slo_ttft_s_per_prompt_token
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -568,7 +586,8 @@ def _fig_json(f: Figures | None) -> dict[str, Any] | None:
 
 def settings_json(s: TuneSettings) -> dict[str, Any]:
     return {"policies": [str(p) for p in s.policies], "budget": s.budget,
-            "attainment": s.attainment, "slo_ttft_s": s.slo_ttft_s, "holdout": s.holdout,
+            "attainment": s.attainment, "slo_ttft_s": s.slo_ttft_s,
+            "slo_ttft_s_per_prompt_token": s.slo_ttft_s_per_prompt_token, "holdout": s.holdout,
             "seed": s.seed, "engine": s.engine}
 
 
@@ -576,7 +595,11 @@ def settings_from_json(d: dict[str, Any]) -> TuneSettings:
     try:
         s = TuneSettings(policies=tuple(PolicyKind(p) for p in d["policies"]),
                          budget=int(d["budget"]), attainment=float(d["attainment"]),
-                         slo_ttft_s=float(d["slo_ttft_s"]), holdout=float(d["holdout"]),
+                         slo_ttft_s=float(d["slo_ttft_s"]),
+                         # .get: shard files written before the option have no such key.
+                         slo_ttft_s_per_prompt_token=float(
+                             d.get("slo_ttft_s_per_prompt_token", 0.0)),
+                         holdout=float(d["holdout"]),
                          seed=int(d["seed"]), engine=str(d["engine"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise AutoscalerError(f"settings: malformed ({exc})") from exc

@@ -768,6 +768,9 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # scale-up, not by a release whose failure is an overload and a burst of starts.
     # Every unit is planned, a token unit without evidence too (``release_estimate``):
     # skipped, a release put decode tokens on one replica that no replica had carried.
+    # What was shown is counted in work at the recent mix (``release.at_mix``), not in the
+    # tokens of the mix it was shown at: kept in tokens, a fleet sized on long prompts
+    # came down one replica per cycle after they shortened.
     needed_down, _ = cap_mod.replicas_needed(
         release_mod.release_estimate(est, prev.release, util * params.scale_down_band)
         if release_mod.RELEASE_ON_SHOWN_CAPACITY else est, work,
@@ -1025,7 +1028,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                          kv_recent=kv_recent, idle_since=idle_since,
                          release=release_mod.remember(
                              prev.release, est.capacity, carried_now, replicas > current,
-                             reading is Verdict.BREACH)
+                             reading is Verdict.BREACH, est.recent_mix, est.measured)
                          if release_mod.RELEASE_ON_SHOWN_CAPACITY else prev.release,
                          surges=surges, ttft_floor=p99_floor)
     new_state = replace(outcome.state, policy=new_policy)

@@ -58,6 +58,10 @@ _STARTING, _READY, _DRAINING, _GONE = 0, 1, 2, 3
 # Request states.
 _QUEUED, _PREFILL, _DECODE, _DONE = 0, 1, 2, 3
 _INF = math.inf
+_TIE_S = 1e-9
+"""Times closer than this are one instant: step boundaries are sums of float step
+times (0.06 + 40 x 0.011 = 0.49999999999999994 s), arrivals are trace times (0.5 s); an
+arrival that close to a boundary is at it, and the step starting there admits it."""
 
 
 class _Replica:
@@ -527,12 +531,16 @@ class RequestEngine:
             self._schedule(r, t)
         elif (was_empty and r.seg_m > 1 and len(r.running) < self.profile.max_num_seqs):
             # A run of decode-only steps: stop it at the next step boundary, where the
-            # scheduler sees the new request.
-            done = math.ceil((t - r.seg_t0) / r.seg_s - 1e-9)
+            # scheduler sees the new request. An arrival within _TIE_S after a boundary
+            # counts as at it; the event then goes at ``t``, not at the boundary's float
+            # value (0.06 + 40 x 0.011 = 0.49999999999999994 for an arrival at 0.5):
+            # an event before ``t`` would run that step before a second arrival at the
+            # same instant ``t`` is routed, and admit one of the two only.
+            done = math.ceil((t - r.seg_t0) / r.seg_s - _TIE_S / r.seg_s)
             m = max(1, done)
             if m < r.seg_m:
                 r.seg_m = m
-                self._schedule(r, r.seg_t0 + m * r.seg_s)
+                self._schedule(r, max(t, r.seg_t0 + m * r.seg_s))
 
     def _route_pending(self, t: float) -> None:
         while self._pending and self._ready:
@@ -555,7 +563,9 @@ class RequestEngine:
             te = events[0][0] if events else _INF
             if min(ta, te) > t or (ta == _INF and te == _INF):
                 break
-            if te < ta:
+            # Same instant within _TIE_S: the arrival first, so the step starting then
+            # sees it (as ``_route`` counts an arrival just after a boundary as at it).
+            if te + _TIE_S < ta or ta > t:
                 _, _, rid = heapq.heappop(events)
                 self._on_replica_event(replicas[rid], te)
             else:

@@ -126,6 +126,10 @@ def at_mix(memory: ReleaseMemory, mix: tuple[float, float],
         return memory
     if not all(math.isfinite(m) for m in memory.mix):
         return replace(memory, mix=mix)
+    if memory.mix == mix:
+        # Already at this mix (the policy moves the memory once per step and hands the
+        # moved one to ``release_estimate`` and ``remember``): every ratio is 1.
+        return memory
     then, to = unit_shares(memory.mix), unit_shares(mix)
 
     def moved(values: tuple[float, ...]) -> tuple[float, ...]:

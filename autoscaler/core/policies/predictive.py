@@ -771,8 +771,11 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # What was shown is counted in work at the recent mix (``release.at_mix``), not in the
     # tokens of the mix it was shown at: kept in tokens, a fleet sized on long prompts
     # came down one replica per cycle after they shortened.
+    # Moved to the recent mix once per step; ``remember`` (below) starts from it too.
+    shown = (release_mod.at_mix(prev.release, est.recent_mix, est.measured)
+             if release_mod.RELEASE_AT_MIX else prev.release)
     needed_down, _ = cap_mod.replicas_needed(
-        release_mod.release_estimate(est, prev.release, util * params.scale_down_band)
+        release_mod.release_estimate(est, shown, util * params.scale_down_band)
         if release_mod.RELEASE_ON_SHOWN_CAPACITY else est, work,
         util * params.scale_down_band)
     unit_name = cap_mod.UNITS[unit]
@@ -1027,7 +1030,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                              prev.queue_recent, now, queue, RATE_WINDOW_S + _EPS)),
                          kv_recent=kv_recent, idle_since=idle_since,
                          release=release_mod.remember(
-                             prev.release, est.capacity, carried_now, replicas > current,
+                             shown, est.capacity, carried_now, replicas > current,
                              reading is Verdict.BREACH, est.recent_mix, est.measured)
                          if release_mod.RELEASE_ON_SHOWN_CAPACITY else prev.release,
                          surges=surges, ttft_floor=p99_floor)

@@ -177,8 +177,10 @@ def excess(surge: Surge, replicas: int, sync_s: float, slo_s: float = 0.0) -> fl
     The queue is first come, first served: once the backlog that demand above what
     ``replicas`` carry has left is more than they clear within ``slo_s``, *every* request
     that arrives behind it waits past the SLO, not only the excess. (Counting the excess
-    alone, ServeGen client 9's surge of 64-86 req/s on one replica of 17 req/s read
-    E(0) = 6,400 requests, where about 19,000 missed before the fleet caught up.)
+    alone, ServeGen client 9's surge after its 3,570-s silence, 64-86 req/s on one
+    replica of 17 req/s, read E(0) = 6,114 of its 43,607 requests, where 16,429 missed
+    before the fleet caught up; first come, first served reads 8,152. The misses of the
+    backlog's drain after the lead time are still not counted.)
 
     Worked numbers, sync 15 s, SLO 2 s: demand 20 then 40 req/s at 10 req/s a replica,
     1 replica: backlog 150 then 600, each above the 20 one replica clears in 2 s, so

@@ -27,9 +27,9 @@ this gained 8.8 under the empirical plan (``client_replay.py --days 2``). E(k) i
 what the surge sends in its first lead time (cold start + sync: until a replica asked at
 its start serves) that waits past the SLO on ``minReplicas`` + k replicas, first come,
 first served (``excess``): once demand above what they carry leaves a backlog they cannot
-clear within the SLO, every request behind it misses, not only the excess. It is a property of the demand, measured whether or
-not the fleet was kept. Keeping k replicas through the silence before that surge spares
-V(E(0)) - V(E(k)).
+clear within the SLO, every request behind it misses, not only the excess. It is a
+property of the demand, measured whether or not the fleet was kept. Keeping k replicas
+through the silence before that surge spares V(E(0)) - V(E(k)).
 
 **The memory.** A silence is one once it outlasts the idle hold (shorter ones are gaps
 inside a surge, kept by the idle hold anyway: Azure code's 45-217 s). When it does, the

@@ -91,6 +91,12 @@ def test_a_larger_budget_never_steps_where_a_smaller_does_not(
         assert margin.worth_stepping(m, mean, mean + extra, noise, cap, 0.9, 0.01)
 
 
+@pytest.fixture(autouse=True)
+def _rule_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Committed off (``predictive.SMALL_FLEET``): these tests pin the rule itself.
+    monkeypatch.setattr(predictive, "SMALL_FLEET", True)
+
+
 def _spec(capacity: float = 12.1) -> object:
     # 12.1 req/s per replica at the SLO, planned at 0.85: 10.285; no band, no hold.
     return make_spec(capacity=Capacity(requests_per_second=capacity, concurrency=24.0),

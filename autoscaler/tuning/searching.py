@@ -68,12 +68,15 @@ less is not a replay worth tuning on, or judging by."""
 
 SELECT_ON_FOLDS = True
 """Winners are chosen on rolling-origin folds of the in-sample part (``fold_count``): a
-candidate is feasible when its *worst* fold meets the attainment target, not only the whole
-part. Why: on the demo's 3-h in-sample part (seed 0), 13 of predictive's 24 candidates at
-99.30-99.60 % overall miss in one 1-h fold and make it up in the others; a winner whose
-past held-out-sized windows each met the target is what the held-out judgement asks of it.
-Every policy is chosen the same way, from the same replays (no extra budget). False: the
-whole in-sample part's attainment alone (the rule before the sixth session)."""
+candidate meets the target in sample when the whole part does *and* so does every fold
+after the first, each scored as a continuation of the replay before it, as the held-out
+part is. The first fold is the replay's start (an empty Prometheus, no history, a fleet
+at the start count): no held-out window ever starts that way, so it counts only through
+the whole part (Azure code 1 h, seed 0: every policy's first 15 min is 59.6-98.7 %).
+Why folds: a winner must have met the target on every held-out-sized window of its past,
+not on their sum, where one window's slack can pay for another's misses. Every policy is
+chosen this way, from the same replays (no extra budget). False: the whole part alone
+(the rule before the sixth session)."""
 
 
 @dataclass(frozen=True)
@@ -152,12 +155,16 @@ class Candidate:
 
     @property
     def worst_fold(self) -> float:
-        """The lowest fold attainment (folds where nothing arrived are skipped); the whole
-        part's attainment when no fold was measured or ``SELECT_ON_FOLDS`` is off."""
-        seen = [a for a in self.fold_attainments if math.isfinite(a)]
-        if not SELECT_ON_FOLDS or not seen:
+        """What the candidate is chosen on: the lowest of the whole part's attainment and
+        every fold's after the first (``SELECT_ON_FOLDS``; folds where nothing arrived are
+        skipped). The whole part's alone when fewer than two folds were measured or
+        ``SELECT_ON_FOLDS`` is off. Worked number: whole 99.37 %, folds 98.11 / 100 /
+        100 % -> 99.37 % (the first fold is the replay's start); folds 100 / 98.0 / 100 %
+        -> 98.0 %."""
+        later = [a for a in self.fold_attainments[1:] if math.isfinite(a)]
+        if not SELECT_ON_FOLDS:
             return self.attainment
-        return min(seen)
+        return min([self.attainment, *later])
 
     def feasible(self, target: float) -> bool:
         return self.error is None and self.worst_fold >= target
@@ -559,9 +566,10 @@ class Outcome:
 def best_of(cands: Sequence[Candidate], target: float,
             prior: Params | None = None) -> tuple[Candidate | None, bool]:
     """(the winner, whether it meets ``target``): fewest GPU-hours among feasible candidates
-    (``Candidate.feasible``: the worst in-sample fold meets ``target``; ties: fewer scale
-    events, then nearest ``prior``, then lower index); else the highest worst-fold
-    attainment (ties: fewer GPU-hours, then nearest ``prior``, then lower index).
+    (``Candidate.feasible``: the whole in-sample part and every later fold meet ``target``,
+    ``Candidate.worst_fold``; ties: fewer scale events, then nearest ``prior``, then lower
+    index); else the highest ``worst_fold`` (ties: fewer GPU-hours, then nearest ``prior``,
+    then lower index).
 
     ``prior`` is the policy's defaults point (``default_params``). Exact ties are common
     where the tuned part cannot tell candidates apart: on Azure conv x5, 12 of predictive's

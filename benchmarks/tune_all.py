@@ -3,10 +3,8 @@ held-out part (issue 13's goal), over several seeds.
 
 Per trace and seed: each policy is tuned with TPE (``--budget`` candidates at that seed; the
 first is the policy's own defaults, ``tuning.default_params``) for the fewest GPU-hours at
->= 99 % SLO attainment on the first 75 % of the trace, on each of its rolling-origin folds
-(``tuning.searching.fold_count``: windows as long as the held-out part, 3 here; the worst
-must meet 99 %), exact ties: fewer scale events, then the candidate nearest the defaults
-(``tuning.searching.best_of``); each winner is then
+>= 99 % SLO attainment on the first 75 % of the trace (exact ties: fewer scale events, then
+the candidate nearest the defaults, ``tuning.searching.best_of``); each winner is then
 judged on the last 25 %, which no candidate was chosen on, as a continuation: the winner is
 replayed over the whole trace and only the last 25 % is scored (its fleet, Prometheus
 history and policy state at the cut are what the first 75 % left; a fresh replay of the
@@ -207,9 +205,9 @@ def main() -> int:
         "GPU-hours, bound and starts over that part; the fleet, Prometheus history and "
         "policy state at the cut are what the first 75 % left). Per trace, the goal is met "
         "over the seeds when predictive reaches 99 % held out on every seed and the median "
-        "gap closed reaches 60 %. Winners are chosen on rolling-origin folds: the in-sample "
-        "part cut into windows as long as the held-out part (3 at a 25 % holdout), and a "
-        "candidate meets 99 % in sample only when its worst fold does ('worst fold in'). "
+        "gap closed reaches 60 %. 'worst fold in': the winner's lowest attainment over "
+        "the in-sample part cut into windows as long as the held-out part (3 at a 25 % "
+        "holdout; shown, not chosen on: tuning.searching.SELECT_ON_FOLDS is off). "
         "Predictive's space has no behaviour window (its hold is that window). The best "
         "tuned baseline is the cheapest held out among "
         "those whose winner met 99 % in sample and also reach 99 % held out; if none "

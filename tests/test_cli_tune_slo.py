@@ -56,10 +56,8 @@ def test_a_bad_slope_is_replays_one_line_exit_2(
 def test_the_slope_reaches_the_settings_the_json_and_the_emitted_spec(
         tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     spec_path = tmp_path / "winner.yaml"
-    # 0.2: the one candidate's second in-sample fold reaches 24 % (folds 100, 24, 100 %;
-    # winners are chosen on every fold after the first), so there is a winner to emit.
     assert main([*TUNE, "--slo-ttft-per-prompt-token", "0.0002", "--json", "-",
-                 "--attainment", "0.2", "--emit-spec", str(spec_path)]) == 0
+                 "--attainment", "0.5", "--emit-spec", str(spec_path)]) == 0
     out, err = capsys.readouterr()
     doc = json.loads(out)
     assert doc["settings"]["slo_ttft_s_per_prompt_token"] == 0.0002

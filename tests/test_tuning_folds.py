@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from autoscaler.core.spec import PolicyKind
 from autoscaler.sim.profiles import load_profile
 from autoscaler.traces import default_workload
-from autoscaler.tuning import TuneSettings, apply_params, default_params, prepare, space_for
+from autoscaler.tuning import (
+    TuneSettings,
+    apply_params,
+    default_params,
+    prepare,
+    searching,
+    space_for,
+)
 from autoscaler.tuning.searching import (
     Candidate,
     best_of,
@@ -124,10 +131,23 @@ def _c(index: int, gpu: float, att: float, folds: tuple[float, ...]) -> Candidat
                  0, True, id="no folds: the whole part stands in"),
 ])
 def test_winners_are_chosen_on_the_worst_fold(cands: list[Candidate], want: int,
-                                              feasible: bool) -> None:
+                                              feasible: bool,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(searching, "SELECT_ON_FOLDS", True)
     best, ok = best_of(cands, 0.99)
     assert best is not None and best.index == want
     assert ok is feasible
+
+
+@pytest.mark.parametrize(("on", "want"), [
+    pytest.param(True, 1, id="on: the second fold's 98 % makes the cheaper one infeasible"),
+    pytest.param(False, 0, id="off (the default): the whole part's 99.3 % is enough"),
+])
+def test_the_fold_rule_switch(on: bool, want: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(searching, "SELECT_ON_FOLDS", on)
+    cands = [_c(0, 9.0, 0.993, (1.0, 0.980, 1.0)), _c(1, 9.5, 0.994, (0.995, 0.99, 1.0))]
+    best, ok = best_of(cands, 0.99)
+    assert best is not None and best.index == want and ok
 
 
 def test_folds_round_trip_through_json_with_an_empty_fold() -> None:

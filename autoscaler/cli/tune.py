@@ -66,9 +66,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="extra TTFT objective per prompt token, seconds (0..0.01; default 0: "
                    "a flat objective); every candidate's replay and bound use it")
     p.add_argument("--attainment", default="0.99",
-                   help="SLO attainment target in (0, 1] (default 0.99); a candidate meets "
-                   "it in sample when the whole tuned part and each of its rolling-origin "
-                   "folds after the first (windows as long as the held-out part) do")
+                   help="SLO attainment target in (0, 1] (default 0.99)")
     p.add_argument("--budget", default=DEFAULT_BUDGET,
                    help=f"candidates replayed per policy, >= 1 (default {DEFAULT_BUDGET})")
     p.add_argument("--seed", default="0", help="seed of the search and the replay")
@@ -288,8 +286,7 @@ def _emit(outcome: Any, doc: dict[str, Any], outputs: Outputs, out: Any) -> None
         if win is None or win.spec is None:
             raise AutoscalerError(
                 f"--emit-spec {outputs.emit_spec}: no policy reached attainment "
-                f">= {doc['settings']['attainment']} in-sample (on every fold after the "
-                "first); nothing to emit (raise "
+                f">= {doc['settings']['attainment']} in-sample; nothing to emit (raise "
                 "--budget or lower --attainment)")
         _write(outputs.emit_spec, yaml.safe_dump(tidy_spec(spec_to_dict(win.spec)),
                                                  sort_keys=False), "--emit-spec")

@@ -887,6 +887,10 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         notes.append(f"TTFT {ttft_label} {ttft:.2f} s reads above the {objective:.3g} s SLO "
                      f"inside a histogram bucket starting at {ttft_low:.3g} s, so the slip is "
                      "uncertain: no scale-down")
+    if math.isfinite(est.decode_work):
+        # Shown only once learned (``capacity.decode_fit``): the prior is the constant.
+        notes.append(f"a generated token counts {est.decode_work:.2f} +-{est.decode_sd:.2f} "
+                     f"prompt tokens of work, learned (prior {cap_mod.DECODE_TOKEN_WORK:g})")
 
     # A TTFT percentile cannot exist over a window in which no request got a first token:
     # on a fleet provably idle (``_provably_idle``) for at least one release hold its

@@ -165,12 +165,17 @@ for 23 minutes; a 1-replica fleet met the SLO for the whole hour at 0.72 s p99).
 
 
 LEARN_DECODE_WORK = False
-"""Whether ``update`` folds knee readings into the decode-to-prefill work ratio
-(``decode_work``). Off: measured on the simulator (2026-12-02, decode helper) the readings
-a fleet shows near its knee come at one mix per regime, and the ratio they give is noise
-(8B heavy-to-light seed 3: 5.3 from TTFT >= 0.3 x SLO readings, 70B: 7.9-22 against a
-truth of ~3.0 and ~0.7 from ``capacity_at_slo`` across mixes); with nothing that
-identifies it the estimator must not move (it stays at the prior, ``DECODE_TOKEN_WORK``)."""
+"""Whether ``update`` folds confirmed overloads into the decode-to-prefill work ratio
+(``decode_fit``, ``LearnedCapacity.decode_ratio``); off, the ratio is the prior
+``DECODE_TOKEN_WORK``. Off because it does not pay yet (measured 2026-12-02, shared 2-core
+machine): on, every decision-goal row is unchanged to the digit (demo seeds 0-3, Azure conv,
+conv x5, code, code x5, both length-aware rows, NASA x20, ServeGen, the 0.5x / 2x priors;
+288 CPU s); on the 70B profile's 8-hour mix cycle (``tests/test_decode.py``) seed 1 learns
+1.83 +-0.03 (the simulator's 1.83) at 4.4 h and spends 336.18 GPU-h against 333.67 at the
+same 98.78 % attainment, and seed 2's 18 overloads never leave one mix (no move). The GPU
+busy fraction, the other series that could identify it, reads 0.94-1.00 on every settled
+reading of a continuously batching replica (8B and 70B heavy-to-light scenario) and says
+nothing; an engine step-rate counter would (``base x steps/s + a p + b g = busy``)."""
 DECODE_FROM_LOADED = False
 """Whether loaded readings (TTFT within [0.5, 1] x SLO, or a queue) count as knee readings
 beside confirmed overloads. Off: a loaded replica is anywhere between half its knee and its

@@ -65,7 +65,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from autoscaler.core.capacity import LearnedCapacity, unit_shares
+from autoscaler.core.capacity import LearnedCapacity, replicas_needed, unit_shares
 
 RELEASE_ON_SHOWN_CAPACITY = True
 """Whether the predictive policy releases on ``release_estimate`` (True, the default) or on
@@ -210,6 +210,50 @@ def release_estimate(est: LearnedCapacity, memory: ReleaseMemory,
     m = tuple(math.isfinite(c) for c in caps)
     return replace(est, capacity=caps,
                    measured=(m[0], m[1], m[2]) if len(m) == 3 else est.measured)
+
+
+RELEASE_SHOWN_AT_MEAN = True
+"""Whether the capacity the fleet has shown is held against the release plan's mean (True,
+the default; ``release_replicas``) or against the whole plan, forecast margin included."""
+
+
+def release_replicas(est: LearnedCapacity, memory: ReleaseMemory,
+                     planned: tuple[float | None, ...], mean: tuple[float | None, ...],
+                     utilization: float) -> int:
+    """The fewest replicas a release may go to: the plan (``planned``, forecast and
+    capacity margins included) on the estimate, and the plan's mean (``mean``, the point
+    forecast's peak over the lead time, no margin) on the capacity the fleet has shown
+    (``release_estimate``), whichever needs more; both per unit, at ``utilization``.
+
+    Why the mean: the shown capacity is a load the fleet has *carried* (carried /
+    ``utilization``), a reading of the mean demand the replicas served, and the margin is
+    what the plan adds for the forecast's error above that mean. Held against the plan with
+    its margin, a release to n replicas needs the fleet to have carried, per replica, the
+    mean *plus* the margin: more than the n + 1 replicas it keeps are ever asked to show
+    (they are held on the same margin without having carried it). The fleet is sized at
+    the scale-up on ``quantile / (C x 0.85)`` replicas, so what it carries per replica is
+    about ``mean / quantile`` of that: held against the quantile, a fleet comes down only
+    once the quantile has fallen below the mean it carried, a ratchet of the margin's
+    ratio on every release (NASA x20, 14 d: 796 GPU-h before the rule, 841 with it).
+    The margin still plans on the estimate (the first term), so the forecast's error is
+    covered as it was before the rule.
+
+    Worked number: one unit, estimate 20 req/s per replica, anchor 12, carried 10 (shown:
+    min(20, max(12, 10 / 0.7225 = 13.84)) = 13.84), plan 35 req/s with its margin and
+    mean 24, at 0.7225: the estimate needs ceil(35 / (20 x 0.7225)) = ceil(2.42) = 3, the
+    shown capacity ceil(24 / (13.84 x 0.7225)) = ceil(2.4) = 3: 3, where the whole plan on
+    the shown capacity kept ceil(35 / 10) = 4. A unit without a mean (None, NaN) is
+    planned on the whole plan."""
+    if not RELEASE_SHOWN_AT_MEAN:
+        n, _ = replicas_needed(release_estimate(est, memory, utilization), planned,
+                               utilization)
+        return n
+    on_est, _ = replicas_needed(est, planned, utilization)
+    point = tuple(p if m is None or not math.isfinite(m) else min(m, p) if p is not None
+                  and math.isfinite(p) else m for p, m in zip(planned, mean, strict=True))
+    on_shown, _ = replicas_needed(release_estimate(est, memory, utilization), point,
+                                  utilization)
+    return max(on_est, on_shown)
 
 
 def remember(memory: ReleaseMemory, capacity: tuple[float, ...],

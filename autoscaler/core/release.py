@@ -236,7 +236,13 @@ def release_replicas(est: LearnedCapacity, memory: ReleaseMemory,
     once the quantile has fallen below the mean it carried, a ratchet of the margin's
     ratio on every release (NASA x20, 14 d: 796 GPU-h before the rule, 841 with it).
     The margin still plans on the estimate (the first term), so the forecast's error is
-    covered as it was before the rule.
+    covered as it was before the rule. A unit without evidence has no estimate the plan
+    uses (``capacity.replicas_needed`` skips it), so its margin would be planned nowhere:
+    it keeps its whole plan on the shown capacity. Held at its mean too, Azure code x5
+    went 6.67 -> 7.50 GPU-h (its generated-token unit, without evidence, released on an
+    anchor of 181.1 tok/s per replica at a mean of 505.6 tok/s where the plan was 672.7:
+    ceil(505.6 / (181.1 x 0.7225)) = 4 against ceil(672.7 / 130.9) = 6, into bursts that
+    asked the replicas back and doubled the release hold).
 
     Worked number: one unit, estimate 20 req/s per replica, anchor 12, carried 10 (shown:
     min(20, max(12, 10 / 0.7225 = 13.84)) = 13.84), plan 35 req/s with its margin and
@@ -249,8 +255,11 @@ def release_replicas(est: LearnedCapacity, memory: ReleaseMemory,
                                utilization)
         return n
     on_est, _ = replicas_needed(est, planned, utilization)
-    point = tuple(p if m is None or not math.isfinite(m) else min(m, p) if p is not None
-                  and math.isfinite(p) else m for p, m in zip(planned, mean, strict=True))
+    # A unit without evidence has no estimate to plan the margin on (``replicas_needed``
+    # skips it): its whole plan goes on the shown capacity, as before.
+    point = tuple(p if not e or m is None or not math.isfinite(m) else
+                  min(m, p) if p is not None and math.isfinite(p) else m
+                  for p, m, e in zip(planned, mean, est.measured, strict=True))
     on_shown, _ = replicas_needed(release_estimate(est, memory, utilization), point,
                                   utilization)
     return max(on_est, on_shown)

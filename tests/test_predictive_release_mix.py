@@ -10,7 +10,13 @@ generated-token unit has no evidence. A release that skipped that unit went 2 ->
 3 and met the next peak on one replica (98.11 % after the shift); planned on the decode
 load the fleet has shown (``release.release_estimate``) it keeps two.
 
-Measured (this branch, rule on; after the shift / GPU-h / last hour's mean replicas):
+Measured with the loads moved to the mix and held against the plan's mean (2026-12-02,
+``release.RELEASE_SHOWN_AT_MEAN``; after the shift / GPU-h / last hour's mean replicas):
+seed 3 100.00 % / 12.66 / 2.00, 4 100.00 % / 12.64 / 2.00, 5 100.00 % / 13.35 / 1.88,
+6 100.00 % / 13.36 / 2.00, 7 100.00 % / 13.63 / 2.00. The replays are cached per seed and
+release switches (``heavy_to_light``), shared with ``tests/test_ratchet.py``.
+
+First measured (rule on, loads kept in tokens; after the shift / GPU-h / last hour's mean):
 seed 3 100.00 % / 12.84 / 2.00, 4 100.00 % / 12.61 / 2.00, 5 100.00 % / 14.57 / 2.71,
 6 100.00 % / 14.50 / 2.77, 7 100.00 % / 14.92 / 2.65. Rule off: 100.00 % / 12.21,
 100.00 % / 12.89, 99.57 % / 11.43, 100.00 % / 11.24, 100.00 % / 13.51.

@@ -50,6 +50,19 @@ about one replica per hour's cycle after they shortened (heavy-to-light seeds 5-
 2.77 / 2.65 replicas over the last hour, where the peak needs 2). Measured in
 ``at_mix``'s docstring and the report of 2026-12-02.
 
+What was shown is held against the plan's mean (``release_replicas``, on by default:
+``RELEASE_SHOWN_AT_MEAN``), and the forecast's margin against the estimate: a carried load
+is a mean the replicas served, and held against the plan with its margin a release needed
+the fleet to have carried the mean plus the margin per replica, more than the replicas it
+keeps were ever asked to show. A fleet sized at a scale-up carries about mean / quantile of
+its capacity per replica, so it came down only once the quantile fell below the mean it had
+carried. Measured against main as of b5957ef (``decision_goals.py``, 288 CPU s): NASA x20
+841 -> 798 GPU-h (796 before the rule), 99.96 -> 99.94 %, 4.3 -> 4.6 starts per day (0.54x
+the HPA's); ServeGen m-small 9.7 -> 10.4 starts per day (0.96x -> 1.03x the HPA's), 1,972
+-> 1,933 GPU-h, 99.64 -> 99.62 %; the embedded demo 10.49 -> 10.42 GPU-h at 97.86 %; the
+other rows unchanged; heavy-to-light seeds 3-7 all 100.00 % after the shift, GPU-h 12.66 /
+12.64 / 13.35 / 13.36 / 13.63 (were 12.66 / 12.64 / 13.48 / 13.39 / 13.63).
+
 A second rule, on by default (``RELEASE_ON_SLACK``, ``slack_floor``): a release needs
 the fleet's own reading (TTFT p99 and queue) to show slack at the count it releases to, so
 a plan made on 60-s means does not release into sub-minute bursts the TTFT tail already

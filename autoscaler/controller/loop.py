@@ -413,7 +413,7 @@ class Controller:
         assert self.source is not None
         if probe is not None:
             self.source.query(probe, now)  # raises QueryError again while still broken
-        return Collector(self.source, cfg).collect(now, targets)
+        return Collector(self.source, cfg).collect(now, targets, only=True)
 
     def _settle(self, key: GroupKey, state: SourceState, fut: Future[CycleResult],
                 now: float) -> CycleResult | str:

@@ -34,7 +34,8 @@ Safety rules, all enforced here at the edge and tested against a real API server
   count served to the HPA), ``CapacityAvailable=False``
   and one Warning Event per change. A scale-down goes through. A steady fleet (all ready)
   costs no pod LIST; a failed LIST keeps the last known verdict (Unknown condition), so it
-  neither lifts a cap nor lowers anything.
+  neither lifts a cap nor lowers anything. A fleet still starting is listed again at most
+  once a minute while no scale-up is asked and its counts hold (``POD_RECHECK_S``).
 """
 
 from __future__ import annotations

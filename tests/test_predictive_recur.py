@@ -22,11 +22,12 @@ from autoscaler.core.types import Decision, MetricValue, Reason, Signal, Snapsho
 BUDGET = 0.01  # 1 - 0.99
 
 # The module's worked surge: N = 4,000 requests, G = 12,000 replica-s (3 a request), and a
-# first lead time of 8 readings 10 s apart at 11.5 req/s on replicas of 1.5 req/s. On one
-# replica E = 8 x (11.5 - 1.5) x 10 = 800; on 34 (51 req/s) E = 0; on 2 (3 req/s)
-# E = 8 x 8.5 x 10 = 680.
+# first lead time of 8 readings 10 s apart at 10 req/s on replicas of 1.5 req/s. On one
+# replica a backlog forms at the first reading and every request behind it waits (first
+# come, first served): E = 8 x 10 x 10 = 800; on 2 (3 req/s) still 800; on 7 (10.5 req/s)
+# E = 0.
 SYNC_S = 10.0
-LEAD = tuple((11.5, 1.5) for _ in range(8))
+LEAD = tuple((10.0, 1.5) for _ in range(8))
 
 
 def surge(gap_s: float, *, start: float = 0.0, requests: float = 4000.0,
@@ -35,13 +36,36 @@ def surge(gap_s: float, *, start: float = 0.0, requests: float = 4000.0,
 
 
 @pytest.mark.parametrize(("replicas", "expected"), [
-    pytest.param(1, 800.0, id="1 replica: 8 x (11.5 - 1.5) x 10 = 800"),
-    pytest.param(2, 680.0, id="2 replicas: 8 x (11.5 - 3) x 10 = 680"),
-    pytest.param(8, 0.0, id="8 replicas carry 12 req/s: 0"),
+    pytest.param(1, 800.0, id="1 replica: every request waits behind the backlog: 800"),
+    pytest.param(2, 800.0, id="2 replicas (3 req/s) still queue all of it: 800 (not 560)"),
+    pytest.param(7, 0.0, id="7 replicas carry 10.5 req/s: 0"),
 ])
-def test_excess_counts_the_first_lead_time_above_the_fleet(replicas: int,
-                                                           expected: float) -> None:
+def test_excess_counts_every_request_behind_the_backlog(replicas: int,
+                                                        expected: float) -> None:
     assert recur.excess(surge(600.0), replicas, SYNC_S) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("lead", "replicas", "slo_s", "expected"), [
+    # 20 then 40 req/s at 10 a replica, sync 15 s: backlog 150, then 600.
+    pytest.param(((20.0, 10.0), (40.0, 10.0)), 1, 2.0, 900.0,
+                 id="1 replica clears 20 in 2 s, backlog 150 and 600: (20 + 40) x 15"),
+    pytest.param(((20.0, 10.0), (40.0, 10.0)), 3, 2.0, 600.0,
+                 id="3 replicas: no backlog, then 150 > 60 cleared in 2 s: 40 x 15"),
+    pytest.param(((20.0, 10.0), (40.0, 10.0)), 3, 3.0, 600.0,
+                 id="3 replicas, SLO 3 s: 150 > 90: 40 x 15"),
+    pytest.param(((20.0, 10.0), (40.0, 10.0)), 3, 5.0, 0.0,
+                 id="3 replicas, SLO 5 s: 150 <= 150 cleared in time: 0"),
+    pytest.param(((20.0, 10.0), (40.0, 10.0)), 4, 2.0, 0.0, id="4 replicas: 0"),
+    # The backlog drains when demand falls below the fleet: 40, 5, 5 on 3 replicas
+    # (30 req/s): 150, 0 (150 - 375 < 0), 0: only the first reading waits.
+    pytest.param(((40.0, 10.0), (5.0, 10.0), (5.0, 10.0)), 3, 2.0, 600.0,
+                 id="a drained backlog stops counting: 40 x 15"),
+])
+def test_excess_waits_past_the_slo_first_come_first_served(
+        lead: tuple[tuple[float, float], ...], replicas: int, slo_s: float,
+        expected: float) -> None:
+    s = Surge(start=0.0, gap_s=600.0, requests=1000.0, replica_s=1000.0, lead=lead)
+    assert recur.excess(s, replicas, 15.0, slo_s) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(("requests", "excess", "expected"), [
@@ -71,10 +95,8 @@ def test_a_miss_is_priced_from_the_error_budget(requests: float, excess: float,
     pytest.param((6000.0,), 33, Plan(), id="one silence of 6,000 s: release"),
     # ... and 33 x 7,000 = 231,000 > 228,000 alone.
     pytest.param((7000.0,), 33, Plan(), id="one silence of 7,000 s: release"),
-    # One more replica spares 228,000 - 192,000 = 36,000 a surge: two hours of 1 replica
-    # (2 x 3,604) are cheaper; 40,000 s of it is not.
-    pytest.param((3604.0,), 1, Plan(1, 3604.0), id="1 replica sparing 36,000 for 3,604 s"),
-    pytest.param((40_000.0,), 1, Plan(), id="1 replica sparing 36,000 for 40,000 s: no"),
+    # One more replica (3 req/s against 10) still queues every request: it spares nothing.
+    pytest.param((3604.0,), 1, Plan(), id="1 replica more sparing nothing: release"),
     pytest.param((600.0,), 0, Plan(), id="nothing above minReplicas: nothing to keep"),
     pytest.param((), 33, Plan(), id="no silence seen: release as before"),
 ])
@@ -115,9 +137,10 @@ def test_a_silence_shorter_than_the_idle_hold_is_a_gap_inside_the_surge() -> Non
     assert mem.seen == () and mem.quiet_since is None
     assert mem.surge is not None and mem.surge.start == 300.0
     # 12 req/s x 15 s at 300 s and at 435 s; 9 x 15 s = 135 s of lead from 300 s: only
-    # the first reading (435 - 300 = 135 is not < 135) is in it: (12 - 4) x 15 = 120.
+    # the first reading (435 - 300 = 135 is not < 135) is in it: 12 req/s on one replica
+    # of 4 leaves a backlog of 120, and all 12 x 15 = 180 requests wait behind it.
     assert mem.surge.requests == pytest.approx(360.0)
-    assert recur.excess(mem.surge, 1, 15.0) == pytest.approx(120.0)
+    assert recur.excess(mem.surge, 1, 15.0) == pytest.approx(180.0)
 
 
 def test_a_silence_that_outlasts_the_hold_remembers_the_surge_and_plans() -> None:

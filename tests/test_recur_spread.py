@@ -4,11 +4,11 @@ more that outlasts it, it is counted against the hold the release rule keeps any
 it never costs more than the misses it spares are worth (ski rental).
 
 Every surge below is the module's worked surge: N = 4,000 requests, G = 12,000 replica-s
-(3 a request), a first lead time of 8 readings 10 s apart at 11.5 req/s on replicas of
-1.5 req/s. On 1 replica E = 8 x 10 x 10 = 800, V = (800 - 40) x 3 / 0.01 = 228,000
+(3 a request), a first lead time of 8 readings 10 s apart at 10 req/s on replicas of
+1.5 req/s. On 1 replica a backlog forms at once and every request waits behind it
+(``recur.excess``): E = 8 x 10 x 10 = 800, V = (800 - 40) x 3 / 0.01 = 228,000
 replica-s; on 34 (51 req/s) E = 0, V = 0; so keeping k = 33 spares S = 228,000. On 2
-replicas E = 8 x 8.5 x 10 = 680, V = (680 - 40) x 3 / 0.01 = 192,000: keeping k = 1 spares
-36,000.
+replicas (3 req/s) every request still queues: E = 800, keeping k = 1 spares nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from autoscaler.core.recur import Plan, Surge
 
 BUDGET = 0.01
 SYNC_S = 10.0
-LEAD = tuple((11.5, 1.5) for _ in range(8))
+LEAD = tuple((10.0, 1.5) for _ in range(8))
 
 
 def surge(gap_s: float, i: int = 0, *, requests: float = 4000.0) -> Surge:
@@ -54,8 +54,8 @@ def seen_of(gaps: tuple[float, ...]) -> tuple[Surge, ...]:
                  id="silences within the hold count for nothing: 3,604 s beyond 1,200 s"),
     pytest.param((1200.0, 1200.0, 3604.0), 33, 3604.0, Plan(),
                  id="every silence within the hold: nothing to add"),
-    # 36,000 - 2 x 3,604 = 28,792 > 0.
-    pytest.param((3604.0,), 1, 0.0, Plan(1, 3604.0), id="1 replica sparing 36,000 for 1 h"),
+    # 2 replicas carry 3 of the 10 req/s: the backlog still delays every request.
+    pytest.param((3604.0,), 1, 0.0, Plan(), id="1 replica more sparing nothing: release"),
     # Heavy tail: tau 600 gains 208,200 - 5 x 19,800 = 109,200; tau 2,000 gains
     # 208,200 + 162,000 - 4 x 66,000 = 106,200; 7,000 s and up cost more than S.
     pytest.param((600.0, 2000.0, 7000.0, 25_000.0, 90_000.0), 33, 0.0, Plan(33, 600.0),

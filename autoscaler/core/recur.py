@@ -25,10 +25,11 @@ fleet that meets it on client 28 is 34 replicas for a mean of 0.5 req/s at 1.5 r
 replica), and pricing at capacity kept so little that client 9 gained 2.4 points where
 this gained 8.8 under the empirical plan (``client_replay.py --days 2``). E(k) is
 what the surge sends in its first lead time (cold start + sync: until a replica asked at
-its start serves) above what ``minReplicas`` + k replicas carry at the SLO: the requests
-that queue while new replicas start. It is a property of the demand, measured whether or
-not the fleet was kept. Keeping k replicas through the silence before that surge spares
-V(E(0)) - V(E(k)).
+its start serves) that waits past the SLO on ``minReplicas`` + k replicas, first come,
+first served (``excess``): once demand above what they carry leaves a backlog they cannot
+clear within the SLO, every request behind it misses, not only the excess. It is a
+property of the demand, measured whether or not the fleet was kept. Keeping k replicas
+through the silence before that surge spares V(E(0)) - V(E(k)).
 
 **The memory.** A silence is one once it outlasts the idle hold (shorter ones are gaps
 inside a surge, kept by the idle hold anyway: Azure code's 45-217 s). When it does, the
@@ -98,6 +99,21 @@ its backlog on 73, and the hold doubled to 1,920 s on the flaps), client 1 97.57
 0.3 GPU-h. What the second hold spared is a keep without a price; ``plan`` prices keeps
 only beyond the hold a silence gets with no plan (``released_s``)."""
 
+SILENCE_SETTLES_RELEASE = False
+"""Whether a release made inside a proven silence that the next surge asks back is left
+out of predictive's flap count (``predictive._next_hold``, ``silence_before``): the
+silence ending is not the plan flapping, and keeping through silences is this module's
+priced question. Off (the default): measured on 2026-12-02 (``client_replay.py --days 2``,
+predictive, main b5957ef) it cost on both axes: client 28 80.84 % / 227.9 GPU-h ->
+79.77 % / 266.7, client 1 97.57 % / 179.2 -> 96.91 % / 204.9, client 6 90.75 % / 77.3 ->
+88.04 % / 78.0; 3, 9, 25 within 0.6 GPU-h at equal attainment, 20 74.61 % / 78.9 -> 74.73 %
+/ 78.3. The doubled hold is an unpriced keep that tracks the *recent* silences (it doubles
+on each quick ask-back and halves after a quiet 16 base holds): client 28's silences of
+570-1,170 s come in a cluster between 55,000 s and 62,000 s, where a 960-s hold kept 49
+replicas through them with no miss and let go within two holds of the 3,570-s and
+62,970-s silences after; the priced keeps that replaced it were each one remembered gap
+long (44 replicas for 3,570 s, outlasted by the 62,970-s silence)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Surge:
@@ -155,18 +171,38 @@ def value(surge: Surge, excess: float, budget: float) -> float:
                                                          / surge.requests) / budget
 
 
-def excess(surge: Surge, replicas: int, sync_s: float) -> float:
-    """E: requests of the surge's first lead time above what ``replicas`` carry.
+def excess(surge: Surge, replicas: int, sync_s: float, slo_s: float = 0.0) -> float:
+    """E: requests of the surge's first lead time that wait past the SLO at ``replicas``.
 
-    Worked number, sync 15 s: demand 20 then 40 req/s at 10 req/s a replica, 1 replica:
-    (10 + 30) x 15 = 600; 3 replicas: (0 + 10) x 15 = 150."""
-    return math.fsum(max(0.0, dem - replicas * cap) * sync_s for dem, cap in surge.lead)
+    The queue is first come, first served: once the backlog that demand above what
+    ``replicas`` carry has left is more than they clear within ``slo_s``, *every* request
+    that arrives behind it waits past the SLO, not only the excess. (Counting the excess
+    alone, ServeGen client 9's surge after its 3,570-s silence, 64-86 req/s on one
+    replica of 17 req/s, read E(0) = 6,114 of its 43,607 requests, where 16,429 missed
+    before the fleet caught up; first come, first served reads 8,152. The misses of the
+    backlog's drain after the lead time are still not counted.) Measured on 2026-12-02
+    (``client_replay.py --days 2``, predictive): client 9 81.97 % / 59.6 GPU-h -> 85.65 %
+    / 59.4, client 1 97.57 % / 179.2 -> 97.93 % / 232.4 (keeps of 4-5 replicas where 1
+    was kept), client 20 78.9 -> 80.3 GPU-h at equal attainment, 28 227.9 -> 227.1;
+    0, 2, 3, 6, 16, 19, 23, 25 and every decision-goal row unchanged.
+
+    Worked numbers, sync 15 s, SLO 2 s: demand 20 then 40 req/s at 10 req/s a replica,
+    1 replica: backlog 150 then 600, each above the 20 one replica clears in 2 s, so
+    (20 + 40) x 15 = 900; 3 replicas: no backlog, then 150 above the 60 they clear in
+    2 s: 40 x 15 = 600; 4 replicas: 0."""
+    backlog, missed = 0.0, []
+    for dem, cap in surge.lead:
+        carried = replicas * cap
+        backlog = max(0.0, backlog + (dem - carried) * sync_s)
+        if backlog > carried * slo_s:
+            missed.append(dem * sync_s)
+    return math.fsum(missed)
 
 
 def observe(mem: SurgeMemory, now: float, *, idle: bool, demand: float | None,
             capacity_rps: float, replicas: int, min_replicas: int, hold_s: float,
             lead_s: float, sync_s: float, budget: float,
-            released_s: float | None = None) -> SurgeMemory:
+            released_s: float | None = None, slo_s: float = 0.0) -> SurgeMemory:
     """The memory after one decision.
 
     ``idle``: the readings prove the fleet idle (``_provably_idle``); ``demand``: the fresh
@@ -191,7 +227,7 @@ def observe(mem: SurgeMemory, now: float, *, idle: bool, demand: float | None,
         kept = 2 * hold_s if released_s is None else released_s
         return replace(mem, surge=None, seen=seen,
                        plan=plan(seen, replicas - min_replicas, min_replicas, sync_s, budget,
-                                 kept))
+                                 kept, slo_s))
     if demand is None or not demand > 0.0:
         return mem
     surge = mem.surge
@@ -207,8 +243,20 @@ def observe(mem: SurgeMemory, now: float, *, idle: bool, demand: float | None,
     return SurgeMemory(quiet_since=None, surge=surge, seen=mem.seen, plan=Plan())
 
 
+def silence_before(mem: SurgeMemory) -> tuple[float, float] | None:
+    """(start, end) of the silence that the surge under way ended, seconds; None before
+    the first silence. A silence is one once it outlasts the idle hold (``observe``); a
+    shorter gap continues the surge, so a release made in such a gap stays outside every
+    span this returns. Worked number: quiet from 1,000 s, traffic seen again at 2,500 s:
+    the surge starts at 2,500 s with a gap of 1,500 s, and the span is (1,000, 2,500)."""
+    surge = mem.surge
+    if surge is None or not surge.gap_s > 0.0:
+        return None
+    return (surge.start - surge.gap_s, surge.start)
+
+
 def plan(seen: tuple[Surge, ...], above_min: int, min_replicas: int, sync_s: float,
-         budget: float, hold_s: float = 0.0) -> Plan:
+         budget: float, hold_s: float = 0.0, slo_s: float = 0.0) -> Plan:
     """Keep k = ``above_min`` replicas (the fleet at the silence's start, above
     ``minReplicas``) through the next silence for the tau that spares most under a
     pessimistic reading of the silences seen, or release as before (``Plan()``).
@@ -261,8 +309,8 @@ def plan(seen: tuple[Surge, ...], above_min: int, min_replicas: int, sync_s: flo
     k = above_min
     spared = []
     for s in seen:
-        v_0 = value(s, excess(s, min_replicas, sync_s), budget)
-        v_k = value(s, excess(s, min_replicas + k, sync_s), budget)
+        v_0 = value(s, excess(s, min_replicas, sync_s, slo_s), budget)
+        v_k = value(s, excess(s, min_replicas + k, sync_s, slo_s), budget)
         spared.append(0.0 if v_0 == v_k else v_0 - v_k)  # inf - inf: a keep spares nothing
     best, best_gain = Plan(), (0, 0.0)
     for tau in sorted({s.gap_s for s in seen if s.gap_s > hold_s}):

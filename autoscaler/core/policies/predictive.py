@@ -579,7 +579,8 @@ def _kv_sustained(kept: tuple[tuple[float, float], ...], now: float, lead_s: flo
 
 
 def _next_hold(prev: PredictiveState, base_s: float, now: float, current: int,
-               replicas: int) -> tuple[int, float | None]:
+               replicas: int, silence: tuple[float, float] | None = None
+               ) -> tuple[int, float | None]:
     """(hold doublings, pending release time) after this step's outcome.
 
     Ski rental with a memory. Keeping an idle replica for one cold start costs what
@@ -591,11 +592,25 @@ def _next_hold(prev: PredictiveState, base_s: float, now: float, current: int,
     times), so the next hold doubles; a release not asked back within that horizon halves
     it. Worked number, base 120 s: flaps at 510 s and 675 s after release take the hold
     to 240 s and then 480 s; a quiet 32 minutes after the next release brings it to 240 s.
+
+    A release made inside a proven silence (``silence``: the span of the silence the surge
+    under way ended, ``recur.silence_before``) that the surge then asks back is not a flap:
+    the fleet was provably idle when it let go, and what asked the replicas back is the
+    silence ending, which no hold predicts. Whether to keep a fleet through a silence is
+    ``autoscaler.core.recur``'s question, which prices the keep; doubling the hold there
+    kept it unpriced (ServeGen client 28: released in silences that surges ended 10-30
+    minutes later, the hold doubled to 1,920 s and held 73 replicas through the next
+    silence). Such an ask-back neither doubles nor halves; the pending release is settled.
+    Worked number: quiet from 1,000 s, released at 1,240 s, traffic at 2,500 s asks for 3
+    where 1 runs: the hold stays where it was (it would have doubled).
     """
     k, pending = prev.hold_doublings, prev.last_release
     horizon = base_s * 2 ** HOLD_DOUBLINGS_MAX
     if pending is not None and now - pending > horizon:
         k, pending = max(0, k - 1), None
+    if (replicas > current and pending is not None and silence is not None
+            and silence[0] <= pending < silence[1]):
+        pending = None
     if replicas > current and pending is not None:
         k, pending = min(HOLD_DOUBLINGS_MAX, k + 1), None
     elif replicas < current:
@@ -774,10 +789,14 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # Moved to the recent mix once per step; ``remember`` (below) starts from it too.
     shown = (release_mod.at_mix(prev.release, est.recent_mix, est.measured)
              if release_mod.RELEASE_AT_MIX else prev.release)
-    needed_down, _ = cap_mod.replicas_needed(
-        release_mod.release_estimate(est, shown, util * params.scale_down_band)
-        if release_mod.RELEASE_ON_SHOWN_CAPACITY else est, work,
-        util * params.scale_down_band)
+    # The shown capacity is held against the plan's mean, the margin against the estimate
+    # (``release.release_replicas``): a load carried is a mean, not a mean plus margin.
+    needed_down = release_mod.release_replicas(
+        est, shown, work, cap_mod.work_demand(est, (
+            None if planned_tokens[0] is None else bases[0],
+            None if planned_tokens[1] is None else bases[1], bases[2])),
+        util * params.scale_down_band) if release_mod.RELEASE_ON_SHOWN_CAPACITY else \
+        cap_mod.replicas_needed(est, work, util * params.scale_down_band)[0]
     unit_name = cap_mod.UNITS[unit]
     unit_capacity = cap_mod.capacity_at_mix(est, unit)
     per_replica = unit_capacity * util
@@ -887,6 +906,10 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         notes.append(f"TTFT {ttft_label} {ttft:.2f} s reads above the {objective:.3g} s SLO "
                      f"inside a histogram bucket starting at {ttft_low:.3g} s, so the slip is "
                      "uncertain: no scale-down")
+    if math.isfinite(est.decode_work):
+        # Shown only once learned (``capacity.decode_fit``): the prior is the constant.
+        notes.append(f"a generated token counts {est.decode_work:.2f} +-{est.decode_sd:.2f} "
+                     f"prompt tokens of work, learned (prior {cap_mod.DECODE_TOKEN_WORK:g})")
 
     # A TTFT percentile cannot exist over a window in which no request got a first token:
     # on a fleet provably idle (``_provably_idle``) for at least one release hold its
@@ -918,7 +941,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                            min_replicas=spec.min_replicas, hold_s=window, lead_s=lead_s,
                            sync_s=spec.sync_period_s,
                            budget=1.0 - spec.slo.target_attainment,
-                           released_s=lag if concurrent else window + lag)
+                           released_s=lag if concurrent else window + lag, slo_s=objective)
     missing = [name for name, value in (("queue depth", queue), ("TTFT", ttft))
                if value is None
                and not (name == "TTFT" and idle_since is not None
@@ -1013,7 +1036,9 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         message += f" (model {fc.model}{err_note})"
     if notes:
         message += "; " + "; ".join(notes)
-    doublings, last_release = _next_hold(prev, base_hold, now, current, replicas)
+    doublings, last_release = _next_hold(
+        prev, base_hold, now, current, replicas,
+        recur.silence_before(surges) if recur.SILENCE_SETTLES_RELEASE else None)
     # What the ready replicas carried per replica, per unit, on a reading that met the
     # objective (``release.remember``); an absent or doubtful reading carries nothing.
     carried_now = (tuple(math.nan if v is None else v / ready for v in

@@ -86,6 +86,13 @@ def _f(x: float | None, spec: str) -> str:
     return "-" if x is None or x != x else format(x, spec)
 
 
+def _worst_fold(p: dict[str, Any]) -> float | None:
+    """The winner's lowest in-sample fold attainment (what it was chosen on), or None."""
+    best = p.get("best") or {}
+    seen = [a for a in best.get("fold_attainments") or () if a is not None]
+    return min(seen) if seen else None
+
+
 def _seed_cell(v: SeedVerdict) -> str:
     """One seed's goal cell: predictive held out, the best tuned baseline, bound, gap."""
     if math.isnan(v.attainment):
@@ -143,8 +150,8 @@ def main() -> int:
     seeds = _seeds(args)
     profile = load_profile("llama3-8b-h100")
     rows = ["| trace | seed | policy | GPU-h held out | att. held out | / bound held out | "
-            "GPU-h in sample | att. in sample | / bound in | / hindsight in |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "GPU-h in sample | att. in sample | worst fold in | / bound in | / hindsight in |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     goals = ["| trace | seed | predictive against the best tuned baseline (held out) | met? | "
              "wall s |", "|---|---|---|---|---:|"]
     started = time.perf_counter()
@@ -172,7 +179,7 @@ def main() -> int:
                     f"| {label} | {seed} | {name}{mark} | {_f(h.get('gpu_hours'), ',.2f')} | "
                     f"{_f(h.get('attainment'), '.2%')} | {_f(h.get('gpu_vs_bound'), '.2f')} | "
                     f"{_f(i.get('gpu_hours'), ',.2f')} | {_f(i.get('attainment'), '.2%')} | "
-                    f"{_f(i.get('gpu_vs_bound'), '.2f')} | "
+                    f"{_f(_worst_fold(p), '.2%')} | {_f(i.get('gpu_vs_bound'), '.2f')} | "
                     f"{_f(i.get('gpu_vs_hindsight'), '.2f')} |")
             v = seed_verdict(doc, TARGET, GAP_GOAL)
             verdicts.append(v)
@@ -198,7 +205,11 @@ def main() -> int:
         "GPU-hours, bound and starts over that part; the fleet, Prometheus history and "
         "policy state at the cut are what the first 75 % left). Per trace, the goal is met "
         "over the seeds when predictive reaches 99 % held out on every seed and the median "
-        "gap closed reaches 60 %. The best tuned baseline is the cheapest held out among "
+        "gap closed reaches 60 %. 'worst fold in': the winner's lowest attainment over "
+        "the in-sample part cut into windows as long as the held-out part (3 at a 25 % "
+        "holdout; shown, not chosen on: tuning.searching.SELECT_ON_FOLDS is off). "
+        "Predictive's space has no behaviour window (its hold is that window). The best "
+        "tuned baseline is the cheapest held out among "
         "those whose winner met 99 % in sample and also reach 99 % held out; if none "
         "reaches it held out, the cheapest of them all the same (marked: a cheaper figure "
         "bought with misses, so the gap is never easier to close).", "",

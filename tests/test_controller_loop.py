@@ -560,6 +560,38 @@ def test_a_steady_fleet_costs_no_pod_list() -> None:
     assert capacity_of(kube, "chat")["status"] == "True"
 
 
+@pytest.mark.parametrize(("static", "more_gpus_at", "lists", "writes"), [
+    # 8 replicas on 6 GPUs, 2 Pending; 8 cycles at t = 0, 15, ..., 105 s.
+    # Holding at 8: listed at 0 s, reused at 15, 30, 45 (under POD_RECHECK_S = 60 s),
+    # listed again at 60 s, reused at 75, 90, 105: 2 LISTs.
+    pytest.param(8, None, 2, [], id="hold-lists-once-a-minute"),
+    # A scale-up to 12 held at 8 by the shortage: the cap acts, so every cycle lists.
+    pytest.param(12, None, 8, [], id="capped-scale-up-lists-every-cycle"),
+    # Holding, a 7th GPU before the 15-s cycle: ready 6 -> 7 is new counts, listed at once
+    # (15 s), then 60 s after that (75 s): 3 LISTs.
+    pytest.param(8, 1, 3, [], id="new-counts-list-at-once"),
+    # A scale-down to 3 goes through at 0 s (listed); 3 ready of 3 lists nothing more.
+    pytest.param(3, None, 1, [("chat", 3)], id="scale-down-then-all-ready"),
+])
+def test_pods_are_listed_again_only_when_the_verdict_can_change_a_count(
+        static: int, more_gpus_at: int | None, lists: int,
+        writes: list[tuple[str, int]]) -> None:
+    kube, prom, ctrl = gpu_world(replicas=8, rate=4.0, gpus=6)
+    kube.autoscalers["chat"]["spec"].update(policy="static", staticReplicas=static)
+    t = 1_000_000.0
+    for cycle in range(8):
+        if cycle == more_gpus_at:
+            kube.gpus = 7
+        t = run(ctrl, prom, t, 1)
+    assert kube.pod_lists == lists
+    assert kube.scale_writes == writes
+    if static >= 8:
+        # The reused verdict reads as a fresh one: the shortage stands, one Event for it.
+        cond = capacity_of(kube, "chat")
+        assert (cond["status"], cond["reason"]) == ("False", "InsufficientGPU")
+        assert len([r for _, r, _ in kube.events if r == "InsufficientGPU"]) == 1
+
+
 def test_pods_starting_on_free_gpus_do_not_hold_a_scale_up() -> None:
     # 8 replicas, all scheduled, 3 still in their cold start: not a shortage.
     kube, prom, ctrl = gpu_world(replicas=8, rate=40.0, gpus=20, starting=3)

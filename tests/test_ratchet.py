@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -137,24 +136,8 @@ def test_a_fleet_sized_on_long_prompts_comes_down_within_the_hour(seed: int) -> 
     # in tokens the last hour averaged 2.67 / 2.77 / 2.65 replicas on seeds 5 / 6 / 7 (the
     # fleet came down one replica per cycle); moved with the mix, 2.00 on each. Asserted:
     # at most 2.2, with 99 % after the shift.
-    from autoscaler.core.spec import PolicyKind
-    from autoscaler.replaying import ReplayOptions, capacity_for, default_specs
-    from autoscaler.sim.replay import replay
-    from tests.test_capacity import PROFILE, SLO, _attainment_after, _trace
+    from tests.test_predictive_release_mix import heavy_to_light
 
-    half = 2 * 3600.0
-    trace = _trace(seed, 2 * half, lambda t: 14.0 + 4.0 * np.sin(2 * np.pi * t / 3600.0),
-                   lambda x: np.where(x < half, 2400.0, 600.0), 150.0)
-    assert trace.arrivals_s is not None and trace.prompt_tokens is not None
-    assert trace.output_tokens is not None
-    late = trace.arrivals_s >= half
-    first = dataclasses.replace(trace, arrivals_s=trace.arrivals_s[~late],
-                                prompt_tokens=trace.prompt_tokens[~late],
-                                output_tokens=trace.output_tokens[~late], duration_s=half)
-    spec = default_specs(trace, PROFILE, capacity_for(first, PROFILE, SLO),
-                         ReplayOptions())[PolicyKind.PREDICTIVE]
-    planned: list[tuple[float, int]] = []
-    result = replay(trace, spec, PROFILE,
-                    on_decision=lambda t, _s, d: planned.append((t, d.replicas)))
-    assert _attainment_after(result, half) >= 0.99
-    assert float(np.mean([n for t, n in planned if t >= 2 * half - 3600.0])) <= 2.2
+    got = heavy_to_light(seed)
+    assert got.after >= 0.99
+    assert got.last_hour <= 2.2

@@ -100,12 +100,12 @@ def test_the_replay_defaults_are_their_own_points(bases: Any) -> None:
         PolicyKind.KPA: {"target_utilization": 0.7, "stable_window_s": 60.0,
                          "panic_window_percentage": 10.0, "panic_threshold_percentage": 200.0,
                          "scale_down_delay_s": 0.0, "max_scale_down_rate": 2.0},
-        # The predictive policy holds releases itself: its behaviour window is 0 s.
+        # The predictive policy holds releases itself (hold_s): its behaviour window is
+        # not a knob of its space (it stays the replay default's 0 s).
         PolicyKind.PREDICTIVE: {"headroom_quantile": 0.9, "target_utilization": 0.85,
                                 "backlog_drain_s": 30.0, "hold_s": 120, "forecaster": "trend",
                                 "scale_down_band": 0.85, "scale_up_percent": 100,
-                                "scale_up_pods": 4, "scale_down_window_s": 0,
-                                "scale_down_percent": 100},
+                                "scale_up_pods": 4, "scale_down_percent": 100},
     }
     for kind, params in want.items():
         got = default_params(bases[kind])
@@ -206,7 +206,7 @@ def test_unit_coordinate_of_a_value(param: Any, value: ParamValue, want: float) 
 PRED_DEFAULTS: dict[str, ParamValue] = {
     "headroom_quantile": 0.9, "target_utilization": 0.85, "backlog_drain_s": 30.0,
     "hold_s": 120, "forecaster": "trend", "scale_down_band": 0.85, "scale_up_percent": 100,
-    "scale_up_pods": 4, "scale_down_window_s": 0, "scale_down_percent": 100}
+    "scale_up_pods": 4, "scale_down_percent": 100}
 
 
 @pytest.mark.parametrize(("change", "want"), [
@@ -246,9 +246,10 @@ def _pc(i: int, gpu: float, att: float, events: int = 0, **change: ParamValue) -
     # Fewer scale events come before nearness.
     pytest.param([_pc(0, 2.918, 1.0, 3), _pc(1, 2.918, 1.0, 1, scale_down_band=0.55)],
                  1, id="fewer scale events come first"),
-    # Equal everything and equal distance (hold 120 -> 300 s of 900: 0.2; window 0 -> 120 s
-    # of 600: 0.2), listed in reverse: the lower index.
-    pytest.param([_pc(1, 2.918, 1.0, scale_down_window_s=120), _pc(0, 2.918, 1.0, hold_s=300)],
+    # Equal everything and equal distance (release rate 100 -> 10 % of [10, 100]: 1.0;
+    # another forecaster: 1.0), listed in reverse: the lower index.
+    pytest.param([_pc(1, 2.918, 1.0, scale_down_percent=10),
+                  _pc(0, 2.918, 1.0, forecaster="naive")],
                  0, id="equal distance: the lower index"),
     # None feasible: the highest attainment, then fewer GPU-h, then nearness.
     pytest.param([_pc(0, 3.0, 0.95, scale_down_band=0.55), _pc(1, 3.0, 0.95, hold_s=135)],

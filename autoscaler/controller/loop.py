@@ -34,7 +34,8 @@ Safety rules, all enforced here at the edge and tested against a real API server
   count served to the HPA), ``CapacityAvailable=False``
   and one Warning Event per change. A scale-down goes through. A steady fleet (all ready)
   costs no pod LIST; a failed LIST keeps the last known verdict (Unknown condition), so it
-  neither lifts a cap nor lowers anything.
+  neither lifts a cap nor lowers anything. A fleet still starting is listed again at most
+  once a minute while no scale-up is asked and its counts hold (``POD_RECHECK_S``).
 """
 
 from __future__ import annotations
@@ -93,6 +94,15 @@ live). 1,000 steady autoscalers: 3.3 PATCHes/s instead of 67 at a write per cycl
 RELIST_S = 15.0
 """Re-list the custom resources at least this often (s), even when none is due: a new or
 edited autoscaler is picked up within this time."""
+POD_RECHECK_S = 60.0
+"""While a workload has fewer ready replicas than it asks for, its pods are listed again at
+most this often (s) when the decision asks for no more replicas than it has and its counts
+(replicas, ready) are those of the last LIST: the pods' verdict caps only a scale-up, so
+then it can change the ``CapacityAvailable`` condition and its Event, never a count. A
+scale-up always lists afresh. The same minute as ``Limits.competitor_ttl_s``, the other
+cluster fact the loop reuses. 1,000 workloads whose pods are still starting, at a 15-s
+sync: 17 pod LISTs a second instead of 67 (half the controller's CPU in
+``benchmarks/controller_load.py``, whose pods never become ready)."""
 CONFLICT_WINDOW_S = 600.0
 CONFLICT_CHANGES = 3
 CONFLICT_BACKOFF_S = 600.0
@@ -132,6 +142,9 @@ class Memory:
     through a failed pod LIST so the cap neither lifts nor tightens on missing data."""
     capacity_event: str | None = None
     """Reason of the unschedulable state last reported with an Event (None: none)."""
+    pods_listed: tuple[float, int, int, tuple[str, str, str]] | None = None
+    """The last successful pod LIST: (when, replicas, ready, its CapacityAvailable
+    condition), reused for ``POD_RECHECK_S`` while nothing asks for more (None: none)."""
 
 
 @dataclass
@@ -401,7 +414,7 @@ class Controller:
         assert self.source is not None
         if probe is not None:
             self.source.query(probe, now)  # raises QueryError again while still broken
-        return Collector(self.source, cfg).collect(now, targets)
+        return Collector(self.source, cfg).collect(now, targets, only=True)
 
     def _settle(self, key: GroupKey, state: SourceState, fut: Future[CycleResult],
                 now: float) -> CycleResult | str:
@@ -498,7 +511,7 @@ class Controller:
         decision, mem.state = decide(snapshot, mem.state, a.spec, now)
         desired, reason, message = self._after_decide(a, mem, decision, info)
         desired, reason, message, capacity = self._capacity(a, mem, info, desired, reason,
-                                                            message)
+                                                            message, now)
         blocked = self._blocked(a, mem, now)
         wrote = False
         if a.mode is Mode.SCALE and desired != info.replicas and blocked is None:
@@ -549,19 +562,29 @@ class Controller:
         return guarded.replicas, guarded.reason.value, guarded.message
 
     def _capacity(self, a: Autoscaler, mem: Memory, info: ScaleInfo, desired: int,
-                  reason: str, message: str) -> tuple[int, str, str, st.Condition]:
+                  reason: str, message: str, now: float
+                  ) -> tuple[int, str, str, st.Condition]:
         """Hold a scale-up while the workload's pods cannot be scheduled; (desired, reason,
         message, the CapacityAvailable condition). Pods are listed only when fewer replicas
         are ready than asked for: an unschedulable pod is never ready, so with every replica
-        ready there is nothing to find (1,000 steady autoscalers: no extra call)."""
+        ready there is nothing to find (1,000 steady autoscalers: no extra call). Without a
+        scale-up, a LIST of the same counts under ``POD_RECHECK_S`` old is reused."""
+        listed = mem.pods_listed
         if info.ready >= info.replicas:
-            mem.capacity = None
+            mem.capacity, mem.pods_listed = None, None
             condition = st.capacity(None, listed=False, pods_ready=info.ready)
         elif not info.selector:
-            mem.capacity = None
+            mem.capacity, mem.pods_listed = None, None
             condition = ("Unknown", "NoPodSelector",
                          "the target's scale has no status.selector: its pods cannot be found")
+        elif (listed is not None and desired <= info.replicas
+              and listed[1:3] == (info.replicas, info.ready)
+              and 0 <= now - listed[0] < POD_RECHECK_S):
+            # No scale-up to cap, the same counts as a LIST of under a minute ago: its
+            # verdict stands (``POD_RECHECK_S``), ``mem.capacity`` with it.
+            condition = listed[3]
         else:
+            mem.pods_listed = None
             try:
                 pods = self.kube.list_pods(a.namespace, info.selector)
             except (TransientError, KubeError) as exc:
@@ -573,6 +596,7 @@ class Controller:
             else:
                 mem.capacity = assess(pods)
                 condition = st.capacity(mem.capacity, listed=True)
+                mem.pods_listed = (now, info.replicas, info.ready, condition)
         known = mem.capacity
         # Scale mode writes the held count; Metrics mode serves it, so the HPA reading our
         # desired-replicas metric does not ask for pods that would only queue (8 Pending

@@ -58,6 +58,12 @@ the minute they were seen; each step re-expresses them at the recent mix through
 model (``_bounds_at_mix``): an overload on short prompts is the same work on long ones, not
 the same prompt tokens/s.
 
+The decode-to-prefill work ratio (``DECODE_TOKEN_WORK``, the prior) can be learned from
+the fleet (``LEARN_DECODE_WORK``, off): each confirmed overload is a knee reading, where a
+replica carried its work capacity W in the minute's mix, p + k g = W; six exponentially
+forgotten sums of the readings give a least-squares k, its delta-method variance, and a
+posterior with the prior (``decode_fit``). Readings at one mix never move it.
+
 Uncertainty: an EWMA of the squared relative residual (y - C) / C of the measurements
 (loaded and overloaded steps), reported as a relative standard deviation; before any
 measurement it is ``PRIOR_RELATIVE_SD`` (the prior is a guess).
@@ -82,8 +88,12 @@ decoding sequence and by 0.05 ms per prompt token for Llama-3-8B on one H100
 GPU's bf16 rate; a decoding sequence also reads its KV cache and attends over it), so a
 generated token costs 0.12 / 0.05 = 2.4 prompt tokens. vLLM's scheduler charges both one
 token of the step's budget, but the step's time is not its token count. It depends on the
-engine (the 70B profile on 4 H100s: 0.15 / 0.125 = 1.2); learning it from the fleet is the
-next step.
+engine (the 70B profile on 4 H100s: 0.15 / 0.125 = 1.2). Those are marginal costs; at a full
+batch of 256 a step's base is shared too, and the simulator's capacity at the SLO follows
+p + k g = W with k = (0.12 + 8 / 256) / 0.05 = 3.03 (8B) and (0.15 + 20 / 256) / 0.125 =
+1.83 (70B) over mixes from (800, 100) to (400, 400) tokens (``capacity_at_slo``, exact to
+1e-15). This constant is the prior of the ratio learned from the fleet's own knee
+readings (``decode_fit``, ``LEARN_DECODE_WORK``; ``LearnedCapacity.decode_ratio``).
 
 Why it matters (measured on the merged main, 2026-12-02): at 1 the work model undercounts
 a generated token, and a generated-token load remembered at 2,709 + 172 tokens per request
@@ -152,6 +162,42 @@ a 60-s window holds 450, so one burst of a few seconds makes its 5th-worst reque
 while the fleet meets a 99 % target over the hour (Azure conv, 1 replica: one p99 reading
 of 2.04 s against 2 s cut the estimate from 10.5 to 9.1 req/s and kept a second replica
 for 23 minutes; a 1-replica fleet met the SLO for the whole hour at 0.72 s p99)."""
+
+
+LEARN_DECODE_WORK = False
+"""Whether ``update`` folds confirmed overloads into the decode-to-prefill work ratio
+(``decode_fit``, ``LearnedCapacity.decode_ratio``); off, the ratio is the prior
+``DECODE_TOKEN_WORK``. Off because it does not pay yet (measured 2026-12-02, shared 2-core
+machine): on, every decision-goal row is unchanged to the digit (demo seeds 0-3, Azure conv,
+conv x5, code, code x5, both length-aware rows, NASA x20, ServeGen, the 0.5x / 2x priors;
+288 CPU s); on the 70B profile's 8-hour mix cycle (``tests/test_decode.py``) seed 1 learns
+1.83 +-0.03 (the simulator's 1.83) at 4.4 h and spends 336.18 GPU-h against 333.67 at the
+same 98.78 % attainment, and seed 2's 18 overloads never leave one mix (no move). The GPU
+busy fraction, the other series that could identify it, reads 0.94-1.00 on every settled
+reading of a continuously batching replica (8B and 70B heavy-to-light scenario) and says
+nothing; an engine step-rate counter would (``base x steps/s + a p + b g = busy``)."""
+DECODE_FROM_LOADED = False
+"""Whether loaded readings (TTFT within [0.5, 1] x SLO, or a queue) count as knee readings
+beside confirmed overloads. Off: a loaded replica is anywhere between half its knee and its
+knee, and the spread along one mix's ray reads as a slope. Measured on the 70B profile (8-h
+mix cycle of ``tests/test_decode.py``, seed 1): with them 47 readings pinned the ratio at the
+bound 0.60 (truth 1.83); overloads alone, 18 readings, gave 1.83 +-0.03."""
+DECODE_PRIOR_SD = 0.5
+"""Relative standard deviation of the prior ratio: 2.4 (8B on one H100) and 1.2 (70B on
+four) are both within 1 sd of each other's prior, so two profiles' physics are one guess."""
+DECODE_BOUND = 4.0
+"""The learned ratio stays within [prior / 4, prior x 4]: a sanity bound (a generated token
+costing 0.6-9.6 prompt tokens covers every engine profile we know), not a tuning knob."""
+DECODE_MEMORY_S = 24 * 3600.0
+"""Time constant of the knee readings' sums: the ratio is the engine's physics, which only a
+redeploy changes; a day follows a redeploy and keeps the mixes of a daily cycle."""
+DECODE_MIN_READINGS = 10.0
+"""Knee readings (weighted) before the regression may move the ratio: with 3 parameters'
+worth of mix spread, fewer than ~10 give a residual variance of 7 or fewer degrees of freedom."""
+DECODE_MIN_SPREAD = 0.01
+"""Least 1 - r^2 of the two per-replica token loads over the knee readings: below it the
+readings lie on one ray (one mix) and say nothing about the ratio, however many there are.
+0.01 is a mix angle spread of about 0.1 rad (~6 degrees) about the mean."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +271,30 @@ class LearnedCapacity:
     bounds_mix: tuple[float, float] = (math.nan, math.nan)
     """The prompt and generated tokens per request (``recent_mix``) at which ``envelope``,
     ``breach`` and ``doubt`` are expressed (``_bounds_at_mix``); NaN: not yet known."""
+    work_ref_mix: tuple[float, float] = (math.nan, math.nan)
+    """The prompt and generated tokens per request ``work_ref`` was taken at: with a learned
+    decode ratio the reference's work is re-counted at the current ratio (``work_factor``)."""
+    decode_sums: tuple[float, ...] = ()
+    """Exponentially forgotten sums of the knee readings (``DECODE_MEMORY_S``), per replica:
+    (n, p, g, pp, pg, gg, t) for loads p prompt tokens/s and g generated tokens/s and the
+    time t of the last reading; empty until the first reading (``decode_fit``)."""
+    decode_work: float = math.nan
+    """Learned work of one generated token in prompt-token units (``decode_fit``); NaN: the
+    prior ``DECODE_TOKEN_WORK`` (read at use, so the module constant stays the one knob)."""
+    decode_sd: float = math.nan
+    """Standard deviation of ``decode_work`` (absolute); NaN: the prior's,
+    ``DECODE_PRIOR_SD`` x ``DECODE_TOKEN_WORK``."""
+
+    @property
+    def decode_ratio(self) -> float:
+        """The work of a generated token this estimate counts in (learned, or the prior)."""
+        return self.decode_work if math.isfinite(self.decode_work) else DECODE_TOKEN_WORK
+
+    @property
+    def decode_ratio_sd(self) -> float:
+        """Standard deviation of ``decode_ratio``."""
+        return (self.decode_sd if math.isfinite(self.decode_sd)
+                else DECODE_PRIOR_SD * DECODE_TOKEN_WORK)
 
     @property
     def relative_sd(self) -> float:
@@ -254,14 +324,16 @@ def start(prior_rps: float, tokens_per_request: tuple[float | None, float | None
     return LearnedCapacity(capacity=prior, prior=prior)
 
 
-def work_per_request(tokens_per_request: tuple[float | None, float | None]) -> float:
+def work_per_request(tokens_per_request: tuple[float | None, float | None],
+                     decode_ratio: float | None = None) -> float:
     """Prompt-token equivalents of one request at this mix (NaN unless both token counts are
-    known and positive). Worked number: 790 prompt and 140 generated tokens are
-    790 + 2.4 x 140 = 1,126 (``DECODE_TOKEN_WORK``)."""
+    known and positive), a generated token counted as ``decode_ratio`` prompt tokens
+    (``LearnedCapacity.decode_ratio``; None: ``DECODE_TOKEN_WORK``). Worked number: 790
+    prompt and 140 generated tokens are 790 + 2.4 x 140 = 1,126."""
     p, g = tokens_per_request
     if p is None or g is None or not (p > 0 and g > 0) or not math.isfinite(p + g):
         return math.nan
-    return p + DECODE_TOKEN_WORK * g
+    return p + (DECODE_TOKEN_WORK if decode_ratio is None else decode_ratio) * g
 
 
 def work_factor(est: LearnedCapacity,
@@ -270,10 +342,18 @@ def work_factor(est: LearnedCapacity,
     ``tokens_per_request`` is worth; 1.0 while the estimate is a plain count or the mix is
     unknown. Worked number: learned at 1,430 + 2.4 x 140 = 1,766, now 790 + 2.4 x 140 =
     1,126: 1,126 / 1,766 = 0.64."""
-    now = work_per_request(tokens_per_request)
-    if not (math.isfinite(now) and math.isfinite(est.work_ref)):
+    k = est.decode_ratio
+    now = work_per_request(tokens_per_request, k)
+    ref = est.work_ref
+    if math.isfinite(ref) and not math.isfinite(est.decode_work):
+        pass  # the prior ratio: the reference as it was counted
+    elif all(math.isfinite(m) for m in est.work_ref_mix):
+        # A learned ratio counts the reference's mix at that ratio too: the estimate is in
+        # requests of that mix, whatever a generated token turns out to cost.
+        ref = work_per_request(est.work_ref_mix, k)
+    if not (math.isfinite(now) and math.isfinite(ref)):
         return 1.0
-    return now / est.work_ref
+    return now / ref
 
 
 def _bounded(value: float, prior: float) -> float:
@@ -320,17 +400,25 @@ def _work_ref(est: LearnedCapacity, taught: tuple[int, ...]) -> float:
     teaches the requests/s unit, to the recent mix then (whose requests were counted 1:1)."""
     if math.isfinite(est.work_ref) or 2 not in taught:
         return est.work_ref
-    return work_per_request(est.recent_mix)
+    return work_per_request(est.recent_mix, est.decode_ratio)
 
 
-def unit_shares(mix: tuple[float, float]) -> tuple[float, float, float]:
+def _work_ref_mix(est: LearnedCapacity, taught: tuple[int, ...]) -> tuple[float, float]:
+    """The mix ``_work_ref`` was (or is now) taken at."""
+    if math.isfinite(est.work_ref) or 2 not in taught:
+        return est.work_ref_mix
+    return est.recent_mix
+
+
+def unit_shares(mix: tuple[float, float], decode_ratio: float | None = None
+                ) -> tuple[float, float, float]:
     """Each unit per unit of work (``work_per_request``) at ``mix``: prompt tokens and
     generated tokens per prompt-token equivalent, and 1 for the requests/s unit, whose
     loads already count requests of the learned mix (``work_factor``). NaN for the token
     units while the mix is unknown. Worked number: 680 prompt and 170 generated tokens are
     680 + 2.4 x 170 = 1,088 of work, so 0.625 prompt tokens and 0.156 generated tokens per
-    unit of work."""
-    w = work_per_request(mix)
+    unit of work. ``decode_ratio``: as in ``work_per_request``."""
+    w = work_per_request(mix, decode_ratio)
     if not math.isfinite(w):
         return (math.nan, math.nan, 1.0)
     return (mix[0] / w, mix[1] / w, 1.0)
@@ -356,7 +444,8 @@ def _bounds_at_mix(est: LearnedCapacity) -> LearnedCapacity:
     now_mix = est.recent_mix
     if not all(math.isfinite(m) for m in now_mix):
         return est  # the mix is unknown: the bounds stay at the mix they were expressed at
-    then, to = unit_shares(est.bounds_mix), unit_shares(now_mix)
+    k = est.decode_ratio
+    then, to = unit_shares(est.bounds_mix, k), unit_shares(now_mix, k)
 
     def at_mix(values: tuple[float, ...]) -> tuple[float, ...]:
         return tuple(v * b / a if a > 0 and b > 0 else v  # False for NaN shares: kept
@@ -364,6 +453,71 @@ def _bounds_at_mix(est: LearnedCapacity) -> LearnedCapacity:
 
     return replace(est, envelope=at_mix(est.envelope), breach=at_mix(est.breach),
                    doubt=at_mix(est.doubt), bounds_mix=now_mix)
+
+
+def decode_fit(sums: tuple[float, ...], prior: float) -> tuple[float, float] | None:
+    """(ratio, sd) of the decode-to-prefill work ratio from the knee readings' sums
+    (``LearnedCapacity.decode_sums``), combined with the prior; None while they say nothing.
+
+    At the knee a replica carries its work capacity W in any mix: p + k g = W for its
+    per-replica prompt tokens/s p and generated tokens/s g. Written 1 = alpha p + beta g
+    (alpha = 1 / W, beta = k / W), it is a least-squares fit through the origin of the
+    response 1 on (p, g), from the 2 x 2 normal equations of the sums: k = beta / alpha,
+    its variance by the delta method from the fit's covariance, sigma^2 (S)^-1 with the
+    residual variance sigma^2 on n - 2 degrees of freedom. The fit is combined with the
+    prior (``DECODE_PRIOR_SD`` x prior) by inverse variances and bounded
+    (``DECODE_BOUND``). No evidence, no move: fewer than ``DECODE_MIN_READINGS`` readings,
+    one mix (1 - r^2 of p and g below ``DECODE_MIN_SPREAD``), or a fit with a negative
+    cost return None. Worked number: knee readings at (10,000, 800) and (4,000, 3,300)
+    tokens/s per replica, both W = 11,920 at k = 2.4, give 1 = alpha p + beta g exactly
+    with alpha = 1 / 11,920 and beta = 2.4 / 11,920: k = 2.4, sd 0 (no residual), so the
+    posterior is 2.4 whatever the prior."""
+    if len(sums) != 6 or not math.isfinite(prior) or prior <= 0:
+        return None
+    n, sp, sg, spp, spg, sgg = sums
+    if not n >= DECODE_MIN_READINGS or not (spp > 0 and sgg > 0):
+        return None
+    det = spp * sgg - spg * spg
+    if not det >= DECODE_MIN_SPREAD * spp * sgg:
+        return None  # one ray: the mix has not moved
+    alpha = (sgg * sp - spg * sg) / det
+    beta = (spp * sg - spg * sp) / det
+    if not (alpha > 0 and beta > 0):
+        return None  # a non-positive cost is no engine's: the readings are not at a knee
+    k = beta / alpha
+    rss = max(0.0, n - 2.0 * (alpha * sp + beta * sg)
+              + alpha * alpha * spp + 2.0 * alpha * beta * spg + beta * beta * sgg)
+    s2 = rss / max(1.0, n - 2.0)
+    v_aa, v_bb, v_ab = s2 * sgg / det, s2 * spp / det, -s2 * spg / det
+    var_k = max(0.0, (v_bb + k * k * v_aa - 2.0 * k * v_ab) / (alpha * alpha))
+    var_0 = (DECODE_PRIOR_SD * prior) ** 2
+    if var_k <= 0.0:
+        post, var = k, 0.0
+    else:
+        post = (prior / var_0 + k / var_k) / (1.0 / var_0 + 1.0 / var_k)
+        var = 1.0 / (1.0 / var_0 + 1.0 / var_k)
+    post = min(prior * DECODE_BOUND, max(prior / DECODE_BOUND, post))
+    return post, math.sqrt(var)
+
+
+def _fold_decode(est: LearnedCapacity, load: tuple[float, ...], now: float) -> LearnedCapacity:
+    """Fold one knee reading (per-replica loads in ``UNITS`` order) into ``decode_sums`` and
+    re-fit ``decode_work`` (``decode_fit``). O(1): six sums, forgotten with
+    ``DECODE_MEMORY_S`` since the last reading."""
+    p, g = load[0], load[1]
+    if not LEARN_DECODE_WORK or not (math.isfinite(p) and math.isfinite(g)
+                                     and p > 0 and g > 0):
+        return est
+    if len(est.decode_sums) == 7:
+        *old, t0 = est.decode_sums
+        f = math.exp(-max(0.0, now - t0) / DECODE_MEMORY_S)
+    else:
+        old, f = [0.0] * 6, 0.0
+    new = (1.0, p, g, p * p, p * g, g * g)
+    sums = tuple(f * a + b for a, b in zip(old, new, strict=True))
+    fit = decode_fit(sums, DECODE_TOKEN_WORK)
+    k, sd = fit if fit is not None else (math.nan, math.nan)
+    return replace(est, decode_sums=(*sums, now), decode_work=k, decode_sd=sd)
 
 
 def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, now: float,
@@ -427,6 +581,9 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
     breach = list(est.breach) if (est.breach and now - est.breach_time <= BREACH_MEMORY_S) \
         else [math.nan] * len(cap)
     if over:
+        # A confirmed overload is a knee reading: the replicas carried at least their
+        # capacity at the SLO, in this mix (``decode_fit``).
+        est = _fold_decode(est, load, now)
         sq = 0.0
         for i in binding:
             breach[i] = load[i] if not breach[i] <= load[i] else breach[i]  # NaN-safe min
@@ -439,6 +596,7 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
         return replace(est, capacity=tuple(cap), envelope=tuple(env),
                        measurements=est.measurements + 1, measured=_measured(est, binding),
                        work_ref=_work_ref(est, binding),
+                       work_ref_mix=_work_ref_mix(est, binding),
                        rel_var=(1 - WEIGHT) * est.rel_var + WEIGHT * sq,
                        breach=tuple(breach), breach_time=now)
     # The SLO held: every unit carried at least this much per replica.
@@ -463,10 +621,14 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
                 # The same for a doubt: a load clearly past the doubtful one met the SLO.
                 doubt[i] = math.nan
     est = replace(est, measured=_measured(est, tuple(carried)), breach=tuple(breach),
-                  work_ref=_work_ref(est, tuple(carried)), doubt=tuple(doubt))
+                  work_ref=_work_ref(est, tuple(carried)),
+                  work_ref_mix=_work_ref_mix(est, tuple(carried)), doubt=tuple(doubt))
     loaded = obs.ttft_s >= LOADED_TTFT_FRACTION * slo_ttft_s or queue >= r
     if loaded:
-        # Near the knee: stop probing. The residual of the binding units is a measurement.
+        # Near the knee: stop probing. The residual of the binding units is a measurement,
+        # and the mix it was carried at one for the decode ratio (``decode_fit``).
+        if DECODE_FROM_LOADED:
+            est = _fold_decode(est, load, now)
         sq = max(((load[i] - cap[i]) / cap[i]) ** 2 for i in binding)
         # Near the knee but within the SLO: evidence of a lower bound only (handled above),
         # so a unit still derived from the prior stays derived.
@@ -499,7 +661,8 @@ def update(est: LearnedCapacity, obs: FleetObservation, *, slo_ttft_s: float, no
     return replace(est, capacity=tuple(cap), envelope=tuple(env), rel_var=rel_var,
                    probes=est.probes + (1 if probed else 0),
                    measured=_measured(est, tuple(probed)),
-                   work_ref=_work_ref(est, tuple(probed)))
+                   work_ref=_work_ref(est, tuple(probed)),
+                   work_ref_mix=_work_ref_mix(est, tuple(probed)))
 
 
 def requests_equivalent(est: LearnedCapacity,

@@ -50,6 +50,19 @@ about one replica per hour's cycle after they shortened (heavy-to-light seeds 5-
 2.77 / 2.65 replicas over the last hour, where the peak needs 2). Measured in
 ``at_mix``'s docstring and the report of 2026-12-02.
 
+What was shown is held against the plan's mean (``release_replicas``, on by default:
+``RELEASE_SHOWN_AT_MEAN``), and the forecast's margin against the estimate: a carried load
+is a mean the replicas served, and held against the plan with its margin a release needed
+the fleet to have carried the mean plus the margin per replica, more than the replicas it
+keeps were ever asked to show. A fleet sized at a scale-up carries about mean / quantile of
+its capacity per replica, so it came down only once the quantile fell below the mean it had
+carried. Measured against main as of b5957ef (``decision_goals.py``, 288 CPU s): NASA x20
+841 -> 798 GPU-h (796 before the rule), 99.96 -> 99.94 %, 4.3 -> 4.6 starts per day (0.54x
+the HPA's); ServeGen m-small 9.7 -> 10.4 starts per day (0.96x -> 1.03x the HPA's), 1,972
+-> 1,933 GPU-h, 99.64 -> 99.62 %; the embedded demo 10.49 -> 10.42 GPU-h at 97.86 %; the
+other rows unchanged; heavy-to-light seeds 3-7 all 100.00 % after the shift, GPU-h 12.66 /
+12.64 / 13.35 / 13.36 / 13.63 (were 12.66 / 12.64 / 13.48 / 13.39 / 13.63).
+
 A second rule, on by default (``RELEASE_ON_SLACK``, ``slack_floor``): a release needs
 the fleet's own reading (TTFT p99 and queue) to show slack at the count it releases to, so
 a plan made on 60-s means does not release into sub-minute bursts the TTFT tail already
@@ -65,7 +78,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from autoscaler.core.capacity import LearnedCapacity, unit_shares
+from autoscaler.core.capacity import LearnedCapacity, replicas_needed, unit_shares
 
 RELEASE_ON_SHOWN_CAPACITY = True
 """Whether the predictive policy releases on ``release_estimate`` (True, the default) or on
@@ -210,6 +223,59 @@ def release_estimate(est: LearnedCapacity, memory: ReleaseMemory,
     m = tuple(math.isfinite(c) for c in caps)
     return replace(est, capacity=caps,
                    measured=(m[0], m[1], m[2]) if len(m) == 3 else est.measured)
+
+
+RELEASE_SHOWN_AT_MEAN = True
+"""Whether the capacity the fleet has shown is held against the release plan's mean (True,
+the default; ``release_replicas``) or against the whole plan, forecast margin included."""
+
+
+def release_replicas(est: LearnedCapacity, memory: ReleaseMemory,
+                     planned: tuple[float | None, ...], mean: tuple[float | None, ...],
+                     utilization: float) -> int:
+    """The fewest replicas a release may go to: the plan (``planned``, forecast and
+    capacity margins included) on the estimate, and the plan's mean (``mean``, the point
+    forecast's peak over the lead time, no margin) on the capacity the fleet has shown
+    (``release_estimate``), whichever needs more; both per unit, at ``utilization``.
+
+    Why the mean: the shown capacity is a load the fleet has *carried* (carried /
+    ``utilization``), a reading of the mean demand the replicas served, and the margin is
+    what the plan adds for the forecast's error above that mean. Held against the plan with
+    its margin, a release to n replicas needs the fleet to have carried, per replica, the
+    mean *plus* the margin: more than the n + 1 replicas it keeps are ever asked to show
+    (they are held on the same margin without having carried it). The fleet is sized at
+    the scale-up on ``quantile / (C x 0.85)`` replicas, so what it carries per replica is
+    about ``mean / quantile`` of that: held against the quantile, a fleet comes down only
+    once the quantile has fallen below the mean it carried, a ratchet of the margin's
+    ratio on every release (NASA x20, 14 d: 796 GPU-h before the rule, 841 with it).
+    The margin still plans on the estimate (the first term), so the forecast's error is
+    covered as it was before the rule. A unit without evidence has no estimate the plan
+    uses (``capacity.replicas_needed`` skips it), so its margin would be planned nowhere:
+    it keeps its whole plan on the shown capacity. Held at its mean too, Azure code x5
+    went 6.67 -> 7.50 GPU-h (its generated-token unit, without evidence, released on an
+    anchor of 181.1 tok/s per replica at a mean of 505.6 tok/s where the plan was 672.7:
+    ceil(505.6 / (181.1 x 0.7225)) = 4 against ceil(672.7 / 130.9) = 6, into bursts that
+    asked the replicas back and doubled the release hold).
+
+    Worked number: one unit, estimate 20 req/s per replica, anchor 12, carried 10 (shown:
+    min(20, max(12, 10 / 0.7225 = 13.84)) = 13.84), plan 35 req/s with its margin and
+    mean 24, at 0.7225: the estimate needs ceil(35 / (20 x 0.7225)) = ceil(2.42) = 3, the
+    shown capacity ceil(24 / (13.84 x 0.7225)) = ceil(2.4) = 3: 3, where the whole plan on
+    the shown capacity kept ceil(35 / 10) = 4. A unit without a mean (None, NaN) is
+    planned on the whole plan."""
+    if not RELEASE_SHOWN_AT_MEAN:
+        n, _ = replicas_needed(release_estimate(est, memory, utilization), planned,
+                               utilization)
+        return n
+    on_est, _ = replicas_needed(est, planned, utilization)
+    # A unit without evidence has no estimate to plan the margin on (``replicas_needed``
+    # skips it): its whole plan goes on the shown capacity, as before.
+    point = tuple(p if not e or m is None or not math.isfinite(m) else
+                  min(m, p) if p is not None and math.isfinite(p) else m
+                  for p, m, e in zip(planned, mean, est.measured, strict=True))
+    on_shown, _ = replicas_needed(release_estimate(est, memory, utilization), point,
+                                  utilization)
+    return max(on_est, on_shown)
 
 
 def remember(memory: ReleaseMemory, capacity: tuple[float, ...],

@@ -151,7 +151,12 @@ SPACES: dict[PolicyKind, tuple[Param, ...]] = {
                    "predictive.scaleDownBand: release replicas only to the count at "
                    "targetUtilization x this (hysteresis)"),
         *_SCALE_UP,
-        *_SCALE_DOWN,
+        # The behaviour's scale-down window is not searched here: predictive's hold
+        # (``hold_s``, the max recommendation over the window) already is that window, and
+        # a second one only let the search buy in-sample feasibility with long holds twice
+        # over (code, seed 0: hold 585 s + window 540 s). It stays at the replay default's
+        # (0 s, ``default_params``); the rate of a release is still searched.
+        _SCALE_DOWN[1],
     ),
     PolicyKind.HPA: (
         FloatParam("target_fraction", 0.3, 1.0, "fraction of capacity at the SLO",
@@ -392,7 +397,10 @@ def apply_params(base: Spec, params: Mapping[str, ParamValue]) -> Spec:
         raise SpecError("params", sorted(params), f"exactly {', '.join(sorted(names))}")
     f = {k: v for k, v in params.items()}
     if kind == PolicyKind.PREDICTIVE:
-        behavior = _behavior(f) if "scale_up_percent" in f else base.behavior
+        # The behaviour window is not in predictive's space: the base spec's is kept.
+        window = (base.behavior or Behavior()).scale_down.stabilization_window_seconds
+        behavior = (_behavior({"scale_down_window_s": window, **f})
+                    if "scale_up_percent" in f else base.behavior)
         return replace(base, behavior=behavior, predictive=replace(
             base.predictive, headroom_quantile=float(f["headroom_quantile"]),
             target_utilization=float(f["target_utilization"]),

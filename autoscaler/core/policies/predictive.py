@@ -849,10 +849,14 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # Moved to the recent mix once per step; ``remember`` (below) starts from it too.
     shown = (release_mod.at_mix(prev.release, est.recent_mix, est.measured)
              if release_mod.RELEASE_AT_MIX else prev.release)
-    needed_down, _ = cap_mod.replicas_needed(
-        release_mod.release_estimate(est, shown, util * params.scale_down_band)
-        if release_mod.RELEASE_ON_SHOWN_CAPACITY else est, work,
-        util * params.scale_down_band)
+    # The shown capacity is held against the plan's mean, the margin against the estimate
+    # (``release.release_replicas``): a load carried is a mean, not a mean plus margin.
+    needed_down = release_mod.release_replicas(
+        est, shown, work, cap_mod.work_demand(est, (
+            None if planned_tokens[0] is None else bases[0],
+            None if planned_tokens[1] is None else bases[1], bases[2])),
+        util * params.scale_down_band) if release_mod.RELEASE_ON_SHOWN_CAPACITY else \
+        cap_mod.replicas_needed(est, work, util * params.scale_down_band)[0]
     unit_name = cap_mod.UNITS[unit]
     unit_capacity = cap_mod.capacity_at_mix(est, unit)
     per_replica = unit_capacity * util
@@ -962,6 +966,10 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
         notes.append(f"TTFT {ttft_label} {ttft:.2f} s reads above the {objective:.3g} s SLO "
                      f"inside a histogram bucket starting at {ttft_low:.3g} s, so the slip is "
                      "uncertain: no scale-down")
+    if math.isfinite(est.decode_work):
+        # Shown only once learned (``capacity.decode_fit``): the prior is the constant.
+        notes.append(f"a generated token counts {est.decode_work:.2f} +-{est.decode_sd:.2f} "
+                     f"prompt tokens of work, learned (prior {cap_mod.DECODE_TOKEN_WORK:g})")
 
     # A TTFT percentile cannot exist over a window in which no request got a first token:
     # on a fleet provably idle (``_provably_idle``) for at least one release hold its

@@ -218,17 +218,24 @@ def mix_cycle(seed: int, hours: float) -> Trace:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("profile", "truth", "tol", "by_s"), [
+@pytest.mark.parametrize(("profile", "quota", "truth", "by_s"), [
     # The simulator's capacity at the SLO over these mixes follows p + k g = W with k = 1.83
     # (70B: capacity_at_slo at (800, 100) ... (400, 400), exact to 1e-15; (0.15 + 20/256) /
-    # 0.125). Measured: 18 confirmed overloads, the first move at 15,810 s, 1.83 +-0.03.
-    pytest.param("llama3-70b-4xh100", 1.83, 0.15, 16_200.0, id="70B learns 1.83 by 4.5 h"),
-    # 8B's truth here is 3.03, but its 9 overloads come at one mix: no evidence, no move.
-    pytest.param("llama3-8b-h100", 2.4, 1e-9, 28_800.0, id="8B stays at the prior 2.4"),
+    # 0.125) and k = 3.03 (8B). The fleet is held at a replica quota under the peak (70B:
+    # 5.25 req/s a replica, 6 x 5.25 = 31.5 against peaks of 40 req/s; 8B: 9.94, 3 x 9.94 =
+    # 29.8), so it overloads at every phase of the 2-h mix cycle, as a fleet at its GPU quota
+    # does. Measured on seed 1: the first move at 735 s (70B) and 1,215 s (8B).
+    pytest.param("llama3-70b-4xh100", 6, 1.83, 2_400.0, id="70B at a quota of 6 learns 1.83"),
+    pytest.param("llama3-8b-h100", 3, 3.03, 2_400.0, id="8B at a quota of 3 learns 3.03"),
 ])
 def test_in_replay_a_fleet_learns_its_own_ratio(monkeypatch: pytest.MonkeyPatch,
-                                                profile: str, truth: float, tol: float,
+                                                profile: str, quota: int, truth: float,
                                                 by_s: float) -> None:
+    # A fleet that the policy sizes freely overloads only where its plan fell short, which
+    # may be at one mix (no evidence, no move: the table above) or at a few; how many
+    # depends on every other decision rule (the 70B left free confirmed 18 overloads on one
+    # main and 17, all before the mix moved, on the next). A quota makes the evidence the
+    # test's own, not a side effect of the plan.
     seen: list[tuple[float, float]] = []
     fold_decode = cap._fold_decode
 
@@ -243,7 +250,9 @@ def test_in_replay_a_fleet_learns_its_own_ratio(monkeypatch: pytest.MonkeyPatch,
     trace = mix_cycle(1, 8.0)
     spec = default_specs(trace, prof, capacity_for(trace, prof, SLO),
                          ReplayOptions())[PolicyKind.PREDICTIVE]
+    spec = replace(spec, max_replicas=quota, static_replicas=min(spec.static_replicas or 1, quota))
     replay(trace, spec, prof)
     at = [k for t, k in seen if t <= by_s]
-    assert at and at[-1] == pytest.approx(truth, abs=tol)
-    assert seen[-1][1] == pytest.approx(truth, abs=tol)
+    assert at and at[-1] == pytest.approx(truth, abs=0.1)
+    # Every later estimate stays there: more overloads at more mixes only confirm it.
+    assert all(k == pytest.approx(truth, abs=0.1) for t, k in seen if t > by_s)

@@ -63,7 +63,7 @@ def peak_rss_mib(pid: int) -> float:
 CALLS = {
     ("LIST", "pods", ""): "pod LISTs",
     ("PATCH", "inferenceautoscalers", "status"): "status PATCHes",
-    ("PUT", "deployments", "scale"): "scale writes",
+    ("PATCH", "deployments", "scale"): "scale writes",
     ("POST", "events", ""): "Events",
     ("LIST", "inferenceautoscalers", ""): "autoscaler LISTs",
     ("LIST", "deployments", ""): "Deployment LISTs",
@@ -71,7 +71,13 @@ CALLS = {
 """API calls the controller makes, as the API server counts them (``apiserver_request_total``
 by verb, resource and subresource). The kube-controller-manager watches rather than lists,
 and writes no scale or status of ours; it does post Events (a ReplicaSet scaled), so the
-Events column counts both."""
+Events column counts both. Scale writes are a JSON patch (a compare-and-set on the count,
+``KubeClient.update_scale``); those the API server refused (409, or 422 for a failed
+``test``: the count had moved) are counted again under ``REFUSED``."""
+
+REFUSED = "scale writes refused"
+"""Scale writes answered 409 or 422 (until the sixth session they were PUTs carrying the
+LIST's resourceVersion, and a status write in between failed them: 320 of 773)."""
 
 
 def api_calls(api: k8s.ApiClient) -> dict[str, float]:
@@ -79,7 +85,7 @@ def api_calls(api: k8s.ApiClient) -> dict[str, float]:
     method, url, headers, _body, _post = api.param_serialize(
         "GET", "/metrics", header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"])
     text = api.call_api(method, url, header_params=headers).read().decode()
-    out = dict.fromkeys(CALLS.values(), 0.0)
+    out = dict.fromkeys([*CALLS.values(), REFUSED], 0.0)
     for line in text.splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
@@ -89,6 +95,9 @@ def api_calls(api: k8s.ApiClient) -> dict[str, float]:
         key = tuple(labels.get(k, '""').strip('"') for k in ("verb", "resource", "subresource"))
         if key in CALLS:
             out[CALLS[key]] += float(value)
+        if key[1:] == ("deployments", "scale") and key[0] in ("PUT", "PATCH") and \
+                labels.get("code", "").strip('"') in ("409", "422"):
+            out[REFUSED] += float(value)
     return out
 
 
@@ -169,7 +178,8 @@ def run(n: int, measure_s: float, binaries: Binaries, profile: str | None = None
             GROUP, VERSION, NS, PLURAL)["items"] if o.get("status", {}).get("desiredReplicas"))
         return {"n": n, "startup_pct": startup_pct, "cpu_pct": median(pcts), "windows": pcts,
                 "cpu_s": cpu_s, "rss_mib": peak_rss_mib(proc.pid), "with_status": status_ok,
-                "calls": {k: (a1[k] - a0[k]) / wall_s for k in a0}}
+                "calls": {k: (a1[k] - a0[k]) / wall_s for k in a0},
+                "scale_writes": (a1["scale writes"], a1[REFUSED])}
     finally:
         if proc is not None:
             proc.terminate()
@@ -193,12 +203,12 @@ class MemoryKube:
     def list_workloads(self, kind: str, namespace: str | None) -> dict[Any, Any]:
         from autoscaler.controller.kube import ScaleInfo
 
-        return {(NS, n): ScaleInfo(r, r, "1") for n, r in self.replicas.items()}
+        return {(NS, n): ScaleInfo(r, r) for n, r in self.replicas.items()}
 
     def get_scale(self, namespace: str, ref: Any) -> Any:
         raise NotImplementedError
 
-    def update_scale(self, namespace: str, ref: Any, replicas: int, rv: str) -> None:
+    def update_scale(self, namespace: str, ref: Any, replicas: int, expected: int) -> None:
         self.replicas[ref.name] = replicas
 
     def patch_status(self, namespace: str, name: str, status: Any) -> None: ...
@@ -303,8 +313,10 @@ def main() -> None:
     lines = ["| autoscalers | CPU, first minute | CPU, steady (% of one core, median) "
              "| each window | controller CPU-s measured | peak RSS | with status |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
-    calls = ["| autoscalers | " + " | ".join(f"{c}/s" for c in CALLS.values()) + " |",
-             "|---:|" + "---:|" * len(CALLS)]
+    columns = [*CALLS.values(), REFUSED]
+    calls = ["| autoscalers | " + " | ".join(f"{c}/s" for c in columns) + " |",
+             "|---:|" + "---:|" * len(columns)]
+    writes = []
     goal = ""
     for n in (int(x) for x in args.counts.split(",")):
         r = run(n, args.measure, binaries, args.profile, args.warmup, args.backfill_seconds,
@@ -318,17 +330,23 @@ def main() -> None:
         each = ", ".join(f"{p:.1f}%" for p in r["windows"])
         lines.append(f"| {n:,} | {r['startup_pct']:.1f}% | {r['cpu_pct']:.1f}% | {each} | "
                      f"{r['cpu_s']:.1f} | {r['rss_mib']:.0f} MiB | {r['with_status']:,} |")
-        calls.append(f"| {n:,} | " + " | ".join(f"{v:.2f}" for v in r["calls"].values())
+        calls.append(f"| {n:,} | " + " | ".join(f"{r['calls'][c]:.2f}" for c in columns)
                      + " |")
+        sent, refused = r["scale_writes"]
+        writes.append(f"{n:,}: {sent:,.0f} scale writes from start to end, {refused:,.0f} "
+                      "refused (409/422)")
         print(lines[-1], file=sys.stderr, flush=True)  # progress: a row per count
         print(calls[-1], file=sys.stderr, flush=True)
+        print(writes[-1], file=sys.stderr, flush=True)
     backfill = ("backfill on (each autoscaler's historySeconds)"
                 if args.backfill_seconds is None else
                 "backfill off" if args.backfill_seconds == 0 else
                 f"backfill {args.backfill_seconds:g} s")
     publish("controller_load", "\n".join(lines) + "\n\nAPI calls per second over the "
             "measured windows, as the API server counted them (Events include the "
-            "kube-controller-manager's):\n\n" + "\n".join(calls) + "\n\n" + goal + run_.note(
+            "kube-controller-manager's):\n\n" + "\n".join(calls) + "\n\nScale writes, "
+            "as the API server counted them over the whole run: " + "; ".join(writes) + ".\n\n"
+            + goal + run_.note(
         f"; {backfill}, first {args.warmup:g} s then {args.windows} x {args.measure:g} s "
         "measured per count"), readme=args.readme)
 

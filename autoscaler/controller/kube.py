@@ -4,7 +4,8 @@ Responses are read raw (``_preload_content=False``) and parsed with ``json``: th
 model classes of the ``kubernetes`` client cost several times more CPU per object, which
 matters when one replica lists 1,000 autoscalers and their workloads every cycle.
 
-Errors are sorted at this edge: 404 -> ``NotFound``, 409 -> ``Conflict``, 401/403 ->
+Errors are sorted at this edge: 404 -> ``NotFound``, 409 -> ``Conflict`` (and a scale
+write whose replica count moved under it, ``update_scale``), 401/403 ->
 ``Forbidden`` (a configuration problem: RBAC), anything else (connection refused while the
 API server restarts, 5xx, timeouts) -> ``ApiUnavailable`` (transient: try next cycle).
 
@@ -105,7 +106,7 @@ class ScaleStatus(TypedDict, total=False):
 
 
 class RawScale(TypedDict):
-    """An autoscaling/v1 Scale: read from and written to a workload's ``scale``."""
+    """An autoscaling/v1 Scale, as read from a workload's ``scale``."""
 
     apiVersion: NotRequired[str]
     kind: NotRequired[str]
@@ -200,6 +201,14 @@ class RawConfigMap(TypedDict):
     data: NotRequired[dict[str, str]]
 
 
+class JsonPatchOp(TypedDict):
+    """One RFC 6902 operation (the scale write: ``test`` then ``replace``)."""
+
+    op: str
+    path: str
+    value: int
+
+
 class StatusPatch(TypedDict):
     """A merge patch of an autoscaler's ``status`` subresource (built by ``status.py``)."""
 
@@ -278,8 +287,6 @@ class ScaleInfo:
     ready: int
     """Ready replicas (``status.readyReplicas``; the scale's ``status.replicas`` for kinds
     that have no readiness count)."""
-    resource_version: str
-    """Of the workload: its ``scale`` shares it, so an update with it fails on a race."""
     selector: str = ""
     """Label selector of the workload's pods, as a string (the scale subresource's
     ``status.selector``, e.g. ``app=chat``); "" when the workload does not say."""
@@ -296,7 +303,10 @@ class Kube(Protocol):
     def get_scale(self, namespace: str, ref: TargetRef) -> ScaleInfo: ...
 
     def update_scale(self, namespace: str, ref: TargetRef, replicas: int,
-                     resource_version: str) -> None: ...
+                     expected: int) -> None:
+        """Set ``spec.replicas`` to ``replicas`` only if it is still ``expected`` (the count
+        the decision was made from); otherwise raise ``Conflict`` and change nothing."""
+        ...
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
 
@@ -444,7 +454,6 @@ class KubeClient:
             out[(meta.get("namespace", ""), meta.get("name", ""))] = ScaleInfo(
                 replicas=int(spec.get("replicas", 1)),
                 ready=int(status.get("readyReplicas", 0) or 0),
-                resource_version=str(meta.get("resourceVersion", "")),
                 selector=selector_string(spec.get("selector") or {}))
         return out
 
@@ -471,7 +480,6 @@ class KubeClient:
         doc: RawScale = self.call("GET", self._scale_path(namespace, ref))
         return ScaleInfo(replicas=int(doc.get("spec", {}).get("replicas", 0) or 0),
                          ready=int(doc.get("status", {}).get("replicas", 0) or 0),
-                         resource_version=str(doc["metadata"].get("resourceVersion", "")),
                          selector=str(doc.get("status", {}).get("selector", "") or ""))
 
     def list_pods(self, namespace: str, selector: str) -> list[RawPod]:
@@ -483,12 +491,29 @@ class KubeClient:
         return list(doc["items"])
 
     def update_scale(self, namespace: str, ref: TargetRef, replicas: int,
-                     resource_version: str) -> None:
-        body: RawScale = {"apiVersion": "autoscaling/v1", "kind": "Scale",
-                "metadata": {"name": ref.name, "namespace": namespace,
-                             "resourceVersion": resource_version},
-                "spec": {"replicas": replicas}}
-        self.call("PUT", self._scale_path(namespace, ref), body=body)
+                     expected: int) -> None:
+        """A compare-and-set on the replica count alone: one JSON patch whose ``test`` op
+        holds it to ``expected``, applied by the API server to the object as it is at the
+        write. Why not the workload's ``resourceVersion`` (an update carrying it): that
+        version moves with every status change too (the Deployment controller writes
+        ``status`` as pods start), so the version read from the cycle's LIST was stale for
+        320 of 773 scale writes at 1,000 autoscalers (README, controller load) with no
+        rival writer. The count is the only thing the decision was made from.
+        A failed ``test`` is answered 422 ``Invalid``; this patch has no other way to be
+        invalid (``/spec/replicas`` exists on every scale, ``replicas`` >= 0), so a 422 is
+        read as the count having moved: ``Conflict``. Never re-sent: it would fail the same
+        test, so one decision is never applied twice."""
+        patch: list[JsonPatchOp] = [
+            {"op": "test", "path": "/spec/replicas", "value": expected},
+            {"op": "replace", "path": "/spec/replicas", "value": replicas}]
+        try:
+            self.call("PATCH", self._scale_path(namespace, ref), body=patch,
+                      content_type="application/json-patch+json")
+        except KubeError as exc:
+            if exc.status != 422:
+                raise
+            raise Conflict(f"{ref.kind} {namespace}/{ref.name}: spec.replicas is no longer "
+                           f"{expected}; {replicas} not written", 409) from exc
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"

@@ -142,6 +142,10 @@ class Memory:
     through a failed pod LIST so the cap neither lifts nor tightens on missing data."""
     capacity_event: str | None = None
     """Reason of the unschedulable state last reported with an Event (None: none)."""
+    write_failure: tuple[str, str] | None = None
+    """(reason, message) of the last scale write that failed, until one succeeds or none
+    is needed (``AbleToScale``): ``ScaleChanged`` (the count moved under it) or
+    ``FailedUpdateScale`` (the API refused or did not answer)."""
     pods_listed: tuple[float, int, int, tuple[str, str, str]] | None = None
     """The last successful pod LIST: (when, replicas, ready, its CapacityAvailable
     condition), reused for ``POD_RECHECK_S`` while nothing asks for more (None: none)."""
@@ -516,6 +520,8 @@ class Controller:
         wrote = False
         if a.mode is Mode.SCALE and desired != info.replicas and blocked is None:
             wrote = self._write_scale(a, mem, info, desired, reason, message, now)
+        elif desired == info.replicas:
+            mem.write_failure = None  # nothing left to write: the failure is behind us
         elif a.mode is not Mode.SCALE and desired != info.replicas:
             log.info("%s/%s: %s mode: would scale %d -> %d (%s)", a.namespace, a.name,
                      a.mode.value, info.replicas, desired, reason)
@@ -525,7 +531,9 @@ class Controller:
                      message=message, decision=decision, conditions=st.conditions(
                          mode=a.mode.value, valid=decision.valid, reason=reason,
                          message=message, decision_reason=decision.reason, metrics=verdict,
-                         blocked=blocked, capacity=capacity))
+                         blocked=blocked, capacity=capacity,
+                         able=st.able_to_scale(mem.write_failure)
+                         if a.mode is Mode.SCALE else None))
         return Outcome(a.namespace, a.name, a.mode, info.replicas, desired, reason,
                        decision.valid, wrote, decision, now)
 
@@ -624,12 +632,31 @@ class Controller:
                         a.namespace, a.name, info.replicas, desired)
             return False
         try:
-            self.kube.update_scale(a.namespace, a.target, desired, info.resource_version)
-        except Conflict:
-            log.info("%s/%s: scale changed under us; deciding again next cycle",
-                     a.namespace, a.name)
+            # Written only if the count is still the one decided from (a compare-and-set,
+            # ``Kube.update_scale``): a rival's write between our read and ours stands.
+            self.kube.update_scale(a.namespace, a.target, desired, info.replicas)
+        except Conflict as exc:
+            # Not retried within the cycle: the count moved, so the decision is stale; the
+            # next cycle reads the new count (and ``_note_external_change`` counts it).
+            log.info("%s/%s: %s; deciding again next cycle", a.namespace, a.name, exc)
             self.hooks.error("conflict")
+            mem.write_failure = ("ScaleChanged", f"the scale changed from {info.replicas} "
+                                 f"before {desired} was written; deciding again")
             return False
+        except (TransientError, KubeError) as exc:
+            # Not retried either: a timed-out write may have been applied, and the next
+            # cycle's compare-and-set against the count it then reads cannot apply this
+            # decision twice. Visible: AbleToScale=False and one Warning per failure streak.
+            self.hooks.error("api" if isinstance(exc, TransientError) else "kube")
+            log.warning("%s/%s: scale %d -> %d failed: %s", a.namespace, a.name,
+                        info.replicas, desired, exc)
+            if mem.write_failure is None or mem.write_failure[0] != "FailedUpdateScale":
+                self._event(a, "Warning", "FailedRescale",
+                            f"New size: {desired}; reason: {reason}; error: {exc}")
+            mem.write_failure = ("FailedUpdateScale", f"scale {info.replicas} -> {desired} "
+                                 f"failed: {exc}")
+            return False
+        mem.write_failure = None
         mem.last_written = desired
         mem.last_seen = desired
         mem.last_scale_time = now

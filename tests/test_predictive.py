@@ -207,7 +207,16 @@ def test_missing_or_stale_request_rate_holds(
     s = Snapshot(current_replicas=3, ready_replicas=3, metrics=metrics)
     d, new_state = predictive.decide(s, state, spec, 100.0)
     assert (d.valid, d.replicas, d.reason) == (False, 3, reason)
-    assert new_state is state
+    if Signal.QUEUE_DEPTH not in metrics:
+        assert new_state is state
+        return
+    # Only the queue's reading is remembered (``QUEUE_THROUGH_HOLDS``): nothing is learned.
+    old, new = state.policy, new_state.policy
+    assert isinstance(old, predictive.PredictiveState)
+    assert isinstance(new, predictive.PredictiveState)
+    assert new.last_queue == (100.0, 0.0) and new.queue_recent[-1] == (100.0, 0.0)
+    assert replace(new, last_queue=old.last_queue, queue_recent=old.queue_recent) == old
+    assert replace(new_state, policy=old) == state
 
 
 @pytest.mark.parametrize(("rate", "queue", "ttft", "expected", "reason"), [

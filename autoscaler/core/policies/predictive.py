@@ -135,6 +135,27 @@ session against root-sum-square (``QUADRATURE``): Azure conv 1.10 -> 1.07 GPU-h,
 -> 4.40, but ServeGen 12.6 -> 14.2 starts per day (1.41x the HPA) and the mix-shift
 scenario's estimate ends at 0.75x the truth (bar 0.8x): a fleet run nearer its knee records
 more overloads."""
+QUEUE_THROUGH_HOLDS = True
+"""Remember the queue's readings on steps that hold because the request rate cannot be
+read (``_queue_kept``). Why: new replicas' counters leave the rate window partly covered
+for a minute after they become ready, which is exactly when a burst's backlog drains; with
+no queue reading inside the next window, the drained backlog was read as arrivals. The
+demo's 72-minute step, every generator seed: the queue went 977 -> 0 in the held minute,
+and the first readable window (42.3 req/s served, 24-26 arriving) asked for 4 more
+replicas that arrived after the backlog had gone (seed 1: 6 -> 10; seed 2: 6 -> 10)."""
+
+DRAIN_ECHO = True
+"""For one rate window after a backlog drains (the queue fell within the window), read
+the window as the drain's echo: the token mix stays that of the last window without a
+backlog, and a TTFT tail above the SLO with nothing queued forbids a scale-down but asks
+for no replica (the tail is the requests that waited; a fleet short of capacity queues
+again). Why: on the demo's 72-minute step, every generator seed, the first windows after
+the backlog drained read 1.3-2x the generated tokens per request (the drained batch
+decoding against a first-token rate back at the arrivals), which put one replica's
+capacity at 4.0-4.8 req/s against 6.5-7.0 before and after, and a p99 of 78 s (requests
+that waited through the cold start); together they asked for 1-4 replicas that arrived
+after the backlog had gone (seed 3: 7 -> 11)."""
+
 SMALL_FLEET = False
 """A replica the stacked margins ask for starts only where it is worth its cost
 (``_small_fleet``, ``margin.worth_stepping``): the late requests it spares, at most the
@@ -289,6 +310,9 @@ class PredictiveState(PolicyState):
     queue_recent: tuple[tuple[float, float], ...] = ()
     """(time, queue depth) of the readings within the last ``RATE_WINDOW_S``, oldest first:
     the queue's change over the served rate's window (``_queue_growth``)."""
+    mix: tuple[float | None, float | None] = (None, None)
+    """Prompt and generated tokens per request of the last step whose window served no
+    backlog (``DRAIN_ECHO``)."""
     ttft_floor: tuple[float, float] | None = None
     """(time, value) of the lowest TTFT p99 read lately (``release.ttft_floor``): the
     tail's own prefill, which a release's slack test does not scale as a wait."""
@@ -555,6 +579,34 @@ def _small_fleet(needed: int, est: cap_mod.LearnedCapacity,
     return m
 
 
+def _queue_drained(prev: PredictiveState, queue: float | None, now: float) -> float:
+    """The queue's change over the served rate's window, requests/s (0 when unknown): the
+    current reading against the earliest one within ``RATE_WINDOW_S``. Negative: the
+    window served a backlog. Worked number: 644 queued 60 s ago, 1 now: -10.7 req/s."""
+    if queue is None:
+        return 0.0
+    start = next(((t, q) for t, q in prev.queue_recent if t >= now - RATE_WINDOW_S - _EPS),
+                 None)
+    if start is None or start[0] >= now:
+        return 0.0
+    return min(0.0, (queue - start[1]) / RATE_WINDOW_S)
+
+
+def _queue_kept(snapshot: Snapshot, state: State, spec: Spec, now: float) -> State:
+    """``state`` with this step's queue reading remembered, on a step that holds because
+    the request rate cannot be read (``QUEUE_THROUGH_HOLDS``). Nothing else is learned on
+    such a step; the queue is a reading of its own, and the next served rate's window
+    needs the queue at its start to tell a drained backlog from arrivals
+    (``_queue_growth``)."""
+    queue = snapshot.get(Signal.QUEUE_DEPTH, now, spec.max_metric_age_s)
+    prev = state.policy
+    if queue is None or not isinstance(prev, PredictiveState):
+        return state
+    return replace(state, policy=replace(
+        prev, last_queue=(now, queue),
+        queue_recent=_history_with(prev.queue_recent, now, queue, RATE_WINDOW_S + _EPS)))
+
+
 def _queue_growth(prev: PredictiveState, queue: float | None, now: float) -> float:
     """Requests/s to add to the served rate for the arrival rate (0 when unknown).
 
@@ -743,11 +795,12 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     params = spec.predictive
     served = snapshot.get(Signal.REQUEST_RATE, now, spec.max_metric_age_s)
     if served is None:
+        held = _queue_kept(snapshot, state, spec, now) if QUEUE_THROUGH_HOLDS else state
         if Signal.REQUEST_RATE in snapshot.metrics:
-            return hold(snapshot, state, Reason.METRICS_STALE,
+            return hold(snapshot, held, Reason.METRICS_STALE,
                         f"the request-rate sample is older than {spec.max_metric_age_s:g} s "
                         "or not a number; holding")
-        return hold(snapshot, state, Reason.METRICS_MISSING, "no request-rate sample; holding")
+        return hold(snapshot, held, Reason.METRICS_MISSING, "no request-rate sample; holding")
     served = max(0.0, served)
     prev = state.policy if isinstance(state.policy, PredictiveState) else PredictiveState()
     age = spec.max_metric_age_s
@@ -761,6 +814,18 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # served plus what piled up in the queue.
     rate = max(0.0, gateway if gateway is not None else served + growth)
     tpr = (_ratio(prompt_rate, served), _ratio(gen_rate, served))
+    # A window that served a backlog (the queue fell within it: ``growth`` < 0) describes
+    # the drain, not the present (``DRAIN_ECHO``): its token ratios count the drained
+    # requests' decode against a first-token rate already back to the arrivals.
+    drained = _queue_drained(prev, queue, now)
+    echo = DRAIN_ECHO and drained < 0.0
+    if echo:
+        # A queue of 1 after 644 drained in the window is not a saturated fleet: the
+        # window's change, not the last step's growth, says what arrived.
+        growth = min(growth, drained)
+        rate = max(0.0, gateway if gateway is not None else served + growth)
+    if echo and prev.mix != (None, None):
+        tpr = prev.mix
 
     history = _history_with(prev.history, now, rate, params.history_s)
     trend = _updated_trend(prev, history, spec, now, rate)
@@ -934,7 +999,16 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # Consecutive certain slips; an ambiguous reading neither confirms nor refutes one.
     slips = (prev.slips + 1 if reading is Verdict.BREACH
              else prev.slips if ttft is None or reading is Verdict.AMBIGUOUS else 0)
-    if ttft is not None and reading is Verdict.BREACH:
+    if ttft is not None and reading is Verdict.BREACH and echo and queue == 0:
+        # The window's tail is the drained backlog's (``DRAIN_ECHO``): the requests that
+        # waited for the cold start are counted now, when nothing waits. No scale-down;
+        # no replica either: a fleet that cannot carry the load grows a queue again.
+        if rec < current:
+            rec = current
+            reason = Reason.SLO_CORRECTION
+        notes.append(f"TTFT {ttft_label} {ttft:.2f} s is above the {objective:.3g} s SLO "
+                     "on a window that served a backlog now drained: no scale-down")
+    elif ttft is not None and reading is Verdict.BREACH:
         # Any slip forbids scaling down. One more replica than are ready only from the
         # second reading in a row: a p99 over one rate window is the 5th-worst of ~450
         # requests at 7.5 req/s, and one burst of a few seconds lifts it while the fleet
@@ -1111,6 +1185,7 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
                          tokens=tuple(series),
                          capacity=est, forecast_fallbacks=fallbacks,
                          last_queue=(now, queue) if queue is not None else prev.last_queue,
+                         mix=prev.mix if echo else tpr,
                          queue_recent=(prev.queue_recent if queue is None else _history_with(
                              prev.queue_recent, now, queue, RATE_WINDOW_S + _EPS)),
                          kv_recent=kv_recent, idle_since=idle_since,

@@ -207,7 +207,7 @@ def test_missing_or_stale_request_rate_holds(
     s = Snapshot(current_replicas=3, ready_replicas=3, metrics=metrics)
     d, new_state = predictive.decide(s, state, spec, 100.0)
     assert (d.valid, d.replicas, d.reason) == (False, 3, reason)
-    if Signal.QUEUE_DEPTH not in metrics:
+    if Signal.QUEUE_DEPTH not in metrics or not predictive.QUEUE_THROUGH_HOLDS:
         assert new_state is state
         return
     # Only the queue's reading is remembered (``QUEUE_THROUGH_HOLDS``): nothing is learned.

@@ -1,6 +1,8 @@
 """The queue's readings are remembered on steps that hold for an unreadable request rate
 (``predictive.QUEUE_THROUGH_HOLDS``), so the first readable window after a backlog drained
-during the holds does not count the drained backlog as arrivals."""
+during the holds does not count the drained backlog as arrivals; and a window that served a
+backlog is read as its echo (``predictive.DRAIN_ECHO``). Both rules are off by default (their
+docstrings carry the figures); each is tested here both ways."""
 
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ def after_a_drain(echo: bool, monkeypatch: pytest.MonkeyPatch) -> list[Decision]
     minute (16 served) while the TTFT p99 reads the requests that waited (30 s, against
     2 s). Returns the decisions from the step the queue reached 0."""
     monkeypatch.setattr(predictive, "DRAIN_ECHO", echo)
+    monkeypatch.setattr(predictive, "QUEUE_THROUGH_HOLDS", True)
     spec = make_spec(min_replicas=6)
     state = State()
     t = 0.0

@@ -135,16 +135,19 @@ session against root-sum-square (``QUADRATURE``): Azure conv 1.10 -> 1.07 GPU-h,
 -> 4.40, but ServeGen 12.6 -> 14.2 starts per day (1.41x the HPA) and the mix-shift
 scenario's estimate ends at 0.75x the truth (bar 0.8x): a fleet run nearer its knee records
 more overloads."""
-QUEUE_THROUGH_HOLDS = True
+QUEUE_THROUGH_HOLDS = False
 """Remember the queue's readings on steps that hold because the request rate cannot be
 read (``_queue_kept``). Why: new replicas' counters leave the rate window partly covered
 for a minute after they become ready, which is exactly when a burst's backlog drains; with
 no queue reading inside the next window, the drained backlog was read as arrivals. The
 demo's 72-minute step, every generator seed: the queue went 977 -> 0 in the held minute,
 and the first readable window (42.3 req/s served, 24-26 arriving) asked for 4 more
-replicas that arrived after the backlog had gone (seed 1: 6 -> 10; seed 2: 6 -> 10)."""
+replicas that arrived after the backlog had gone (seed 1: 6 -> 10; seed 2: 6 -> 10).
+Off: alone it moved the demo's seeds 0-3 from 10.42 / 10.56 / 10.38 / 10.59 GPU-h to 10.42 /
+10.42 / 10.39 / 10.71 at the same attainment (seed 3 then over-scaled 7 -> 11 on the drain
+windows' token mix, which ``DRAIN_ECHO`` addresses); with ``DRAIN_ECHO`` see there."""
 
-DRAIN_ECHO = True
+DRAIN_ECHO = False
 """For one rate window after a backlog drains (the queue fell within the window), read
 the window as the drain's echo: the token mix stays that of the last window without a
 backlog, and a TTFT tail above the SLO with nothing queued forbids a scale-down but asks
@@ -154,7 +157,15 @@ the backlog drained read 1.3-2x the generated tokens per request (the drained ba
 decoding against a first-token rate back at the arrivals), which put one replica's
 capacity at 4.0-4.8 req/s against 6.5-7.0 before and after, and a p99 of 78 s (requests
 that waited through the cold start); together they asked for 1-4 replicas that arrived
-after the backlog had gone (seed 3: 7 -> 11)."""
+after the backlog had gone (seed 3: 7 -> 11).
+Off: with ``QUEUE_THROUGH_HOLDS`` both on, the step's replica-minutes (72-82 min) fell on
+seeds 0-3 (55 / 61 / 63 / 60 -> 54 / 56 / 59 / 60) but the totals moved by later
+divergence, not by the step: decision goals (on d58cd4c, 2,400 CPU s under load) demo 10.42 -> 10.54 GPU-h at
+97.86 %, seed 1 10.56 -> 10.47, seed 2 10.38 -> 10.39, seed 3 unchanged, NASA x20 798 ->
+802 GPU-h (4.5 starts per day), ServeGen 1,933 -> 1,924 GPU-h at 10.1 starts per day,
+Azure conv x5 3.63 -> 3.62, the rest unchanged; each ServeGen client alone (``--days 2``)
+pooled 99.58 % / 5,079.2 -> 99.44 % / 4,988.9 GPU-h (client 5 99.44 % / 2,594.2 -> 99.05 %
+/ 2,504.1; clients 3, 9, 20 lost 0.3-0.7 points, 9 with +1.0 GPU-h; 6 and 28 gained)."""
 
 SMALL_FLEET = False
 """A replica the stacked margins ask for starts only where it is worth its cost

@@ -160,7 +160,7 @@ that waited through the cold start); together they asked for 1-4 replicas that a
 after the backlog had gone (seed 3: 7 -> 11).
 Off: with ``QUEUE_THROUGH_HOLDS`` both on, the step's replica-minutes (72-82 min) fell on
 seeds 0-3 (55 / 61 / 63 / 60 -> 54 / 56 / 59 / 60) but the totals moved by later
-divergence, not by the step: decision goals (on d58cd4c, 2,400 CPU s under load) demo 10.42 -> 10.54 GPU-h at
+divergence, not by the step: decision goals (on d58cd4c) demo 10.42 -> 10.54 GPU-h at
 97.86 %, seed 1 10.56 -> 10.47, seed 2 10.38 -> 10.39, seed 3 unchanged, NASA x20 798 ->
 802 GPU-h (4.5 starts per day), ServeGen 1,933 -> 1,924 GPU-h at 10.1 starts per day,
 Azure conv x5 3.63 -> 3.62, the rest unchanged; each ServeGen client alone (``--days 2``)

@@ -115,6 +115,45 @@ replicas through them with no miss and let go within two holds of the 3,570-s an
 long (44 replicas for 3,570 s, outlasted by the 62,970-s silence)."""
 
 
+SILENCE_SPREAD = False
+"""Whether a silence's keep is read from the recency-weighted spread of the silences seen
+(``spread_plan``: keep until a share ``QUANTILE`` of them would have ended, bounded by ski
+rental) rather than priced against one more silence that outlasts it (``plan``). Meant with
+``SILENCE_SETTLES_RELEASE``: the memory, not predictive's doubled hold, keeps fleets
+through silences. Off (the default): measured on 2026-12-03 (``client_replay.py --days 2``,
+predictive, main 2a7499b; before: 1 97.93 % / 232.4 GPU-h, 6 90.75 % / 77.3, 9 85.65 % /
+59.4, 20 74.61 % / 80.3, 28 80.84 % / 227.1; 3 67.54 % / 52.6 and 25 70.20 % / 50.3
+unchanged by every variant): with ``SILENCE_SETTLES_RELEASE`` 1 97.55 % / 203.7, 6 88.04 %
+/ 77.9, 9 87.90 % / 59.5, 20 74.73 % / 83.8, 28 79.77 % / 266.2; alone 1 97.96 % / 254.4,
+6 unchanged, 9 87.90 % / 59.5, 20 74.73 % / 83.8, 28 80.70 % / 270.3; with
+``DRAIN_COUNTS`` 1 97.98 % / 210.1, 9 87.90 % / 59.5, 20 74.73 % / 88.8, 28 80.70 % /
+270.3; with ``UNSEEN`` at a median 1 97.59 % / 194.5, 9 81.97 % / 58.2, 28 80.70 % /
+270.3. Client 28 loses everywhere: with 2-5 silences seen a 90 % quantile is the longest
+one (3,570 s), and 59 replicas kept for it were outlasted by a 62,970-s silence, where
+``plan`` pays for one more silence that outlasts the keep and releases. Client 3's misses
+are the surge after the silence the replay starts in (censored, 130,755 s): no memory
+helps there."""
+DRAIN_COUNTS = False
+"""Whether a surge's misses also count the drain of the backlog its first lead time left
+(``excess`` over ``Surge.drain``: a second lead time, on the fleet the surge asked for),
+so a keep is priced with what the cold start cost until the queue cleared. Off (the
+default): measured on 2026-12-03 with ``plan`` (``client_replay.py --days 2``, predictive,
+main 2a7499b) it won on 1 (97.93 % / 232.4 GPU-h -> 97.98 % / 211.4) and 9 (85.65 % /
+59.4 -> 87.90 % / 59.5), 6 and 20 unchanged, but lost on 28 on both axes (80.84 % / 227.1
+-> 80.70 % / 270.3): the surge after its 3,570-s silence, priced with its drain, bought a
+keep of 59 replicas for 3,570 s that the next silence (62,970 s) outlasted. Over all 30
+clients only these three moved; pooled 99.58 % / 5,079.2 GPU-h -> 99.58 % / 5,101.6,
+20.9 -> 21.0 starts per day."""
+QUANTILE = 0.9
+"""``spread_plan`` keeps through silences until this share of the recent ones ended."""
+UNSEEN = False
+"""``spread_plan`` reads the silences with one more, the next, weighted as the newest and
+known only to last longer than any seen (censored at infinity): a short history says
+little, and an unreached quantile releases. Off: see ``SILENCE_SPREAD``'s figures."""
+HALF_LIFE = 4.0
+"""``survival``: a silence weighs half as much as the one 4 silences newer."""
+
+
 @dataclass(frozen=True, slots=True)
 class Surge:
     """Traffic between two silences, accumulated one decision at a time."""
@@ -129,6 +168,12 @@ class Surge:
     """Replica-seconds the fleet spent on it."""
     lead: tuple[tuple[float, float], ...] = ()
     """(demand req/s, one replica's capacity req/s) of each decision in its first lead time."""
+    drain: tuple[tuple[float, float, int], ...] = ()
+    """(demand req/s, one replica's capacity req/s, replicas) of each decision in the lead
+    time after the first (``DRAIN_COUNTS``): the fleet the surge asked for serving."""
+    censored: bool = False
+    """The silence before it began before the first traffic this controller saw: its
+    length is a lower bound (the controller started inside it), not a short silence."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +200,9 @@ class SurgeMemory:
     ``MEMORY_S`` after their ``start``)."""
     plan: Plan = Plan()
     """The keep chosen when the current silence outlasted the idle hold."""
+    traffic_seen: bool = False
+    """Whether any decision has read demand above 0: a silence that began before it is
+    censored (``Surge.censored``)."""
 
 
 def value(surge: Surge, excess: float, budget: float) -> float:
@@ -196,6 +244,16 @@ def excess(surge: Surge, replicas: int, sync_s: float, slo_s: float = 0.0) -> fl
         backlog = max(0.0, backlog + (dem - carried) * sync_s)
         if backlog > carried * slo_s:
             missed.append(dem * sync_s)
+    # The backlog's drain (``DRAIN_COUNTS``): after the first lead time the fleet the
+    # surge asked for serves (at least ``replicas``), and what still waits behind the
+    # backlog the cold start left is the cold start's cost too.
+    for dem, cap, fleet in surge.drain:
+        if backlog <= 0.0:
+            break
+        carried = max(replicas, fleet) * cap
+        backlog = max(0.0, backlog + (dem - carried) * sync_s)
+        if backlog > carried * slo_s:
+            missed.append(dem * sync_s)
     return math.fsum(missed)
 
 
@@ -225,22 +283,29 @@ def observe(mem: SurgeMemory, now: float, *, idle: bool, demand: float | None,
         # of those recommendations holds one more hold (predictive's ski rental). Client 28:
         # quiet from 57,645 s at a 480-s hold, 24 replicas held to 58,590 s.
         kept = 2 * hold_s if released_s is None else released_s
-        return replace(mem, surge=None, seen=seen,
-                       plan=plan(seen, replicas - min_replicas, min_replicas, sync_s, budget,
-                                 kept, slo_s))
+        chosen = (spread_plan(seen, replicas - min_replicas, min_replicas, sync_s, budget,
+                              kept, slo_s) if SILENCE_SPREAD
+                  else plan(seen, replicas - min_replicas, min_replicas, sync_s, budget,
+                            kept, slo_s))
+        return replace(mem, surge=None, seen=seen, plan=chosen)
     if demand is None or not demand > 0.0:
         return mem
     surge = mem.surge
     if mem.quiet_since is not None and surge is None:
-        surge = Surge(start=now, gap_s=max(0.0, now - mem.quiet_since))
+        surge = Surge(start=now, gap_s=max(0.0, now - mem.quiet_since),
+                      censored=not mem.traffic_seen)
     if surge is None:
-        return replace(mem, quiet_since=None)
-    lead = surge.lead
+        return replace(mem, quiet_since=None, traffic_seen=True)
+    lead, drain = surge.lead, surge.drain
     if now - surge.start < lead_s and math.isfinite(capacity_rps) and capacity_rps > 0.0:
         lead = (*lead, (demand, capacity_rps))
-    surge = replace(surge, requests=surge.requests + demand * sync_s, lead=lead,
+    elif (DRAIN_COUNTS and now - surge.start < 2.0 * lead_s and math.isfinite(capacity_rps)
+          and capacity_rps > 0.0):
+        drain = (*drain, (demand, capacity_rps, max(0, replicas)))
+    surge = replace(surge, requests=surge.requests + demand * sync_s, lead=lead, drain=drain,
                     replica_s=surge.replica_s + max(0, replicas) * sync_s)
-    return SurgeMemory(quiet_since=None, surge=surge, seen=mem.seen, plan=Plan())
+    return SurgeMemory(quiet_since=None, surge=surge, seen=mem.seen, plan=Plan(),
+                       traffic_seen=True)
 
 
 def silence_before(mem: SurgeMemory) -> tuple[float, float] | None:
@@ -253,6 +318,83 @@ def silence_before(mem: SurgeMemory) -> tuple[float, float] | None:
     if surge is None or not surge.gap_s > 0.0:
         return None
     return (surge.start - surge.gap_s, surge.start)
+
+
+def survival(seen: tuple[Surge, ...], half_life: float = HALF_LIFE, unseen: bool = False
+             ) -> tuple[tuple[float, float], ...]:
+    """The recency-weighted Kaplan-Meier survival of the silences seen: (length, share of
+    silences longer than it) at each silence that ended, shortest first.
+
+    The i-th newest silence weighs 2^(-i / ``half_life``) (the newest 1), so a cluster of
+    silences moves the distribution within a few of them. A censored silence (``censored``:
+    the controller started inside it) is at risk up to its length and ends nowhere: it
+    says the silence lasted *at least* that long. Worked numbers, half-life 1, gaps 100,
+    200, 400 s, oldest first, weights 0.25, 0.5, 1 (total 1.75): S(100) = 1 - 0.25 / 1.75
+    = 0.857, S(200) = 0.857 x (1 - 0.5 / 1.5) = 0.571, S(400) = 0. With the 100 s
+    censored: S(200) = 1 - 0.5 / 1.5 = 0.667, S(400) = 0."""
+    n = len(seen)
+    weighted = sorted(((s.gap_s, 2.0 ** (-(n - 1 - i) / half_life), s.censored)
+                       for i, s in enumerate(seen)), key=lambda e: (e[0], e[2]))
+    if unseen:
+        weighted.append((math.inf, 1.0, True))
+    at_risk = math.fsum(w for _, w, _ in weighted)
+    alive, out = 1.0, []
+    j = 0
+    while j < len(weighted):
+        t = weighted[j][0]
+        ended = left = 0.0
+        while j < len(weighted) and weighted[j][0] == t:
+            if weighted[j][2]:
+                left += weighted[j][1]
+            else:
+                ended += weighted[j][1]
+            j += 1
+        if ended > 0.0 and at_risk > 0.0:
+            alive *= max(0.0, 1.0 - ended / at_risk)
+            out.append((t, alive))
+        at_risk -= ended + left
+    return tuple(out)
+
+
+def spread_plan(seen: tuple[Surge, ...], above_min: int, min_replicas: int, sync_s: float,
+                budget: float, hold_s: float = 0.0, slo_s: float = 0.0) -> Plan:
+    """Keep k = ``above_min`` replicas through the next silence until it has outlasted
+    what the recent silences say (``SILENCE_SPREAD``), or release as before (``Plan()``).
+
+    tau is the shortest length by which a share ``QUANTILE`` of the recency-weighted
+    silences ended (``survival``; when censored silences leave that share unreached, the
+    longest that ended). A keep past the hold must spare something (the surges it covers
+    missed beyond the budget on ``minReplicas`` and fewer with k more) and, ski rental,
+    never cost more than the mean of what it spares: k x (tau - hold) <= mean S over the
+    covered surges; the longest event time within tau that meets both is kept.
+    Worked numbers (the module's surge, S = 228,000, k 33, hold 0, quantile 0.9,
+    half-life 4): gaps 1,200, 1,200, 3,604 s: weights 0.59, 0.71, 0.84 (S(1,200) = 0.39,
+    S(3,604) = 0): tau 3,604, 33 x 3,604 = 118,932 <= 228,000: keep 33 for 3,604 s.
+    Gaps 20,000 then 600 s: S(600) = 0.46, S(20,000) = 0; 660,000 > 228,000: keep for
+    600 s (19,800)."""
+    if above_min <= 0 or not seen:
+        return Plan()
+    k = above_min
+    surv = survival(seen, HALF_LIFE, UNSEEN)
+    if not surv:
+        return Plan()
+    tau_q = next((t for t, alive in surv if 1.0 - alive >= QUANTILE - 1e-12),
+                 -math.inf if UNSEEN else surv[-1][0])
+    spared = {}
+    for i, s in enumerate(seen):
+        v_0 = value(s, excess(s, min_replicas, sync_s, slo_s), budget)
+        v_k = value(s, excess(s, min_replicas + k, sync_s, slo_s), budget)
+        spared[i] = 0.0 if v_0 == v_k else v_0 - v_k
+    for tau, _ in reversed(surv):
+        if tau > tau_q or tau <= hold_s:
+            continue
+        covered = [spared[i] for i, s in enumerate(seen)
+                   if not s.censored and hold_s < s.gap_s <= tau]
+        if not covered or not any(v > 0.0 for v in covered):
+            continue
+        if k * (tau - hold_s) <= math.fsum(covered) / len(covered):
+            return Plan(k, tau)
+    return Plan()
 
 
 def plan(seen: tuple[Surge, ...], above_min: int, min_replicas: int, sync_s: float,

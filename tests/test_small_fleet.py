@@ -95,6 +95,9 @@ def test_a_larger_budget_never_steps_where_a_smaller_does_not(
 def _rule_on(monkeypatch: pytest.MonkeyPatch) -> None:
     # Committed off (``predictive.SMALL_FLEET``): these tests pin the rule itself.
     monkeypatch.setattr(predictive, "SMALL_FLEET", True)
+    # The pricing itself: its gate on smooth arrivals (``margin.SMOOTH_ONLY``) would read
+    # these alternating readings as bursts (``tests/test_arrival_dispersion.py``).
+    monkeypatch.setattr(margin, "SMOOTH_ONLY", False)
 
 
 def _spec(capacity: float = 12.1) -> object:

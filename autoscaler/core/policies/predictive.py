@@ -831,8 +831,12 @@ def decide(snapshot: Snapshot, state: State, spec: Spec, now: float) -> tuple[De
     # errors calibrated, and the rate now inside the forecast's interval (a rate above it
     # refutes the spread: after an hour of silence the errors are all 0, and 12 req/s
     # arriving on 3 replicas of 4 req/s priced no demand above them).
+    # With ``margin.SMOOTH_ONLY`` only on arrivals whose counts vary near Poisson's
+    # (``margin.smooth_arrivals``): the capacity at the SLO covers no more than that.
     if SMALL_FLEET and calibrated is not None and rate <= fc.quantile_peak and (
-            est.measurements > 0 or not params.learn_capacity):
+            est.measurements > 0 or not params.learn_capacity) and (
+            not margin_mod.SMOOTH_ONLY or margin_mod.smooth_arrivals(
+                history, RATE_WINDOW_S, RATE_WINDOW_S - spec.sync_period_s)):
         needed = _small_fleet(needed, est, start, bases, noise, params.headroom_quantile,
                               budget)
     # The same count at the scale-down utilisation: fewer replicas are released only when

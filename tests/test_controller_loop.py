@@ -83,13 +83,16 @@ class FakeKube:
 
 
     def get_scale(self, namespace: str, ref: TargetRef) -> ScaleInfo:
-        raise NotFound("no such kind", 404)
+        if ref.name not in self.deployments:
+            raise NotFound("no such kind", 404)
+        r, _, rv = self.deployments[ref.name]
+        return ScaleInfo(r, self._ready(ref.name), str(rv), selector=f"app={ref.name}")
 
-    def update_scale(self, namespace: str, ref: TargetRef, replicas: int,
-                     resource_version: str) -> None:
+    def set_scale(self, namespace: str, ref: TargetRef, replicas: int, *,
+                  expected: int) -> None:
         d = self.deployments[ref.name]
-        if str(d[2]) != resource_version:
-            raise Conflict("the object has been modified", 409)
+        if d[0] != expected:  # the JSON patch's test of spec.replicas fails
+            raise Conflict("testing value /spec/replicas failed: test failed", 409)
         d[0], d[2] = replicas, d[2] + 1
         self.scale_writes.append((ref.name, replicas))
 
@@ -265,14 +268,19 @@ def test_the_fallback_raises_but_never_lowers_on_missing_data() -> None:
 
 def test_a_racing_writer_causes_a_conflict_not_an_overwrite() -> None:
     kube, prom, ctrl = world(rate=20.0)
+    raced = []
 
-    def racing_update(namespace: str, ref: TargetRef, replicas: int, rv: str) -> None:
-        kube.scale_by_hand("chat", 3)  # someone writes between our read and our write
-        FakeKube.update_scale(kube, namespace, ref, replicas, rv)
+    def racing_set(namespace: str, ref: TargetRef, replicas: int, *, expected: int) -> None:
+        if not raced:
+            raced.append(True)
+            kube.scale_by_hand("chat", 7)  # someone writes between our read and our write
+        FakeKube.set_scale(kube, namespace, ref, replicas, expected=expected)
 
-    kube.update_scale = racing_update  # type: ignore[method-assign]
+    kube.set_scale = racing_set  # type: ignore[method-assign]
     run(ctrl, prom, 1_000_000.0, 1)
-    assert kube.deployments["chat"][0] == 3  # their write stands; we decide again next cycle
+    # Their 7 was not overwritten with the 6 decided from 2: decided again from 7 (20 req/s
+    # needs 6, but a scale-down from 7 waits out the stabilisation window), nothing written.
+    assert kube.deployments["chat"][0] == 7
     assert kube.scale_writes == []
 
 

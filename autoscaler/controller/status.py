@@ -12,6 +12,8 @@ Conditions (HPA-shaped names, so ``kubectl describe`` reads like an HPA's):
 * ``MetricsAvailable``: the request rate was read and trusted this cycle.
 * ``CapacityAvailable``: False while pods of the workload cannot be scheduled (GPUs run
   out), Unknown when its pods could not be listed (``schedulable.py``, ``capacity``).
+* ``AbleToScale`` (Scale mode): False (``FailedUpdateScale``, with the API server's words)
+  while the last scale write failed: the count kept changing under us, RBAC, or no answer.
 
 ``learnedCapacity`` (not a condition): what one replica carries at the SLO as the policy
 learned it, with a 90 % band (``learned_capacity``), refreshed with the forecast figures.
@@ -135,7 +137,8 @@ def metrics_event_message(verdict: MetricsVerdict) -> str:
 def conditions(*, mode: str, valid: bool, reason: str, message: str,
                decision_reason: Reason, metrics: MetricsVerdict,
                blocked: Condition | None,
-               capacity: Condition | None = None) -> dict[str, Condition]:
+               capacity: Condition | None = None,
+               able: Condition | None = None) -> dict[str, Condition]:
     """The four conditions of one reconcile, five with ``capacity``. ``reason``/``message``
     are after the loop's post-processing (``Fallback`` may replace the core's); ``blocked``
     is why we do not write (a competing autoscaler or writer), or None."""
@@ -156,6 +159,8 @@ def conditions(*, mode: str, valid: bool, reason: str, message: str,
     }
     if capacity is not None:
         out["CapacityAvailable"] = capacity
+    if able is not None:
+        out["AbleToScale"] = able
     return out
 
 

@@ -578,8 +578,8 @@ class Controller:
                 d = self._decide(a, mem, info, obs, prior, prior_failures, now)
                 blocked = self._blocked(a, mem, now)
             if attempt == SCALE_WRITE_ATTEMPTS - 1 and d.desired != info.replicas:
-                why = (f"spec.replicas changed under us {SCALE_WRITE_ATTEMPTS} times "
-                       f"(now {info.replicas}): {why}")
+                why = (f"refused {SCALE_WRITE_ATTEMPTS} times, the count now "
+                       f"{info.replicas}: {why}")
             else:
                 write = Write.NONE
         if a.mode is not Mode.SCALE and d.desired != info.replicas:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.controller.kube import (
     ApiUnavailable,
@@ -232,3 +234,24 @@ def test_a_write_whose_answer_was_lost_is_not_taken_for_another_writer() -> None
     assert kube.deployments["chat"][0] == 5
     assert reasons(kube, "ConflictingWriter") == 0
     assert not ctrl.memory[(NS, "chat")].external_changes
+
+
+@settings(max_examples=60, deadline=None)
+@given(racers=st.lists(st.one_of(st.none(), st.integers(1, 12)), max_size=8))
+def test_whatever_races_the_writes_a_cycle_is_bounded_and_applied_once(
+        racers: list[int | None]) -> None:
+    # Before each write someone may set any count (None: nobody does). However they race:
+    # at most SCALE_WRITE_ATTEMPTS writes a cycle, none overwrites a count it did not read
+    # (the fake refuses those), and the core's memory holds at most one scale-up per
+    # write that went through.
+    kube, prom, ctrl, _ = world(behavior=ONE_UP_A_MINUTE)
+    kube.before_write = [(lambda k: None) if r is None else by_hand(r) for r in racers]
+    calls = 0
+    for i in range(3):
+        before = kube.write_calls
+        run(ctrl, prom, T0 + 60.0 * i, 1)
+        assert kube.write_calls - before <= SCALE_WRITE_ATTEMPTS
+        calls = kube.write_calls
+    ups = ctrl.memory[(NS, "chat")].state.scale_up_events
+    assert calls >= len(kube.scale_writes)
+    assert sum(1 for _, added in ups) <= len(kube.scale_writes)

@@ -15,14 +15,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.controller.kube import (
-    ApiUnavailable,
-    Competitor,
-    Conflict,
-    Forbidden,
-    NotFound,
-    ScaleInfo,
-)
+from autoscaler.controller.kube import ApiUnavailable, Competitor, Conflict, NotFound, ScaleInfo
 from autoscaler.controller.loop import Controller
 from autoscaler.controller.resource import TargetRef
 from autoscaler.controller.settings import Limits
@@ -51,11 +44,6 @@ class FakeKube:
     pod_lists: int = 0
     pods_fail: bool = False
     """Pod LISTs fail as a flaky API server does (ApiUnavailable)."""
-    write_error: Exception | None = None
-    """Scale writes raise this (None: they succeed, unless the count moved)."""
-    write_applies_then_fails: bool = False
-    """With ``write_error``: the write is applied, then the answer is lost (a timeout)."""
-    write_attempts: int = 0
 
     def _ready(self, name: str) -> int:
         replicas, ready, _ = self.deployments[name]
@@ -68,8 +56,8 @@ class FakeKube:
 
     def list_workloads(self, kind: str, namespace: str | None
                        ) -> dict[tuple[str, str], ScaleInfo]:
-        return {(NS, n): ScaleInfo(r, self._ready(n), selector=f"app={n}")
-                for n, (r, _, _) in self.deployments.items()}
+        return {(NS, n): ScaleInfo(r, self._ready(n), str(rv), selector=f"app={n}")
+                for n, (r, _, rv) in self.deployments.items()}
 
     def list_pods(self, namespace: str, selector: str) -> list[Any]:
         self.pod_lists += 1
@@ -95,27 +83,18 @@ class FakeKube:
 
 
     def get_scale(self, namespace: str, ref: TargetRef) -> ScaleInfo:
-        raise NotFound("no such kind", 404)
+        if ref.name not in self.deployments:
+            raise NotFound("no such kind", 404)
+        r, _, rv = self.deployments[ref.name]
+        return ScaleInfo(r, self._ready(ref.name), str(rv), selector=f"app={ref.name}")
 
-    def update_scale(self, namespace: str, ref: TargetRef, replicas: int,
-                     expected: int) -> None:
-        # As the API server answers the JSON patch's ``test`` op: the count, not the
-        # resourceVersion, is compared.
-        self.write_attempts += 1
-        if self.write_error is not None and not self.write_applies_then_fails:
-            raise self.write_error
+    def set_scale(self, namespace: str, ref: TargetRef, replicas: int, *,
+                  expected: int) -> None:
         d = self.deployments[ref.name]
-        if d[0] != expected:
-            raise Conflict(f"spec.replicas is no longer {expected}", 409)
+        if d[0] != expected:  # the JSON patch's test of spec.replicas fails
+            raise Conflict("testing value /spec/replicas failed: test failed", 409)
         d[0], d[2] = replicas, d[2] + 1
         self.scale_writes.append((ref.name, replicas))
-        if self.write_error is not None:
-            raise self.write_error  # applied, but the answer was lost
-
-    def status_changed(self, name: str) -> None:
-        """The Deployment controller writes the workload's status: its resourceVersion
-        moves, its replica count does not."""
-        self.deployments[name][2] += 1
 
     def scale_by_hand(self, name: str, replicas: int) -> None:
         d = self.deployments[name]
@@ -289,84 +268,20 @@ def test_the_fallback_raises_but_never_lowers_on_missing_data() -> None:
 
 def test_a_racing_writer_causes_a_conflict_not_an_overwrite() -> None:
     kube, prom, ctrl = world(rate=20.0)
+    raced = []
 
-    def racing_update(namespace: str, ref: TargetRef, replicas: int, expected: int) -> None:
-        kube.scale_by_hand("chat", 3)  # someone writes between our read and our write
-        FakeKube.update_scale(kube, namespace, ref, replicas, expected)
+    def racing_set(namespace: str, ref: TargetRef, replicas: int, *, expected: int) -> None:
+        if not raced:
+            raced.append(True)
+            kube.scale_by_hand("chat", 7)  # someone writes between our read and our write
+        FakeKube.set_scale(kube, namespace, ref, replicas, expected=expected)
 
-    kube.update_scale = racing_update  # type: ignore[method-assign]
+    kube.set_scale = racing_set  # type: ignore[method-assign]
     run(ctrl, prom, 1_000_000.0, 1)
-    assert kube.deployments["chat"][0] == 3  # their write stands; we decide again next cycle
+    # Their 7 was not overwritten with the 6 decided from 2: decided again from 7 (20 req/s
+    # needs 6, but a scale-down from 7 waits out the stabilisation window), nothing written.
+    assert kube.deployments["chat"][0] == 7
     assert kube.scale_writes == []
-
-
-def test_a_status_write_between_read_and_write_does_not_stop_the_scale_write() -> None:
-    # The Deployment controller writes status (pods starting) between our LIST and our
-    # write: the resourceVersion moves, the count does not. At 1,000 autoscalers a write
-    # carrying the LIST's resourceVersion failed 320 times in 773 for this alone.
-    kube, prom, ctrl = world(rate=40.0)
-
-    def update_after_a_status_write(namespace: str, ref: TargetRef, replicas: int,
-                                    expected: int) -> None:
-        kube.status_changed("chat")
-        FakeKube.update_scale(kube, namespace, ref, replicas, expected)
-
-    kube.update_scale = update_after_a_status_write  # type: ignore[method-assign]
-    run(ctrl, prom, 1_000_000.0, 1)
-    assert kube.scale_writes == [("chat", 6)]
-    able = conditions_of(kube, "chat")["AbleToScale"]
-    assert (able["status"], able["reason"]) == ("True", "ReadyForNewScale")
-
-
-@pytest.mark.parametrize(("error", "applied"), [
-    pytest.param(ApiUnavailable("PATCH scale: HTTP 503: unavailable"), False,
-                 id="refused (503): retried next cycle"),
-    pytest.param(ApiUnavailable("PATCH scale: ReadTimeoutError"), True,
-                 id="applied but the answer lost (timeout): not applied twice"),
-    pytest.param(Forbidden("PATCH scale: HTTP 403: forbidden", 403), False,
-                 id="forbidden (RBAC): retried next cycle"),
-])
-def test_a_failed_scale_write_is_visible_and_never_applied_twice(
-        error: Exception, applied: bool) -> None:
-    # 2 -> 6 is the first step toward 12 (40 req/s; see the scale-up test above).
-    kube, prom, ctrl = world(rate=40.0)
-    kube.write_error, kube.write_applies_then_fails = error, applied
-    t = run(ctrl, prom, 1_000_000.0, 2)
-    able = conditions_of(kube, "chat")["AbleToScale"]
-    if applied:
-        # The first write went through: the second cycle decided from 6 and went for 12,
-        # whose answer was lost too. Each step was applied exactly once.
-        assert kube.scale_writes == [("chat", 6), ("chat", 12)]
-    else:
-        assert kube.scale_writes == [] and kube.deployments["chat"][0] == 2
-    assert (able["status"], able["reason"]) == ("False", "FailedUpdateScale")
-    # One Warning for the failure streak, not one per cycle.
-    assert [r for _, r, _ in kube.events].count("FailedRescale") == 1
-    kube.write_error = None
-    run(ctrl, prom, t, 2)
-    assert kube.deployments["chat"][0] == 12
-    steps = [n for _, n in kube.scale_writes]
-    assert steps == sorted(set(steps))  # no count written twice
-    able = conditions_of(kube, "chat")["AbleToScale"]
-    assert (able["status"], able["reason"]) == ("True", "ReadyForNewScale")
-
-
-def test_a_racing_write_shows_as_scale_changed_until_the_next_decision() -> None:
-    kube, prom, ctrl = world(rate=20.0)
-
-    def racing_update(namespace: str, ref: TargetRef, replicas: int, expected: int) -> None:
-        kube.scale_by_hand("chat", 3)
-        FakeKube.update_scale(kube, namespace, ref, replicas, expected)
-
-    kube.update_scale = racing_update  # type: ignore[method-assign]
-    t = run(ctrl, prom, 1_000_000.0, 1)
-    able = conditions_of(kube, "chat")["AbleToScale"]
-    assert (able["status"], able["reason"]) == ("False", "ScaleChanged")
-    assert "FailedRescale" not in [r for _, r, _ in kube.events]
-    kube.update_scale = FakeKube.update_scale.__get__(kube)  # type: ignore[method-assign]
-    run(ctrl, prom, t, 1)
-    able = conditions_of(kube, "chat")["AbleToScale"]
-    assert able["status"] == "True"
 
 
 def test_a_writer_that_keeps_changing_the_scale_is_not_fought() -> None:

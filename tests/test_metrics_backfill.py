@@ -162,13 +162,13 @@ class QuietKube:
 
     def list_workloads(self, kind: str, namespace: str | None
                        ) -> dict[tuple[str, str], ScaleInfo]:
-        return {("llm", n): ScaleInfo(2, 2) for n in self.names}
+        return {("llm", n): ScaleInfo(2, 2, "1") for n in self.names}
 
     def get_scale(self, namespace: str, ref: TargetRef) -> ScaleInfo:
-        return ScaleInfo(2, 2)
+        return ScaleInfo(2, 2, "1")
 
     def update_scale(self, namespace: str, ref: TargetRef, replicas: int,
-                     expected: int) -> None:
+                     resource_version: str) -> None:
         pass
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:

@@ -4,8 +4,7 @@ Responses are read raw (``_preload_content=False``) and parsed with ``json``: th
 model classes of the ``kubernetes`` client cost several times more CPU per object, which
 matters when one replica lists 1,000 autoscalers and their workloads every cycle.
 
-Errors are sorted at this edge: 404 -> ``NotFound``, 409 -> ``Conflict`` (and a scale
-write whose replica count moved under it, ``update_scale``), 401/403 ->
+Errors are sorted at this edge: 404 -> ``NotFound``, 409 -> ``Conflict``, 401/403 ->
 ``Forbidden`` (a configuration problem: RBAC), anything else (connection refused while the
 API server restarts, 5xx, timeouts) -> ``ApiUnavailable`` (transient: try next cycle).
 
@@ -106,7 +105,7 @@ class ScaleStatus(TypedDict, total=False):
 
 
 class RawScale(TypedDict):
-    """An autoscaling/v1 Scale, as read from a workload's ``scale``."""
+    """An autoscaling/v1 Scale: read from and written to a workload's ``scale``."""
 
     apiVersion: NotRequired[str]
     kind: NotRequired[str]
@@ -201,14 +200,6 @@ class RawConfigMap(TypedDict):
     data: NotRequired[dict[str, str]]
 
 
-class JsonPatchOp(TypedDict):
-    """One RFC 6902 operation (the scale write: ``test`` then ``replace``)."""
-
-    op: str
-    path: str
-    value: int
-
-
 class StatusPatch(TypedDict):
     """A merge patch of an autoscaler's ``status`` subresource (built by ``status.py``)."""
 
@@ -287,6 +278,9 @@ class ScaleInfo:
     ready: int
     """Ready replicas (``status.readyReplicas``; the scale's ``status.replicas`` for kinds
     that have no readiness count)."""
+    resource_version: str
+    """Of the workload, as read (a LIST from the watch cache may be behind). Not sent
+    with a write: ``set_scale`` tests ``spec.replicas`` instead."""
     selector: str = ""
     """Label selector of the workload's pods, as a string (the scale subresource's
     ``status.selector``, e.g. ``app=chat``); "" when the workload does not say."""
@@ -302,10 +296,12 @@ class Kube(Protocol):
 
     def get_scale(self, namespace: str, ref: TargetRef) -> ScaleInfo: ...
 
-    def update_scale(self, namespace: str, ref: TargetRef, replicas: int,
-                     expected: int) -> None:
-        """Set ``spec.replicas`` to ``replicas`` only if it is still ``expected`` (the count
-        the decision was made from); otherwise raise ``Conflict`` and change nothing."""
+    def set_scale(self, namespace: str, ref: TargetRef, replicas: int, *,
+                  expected: int) -> None:
+        """Set the target's ``spec.replicas`` to ``replicas`` if it is still ``expected``
+        (the count the decision was made from), else raise ``Conflict``. No
+        resourceVersion: a change of anything else (the workload's status, its labels)
+        does not fail the write."""
         ...
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None: ...
@@ -454,6 +450,7 @@ class KubeClient:
             out[(meta.get("namespace", ""), meta.get("name", ""))] = ScaleInfo(
                 replicas=int(spec.get("replicas", 1)),
                 ready=int(status.get("readyReplicas", 0) or 0),
+                resource_version=str(meta.get("resourceVersion", "")),
                 selector=selector_string(spec.get("selector") or {}))
         return out
 
@@ -480,6 +477,7 @@ class KubeClient:
         doc: RawScale = self.call("GET", self._scale_path(namespace, ref))
         return ScaleInfo(replicas=int(doc.get("spec", {}).get("replicas", 0) or 0),
                          ready=int(doc.get("status", {}).get("replicas", 0) or 0),
+                         resource_version=str(doc["metadata"].get("resourceVersion", "")),
                          selector=str(doc.get("status", {}).get("selector", "") or ""))
 
     def list_pods(self, namespace: str, selector: str) -> list[RawPod]:
@@ -490,30 +488,28 @@ class KubeClient:
             query=[("labelSelector", selector), ("resourceVersion", "0")])
         return list(doc["items"])
 
-    def update_scale(self, namespace: str, ref: TargetRef, replicas: int,
-                     expected: int) -> None:
-        """A compare-and-set on the replica count alone: one JSON patch whose ``test`` op
-        holds it to ``expected``, applied by the API server to the object as it is at the
-        write. Why not the workload's ``resourceVersion`` (an update carrying it): that
-        version moves with every status change too (the Deployment controller writes
-        ``status`` as pods start), so the version read from the cycle's LIST was stale for
-        320 of 773 scale writes at 1,000 autoscalers (README, controller load) with no
-        rival writer. The count is the only thing the decision was made from.
-        A failed ``test`` is answered 422 ``Invalid``; this patch has no other way to be
-        invalid (``/spec/replicas`` exists on every scale, ``replicas`` >= 0), so a 422 is
-        read as the count having moved: ``Conflict``. Never re-sent: it would fail the same
-        test, so one decision is never applied twice."""
-        patch: list[JsonPatchOp] = [
-            {"op": "test", "path": "/spec/replicas", "value": expected},
-            {"op": "replace", "path": "/spec/replicas", "value": replicas}]
+    def set_scale(self, namespace: str, ref: TargetRef, replicas: int, *,
+                  expected: int) -> None:
+        """A JSON patch of the ``scale`` subresource that tests ``spec.replicas`` before
+        replacing it: a compare-and-set on the one field we decide from. The API server
+        applies it to the newest object (re-applying it if its own write races), so the
+        Deployment controller's status updates never fail it, as a PUT carrying the
+        resourceVersion of a LIST did (320 of 773 writes answered 409 at 1,000 autoscalers
+        in ``benchmarks/controller_load.py``); a count changed by someone else since we
+        read it fails the test (HTTP 422), raised here as ``Conflict`` (as is a 409: the
+        API server gave up retrying its own write)."""
+        body = scale_patch(replicas, expected)
         try:
-            self.call("PATCH", self._scale_path(namespace, ref), body=patch,
+            self.call("PATCH", self._scale_path(namespace, ref), body=body,
                       content_type="application/json-patch+json")
         except KubeError as exc:
-            if exc.status != 422:
-                raise
-            raise Conflict(f"{ref.kind} {namespace}/{ref.name}: spec.replicas is no longer "
-                           f"{expected}; {replicas} not written", 409) from exc
+            # The API server answers a failed test with a bare 422 ("the server rejected our
+            # request due to an error in our request", no cause). The patch sets one
+            # non-negative count, so nothing else in it can be invalid: a 422 is the test
+            # (or, from 0, the path) not matching, i.e. the count is not ``expected``.
+            if exc.status == 422:
+                raise Conflict(f"{exc} (spec.replicas is no longer {expected})", 409) from exc
+            raise
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
@@ -536,9 +532,25 @@ class KubeClient:
         self.call("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
 
 
+def scale_patch(replicas: int, expected: int) -> list[dict[str, Any]]:
+    """The JSON patch (RFC 6902) that sets a Scale's ``spec.replicas`` to ``replicas`` only
+    if it is ``expected``. A Scale of 0 replicas has no ``spec.replicas`` at all (the field
+    is omitted when zero), so that case tests ``spec`` to be empty instead."""
+    if expected == 0:
+        return [{"op": "test", "path": "/spec", "value": {}},
+                {"op": "add", "path": "/spec/replicas", "value": replicas}]
+    return [{"op": "test", "path": "/spec/replicas", "value": expected},
+            {"op": "replace", "path": "/spec/replicas", "value": replicas}]
+
+
 def _status_message(data: bytes | None) -> str:
-    """The ``message`` of a Kubernetes ``Status`` body, or the body itself."""
+    """The ``message`` of a Kubernetes ``Status`` body, with its ``details.causes``' (a
+    rejected JSON patch says why only there), or the body itself."""
     try:
-        return str(json.loads(data or b"{}").get("message", ""))
+        doc = json.loads(data or b"{}")
+        message = str(doc.get("message", ""))
+        causes = [str(c.get("message", "")) for c in
+                  (doc.get("details") or {}).get("causes") or () if c.get("message")]
     except (TypeError, ValueError, AttributeError):
         return (data or b"").decode(errors="replace")[:200]
+    return "; ".join([message, *causes]) if causes else message

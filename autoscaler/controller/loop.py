@@ -19,8 +19,16 @@ Safety rules, all enforced here at the edge and tested against a real API server
   (doubling from ``source_backoff_s``), so 50 broken PromQL overrides do not cost the
   healthy autoscalers their cycle time. The cycle itself stops reconciling at
   ``cycle_deadline_s``; the rest stay due and go first next cycle.
-* Scale updates carry the workload's ``resourceVersion``: if someone else changed it since
-  we read it, the API server answers 409 and we decide again next cycle from the new count.
+* A scale write is a compare-and-set on ``spec.replicas`` (a JSON patch that tests the
+  count the decision was made from; no resourceVersion), so the Deployment controller's own
+  status updates never fail it. If the count did change under us, the scale is read afresh
+  and, only because the count changed, decided again from the state before this cycle's
+  decision (one decision is never applied twice to the core's state); at most
+  ``SCALE_WRITE_ATTEMPTS`` writes per cycle. A write that still fails is visible: the
+  ``AbleToScale`` condition (False, ``FailedUpdateScale``, the API server's words), a
+  Warning Event ``FailedRescale`` per new reason, ``autoscaler_errors{kind="scale_write"}``
+  and a log line. The core's scale events (behaviour rate limits) record what was
+  written, not what was asked.
 * Before writing a workload's scale, the loop looks for an HPA or a KEDA ScaledObject
   targeting it: if there is one, nothing is written (``ScalingActive=False``,
   ``ConflictingAutoscaler``).
@@ -47,6 +55,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from autoscaler.controller import status as st
@@ -64,6 +73,7 @@ from autoscaler.controller.kube import (
 from autoscaler.controller.resource import KIND, Autoscaler, Mode, parse_autoscaler
 from autoscaler.controller.schedulable import Assessment, assess, cap_scale_up
 from autoscaler.controller.settings import Limits
+from autoscaler.core.behavior import store_scale_event
 from autoscaler.core.decide import decide
 from autoscaler.core.safety import Fallback, guard
 from autoscaler.core.spec import PolicyKind
@@ -103,6 +113,11 @@ scale-up always lists afresh. The same minute as ``Limits.competitor_ttl_s``, th
 cluster fact the loop reuses. 1,000 workloads whose pods are still starting, at a 15-s
 sync: 17 pod LISTs a second instead of 67 (half the controller's CPU in
 ``benchmarks/controller_load.py``, whose pods never become ready)."""
+SCALE_WRITE_ATTEMPTS = 3
+"""Scale writes per autoscaler per cycle: the first, and up to two more after the count
+changed under us (each after a fresh read and a new decision). More would chase a writer
+that changes the count every few milliseconds; the next cycle tries again anyway, and one
+that keeps doing it is left alone (``CONFLICT_CHANGES``)."""
 CONFLICT_WINDOW_S = 600.0
 CONFLICT_CHANGES = 3
 CONFLICT_BACKOFF_S = 600.0
@@ -142,13 +157,12 @@ class Memory:
     through a failed pod LIST so the cap neither lifts nor tightens on missing data."""
     capacity_event: str | None = None
     """Reason of the unschedulable state last reported with an Event (None: none)."""
-    write_failure: tuple[str, str] | None = None
-    """(reason, message) of the last scale write that failed, until one succeeds or none
-    is needed (``AbleToScale``): ``ScaleChanged`` (the count moved under it) or
-    ``FailedUpdateScale`` (the API refused or did not answer)."""
     pods_listed: tuple[float, int, int, tuple[str, str, str]] | None = None
     """The last successful pod LIST: (when, replicas, ready, its CapacityAvailable
     condition), reused for ``POD_RECHECK_S`` while nothing asks for more (None: none)."""
+    write_trouble: str | None = None
+    """Reason of the failed scale write last reported with an Event (None: the last write
+    went through, or none failed)."""
 
 
 @dataclass
@@ -198,6 +212,33 @@ class ControllerHooks:
 
 
 GroupKey = tuple[object, ...]
+
+
+class Write(StrEnum):
+    """What became of one decision's scale write."""
+
+    NONE = "none"
+    """Nothing to write (the count is already the decision, or not Scale mode)."""
+    WRITTEN = "written"
+    BLOCKED = "blocked"
+    """A competing autoscaler or writer, or the lease watchdog: not written on purpose."""
+    CONFLICT = "conflict"
+    """The count kept changing under us for ``SCALE_WRITE_ATTEMPTS`` writes."""
+    FAILED = "failed"
+    """The API server refused it (RBAC, validation) or did not answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """One decision as the loop acts on it."""
+
+    decision: Decision
+    state: State
+    desired: int
+    reason: str
+    message: str
+    capacity: st.Condition
+    failures: int
 
 
 class Controller:
@@ -507,35 +548,104 @@ class Controller:
             return None
         self._note_external_change(a, mem, info.replicas, now)
         obs = observations.get(a.key)
-        if isinstance(obs, Observation):
-            snapshot = obs.snapshot(info.replicas, info.ready)
-        else:
-            snapshot = Snapshot(current_replicas=info.replicas, ready_replicas=info.ready)
         verdict = st.metrics_verdict(obs, info.ready)
-        decision, mem.state = decide(snapshot, mem.state, a.spec, now)
-        desired, reason, message = self._after_decide(a, mem, decision, info)
-        desired, reason, message, capacity = self._capacity(a, mem, info, desired, reason,
-                                                            message, now)
+        prior, prior_failures = mem.state, mem.failures
         blocked = self._blocked(a, mem, now)
-        wrote = False
-        if a.mode is Mode.SCALE and desired != info.replicas and blocked is None:
-            wrote = self._write_scale(a, mem, info, desired, reason, message, now)
-        elif desired == info.replicas:
-            mem.write_failure = None  # nothing left to write: the failure is behind us
-        elif a.mode is not Mode.SCALE and desired != info.replicas:
+        d = self._decide(a, mem, info, obs, prior, prior_failures, now)
+        write, why = Write.NONE, ""
+        for attempt in range(SCALE_WRITE_ATTEMPTS):
+            if a.mode is not Mode.SCALE or d.desired == info.replicas:
+                break
+            if blocked is not None:
+                write = Write.BLOCKED
+                break
+            write, why = self._write_scale(a, mem, info, d, now)
+            if write is not Write.CONFLICT:
+                break
+            # The count changed since we read it. Read it afresh (not from the watch cache)
+            # and decide again from the state before this cycle's decision, so the one
+            # cycle's sample and scale event are applied once, whichever decision is
+            # written; give up after SCALE_WRITE_ATTEMPTS writes.
+            try:
+                fresh = self.kube.get_scale(a.namespace, a.target)
+            except (TransientError, KubeError) as exc:
+                write, why = Write.FAILED, f"cannot read the scale again: {exc}"
+                break
+            if fresh.replicas != info.replicas:
+                self._note_external_change(a, mem, fresh.replicas, now)
+                info = replace(info, replicas=fresh.replicas,
+                               resource_version=fresh.resource_version)
+                d = self._decide(a, mem, info, obs, prior, prior_failures, now)
+                blocked = self._blocked(a, mem, now)
+            if attempt == SCALE_WRITE_ATTEMPTS - 1 and d.desired != info.replicas:
+                why = (f"refused {SCALE_WRITE_ATTEMPTS} times, the count now "
+                       f"{info.replicas}: {why}")
+            else:
+                write = Write.NONE
+        if a.mode is not Mode.SCALE and d.desired != info.replicas:
             log.info("%s/%s: %s mode: would scale %d -> %d (%s)", a.namespace, a.name,
-                     a.mode.value, info.replicas, desired, reason)
+                     a.mode.value, info.replicas, d.desired, d.reason)
+        desired, reason, message, decision = d.desired, d.reason, d.message, d.decision
+        mem.failures = d.failures
+        mem.state = d.state
+        if a.mode is Mode.SCALE:
+            # The core stored a scale event for the count it asked for; keep one for the
+            # count written, as the HPA stores its event only after a successful update: a
+            # failed, blocked or capped write must not use up a rate-limit period.
+            applied = desired if write is Write.WRITTEN else info.replicas
+            mem.state = store_scale_event(
+                replace(d.state, scale_up_events=prior.scale_up_events,
+                        scale_down_events=prior.scale_down_events),
+                a.spec.behavior, info.replicas, applied, now)
+        able = self._write_outcome(a, mem, info, desired, write, why)
         self._metrics_events(a, mem, verdict)
         self._log_decision(a, mem, info, desired, reason, decision)
         self._status(a, mem, now, current=info.replicas, desired=desired, reason=reason,
                      message=message, decision=decision, conditions=st.conditions(
                          mode=a.mode.value, valid=decision.valid, reason=reason,
                          message=message, decision_reason=decision.reason, metrics=verdict,
-                         blocked=blocked, capacity=capacity,
-                         able=st.able_to_scale(mem.write_failure)
-                         if a.mode is Mode.SCALE else None))
+                         blocked=blocked, capacity=d.capacity, able=able))
         return Outcome(a.namespace, a.name, a.mode, info.replicas, desired, reason,
-                       decision.valid, wrote, decision, now)
+                       decision.valid, write is Write.WRITTEN, decision, now)
+
+    def _decide(self, a: Autoscaler, mem: Memory, info: ScaleInfo,
+                obs: Observation | str | None, prior: State, prior_failures: int,
+                now: float) -> Decided:
+        """Decide from ``prior`` (the state before this cycle): pure up to the pod check,
+        so deciding again after a conflict applies the cycle once, not twice."""
+        if isinstance(obs, Observation):
+            snapshot = obs.snapshot(info.replicas, info.ready)
+        else:
+            snapshot = Snapshot(current_replicas=info.replicas, ready_replicas=info.ready)
+        decision, state = decide(snapshot, prior, a.spec, now)
+        desired, reason, message, failures = self._after_decide(a, prior_failures, decision,
+                                                                 info)
+        desired, reason, message, capacity = self._capacity(a, mem, info, desired, reason,
+                                                            message, now)
+        return Decided(decision, state, desired, reason, message, capacity, failures)
+
+    def _write_outcome(self, a: Autoscaler, mem: Memory, info: ScaleInfo, desired: int,
+                       write: Write, why: str) -> st.Condition | None:
+        """The ``AbleToScale`` condition (Scale mode), with an Event, a metric and a log
+        line for a failed write: an Event once per reason, the rest every time."""
+        if a.mode is not Mode.SCALE:
+            return None
+        if write in (Write.CONFLICT, Write.FAILED):
+            reason = "FailedUpdateScale"
+            message = f"scale {info.replicas} -> {desired} not written: {why}"
+            self.hooks.error("scale_write")
+            log.warning("%s/%s: %s", a.namespace, a.name, message)
+            key = f"{write.value}: {why.split(':', 1)[0]}"
+            if key != mem.write_trouble:
+                self._event(a, "Warning", "FailedRescale", message)
+                mem.write_trouble = key
+            return ("False", reason, message)
+        if write is not Write.BLOCKED:
+            mem.write_trouble = None
+        # One reason for "written" and "nothing to write": a change of reason is a status
+        # PATCH, and a scale then a steady cycle would cost two per scale.
+        return ("True", "ReadyForNewScale", "no scale write has failed since the last one "
+                "that went through")
 
     def _log_decision(self, a: Autoscaler, mem: Memory, info: ScaleInfo, desired: int,
                       reason: str, decision: Decision) -> None:
@@ -556,18 +666,17 @@ class Controller:
         decision_log.log(level, "%s/%s: %d -> %d (%s): %s", a.namespace, a.name,
                          info.replicas, desired, reason, decision.message, extra=fields)
 
-    def _after_decide(self, a: Autoscaler, mem: Memory, decision: Decision,
-                      info: ScaleInfo) -> tuple[int, str, str]:
-        """The decision as the loop acts on it: (desired, reason, message)."""
+    def _after_decide(self, a: Autoscaler, failures: int, decision: Decision,
+                      info: ScaleInfo) -> tuple[int, str, str, int]:
+        """The decision as the loop acts on it: (desired, reason, message, failures)."""
         # Never below the current count on missing data; the fallback may only raise it
         # (the core's rule, the one the replay runs too).
-        guarded = guard(decision, current=info.replicas, failures=mem.failures,
+        guarded = guard(decision, current=info.replicas, failures=failures,
                         fallback=a.spec.fallback or (
                             None if a.fallback is None
                             else Fallback(a.fallback.replicas, a.fallback.failure_threshold)),
                         max_replicas=a.spec.max_replicas)
-        mem.failures = guarded.failures
-        return guarded.replicas, guarded.reason.value, guarded.message
+        return guarded.replicas, guarded.reason.value, guarded.message, guarded.failures
 
     def _capacity(self, a: Autoscaler, mem: Memory, info: ScaleInfo, desired: int,
                   reason: str, message: str, now: float
@@ -625,44 +734,33 @@ class Controller:
                 mem.capacity_event = key
         return desired, reason, message, condition
 
-    def _write_scale(self, a: Autoscaler, mem: Memory, info: ScaleInfo, desired: int,
-                     reason: str, message: str, now: float) -> bool:
+    def _write_scale(self, a: Autoscaler, mem: Memory, info: ScaleInfo, d: Decided,
+                     now: float) -> tuple[Write, str]:
+        """One compare-and-set of the scale from ``info.replicas`` to ``d.desired``:
+        (what became of it, why it failed)."""
         if not self.may_write():
             log.warning("%s/%s: not leading any more: scale %d -> %d not written",
-                        a.namespace, a.name, info.replicas, desired)
-            return False
+                        a.namespace, a.name, info.replicas, d.desired)
+            return Write.BLOCKED, "not leading"
         try:
-            # Written only if the count is still the one decided from (a compare-and-set,
-            # ``Kube.update_scale``): a rival's write between our read and ours stands.
-            self.kube.update_scale(a.namespace, a.target, desired, info.replicas)
+            self.kube.set_scale(a.namespace, a.target, d.desired, expected=info.replicas)
         except Conflict as exc:
-            # Not retried within the cycle: the count moved, so the decision is stale; the
-            # next cycle reads the new count (and ``_note_external_change`` counts it).
-            log.info("%s/%s: %s; deciding again next cycle", a.namespace, a.name, exc)
+            log.info("%s/%s: scale changed under us: %s", a.namespace, a.name, exc)
             self.hooks.error("conflict")
-            mem.write_failure = ("ScaleChanged", f"the scale changed from {info.replicas} "
-                                 f"before {desired} was written; deciding again")
-            return False
-        except (TransientError, KubeError) as exc:
-            # Not retried either: a timed-out write may have been applied, and the next
-            # cycle's compare-and-set against the count it then reads cannot apply this
-            # decision twice. Visible: AbleToScale=False and one Warning per failure streak.
-            self.hooks.error("api" if isinstance(exc, TransientError) else "kube")
-            log.warning("%s/%s: scale %d -> %d failed: %s", a.namespace, a.name,
-                        info.replicas, desired, exc)
-            if mem.write_failure is None or mem.write_failure[0] != "FailedUpdateScale":
-                self._event(a, "Warning", "FailedRescale",
-                            f"New size: {desired}; reason: {reason}; error: {exc}")
-            mem.write_failure = ("FailedUpdateScale", f"scale {info.replicas} -> {desired} "
-                                 f"failed: {exc}")
-            return False
-        mem.write_failure = None
-        mem.last_written = desired
-        mem.last_seen = desired
+            return Write.CONFLICT, str(exc)
+        except TransientError as exc:
+            # The write may have landed (a lost answer): the count it set is ours, not
+            # another writer's, if the next cycle finds it.
+            mem.last_written = d.desired
+            return Write.FAILED, str(exc)
+        except KubeError as exc:
+            return Write.FAILED, str(exc)
+        mem.last_written = d.desired
+        mem.last_seen = d.desired
         mem.last_scale_time = now
         self._event(a, "Normal", "SuccessfulRescale",
-                    f"New size: {desired}; reason: {reason}: {message}")
-        return True
+                    f"New size: {d.desired}; reason: {d.reason}: {d.message}")
+        return Write.WRITTEN, ""
 
     # -- competing writers ---------------------------------------------------------------
 

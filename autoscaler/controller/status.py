@@ -10,11 +10,10 @@ Conditions (HPA-shaped names, so ``kubectl describe`` reads like an HPA's):
   keeps changing the scale (``ConflictingWriter``).
 * ``ScalingLimited``: the decision was clamped (min/max or a behaviour rate limit).
 * ``MetricsAvailable``: the request rate was read and trusted this cycle.
-* ``AbleToScale`` (Scale mode): False while the last scale write failed, until one succeeds
-  or none is needed: ``ScaleChanged`` (another writer moved the count between our read and
-  our write) or ``FailedUpdateScale`` (the API refused it or did not answer), as the HPA's.
 * ``CapacityAvailable``: False while pods of the workload cannot be scheduled (GPUs run
   out), Unknown when its pods could not be listed (``schedulable.py``, ``capacity``).
+* ``AbleToScale`` (Scale mode): False (``FailedUpdateScale``, with the API server's words)
+  while the last scale write failed: the count kept changing under us, RBAC, or no answer.
 
 ``learnedCapacity`` (not a condition): what one replica carries at the SLO as the policy
 learned it, with a 90 % band (``learned_capacity``), refreshed with the forecast figures.
@@ -140,8 +139,7 @@ def conditions(*, mode: str, valid: bool, reason: str, message: str,
                blocked: Condition | None,
                capacity: Condition | None = None,
                able: Condition | None = None) -> dict[str, Condition]:
-    """The four conditions of one reconcile, and ``CapacityAvailable``/``AbleToScale``
-    when given. ``reason``/``message``
+    """The four conditions of one reconcile, five with ``capacity``. ``reason``/``message``
     are after the loop's post-processing (``Fallback`` may replace the core's); ``blocked``
     is why we do not write (a competing autoscaler or writer), or None."""
     if blocked is not None:
@@ -164,14 +162,6 @@ def conditions(*, mode: str, valid: bool, reason: str, message: str,
     if able is not None:
         out["AbleToScale"] = able
     return out
-
-
-def able_to_scale(failure: tuple[str, str] | None) -> Condition:
-    """``AbleToScale`` from the last failed scale write, or None since. The True message is
-    constant so that the condition does not make a status write of its own every cycle."""
-    if failure is None:
-        return ("True", "ReadyForNewScale", "the last scale write, if any, succeeded")
-    return ("False", *failure)
 
 
 def capacity(assessment: Assessment | None, *, listed: bool, error: str = "",

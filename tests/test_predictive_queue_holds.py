@@ -9,10 +9,21 @@ from __future__ import annotations
 import pytest
 
 from autoscaler.core.policies import predictive
+from autoscaler.core.spec import Spec
 from autoscaler.core.types import Decision, MetricValue, Reason, Signal, Snapshot, State
 from tests.test_predictive import make_spec, snap
 
 STEP = 15.0
+
+
+def steady(spec: Spec, rate: float) -> tuple[State, float]:
+    """Ten minutes of 6 replicas serving ``rate`` with nothing queued: (state, next time)."""
+    state, t = State(), 0.0
+    for _ in range(40):
+        _, state = predictive.decide(snap(at=t, current=6, rate=rate, queue=0.0), state,
+                                     spec, t)
+        t += STEP
+    return state, t
 
 
 def demand_after(holds: list[float | None], before: float, served: float, queue: float,
@@ -22,12 +33,7 @@ def demand_after(holds: list[float | None], before: float, served: float, queue:
     then read ``before`` queued (served 20) just before the holds."""
     monkeypatch.setattr(predictive, "QUEUE_THROUGH_HOLDS", remember)
     spec = make_spec()
-    state = State()
-    t = 0.0
-    for _ in range(40):
-        _, state = predictive.decide(snap(at=t, current=6, rate=25.0, queue=0.0), state,
-                                     spec, t)
-        t += STEP
+    state, t = steady(spec, 25.0)
     _, state = predictive.decide(snap(at=t, current=6, rate=20.0, queue=before), state,
                                  spec, t)
     for q in holds:
@@ -73,12 +79,7 @@ def after_a_drain(echo: bool, monkeypatch: pytest.MonkeyPatch) -> list[Decision]
     monkeypatch.setattr(predictive, "DRAIN_ECHO", echo)
     monkeypatch.setattr(predictive, "QUEUE_THROUGH_HOLDS", True)
     spec = make_spec(min_replicas=6)
-    state = State()
-    t = 0.0
-    for _ in range(40):
-        _, state = predictive.decide(snap(at=t, current=6, rate=6.0, queue=0.0), state,
-                                     spec, t)
-        t += STEP
+    state, t = steady(spec, 6.0)
     for _ in range(4):
         _, state = predictive.decide(snap(at=t, current=6, rate=None, queue=600.0), state,
                                      spec, t)

@@ -655,11 +655,7 @@ def _queue_growth(prev: PredictiveState, queue: float | None, now: float) -> flo
     step = (queue - q0) / (now - t0)
     if step > 0.0:
         return step
-    start = next(((t, q) for t, q in prev.queue_recent if t >= now - RATE_WINDOW_S - _EPS),
-                 None)
-    if start is None or start[0] >= now:
-        return 0.0
-    return min(0.0, (queue - start[1]) / RATE_WINDOW_S)
+    return _queue_drained(prev, queue, now)
 
 
 def _kv_level(prev: PredictiveState, kv: float | None, ready: int, now: float,
